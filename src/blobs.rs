@@ -1,0 +1,151 @@
+//! A content-addressed blob store on disk (`<target-dir>/containerize/cache`).
+//!
+//! Layers are streamed into it (never held in memory), outputs read or hard-link from it, and
+//! a small index maps the digest of a layer's *inputs* to the layer it produced, so an unchanged
+//! layer is never compressed twice (the idea of ko's KOCACHE).
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A sha256 digest in OCI form, `sha256:<hex>`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The hex part of an OCI digest.
+pub fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// A writer that hashes and counts what passes through it.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// The inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        (
+            self.inner,
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.len,
+        )
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// A blob being written: a temp file in the store, hashed as it is written.
+pub type BlobWriter = HashWriter<io::BufWriter<tempfile::NamedTempFile>>;
+
+impl BlobStore {
+    pub fn open(root: &Path) -> Result<BlobStore> {
+        for sub in ["blobs/sha256", "layers", "tmp"] {
+            fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!(
+                    "cannot create the cache at {}; make it writable or pass --target-dir",
+                    root.display()
+                )
+            })?;
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs/sha256").join(hex_of(digest))
+    }
+
+    pub fn has(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn writer(&self) -> Result<BlobWriter> {
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
+            .context("creating a temp file in the cache")?;
+        Ok(HashWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)))
+    }
+
+    /// Moves a finished blob into place; returns its digest and size.
+    pub fn commit(&self, w: BlobWriter) -> Result<(String, u64)> {
+        let (buf, digest, size) = w.finish();
+        let tmp = buf.into_inner().map_err(|e| e.into_error())?;
+        tmp.persist(self.path(&digest))
+            .map_err(|e| e.error)
+            .context("storing a blob in the cache")?;
+        Ok((digest, size))
+    }
+
+    pub fn put(&self, bytes: &[u8]) -> Result<(String, u64)> {
+        let digest = digest_of(bytes);
+        if !self.has(&digest) {
+            let mut w = self.writer()?;
+            w.write_all(bytes)?;
+            self.commit(w)?;
+        }
+        Ok((digest, bytes.len() as u64))
+    }
+
+    /// A cached value stored under an input key, if its blob is still present.
+    pub fn cached<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {
+        let bytes = fs::read(self.root.join("layers").join(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        serde_json::to_writer(&tmp, value)?;
+        tmp.persist(self.root.join("layers").join(key))
+            .map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_is_content_addressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (d, n) = store.put(b"hello").unwrap();
+        assert_eq!(
+            d,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(n, 5);
+        assert_eq!(fs::read(store.path(&d)).unwrap(), b"hello");
+    }
+}

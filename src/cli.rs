@@ -1,0 +1,198 @@
+//! The command line: `cargo containerize [build]`, `verify`.
+
+use crate::metadata::{CargoArgs, Settings};
+use crate::pipeline::{self, BuildRequest};
+use crate::platform::Platform;
+use crate::verify;
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo-containerize",
+    bin_name = "cargo containerize",
+    version,
+    about = "Build a minimal OCI image of a crate's binary: static musl build, verified, on scratch, no daemon",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the image (the default)
+    Build(BuildArgs),
+    /// Report whether binaries are static and for which platform; exit 1 if one is not static
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MessageFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+
+    /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
+    /// (repeatable) [default: oci:<target-dir>/containerize/<bin>:<version>]
+    #[arg(short = 'o', long = "output", value_name = "TRANSPORT")]
+    pub outputs: Vec<String>,
+    /// Package this prebuilt binary instead of building (it is still verified)
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// Run `rustup target add` when the musl target is missing
+    #[arg(long)]
+    pub install_target: bool,
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    pub message_format: MessageFormat,
+    /// Print nothing on stderr but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Target platforms, comma separated [supported: linux/amd64, linux/arm64; default: the host's]
+    #[arg(
+        long,
+        value_name = "PLATFORMS",
+        value_delimiter = ',',
+        help_heading = "Image options"
+    )]
+    pub platform: Vec<String>,
+    /// Set an environment variable (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE", help_heading = "Image options")]
+    pub env: Vec<String>,
+    /// Set a label and annotation (repeatable)
+    #[arg(
+        long = "label",
+        value_name = "KEY=VALUE",
+        help_heading = "Image options"
+    )]
+    pub labels: Vec<String>,
+    /// User to run as, numeric UID[:GID] [default: 65532:65532]
+    #[arg(long, help_heading = "Image options")]
+    pub user: Option<String>,
+    /// Time zone for TZ and /etc/localtime, e.g. Asia/Kolkata
+    #[arg(long, help_heading = "Image options")]
+    pub timezone: Option<String>,
+    /// CA bundle: webpki, host, none or a PEM file
+    #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
+    pub ca_certs: Option<String>,
+    /// Time zone database: bundled, host or none
+    #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
+    pub tzdata: Option<String>,
+    /// Layer compression: gzip or zstd
+    #[arg(long, value_name = "ALGORITHM", help_heading = "Image options")]
+    pub compression: Option<String>,
+    /// Keep symbols and debug info in the binary
+    #[arg(long, help_heading = "Image options")]
+    pub no_strip: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Files to check
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Also require this platform's machine (e.g. linux/arm64)
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+fn key_values(flag: &str, items: &[String]) -> Result<Option<BTreeMap<String, String>>> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut m = BTreeMap::new();
+    for item in items {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("{flag} `{item}` is not KEY=VALUE; write it as {flag} NAME=value");
+        };
+        m.insert(k.to_string(), v.to_string());
+    }
+    Ok(Some(m))
+}
+
+impl BuildArgs {
+    /// The settings given on the command line; they win over Cargo.toml's.
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
+            env: key_values("--env", &self.env)?,
+            labels: key_values("--label", &self.labels)?,
+            user: self.user.clone(),
+            timezone: self.timezone.clone(),
+            ca_certs: self.ca_certs.clone(),
+            tzdata: self.tzdata.clone(),
+            compression: self.compression.clone(),
+            strip: self.no_strip.then_some(false),
+            platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
+            ..Settings::default()
+        })
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Verify(v)) => run_verify(&v),
+        Some(Command::Build(b)) => run_build(b),
+        None => run_build(cli.build),
+    }
+}
+
+fn run_build(args: BuildArgs) -> Result<ExitCode> {
+    let request = BuildRequest {
+        overrides: args.settings()?,
+        cargo: args.cargo.clone(),
+        outputs: args.outputs.clone(),
+        binary: args.binary.clone(),
+        install_target: args.install_target,
+        quiet: args.quiet || args.message_format == MessageFormat::Json,
+    };
+    let report = pipeline::run(&request)?;
+    match args.message_format {
+        MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        MessageFormat::Human => println!("{}", report.digest),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let want = args.platform.as_deref().map(Platform::parse).transpose()?;
+    let mut all_ok = true;
+    for f in &args.files {
+        match verify::inspect(f) {
+            Ok(report) => {
+                let wrong_arch = want.is_some_and(|p| report.platform != Some(p));
+                all_ok &= report.is_static() && !wrong_arch;
+                if wrong_arch {
+                    println!(
+                        "{report}; wrong platform, want {}",
+                        want.map(|p| p.to_string()).unwrap_or_default()
+                    );
+                } else {
+                    println!("{report}");
+                }
+            }
+            Err(e) => {
+                all_ok = false;
+                println!("{}: {e:#}", f.display());
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

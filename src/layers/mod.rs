@@ -1,0 +1,114 @@
+//! Stage 4 — layers: deterministic tar layers, compressed into the blob store.
+//!
+//! Each layer is a sorted list of entries with explicit owner, mode and mtime, so the same
+//! inputs give the same bytes on every machine. Layers are ordered by how often they change:
+//! base files, CA certificates and tzdata (the same for every crate, so registries and runtimes
+//! share them), then the crate's own files, then the binary.
+
+pub mod base;
+pub mod certs;
+pub mod tar;
+pub mod tzdata;
+
+use crate::blobs::BlobStore;
+use crate::metadata::ImageSpec;
+use crate::metadata::spec::Compression;
+use crate::verify::VerifiedBinary;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub use self::tar::{Entry, EntryKind, LayerContent, Source};
+
+/// A layer in the blob store.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layer {
+    /// What the layer holds, for logs and JSON output ("base files", "binary", …).
+    pub what: String,
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Digest of the uncompressed tar (the config's rootfs.diff_ids).
+    pub diff_id: String,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// Size of the uncompressed tar.
+    pub tar_size: u64,
+    pub media_type: String,
+    /// Whether this run compressed it (false: reused from the cache).
+    #[serde(skip)]
+    pub fresh: bool,
+}
+
+/// The mtime stamped on the crate's own layers: SOURCE_DATE_EPOCH's value or the epoch. The
+/// crate-independent layers always use 0 so that they are shared by every crate.
+pub fn crate_mtime(spec: &ImageSpec) -> u64 {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
+        spec.created_epoch
+    } else {
+        0
+    }
+}
+
+/// The layers that do not depend on the crate or the platform.
+pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> {
+    let mut contents = vec![base::content()];
+    if let Some(c) = certs::content(&spec.ca_certs)? {
+        contents.push(c);
+    }
+    if let Some(c) = tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
+        contents.push(c);
+    }
+    contents
+        .into_iter()
+        .map(|c| tar::write_layer(&c, store, spec.compression))
+        .collect()
+}
+
+/// The crate's extra files (`include`, /etc/localtime), if any.
+pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>> {
+    let mut entries = Vec::new();
+    for inc in &spec.includes {
+        entries.push(if inc.is_dir {
+            Entry::dir(&inc.dest, inc.mode)
+        } else {
+            Entry::file(&inc.dest, Source::Path(inc.src.clone()), inc.mode)
+        });
+    }
+    if let Some(tz) = &spec.timezone {
+        entries.push(tzdata::localtime_entry(
+            &spec.tzdata,
+            spec.zones.as_deref(),
+            tz,
+        )?);
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let content = LayerContent {
+        what: "files".into(),
+        entries,
+        mtime: crate_mtime(spec),
+    };
+    tar::write_layer(&content, store, spec.compression).map(Some)
+}
+
+/// The binary, at its path in the image, mode 0755.
+pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -> Result<Layer> {
+    let content = LayerContent {
+        what: "binary".into(),
+        entries: vec![Entry::file(
+            &spec.binary_path,
+            Source::Path(PathBuf::from(&bin.path)),
+            0o755,
+        )],
+        mtime: crate_mtime(spec),
+    };
+    tar::write_layer(&content, store, spec.compression)
+}
+
+pub fn media_type(c: Compression) -> &'static str {
+    match c {
+        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+    }
+}

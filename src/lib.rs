@@ -1,0 +1,24 @@
+//! cargo-containerize: a crate's binary as a minimal OCI image, with no daemon.
+//!
+//! The pipeline, one module per stage, each handing a plain value to the next:
+//!
+//! ```text
+//! metadata  (Cargo.toml → Project, ImageSpec)
+//!   → build   (cargo build --target <arch>-unknown-linux-musl → Built)
+//!   → verify  (goblin: static, right machine → VerifiedBinary)
+//!   → layers  (deterministic tar + compression → Layer blobs)
+//!   → image   (OCI config, manifest, index → Image)
+//!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
+//! ```
+//! [`pipeline`] runs them in that order; [`cli`] is the command line.
+
+pub mod blobs;
+pub mod build;
+pub mod cli;
+pub mod image;
+pub mod layers;
+pub mod metadata;
+pub mod outputs;
+pub mod pipeline;
+pub mod platform;
+pub mod verify;

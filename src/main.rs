@@ -1,0 +1,20 @@
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // cargo runs `cargo-containerize containerize ARGS…`; accept being run directly too.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "containerize") {
+        args.remove(1);
+    }
+    let cli = cargo_containerize::cli::Cli::parse_from(args);
+    match cargo_containerize::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the cause chain, outermost first.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

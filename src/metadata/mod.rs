@@ -1,0 +1,339 @@
+//! Stage 1 — metadata: what to build and how the image should look.
+//!
+//! Reads the crate with `cargo metadata`, picks the package and binary the way cargo does,
+//! merges `[workspace.metadata.containerize]` and `[package.metadata.containerize]`, and
+//! resolves everything into an [`ImageSpec`] that the later stages (and the templates) share.
+
+pub mod git;
+pub mod settings;
+pub mod spec;
+
+pub use settings::Settings;
+pub use spec::ImageSpec;
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::{CargoOpt, Metadata, MetadataCommand, Package, TargetKind};
+use std::path::PathBuf;
+
+/// Cargo's own flags, honoured as cargo honours them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CargoArgs {
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH", help_heading = "Cargo options")]
+    pub manifest_path: Option<PathBuf>,
+    /// Package to containerize
+    #[arg(short = 'p', long, value_name = "SPEC", help_heading = "Cargo options")]
+    pub package: Option<String>,
+    /// Binary target to containerize
+    #[arg(long, value_name = "NAME", help_heading = "Cargo options")]
+    pub bin: Option<String>,
+    /// Space or comma separated list of features to activate
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Cargo options"
+    )]
+    pub features: Vec<String>,
+    /// Activate all available features
+    #[arg(long, help_heading = "Cargo options")]
+    pub all_features: bool,
+    /// Do not activate the `default` feature
+    #[arg(long, help_heading = "Cargo options")]
+    pub no_default_features: bool,
+    /// Build with the given profile
+    #[arg(
+        long,
+        value_name = "PROFILE-NAME",
+        default_value = "release",
+        help_heading = "Cargo options"
+    )]
+    pub profile: String,
+    /// Assert that Cargo.lock will remain unchanged
+    #[arg(long, help_heading = "Cargo options")]
+    pub locked: bool,
+    /// Equivalent to specifying both --locked and --offline
+    #[arg(long, help_heading = "Cargo options")]
+    pub frozen: bool,
+    /// Run without accessing the network
+    #[arg(long, help_heading = "Cargo options")]
+    pub offline: bool,
+    /// Directory for all generated artifacts
+    #[arg(long, value_name = "DIRECTORY", help_heading = "Cargo options")]
+    pub target_dir: Option<PathBuf>,
+}
+
+impl CargoArgs {
+    /// The flags passed on to every cargo invocation (metadata and build).
+    pub fn common_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(p) = &self.manifest_path {
+            v.push("--manifest-path".into());
+            v.push(p.display().to_string());
+        }
+        for (on, flag) in [
+            (self.locked, "--locked"),
+            (self.frozen, "--frozen"),
+            (self.offline, "--offline"),
+        ] {
+            if on {
+                v.push(flag.into());
+            }
+        }
+        v
+    }
+
+    pub fn feature_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let features: Vec<&str> = self
+            .features
+            .iter()
+            .flat_map(|f| f.split([' ', ',']))
+            .filter(|f| !f.is_empty())
+            .collect();
+        if !features.is_empty() {
+            v.push("--features".into());
+            v.push(features.join(","));
+        }
+        if self.all_features {
+            v.push("--all-features".into());
+        }
+        if self.no_default_features {
+            v.push("--no-default-features".into());
+        }
+        v
+    }
+}
+
+/// The crate as the later stages need it.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub package: Package,
+    pub workspace_root: PathBuf,
+    pub package_root: PathBuf,
+    pub target_dir: PathBuf,
+    /// The binary target to build.
+    pub bin: String,
+    /// Every binary target of the package.
+    pub bins: Vec<String>,
+    pub settings: Settings,
+    /// Whether anything in the build graph compiles C code through cc-rs.
+    pub compiles_c: bool,
+}
+
+/// Runs `cargo metadata` and selects the package and binary.
+pub fn load(args: &CargoArgs) -> Result<Project> {
+    let metadata = run_cargo_metadata(args)?;
+    let package = select_package(&metadata, args.package.as_deref())?.clone();
+    let origin_ws = format!(
+        "[workspace.metadata.containerize] of {}/Cargo.toml",
+        metadata.workspace_root
+    );
+    let origin_pkg = format!(
+        "[package.metadata.containerize] of {}",
+        package.manifest_path
+    );
+    let ws = Settings::from_value(
+        metadata
+            .workspace_metadata
+            .get("containerize")
+            .unwrap_or(&serde_json::Value::Null),
+        &origin_ws,
+    )?;
+    let pkg = Settings::from_value(
+        package
+            .metadata
+            .get("containerize")
+            .unwrap_or(&serde_json::Value::Null),
+        &origin_pkg,
+    )?;
+    let settings = ws.merge(pkg);
+
+    let bins: Vec<String> = package
+        .targets
+        .iter()
+        .filter(|t| t.kind.contains(&TargetKind::Bin))
+        .map(|t| t.name.clone())
+        .collect();
+    let bin = select_bin(
+        &package,
+        &bins,
+        args.bin.as_deref(),
+        settings.bin.as_deref(),
+    )?;
+
+    let compiles_c = metadata
+        .resolve
+        .as_ref()
+        .map(|r| {
+            r.nodes.iter().any(|n| {
+                metadata
+                    .packages
+                    .iter()
+                    .any(|p| p.id == n.id && p.name.as_str() == "cc")
+            })
+        })
+        .unwrap_or(false);
+
+    let target_dir = match &args.target_dir {
+        Some(d) => std::path::absolute(d).context("resolving --target-dir")?,
+        None => metadata.target_directory.clone().into_std_path_buf(),
+    };
+    let package_root = package
+        .manifest_path
+        .parent()
+        .context("manifest path has no parent")?
+        .to_path_buf()
+        .into_std_path_buf();
+    Ok(Project {
+        workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
+        package_root,
+        target_dir,
+        bin,
+        bins,
+        settings,
+        compiles_c,
+        package,
+    })
+}
+
+fn run_cargo_metadata(args: &CargoArgs) -> Result<Metadata> {
+    let mut cmd = MetadataCommand::new();
+    if let Some(p) = &args.manifest_path {
+        if !p.exists() {
+            bail!(
+                "manifest {} does not exist; pass --manifest-path the path of a Cargo.toml",
+                p.display()
+            );
+        }
+        cmd.manifest_path(p);
+    }
+    if args.all_features {
+        cmd.features(CargoOpt::AllFeatures);
+    }
+    if args.no_default_features {
+        cmd.features(CargoOpt::NoDefaultFeatures);
+    }
+    let feats: Vec<String> = args
+        .features
+        .iter()
+        .flat_map(|f| f.split([' ', ',']))
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect();
+    if !feats.is_empty() {
+        cmd.features(CargoOpt::SomeFeatures(feats));
+    }
+    let mut other = Vec::new();
+    for (on, flag) in [
+        (args.locked, "--locked"),
+        (args.frozen, "--frozen"),
+        (args.offline, "--offline"),
+    ] {
+        if on {
+            other.push(flag.to_string());
+        }
+    }
+    cmd.other_options(other);
+    cmd.exec().map_err(|e| {
+        let text = match e {
+            cargo_metadata::Error::CargoMetadata { stderr } => stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .find(|l| l.starts_with("error"))
+                .or_else(|| stderr.lines().find(|l| !l.trim().is_empty()))
+                .unwrap_or("cargo metadata failed")
+                .trim_start_matches("error: ")
+                .to_string(),
+            other => other.to_string(),
+        };
+        anyhow::anyhow!(
+            "cargo metadata failed: {text}; run this inside a Cargo project or pass --manifest-path"
+        )
+    })
+}
+
+fn select_package<'a>(metadata: &'a Metadata, spec: Option<&str>) -> Result<&'a Package> {
+    let members: Vec<&Package> = metadata.workspace_packages();
+    if let Some(spec) = spec {
+        let name = spec.split(['@', ':']).next().unwrap_or(spec);
+        return members
+            .iter()
+            .copied()
+            .find(|p| p.name.as_str() == name)
+            .with_context(|| {
+                format!(
+                    "package `{spec}` is not a member of the workspace; members: {}",
+                    members
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+    }
+    if let Some(root) = metadata.root_package() {
+        return Ok(root);
+    }
+    let with_bins: Vec<&Package> = members
+        .iter()
+        .copied()
+        .filter(|p| p.targets.iter().any(|t| t.kind.contains(&TargetKind::Bin)))
+        .collect();
+    match with_bins.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            bail!("no package in this workspace has a binary target; add a [[bin]] or src/main.rs")
+        }
+        many => bail!(
+            "this workspace has several packages with binaries ({}); choose one with -p/--package",
+            many.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn select_bin(
+    package: &Package,
+    bins: &[String],
+    cli: Option<&str>,
+    setting: Option<&str>,
+) -> Result<String> {
+    let list = || bins.join(", ");
+    if let Some(want) = cli.or(setting) {
+        if bins.iter().any(|b| b == want) {
+            return Ok(want.to_string());
+        }
+        if bins.is_empty() {
+            bail!(
+                "no bin target named `{want}`: package `{}` has no binary targets; add src/main.rs or a [[bin]]",
+                package.name
+            );
+        }
+        bail!(
+            "no bin target named `{want}` in package `{}`; available bins: {}",
+            package.name,
+            list()
+        );
+    }
+    match bins {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "package `{}` has no binary target; add src/main.rs or a [[bin]] section",
+            package.name
+        ),
+        _ => {
+            if let Some(d) = &package.default_run {
+                return Ok(d.clone());
+            }
+            bail!(
+                "package `{}` has several binaries ({}); choose one with --bin NAME or `bin = \"NAME\"` in [package.metadata.containerize]",
+                package.name,
+                list()
+            )
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The `[package.metadata.containerize]` schema (with `[workspace.metadata.containerize]` as
+//! defaults). Every key is optional; `merge` lays the package's table over the workspace's.
+//! Unknown keys are rejected so that a typo never silently does nothing.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// Which binary target to package when the package has several.
+    pub bin: Option<String>,
+    /// Entrypoint (exec form); default: the binary's path in the image.
+    pub entrypoint: Option<Vec<String>>,
+    /// Cmd: arguments passed to the entrypoint.
+    pub args: Option<Vec<String>>,
+    /// Extra environment variables.
+    pub env: Option<BTreeMap<String, String>>,
+    /// The user the process runs as; default "65532:65532" (nonroot).
+    pub user: Option<String>,
+    /// WorkingDir; default "/".
+    pub workdir: Option<String>,
+    /// Exposed ports: 8080, "8080", "8080/tcp", "53/udp".
+    pub ports: Option<Vec<Port>>,
+    /// StopSignal, e.g. "SIGTERM".
+    pub stop_signal: Option<String>,
+    /// Image labels (and manifest annotations); override the ones derived from Cargo.toml.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// CA bundle: "webpki" (default, embedded), "host", "none", or a path to a PEM file.
+    pub ca_certs: Option<String>,
+    /// Time zone database: "bundled" (default, embedded), "host", or "none".
+    pub tzdata: Option<String>,
+    /// Only these zones of the time zone database.
+    pub zones: Option<Vec<String>>,
+    /// Sets TZ and /etc/localtime, e.g. "Asia/Kolkata".
+    pub timezone: Option<String>,
+    /// Extra files: `{ src = "relative/to/package", dest = "/in/image" }`.
+    pub include: Option<Vec<Include>>,
+    /// Strip symbols and debug info from the binary; default true.
+    pub strip: Option<bool>,
+    /// Where the binary goes in the image; default /usr/local/bin/<name>.
+    pub binary_path: Option<String>,
+    /// Platforms to build, e.g. ["linux/amd64", "linux/arm64"]; default: the host's.
+    pub platforms: Option<Vec<String>>,
+    /// Layer compression: "gzip" (default) or "zstd".
+    pub compression: Option<String>,
+    /// Registry repository to push to, e.g. "ghcr.io/owner/app".
+    pub repository: Option<String>,
+    /// Tags for `repository`; placeholders {version}, {git_sha}, {git_short_sha}.
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Port {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Include {
+    pub src: String,
+    pub dest: String,
+}
+
+/// The documented list of keys, for error messages and `init`.
+pub const KEYS: &[&str] = &[
+    "bin",
+    "entrypoint",
+    "args",
+    "env",
+    "user",
+    "workdir",
+    "ports",
+    "stop-signal",
+    "labels",
+    "ca-certs",
+    "tzdata",
+    "zones",
+    "timezone",
+    "include",
+    "strip",
+    "binary-path",
+    "platforms",
+    "compression",
+    "repository",
+    "tags",
+];
+
+impl Settings {
+    /// Parses one metadata table. `origin` names where it came from, for the error message.
+    pub fn from_value(value: &serde_json::Value, origin: &str) -> anyhow::Result<Settings> {
+        if value.is_null() {
+            return Ok(Settings::default());
+        }
+        Settings::deserialize(value).map_err(|e| {
+            let msg = e.to_string();
+            if let Some(rest) = msg.strip_prefix("unknown field ") {
+                let key = rest.split(',').next().unwrap_or(rest);
+                anyhow::anyhow!(
+                    "unknown key {key} in {origin}; remove it or use one of: {}",
+                    KEYS.join(", ")
+                )
+            } else {
+                anyhow::anyhow!("invalid {origin}: {msg}; see README.md, section Settings")
+            }
+        })
+    }
+
+    /// Lays `over` on top of `self`: scalar keys are replaced, tables (env, labels) are merged
+    /// key by key, lists are replaced.
+    pub fn merge(self, over: Settings) -> Settings {
+        fn map(
+            a: Option<BTreeMap<String, String>>,
+            b: Option<BTreeMap<String, String>>,
+        ) -> Option<BTreeMap<String, String>> {
+            match (a, b) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                (a, b) => b.or(a),
+            }
+        }
+        Settings {
+            bin: over.bin.or(self.bin),
+            entrypoint: over.entrypoint.or(self.entrypoint),
+            args: over.args.or(self.args),
+            env: map(self.env, over.env),
+            user: over.user.or(self.user),
+            workdir: over.workdir.or(self.workdir),
+            ports: over.ports.or(self.ports),
+            stop_signal: over.stop_signal.or(self.stop_signal),
+            labels: map(self.labels, over.labels),
+            ca_certs: over.ca_certs.or(self.ca_certs),
+            tzdata: over.tzdata.or(self.tzdata),
+            zones: over.zones.or(self.zones),
+            timezone: over.timezone.or(self.timezone),
+            include: over.include.or(self.include),
+            strip: over.strip.or(self.strip),
+            binary_path: over.binary_path.or(self.binary_path),
+            platforms: over.platforms.or(self.platforms),
+            compression: over.compression.or(self.compression),
+            repository: over.repository.or(self.repository),
+            tags: over.tags.or(self.tags),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::from_value(
+            &json!({"entrypiont": ["x"]}),
+            "[package.metadata.containerize]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown key `entrypiont`"), "{err}");
+        assert!(err.contains("entrypoint"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn every_documented_key_parses() {
+        let v = json!({
+            "bin": "a", "entrypoint": ["/a"], "args": ["x"], "env": {"A": "1"}, "user": "1:1",
+            "workdir": "/w", "ports": [80, "53/udp"], "stop-signal": "SIGINT", "labels": {"k": "v"},
+            "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
+            "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
+            "platforms": ["linux/amd64"], "compression": "zstd", "repository": "r", "tags": ["t"]
+        });
+        let s = Settings::from_value(&v, "t").unwrap();
+        let back = serde_json::to_value(&s).unwrap();
+        for key in KEYS {
+            assert!(
+                back.get(key).is_some_and(|v| !v.is_null()),
+                "{key} not parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn package_overrides_workspace_and_tables_merge() {
+        let ws = Settings::from_value(&json!({"user": "1:1", "env": {"A": "ws", "B": "ws"}}), "w")
+            .unwrap();
+        let pkg = Settings::from_value(&json!({"env": {"B": "pkg"}, "strip": false}), "p").unwrap();
+        let m = ws.merge(pkg);
+        assert_eq!(m.user.as_deref(), Some("1:1"));
+        assert_eq!(m.strip, Some(false));
+        let env = m.env.unwrap();
+        assert_eq!(env["A"], "ws");
+        assert_eq!(env["B"], "pkg");
+    }
+}

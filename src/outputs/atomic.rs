@@ -1,0 +1,134 @@
+//! Outputs appear whole or not at all: everything is written under a temp name beside the
+//! target and renamed into place only on success. A failed or interrupted run leaves the old
+//! output untouched (the temp name is removed on drop; a killed process leaves a dot-file
+//! that the next run of the same output ignores).
+
+use anyhow::{Context, Result, bail};
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+fn parent_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_prefix(target: &Path) -> String {
+    format!(
+        ".{}.tmp-",
+        target
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    )
+}
+
+/// Fails early when `target` cannot be written: its nearest existing ancestor must be a
+/// directory we can create files in.
+pub fn check_writable(target: &Path, want_dir: bool, what: &str) -> Result<()> {
+    if target.exists() {
+        let is_dir = target.is_dir();
+        if want_dir && !is_dir {
+            bail!(
+                "{what}: {} exists and is not a directory; remove it or choose another path",
+                target.display()
+            );
+        }
+        if !want_dir && is_dir {
+            bail!(
+                "{what}: {} is a directory; give a file name",
+                target.display()
+            );
+        }
+    }
+    let mut dir = parent_of(target);
+    while !dir.exists() {
+        dir = parent_of(&dir);
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{what}: {} is not a directory; choose another output path",
+            dir.display()
+        );
+    }
+    tempfile::Builder::new()
+        .prefix(".cargo-containerize-probe-")
+        .tempfile_in(&dir)
+        .map(drop)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{what}: cannot write in {} ({}); choose a writable output path",
+                dir.display(),
+                e.kind()
+            )
+        })
+}
+
+/// Writes a file through `fill`, then renames it to `target`.
+pub fn write_file(
+    target: &Path,
+    fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
+) -> Result<()> {
+    let parent = parent_of(target);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix(target))
+        .tempfile_in(&parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush()?;
+    }
+    tmp.as_file().sync_all().ok();
+    tmp.persist(target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot rename the finished output to {}", target.display()))?;
+    Ok(())
+}
+
+/// Builds a directory through `fill` (given the temp directory), then swaps it in for `target`.
+pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = parent_of(target);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix(target))
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    fill(tmp.path())?;
+    if target.exists() {
+        // Move the old directory aside first, so there is never a moment with a mix of both.
+        let old = tempfile::Builder::new()
+            .prefix(&temp_prefix(target))
+            .tempdir_in(&parent)?;
+        let old_path = old.path().join("old");
+        fs::rename(target, &old_path)
+            .with_context(|| format!("cannot replace {}", target.display()))?;
+        if let Err(e) = fs::rename(tmp.path(), target) {
+            let _ = fs::rename(&old_path, target);
+            return Err(e).with_context(|| {
+                format!("cannot rename the finished output to {}", target.display())
+            });
+        }
+        drop(old); // removes the previous output
+    } else {
+        fs::rename(tmp.path(), target).with_context(|| {
+            format!("cannot rename the finished output to {}", target.display())
+        })?;
+    }
+    // The temp dir was renamed away; forget it without trying to remove it.
+    let _ = tmp.keep();
+    Ok(())
+}
+
+/// Puts a copy of `src` at `dst`: a hard link when both are on one file system, else a copy.
+pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
+    if fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    fs::copy(src, dst)
+        .map(drop)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
+}

@@ -1,0 +1,149 @@
+//! `docker-archive:FILE[:REF]`: what `docker load` and `podman load` read. Layers are stored
+//! uncompressed (as `docker save` writes them) under their diff_id, which every docker and
+//! podman version loads; the config is the same bytes as in the OCI image.
+
+use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
+use super::{Output, Written, atomic};
+use crate::blobs::{BlobStore, hex_of};
+use crate::image::Image;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+
+pub struct DockerArchive {
+    pub path: PathBuf,
+    /// A normalized reference with a tag, e.g. `hello:1.0.0`.
+    pub reference: String,
+}
+
+/// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
+pub fn normalize_ref(r: String) -> Result<String> {
+    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match r[last_slash..].rfind(':') {
+        Some(i) => (&r[..last_slash + i], &r[last_slash + i + 1..]),
+        None => (r.as_str(), "latest"),
+    };
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let host_like = parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost");
+    if host_like {
+        parts.remove(0);
+    }
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+    };
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && !tag.starts_with(['.', '-']);
+    if parts.is_empty() || !parts.iter().all(|c| component_ok(c)) || !tag_ok {
+        bail!("image reference `{r}` is not valid; use lowercase NAME[:TAG], e.g. myapp:1.0.0");
+    }
+    Ok(format!("{name}:{tag}"))
+}
+
+fn decompressed(path: &std::path::Path, media_type: &str) -> Result<Box<dyn Read>> {
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    Ok(if media_type.ends_with("+zstd") {
+        Box::new(zstd::Decoder::with_buffer(f)?)
+    } else if media_type.ends_with("+gzip") {
+        Box::new(flate2::bufread::GzDecoder::new(f))
+    } else {
+        Box::new(f)
+    })
+}
+
+impl Output for DockerArchive {
+    fn describe(&self) -> String {
+        format!("docker-archive:{}:{}", self.path.display(), self.reference)
+    }
+
+    fn preflight(&self) -> Result<()> {
+        atomic::check_writable(&self.path, false, &self.describe())
+    }
+
+    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
+        let [img] = image.platforms.as_slice() else {
+            bail!(
+                "docker-archive holds one platform but this image has {}; choose one with --load-platform",
+                image.platforms.len()
+            );
+        };
+        let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
+        let layer_names: Vec<String> = img
+            .layers
+            .iter()
+            .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
+            .collect();
+        let (repo, tag) = self
+            .reference
+            .rsplit_once(':')
+            .context("reference has a tag")?;
+        let manifest = json!([{
+            "Config": cfg_name,
+            "RepoTags": [self.reference],
+            "Layers": layer_names,
+        }]);
+        // `repositories` (the pre-1.10 index) maps the tag to the top layer's id.
+        let top = img
+            .layers
+            .last()
+            .map(|l| hex_of(&l.diff_id).to_string())
+            .unwrap_or_default();
+        let repositories = json!({ repo: { tag: top } });
+        let mut total = 0;
+        atomic::write_file(&self.path, |w| {
+            let mut out = CountingWriter { inner: w, n: 0 };
+            {
+                let mut t = tar::Builder::new(&mut out);
+                add_dir(&mut t, "blobs/")?;
+                add_dir(&mut t, "blobs/sha256/")?;
+                add_bytes(&mut t, &cfg_name, &img.config.bytes)?;
+                let mut seen = std::collections::BTreeSet::new();
+                for (layer, name) in img.layers.iter().zip(&layer_names) {
+                    if !seen.insert(name) {
+                        continue;
+                    }
+                    let mut h = header(tar::EntryType::Regular, 0o644, layer.tar_size);
+                    let r = decompressed(&store.path(&layer.digest), &layer.media_type)?;
+                    t.append_data(&mut h, name, r).with_context(|| {
+                        format!("writing layer {} ({})", layer.digest, layer.what)
+                    })?;
+                }
+                add_bytes(&mut t, "manifest.json", &serde_json::to_vec(&manifest)?)?;
+                add_bytes(&mut t, "repositories", &serde_json::to_vec(&repositories)?)?;
+                t.finish()?;
+            }
+            total = out.n;
+            Ok(())
+        })?;
+        let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        Ok(Written {
+            output: format!("docker-archive:{}:{}", abs.display(), self.reference),
+            bytes: total,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_ref;
+
+    #[test]
+    fn references() {
+        assert_eq!(normalize_ref("app".into()).unwrap(), "app:latest");
+        assert_eq!(
+            normalize_ref("localhost:5000/a/b:1.2".into()).unwrap(),
+            "localhost:5000/a/b:1.2"
+        );
+        assert!(normalize_ref("App:1".into()).is_err());
+        assert!(normalize_ref("app:".into()).is_err());
+        assert!(normalize_ref("a//b".into()).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Stage 6 — outputs: where the image goes. Every kind implements [`Output`]; `--output`
+//! takes the transport names skopeo and podman use.
+
+pub mod atomic;
+pub mod docker_archive;
+pub mod oci_layout;
+
+use crate::blobs::BlobStore;
+use crate::image::Image;
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What an output reports once written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    /// The transport reference, e.g. `oci:/abs/dir:1.0.0`.
+    pub output: String,
+    /// Bytes written (archives) or added (layouts).
+    pub bytes: u64,
+}
+
+/// A destination for a finished image.
+pub trait Output {
+    /// The reference as given, for logs.
+    fn describe(&self) -> String;
+    /// Fails before any build work when the destination cannot be written.
+    fn preflight(&self) -> Result<()>;
+    /// Writes the image; all or nothing.
+    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written>;
+}
+
+/// Names used when an output gives no tag or reference of its own.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub tag: String,
+    pub name: String,
+}
+
+const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]";
+
+/// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
+    let Some((transport, rest)) = spec.split_once(':') else {
+        bail!("--output `{spec}` has no transport; use one of {TRANSPORTS}");
+    };
+    let (path, reference) = match rest.split_once(':') {
+        Some((p, r)) => (p, Some(r)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        bail!("--output `{spec}` has no path; use one of {TRANSPORTS}");
+    }
+    if reference == Some("") {
+        bail!("--output `{spec}` ends with `:` but names no tag; drop the colon or add a tag");
+    }
+    let path = PathBuf::from(path);
+    match transport {
+        "oci" | "oci-archive" => {
+            let tag = reference.unwrap_or(&defaults.tag).to_string();
+            oci_layout::check_tag(&tag)?;
+            Ok(Box::new(oci_layout::OciLayout {
+                path,
+                tag,
+                archive: transport == "oci-archive",
+            }))
+        }
+        "docker-archive" => {
+            let reference = docker_archive::normalize_ref(
+                reference
+                    .map(String::from)
+                    .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
+            )?;
+            Ok(Box::new(docker_archive::DockerArchive { path, reference }))
+        }
+        other => bail!("--output transport `{other}` is not supported; use one of {TRANSPORTS}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d() -> Defaults {
+        Defaults {
+            tag: "1.0.0".into(),
+            name: "hello".into(),
+        }
+    }
+
+    #[test]
+    fn parses_transports() {
+        assert_eq!(parse("oci:out", &d()).unwrap().describe(), "oci:out:1.0.0");
+        assert_eq!(
+            parse("oci-archive:a.tar:v2", &d()).unwrap().describe(),
+            "oci-archive:a.tar:v2"
+        );
+        assert_eq!(
+            parse("docker-archive:a.tar", &d()).unwrap().describe(),
+            "docker-archive:a.tar:hello:1.0.0"
+        );
+        assert_eq!(
+            parse("docker-archive:a.tar:ghcr.io/o/app:1", &d())
+                .unwrap()
+                .describe(),
+            "docker-archive:a.tar:ghcr.io/o/app:1"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "bogus:foo",
+            "oci:",
+            "oci",
+            "oci:dir:",
+            "oci:dir:bad tag",
+            "docker-archive:a.tar:UPPER",
+        ] {
+            let e = parse(bad, &d())
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"))
+                .to_string();
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The pipeline, stage by stage: metadata → build → verify → layers → image → outputs.
+
+use crate::blobs::BlobStore;
+use crate::build::{self, BuildOptions};
+use crate::image::{self, Image};
+use crate::layers::{self, Layer};
+use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
+use crate::outputs::{self, Defaults, Output, Written};
+use crate::verify;
+use anyhow::{Result, bail};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Everything `cargo containerize build` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub cargo: CargoArgs,
+    /// Settings from the command line, laid over Cargo.toml's.
+    pub overrides: Settings,
+    pub outputs: Vec<String>,
+    pub binary: Option<PathBuf>,
+    pub install_target: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub digest: String,
+    pub size: u64,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestReport {
+    pub platform: String,
+    pub digest: String,
+    pub size: u64,
+    pub layers: Vec<LayerReport>,
+}
+
+/// The result, as `--message-format json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub bin: String,
+    /// The platform, or a comma-separated list for an index.
+    pub platform: String,
+    /// The digest of the manifest (or of the index, for several platforms).
+    pub digest: String,
+    /// Bytes of the image: manifests, configs and layers (shared layers once).
+    pub size: u64,
+    /// The first platform's layers.
+    pub layers: Vec<LayerReport>,
+    pub manifests: Vec<ManifestReport>,
+    pub outputs: Vec<String>,
+    /// Layers compressed by this run (the others came from the cache).
+    pub layers_built: usize,
+}
+
+struct Log {
+    quiet: bool,
+}
+
+impl Log {
+    fn step(&self, verb: &str, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{verb:>12} {}", text.as_ref());
+        }
+    }
+}
+
+fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
+    layers
+        .iter()
+        .map(|l| LayerReport {
+            digest: l.digest.clone(),
+            size: l.size,
+            what: l.what.clone(),
+        })
+        .collect()
+}
+
+pub fn run(req: &BuildRequest) -> Result<Report> {
+    let log = Log { quiet: req.quiet };
+
+    // 1. metadata
+    let mut project = metadata::load(&req.cargo)?;
+    project.settings = project.settings.clone().merge(req.overrides.clone());
+    let git = git::inspect(&project.package_root);
+    let spec = ImageSpec::resolve(&project, &git)?;
+
+    let defaults = Defaults {
+        tag: spec.version.clone(),
+        name: spec.bin.clone(),
+    };
+    let default_output;
+    let output_specs: &[String] = if req.outputs.is_empty() {
+        default_output = [format!(
+            "oci:{}:{}",
+            project
+                .target_dir
+                .join("containerize")
+                .join(&spec.bin)
+                .display(),
+            spec.version
+        )];
+        &default_output
+    } else {
+        &req.outputs
+    };
+    let outputs: Vec<Box<dyn Output>> = output_specs
+        .iter()
+        .map(|o| outputs::parse(o, &defaults))
+        .collect::<Result<_>>()?;
+    for o in &outputs {
+        o.preflight()?;
+    }
+    if req.binary.is_some() && spec.platforms.len() > 1 {
+        bail!(
+            "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
+            spec.platforms.len()
+        );
+    }
+
+    let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
+    let shared = layers::shared_layers(&spec, &store)?;
+    let files = layers::files_layer(&spec, &store)?;
+
+    let mut per_platform = Vec::new();
+    for &platform in &spec.platforms {
+        // 2. build
+        let path = match &req.binary {
+            Some(p) => p.clone(),
+            None => {
+                build::build(
+                    &project,
+                    &req.cargo,
+                    &BuildOptions {
+                        platform,
+                        strip: spec.strip,
+                        install_target: req.install_target,
+                        quiet: req.quiet,
+                    },
+                )?
+                .path
+            }
+        };
+        // 3. verify
+        let bin = verify::verify(&path, platform)?;
+        log.step(
+            "Verified",
+            format!(
+                "{} is static, {platform}, {}",
+                path.display(),
+                human_size(bin.size)
+            ),
+        );
+        // 4. layers
+        let mut platform_layers = shared.clone();
+        platform_layers.extend(files.clone());
+        platform_layers.push(layers::binary_layer(&spec, &bin, &store)?);
+        // 5. image
+        per_platform.push(image::assemble(&spec, platform, platform_layers)?);
+    }
+    let image: Image = image::finish(&spec, per_platform)?;
+    image.store_documents(&store)?;
+    for p in &image.platforms {
+        for l in &p.layers {
+            log.step(
+                if l.fresh { "Layer" } else { "Cached" },
+                format!("{} {} ({})", &l.digest[..19], l.what, human_size(l.size)),
+            );
+        }
+    }
+
+    // 6. outputs
+    let mut written: Vec<Written> = Vec::new();
+    for o in &outputs {
+        let w = o.write(&image, &store)?;
+        log.step("Wrote", &w.output);
+        written.push(w);
+    }
+
+    let size = image.all_blobs().iter().map(|(_, n)| n).sum();
+    let fresh: std::collections::BTreeSet<&str> = image
+        .platforms
+        .iter()
+        .flat_map(|p| {
+            p.layers
+                .iter()
+                .filter(|l| l.fresh)
+                .map(|l| l.digest.as_str())
+        })
+        .collect();
+    Ok(Report {
+        bin: spec.bin.clone(),
+        platform: image
+            .platforms
+            .iter()
+            .map(|p| p.platform.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        digest: image.digest().to_string(),
+        size,
+        layers: layer_reports(&image.platforms[0].layers),
+        manifests: image
+            .platforms
+            .iter()
+            .map(|p| ManifestReport {
+                platform: p.platform.to_string(),
+                digest: p.manifest.digest.clone(),
+                size: p.size(),
+                layers: layer_reports(&p.layers),
+            })
+            .collect(),
+        outputs: written.into_iter().map(|w| w.output).collect(),
+        layers_built: fresh.len(),
+    })
+}

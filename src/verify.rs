@@ -1,0 +1,210 @@
+//! Stage 3 — verify: the binary must run on an empty image.
+//!
+//! A scratch image has no dynamic loader and no shared libraries, so the ELF must have no
+//! PT_INTERP and no DT_NEEDED, and its machine must match the image's platform.
+
+use crate::platform::Platform;
+use anyhow::{Context, Result, bail};
+use goblin::elf::Elf;
+use goblin::elf::header::{ET_DYN, ET_EXEC};
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// What a binary needs from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub path: PathBuf,
+    pub machine: u16,
+    pub platform: Option<Platform>,
+    pub interpreter: Option<String>,
+    pub needed: Vec<String>,
+    pub executable: bool,
+    pub size: u64,
+}
+
+/// A binary that passed verification, for the layer stage.
+#[derive(Debug, Clone)]
+pub struct VerifiedBinary {
+    pub path: PathBuf,
+    pub platform: Platform,
+    pub size: u64,
+}
+
+impl Report {
+    pub fn is_static(&self) -> bool {
+        self.executable && self.interpreter.is_none() && self.needed.is_empty()
+    }
+
+    fn machine_name(&self) -> String {
+        match self.platform {
+            Some(p) => p.musl_triple().split('-').next().unwrap_or("?").to_string(),
+            None => goblin::elf::header::machine_to_str(self.machine).to_string(),
+        }
+    }
+
+    /// Why the binary cannot go on a scratch image, as one sentence with the fix.
+    pub fn dynamic_problem(&self) -> Option<String> {
+        if self.is_static() {
+            return None;
+        }
+        if !self.executable {
+            return Some(format!(
+                "{} is an ELF file but not an executable; give a program built for a musl target",
+                self.path.display()
+            ));
+        }
+        let mut what = Vec::new();
+        if let Some(i) = &self.interpreter {
+            what.push(format!("interpreter {i}"));
+        }
+        if !self.needed.is_empty() {
+            what.push(format!("needs {}", self.needed.join(", ")));
+        }
+        let target = self
+            .platform
+            .map(|p| p.musl_triple())
+            .unwrap_or("<arch>-unknown-linux-musl");
+        let openssl = self
+            .needed
+            .iter()
+            .any(|n| n.starts_with("libssl") || n.starts_with("libcrypto"));
+        Some(format!(
+            "{} is dynamically linked ({}); build it for {target} with +crt-static (cargo containerize does), {}",
+            self.path.display(),
+            what.join("; "),
+            if openssl {
+                "and replace system OpenSSL with rustls or openssl's `vendored` feature"
+            } else {
+                "and use rustls or openssl's `vendored` feature instead of system libraries"
+            }
+        ))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arch = match self.platform {
+            Some(p) => format!("{} ({p})", self.machine_name()),
+            None => self.machine_name(),
+        };
+        if self.is_static() {
+            write!(
+                f,
+                "{}: static, {arch}, {} bytes",
+                self.path.display(),
+                self.size
+            )
+        } else {
+            write!(f, "{}: NOT static, {arch}", self.path.display())?;
+            if let Some(i) = &self.interpreter {
+                write!(f, "; interpreter {i}")?;
+            }
+            if !self.needed.is_empty() {
+                write!(f, "; needs {}", self.needed.join(", "))?;
+            }
+            if !self.executable {
+                write!(f, "; not an executable")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads the ELF headers of `path`. Errors when it is not an ELF file.
+pub fn inspect(path: &Path) -> Result<Report> {
+    let file = File::open(path).with_context(|| {
+        format!(
+            "cannot read {}; check the path and its permissions",
+            path.display()
+        )
+    })?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        bail!(
+            "{} is not a regular file; give the path of a compiled program",
+            path.display()
+        );
+    }
+    // A memory map lets goblin read the headers of a very large binary without loading it.
+    // SAFETY: the map is read-only and lives only for this function; a concurrent truncation
+    // of the file could fault, which is the documented caveat of every mmap.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot map {}", path.display()))?;
+    if map.len() < 4 || &map[..4] != b"\x7fELF" {
+        let kind = if map.starts_with(b"#!") {
+            "a script"
+        } else if map.starts_with(b"MZ") {
+            "a Windows executable"
+        } else if map.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) {
+            "a macOS executable"
+        } else {
+            "not an executable"
+        };
+        bail!(
+            "{} is not an ELF binary ({kind}); give a Linux program built for a musl target",
+            path.display()
+        );
+    }
+    let elf = Elf::parse(&map)
+        .with_context(|| format!("{} is a damaged ELF file; rebuild it", path.display()))?;
+    Ok(Report {
+        path: path.to_path_buf(),
+        machine: elf.header.e_machine,
+        platform: Platform::from_elf_machine(elf.header.e_machine),
+        interpreter: elf.interpreter.map(String::from),
+        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        executable: matches!(elf.header.e_type, ET_EXEC | ET_DYN) && elf.entry != 0,
+        size,
+    })
+}
+
+/// Verifies that `path` is a static executable for `platform`.
+pub fn verify(path: &Path, platform: Platform) -> Result<VerifiedBinary> {
+    let report = inspect(path)?;
+    if report.platform != Some(platform) {
+        bail!(
+            "{} is built for {} but the image is {platform}; build it for {} or choose the matching --platform",
+            path.display(),
+            report.machine_name(),
+            platform.musl_triple()
+        );
+    }
+    if let Some(problem) = report.dynamic_problem() {
+        bail!("{problem}");
+    }
+    Ok(VerifiedBinary {
+        path: path.to_path_buf(),
+        platform,
+        size: report.size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_dynamic_binary_is_refused_with_its_libraries() {
+        // Every Linux machine that runs these tests has a dynamically linked /bin/ls.
+        let Ok(report) = inspect(Path::new("/bin/ls")) else {
+            return;
+        };
+        if report.interpreter.is_none() {
+            return;
+        }
+        assert!(!report.is_static());
+        let msg = report.dynamic_problem().unwrap();
+        assert!(msg.contains("interpreter"), "{msg}");
+        assert!(msg.contains("musl"), "{msg}");
+    }
+
+    #[test]
+    fn non_elf_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("script");
+        std::fs::write(&p, "#!/bin/sh\necho hi\n").unwrap();
+        let err = inspect(&p).unwrap_err().to_string();
+        assert!(err.contains("not an ELF binary (a script)"), "{err}");
+    }
+}
