@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build the image (the default)
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Report whether binaries are static and for which platform; exit 1 if one is not static
     Verify(VerifyArgs),
 }
@@ -145,7 +145,7 @@ impl BuildArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Verify(v)) => run_verify(&v),
-        Some(Command::Build(b)) => run_build(b),
+        Some(Command::Build(b)) => run_build(*b),
         None => run_build(cli.build),
     }
 }

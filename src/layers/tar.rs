@@ -121,7 +121,7 @@ fn normalize(entries: &[Entry]) -> Result<Vec<Entry>> {
         by_path.insert(e.path.clone(), e.clone());
     }
     let mut out: Vec<Entry> = by_path.into_values().collect();
-    out.sort_by(|a, b| a.tar_name().cmp(&b.tar_name()));
+    out.sort_by_key(Entry::tar_name);
     Ok(out)
 }
 
@@ -299,18 +299,18 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "etc",
+                "etc/",
                 "etc/passwd",
-                "home",
-                "home/nonroot",
-                "usr",
-                "usr/local",
-                "usr/local/bin",
+                "home/",
+                "home/nonroot/",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
                 "usr/local/bin/x"
             ]
         );
         assert!(names.iter().all(|n| n.3 == 7));
-        let nonroot = names.iter().find(|n| n.0 == "home/nonroot").unwrap();
+        let nonroot = names.iter().find(|n| n.0 == "home/nonroot/").unwrap();
         assert_eq!((nonroot.1, nonroot.2), (65532, 0o700));
     }
 

@@ -7,6 +7,46 @@ use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temp paths being written right now, removed by the interrupt handler.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Registers a temp path for removal on interrupt while the guard lives.
+struct Pending(PathBuf);
+
+impl Pending {
+    fn new(p: &Path) -> Pending {
+        if let Ok(mut v) = PENDING.lock() {
+            v.push(p.to_path_buf());
+        }
+        Pending(p.to_path_buf())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut v) = PENDING.lock() {
+            v.retain(|p| p != &self.0);
+        }
+    }
+}
+
+/// On Ctrl-C or SIGTERM: remove every temp output, say so, exit 130. Finished outputs and the
+/// previous versions of unfinished ones are left as they were.
+pub fn install_interrupt_cleanup() {
+    let _ = ctrlc::set_handler(|| {
+        if let Ok(v) = PENDING.lock() {
+            for p in v.iter() {
+                let _ = fs::remove_dir_all(p).or_else(|_| fs::remove_file(p));
+            }
+        }
+        eprintln!(
+            "error: interrupted; unfinished outputs were removed and existing ones left as they were"
+        );
+        std::process::exit(130);
+    });
+}
 
 fn parent_of(target: &Path) -> PathBuf {
     match target.parent() {
@@ -77,6 +117,7 @@ pub fn write_file(
         .prefix(&temp_prefix(target))
         .tempfile_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let _pending = Pending::new(tmp.path());
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w)?;
@@ -97,7 +138,12 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
         .prefix(&temp_prefix(target))
         .tempdir_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let _pending = Pending::new(tmp.path());
     fill(tmp.path())?;
+    if exchange(tmp.path(), target)? {
+        // tmp now holds the previous output; dropping it removes it.
+        return Ok(());
+    }
     if target.exists() {
         // Move the old directory aside first, so there is never a moment with a mix of both.
         let old = tempfile::Builder::new()
@@ -121,6 +167,32 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
     // The temp dir was renamed away; forget it without trying to remove it.
     let _ = tmp.keep();
     Ok(())
+}
+
+/// Swaps `new` and `target` in one step where the system can (Linux `renameat2`), so there is
+/// no moment without a complete output. Returns false when the caller must fall back.
+#[cfg(target_os = "linux")]
+fn exchange(new: &Path, target: &Path) -> Result<bool> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    if !target.exists() {
+        return Ok(false);
+    }
+    match renameat2(
+        AT_FDCWD,
+        new,
+        AT_FDCWD,
+        target,
+        RenameFlags::RENAME_EXCHANGE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot replace {}", target.display())),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_new: &Path, _target: &Path) -> Result<bool> {
+    Ok(false)
 }
 
 /// Puts a copy of `src` at `dst`: a hard link when both are on one file system, else a copy.
