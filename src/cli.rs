@@ -1,10 +1,12 @@
 //! The command line: `cargo containerize [build]`, `verify`.
 
 use crate::metadata::{CargoArgs, Settings};
+use crate::outputs::registry::auth::{Credential, Secret};
+use crate::outputs::registry::{RegistryOptions, progress};
 use crate::pipeline::{self, BuildRequest};
 use crate::platform::Platform;
 use crate::verify;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +100,43 @@ pub struct BuildArgs {
     /// Keep symbols and debug info in the binary
     #[arg(long, help_heading = "Image options")]
     pub no_strip: bool,
+
+    /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
+    #[arg(long, help_heading = "Registry options")]
+    pub push: bool,
+    /// Image reference, e.g. ghcr.io/owner/app:{version} (repeatable; placeholders {version},
+    /// {git_sha}, {git_short_sha}, {bin})
+    #[arg(
+        short = 't',
+        long = "tag",
+        value_name = "REF",
+        help_heading = "Registry options"
+    )]
+    pub tags: Vec<String>,
+    /// Allow plain HTTP to this registry (loopback registries always may)
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registry options")]
+    pub insecure_registry: Vec<String>,
+    /// Trust this PEM CA certificate for registry TLS (verification stays on)
+    #[arg(long, value_name = "FILE", help_heading = "Registry options")]
+    pub registry_ca: Option<PathBuf>,
+    /// Registry user name (with --password-stdin)
+    #[arg(long, requires = "password_stdin", help_heading = "Registry options")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input
+    #[arg(long, requires = "username", help_heading = "Registry options")]
+    pub password_stdin: bool,
+    /// Tries per registry request, the first included
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Registry options")]
+    pub retries: u32,
+    /// Blobs uploaded at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
+    pub jobs: u64,
+    /// Load the image into docker or podman (whichever is found, unless named)
+    #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", help_heading = "Registry options")]
+    pub load: Option<String>,
+    /// With several platforms: the one --load and docker-archive outputs take
+    #[arg(long, value_name = "PLATFORM", help_heading = "Registry options")]
+    pub load_platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -151,18 +190,62 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
+    let quiet = args.quiet || args.message_format == MessageFormat::Json;
+    let credential = if args.password_stdin {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_line(&mut password)
+            .context("reading the password from standard input")?;
+        let password = password.trim_end_matches(['\n', '\r']);
+        if password.is_empty() {
+            bail!(
+                "--password-stdin read an empty password; pipe the password or token in, e.g. `echo $TOKEN | cargo containerize --password-stdin …`"
+            );
+        }
+        Some(Credential::Basic {
+            username: args.username.clone().unwrap_or_default(),
+            password: Secret::new(password),
+        })
+    } else {
+        None
+    };
     let request = BuildRequest {
         overrides: args.settings()?,
         cargo: args.cargo.clone(),
         outputs: args.outputs.clone(),
         binary: args.binary.clone(),
         install_target: args.install_target,
-        quiet: args.quiet || args.message_format == MessageFormat::Json,
+        quiet,
+        tags: args.tags.clone(),
+        push: args.push,
+        load: args.load.as_ref().map(|e| (e != "auto").then(|| e.clone())),
+        load_platform: args
+            .load_platform
+            .as_deref()
+            .map(Platform::parse)
+            .transpose()?,
+        registry: RegistryOptions {
+            insecure: args.insecure_registry.clone(),
+            ca_file: args.registry_ca.clone(),
+            credential,
+            tries: args.retries,
+            jobs: args.jobs as usize,
+            progress: if quiet {
+                progress::Mode::Quiet
+            } else {
+                progress::Mode::Auto
+            },
+        },
     };
     let report = pipeline::run(&request)?;
     match args.message_format {
         MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
-        MessageFormat::Human => println!("{}", report.digest),
+        MessageFormat::Human => {
+            println!("{}", report.digest);
+            for line in &report.pushed {
+                println!("{line}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

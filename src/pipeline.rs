@@ -5,7 +5,10 @@ use crate::build::{self, BuildOptions};
 use crate::image::{self, Image};
 use crate::layers::{self, Layer};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
+use crate::outputs::load::Load;
+use crate::outputs::registry::{RegistryOptions, RegistryOutput};
 use crate::outputs::{self, Defaults, Output, Written};
+use crate::platform::Platform;
 use crate::verify;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -21,6 +24,14 @@ pub struct BuildRequest {
     pub binary: Option<PathBuf>,
     pub install_target: bool,
     pub quiet: bool,
+    /// `-t` references (placeholders allowed).
+    pub tags: Vec<String>,
+    pub push: bool,
+    /// `--load`: Some(None) picks docker or podman, Some(Some(engine)) names one.
+    pub load: Option<Option<String>>,
+    /// The platform docker archives and --load take from a multi-platform image.
+    pub load_platform: Option<Platform>,
+    pub registry: RegistryOptions,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +65,12 @@ pub struct Report {
     pub outputs: Vec<String>,
     /// Layers compressed by this run (the others came from the cache).
     pub layers_built: usize,
+    /// `REF@sha256:…` for every pushed reference.
+    pub pushed: Vec<String>,
+    pub bytes_uploaded: u64,
+    pub blobs_uploaded: usize,
+    pub blobs_skipped: usize,
+    pub blobs_mounted: usize,
 }
 
 struct Log {
@@ -87,6 +104,62 @@ fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
         .collect()
 }
 
+/// Every output this run writes, checked before any build work.
+fn plan_outputs(
+    req: &BuildRequest,
+    spec: &ImageSpec,
+    target_dir: &std::path::Path,
+) -> Result<Vec<Box<dyn Output>>> {
+    let tags: Vec<String> = req
+        .tags
+        .iter()
+        .map(|t| spec.expand(t))
+        .collect::<Result<_>>()?;
+    // Local names (docker archives, --load): the -t references, else <bin>:<version>.
+    let local_refs: Vec<String> = if tags.is_empty() {
+        vec![format!("{}:{}", spec.bin, spec.version)]
+    } else {
+        tags.clone()
+    };
+    let local_refs = local_refs
+        .into_iter()
+        .map(outputs::docker_archive::normalize_ref)
+        .collect::<Result<Vec<_>>>()?;
+    let defaults = Defaults {
+        tag: spec.version.clone(),
+        name: spec.bin.clone(),
+        platform: req.load_platform,
+    };
+    let mut list: Vec<Box<dyn Output>> = Vec::new();
+    for o in &req.outputs {
+        list.push(outputs::parse(o, &defaults)?);
+    }
+    if req.outputs.is_empty() && !req.push && req.load.is_none() {
+        let dir = target_dir.join("containerize").join(&spec.bin);
+        list.push(outputs::parse(
+            &format!("oci:{}:{}", dir.display(), spec.version),
+            &defaults,
+        )?);
+    }
+    if let Some(engine) = &req.load {
+        list.push(Box::new(Load {
+            engine: engine.clone(),
+            references: local_refs,
+            platform: req.load_platform,
+        }));
+    }
+    if req.push {
+        list.push(Box::new(RegistryOutput::new(
+            &spec.push_refs(&req.tags)?,
+            req.registry.clone(),
+        )?));
+    }
+    for o in &list {
+        o.preflight()?;
+    }
+    Ok(list)
+}
+
 pub fn run(req: &BuildRequest) -> Result<Report> {
     let log = Log { quiet: req.quiet };
 
@@ -96,32 +169,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let git = git::inspect(&project.package_root);
     let spec = ImageSpec::resolve(&project, &git)?;
 
-    let defaults = Defaults {
-        tag: spec.version.clone(),
-        name: spec.bin.clone(),
-    };
-    let default_output;
-    let output_specs: &[String] = if req.outputs.is_empty() {
-        default_output = [format!(
-            "oci:{}:{}",
-            project
-                .target_dir
-                .join("containerize")
-                .join(&spec.bin)
-                .display(),
-            spec.version
-        )];
-        &default_output
-    } else {
-        &req.outputs
-    };
-    let outputs: Vec<Box<dyn Output>> = output_specs
-        .iter()
-        .map(|o| outputs::parse(o, &defaults))
-        .collect::<Result<_>>()?;
-    for o in &outputs {
-        o.preflight()?;
-    }
+    let outputs = plan_outputs(req, &spec, &project.target_dir)?;
     if req.binary.is_some() && spec.platforms.len() > 1 {
         bail!(
             "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
@@ -200,6 +248,11 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         })
         .collect();
     Ok(Report {
+        pushed: written.iter().flat_map(|w| w.pushed.clone()).collect(),
+        bytes_uploaded: written.iter().map(|w| w.bytes_uploaded).sum(),
+        blobs_uploaded: written.iter().map(|w| w.blobs_uploaded).sum(),
+        blobs_skipped: written.iter().map(|w| w.blobs_skipped).sum(),
+        blobs_mounted: written.iter().map(|w| w.blobs_mounted).sum(),
         bin: spec.bin.clone(),
         platform: image
             .platforms

@@ -83,11 +83,37 @@ pub struct ImageSpec {
     pub platforms: Vec<Platform>,
     pub compression: Compression,
     pub git_sha: Option<String>,
+    /// Registry repository to push to (`repository`), e.g. ghcr.io/owner/app.
+    pub repository: Option<String>,
+    /// Tags for `repository` (`tags`, default ["{version}"]), placeholders expanded.
+    pub tags: Vec<String>,
 }
 
 impl ImageSpec {
     pub fn resolve(project: &Project, git: &GitInfo) -> Result<ImageSpec> {
         resolve(project, &project.settings, git)
+    }
+
+    /// Expands {version}, {bin}, {package}, {git_sha} and {git_short_sha} in a tag or reference.
+    pub fn expand(&self, template: &str) -> Result<String> {
+        expand(
+            template,
+            &self.version,
+            &self.bin,
+            &self.package,
+            self.git_sha.as_deref(),
+        )
+    }
+
+    /// The references `--push` goes to: the -t values, else `repository` with each of `tags`.
+    pub fn push_refs(&self, cli_tags: &[String]) -> Result<Vec<String>> {
+        if !cli_tags.is_empty() {
+            return cli_tags.iter().map(|t| self.expand(t)).collect();
+        }
+        Ok(match &self.repository {
+            Some(repo) => self.tags.iter().map(|t| format!("{repo}:{t}")).collect(),
+            None => vec![],
+        })
     }
 
     pub fn env_value(&self, key: &str) -> Option<&str> {
@@ -105,6 +131,42 @@ fn source_date_epoch() -> Result<Option<u64>> {
         }),
         _ => Ok(None),
     }
+}
+
+fn expand(
+    template: &str,
+    version: &str,
+    bin: &str,
+    package: &str,
+    sha: Option<&str>,
+) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .with_context(|| format!("`{template}` has an unclosed {{"))?;
+        let name = &rest[start + 1..start + end];
+        let git = |n: usize| {
+            sha.map(|s| s[..n.min(s.len())].to_string()).with_context(|| {
+                format!("`{template}` uses {{{name}}} but the package is not in a git checkout with a commit; commit first or drop the placeholder")
+            })
+        };
+        out.push_str(&match name {
+            "version" => version.to_string(),
+            "bin" => bin.to_string(),
+            "package" => package.to_string(),
+            "git_sha" => git(40)?,
+            "git_short_sha" => git(7)?,
+            other => bail!(
+                "unknown placeholder {{{other}}} in `{template}`; use {{version}}, {{bin}}, {{package}}, {{git_sha}} or {{git_short_sha}}"
+            ),
+        });
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 pub fn rfc3339(epoch: u64) -> String {
@@ -434,6 +496,22 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         platforms,
         compression,
         git_sha: git.sha.clone(),
+        repository: s.repository.clone(),
+        tags: {
+            let templates = s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]);
+            templates
+                .iter()
+                .map(|t| {
+                    expand(
+                        t,
+                        &pkg.version.to_string(),
+                        &project.bin,
+                        &pkg.name,
+                        git.sha.as_deref(),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?
+        },
     })
 }
 
@@ -460,6 +538,27 @@ mod tests {
         assert_eq!(port(&Port::Number(80)).unwrap(), "80/tcp");
         assert_eq!(port(&Port::Text("53/udp".into())).unwrap(), "53/udp");
         assert!(port(&Port::Text("http".into())).is_err());
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        let sha = Some("0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(
+            expand("v{version}-{git_short_sha}", "1.2.3", "b", "p", sha).unwrap(),
+            "v1.2.3-0123456"
+        );
+        assert!(
+            expand("{git_sha}", "1", "b", "p", None)
+                .unwrap_err()
+                .to_string()
+                .contains("git checkout")
+        );
+        assert!(
+            expand("{nope}", "1", "b", "p", sha)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown placeholder")
+        );
     }
 
     #[test]

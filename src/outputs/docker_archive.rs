@@ -5,16 +5,20 @@
 use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
 use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
-use crate::image::Image;
+use crate::image::{Image, PlatformImage};
+use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::io::Read;
+use std::io::Write;
 use std::path::PathBuf;
 
 pub struct DockerArchive {
     pub path: PathBuf,
-    /// A normalized reference with a tag, e.g. `hello:1.0.0`.
-    pub reference: String,
+    /// Normalized references with tags, e.g. `hello:1.0.0`; the first names the output.
+    pub references: Vec<String>,
+    /// Which platform of a multi-platform image to write.
+    pub platform: Option<Platform>,
 }
 
 /// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
@@ -59,9 +63,92 @@ fn decompressed(path: &std::path::Path, media_type: &str) -> Result<Box<dyn Read
     })
 }
 
+/// The one platform image a docker archive can hold.
+pub fn pick_platform(image: &Image, platform: Option<Platform>) -> Result<&PlatformImage> {
+    match (image.platforms.as_slice(), platform) {
+        ([one], None) => Ok(one),
+        (all, Some(p)) => all.iter().find(|i| i.platform == p).with_context(|| {
+            format!(
+                "--load-platform {p} is not in this image; it has {}",
+                all.iter()
+                    .map(|i| i.platform.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+        (all, None) => bail!(
+            "a docker archive (and --load) holds one platform but this image has {}; choose one with --load-platform",
+            all.iter()
+                .map(|i| i.platform.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Writes the archive for `img` to `w`: what `docker load` and `podman load` read.
+pub fn write_tar<W: Write>(
+    w: W,
+    img: &PlatformImage,
+    store: &BlobStore,
+    references: &[String],
+) -> Result<u64> {
+    let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
+    let layer_names: Vec<String> = img
+        .layers
+        .iter()
+        .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
+        .collect();
+    let manifest = json!([{
+        "Config": cfg_name,
+        "RepoTags": references,
+        "Layers": layer_names,
+    }]);
+    // `repositories` (the pre-1.10 index) maps each tag to the top layer's id.
+    let top = img
+        .layers
+        .last()
+        .map(|l| hex_of(&l.diff_id).to_string())
+        .unwrap_or_default();
+    let mut repositories = serde_json::Map::new();
+    for r in references {
+        let (repo, tag) = r.rsplit_once(':').context("references carry a tag")?;
+        let entry = repositories
+            .entry(repo.to_string())
+            .or_insert_with(|| json!({}));
+        entry[tag] = json!(top);
+    }
+    let mut out = CountingWriter { inner: w, n: 0 };
+    {
+        let mut t = tar::Builder::new(&mut out);
+        add_dir(&mut t, "blobs/")?;
+        add_dir(&mut t, "blobs/sha256/")?;
+        add_bytes(&mut t, &cfg_name, &img.config.bytes)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (layer, name) in img.layers.iter().zip(&layer_names) {
+            if !seen.insert(name) {
+                continue;
+            }
+            let mut h = header(tar::EntryType::Regular, 0o644, layer.tar_size);
+            let r = decompressed(&store.path(&layer.digest), &layer.media_type)?;
+            t.append_data(&mut h, name, r)
+                .with_context(|| format!("writing layer {} ({})", layer.digest, layer.what))?;
+        }
+        add_bytes(&mut t, "manifest.json", &serde_json::to_vec(&manifest)?)?;
+        add_bytes(&mut t, "repositories", &serde_json::to_vec(&repositories)?)?;
+        t.finish()?;
+    }
+    out.flush()?;
+    Ok(out.n)
+}
+
 impl Output for DockerArchive {
     fn describe(&self) -> String {
-        format!("docker-archive:{}:{}", self.path.display(), self.reference)
+        format!(
+            "docker-archive:{}:{}",
+            self.path.display(),
+            self.references[0]
+        )
     }
 
     fn preflight(&self) -> Result<()> {
@@ -69,64 +156,17 @@ impl Output for DockerArchive {
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
-        let [img] = image.platforms.as_slice() else {
-            bail!(
-                "docker-archive holds one platform but this image has {}; choose one with --load-platform",
-                image.platforms.len()
-            );
-        };
-        let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
-        let layer_names: Vec<String> = img
-            .layers
-            .iter()
-            .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
-            .collect();
-        let (repo, tag) = self
-            .reference
-            .rsplit_once(':')
-            .context("reference has a tag")?;
-        let manifest = json!([{
-            "Config": cfg_name,
-            "RepoTags": [self.reference],
-            "Layers": layer_names,
-        }]);
-        // `repositories` (the pre-1.10 index) maps the tag to the top layer's id.
-        let top = img
-            .layers
-            .last()
-            .map(|l| hex_of(&l.diff_id).to_string())
-            .unwrap_or_default();
-        let repositories = json!({ repo: { tag: top } });
+        let img = pick_platform(image, self.platform)?;
         let mut total = 0;
         atomic::write_file(&self.path, |w| {
-            let mut out = CountingWriter { inner: w, n: 0 };
-            {
-                let mut t = tar::Builder::new(&mut out);
-                add_dir(&mut t, "blobs/")?;
-                add_dir(&mut t, "blobs/sha256/")?;
-                add_bytes(&mut t, &cfg_name, &img.config.bytes)?;
-                let mut seen = std::collections::BTreeSet::new();
-                for (layer, name) in img.layers.iter().zip(&layer_names) {
-                    if !seen.insert(name) {
-                        continue;
-                    }
-                    let mut h = header(tar::EntryType::Regular, 0o644, layer.tar_size);
-                    let r = decompressed(&store.path(&layer.digest), &layer.media_type)?;
-                    t.append_data(&mut h, name, r).with_context(|| {
-                        format!("writing layer {} ({})", layer.digest, layer.what)
-                    })?;
-                }
-                add_bytes(&mut t, "manifest.json", &serde_json::to_vec(&manifest)?)?;
-                add_bytes(&mut t, "repositories", &serde_json::to_vec(&repositories)?)?;
-                t.finish()?;
-            }
-            total = out.n;
+            total = write_tar(w, img, store, &self.references)?;
             Ok(())
         })?;
         let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
         Ok(Written {
-            output: format!("docker-archive:{}:{}", abs.display(), self.reference),
+            output: format!("docker-archive:{}:{}", abs.display(), self.references[0]),
             bytes: total,
+            ..Written::default()
         })
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod atomic;
 pub mod docker_archive;
+pub mod load;
 pub mod oci_layout;
+pub mod registry;
 
 use crate::blobs::BlobStore;
 use crate::image::Image;
@@ -12,12 +14,21 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 /// What an output reports once written.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Written {
     /// The transport reference, e.g. `oci:/abs/dir:1.0.0`.
     pub output: String,
     /// Bytes written (archives) or added (layouts).
     pub bytes: u64,
+    /// `REF@sha256:…` for every reference pushed.
+    pub pushed: Vec<String>,
+    /// Blob bytes sent to registries.
+    pub bytes_uploaded: u64,
+    pub blobs_uploaded: usize,
+    /// Blobs the registry already had.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: usize,
 }
 
 /// A destination for a finished image.
@@ -35,6 +46,8 @@ pub trait Output {
 pub struct Defaults {
     pub tag: String,
     pub name: String,
+    /// The platform docker archives take from a multi-platform image (--load-platform).
+    pub platform: Option<crate::platform::Platform>,
 }
 
 const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]";
@@ -71,7 +84,11 @@ pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
                     .map(String::from)
                     .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
             )?;
-            Ok(Box::new(docker_archive::DockerArchive { path, reference }))
+            Ok(Box::new(docker_archive::DockerArchive {
+                path,
+                references: vec![reference],
+                platform: defaults.platform,
+            }))
         }
         other => bail!("--output transport `{other}` is not supported; use one of {TRANSPORTS}"),
     }
@@ -85,6 +102,7 @@ mod tests {
         Defaults {
             tag: "1.0.0".into(),
             name: "hello".into(),
+            platform: None,
         }
     }
 

@@ -187,6 +187,7 @@ impl Output for OciLayout {
         Ok(Written {
             output: format!("{}:{}:{}", self.transport(), abs.display(), self.tag),
             bytes,
+            ..Written::default()
         })
     }
 }

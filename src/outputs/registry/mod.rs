@@ -1,0 +1,202 @@
+//! `--push`: the image to one or more registry references.
+
+pub mod auth;
+pub mod client;
+pub mod progress;
+pub mod push;
+
+use super::{Output, Written};
+use crate::blobs::BlobStore;
+use crate::image::Image;
+use anyhow::{Context, Result, bail};
+use auth::Credential;
+use client::Client;
+use oci_spec::distribution::Reference;
+use std::path::PathBuf;
+
+/// How to reach registries.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Hosts (`host` or `host:port`) that may be reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// An extra CA to trust for TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Credentials from the command line, used for every registry of this run.
+    pub credential: Option<Credential>,
+    /// Tries per request, the first included.
+    pub tries: u32,
+    /// Blobs uploaded at once.
+    pub jobs: usize,
+    pub progress: progress::Mode,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: vec![],
+            ca_file: None,
+            credential: None,
+            tries: 5,
+            jobs: 4,
+            progress: progress::Mode::Auto,
+        }
+    }
+}
+
+/// One reference to push to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// As the user wrote it, for the result line.
+    pub given: String,
+    pub registry: String,
+    pub repository: String,
+    /// The tag, or None when the reference names a digest.
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl Target {
+    pub fn parse(given: &str) -> Result<Target> {
+        let r: Reference = given.parse().map_err(|e| {
+            anyhow::anyhow!("image reference `{given}` is not valid ({e}); write it as [REGISTRY/]NAME[:TAG], e.g. ghcr.io/owner/app:1.0.0")
+        })?;
+        Ok(Target {
+            given: given.to_string(),
+            registry: r.registry().to_string(),
+            repository: r.repository().to_string(),
+            tag: r
+                .tag()
+                .map(String::from)
+                .filter(|_| r.digest().is_none() || given.contains(':')),
+            digest: r.digest().map(String::from),
+        })
+    }
+}
+
+pub struct RegistryOutput {
+    pub targets: Vec<Target>,
+    pub options: RegistryOptions,
+}
+
+impl RegistryOutput {
+    pub fn new(refs: &[String], options: RegistryOptions) -> Result<RegistryOutput> {
+        if refs.is_empty() {
+            bail!(
+                "--push needs somewhere to push; give -t REGISTRY/NAME:TAG or set repository in [package.metadata.containerize]"
+            );
+        }
+        if let Some(ca) = &options.ca_file
+            && !ca.is_file()
+        {
+            bail!(
+                "--registry-ca {} does not exist; give the path of the registry's PEM CA certificate",
+                ca.display()
+            );
+        }
+        Ok(RegistryOutput {
+            targets: refs
+                .iter()
+                .map(|r| Target::parse(r))
+                .collect::<Result<_>>()?,
+            options,
+        })
+    }
+}
+
+impl Output for RegistryOutput {
+    fn describe(&self) -> String {
+        let refs: Vec<&str> = self.targets.iter().map(|t| t.given.as_str()).collect();
+        format!("registry {}", refs.join(", "))
+    }
+
+    fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
+        let http = Client::http(&self.options)?;
+        let progress = progress::Progress::new(self.options.progress);
+        let blobs = push::blob_jobs(image, store);
+        let top = image.top();
+        let mut written = Written {
+            output: self.describe(),
+            ..Written::default()
+        };
+        // Repositories already holding every blob, by registry: mount sources for the next.
+        let mut done: Vec<(String, String)> = Vec::new();
+        let mut repos: Vec<(&str, &str)> = Vec::new();
+        for t in &self.targets {
+            if !repos.contains(&(t.registry.as_str(), t.repository.as_str())) {
+                repos.push((&t.registry, &t.repository));
+            }
+        }
+        for (registry, repo) in repos {
+            let mount_from = done
+                .iter()
+                .find(|(r, _)| r == registry)
+                .map(|(_, repo)| repo.clone());
+            let credential = match &self.options.credential {
+                Some(c) => c.clone(),
+                None => auth::lookup(registry)?,
+            };
+            let client = Client::connect(
+                &http,
+                &self.options,
+                registry,
+                repo,
+                credential,
+                mount_from.as_slice(),
+            )
+            .with_context(|| format!("pushing to {registry}/{repo}"))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let stats = push::push_blobs(
+                &client,
+                &blobs,
+                mount_from.as_deref(),
+                self.options.jobs,
+                &progress,
+            )?;
+            written.bytes_uploaded += stats.bytes;
+            written.blobs_uploaded += stats.uploaded;
+            written.blobs_skipped += stats.skipped;
+            written.blobs_mounted += stats.mounted;
+            if image.index.is_some() {
+                for p in &image.platforms {
+                    push::put_manifest(
+                        &client,
+                        &p.manifest.digest,
+                        &p.manifest.bytes,
+                        p.manifest.media_type,
+                        &p.manifest.digest,
+                    )?;
+                }
+            }
+            for t in self
+                .targets
+                .iter()
+                .filter(|t| t.registry == registry && t.repository == repo)
+            {
+                if let Some(d) = &t.digest
+                    && d != &top.digest
+                {
+                    bail!(
+                        "{} names digest {d}, but the image built is {}; push by tag instead",
+                        t.given,
+                        top.digest
+                    );
+                }
+                let reference = t.tag.clone().unwrap_or_else(|| top.digest.clone());
+                push::put_manifest(&client, &reference, &top.bytes, top.media_type, &top.digest)?;
+                let line = format!(
+                    "{}@{}",
+                    t.given.split('@').next().unwrap_or(&t.given),
+                    top.digest
+                );
+                progress.line("Pushed", &line);
+                written.pushed.push(line);
+            }
+            done.push((registry.to_string(), repo.to_string()));
+        }
+        Ok(written)
+    }
+}

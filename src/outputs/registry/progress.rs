@@ -1,0 +1,95 @@
+//! Upload progress: a bar per blob on a terminal (indicatif), plain lines otherwise, nothing
+//! with -q.
+
+use super::push::BlobJob;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Auto,
+    Quiet,
+}
+
+pub struct Progress {
+    bars: Option<MultiProgress>,
+    quiet: bool,
+}
+
+/// One blob's upload.
+#[derive(Clone)]
+pub struct Transfer {
+    bar: Option<ProgressBar>,
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(19)]
+}
+
+impl Progress {
+    pub fn new(mode: Mode) -> Progress {
+        let quiet = mode == Mode::Quiet;
+        let bars = (!quiet && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress { bars, quiet }
+    }
+
+    pub fn line(&self, verb: &str, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("{verb:>12} {text}");
+        match &self.bars {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    pub fn note(&self, verb: &str, job: &BlobJob) {
+        self.line(verb, &format!("{} {}", short(&job.digest), job.what));
+    }
+
+    pub fn start(&self, job: &BlobJob) -> Transfer {
+        match &self.bars {
+            Some(m) => {
+                let bar = m.add(ProgressBar::new(job.size));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>12.cyan.bold} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                        .expect("static template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix("Pushing");
+                bar.set_message(format!("{} {}", short(&job.digest), job.what));
+                Transfer { bar: Some(bar) }
+            }
+            None => {
+                self.line(
+                    "Pushing",
+                    &format!("{} {} ({} bytes)", short(&job.digest), job.what, job.size),
+                );
+                Transfer { bar: None }
+            }
+        }
+    }
+}
+
+impl Transfer {
+    pub fn advance(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+    pub fn restart(&self) {
+        if let Some(b) = &self.bar {
+            b.set_position(0);
+        }
+    }
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The push algorithm (after go-containerregistry's `remote.Write`): HEAD every blob and skip
+//! what the registry has; mount from a repository pushed earlier in this run; upload the rest
+//! concurrently, streamed from disk; PUT manifests only once every blob they reference is
+//! confirmed; then the index; then the same bytes under every further tag.
+
+use super::client::{Client, Failure};
+use super::progress::{Progress, Transfer};
+use crate::blobs::BlobStore;
+use crate::image::Image;
+use anyhow::{Result, anyhow};
+use reqwest::StatusCode;
+use reqwest::blocking::Body;
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A blob to put in a repository.
+#[derive(Debug, Clone)]
+pub struct BlobJob {
+    pub digest: String,
+    pub size: u64,
+    pub what: String,
+    pub path: PathBuf,
+}
+
+/// What happened to one repository's blobs.
+#[derive(Debug, Clone, Default)]
+pub struct BlobStats {
+    pub uploaded: usize,
+    pub skipped: usize,
+    pub mounted: usize,
+    pub bytes: u64,
+}
+
+enum Outcome {
+    Skipped,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Every blob the image references except manifests and the index, each once.
+pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut jobs = Vec::new();
+    for p in &image.platforms {
+        let docs = [(
+            p.config.digest.clone(),
+            p.config.size(),
+            "config".to_string(),
+        )];
+        let layers = p
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.size, l.what.clone()));
+        for (digest, size, what) in layers.chain(docs) {
+            if seen.insert(digest.clone()) {
+                jobs.push(BlobJob {
+                    path: store.path(&digest),
+                    digest,
+                    size,
+                    what,
+                });
+            }
+        }
+    }
+    jobs
+}
+
+fn blob_exists(c: &Client, digest: &str) -> Result<bool> {
+    c.retrying("check a blob", || {
+        let r = c.send(|h, _| h.head(c.url(&format!("blobs/{digest}"))))?;
+        match r.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(Failure::Fatal(c.refused(r, "checking a blob"))),
+        }
+    })
+}
+
+/// Counts bytes as the HTTP client reads the body, for progress.
+struct Counting<R> {
+    inner: R,
+    transfer: Transfer,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.transfer.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn upload(
+    c: &Client,
+    job: &BlobJob,
+    transfer: &Transfer,
+    mut location: Option<reqwest::Url>,
+) -> Result<()> {
+    if !job.path.is_file() {
+        return Err(anyhow!(
+            "blob {} ({}) is missing from the cache; run the build again",
+            job.digest,
+            job.what
+        ));
+    }
+    c.retrying("upload a blob", || {
+        transfer.restart();
+        let mut url = match location.take() {
+            Some(u) => u,
+            None => {
+                let r = c.send(|h, _| {
+                    h.post(c.url("blobs/uploads/"))
+                        .header("Content-Length", "0")
+                })?;
+                if r.status() != StatusCode::ACCEPTED {
+                    return Err(Failure::Fatal(c.refused(r, "starting an upload")));
+                }
+                c.location(&r)?
+            }
+        };
+        url.query_pairs_mut().append_pair("digest", &job.digest);
+        let r = c.send(|h, _| {
+            let file = std::fs::File::open(&job.path);
+            let body = match file {
+                Ok(f) => Body::sized(
+                    Counting {
+                        inner: std::io::BufReader::with_capacity(1 << 20, f),
+                        transfer: transfer.clone(),
+                    },
+                    job.size,
+                ),
+                // Removed since the check above: the registry rejects the digest, reported below.
+                Err(_) => Body::from(Vec::new()),
+            };
+            h.put(url.clone())
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", job.size.to_string())
+                .body(body)
+        })?;
+        match r.status() {
+            StatusCode::CREATED | StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            _ => Err(Failure::Fatal(c.refused(r, "an upload"))),
+        }
+    })
+}
+
+fn push_blob(
+    c: &Client,
+    job: &BlobJob,
+    mount_from: Option<&str>,
+    progress: &Progress,
+) -> Result<Outcome> {
+    if blob_exists(c, &job.digest)? {
+        progress.note("Exists", job);
+        return Ok(Outcome::Skipped);
+    }
+    let mut location = None;
+    if let Some(from) = mount_from {
+        let r = c.retrying("mount a blob", || {
+            c.send(|h, _| {
+                let mut url =
+                    reqwest::Url::parse(&c.url("blobs/uploads/")).expect("registry URLs parse");
+                url.query_pairs_mut()
+                    .append_pair("mount", &job.digest)
+                    .append_pair("from", from);
+                h.post(url).header("Content-Length", "0")
+            })
+        })?;
+        match r.status() {
+            StatusCode::CREATED => {
+                progress.note("Mounted", job);
+                return Ok(Outcome::Mounted);
+            }
+            // 202: the registry declined to mount and opened an upload instead.
+            StatusCode::ACCEPTED => location = Some(c.location(&r)?),
+            _ => {} // mounting is an optimisation; upload normally
+        }
+    }
+    let transfer = progress.start(job);
+    upload(c, job, &transfer, location)?;
+    // Confirm before any manifest refers to it.
+    if !blob_exists(c, &job.digest)? {
+        return Err(anyhow!(
+            "registry {} accepted blob {} but does not list it; check the registry's storage",
+            c.registry,
+            job.digest
+        ));
+    }
+    transfer.finish();
+    Ok(Outcome::Uploaded(job.size))
+}
+
+/// Pushes every blob, `jobs` at a time; stops at the first error.
+pub fn push_blobs(
+    c: &Client,
+    blobs: &[BlobJob],
+    mount_from: Option<&str>,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<BlobStats> {
+    let queue: Mutex<VecDeque<&BlobJob>> = Mutex::new(blobs.iter().collect());
+    let stats = Mutex::new(BlobStats::default());
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some(job) = queue.lock().expect("queue").pop_front() else {
+                        break;
+                    };
+                    match push_blob(c, job, mount_from, progress) {
+                        Ok(outcome) => {
+                            let mut st = stats.lock().expect("stats");
+                            match outcome {
+                                Outcome::Skipped => st.skipped += 1,
+                                Outcome::Mounted => st.mounted += 1,
+                                Outcome::Uploaded(n) => {
+                                    st.uploaded += 1;
+                                    st.bytes += n;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("error").get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error") {
+        return Err(e);
+    }
+    Ok(stats.into_inner().expect("stats"))
+}
+
+/// PUTs a manifest or index under `reference` (a tag or its digest).
+pub fn put_manifest(
+    c: &Client,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+    digest: &str,
+) -> Result<()> {
+    let r = c.retrying("push a manifest", || {
+        c.send(|h, _| {
+            h.put(c.url(&format!("manifests/{reference}")))
+                .header("Content-Type", media_type)
+                .body(bytes.to_vec())
+        })
+    })?;
+    if !r.status().is_success() {
+        return Err(c.refused(r, &format!("the manifest {reference}")));
+    }
+    if let Some(got) = r
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|h| h.to_str().ok())
+        && got != digest
+    {
+        return Err(anyhow!(
+            "registry {} stored manifest {reference} as {got}, not {digest}; it rewrote the manifest, so the pushed digest would not match",
+            c.registry
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,591 @@
+//! The template context: one value, built from the same [`ImageSpec`] that `build` uses, so a
+//! generated Dockerfile or workflow describes the image `cargo containerize build` makes.
+
+use crate::metadata::spec::{CaCerts, ImageSpec, TzData};
+use crate::metadata::{CargoArgs, Project};
+use crate::platform::Platform;
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Labels whose value changes with every commit. Templates get them apart from the static
+/// labels (in the Dockerfile they are build arguments), so a generated file stays the same from
+/// one commit to the next.
+pub const COMMIT_LABELS: [(&str, &str); 2] = [
+    ("org.opencontainers.image.created", "CREATED"),
+    ("org.opencontainers.image.revision", "REVISION"),
+];
+
+/// The documented template context: everything `templates/*.j2` (and a user's own template
+/// given with `--template`) can use. Every field is resolved from Cargo.toml,
+/// `[package.metadata.containerize]` and the command line exactly as `cargo containerize build`
+/// resolves them, so both paths produce the same image content and config.
+///
+/// Paths called *context-relative* are relative to the workspace root, which is the build
+/// context of the generated Dockerfile (`docker build -f <dockerfile> .` from the workspace
+/// root).
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateContext {
+    /// The version of cargo-containerize that rendered the file, e.g. `"0.1.0"`; the workflow
+    /// installs this version.
+    pub tool_version: String,
+    /// The package's name (`[package] name`).
+    pub package: String,
+    /// The package's version (`[package] version`).
+    pub version: String,
+    /// The binary target packaged into the image.
+    pub bin: String,
+    /// Every binary target of the package.
+    pub bins: Vec<String>,
+    /// The package's directory, context-relative; `"."` when the package is the workspace root.
+    pub package_dir: String,
+    /// Features from `-F/--features`, one name per element.
+    pub features: Vec<String>,
+    /// `--all-features` was given.
+    pub all_features: bool,
+    /// `--no-default-features` was given.
+    pub no_default_features: bool,
+    /// The cargo profile (`--profile`, default `"release"`).
+    pub profile: String,
+    /// The directory cargo writes that profile into under `target/<triple>/`: `"debug"` for
+    /// `dev` and `test`, `"release"` for `release` and `bench`, else the profile's name.
+    pub profile_dir: String,
+    /// Every flag for `cargo build` except `--target`: `--locked`, `--profile`, `-p`, `--bin`
+    /// and the feature flags, in that order; shell-quote each (`| sh`) when writing a command.
+    pub cargo_flags: Vec<String>,
+    /// Strip symbols and debug info from the binary (`strip`, default true).
+    pub strip: bool,
+    /// Whether the build compiles C code through cc-rs (then a musl C compiler is needed).
+    pub compiles_c: bool,
+    /// The platforms to build, in order: `linux/amd64` before `linux/arm64`.
+    pub platforms: Vec<PlatformContext>,
+    /// Every platform cargo-containerize can build, whether chosen or not.
+    pub supported_platforms: Vec<PlatformContext>,
+    /// The Rust toolchain to build with.
+    pub rust: RustContext,
+    /// Where the binary goes in the image (`binary-path`, default `/usr/local/bin/<bin>`).
+    pub binary_path: String,
+    /// The entrypoint, exec form (`entrypoint`, default `[binary_path]`).
+    pub entrypoint: Vec<String>,
+    /// Arguments after the entrypoint (`args`), the image's Cmd; empty for none.
+    pub cmd: Vec<String>,
+    /// The environment, in the image config's order: PATH, SSL_CERT_FILE (unless
+    /// `ca-certs = "none"`), TZ (with `timezone`), then `env` sorted by name.
+    pub env: Vec<NameValue>,
+    /// The numeric user, `UID[:GID]` (`user`, default `"65532:65532"`).
+    pub user: String,
+    /// Whether `user` is root (uid 0).
+    pub user_is_root: bool,
+    /// The working directory (`workdir`), or none.
+    pub workdir: Option<String>,
+    /// Exposed ports, normalised to `PORT/PROTO` (`ports`).
+    pub ports: Vec<String>,
+    /// The stop signal (`stop-signal`), or none.
+    pub stop_signal: Option<String>,
+    /// Labels that do not change from commit to commit: the `org.opencontainers.image.*` ones
+    /// derived from Cargo.toml, then `labels` (which win), sorted by key.
+    pub labels: Vec<NameValue>,
+    /// Labels that change with every commit (`created`, `revision`), unless set in `labels`:
+    /// the label key, the build argument that carries it in the Dockerfile (`CREATED`,
+    /// `REVISION`) and the value `build` would use right now (empty when unknown).
+    pub commit_labels: Vec<CommitLabel>,
+    /// The CA bundle: `"webpki"` (embedded Mozilla roots), `"file"` (a PEM file from the host
+    /// or the package) or `"none"`.
+    pub ca_certs: String,
+    /// Where the CA bundle is in the image (`/etc/ssl/certs/ca-certificates.crt`), or none.
+    pub ca_bundle_path: Option<String>,
+    /// The time zone database: `"bundled"` (embedded IANA data), `"host"` or `"none"`.
+    pub tzdata: String,
+    /// Only these zones (`zones`), or none for all.
+    pub zones: Option<Vec<String>>,
+    /// The default time zone (`timezone`): TZ and /etc/localtime, or none.
+    pub timezone: Option<String>,
+    /// Files from the package copied into the image (`include`), expanded into single files.
+    pub includes: Vec<IncludeContext>,
+    /// The root file system every image gets apart from the binary and `include`.
+    pub rootfs: RootfsContext,
+    /// Registry repository to push to: `repository` in the metadata, e.g.
+    /// `"ghcr.io/owner/app"`; none means `ghcr.io/<the GitHub repository>`.
+    pub repository: Option<String>,
+    /// The registry host of `repository` (`"ghcr.io"` without one).
+    pub registry: String,
+    /// Options of the command that renders.
+    pub options: RenderOptions,
+}
+
+/// A platform, in every spelling the templates need.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformContext {
+    /// The OCI name, e.g. `"linux/arm64"`.
+    pub name: String,
+    /// The architecture as Docker's TARGETARCH spells it, e.g. `"arm64"`.
+    pub arch: String,
+    /// The Rust musl target, e.g. `"aarch64-unknown-linux-musl"`.
+    pub triple: String,
+    /// The GitHub-hosted runner that builds it natively, e.g. `"ubuntu-24.04-arm"`.
+    pub runner: String,
+}
+
+/// The Rust toolchain.
+#[derive(Debug, Clone, Serialize)]
+pub struct RustContext {
+    /// The version for the builder image's tag (`rust:<version>-slim-bookworm`): the channel
+    /// of `rust-toolchain.toml`/`rust-toolchain` when it names a version, else
+    /// `rust-version`'s `MAJOR.MINOR`, else `"1"` (the newest stable).
+    pub version: String,
+    /// The toolchain for rustup: the toolchain file's channel, else `"stable"`.
+    pub toolchain: String,
+    /// Where `version` came from: `"rust-toolchain.toml"`, `"rust-toolchain"`,
+    /// `"rust-version"` or `"default"`.
+    pub source: String,
+}
+
+/// A name and a value (an environment variable or a label).
+#[derive(Debug, Clone, Serialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+/// A label that changes with every commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitLabel {
+    /// The label key, e.g. `"org.opencontainers.image.revision"`.
+    pub name: String,
+    /// The Dockerfile build argument carrying it, e.g. `"REVISION"`.
+    pub arg: String,
+    /// The value `build` would give it now; empty when unknown.
+    pub value: String,
+}
+
+/// One file of an `include`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncludeContext {
+    /// The file, context-relative.
+    pub src: String,
+    /// Its absolute path in the image.
+    pub dest: String,
+    /// Its mode in the image: `"0755"` for executables, else `"0644"`.
+    pub mode: String,
+}
+
+/// The files every image gets, besides the binary and `include`: users and groups,
+/// nsswitch.conf, the CA bundle, the time zone database and /etc/localtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootfsContext {
+    /// Context-relative directory that `cargo containerize dockerfile` fills with these files
+    /// (the same bytes `build` puts in its layers): `.containerize/<package>/rootfs`.
+    pub dir: String,
+    /// Directories git cannot carry (they are empty) or that need a special mode or owner,
+    /// e.g. `/tmp` (1777), `/root` (0700), `/home/nonroot` (0700, 65532:65532).
+    pub dirs: Vec<PathMode>,
+    /// Files whose mode or owner differ from 0644 root:root.
+    pub special_files: Vec<PathMode>,
+    /// What the files hold, for comments: e.g. `["users and groups", "CA certificates"]`.
+    pub holds: Vec<String>,
+}
+
+/// A path in the image with its mode (octal text) and owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathMode {
+    pub path: String,
+    pub mode: String,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// Options of the command rendering the template.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RenderOptions {
+    /// `workflow --split-platforms`: one job per platform on its own runner, then a job that
+    /// merges their images into one index.
+    pub split_platforms: bool,
+    /// The generated Dockerfile's path, context-relative (for `docker build -f`).
+    pub dockerfile: String,
+}
+
+pub(crate) fn profile_dir(profile: &str) -> String {
+    match profile {
+        "dev" | "test" => "debug".into(),
+        "release" | "bench" => "release".into(),
+        other => other.into(),
+    }
+}
+
+fn runner(p: Platform) -> &'static str {
+    match p {
+        Platform::Amd64 => "ubuntu-24.04",
+        Platform::Arm64 => "ubuntu-24.04-arm",
+    }
+}
+
+fn platform_context(p: Platform) -> PlatformContext {
+    PlatformContext {
+        name: p.to_string(),
+        arch: p.arch().into(),
+        triple: p.musl_triple().into(),
+        runner: runner(p).into(),
+    }
+}
+
+/// `path` relative to `base`, both made absolute and canonical first.
+pub(crate) fn relative_to(path: &Path, base: &Path) -> Result<String> {
+    let canon = |p: &Path| {
+        p.canonicalize()
+            .with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let (path, base) = (canon(path)?, canon(base)?);
+    let rel = path.strip_prefix(&base).with_context(|| {
+        format!(
+            "{} is outside the workspace {}; the Docker build context cannot reach it, so move it into the workspace",
+            path.display(),
+            base.display()
+        )
+    })?;
+    Ok(if rel.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        rel.display().to_string()
+    })
+}
+
+/// Finds the toolchain file rustup would use when building in `dir`: the nearest
+/// `rust-toolchain.toml` or `rust-toolchain` in `dir` or above, up to and including `stop`.
+fn toolchain_file(dir: &Path, stop: &Path) -> Option<PathBuf> {
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        // rustup prefers the legacy name when both exist in one directory.
+        for name in ["rust-toolchain", "rust-toolchain.toml"] {
+            let f = d.join(name);
+            if f.is_file() {
+                return Some(f);
+            }
+        }
+        if d == stop {
+            break;
+        }
+        cur = d.parent();
+    }
+    None
+}
+
+/// The channel a toolchain file names: TOML `[toolchain] channel = "…"`, or the legacy
+/// one-line form.
+fn toolchain_channel(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let trimmed = text.trim();
+    if !trimmed.contains('\n') && !trimmed.contains('=') && !trimmed.is_empty() {
+        return Ok(trimmed.to_string());
+    }
+    let doc: toml_edit::DocumentMut = trimmed.parse().map_err(|e: toml_edit::TomlError| {
+        anyhow::anyhow!(
+            "{} is not valid TOML ({}); fix it as rustup documents",
+            file.display(),
+            e.message()
+        )
+    })?;
+    doc.get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
+        .map(str::to_string)
+        .with_context(|| {
+            format!(
+                "{} has no [toolchain] channel; add e.g. channel = \"1.85\"",
+                file.display()
+            )
+        })
+}
+
+fn is_version(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn rust_context(project: &Project) -> Result<RustContext> {
+    if let Some(file) = toolchain_file(&project.package_root, &project.workspace_root) {
+        let channel = toolchain_channel(&file)?;
+        // A channel such as "1.85-x86_64-unknown-linux-gnu" names a host; the image is the host.
+        let version = channel.split('-').next().unwrap_or(&channel);
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        return Ok(RustContext {
+            version: if is_version(version) {
+                version.to_string()
+            } else {
+                // "stable", "beta", "nightly-2025-01-01": the newest stable image; rustup in the
+                // image installs the file's toolchain when the build starts.
+                "1".to_string()
+            },
+            toolchain: channel,
+            source: name,
+        });
+    }
+    if let Some(v) = &project.package.rust_version {
+        return Ok(RustContext {
+            version: format!("{}.{}", v.major, v.minor),
+            toolchain: "stable".into(),
+            source: "rust-version".into(),
+        });
+    }
+    Ok(RustContext {
+        version: "1".into(),
+        toolchain: "stable".into(),
+        source: "default".into(),
+    })
+}
+
+fn features(cargo: &CargoArgs) -> Vec<String> {
+    cargo
+        .features
+        .iter()
+        .flat_map(|f| f.split([' ', ',']))
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn octal(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+fn uid_of(user: &str) -> Option<u32> {
+    user.split(':').next().and_then(|u| u.parse().ok())
+}
+
+impl TemplateContext {
+    /// Builds the context for `project`, whose settings are already merged with the command
+    /// line, and `spec`, resolved from them.
+    pub fn new(
+        project: &Project,
+        spec: &ImageSpec,
+        cargo: &CargoArgs,
+        options: RenderOptions,
+    ) -> Result<TemplateContext> {
+        let ws = &project.workspace_root;
+        let package_dir = relative_to(&project.package_root, ws)?;
+        let features = features(cargo);
+
+        let mut cargo_flags: Vec<String> = vec![
+            "--locked".into(),
+            "--profile".into(),
+            cargo.profile.clone(),
+            "-p".into(),
+            spec.package.clone(),
+            "--bin".into(),
+            spec.bin.clone(),
+        ];
+        cargo_flags.extend(cargo.feature_flags());
+
+        let user_labels = project.settings.labels.clone().unwrap_or_default();
+        let mut labels = Vec::new();
+        let mut commit_labels = Vec::new();
+        for (name, value) in &spec.labels {
+            match COMMIT_LABELS.iter().find(|(k, _)| k == name) {
+                Some((_, arg)) if !user_labels.contains_key(name) => {
+                    commit_labels.push(CommitLabel {
+                        name: name.clone(),
+                        arg: (*arg).into(),
+                        value: value.clone(),
+                    })
+                }
+                _ => labels.push(NameValue {
+                    name: name.clone(),
+                    value: value.clone(),
+                }),
+            }
+        }
+        // Both, always: a Dockerfile cannot leave a label out when its argument is empty.
+        for (name, arg) in COMMIT_LABELS {
+            if !spec.labels.contains_key(name) && !user_labels.contains_key(name) {
+                commit_labels.push(CommitLabel {
+                    name: name.into(),
+                    arg: arg.into(),
+                    value: String::new(),
+                });
+            }
+        }
+        commit_labels.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let includes = spec
+            .includes
+            .iter()
+            .filter(|i| !i.is_dir)
+            .map(|i| {
+                Ok(IncludeContext {
+                    src: relative_to(&i.src, ws)?,
+                    dest: i.dest.clone(),
+                    mode: octal(i.mode),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let rootfs = super::rootfs::context(spec, &project.package.name)?;
+        let repository = project.settings.repository.clone();
+        let registry = repository
+            .as_deref()
+            .and_then(|r| r.split_once('/'))
+            .map(|(host, _)| host)
+            .filter(|h| h.contains('.') || h.contains(':') || *h == "localhost")
+            .unwrap_or(if repository.is_some() {
+                "docker.io"
+            } else {
+                "ghcr.io"
+            })
+            .to_string();
+
+        Ok(TemplateContext {
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            package: spec.package.clone(),
+            version: spec.version.clone(),
+            bin: spec.bin.clone(),
+            bins: spec.bins.clone(),
+            package_dir,
+            features,
+            all_features: cargo.all_features,
+            no_default_features: cargo.no_default_features,
+            profile: cargo.profile.clone(),
+            profile_dir: profile_dir(&cargo.profile),
+            cargo_flags,
+            strip: spec.strip,
+            compiles_c: project.compiles_c,
+            platforms: spec.platforms.iter().copied().map(platform_context).collect(),
+            supported_platforms: Platform::ALL.into_iter().map(platform_context).collect(),
+            rust: rust_context(project)?,
+            binary_path: spec.binary_path.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.cmd.clone(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| NameValue {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            user: spec.user.clone(),
+            user_is_root: uid_of(&spec.user) == Some(0),
+            workdir: spec.workdir.clone(),
+            ports: spec.ports.clone(),
+            stop_signal: spec.stop_signal.clone(),
+            labels,
+            commit_labels,
+            ca_certs: match spec.ca_certs {
+                CaCerts::Webpki => "webpki",
+                CaCerts::File(_) => "file",
+                CaCerts::None => "none",
+            }
+            .into(),
+            ca_bundle_path: (spec.ca_certs != CaCerts::None)
+                .then(|| crate::metadata::spec::CA_BUNDLE_PATH.to_string()),
+            tzdata: match spec.tzdata {
+                TzData::Bundled => "bundled",
+                TzData::Host => "host",
+                TzData::None => "none",
+            }
+            .into(),
+            zones: spec.zones.clone(),
+            timezone: spec.timezone.clone(),
+            includes,
+            rootfs,
+            repository,
+            registry,
+            options,
+        })
+    }
+
+    /// The context as a template value.
+    pub fn to_value(&self) -> Result<minijinja::Value> {
+        Ok(json_to_value(serde_json::to_value(self)?))
+    }
+
+    /// The builder image the Dockerfile's arguments name by default.
+    pub fn builder_image(&self) -> String {
+        format!(
+            "{}:{}-{}",
+            super::RUST_IMAGE,
+            self.rust.version,
+            super::RUST_IMAGE_VARIANT
+        )
+    }
+
+    /// Labels as a map, the commit labels with the values given.
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        self.labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .chain(
+                self.commit_labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone())),
+            )
+            .collect()
+    }
+}
+
+/// serde_json → minijinja, keeping map order as serde_json gives it (sorted).
+fn json_to_value(v: serde_json::Value) -> minijinja::Value {
+    use minijinja::Value;
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::from(i),
+            (_, Some(u), _) => Value::from(u),
+            (_, _, Some(f)) => Value::from(f),
+            _ => Value::from(()),
+        },
+        serde_json::Value::String(s) => Value::from(s),
+        serde_json::Value::Array(a) => {
+            Value::from(a.into_iter().map(json_to_value).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(m) => Value::from(
+            m.into_iter()
+                .map(|(k, v)| (k, json_to_value(v)))
+                .collect::<BTreeMap<String, Value>>(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_dirs() {
+        assert_eq!(profile_dir("dev"), "debug");
+        assert_eq!(profile_dir("release"), "release");
+        assert_eq!(profile_dir("dist"), "dist");
+    }
+
+    #[test]
+    fn versions() {
+        assert!(is_version("1.85"));
+        assert!(is_version("1.80.1"));
+        assert!(!is_version("stable"));
+        assert!(!is_version("1"));
+        assert!(!is_version("nightly-2025-01-01"));
+    }
+
+    #[test]
+    fn toolchain_file_forms() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("rust-toolchain.toml");
+        std::fs::write(&f, "[toolchain]\nchannel = \"1.82.0\"\ntargets = [\"x\"]\n").unwrap();
+        assert_eq!(toolchain_channel(&f).unwrap(), "1.82.0");
+        let legacy = d.path().join("rust-toolchain");
+        std::fs::write(&legacy, "nightly-2025-01-01\n").unwrap();
+        assert_eq!(toolchain_channel(&legacy).unwrap(), "nightly-2025-01-01");
+        assert_eq!(toolchain_file(d.path(), d.path()).unwrap(), legacy);
+        std::fs::write(&f, "[toolchain]\n").unwrap();
+        std::fs::remove_file(&legacy).unwrap();
+        let e = toolchain_channel(&f).unwrap_err().to_string();
+        assert!(e.contains("no [toolchain] channel"), "{e}");
+    }
+}

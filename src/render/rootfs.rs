@@ -1,0 +1,197 @@
+//! The image's root files (users and groups, nsswitch.conf, CA bundle, tzdata, /etc/localtime)
+//! as a directory in the Docker build context.
+//!
+//! A Dockerfile cannot embed a 200 KiB CA bundle or 600 zone files, and fetching them from a
+//! distribution at build time would give other bytes than `build` does. So `cargo containerize
+//! dockerfile` writes exactly the entries `build` puts into its layers (the same functions make
+//! them) into `.containerize/<package>/rootfs`, and the Dockerfile copies that directory; only
+//! modes, owners and empty directories, which git does not keep, are fixed in the Dockerfile.
+
+use super::context::{PathMode, RootfsContext};
+use crate::layers::{self, Entry, EntryKind, LayerContent, Source};
+use crate::metadata::ImageSpec;
+use crate::outputs::atomic;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+/// The build-context-relative directory of a package's root files.
+pub fn dir_for(package: &str) -> String {
+    format!(".containerize/{package}/rootfs")
+}
+
+/// Every layer content `build` makes besides the binary and `include`.
+fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
+    let mut out = vec![layers::base::content()];
+    if let Some(c) = layers::certs::content(&spec.ca_certs)? {
+        out.push(c);
+    }
+    if let Some(c) = layers::tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
+        out.push(c);
+    }
+    if let Some(tz) = &spec.timezone {
+        out.push(LayerContent {
+            what: "/etc/localtime".into(),
+            entries: vec![layers::tzdata::localtime_entry(
+                &spec.tzdata,
+                spec.zones.as_deref(),
+                tz,
+            )?],
+            mtime: 0,
+        });
+    }
+    Ok(out)
+}
+
+fn describe(what: &str) -> String {
+    match what {
+        "base files" => "users and groups, nsswitch.conf".into(),
+        "ca certificates" => "the CA bundle".into(),
+        "tzdata" => "the time zone database".into(),
+        other => other.into(),
+    }
+}
+
+fn octal(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// What templates need to know about the root files.
+pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
+    let contents = contents(spec)?;
+    let entries: Vec<&Entry> = contents.iter().flat_map(|c| &c.entries).collect();
+    let has_children = |dir: &str| {
+        let prefix = format!("{dir}/");
+        entries.iter().any(|e| e.path.starts_with(&prefix))
+    };
+    let mut dirs = Vec::new();
+    let mut special_files = Vec::new();
+    for e in &entries {
+        let pm = PathMode {
+            path: e.path.clone(),
+            mode: octal(e.mode),
+            uid: e.uid,
+            gid: e.gid,
+        };
+        match e.kind {
+            EntryKind::Dir => {
+                if e.mode != 0o755 || e.uid != 0 || e.gid != 0 || !has_children(&e.path) {
+                    dirs.push(pm);
+                }
+            }
+            EntryKind::File(_) | EntryKind::Hardlink(_) => {
+                if e.mode != 0o644 || e.uid != 0 || e.gid != 0 {
+                    special_files.push(pm);
+                }
+            }
+            EntryKind::Symlink(_) => {}
+        }
+    }
+    dirs.sort_by(|a, b| a.path.cmp(&b.path));
+    special_files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(RootfsContext {
+        dir: dir_for(package),
+        dirs,
+        special_files,
+        holds: contents.iter().map(|c| describe(&c.what)).collect(),
+    })
+}
+
+/// What a path in the tree is, for comparing an existing directory with the wanted one.
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    Dir,
+    File(Vec<u8>),
+    Symlink(String),
+}
+
+fn source_bytes(s: &Source) -> Result<Vec<u8>> {
+    Ok(match s {
+        Source::Static(b) => b.to_vec(),
+        Source::Owned(b) => b.clone(),
+        Source::Path(p) => fs::read(p).with_context(|| format!("cannot read {}", p.display()))?,
+    })
+}
+
+/// The wanted tree: relative path → node. Hard links become files with the target's bytes.
+fn wanted(spec: &ImageSpec) -> Result<BTreeMap<String, Node>> {
+    let mut tree = BTreeMap::new();
+    for content in contents(spec)? {
+        for e in &content.entries {
+            let rel = e.path.trim_start_matches('/').to_string();
+            let parts: Vec<&str> = rel.split('/').collect();
+            for i in 1..parts.len() {
+                tree.entry(parts[..i].join("/")).or_insert(Node::Dir);
+            }
+            let node = match &e.kind {
+                EntryKind::Dir => Node::Dir,
+                EntryKind::File(src) => Node::File(source_bytes(src)?),
+                EntryKind::Symlink(t) => Node::Symlink(t.clone()),
+                EntryKind::Hardlink(t) => match tree.get(t.trim_start_matches('/')) {
+                    Some(Node::File(b)) => Node::File(b.clone()),
+                    _ => anyhow::bail!("hard link {} to {t}, which is not a file", e.path),
+                },
+            };
+            tree.insert(rel, node);
+        }
+    }
+    Ok(tree)
+}
+
+fn read_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) -> Result<()> {
+    for item in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let item = item?;
+        let path = item.path();
+        let rel = path
+            .strip_prefix(base)
+            .expect("below base")
+            .display()
+            .to_string();
+        let kind = item.file_type()?;
+        if kind.is_symlink() {
+            out.insert(
+                rel,
+                Node::Symlink(fs::read_link(&path)?.display().to_string()),
+            );
+        } else if kind.is_dir() {
+            out.insert(rel, Node::Dir);
+            read_tree(base, &path, out)?;
+        } else {
+            out.insert(rel, Node::File(fs::read(&path)?));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the root files into `target` (replacing what is there, all at once). Returns false,
+/// and touches nothing, when `target` already holds exactly these files.
+pub fn write(spec: &ImageSpec, target: &Path) -> Result<bool> {
+    let tree = wanted(spec)?;
+    if target.is_dir() {
+        let mut have = BTreeMap::new();
+        if read_tree(target, target, &mut have).is_ok() && have == tree {
+            return Ok(false);
+        }
+    }
+    atomic::write_dir(target, |tmp| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp, fs::Permissions::from_mode(0o755))?;
+        for (rel, node) in &tree {
+            let path = tmp.join(rel);
+            match node {
+                Node::Dir => fs::create_dir_all(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+                Node::File(bytes) => {
+                    fs::write(&path, bytes)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+                }
+                Node::Symlink(t) => std::os::unix::fs::symlink(t, &path)
+                    .with_context(|| format!("cannot create the symlink {}", path.display()))?,
+            }
+        }
+        Ok(())
+    })?;
+    Ok(true)
+}
