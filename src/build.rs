@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 /// What the builder needs beyond the project.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
-    pub platform: Platform,
+    pub platforms: Vec<Platform>,
     pub strip: bool,
     pub install_target: bool,
     pub quiet: bool,
@@ -27,6 +27,22 @@ pub struct BuildOptions {
 pub struct Built {
     pub path: PathBuf,
     pub platform: Platform,
+}
+
+/// Which program drives the build of one platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Driver {
+    Cargo,
+    /// cargo-zigbuild: zig as the C compiler and linker for any target.
+    Zigbuild,
+}
+
+/// How one platform is built.
+#[derive(Debug, Clone)]
+struct Plan {
+    platform: Platform,
+    driver: Driver,
+    env: Vec<(String, OsString)>,
 }
 
 fn rustc() -> OsString {
@@ -82,35 +98,79 @@ fn ensure_target(dir: &Path, triple: &str, install: bool, quiet: bool) -> Result
     Ok(())
 }
 
-/// The environment that lets cc-rs compile C for a musl target, or an error naming what to
-/// install when nothing can.
-fn c_compiler_env(project: &Project, platform: Platform) -> Result<Vec<(String, OsString)>> {
-    if !project.compiles_c {
-        return Ok(vec![]);
-    }
+fn zigbuild_available() -> bool {
+    which::which("cargo-zigbuild").is_ok()
+        && (which::which("zig").is_ok() || which::which("python-zig").is_ok())
+}
+
+fn env_set(var: &str) -> bool {
+    std::env::var_os(var).is_some()
+}
+
+/// How to build `platform`: plain cargo with the right C compiler and linker, or
+/// cargo-zigbuild; an error naming what to install when neither can.
+fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     let triple = platform.musl_triple();
-    let var = format!("CC_{}", triple.replace('-', "_"));
-    if std::env::var_os(&var).is_some() || std::env::var_os(format!("CC_{triple}")).is_some() {
-        return Ok(vec![]); // the user chose a compiler; respect it
+    let upper = triple.replace('-', "_").to_uppercase();
+    let cc_var = format!("CC_{}", triple.replace('-', "_"));
+    let linker_var = format!("CARGO_TARGET_{upper}_LINKER");
+    let cross = Platform::host() != Some(platform);
+    let mut env: Vec<(String, OsString)> = Vec::new();
+
+    if !project.compiles_c {
+        // Pure Rust links with the toolchain's own lld and the target's self-contained musl.
+        if cross && !env_set(&linker_var) {
+            env.push((linker_var, "rust-lld".into()));
+        }
+        return Ok(Plan {
+            platform,
+            driver: Driver::Cargo,
+            env,
+        });
     }
-    let candidates: &[&str] = match (platform, Platform::host()) {
-        (p, Some(h)) if p == h => &["musl-gcc"],
-        (Platform::Amd64, _) => &["x86_64-linux-musl-gcc"],
-        (Platform::Arm64, _) => &["aarch64-linux-musl-gcc"],
+    if env_set(&cc_var) || env_set(&format!("CC_{triple}")) {
+        return Ok(Plan {
+            platform,
+            driver: Driver::Cargo,
+            env,
+        }); // the user chose; respect it
+    }
+    let gcc = if cross {
+        format!(
+            "{}-linux-musl-gcc",
+            triple.split('-').next().unwrap_or_default()
+        )
+    } else {
+        "musl-gcc".to_string()
     };
-    for c in candidates {
-        if let Ok(path) = which::which(c) {
-            return Ok(vec![(var, path.into_os_string())]);
+    if let Ok(path) = which::which(&gcc) {
+        env.push((cc_var, path.clone().into_os_string()));
+        if cross && !env_set(&linker_var) {
+            env.push((linker_var, path.into_os_string()));
         }
+        return Ok(Plan {
+            platform,
+            driver: Driver::Cargo,
+            env,
+        });
     }
+    if zigbuild_available() {
+        return Ok(Plan {
+            platform,
+            driver: Driver::Zigbuild,
+            env,
+        });
+    }
+    let install = if cross {
+        format!(
+            "cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`), or a {gcc} cross compiler"
+        )
+    } else {
+        "musl-tools (`apt-get install musl-tools`), or cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`)".to_string()
+    };
     bail!(
-        "package `{}` compiles C code (it depends on the cc crate) and no musl C compiler for {triple} was found; install one ({}) or set {var}",
-        project.package.name,
-        if candidates == ["musl-gcc"] {
-            "apt-get install musl-tools".to_string()
-        } else {
-            format!("{} on PATH", candidates.join(" or "))
-        }
+        "package `{}` compiles C code (it depends on the cc crate) and no C compiler for {triple} was found; install {install}, or set {cc_var}",
+        project.package.name
     )
 }
 
@@ -133,21 +193,53 @@ fn remap_flags(project: &Project) -> Vec<String> {
         .collect()
 }
 
-/// Builds the project's binary for one platform.
-pub fn build(project: &Project, cargo_args: &CargoArgs, opts: &BuildOptions) -> Result<Built> {
-    let triple = opts.platform.musl_triple();
-    ensure_target(
-        &project.package_root,
-        triple,
-        opts.install_target,
-        opts.quiet,
-    )?;
-    let cc_env = c_compiler_env(project, opts.platform)?;
+/// Builds the project's binary for every platform: one cargo run for all that plain cargo can
+/// build (cargo schedules them across the cores), one cargo-zigbuild run for each of the rest.
+pub fn build(project: &Project, cargo_args: &CargoArgs, opts: &BuildOptions) -> Result<Vec<Built>> {
+    let mut plans = Vec::new();
+    for &p in &opts.platforms {
+        ensure_target(
+            &project.package_root,
+            p.musl_triple(),
+            opts.install_target,
+            opts.quiet,
+        )?;
+        plans.push(plan(project, p)?);
+    }
+    let (plain, zig): (Vec<Plan>, Vec<Plan>) =
+        plans.into_iter().partition(|p| p.driver == Driver::Cargo);
+    let mut runs: Vec<Vec<Plan>> = Vec::new();
+    if !plain.is_empty() {
+        runs.push(plain);
+    }
+    runs.extend(zig.into_iter().map(|p| vec![p]));
+    let mut built = Vec::new();
+    for run in runs {
+        built.extend(run_cargo(project, cargo_args, opts, &run)?);
+    }
+    built.sort_by_key(|b| b.platform);
+    Ok(built)
+}
 
+fn run_cargo(
+    project: &Project,
+    cargo_args: &CargoArgs,
+    opts: &BuildOptions,
+    plans: &[Plan],
+) -> Result<Vec<Built>> {
+    let driver = plans[0].driver;
     let mut cmd = Command::new(cargo());
-    cmd.arg("build")
-        .args(["--target", triple])
-        .args(["--profile", &cargo_args.profile])
+    cmd.arg(match driver {
+        Driver::Cargo => "build",
+        Driver::Zigbuild => "zigbuild",
+    });
+    for p in plans {
+        cmd.args(["--target", p.platform.musl_triple()]);
+        for (k, v) in &p.env {
+            cmd.env(k, v);
+        }
+    }
+    cmd.args(["--profile", &cargo_args.profile])
         .args(["--package", project.package.name.as_str()])
         .args(["--bin", &project.bin])
         .arg("--message-format=json-render-diagnostics")
@@ -187,44 +279,75 @@ pub fn build(project: &Project, cargo_args: &CargoArgs, opts: &BuildOptions) -> 
             .map(|f| format!("{f:?}"))
             .collect::<Vec<_>>()
             .join(", ");
-        cmd.args(["--config", &format!("target.{triple}.rustflags=[{list}]")]);
-    }
-    for (k, v) in cc_env {
-        cmd.env(k, v);
+        for p in plans {
+            cmd.args([
+                "--config",
+                &format!("target.{}.rustflags=[{list}]", p.platform.musl_triple()),
+            ]);
+        }
     }
 
+    let names: Vec<String> = plans.iter().map(|p| p.platform.to_string()).collect();
     if !opts.quiet {
         eprintln!(
-            "    Building {} ({}) for {} ({triple}, profile {})",
-            project.bin, project.package.name, opts.platform, cargo_args.profile
+            "{:>12} {} ({}) for {} (profile {}{})",
+            "Building",
+            project.bin,
+            project.package.name,
+            names.join(", "),
+            cargo_args.profile,
+            if driver == Driver::Zigbuild {
+                ", cargo-zigbuild"
+            } else {
+                ""
+            }
         );
     }
-    let mut child = cmd.spawn().context("running cargo; is it on PATH?")?;
+    let mut child = cmd.spawn().with_context(|| match driver {
+        Driver::Cargo => "running cargo; is it on PATH?".to_string(),
+        Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
+    })?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
-    let mut exe = None;
+    let mut built = Vec::new();
     for msg in Message::parse_stream(BufReader::new(stdout)) {
         if let Ok(Message::CompilerArtifact(a)) = msg
             && a.target.name == project.bin
             && a.target.kind.contains(&TargetKind::Bin)
             && let Some(path) = a.executable
         {
-            exe = Some(path.into_std_path_buf());
+            // The artifact's directory names its target: <target-dir>/<triple>/<profile>/.
+            let platform = plans
+                .iter()
+                .map(|p| p.platform)
+                .find(|p| path.components().any(|c| c.as_str() == p.musl_triple()));
+            if let Some(platform) = platform {
+                built.push(Built {
+                    path: path.into_std_path_buf(),
+                    platform,
+                });
+            }
         }
     }
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
         bail!(
-            "cargo build for {triple} failed (its errors are above); fix them, then run cargo containerize again"
+            "cargo {} for {} failed (its errors are above); fix them, then run cargo containerize again",
+            if driver == Driver::Zigbuild {
+                "zigbuild"
+            } else {
+                "build"
+            },
+            names.join(", ")
         );
     }
-    let path = exe.with_context(|| {
-        format!(
-            "cargo build succeeded but reported no executable for bin `{}`",
-            project.bin
-        )
-    })?;
-    Ok(Built {
-        path,
-        platform: opts.platform,
-    })
+    for p in plans {
+        if !built.iter().any(|b| b.platform == p.platform) {
+            bail!(
+                "cargo reported no executable for bin `{}` on {}",
+                project.bin,
+                p.platform
+            );
+        }
+    }
+    Ok(built)
 }

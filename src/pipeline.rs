@@ -130,6 +130,25 @@ fn plan_outputs(
         name: spec.bin.clone(),
         platform: req.load_platform,
     };
+    let platforms = spec
+        .platforms
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let single_platform_outputs =
+        req.load.is_some() || req.outputs.iter().any(|o| o.starts_with("docker-archive:"));
+    match req.load_platform {
+        Some(p) if !spec.platforms.contains(&p) => {
+            bail!(
+                "--load-platform {p} is not among the platforms built ({platforms}); choose one of them"
+            )
+        }
+        None if single_platform_outputs && spec.platforms.len() > 1 => bail!(
+            "docker archives and --load hold one platform but {platforms} were asked for; choose one with --load-platform"
+        ),
+        _ => {}
+    }
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
         list.push(outputs::parse(o, &defaults)?);
@@ -181,25 +200,25 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let shared = layers::shared_layers(&spec, &store)?;
     let files = layers::files_layer(&spec, &store)?;
 
+    // 2. build: every platform at once (or the prebuilt --binary)
+    let built: Vec<(Platform, PathBuf)> = match &req.binary {
+        Some(p) => vec![(spec.platforms[0], p.clone())],
+        None => build::build(
+            &project,
+            &req.cargo,
+            &BuildOptions {
+                platforms: spec.platforms.clone(),
+                strip: spec.strip,
+                install_target: req.install_target,
+                quiet: req.quiet,
+            },
+        )?
+        .into_iter()
+        .map(|b| (b.platform, b.path))
+        .collect(),
+    };
     let mut per_platform = Vec::new();
-    for &platform in &spec.platforms {
-        // 2. build
-        let path = match &req.binary {
-            Some(p) => p.clone(),
-            None => {
-                build::build(
-                    &project,
-                    &req.cargo,
-                    &BuildOptions {
-                        platform,
-                        strip: spec.strip,
-                        install_target: req.install_target,
-                        quiet: req.quiet,
-                    },
-                )?
-                .path
-            }
-        };
+    for (platform, path) in built {
         // 3. verify
         let bin = verify::verify(&path, platform)?;
         log.step(
@@ -210,7 +229,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 human_size(bin.size)
             ),
         );
-        // 4. layers
+        // 4. layers: the shared ones once, the binary per platform
         let mut platform_layers = shared.clone();
         platform_layers.extend(files.clone());
         platform_layers.push(layers::binary_layer(&spec, &bin, &store)?);

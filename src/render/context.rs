@@ -180,8 +180,9 @@ pub struct RootfsContext {
     /// Directories git cannot carry (they are empty) or that need a special mode or owner,
     /// e.g. `/tmp` (1777), `/root` (0700), `/home/nonroot` (0700, 65532:65532).
     pub dirs: Vec<PathMode>,
-    /// Files whose mode or owner differ from 0644 root:root.
-    pub special_files: Vec<PathMode>,
+    /// What the Dockerfile sets after making every directory 0755 and every file 0644, root's:
+    /// `dirs`, files of other modes or owners, and executable `include` files.
+    pub fixups: Vec<PathMode>,
     /// What the files hold, for comments: e.g. `["users and groups", "CA certificates"]`.
     pub holds: Vec<String>,
 }

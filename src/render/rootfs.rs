@@ -66,7 +66,7 @@ pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
         entries.iter().any(|e| e.path.starts_with(&prefix))
     };
     let mut dirs = Vec::new();
-    let mut special_files = Vec::new();
+    let mut fixups = Vec::new();
     for e in &entries {
         let pm = PathMode {
             path: e.path.clone(),
@@ -77,23 +77,41 @@ pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
         match e.kind {
             EntryKind::Dir => {
                 if e.mode != 0o755 || e.uid != 0 || e.gid != 0 || !has_children(&e.path) {
-                    dirs.push(pm);
+                    dirs.push(pm.clone());
+                    fixups.push(pm);
                 }
             }
             EntryKind::File(_) | EntryKind::Hardlink(_) => {
                 if e.mode != 0o644 || e.uid != 0 || e.gid != 0 {
-                    special_files.push(pm);
+                    fixups.push(pm);
                 }
             }
             EntryKind::Symlink(_) => {}
         }
     }
+    for inc in spec.includes.iter().filter(|i| i.is_dir) {
+        dirs.push(PathMode {
+            path: inc.dest.clone(),
+            mode: octal(inc.mode),
+            uid: 0,
+            gid: 0,
+        });
+    }
+    for inc in spec.includes.iter().filter(|i| !i.is_dir && i.mode != 0o644) {
+        fixups.push(PathMode {
+            path: inc.dest.clone(),
+            mode: octal(inc.mode),
+            uid: 0,
+            gid: 0,
+        });
+    }
     dirs.sort_by(|a, b| a.path.cmp(&b.path));
-    special_files.sort_by(|a, b| a.path.cmp(&b.path));
+    dirs.dedup_by(|a, b| a.path == b.path);
+    fixups.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(RootfsContext {
         dir: dir_for(package),
         dirs,
-        special_files,
+        fixups,
         holds: contents.iter().map(|c| describe(&c.what)).collect(),
     })
 }

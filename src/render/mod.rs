@@ -1,0 +1,496 @@
+//! Generated files: a Dockerfile, a GitHub Actions release workflow and a .dockerignore,
+//! rendered with minijinja from the templates in `templates/` (embedded at compile time) or
+//! from a user's own template, always with one context ([`TemplateContext`]) built from the
+//! same [`ImageSpec`] that `build` uses.
+
+pub mod context;
+pub mod rootfs;
+
+pub use context::{RenderOptions, TemplateContext};
+
+use crate::metadata::{self, CargoArgs, ImageSpec, Project, Settings, git};
+use crate::outputs::atomic;
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The builder image's repository and the variant its tag ends with (Debian 12, slim).
+pub const RUST_IMAGE: &str = "docker.io/library/rust";
+pub const RUST_IMAGE_VARIANT: &str = "slim-bookworm";
+
+/// The built-in templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    Dockerfile,
+    Workflow,
+    DockerIgnore,
+}
+
+impl Template {
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Dockerfile => "Dockerfile.j2",
+            Template::Workflow => "github-workflow.yml.j2",
+            Template::DockerIgnore => "dockerignore.j2",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Template::Dockerfile => include_str!("../../templates/Dockerfile.j2"),
+            Template::Workflow => include_str!("../../templates/github-workflow.yml.j2"),
+            Template::DockerIgnore => include_str!("../../templates/dockerignore.j2"),
+        }
+    }
+}
+
+/// Shell word: as is when safe, else single-quoted.
+fn filter_sh(s: String) -> String {
+    let safe = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if safe {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// A Dockerfile double-quoted string (ENV, LABEL values): `\`, `"` and `$` escaped.
+fn filter_dq(s: String) -> Result<String, Error> {
+    if s.contains(['\n', '\r']) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("{s:?} holds a line break, which a Dockerfile cannot express"),
+        ));
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(out)
+}
+
+/// A name Dockerfile ENV accepts unquoted.
+fn filter_env_name(s: String) -> Result<String, Error> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| !c.is_whitespace() && !matches!(c, '=' | '"' | '\'' | '$' | '\\'));
+    if ok {
+        Ok(s)
+    } else {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("env name {s:?} cannot be written in a Dockerfile; use letters, digits and _"),
+        ))
+    }
+}
+
+fn value_to_json(v: &Value) -> Result<serde_json::Value, Error> {
+    use minijinja::value::ValueKind;
+    Ok(match v.kind() {
+        ValueKind::Undefined | ValueKind::None => serde_json::Value::Null,
+        ValueKind::Bool => serde_json::Value::Bool(v.is_true()),
+        ValueKind::Number => {
+            if let Ok(i) = i64::try_from(v.clone()) {
+                serde_json::Value::from(i)
+            } else {
+                serde_json::Value::from(f64::try_from(v.clone())?)
+            }
+        }
+        ValueKind::String => serde_json::Value::String(v.as_str().unwrap_or_default().into()),
+        ValueKind::Seq | ValueKind::Iterable => serde_json::Value::Array(
+            v.try_iter()?
+                .map(|x| value_to_json(&x))
+                .collect::<Result<_, _>>()?,
+        ),
+        ValueKind::Map => {
+            let mut m = serde_json::Map::new();
+            for k in v.try_iter()? {
+                m.insert(k.to_string(), value_to_json(&v.get_item(&k)?)?);
+            }
+            serde_json::Value::Object(m)
+        }
+        _ => serde_json::Value::String(v.to_string()),
+    })
+}
+
+/// JSON text: exec-form ENTRYPOINT/CMD, and double-quoted YAML scalars.
+fn filter_json(v: Value) -> Result<String, Error> {
+    serde_json::to_string(&value_to_json(&v)?)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+/// The environment every template renders in: the built-in templates, strict undefined
+/// values (a typo in a template is an error, not an empty string), `trim_blocks` and
+/// `lstrip_blocks`, the trailing newline kept, and the filters `sh`, `dq`, `env_name`, `json`.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
+    env.add_filter("sh", filter_sh);
+    env.add_filter("dq", filter_dq);
+    env.add_filter("env_name", filter_env_name);
+    env.add_filter("json", filter_json);
+    for t in [Template::Dockerfile, Template::Workflow, Template::DockerIgnore] {
+        env.add_template(t.name(), t.source())
+            .expect("built-in templates parse");
+    }
+    env
+}
+
+/// One line describing a template error, with where it happened.
+fn describe_error(e: &Error) -> String {
+    let mut text = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+    if let (Some(name), Some(line)) = (e.name(), e.line()) {
+        text.push_str(&format!(" (at {name} line {line})"));
+    }
+    text
+}
+
+/// Renders a built-in template, or the user's file when `user` is given.
+pub fn render(template: Template, user: Option<&Path>, ctx: &TemplateContext) -> Result<String> {
+    let mut env = environment();
+    let value = ctx.to_value()?;
+    let (name, what) = match user {
+        Some(path) => {
+            let source = std::fs::read_to_string(path).with_context(|| {
+                format!(
+                    "cannot read template {}; give --template an existing UTF-8 file",
+                    path.display()
+                )
+            })?;
+            let name = path.display().to_string();
+            env.add_template_owned(name.clone(), source).map_err(|e| {
+                anyhow::anyhow!(
+                    "template {name} does not parse: {}; fix its syntax (minijinja, Jinja2-like)",
+                    describe_error(&e)
+                )
+            })?;
+            (name, "your template")
+        }
+        None => (template.name().to_string(), "the built-in template"),
+    };
+    let tmpl = env.get_template(&name).expect("template was added");
+    tmpl.render(value).map_err(|e| {
+        anyhow::anyhow!(
+            "rendering {what} {name} failed: {}; the template context is documented on cargo_containerize::render::TemplateContext",
+            describe_error(&e)
+        )
+    })
+}
+
+/// The project and image spec, with `--platform` laid over the metadata's `platforms`.
+pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSpec)> {
+    let mut project = metadata::load(cargo)?;
+    let overrides = Settings {
+        platforms: (!platforms.is_empty()).then(|| platforms.to_vec()),
+        ..Settings::default()
+    };
+    project.settings = project.settings.clone().merge(overrides);
+    let git = git::inspect(&project.package_root);
+    let spec = ImageSpec::resolve(&project, &git)?;
+    Ok((project, spec))
+}
+
+/// A file to write, checked before anything is written.
+#[derive(Debug)]
+pub struct Planned {
+    pub path: PathBuf,
+    pub text: String,
+    /// The file exists with exactly this text.
+    pub unchanged: bool,
+}
+
+/// Checks that `path` may receive `text`: a new file, the same text, or `--force`.
+pub fn plan(path: &Path, text: String, force: bool) -> Result<Planned> {
+    if path.is_dir() {
+        bail!(
+            "{} is a directory; give -o a file name, e.g. {}/Dockerfile",
+            path.display(),
+            path.display()
+        );
+    }
+    let unchanged = match std::fs::read(path) {
+        Ok(old) => {
+            if old == text.as_bytes() {
+                true
+            } else if !force {
+                bail!(
+                    "{} exists and differs from the generated text; pass --force to overwrite it",
+                    path.display()
+                );
+            } else {
+                false
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => bail!("cannot read {} ({e}); check its permissions", path.display()),
+    };
+    if !unchanged {
+        atomic::check_writable(path, false, "output")?;
+    }
+    Ok(Planned {
+        path: path.to_path_buf(),
+        text,
+        unchanged,
+    })
+}
+
+/// Writes a planned file (all or nothing) and says so on stderr.
+pub fn commit(p: &Planned, quiet: bool) -> Result<()> {
+    if !p.unchanged {
+        atomic::write_file(&p.path, |w| Ok(w.write_all(p.text.as_bytes())?))?;
+    }
+    status(
+        quiet,
+        if p.unchanged { "Unchanged" } else { "Wrote" },
+        &p.path.display().to_string(),
+    );
+    Ok(())
+}
+
+pub(crate) fn status(quiet: bool, verb: &str, what: &str) {
+    if !quiet {
+        eprintln!("{verb:>12} {what}");
+    }
+}
+
+/// `path` as the build context (the workspace root) sees it: relative when inside it.
+fn context_path(path: &Path, workspace_root: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let parent = abs.parent().unwrap_or(Path::new("/"));
+    let name = abs.file_name().map(|n| n.to_string_lossy().to_string());
+    match (
+        context::relative_to(parent, workspace_root),
+        name,
+    ) {
+        (Ok(dir), Some(name)) if dir == "." => name,
+        (Ok(dir), Some(name)) => format!("{dir}/{name}"),
+        _ => abs.display().to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DockerfileArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    /// Write the Dockerfile to FILE instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE (and .dockerignore) when it exists with other contents
+    #[arg(long)]
+    pub force: bool,
+    /// Render this minijinja template instead of the built-in one, with the same context
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Also write .dockerignore at the workspace root, the build context
+    #[arg(long)]
+    pub dockerignore: bool,
+    /// Platforms the comment's build command names, comma separated [default: the metadata's]
+    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Print nothing on stderr but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkflowArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    /// Write the workflow to FILE (e.g. .github/workflows/container.yml) instead of stdout
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE when it exists with other contents
+    #[arg(long)]
+    pub force: bool,
+    /// Render this minijinja template instead of the built-in one, with the same context
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// One job per platform on its own runner, and a final job merging them into one index
+    #[arg(long)]
+    pub split_platforms: bool,
+    /// Platforms to build, comma separated [default: the metadata's, else the host's]
+    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Print nothing on stderr but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The Dockerfile's text and everything it needs written beside it.
+pub struct DockerfileFiles {
+    pub dockerfile: Planned,
+    pub dockerignore: Option<Planned>,
+    /// Absolute path of the root-files directory, and the spec that fills it.
+    pub rootfs_dir: PathBuf,
+}
+
+/// Renders and checks (writes nothing) a Dockerfile for `project`; `output` is where it will
+/// go (stdout when none).
+pub fn plan_dockerfile(
+    project: &Project,
+    spec: &ImageSpec,
+    cargo: &CargoArgs,
+    output: Option<&Path>,
+    template: Option<&Path>,
+    dockerignore: bool,
+    force: bool,
+) -> Result<DockerfileFiles> {
+    let ws = &project.workspace_root;
+    let options = RenderOptions {
+        split_platforms: false,
+        dockerfile: output.map_or_else(|| "Dockerfile".into(), |o| context_path(o, ws)),
+    };
+    let ctx = TemplateContext::new(project, spec, cargo, options)?;
+    let text = render(Template::Dockerfile, template, &ctx)?;
+    let dockerfile = match output {
+        Some(path) => plan(path, text, force)?,
+        None => Planned {
+            path: PathBuf::from("-"),
+            text,
+            unchanged: false,
+        },
+    };
+    let dockerignore = if dockerignore {
+        let text = render(Template::DockerIgnore, None, &ctx)?;
+        Some(plan(&ws.join(".dockerignore"), text, force)?)
+    } else {
+        None
+    };
+    Ok(DockerfileFiles {
+        dockerfile,
+        dockerignore,
+        rootfs_dir: ws.join(&ctx.rootfs.dir),
+    })
+}
+
+/// Writes the root files, then the Dockerfile (or prints it) and .dockerignore.
+pub fn write_dockerfile(files: &DockerfileFiles, spec: &ImageSpec, quiet: bool) -> Result<()> {
+    let changed = rootfs::write(spec, &files.rootfs_dir)?;
+    status(
+        quiet,
+        if changed { "Wrote" } else { "Unchanged" },
+        &format!(
+            "{} (the image's root files, which the Dockerfile copies)",
+            files.rootfs_dir.display()
+        ),
+    );
+    if files.dockerfile.path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(files.dockerfile.text.as_bytes())?;
+        out.flush()?;
+    } else {
+        commit(&files.dockerfile, quiet)?;
+    }
+    if let Some(d) = &files.dockerignore {
+        commit(d, quiet)?;
+    }
+    Ok(())
+}
+
+/// `cargo containerize dockerfile`.
+pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
+    let (project, spec) = load(&args.cargo, &args.platform)?;
+    let files = plan_dockerfile(
+        &project,
+        &spec,
+        &args.cargo,
+        args.output.as_deref(),
+        args.template.as_deref(),
+        args.dockerignore,
+        args.force,
+    )?;
+    write_dockerfile(&files, &spec, args.quiet)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders the workflow for `project`.
+pub fn render_workflow(
+    project: &Project,
+    spec: &ImageSpec,
+    cargo: &CargoArgs,
+    split_platforms: bool,
+    template: Option<&Path>,
+) -> Result<String> {
+    let options = RenderOptions {
+        split_platforms,
+        dockerfile: "Dockerfile".into(),
+    };
+    let ctx = TemplateContext::new(project, spec, cargo, options)?;
+    render(Template::Workflow, template, &ctx)
+}
+
+/// `cargo containerize workflow`.
+pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
+    let (project, spec) = load(&args.cargo, &args.platform)?;
+    let text = render_workflow(
+        &project,
+        &spec,
+        &args.cargo,
+        args.split_platforms,
+        args.template.as_deref(),
+    )?;
+    match &args.output {
+        Some(path) => {
+            let planned = plan(path, text, args.force)?;
+            commit(&planned, args.quiet)?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(filter_sh("--features".into()), "--features");
+        assert_eq!(filter_sh("a,b".into()), "a,b");
+        assert_eq!(filter_sh("it's".into()), r"'it'\''s'");
+        assert_eq!(filter_sh(String::new()), "''");
+    }
+
+    #[test]
+    fn dockerfile_strings() {
+        assert_eq!(filter_dq(r#"a "b" $c \d"#.into()).unwrap(), r#""a \"b\" \$c \\d""#);
+        assert!(filter_dq("a\nb".into()).is_err());
+        assert!(filter_env_name("A B".into()).is_err());
+    }
+
+    #[test]
+    fn json_of_lists() {
+        let v = Value::from(vec!["/bin/x", "a \"b\""]);
+        assert_eq!(filter_json(v).unwrap(), r#"["/bin/x","a \"b\""]"#);
+    }
+
+    #[test]
+    fn builtin_templates_parse() {
+        let env = environment();
+        for t in [Template::Dockerfile, Template::Workflow, Template::DockerIgnore] {
+            env.get_template(t.name()).unwrap();
+        }
+    }
+}
