@@ -33,6 +33,12 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Report whether binaries are static and for which platform; exit 1 if one is not static
     Verify(VerifyArgs),
+    /// Write a Dockerfile that builds the same image with docker or podman
+    Dockerfile(Box<crate::render::DockerfileArgs>),
+    /// Write a GitHub Actions workflow that pushes the image on every v* tag
+    Workflow(Box<crate::render::WorkflowArgs>),
+    /// Add a commented [package.metadata.containerize] to Cargo.toml (and the generated files)
+    Init(Box<crate::init::InitArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -184,6 +190,9 @@ impl BuildArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Some(Command::Verify(v)) => run_verify(&v),
+        Some(Command::Dockerfile(a)) => crate::render::run_dockerfile(&a),
+        Some(Command::Workflow(a)) => crate::render::run_workflow(&a),
+        Some(Command::Init(a)) => crate::init::run(&a),
         Some(Command::Build(b)) => run_build(*b),
         None => run_build(cli.build),
     }

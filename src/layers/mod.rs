@@ -7,6 +7,7 @@
 
 pub mod base;
 pub mod certs;
+pub mod compress;
 pub mod tar;
 pub mod tzdata;
 

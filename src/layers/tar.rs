@@ -227,11 +227,7 @@ pub fn write_layer(
     let blob = store.writer()?;
     let (diff_id, tar_size, blob) = match compression {
         Compression::Gzip => {
-            // Fixed header: no name, mtime 0, OS "unknown"; the level fixes the XFL byte.
-            let gz = flate2::GzBuilder::new()
-                .mtime(0)
-                .operating_system(255)
-                .write(blob, flate2::Compression::new(GZIP_LEVEL));
+            let gz = super::compress::ParGz::new(blob, GZIP_LEVEL, super::compress::threads())?;
             let (gz, diff_id, n) =
                 write_tar(HashWriter::new(gz), &entries, content.mtime)?.finish();
             (diff_id, n, gz.finish()?)

@@ -274,8 +274,8 @@ fn toolchain_file(dir: &Path, stop: &Path) -> Option<PathBuf> {
 /// The channel a toolchain file names: TOML `[toolchain] channel = "…"`, or the legacy
 /// one-line form.
 fn toolchain_channel(file: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let trimmed = text.trim();
     if !trimmed.contains('\n') && !trimmed.contains('=') && !trimmed.is_empty() {
         return Ok(trimmed.to_string());
@@ -456,7 +456,12 @@ impl TemplateContext {
             cargo_flags,
             strip: spec.strip,
             compiles_c: project.compiles_c,
-            platforms: spec.platforms.iter().copied().map(platform_context).collect(),
+            platforms: spec
+                .platforms
+                .iter()
+                .copied()
+                .map(platform_context)
+                .collect(),
             supported_platforms: Platform::ALL.into_iter().map(platform_context).collect(),
             rust: rust_context(project)?,
             binary_path: spec.binary_path.clone(),

@@ -147,7 +147,11 @@ pub fn environment() -> Environment<'static> {
     env.add_filter("dq", filter_dq);
     env.add_filter("env_name", filter_env_name);
     env.add_filter("json", filter_json);
-    for t in [Template::Dockerfile, Template::Workflow, Template::DockerIgnore] {
+    for t in [
+        Template::Dockerfile,
+        Template::Workflow,
+        Template::DockerIgnore,
+    ] {
         env.add_template(t.name(), t.source())
             .expect("built-in templates parse");
     }
@@ -156,7 +160,9 @@ pub fn environment() -> Environment<'static> {
 
 /// One line describing a template error, with where it happened.
 fn describe_error(e: &Error) -> String {
-    let mut text = e.detail().map_or_else(|| e.kind().to_string(), str::to_string);
+    let mut text = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string);
     if let (Some(name), Some(line)) = (e.name(), e.line()) {
         text.push_str(&format!(" (at {name} line {line})"));
     }
@@ -195,11 +201,21 @@ pub fn render(template: Template, user: Option<&Path>, ctx: &TemplateContext) ->
     })
 }
 
-/// The project and image spec, with `--platform` laid over the metadata's `platforms`.
+/// The project and image spec, with `--platform` laid over the metadata's `platforms`. With
+/// neither, every supported platform rather than the host's: generated files describe release
+/// builds, which serve every platform (and must not depend on the machine that rendered them).
 pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSpec)> {
     let mut project = metadata::load(cargo)?;
+    let platforms = if platforms.is_empty() && project.settings.platforms.is_none() {
+        crate::platform::Platform::ALL
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    } else {
+        platforms.to_vec()
+    };
     let overrides = Settings {
-        platforms: (!platforms.is_empty()).then(|| platforms.to_vec()),
+        platforms: (!platforms.is_empty()).then_some(platforms),
         ..Settings::default()
     };
     project.settings = project.settings.clone().merge(overrides);
@@ -240,7 +256,10 @@ pub fn plan(path: &Path, text: String, force: bool) -> Result<Planned> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => bail!("cannot read {} ({e}); check its permissions", path.display()),
+        Err(e) => bail!(
+            "cannot read {} ({e}); check its permissions",
+            path.display()
+        ),
     };
     if !unchanged {
         atomic::check_writable(path, false, "output")?;
@@ -276,10 +295,7 @@ fn context_path(path: &Path, workspace_root: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let parent = abs.parent().unwrap_or(Path::new("/"));
     let name = abs.file_name().map(|n| n.to_string_lossy().to_string());
-    match (
-        context::relative_to(parent, workspace_root),
-        name,
-    ) {
+    match (context::relative_to(parent, workspace_root), name) {
         (Ok(dir), Some(name)) if dir == "." => name,
         (Ok(dir), Some(name)) => format!("{dir}/{name}"),
         _ => abs.display().to_string(),
@@ -302,7 +318,7 @@ pub struct DockerfileArgs {
     /// Also write .dockerignore at the workspace root, the build context
     #[arg(long)]
     pub dockerignore: bool,
-    /// Platforms the comment's build command names, comma separated [default: the metadata's]
+    /// Platforms the comment's build command names, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
     #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Print nothing on stderr but errors
@@ -326,7 +342,7 @@ pub struct WorkflowArgs {
     /// One job per platform on its own runner, and a final job merging them into one index
     #[arg(long)]
     pub split_platforms: bool,
-    /// Platforms to build, comma separated [default: the metadata's, else the host's]
+    /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
     #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Print nothing on stderr but errors
@@ -475,7 +491,10 @@ mod tests {
 
     #[test]
     fn dockerfile_strings() {
-        assert_eq!(filter_dq(r#"a "b" $c \d"#.into()).unwrap(), r#""a \"b\" \$c \\d""#);
+        assert_eq!(
+            filter_dq(r#"a "b" $c \d"#.into()).unwrap(),
+            r#""a \"b\" \$c \\d""#
+        );
         assert!(filter_dq("a\nb".into()).is_err());
         assert!(filter_env_name("A B".into()).is_err());
     }
@@ -489,7 +508,11 @@ mod tests {
     #[test]
     fn builtin_templates_parse() {
         let env = environment();
-        for t in [Template::Dockerfile, Template::Workflow, Template::DockerIgnore] {
+        for t in [
+            Template::Dockerfile,
+            Template::Workflow,
+            Template::DockerIgnore,
+        ] {
             env.get_template(t.name()).unwrap();
         }
     }

@@ -97,7 +97,11 @@ pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
             gid: 0,
         });
     }
-    for inc in spec.includes.iter().filter(|i| !i.is_dir && i.mode != 0o644) {
+    for inc in spec
+        .includes
+        .iter()
+        .filter(|i| !i.is_dir && i.mode != 0o644)
+    {
         fixups.push(PathMode {
             path: inc.dest.clone(),
             mode: octal(inc.mode),

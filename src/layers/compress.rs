@@ -1,0 +1,264 @@
+//! Layer compression that uses every core and still gives the same bytes on every machine.
+//!
+//! gzip is compressed the way pigz does it: the input is cut into fixed blocks, each block is
+//! deflated on its own thread with the previous 32 KiB as its dictionary and ends with a sync
+//! flush, and the pieces are concatenated into one gzip member. Block boundaries depend only on
+//! the input, so the output is identical whatever the number of threads. Hand-written because
+//! the maintained parallel-gzip crate (gzp) brings zlib-ng and libdeflate C builds and its own
+//! flate2 backend; this is the same scheme on flate2's zlib-rs backend.
+
+use flate2::{Compress, Compression as Level, Crc, FlushCompress, Status};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Input bytes per block. Fixed: it is part of the output format.
+const BLOCK: usize = 512 * 1024;
+const WINDOW: usize = 32 * 1024;
+
+struct Job {
+    input: Vec<u8>,
+    dict: Vec<u8>,
+    last: bool,
+    reply: SyncSender<io::Result<Vec<u8>>>,
+}
+
+fn deflate_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
+    let mut c = Compress::new(Level::new(level), false);
+    if !job.dict.is_empty() {
+        c.set_dictionary(&job.dict).map_err(io::Error::other)?;
+    }
+    let flush = if job.last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut out = Vec::with_capacity(job.input.len() / 2 + 1024);
+    loop {
+        let consumed = c.total_in() as usize;
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+        let status = c
+            .compress_vec(&job.input[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        let done_input = c.total_in() as usize == job.input.len();
+        match status {
+            Status::StreamEnd => break,
+            // A sync flush is complete once all input is in and the output buffer was not filled.
+            Status::Ok | Status::BufError
+                if !job.last && done_input && out.len() < out.capacity() =>
+            {
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A gzip writer that compresses blocks in parallel. Call [`ParGz::finish`] to end the stream.
+pub struct ParGz<W: Write> {
+    /// Taken by `finish`.
+    out: Option<W>,
+    level: u32,
+    block: Vec<u8>,
+    dict: Vec<u8>,
+    crc: Crc,
+    in_flight: VecDeque<Receiver<io::Result<Vec<u8>>>>,
+    jobs: Option<SyncSender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    max_in_flight: usize,
+}
+
+impl<W: Write> ParGz<W> {
+    pub fn new(mut out: W, level: u32, threads: usize) -> io::Result<ParGz<W>> {
+        // Fixed header: no name, mtime 0, XFL by level, OS 255 (unknown).
+        let xfl = match level {
+            9 => 2,
+            0 | 1 => 4,
+            _ => 0,
+        };
+        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255])?;
+        let threads = threads.max(1);
+        let (tx, rx) = sync_channel::<Job>(threads * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                std::thread::spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let result = deflate_block(level, &job);
+                        let _ = job.reply.send(result);
+                    }
+                })
+            })
+            .collect();
+        Ok(ParGz {
+            out: Some(out),
+            level,
+            block: Vec::with_capacity(BLOCK),
+            dict: Vec::new(),
+            crc: Crc::new(),
+            in_flight: VecDeque::new(),
+            jobs: Some(tx),
+            workers,
+            max_in_flight: threads * 2,
+        })
+    }
+
+    fn submit(&mut self, last: bool) -> io::Result<()> {
+        let input = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK));
+        let next_dict = input[input.len().saturating_sub(WINDOW)..].to_vec();
+        let dict = std::mem::replace(&mut self.dict, next_dict);
+        let (reply, rx) = sync_channel(1);
+        let job = Job {
+            input,
+            dict,
+            last,
+            reply,
+        };
+        if self.level == 0 || self.workers.is_empty() {
+            let _ = job.reply.send(deflate_block(self.level, &job));
+        } else {
+            self.jobs
+                .as_ref()
+                .expect("jobs open until finish")
+                .send(job)
+                .map_err(|_| io::Error::other("a compression thread stopped"))?;
+        }
+        self.in_flight.push_back(rx);
+        while self.in_flight.len() > self.max_in_flight {
+            self.drain_one()?;
+        }
+        Ok(())
+    }
+
+    fn drain_one(&mut self) -> io::Result<()> {
+        if let Some(rx) = self.in_flight.pop_front() {
+            let bytes = rx
+                .recv()
+                .map_err(|_| io::Error::other("a compression thread stopped"))??;
+            self.out_mut()?.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn out_mut(&mut self) -> io::Result<&mut W> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))
+    }
+
+    /// Ends the stream (last block, CRC and length) and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.submit(true)?;
+        while !self.in_flight.is_empty() {
+            self.drain_one()?;
+        }
+        let (crc, len) = (self.crc.sum(), self.crc.amount());
+        let out = self.out_mut()?;
+        out.write_all(&crc.to_le_bytes())?;
+        out.write_all(&len.to_le_bytes())?;
+        out.flush()?;
+        self.out
+            .take()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))
+    }
+}
+
+impl<W: Write> Write for ParGz<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = BLOCK - self.block.len();
+        let n = room.min(buf.len());
+        self.block.extend_from_slice(&buf[..n]);
+        self.crc.update(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.submit(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for ParGz<W> {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Threads for compression: the cores this process may use.
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample(n: usize) -> Vec<u8> {
+        // Compressible but not trivial: a text-like pattern with a counter.
+        let mut v = Vec::with_capacity(n);
+        let mut i = 0u64;
+        while v.len() < n {
+            v.extend_from_slice(
+                format!("line {i} of the sample, {}\n", i * 2654435761 % 1000).as_bytes(),
+            );
+            i += 1;
+        }
+        v.truncate(n);
+        v
+    }
+
+    fn compress(data: &[u8], threads: usize) -> Vec<u8> {
+        let mut gz = ParGz::new(Vec::new(), 6, threads).unwrap();
+        for chunk in data.chunks(10_000) {
+            gz.write_all(chunk).unwrap();
+        }
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_is_independent_of_threads() {
+        for n in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 12345] {
+            let data = sample(n);
+            let one = compress(&data, 1);
+            let four = compress(&data, 4);
+            assert_eq!(one, four, "size {n}: output depends on the thread count");
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&one[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "size {n}: round trip");
+        }
+    }
+
+    #[test]
+    fn ratio_close_to_single_stream_gzip() {
+        let data = sample(4 * BLOCK);
+        let par = compress(&data, 2).len();
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        single.write_all(&data).unwrap();
+        let single = single.finish().unwrap().len();
+        assert!(
+            (par as f64) < single as f64 * 1.02,
+            "parallel {par} vs single {single}"
+        );
+    }
+}
