@@ -55,7 +55,7 @@ pub struct BuildArgs {
 
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
     /// (repeatable) [default: oci:<target-dir>/containerize/<bin>:<version>]
-    #[arg(short = 'o', long = "output", value_name = "TRANSPORT")]
+    #[arg(short = 'o', long = "output", value_name = "TRANSPORT", value_parser = crate::outputs::check_syntax)]
     pub outputs: Vec<String>,
     /// Package this prebuilt binary instead of building (it is still verified)
     #[arg(long, value_name = "FILE")]
@@ -278,7 +278,7 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 all_ok = false;
-                println!("{}: {e:#}", f.display());
+                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             }
         }
     }

@@ -75,9 +75,21 @@ pub struct Report {
 
 struct Log {
     quiet: bool,
+    /// CARGO_CONTAINERIZE_TIMINGS=1 prints how long each stage took.
+    timings: Option<std::time::Instant>,
 }
 
 impl Log {
+    fn timing(&self, stage: &str) {
+        if let Some(start) = self.timings {
+            eprintln!(
+                "{:>12} {stage} at {:.1} ms",
+                "Timing",
+                start.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
+
     fn step(&self, verb: &str, text: impl AsRef<str>) {
         if !self.quiet {
             eprintln!("{verb:>12} {}", text.as_ref());
@@ -180,12 +192,17 @@ fn plan_outputs(
 }
 
 pub fn run(req: &BuildRequest) -> Result<Report> {
-    let log = Log { quiet: req.quiet };
+    let log = Log {
+        quiet: req.quiet,
+        timings: std::env::var_os("CARGO_CONTAINERIZE_TIMINGS").map(|_| std::time::Instant::now()),
+    };
 
     // 1. metadata
     let mut project = metadata::load(&req.cargo)?;
     project.settings = project.settings.clone().merge(req.overrides.clone());
+    log.timing("metadata");
     let git = git::inspect(&project.package_root);
+    log.timing("git");
     let spec = ImageSpec::resolve(&project, &git)?;
 
     let outputs = plan_outputs(req, &spec, &project.target_dir)?;
@@ -196,10 +213,12 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         );
     }
 
+    log.timing("spec and outputs planned");
     let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
     let shared = layers::shared_layers(&spec, &store)?;
     let files = layers::files_layer(&spec, &store)?;
 
+    log.timing("shared layers");
     // 2. build: every platform at once (or the prebuilt --binary)
     let built: Vec<(Platform, PathBuf)> = match &req.binary {
         Some(p) => vec![(spec.platforms[0], p.clone())],
@@ -217,6 +236,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         .map(|b| (b.platform, b.path))
         .collect(),
     };
+    log.timing("build");
     let mut per_platform = Vec::new();
     for (platform, path) in built {
         // 3. verify
@@ -236,6 +256,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         // 5. image
         per_platform.push(image::assemble(&spec, platform, platform_layers)?);
     }
+    log.timing("verify, binary layer, config");
     let image: Image = image::finish(&spec, per_platform)?;
     image.store_documents(&store)?;
     for p in &image.platforms {
@@ -255,6 +276,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         written.push(w);
     }
 
+    log.timing("outputs");
     let size = image.all_blobs().iter().map(|(_, n)| n).sum();
     let fresh: std::collections::BTreeSet<&str> = image
         .platforms

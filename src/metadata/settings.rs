@@ -94,16 +94,24 @@ impl Settings {
         if value.is_null() {
             return Ok(Settings::default());
         }
-        Settings::deserialize(value).map_err(|e| {
-            let msg = e.to_string();
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
             if let Some(rest) = msg.strip_prefix("unknown field ") {
                 let key = rest.split(',').next().unwrap_or(rest);
+                let key = if path == "." {
+                    key.to_string()
+                } else {
+                    format!("{key} (in `{path}`)")
+                };
                 anyhow::anyhow!(
                     "unknown key {key} in {origin}; remove it or use one of: {}",
                     KEYS.join(", ")
                 )
             } else {
-                anyhow::anyhow!("invalid {origin}: {msg}; see README.md, section Settings")
+                anyhow::anyhow!(
+                    "invalid value for `{path}` in {origin}: {msg}; see README.md, section Settings"
+                )
             }
         })
     }
@@ -164,6 +172,18 @@ mod tests {
         assert!(err.contains("unknown key `entrypiont`"), "{err}");
         assert!(err.contains("entrypoint"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = Settings::from_value(&json!({"user": 65532}), "[package.metadata.containerize]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`user`"), "{err}");
+        let err = Settings::from_value(&json!({"include": [{"src": "a", "dst": "/a"}]}), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`dst`") && err.contains("include[0]"), "{err}");
     }
 
     #[test]

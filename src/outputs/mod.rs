@@ -52,11 +52,14 @@ pub struct Defaults {
 
 const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]";
 
-/// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
-pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
+/// Splits `TRANSPORT:PATH[:REF]`, checking the transport is known and the parts not empty.
+fn split(spec: &str) -> Result<(&str, &str, Option<&str>)> {
     let Some((transport, rest)) = spec.split_once(':') else {
         bail!("--output `{spec}` has no transport; use one of {TRANSPORTS}");
     };
+    if !matches!(transport, "oci" | "oci-archive" | "docker-archive") {
+        bail!("--output transport `{transport}` is not supported; use one of {TRANSPORTS}");
+    }
     let (path, reference) = match rest.split_once(':') {
         Some((p, r)) => (p, Some(r)),
         None => (rest, None),
@@ -67,6 +70,19 @@ pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
     if reference == Some("") {
         bail!("--output `{spec}` ends with `:` but names no tag; drop the colon or add a tag");
     }
+    Ok((transport, path, reference))
+}
+
+/// The command line's check of an `--output` value (a malformed one is a usage error).
+pub fn check_syntax(spec: &str) -> std::result::Result<String, String> {
+    split(spec)
+        .map(|_| spec.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
+    let (transport, path, reference) = split(spec)?;
     let path = PathBuf::from(path);
     match transport {
         "oci" | "oci-archive" => {
