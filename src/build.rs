@@ -53,8 +53,22 @@ fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// Whether the toolchain that builds in `dir` has the standard library for `triple`.
-fn target_installed(dir: &Path, triple: &str) -> Result<bool> {
+/// The sysroot of the toolchain that builds in `dir`.
+fn sysroot(dir: &Path) -> Result<PathBuf> {
+    // Run as `cargo containerize`, CARGO is the toolchain's own cargo, <sysroot>/bin/cargo:
+    // that answers without starting rustc through the rustup proxy.
+    if std::env::var_os("RUSTC").is_none()
+        && let Some(root) = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .and_then(|c| Some(c.parent()?.parent()?.to_path_buf()))
+        && root.join("lib/rustlib").is_dir()
+        && root
+            .join("bin")
+            .join(format!("rustc{}", std::env::consts::EXE_SUFFIX))
+            .is_file()
+    {
+        return Ok(root);
+    }
     let out = Command::new(rustc())
         .args(["--print", "sysroot"])
         .current_dir(dir)
@@ -64,8 +78,12 @@ fn target_installed(dir: &Path, triple: &str) -> Result<bool> {
     if !out.status.success() {
         bail!("`rustc --print sysroot` failed; check your Rust installation (rustup show)");
     }
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Ok(sysroot
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Whether the toolchain that builds in `dir` has the standard library for `triple`.
+fn target_installed(dir: &Path, triple: &str) -> Result<bool> {
+    Ok(sysroot(dir)?
         .join("lib/rustlib")
         .join(triple)
         .join("lib")

@@ -4,6 +4,7 @@
 //! merges `[workspace.metadata.containerize]` and `[package.metadata.containerize]`, and
 //! resolves everything into an [`ImageSpec`] that the later stages (and the templates) share.
 
+pub mod cache;
 pub mod git;
 pub mod settings;
 pub mod spec;
@@ -106,7 +107,7 @@ impl CargoArgs {
 }
 
 /// The crate as the later stages need it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Project {
     pub package: Package,
     pub workspace_root: PathBuf,
@@ -121,10 +122,30 @@ pub struct Project {
     pub compiles_c: bool,
 }
 
-/// Runs `cargo metadata` and selects the package and binary.
+/// Selects the package and binary: from the cache when nothing changed, else by running
+/// `cargo metadata`.
 pub fn load(args: &CargoArgs) -> Result<Project> {
+    if let Some(project) = cache::get(args) {
+        return Ok(project);
+    }
     let metadata = run_cargo_metadata(args)?;
-    let package = select_package(&metadata, args.package.as_deref())?.clone();
+    let project = from_metadata(&metadata, args)?;
+    let path_manifests: Vec<PathBuf> = metadata
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none())
+        .map(|p| p.manifest_path.clone().into_std_path_buf())
+        .collect();
+    cache::put(
+        args,
+        &project,
+        &cache::watched_paths(&project, &path_manifests),
+    );
+    Ok(project)
+}
+
+fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
+    let package = select_package(metadata, args.package.as_deref())?.clone();
     let origin_ws = format!(
         "[workspace.metadata.containerize] of {}/Cargo.toml",
         metadata.workspace_root

@@ -109,8 +109,26 @@ impl OciLayout {
         if self.archive { "oci-archive" } else { "oci" }
     }
 
+    /// Whether the layout already holds exactly this image under this tag.
+    fn up_to_date(&self, image: &Image, old: Option<&Value>) -> bool {
+        let Some(old) = old else { return false };
+        let want = entry(image, &self.tag);
+        let has_entry = old
+            .get("manifests")
+            .and_then(Value::as_array)
+            .is_some_and(|ms| ms.iter().any(|m| *m == want));
+        has_entry
+            && image.all_blobs().iter().all(|(d, n)| {
+                fs::metadata(self.path.join("blobs/sha256").join(hex_of(d)))
+                    .is_ok_and(|m| m.len() == *n)
+            })
+    }
+
     fn write_dir(&self, image: &Image, store: &BlobStore) -> Result<u64> {
         let old = read_existing(&self.path)?;
+        if self.up_to_date(image, old.as_ref()) {
+            return Ok(0);
+        }
         let mut added = 0;
         atomic::write_dir(&self.path, |tmp| {
             let blobs = tmp.join("blobs/sha256");
