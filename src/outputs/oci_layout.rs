@@ -116,7 +116,7 @@ impl OciLayout {
         let has_entry = old
             .get("manifests")
             .and_then(Value::as_array)
-            .is_some_and(|ms| ms.iter().any(|m| *m == want));
+            .is_some_and(|ms| ms.contains(&want));
         has_entry
             && image.all_blobs().iter().all(|(d, n)| {
                 fs::metadata(self.path.join("blobs/sha256").join(hex_of(d)))
