@@ -97,9 +97,17 @@ pub fn get(args: &CargoArgs) -> Option<Project> {
         .then_some(entry.project)
 }
 
+/// Files changed less than this long ago are not trusted: an edit made while cargo metadata ran
+/// could share their coarse mtime (git calls these "racily clean").
+const FRESH_NS: i128 = 2_000_000_000;
+
 /// Best effort: a cache that cannot be written only costs the next run some time.
 pub fn put(args: &CargoArgs, project: &Project, watched: &[PathBuf]) {
     let Some(dir) = dir() else { return };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
@@ -113,6 +121,13 @@ pub fn put(args: &CargoArgs, project: &Project, watched: &[PathBuf]) {
             .collect(),
         project: project.clone(),
     };
+    if entry
+        .watched
+        .iter()
+        .any(|w| w.stamp.is_some_and(|(_, mtime)| now - mtime < FRESH_NS))
+    {
+        return;
+    }
     let Ok(tmp) = tempfile::NamedTempFile::new_in(&dir) else {
         return;
     };
