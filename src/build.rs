@@ -181,7 +181,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     }
     let install = if cross {
         format!(
-            "cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`), or a {gcc} cross compiler"
+            "cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`), or the {gcc} cross compiler"
         )
     } else {
         "musl-tools (`apt-get install musl-tools`), or cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`)".to_string()

@@ -220,7 +220,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
     };
     let request = BuildRequest {
         overrides: args.settings()?,
-        cargo: args.cargo.clone(),
+        cargo: args.cargo.clone().absolutized()?,
         outputs: args.outputs.clone(),
         binary: args.binary.clone(),
         install_target: args.install_target,

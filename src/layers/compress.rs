@@ -200,6 +200,58 @@ impl<W: Write> Drop for ParGz<W> {
     }
 }
 
+/// A zstd encoder using `threads` workers. zstd's multithreaded mode cuts the input into jobs
+/// whose size depends only on the level, so its output is the same for any number of workers
+/// (at least one); single-threaded mode would differ, so it is never used.
+pub fn zstd_encoder<W: Write>(
+    out: W,
+    level: i32,
+    threads: usize,
+) -> io::Result<zstd::Encoder<'static, W>> {
+    let mut enc = zstd::Encoder::new(out, level)?;
+    enc.include_checksum(true)?;
+    enc.multithread(threads.max(1) as u32)?;
+    Ok(enc)
+}
+
+/// What the compressors produce for a fixed sample: part of every layer's cache key, so a change
+/// of the code or of a compression library that changes the output bytes never serves stale
+/// blobs from the cache.
+pub fn fingerprint(compression: crate::metadata::spec::Compression) -> io::Result<String> {
+    use crate::metadata::spec::Compression;
+    use std::sync::OnceLock;
+    static GZIP: OnceLock<String> = OnceLock::new();
+    static ZSTD: OnceLock<String> = OnceLock::new();
+    let sample: Vec<u8> = (0..(BLOCK + 4096) as u32)
+        .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 27).to_le_bytes())
+        .take(BLOCK + 4096)
+        .collect();
+    let compute = |c: Compression| -> io::Result<String> {
+        let bytes = match c {
+            Compression::Gzip => {
+                let mut gz = ParGz::new(Vec::new(), super::tar::GZIP_LEVEL, 1)?;
+                gz.write_all(&sample)?;
+                gz.finish()?
+            }
+            Compression::Zstd => {
+                let mut z = zstd_encoder(Vec::new(), super::tar::ZSTD_LEVEL, 1)?;
+                z.write_all(&sample)?;
+                z.finish()?
+            }
+        };
+        Ok(crate::blobs::digest_of(&bytes))
+    };
+    let cell = match compression {
+        Compression::Gzip => &GZIP,
+        Compression::Zstd => &ZSTD,
+    };
+    if let Some(v) = cell.get() {
+        return Ok(v.clone());
+    }
+    let v = compute(compression)?;
+    Ok(cell.get_or_init(|| v).clone())
+}
+
 /// Threads for compression: the cores this process may use.
 pub fn threads() -> usize {
     std::thread::available_parallelism()
@@ -247,6 +299,20 @@ mod tests {
                 .unwrap();
             assert_eq!(back, data, "size {n}: round trip");
         }
+    }
+
+    #[test]
+    fn zstd_output_is_independent_of_threads() {
+        // Several of zstd's jobs (about 8 MiB each at level 7), so workers really share the input.
+        let data = sample(24 << 20);
+        let run = |threads| {
+            let mut enc = zstd_encoder(Vec::new(), 7, threads).unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap()
+        };
+        let one = run(1);
+        assert_eq!(one, run(3));
+        assert_eq!(zstd::decode_all(&one[..]).unwrap(), data);
     }
 
     #[test]

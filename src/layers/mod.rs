@@ -82,6 +82,12 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
             tz,
         )?);
     }
+    // WORKDIR exists in the image, as a Dockerfile's WORKDIR would create it.
+    if let Some(w) = spec.workdir.as_deref().filter(|w| *w != "/")
+        && !spec.includes.iter().any(|i| i.dest == w)
+    {
+        entries.push(Entry::dir(w, 0o755));
+    }
     if entries.is_empty() {
         return Ok(None);
     }

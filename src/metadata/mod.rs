@@ -65,6 +65,17 @@ pub struct CargoArgs {
 }
 
 impl CargoArgs {
+    /// Makes the paths absolute: cargo runs in the package root, not where the user stood.
+    pub fn absolutized(mut self) -> Result<CargoArgs> {
+        if let Some(p) = &self.manifest_path {
+            self.manifest_path = Some(std::path::absolute(p).context("resolving --manifest-path")?);
+        }
+        if let Some(d) = &self.target_dir {
+            self.target_dir = Some(std::path::absolute(d).context("resolving --target-dir")?);
+        }
+        Ok(self)
+    }
+
     /// The flags passed on to every cargo invocation (metadata and build).
     pub fn common_flags(&self) -> Vec<String> {
         let mut v = Vec::new();

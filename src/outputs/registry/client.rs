@@ -158,7 +158,9 @@ impl Client {
             .user_agent(concat!("cargo-containerize/", env!("CARGO_PKG_VERSION")))
             .tls_certs_merge(roots)
             .connect_timeout(Duration::from_secs(15))
-            .timeout(None::<Duration>)
+            // A registry that stops answering is a retryable failure, not a hang. Uploads get a
+            // longer limit of their own (see push::upload).
+            .timeout(Duration::from_secs(120))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("setting up the HTTP client")
@@ -179,8 +181,13 @@ impl Client {
         scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
         let tries = opts.tries.max(1);
         let mut base = format!("https://{host}");
-        let resp = retry(tries, registry, "reach the registry", || {
-            match http.get(format!("{base}/v2/")).send() {
+        let resp = retry(tries, registry, repo, "reach the registry", || {
+            // A host that may be plain HTTP gets a short TLS probe before the fallback.
+            let mut probe = http.get(format!("{base}/v2/"));
+            if base.starts_with("https://") && http_allowed(opts, host) {
+                probe = probe.timeout(Duration::from_secs(5));
+            }
+            match probe.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => {
                     let text = chain(&e);
@@ -330,7 +337,7 @@ impl Client {
 
     /// Runs `op` up to the configured number of tries.
     pub fn retrying<T>(&self, what: &str, op: impl FnMut() -> Result<T, Failure>) -> Result<T> {
-        retry(self.tries, &self.registry, what, op)
+        retry(self.tries, &self.registry, &self.repo, what, op)
     }
 
     /// One attempt of an authenticated request; refreshes the token once on 401.
@@ -434,6 +441,7 @@ fn classify(resp: Response) -> Result<Response, Failure> {
 pub fn retry<T>(
     tries: u32,
     registry: &str,
+    repo: &str,
     what: &str,
     mut op: impl FnMut() -> Result<T, Failure>,
 ) -> Result<T> {
@@ -451,7 +459,7 @@ pub fn retry<T>(
         }
     }
     bail!(
-        "could not {what} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries"
+        "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries"
     )
 }
 

@@ -135,7 +135,9 @@ fn upload(
                 // Removed since the check above: the registry rejects the digest, reported below.
                 Err(_) => Body::from(Vec::new()),
             };
+            // 120 s, plus a second per 64 KiB: even a slow link finishes, a dead one fails.
             h.put(url.clone())
+                .timeout(std::time::Duration::from_secs(120 + job.size / 65_536))
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Length", job.size.to_string())
                 .body(body)
