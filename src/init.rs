@@ -9,7 +9,6 @@ use crate::outputs::atomic;
 use crate::render::{self, Planned};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use toml_edit::{DocumentMut, Item, Table};
@@ -56,7 +55,8 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
     let mut o = String::new();
     o.push_str(
         "# Settings of `cargo containerize` (also read by its dockerfile and workflow commands).\n\
-         # Every key is optional: uncomment one to change it. Values shown are the defaults.\n",
+         # Every key is optional: uncomment one to change it. Values shown are the defaults,\n\
+         # or examples where there is none.\n",
     );
     line(
         &mut o,
@@ -226,6 +226,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
             &project,
             &spec,
             &args.cargo,
+            &args.platform,
             Some(&project.package_root.join("Dockerfile")),
             None,
             true,
@@ -235,13 +236,16 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
         None
     };
     let workflow: Option<Planned> = if args.workflow {
-        let text =
-            render::render_workflow(&project, &spec, &args.cargo, args.split_platforms, None)?;
-        let path = project
-            .workspace_root
-            .join(".github")
-            .join("workflows")
-            .join("container.yml");
+        let path = project.workspace_root.join(render::WORKFLOW_PATH);
+        let text = render::render_workflow(
+            &project,
+            &spec,
+            &args.cargo,
+            &args.platform,
+            args.split_platforms,
+            None,
+            Some(&path),
+        )?;
         Some(render::plan(&path, text, args.force)?)
     } else {
         None
@@ -252,7 +256,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
 
     match &edit {
         ManifestEdit::Add(new) => {
-            atomic::write_file(&manifest_path, |w| Ok(w.write_all(new.as_bytes())?))?;
+            render::write_text(&manifest_path, new)?;
             render::status(
                 args.quiet,
                 "Added",

@@ -127,10 +127,15 @@ pub struct PlatformContext {
     pub runner: String,
 }
 
-/// The Rust toolchain.
+/// The Rust toolchain, and the builder image that has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RustContext {
-    /// The version for the builder image's tag (`rust:<version>-slim-bookworm`): the channel
+    /// The builder image's repository: `"docker.io/library/rust"` (the official image).
+    pub image: String,
+    /// What the builder image's tag ends with: `"slim-bookworm"` (Debian 12, with gcc and
+    /// binutils); the tag is `<version>-<variant>`.
+    pub variant: String,
+    /// The version in the builder image's tag (`<version>-<variant>`): the channel
     /// of `rust-toolchain.toml`/`rust-toolchain` when it names a version, else
     /// `rust-version`'s `MAJOR.MINOR`, else `"1"` (the newest stable).
     pub version: String,
@@ -204,6 +209,9 @@ pub struct RenderOptions {
     pub split_platforms: bool,
     /// The generated Dockerfile's path, context-relative (for `docker build -f`).
     pub dockerfile: String,
+    /// The command that renders this file again, run from the workspace root, e.g.
+    /// `cargo containerize dockerfile -p app --bin alpha -o app/Dockerfile --force`.
+    pub regenerate: String,
 }
 
 pub(crate) fn profile_dir(profile: &str) -> String {
@@ -277,7 +285,7 @@ fn toolchain_channel(file: &Path) -> Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let trimmed = text.trim();
-    if !trimmed.contains('\n') && !trimmed.contains('=') && !trimmed.is_empty() {
+    if !trimmed.contains(['\n', '=', '[']) && !trimmed.is_empty() {
         return Ok(trimmed.to_string());
     }
     let doc: toml_edit::DocumentMut = trimmed.parse().map_err(|e: toml_edit::TomlError| {
@@ -317,6 +325,8 @@ fn rust_context(project: &Project) -> Result<RustContext> {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         return Ok(RustContext {
+            image: super::RUST_IMAGE.into(),
+            variant: super::RUST_IMAGE_VARIANT.into(),
             version: if is_version(version) {
                 version.to_string()
             } else {
@@ -330,12 +340,16 @@ fn rust_context(project: &Project) -> Result<RustContext> {
     }
     if let Some(v) = &project.package.rust_version {
         return Ok(RustContext {
+            image: super::RUST_IMAGE.into(),
+            variant: super::RUST_IMAGE_VARIANT.into(),
             version: format!("{}.{}", v.major, v.minor),
             toolchain: "stable".into(),
             source: "rust-version".into(),
         });
     }
     Ok(RustContext {
+        image: super::RUST_IMAGE.into(),
+        variant: super::RUST_IMAGE_VARIANT.into(),
         version: "1".into(),
         toolchain: "stable".into(),
         source: "default".into(),
@@ -509,29 +523,6 @@ impl TemplateContext {
     /// The context as a template value.
     pub fn to_value(&self) -> Result<minijinja::Value> {
         Ok(json_to_value(serde_json::to_value(self)?))
-    }
-
-    /// The builder image the Dockerfile's arguments name by default.
-    pub fn builder_image(&self) -> String {
-        format!(
-            "{}:{}-{}",
-            super::RUST_IMAGE,
-            self.rust.version,
-            super::RUST_IMAGE_VARIANT
-        )
-    }
-
-    /// Labels as a map, the commit labels with the values given.
-    pub fn all_labels(&self) -> BTreeMap<String, String> {
-        self.labels
-            .iter()
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .chain(
-                self.commit_labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone())),
-            )
-            .collect()
     }
 }
 

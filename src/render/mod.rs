@@ -271,10 +271,23 @@ pub fn plan(path: &Path, text: String, force: bool) -> Result<Planned> {
     })
 }
 
+/// Writes `text` to `path`, all or nothing, keeping the mode of the file it replaces (a new
+/// file is 0644, not the 0600 of the temporary file it starts as).
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    atomic::write_file(path, |w| {
+        w.write_all(text.as_bytes())?;
+        w.get_ref()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    })
+}
+
 /// Writes a planned file (all or nothing) and says so on stderr.
 pub fn commit(p: &Planned, quiet: bool) -> Result<()> {
     if !p.unchanged {
-        atomic::write_file(&p.path, |w| Ok(w.write_all(p.text.as_bytes())?))?;
+        write_text(&p.path, &p.text)?;
     }
     status(
         quiet,
@@ -293,13 +306,59 @@ pub(crate) fn status(quiet: bool, verb: &str, what: &str) {
 /// `path` as the build context (the workspace root) sees it: relative when inside it.
 fn context_path(path: &Path, workspace_root: &Path) -> String {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let parent = abs.parent().unwrap_or(Path::new("/"));
-    let name = abs.file_name().map(|n| n.to_string_lossy().to_string());
-    match (context::relative_to(parent, workspace_root), name) {
-        (Ok(dir), Some(name)) if dir == "." => name,
-        (Ok(dir), Some(name)) => format!("{dir}/{name}"),
+    // Resolve the deepest directory that exists (the file and its new parents may not yet).
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let (Ok(base), Ok(ws)) = (existing.canonicalize(), workspace_root.canonicalize()) else {
+        return abs.display().to_string();
+    };
+    let full = rest.iter().rev().fold(base, |p, n| p.join(n));
+    match full.strip_prefix(&ws) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => abs.display().to_string(),
     }
+}
+
+/// `cargo containerize <command> …` with the options that shaped the file, to render it again
+/// from the workspace root.
+fn regenerate_command(
+    command: &str,
+    cargo: &CargoArgs,
+    platforms: &[String],
+    extra: &[&str],
+    output: &str,
+) -> String {
+    let mut words: Vec<String> = vec!["cargo".into(), "containerize".into(), command.into()];
+    if let Some(p) = &cargo.package {
+        words.extend(["-p".into(), p.clone()]);
+    }
+    if let Some(b) = &cargo.bin {
+        words.extend(["--bin".into(), b.clone()]);
+    }
+    if cargo.profile != "release" {
+        words.extend(["--profile".into(), cargo.profile.clone()]);
+    }
+    let features = cargo.feature_flags();
+    words.extend(features);
+    if !platforms.is_empty() {
+        words.extend(["--platform".into(), platforms.join(",")]);
+    }
+    words.extend(extra.iter().map(|s| s.to_string()));
+    words.extend(["-o".into(), output.into(), "--force".into()]);
+    words
+        .into_iter()
+        .map(filter_sh)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone, Args)]
@@ -360,19 +419,23 @@ pub struct DockerfileFiles {
 
 /// Renders and checks (writes nothing) a Dockerfile for `project`; `output` is where it will
 /// go (stdout when none).
+#[allow(clippy::too_many_arguments)]
 pub fn plan_dockerfile(
     project: &Project,
     spec: &ImageSpec,
     cargo: &CargoArgs,
+    platforms: &[String],
     output: Option<&Path>,
     template: Option<&Path>,
     dockerignore: bool,
     force: bool,
 ) -> Result<DockerfileFiles> {
     let ws = &project.workspace_root;
+    let dockerfile = output.map_or_else(|| "Dockerfile".into(), |o| context_path(o, ws));
     let options = RenderOptions {
         split_platforms: false,
-        dockerfile: output.map_or_else(|| "Dockerfile".into(), |o| context_path(o, ws)),
+        regenerate: regenerate_command("dockerfile", cargo, platforms, &[], &dockerfile),
+        dockerfile,
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     let text = render(Template::Dockerfile, template, &ctx)?;
@@ -428,6 +491,7 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
         &project,
         &spec,
         &args.cargo,
+        &args.platform,
         args.output.as_deref(),
         args.template.as_deref(),
         args.dockerignore,
@@ -437,17 +501,32 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Renders the workflow for `project`.
+/// The workflow's usual place, context-relative.
+pub const WORKFLOW_PATH: &str = ".github/workflows/container.yml";
+
+/// Renders the workflow for `project`; `output` is where it will go (stdout when none).
 pub fn render_workflow(
     project: &Project,
     spec: &ImageSpec,
     cargo: &CargoArgs,
+    platforms: &[String],
     split_platforms: bool,
     template: Option<&Path>,
+    output: Option<&Path>,
 ) -> Result<String> {
+    let path = output.map_or_else(
+        || WORKFLOW_PATH.into(),
+        |o| context_path(o, &project.workspace_root),
+    );
+    let split: &[&str] = if split_platforms {
+        &["--split-platforms"]
+    } else {
+        &[]
+    };
     let options = RenderOptions {
         split_platforms,
         dockerfile: "Dockerfile".into(),
+        regenerate: regenerate_command("workflow", cargo, platforms, split, &path),
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     render(Template::Workflow, template, &ctx)
@@ -460,8 +539,10 @@ pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
         &project,
         &spec,
         &args.cargo,
+        &args.platform,
         args.split_platforms,
         args.template.as_deref(),
+        args.output.as_deref(),
     )?;
     match &args.output {
         Some(path) => {

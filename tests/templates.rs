@@ -1,0 +1,480 @@
+//! The generated Dockerfile, .dockerignore and GitHub Actions workflow: lint-clean with
+//! hadolint and actionlint (shellcheck included) for several fixture crates and option
+//! combinations, reviewed through insta snapshots, and the commands' contract (stdout or `-o`,
+//! `--force`, `--template`, one-line errors, nothing half-written).
+//!
+//! The linters come from `scripts/setup-template-tools`; a missing one fails the test.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A linter installed by scripts/setup-template-tools.
+fn linter(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CONTAINERIZE_TOOLS_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CONTAINERIZE_TOOLS_VENV").map(|v| PathBuf::from(v).join("bin"))
+        })
+        .unwrap_or_else(|| {
+            std::env::home_dir()
+                .expect("a home directory")
+                .join(".cache/cargo-containerize/venv/bin")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed at {}; run scripts/setup-template-tools (it installs hadolint, actionlint and shellcheck)",
+        path.display()
+    );
+    path
+}
+
+/// Runs hadolint with the strictest threshold: any finding, even a style note, fails.
+fn assert_hadolint_clean(dockerfile: &Path) {
+    let run = capture(
+        Command::new(linter("hadolint"))
+            .args(["--failure-threshold", "style", "--no-color"])
+            .arg(dockerfile),
+    );
+    assert!(
+        run.status.success() && run.stdout.trim().is_empty(),
+        "hadolint reports on {}:\n{run}\n--- Dockerfile ---\n{}",
+        dockerfile.display(),
+        fs::read_to_string(dockerfile).unwrap_or_default()
+    );
+}
+
+/// Runs actionlint, with shellcheck on every `run:` script.
+fn assert_actionlint_clean(workflow: &Path) {
+    let run = capture(
+        Command::new(linter("actionlint"))
+            .arg("-no-color")
+            .arg(format!("-shellcheck={}", linter("shellcheck").display()))
+            .arg(workflow),
+    );
+    assert!(
+        run.status.success() && run.stdout.trim().is_empty(),
+        "actionlint reports on {}:\n{run}\n--- workflow ---\n{}",
+        workflow.display(),
+        fs::read_to_string(workflow).unwrap_or_default()
+    );
+}
+
+/// Settings with nearly every key changed, and values that need quoting.
+const SINK: &str = r#"
+[package.metadata.containerize]
+binary-path = "/opt/hello bin/hi"
+entrypoint = ["/opt/hello bin/hi", "--from-entrypoint"]
+args = ["first", "it's \"quoted\""]
+env = { GREETING = "namaste $HOME \"x\" \\y", EMPTY = "" }
+user = "1000:2000"
+workdir = "/srv/app"
+ports = ["8080/tcp", 9090, "5353/udp"]
+stop-signal = "SIGINT"
+labels = { "com.example.team" = "infra \"core\"", "org.opencontainers.image.vendor" = "Example $5" }
+strip = false
+timezone = "Asia/Kolkata"
+zones = ["Asia/Kolkata", "UTC"]
+include = [
+  { src = "assets/greeting.txt", dest = "/etc/hello/greeting.txt" },
+  { src = "assets/bin", dest = "/opt/tools" },
+]
+"#;
+
+/// The same, without CA bundle or tzdata (so /etc/localtime is a copied file).
+const BARE: &str = r#"
+[package.metadata.containerize]
+ca-certs = "none"
+tzdata = "none"
+timezone = "Europe/Berlin"
+ports = [53]
+"#;
+
+fn sink_project(settings: &str) -> Project {
+    let project = Project::copy("hello");
+    project.append_manifest(settings);
+    project.write("assets/greeting.txt", "namaste\n");
+    let tool = project.write("assets/bin/tool.sh", "#!/bin/sh\necho tool\n");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod");
+    project.write("assets/bin/README", "tools\n");
+    project
+}
+
+/// One crate and the arguments a case renders it with.
+struct Case {
+    name: &'static str,
+    project: Project,
+    /// The directory the tool runs in.
+    cwd: PathBuf,
+    args: Vec<&'static str>,
+}
+
+impl Case {
+    fn new(name: &'static str, project: Project, args: &[&'static str]) -> Case {
+        Case {
+            name,
+            cwd: project.root.clone(),
+            project,
+            args: args.to_vec(),
+        }
+    }
+}
+
+fn dockerfile_cases() -> Vec<Case> {
+    let toolchain = Project::copy("tz");
+    toolchain.write(
+        "rust-toolchain.toml",
+        "[toolchain]\nchannel = \"1.82.0\"\ncomponents = [\"clippy\"]\n",
+    );
+    let msrv = Project::copy("certs");
+    let text = fs::read_to_string(msrv.manifest()).expect("read");
+    fs::write(
+        msrv.manifest(),
+        text.replacen(
+            "edition = \"2021\"",
+            "edition = \"2021\"\nrust-version = \"1.80\"",
+            1,
+        ),
+    )
+    .expect("write");
+    let root = Project::copy("hello");
+    root.append_manifest("[package.metadata.containerize]\nuser = \"root\"\n");
+    vec![
+        Case::new("hello", Project::copy("hello"), &[]),
+        Case::new("sink", sink_project(SINK), &[]),
+        Case::new("bare", sink_project(BARE), &[]),
+        Case::new("root_user", root, &[]),
+        Case::new(
+            "dev_profile_features",
+            Project::copy("hello"),
+            &["--profile", "dev", "-F", "shout"],
+        ),
+        Case::new("cdep", Project::copy("cdep"), &[]),
+        Case::new(
+            "workspace_alpha",
+            Project::copy("workspace"),
+            &["-p", "app", "--bin", "alpha"],
+        ),
+        Case::new("toolchain_file", toolchain, &[]),
+        Case::new("rust_version", msrv, &[]),
+    ]
+}
+
+fn render(case: &Case, command: &str, out: &str, extra: &[&str]) -> (Run, PathBuf) {
+    let path = case.cwd.join(out);
+    let run = capture(
+        tool(&case.cwd)
+            .arg(command)
+            .args(&case.args)
+            .args(extra)
+            .arg("-o")
+            .arg(&path),
+    );
+    run.assert_success();
+    (run, path)
+}
+
+#[test]
+fn dockerfiles_pass_hadolint_and_match_their_snapshots() {
+    for case in dockerfile_cases() {
+        let (_, path) = render(&case, "dockerfile", "Dockerfile", &["--dockerignore"]);
+        assert_hadolint_clean(&path);
+        let text = fs::read_to_string(&path).expect("read Dockerfile");
+        insta::assert_snapshot!(format!("dockerfile_{}", case.name), text);
+        // The directory the Dockerfile copies exists, in the build context.
+        let rootfs = case.project.root.join(format!(
+            ".containerize/{}/rootfs/etc/passwd",
+            package_name(&case)
+        ));
+        assert!(
+            rootfs.is_file(),
+            "{case_name}: no {rootfs:?}",
+            case_name = case.name
+        );
+    }
+}
+
+fn package_name(case: &Case) -> &'static str {
+    match case.name {
+        "workspace_alpha" => "app",
+        "cdep" => "cdep",
+        "toolchain_file" => "tz",
+        "rust_version" => "certs",
+        _ => "hello",
+    }
+}
+
+#[test]
+fn dockerignore_keeps_the_root_files_and_drops_target_and_git() {
+    let case = Case::new("hello", Project::copy("hello"), &[]);
+    render(&case, "dockerfile", "Dockerfile", &["--dockerignore"]);
+    let text = fs::read_to_string(case.project.root.join(".dockerignore")).expect("read");
+    let patterns: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    for want in ["target", ".git"] {
+        assert!(patterns.contains(&want), "{want} not ignored:\n{text}");
+    }
+    assert!(
+        !patterns
+            .iter()
+            .any(|p| ".containerize".starts_with(p.trim_end_matches('*'))),
+        "the root files would be left out of the context:\n{text}"
+    );
+    insta::assert_snapshot!("dockerignore", text);
+}
+
+#[test]
+fn workflows_pass_actionlint_and_match_their_snapshots() {
+    let with_repo = Project::copy("hello");
+    with_repo.append_manifest(
+        "[package.metadata.containerize]\nrepository = \"docker.io/example/hello\"\n",
+    );
+    let toolchain = Project::copy("tz");
+    toolchain.write("rust-toolchain.toml", "[toolchain]\nchannel = \"1.82.0\"\n");
+    let cases = vec![
+        Case::new("hello", Project::copy("hello"), &[]),
+        Case::new(
+            "hello_split",
+            Project::copy("hello"),
+            &["--split-platforms"],
+        ),
+        Case::new("cdep", Project::copy("cdep"), &[]),
+        Case::new("cdep_split", Project::copy("cdep"), &["--split-platforms"]),
+        Case::new("repository", with_repo, &[]),
+        Case::new(
+            "workspace_alpha_arm64",
+            Project::copy("workspace"),
+            &["-p", "app", "--bin", "alpha", "--platform", "linux/arm64"],
+        ),
+        Case::new("toolchain_file", toolchain, &[]),
+        Case::new(
+            "features",
+            Project::copy("hello"),
+            &["-F", "shout", "--profile", "dev"],
+        ),
+    ];
+    for case in &cases {
+        let (_, path) = render(case, "workflow", "container.yml", &[]);
+        assert_actionlint_clean(&path);
+        let text = fs::read_to_string(&path).expect("read workflow");
+        insta::assert_snapshot!(format!("workflow_{}", case.name), text);
+    }
+}
+
+#[test]
+fn without_output_the_text_goes_to_stdout() {
+    let project = Project::copy("hello");
+    let run = capture(tool(&project.root).args(["dockerfile", "-q"]));
+    run.assert_success();
+    let other = Case::new("x", Project::copy("hello"), &[]);
+    let (_, path) = render(&other, "dockerfile", "Dockerfile", &[]);
+    // The comment names the file; stdout's says "Dockerfile" too.
+    assert_eq!(run.stdout, fs::read_to_string(&path).expect("read"));
+    assert!(run.stderr.is_empty(), "-q printed: {run}");
+
+    let run = capture(tool(&project.root).arg("workflow"));
+    run.assert_success();
+    assert!(
+        run.stdout.starts_with("# Generated by cargo-containerize"),
+        "{run}"
+    );
+    assert!(!project.root.join(".github").exists());
+}
+
+#[test]
+fn an_existing_file_needs_force_unless_it_is_unchanged() {
+    let project = Project::copy("hello");
+    let path = project.root.join("Dockerfile");
+    fs::write(&path, "FROM scratch\n").expect("write");
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile"]));
+    assert_error(&run, 1, &["Dockerfile", "--force"]);
+    assert_eq!(fs::read_to_string(&path).expect("read"), "FROM scratch\n");
+    assert!(
+        !project.root.join(".containerize").exists(),
+        "a failed run wrote the root files"
+    );
+
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile", "--force"]));
+    run.assert_success();
+    let text = fs::read_to_string(&path).expect("read");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o644, "the replaced file's mode changed");
+    let fresh = project.root.join("new/Dockerfile");
+    capture(tool(&project.root).args(["dockerfile", "-o", "new/Dockerfile"])).assert_success();
+    assert_eq!(mode(&fresh), 0o644, "a new file is not 0644");
+    assert!(text.starts_with("# syntax=docker/dockerfile:1"), "{text}");
+
+    // The same text again: nothing to overwrite, so no --force needed, and nothing rewritten.
+    let before = fs::metadata(&path)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    let rootfs = project.root.join(".containerize/hello/rootfs/etc/passwd");
+    let rootfs_before = fs::metadata(&rootfs)
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile"]));
+    run.assert_success();
+    assert!(run.stderr.contains("Unchanged"), "{run}");
+    assert_eq!(
+        fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        before
+    );
+    assert_eq!(
+        fs::metadata(&rootfs)
+            .expect("meta")
+            .modified()
+            .expect("mtime"),
+        rootfs_before
+    );
+
+    // The workflow follows the same rule; no temp files are left next to it.
+    let wf = project.root.join("wf.yml");
+    fs::write(&wf, "name: mine\n").expect("write");
+    let run = capture(tool(&project.root).args(["workflow", "-o", "wf.yml"]));
+    assert_error(&run, 1, &["wf.yml", "--force"]);
+    assert_eq!(fs::read_to_string(&wf).expect("read"), "name: mine\n");
+    capture(tool(&project.root).args(["workflow", "-o", "wf.yml", "--force"])).assert_success();
+    let left: Vec<String> = snapshot(&project.root)
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "temp files left: {left:?}");
+}
+
+#[test]
+fn a_users_template_renders_with_the_same_context() {
+    let project = Project::copy("hello");
+    project.append_manifest(
+        "[package.metadata.containerize]\nenv = { GREETING = \"hi\" }\nports = [8080]\n",
+    );
+    let template = project.write(
+        "my.j2",
+        "{{ package }} {{ version }} {{ bin }} {{ user }} {{ entrypoint | json }}\n\
+         {{ ports | join(\",\") }} {{ rust.version }} {{ platforms | map(attribute=\"triple\") | join(\",\") }}\n\
+         {{ labels | selectattr(\"name\", \"eq\", \"org.opencontainers.image.title\") | map(attribute=\"value\") | first }}\n\
+         {% for e in env %}{{ e.name }}={{ e.value }};{% endfor %}",
+    );
+    let meta = project.package_metadata();
+    let run = capture(
+        tool(&project.root)
+            .args(["dockerfile", "--template"])
+            .arg(&template),
+    );
+    run.assert_success();
+    let name = meta["name"].as_str().expect("name");
+    let version = meta["version"].as_str().expect("version");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("{name} {version} {name} 65532:65532 [\"/usr/local/bin/{name}\"]"),
+        "{run}"
+    );
+    assert_eq!(
+        lines[1], "8080/tcp 1 x86_64-unknown-linux-musl,aarch64-unknown-linux-musl",
+        "{run}"
+    );
+    assert_eq!(lines[2], name, "{run}");
+    // In the image config's order: PATH, SSL_CERT_FILE, then the crate's own.
+    assert!(
+        lines[3].starts_with("PATH=/usr/local/sbin:")
+            && lines[3].ends_with(";SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt;GREETING=hi;"),
+        "{run}"
+    );
+
+    // The workflow command takes a template too, and `-o` writes it.
+    let out = project.root.join("out.txt");
+    capture(
+        tool(&project.root)
+            .args(["workflow", "--template"])
+            .arg(&template)
+            .arg("-o")
+            .arg(&out),
+    )
+    .assert_success();
+    assert_eq!(fs::read_to_string(&out).expect("read"), run.stdout);
+}
+
+#[test]
+fn template_errors_are_one_line_and_write_nothing() {
+    let project = Project::copy("hello");
+    let cases: [(&str, &str, &[&str]); 3] = [
+        ("syntax.j2", "FROM {% if %}\n", &["syntax.j2", "line 1"]),
+        (
+            "undefined.j2",
+            "\n\n{{ no_such_field }}\n",
+            &["undefined", "line 3"],
+        ),
+        (
+            "filter.j2",
+            "{{ bin | no_such_filter }}\n",
+            &["filter.j2", "no_such_filter"],
+        ),
+    ];
+    for (name, text, keywords) in cases {
+        let template = project.write(name, text);
+        let before = snapshot(&project.root);
+        let run = capture(
+            tool(&project.root)
+                .args(["dockerfile", "-o", "Dockerfile", "--template"])
+                .arg(&template),
+        );
+        assert_error(&run, 1, keywords);
+        assert_eq!(snapshot(&project.root), before, "{run}");
+    }
+    let run = capture(tool(&project.root).args(["workflow", "--template", "missing.j2"]));
+    assert_error(&run, 1, &["missing.j2", "--template"]);
+}
+
+#[test]
+fn values_a_dockerfile_cannot_hold_are_refused() {
+    let project = Project::copy("hello");
+    project.append_manifest("[package.metadata.containerize]\nenv = { A = \"one\\ntwo\" }\n");
+    let before = snapshot(&project.root);
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile"]));
+    assert_error(&run, 1, &["line break"]);
+    assert_eq!(snapshot(&project.root), before, "{run}");
+}
+
+#[test]
+fn output_into_a_directory_is_refused() {
+    let project = Project::copy("hello");
+    fs::create_dir_all(project.root.join("docker")).expect("mkdir");
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "docker"]));
+    assert_error(&run, 1, &["docker", "directory"]);
+    let run = capture(tool(&project.root).args(["workflow", "-o", "docker"]));
+    assert_error(&run, 1, &["docker", "directory"]);
+}
+
+#[test]
+fn an_include_outside_the_build_context_is_refused() {
+    // The include lies in the package (so `build` accepts it) but the Dockerfile is rendered
+    // for a package whose workspace root is the package itself: everything is inside. A
+    // symlinked include that leads out of the package is refused by the shared resolution.
+    let project = Project::copy("hello");
+    fs::write(project.parent().join("outside.txt"), "x\n").expect("write");
+    std::os::unix::fs::symlink(
+        project.parent().join("outside.txt"),
+        project.root.join("link.txt"),
+    )
+    .expect("symlink");
+    project.append_manifest(
+        "[package.metadata.containerize]\ninclude = [{ src = \"link.txt\", dest = \"/x\" }]\n",
+    );
+    let run = capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile"]));
+    assert_error(&run, 1, &["link.txt", "outside"]);
+    assert!(!project.root.join("Dockerfile").exists());
+}
