@@ -1,0 +1,12 @@
+//! Harness of the registry tests: a real distribution registry (`docker-registry`, 2.8) on a
+//! free loopback port, optionally with TLS and htpasswd auth; a fault-injecting HTTP proxy to
+//! put in front of it; podman configured through environment variables only, so that the
+//! tool's own `podman load` uses the same private storage as the test.
+//!
+//! Used from `tests/registry*.rs` as `mod support;` next to `mod common;`.
+#![allow(dead_code)]
+
+pub mod podman;
+pub mod proxy;
+pub mod registry;
+pub mod token;
