@@ -76,6 +76,29 @@ impl CargoArgs {
         Ok(self)
     }
 
+    /// `--locked`, `--frozen`, `--offline` as given.
+    fn lock_flags(&self) -> Vec<String> {
+        [
+            (self.locked, "--locked"),
+            (self.frozen, "--frozen"),
+            (self.offline, "--offline"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, flag)| flag.to_string())
+        .collect()
+    }
+
+    /// The features named with --features, split as cargo splits them.
+    fn features(&self) -> Vec<String> {
+        self.features
+            .iter()
+            .flat_map(|f| f.split([' ', ',']))
+            .filter(|f| !f.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
     /// The flags passed on to every cargo invocation (metadata and build).
     pub fn common_flags(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -83,26 +106,13 @@ impl CargoArgs {
             v.push("--manifest-path".into());
             v.push(p.display().to_string());
         }
-        for (on, flag) in [
-            (self.locked, "--locked"),
-            (self.frozen, "--frozen"),
-            (self.offline, "--offline"),
-        ] {
-            if on {
-                v.push(flag.into());
-            }
-        }
+        v.extend(self.lock_flags());
         v
     }
 
     pub fn feature_flags(&self) -> Vec<String> {
         let mut v = Vec::new();
-        let features: Vec<&str> = self
-            .features
-            .iter()
-            .flat_map(|f| f.split([' ', ',']))
-            .filter(|f| !f.is_empty())
-            .collect();
+        let features = self.features();
         if !features.is_empty() {
             v.push("--features".into());
             v.push(features.join(","));
@@ -246,26 +256,11 @@ fn run_cargo_metadata(args: &CargoArgs) -> Result<Metadata> {
     if args.no_default_features {
         cmd.features(CargoOpt::NoDefaultFeatures);
     }
-    let feats: Vec<String> = args
-        .features
-        .iter()
-        .flat_map(|f| f.split([' ', ',']))
-        .filter(|f| !f.is_empty())
-        .map(String::from)
-        .collect();
+    let feats = args.features();
     if !feats.is_empty() {
         cmd.features(CargoOpt::SomeFeatures(feats));
     }
-    let mut other = Vec::new();
-    for (on, flag) in [
-        (args.locked, "--locked"),
-        (args.frozen, "--frozen"),
-        (args.offline, "--offline"),
-    ] {
-        if on {
-            other.push(flag.to_string());
-        }
-    }
+    let other = args.lock_flags();
     cmd.other_options(other);
     cmd.exec().map_err(|e| {
         let text = match e {
