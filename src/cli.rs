@@ -103,6 +103,9 @@ pub struct BuildArgs {
     /// Layer compression: gzip or zstd
     #[arg(long, value_name = "ALGORITHM", help_heading = "Image options")]
     pub compression: Option<String>,
+    /// Compression level: gzip 1-9 [default: 5], zstd 1-19 [default: 7]
+    #[arg(long, value_name = "N", help_heading = "Image options")]
+    pub compression_level: Option<i32>,
     /// Keep symbols and debug info in the binary
     #[arg(long, help_heading = "Image options")]
     pub no_strip: bool,
@@ -180,6 +183,7 @@ impl BuildArgs {
             ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata.clone(),
             compression: self.compression.clone(),
+            compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()

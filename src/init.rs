@@ -123,6 +123,11 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
     line(&mut o, "compression = \"gzip\"", "or \"zstd\"");
     line(
         &mut o,
+        "compression-level = 5",
+        "gzip 1-9 (default 5), zstd 1-19 (default 7)",
+    );
+    line(
+        &mut o,
         &format!(
             "repository = {}",
             toml_str(&format!("ghcr.io/owner/{}", spec.package))
@@ -381,6 +386,7 @@ mod tests {
             strip: true,
             platforms: vec![],
             compression: Compression::Gzip,
+            compression_level: 5,
             git_sha: None,
             repository: None,
             tags: vec![],

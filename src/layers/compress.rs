@@ -214,42 +214,85 @@ pub fn zstd_encoder<W: Write>(
     Ok(enc)
 }
 
-/// What the compressors produce for a fixed sample: part of every layer's cache key, so a change
-/// of the code or of a compression library that changes the output bytes never serves stale
+/// An algorithm and its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Codec {
+    pub kind: crate::metadata::spec::Compression,
+    pub level: i32,
+}
+
+impl Codec {
+    pub fn of(spec: &crate::metadata::ImageSpec) -> Codec {
+        Codec {
+            kind: spec.compression,
+            level: spec.compression_level,
+        }
+    }
+
+    /// Compresses everything written to the returned writer into `out`; `finish` ends it.
+    pub fn encoder<W: Write + Send + 'static>(self, out: W) -> io::Result<Encoder<W>> {
+        use crate::metadata::spec::Compression;
+        Ok(match self.kind {
+            Compression::Gzip => {
+                Encoder::Gzip(ParGz::new(out, self.level.clamp(0, 9) as u32, threads())?)
+            }
+            Compression::Zstd => Encoder::Zstd(zstd_encoder(out, self.level, threads())?),
+        })
+    }
+}
+
+/// The compressing writer of a [`Codec`].
+pub enum Encoder<W: Write> {
+    Gzip(ParGz<W>),
+    Zstd(zstd::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Encoder::Gzip(g) => g.finish(),
+            Encoder::Zstd(z) => z.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Encoder::Gzip(g) => g.write(buf),
+            Encoder::Zstd(z) => z.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Encoder::Gzip(g) => g.flush(),
+            Encoder::Zstd(z) => z.flush(),
+        }
+    }
+}
+
+/// What a codec produces for a fixed sample: part of every layer's cache key, so a change of
+/// the code or of a compression library that changes the output bytes never serves stale
 /// blobs from the cache.
-pub fn fingerprint(compression: crate::metadata::spec::Compression) -> io::Result<String> {
-    use crate::metadata::spec::Compression;
+pub fn fingerprint(codec: Codec) -> io::Result<String> {
+    use std::collections::HashMap;
     use std::sync::OnceLock;
-    static GZIP: OnceLock<String> = OnceLock::new();
-    static ZSTD: OnceLock<String> = OnceLock::new();
+    static SEEN: OnceLock<Mutex<HashMap<Codec, String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(v) = seen.lock().ok().and_then(|m| m.get(&codec).cloned()) {
+        return Ok(v);
+    }
     let sample: Vec<u8> = (0..(BLOCK + 4096) as u32)
         .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 27).to_le_bytes())
         .take(BLOCK + 4096)
         .collect();
-    let compute = |c: Compression| -> io::Result<String> {
-        let bytes = match c {
-            Compression::Gzip => {
-                let mut gz = ParGz::new(Vec::new(), super::tar::GZIP_LEVEL, 1)?;
-                gz.write_all(&sample)?;
-                gz.finish()?
-            }
-            Compression::Zstd => {
-                let mut z = zstd_encoder(Vec::new(), super::tar::ZSTD_LEVEL, 1)?;
-                z.write_all(&sample)?;
-                z.finish()?
-            }
-        };
-        Ok(crate::blobs::digest_of(&bytes))
-    };
-    let cell = match compression {
-        Compression::Gzip => &GZIP,
-        Compression::Zstd => &ZSTD,
-    };
-    if let Some(v) = cell.get() {
-        return Ok(v.clone());
+    let mut enc = codec.encoder(Vec::new())?;
+    enc.write_all(&sample)?;
+    let v = crate::blobs::digest_of(&enc.finish()?);
+    if let Ok(mut m) = seen.lock() {
+        m.insert(codec, v.clone());
     }
-    let v = compute(compression)?;
-    Ok(cell.get_or_init(|| v).clone())
+    Ok(v)
 }
 
 /// Threads for compression: the cores this process may use.

@@ -61,7 +61,7 @@ pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> 
     }
     contents
         .into_iter()
-        .map(|c| tar::write_layer(&c, store, spec.compression))
+        .map(|c| tar::write_layer(&c, store, compress::Codec::of(spec)))
         .collect()
 }
 
@@ -96,7 +96,7 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
         entries,
         mtime: crate_mtime(spec),
     };
-    tar::write_layer(&content, store, spec.compression).map(Some)
+    tar::write_layer(&content, store, compress::Codec::of(spec)).map(Some)
 }
 
 /// The binary, at its path in the image, mode 0755.
@@ -110,7 +110,7 @@ pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -
         )],
         mtime: crate_mtime(spec),
     };
-    tar::write_layer(&content, store, spec.compression)
+    tar::write_layer(&content, store, compress::Codec::of(spec))
 }
 
 pub fn media_type(c: Compression) -> &'static str {

@@ -44,6 +44,8 @@ pub struct Settings {
     pub platforms: Option<Vec<String>>,
     /// Layer compression: "gzip" (default) or "zstd".
     pub compression: Option<String>,
+    /// Compression level: gzip 1–9 (default 5), zstd 1–19 (default 7).
+    pub compression_level: Option<i32>,
     /// Registry repository to push to, e.g. "ghcr.io/owner/app".
     pub repository: Option<String>,
     /// Tags for `repository`; placeholders {version}, {git_sha}, {git_short_sha}.
@@ -84,6 +86,7 @@ pub const KEYS: &[&str] = &[
     "binary-path",
     "platforms",
     "compression",
+    "compression-level",
     "repository",
     "tags",
 ];
@@ -150,6 +153,7 @@ impl Settings {
             binary_path: over.binary_path.or(self.binary_path),
             platforms: over.platforms.or(self.platforms),
             compression: over.compression.or(self.compression),
+            compression_level: over.compression_level.or(self.compression_level),
             repository: over.repository.or(self.repository),
             tags: over.tags.or(self.tags),
         }
@@ -193,7 +197,7 @@ mod tests {
             "workdir": "/w", "ports": [80, "53/udp"], "stop-signal": "SIGINT", "labels": {"k": "v"},
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
-            "platforms": ["linux/amd64"], "compression": "zstd", "repository": "r", "tags": ["t"]
+            "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"]
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();
