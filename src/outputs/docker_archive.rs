@@ -23,33 +23,16 @@ pub struct DockerArchive {
 
 /// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
 pub fn normalize_ref(r: String) -> Result<String> {
-    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (name, tag) = match r[last_slash..].rfind(':') {
-        Some(i) => (&r[..last_slash + i], &r[last_slash + i + 1..]),
-        None => (r.as_str(), "latest"),
-    };
-    let mut parts: Vec<&str> = name.split('/').collect();
-    let host_like = parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost");
-    if host_like {
-        parts.remove(0);
+    let parsed = super::reference::Reference::parse(&r)?;
+    if parsed.digest.is_some() {
+        bail!(
+            "image reference `{r}` names a digest; a local image needs NAME[:TAG], e.g. myapp:1.0.0"
+        );
     }
-    let component_ok = |c: &str| {
-        !c.is_empty()
-            && c.chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
-            && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-            && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
-    };
-    let tag_ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        && !tag.starts_with(['.', '-']);
-    if parts.is_empty() || !parts.iter().all(|c| component_ok(c)) || !tag_ok {
-        bail!("image reference `{r}` is not valid; use lowercase NAME[:TAG], e.g. myapp:1.0.0");
-    }
-    Ok(format!("{name}:{tag}"))
+    Ok(match parsed.tag {
+        Some(_) => r,
+        None => format!("{r}:latest"),
+    })
 }
 
 fn decompressed(path: &std::path::Path, media_type: &str) -> Result<Box<dyn Read>> {

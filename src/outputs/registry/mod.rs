@@ -5,13 +5,13 @@ pub mod client;
 pub mod progress;
 pub mod push;
 
+use super::reference::Reference;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use anyhow::{Context, Result, bail};
 use auth::Credential;
 use client::Client;
-use oci_spec::distribution::Reference;
 use std::path::PathBuf;
 
 /// How to reach registries.
@@ -57,18 +57,13 @@ pub struct Target {
 
 impl Target {
     pub fn parse(given: &str) -> Result<Target> {
-        let r: Reference = given.parse().map_err(|e| {
-            anyhow::anyhow!("image reference `{given}` is not valid ({e}); write it as [REGISTRY/]NAME[:TAG], e.g. ghcr.io/owner/app:1.0.0")
-        })?;
+        let r = Reference::parse(given)?;
         Ok(Target {
             given: given.to_string(),
-            registry: r.registry().to_string(),
-            repository: r.repository().to_string(),
-            tag: r
-                .tag()
-                .map(String::from)
-                .filter(|_| r.digest().is_none() || given.contains(':')),
-            digest: r.digest().map(String::from),
+            registry: r.registry,
+            repository: r.repository,
+            tag: r.tag,
+            digest: r.digest,
         })
     }
 }
