@@ -70,7 +70,7 @@ pub type BlobWriter = HashWriter<io::BufWriter<tempfile::NamedTempFile>>;
 
 impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore> {
-        for sub in ["blobs/sha256", "layers", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "stat", "tmp"] {
             fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!(
                     "cannot create the cache at {}; make it writable or pass --target-dir",
@@ -124,10 +124,106 @@ impl BlobStore {
     }
 
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        self.remember_at(&self.root.join("layers").join(key), value)
+    }
+}
+
+/// What `stat` says of a file: if all of it is unchanged, so are its bytes (what git's index
+/// relies on). ctime cannot be set back by a user, so a rewrite always shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stat {
+    pub fn of(path: &Path) -> Option<Stat> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some(Stat {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StatRecord {
+    stat: Stat,
+    /// When the record was made; a file changed less than [`RACY_NS`] before it could have
+    /// changed again within the same timestamp tick, so its digest is checked, not trusted.
+    recorded_ns: i128,
+    digest: String,
+}
+
+const RACY_NS: i128 = 2_000_000_000;
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// The sha256 of a file's bytes, read in full.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut f = io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+    let mut h = HashWriter::new(io::sink());
+    io::copy(&mut f, &mut h)?;
+    Ok(h.finish().1)
+}
+
+impl BlobStore {
+    fn stat_record_path(&self, path: &Path) -> PathBuf {
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.root.join("stat").join(hex::encode(Sha256::digest(
+            canon.as_os_str().as_encoded_bytes(),
+        )))
+    }
+
+    /// The digest of a file's bytes without reading it, when the file is unchanged since a
+    /// digest was recorded (read and checked instead when the record was racy).
+    pub fn known_digest(&self, path: &Path) -> Option<String> {
+        let record: StatRecord =
+            serde_json::from_slice(&fs::read(self.stat_record_path(path)).ok()?).ok()?;
+        let stat = Stat::of(path)?;
+        if stat != record.stat {
+            return None;
+        }
+        if record.recorded_ns - record.stat.mtime_ns.max(record.stat.ctime_ns) >= RACY_NS {
+            return Some(record.digest);
+        }
+        let digest = file_digest(path).ok()?;
+        if digest != record.digest {
+            return None;
+        }
+        self.record_digest(path, &stat, &digest);
+        Some(digest)
+    }
+
+    /// Remembers the digest of a file whose stat, before it was read, was `before`.
+    pub fn record_digest(&self, path: &Path, before: &Stat, digest: &str) {
+        if Stat::of(path).as_ref() != Some(before) {
+            return; // changed while it was read: nothing trustworthy to record
+        }
+        let record = StatRecord {
+            stat: before.clone(),
+            recorded_ns: now_ns(),
+            digest: digest.to_string(),
+        };
+        let _ = self.remember_at(&self.stat_record_path(path), &record);
+    }
+
+    fn remember_at<T: Serialize>(&self, dest: &Path, value: &T) -> Result<()> {
         let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
         serde_json::to_writer(&tmp, value)?;
-        tmp.persist(self.root.join("layers").join(key))
-            .map_err(|e| e.error)?;
+        tmp.persist(dest).map_err(|e| e.error)?;
         Ok(())
     }
 }
@@ -135,6 +231,23 @@ impl BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_digest_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let f = dir.path().join("bin");
+        fs::write(&f, b"one").unwrap();
+        assert_eq!(store.known_digest(&f), None);
+        let stat = Stat::of(&f).unwrap();
+        store.record_digest(&f, &stat, &digest_of(b"one"));
+        // Racy (just written): checked by reading, and right.
+        assert_eq!(store.known_digest(&f), Some(digest_of(b"one")));
+        // Same size, new bytes: ctime moves, so the record no longer applies.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, b"two").unwrap();
+        assert_eq!(store.known_digest(&f), None);
+    }
 
     #[test]
     fn put_is_content_addressed() {

@@ -198,7 +198,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     };
 
     // 1. metadata
-    let mut project = metadata::load(&req.cargo)?;
+    // A prebuilt --binary needs no dependency graph (it only tells the build about C code).
+    let mut project = metadata::load(&req.cargo, req.binary.is_none())?;
     project.settings = project.settings.clone().merge(req.overrides.clone());
     log.timing("metadata");
     let git = git::inspect(&project.package_root);

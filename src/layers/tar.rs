@@ -6,7 +6,7 @@
 
 use super::Layer;
 use super::compress::Codec;
-use crate::blobs::{BlobStore, HashWriter};
+use crate::blobs::{BlobStore, HashWriter, Stat};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -136,8 +136,28 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
     })
 }
 
-/// The digest of everything that determines a layer's bytes.
-fn cache_key(content: &LayerContent, entries: &[Entry], codec: Codec) -> Result<String> {
+/// The content digest of each file entry (None for other kinds): computed for bytes in
+/// memory, looked up for files whose stat is unchanged since they were last read, else None.
+fn known_digests(entries: &[Entry], store: &BlobStore) -> Vec<Option<String>> {
+    entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File(Source::Static(b)) => Some(crate::blobs::digest_of(b)),
+            EntryKind::File(Source::Owned(b)) => Some(crate::blobs::digest_of(b)),
+            EntryKind::File(Source::Path(p)) => store.known_digest(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The digest of everything that determines a layer's bytes; None while a file's content
+/// digest is unknown.
+fn cache_key(
+    content: &LayerContent,
+    entries: &[Entry],
+    digests: &[Option<String>],
+    codec: Codec,
+) -> Result<Option<String>> {
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
@@ -147,27 +167,47 @@ fn cache_key(content: &LayerContent, entries: &[Entry], codec: Codec) -> Result<
     field(env!("CARGO_PKG_VERSION").as_bytes());
     let compressor = super::compress::fingerprint(codec)?;
     field(format!("{codec:?} {compressor} {}", content.mtime).as_bytes());
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         field(e.tar_name().as_bytes());
         field(format!("{:o} {} {}", e.mode, e.uid, e.gid).as_bytes());
         match &e.kind {
             EntryKind::Dir => field(b"dir"),
             EntryKind::Symlink(t) => field(format!("symlink {t}").as_bytes()),
             EntryKind::Hardlink(t) => field(format!("hardlink {t}").as_bytes()),
-            EntryKind::File(src) => {
-                let (mut r, _) = open_source(src)?;
-                let mut fh = HashWriter::new(io::sink());
-                io::copy(&mut r, &mut fh)?;
-                field(fh.finish().1.as_bytes());
-            }
+            EntryKind::File(_) => match &digests[i] {
+                Some(d) => field(d.as_bytes()),
+                None => return Ok(None),
+            },
         }
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(Some(hex::encode(h.finalize())))
 }
 
-fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<W> {
+/// A reader that hashes what passes through (the content digest of a file, in the same pass
+/// that writes it into the layer).
+struct Hashing<R> {
+    inner: R,
+    hash: HashWriter<io::Sink>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Writes the tar; returns the writer and the content digest of every file read from disk
+/// (by entry index), with the stat it had before it was read.
+fn write_tar<W: Write>(
+    w: W,
+    entries: &[Entry],
+    mtime: u64,
+) -> Result<(W, Vec<(usize, Stat, String)>)> {
+    let mut read_files = Vec::new();
     let mut b = tar::Builder::new(w);
-    for e in entries {
+    for (i, e) in entries.iter().enumerate() {
         let mut h = tar::Header::new_gnu();
         h.set_mode(e.mode);
         h.set_uid(e.uid);
@@ -181,10 +221,21 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<W> {
                 b.append_data(&mut h, &name, io::empty())?;
             }
             EntryKind::File(src) => {
+                let before = match src {
+                    Source::Path(p) => Stat::of(p),
+                    _ => None,
+                };
                 let (r, len) = open_source(src)?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(len);
-                b.append_data(&mut h, &name, r)?;
+                let mut r = Hashing {
+                    inner: r,
+                    hash: HashWriter::new(io::sink()),
+                };
+                b.append_data(&mut h, &name, &mut r)?;
+                if let Some(stat) = before {
+                    read_files.push((i, stat, r.hash.finish().1));
+                }
             }
             EntryKind::Symlink(target) => {
                 h.set_entry_type(tar::EntryType::Symlink);
@@ -198,23 +249,33 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<W> {
             }
         }
     }
-    Ok(b.into_inner()?)
+    Ok((b.into_inner()?, read_files))
 }
 
 /// Writes a layer into the store (or finds it there) and describes it.
 pub fn write_layer(content: &LayerContent, store: &BlobStore, codec: Codec) -> Result<Layer> {
     let entries = normalize(&content.entries)?;
-    let key = cache_key(content, &entries, codec)?;
-    if let Some(layer) = store.cached::<Layer>(&key)
+    let mut digests = known_digests(&entries, store);
+    if let Some(key) = cache_key(content, &entries, &digests, codec)?
+        && let Some(layer) = store.cached::<Layer>(&key)
         && store.has(&layer.digest)
     {
         return Ok(layer);
     }
+    // Not in the cache, or a file not seen before: one pass reads each file, hashes it for the
+    // key and compresses it.
     let blob = store.writer()?;
     let encoder = codec.encoder(blob)?;
-    let (encoder, diff_id, tar_size) =
-        write_tar(HashWriter::new(encoder), &entries, content.mtime)?.finish();
+    let (writer, read_files) = write_tar(HashWriter::new(encoder), &entries, content.mtime)?;
+    let (encoder, diff_id, tar_size) = writer.finish();
     let blob = encoder.finish()?;
+    for (i, stat, digest) in read_files {
+        if let EntryKind::File(Source::Path(p)) = &entries[i].kind {
+            store.record_digest(p, &stat, &digest);
+        }
+        digests[i] = Some(digest);
+    }
+    let key = cache_key(content, &entries, &digests, codec)?.expect("every file was read");
     let (digest, size) = store.commit(blob)?;
     let layer = Layer {
         what: content.what.clone(),

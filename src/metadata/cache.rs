@@ -41,9 +41,10 @@ fn dir() -> Option<PathBuf> {
     Some(base.join("metadata"))
 }
 
-fn key(args: &CargoArgs) -> String {
+fn key(args: &CargoArgs, resolve: bool) -> String {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION"));
+    h.update([resolve as u8]);
     h.update(format!("{args:?}"));
     h.update(
         std::env::current_dir()
@@ -87,8 +88,8 @@ pub fn watched_paths(project: &Project, path_manifests: &[PathBuf]) -> Vec<PathB
     paths
 }
 
-pub fn get(args: &CargoArgs) -> Option<Project> {
-    let bytes = std::fs::read(dir()?.join(key(args))).ok()?;
+pub fn get(args: &CargoArgs, resolve: bool) -> Option<Project> {
+    let bytes = std::fs::read(dir()?.join(key(args, resolve))).ok()?;
     let entry: Entry = serde_json::from_slice(&bytes).ok()?;
     entry
         .watched
@@ -102,7 +103,7 @@ pub fn get(args: &CargoArgs) -> Option<Project> {
 const FRESH_NS: i128 = 2_000_000_000;
 
 /// Best effort: a cache that cannot be written only costs the next run some time.
-pub fn put(args: &CargoArgs, project: &Project, watched: &[PathBuf]) {
+pub fn put(args: &CargoArgs, resolve: bool, project: &Project, watched: &[PathBuf]) {
     let Some(dir) = dir() else { return };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -132,6 +133,6 @@ pub fn put(args: &CargoArgs, project: &Project, watched: &[PathBuf]) {
         return;
     };
     if serde_json::to_writer(&tmp, &entry).is_ok() {
-        let _ = tmp.persist(dir.join(key(args)));
+        let _ = tmp.persist(dir.join(key(args, resolve)));
     }
 }

@@ -145,11 +145,14 @@ pub struct Project {
 
 /// Selects the package and binary: from the cache when nothing changed, else by running
 /// `cargo metadata`.
-pub fn load(args: &CargoArgs) -> Result<Project> {
-    if let Some(project) = cache::get(args) {
+///
+/// `resolve` asks for the dependency graph, which only a build needs (to know whether C code is
+/// compiled); without it cargo answers faster and `compiles_c` is false.
+pub fn load(args: &CargoArgs, resolve: bool) -> Result<Project> {
+    if let Some(project) = cache::get(args, resolve) {
         return Ok(project);
     }
-    let metadata = run_cargo_metadata(args)?;
+    let metadata = run_cargo_metadata(args, resolve)?;
     let project = from_metadata(&metadata, args)?;
     let path_manifests: Vec<PathBuf> = metadata
         .packages
@@ -159,6 +162,7 @@ pub fn load(args: &CargoArgs) -> Result<Project> {
         .collect();
     cache::put(
         args,
+        resolve,
         &project,
         &cache::watched_paths(&project, &path_manifests),
     );
@@ -239,7 +243,7 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
     })
 }
 
-fn run_cargo_metadata(args: &CargoArgs) -> Result<Metadata> {
+fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {
     let mut cmd = MetadataCommand::new();
     if let Some(p) = &args.manifest_path {
         if !p.exists() {
@@ -262,6 +266,9 @@ fn run_cargo_metadata(args: &CargoArgs) -> Result<Metadata> {
     }
     let other = args.lock_flags();
     cmd.other_options(other);
+    if !resolve {
+        cmd.no_deps();
+    }
     cmd.exec().map_err(|e| {
         let text = match e {
             cargo_metadata::Error::CargoMetadata { stderr } => stderr

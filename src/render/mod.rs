@@ -205,7 +205,7 @@ pub fn render(template: Template, user: Option<&Path>, ctx: &TemplateContext) ->
 /// neither, every supported platform rather than the host's: generated files describe release
 /// builds, which serve every platform (and must not depend on the machine that rendered them).
 pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSpec)> {
-    let mut project = metadata::load(cargo)?;
+    let mut project = metadata::load(cargo, true)?;
     let platforms = if platforms.is_empty() && project.settings.platforms.is_none() {
         crate::platform::Platform::ALL
             .iter()
