@@ -198,13 +198,12 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// A file the tar writer read: its entry index, its stat before the read, its content digest.
+type FileRead = (usize, Stat, String);
+
 /// Writes the tar; returns the writer and the content digest of every file read from disk
 /// (by entry index), with the stat it had before it was read.
-fn write_tar<W: Write>(
-    w: W,
-    entries: &[Entry],
-    mtime: u64,
-) -> Result<(W, Vec<(usize, Stat, String)>)> {
+fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<FileRead>)> {
     let mut read_files = Vec::new();
     let mut b = tar::Builder::new(w);
     for (i, e) in entries.iter().enumerate() {
