@@ -69,6 +69,25 @@ fn sysroot(dir: &Path) -> Result<PathBuf> {
     {
         return Ok(root);
     }
+    // Asking rustc costs a rustup proxy and a compiler start: remember the answer while rustup's
+    // settings and every rust-toolchain file that could apply are unchanged.
+    let custom_rustc = std::env::var_os("RUSTC").is_some();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let env: String = ["RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "PATH"]
+        .iter()
+        .map(|v| format!("{v}={:?};", std::env::var_os(v)))
+        .collect();
+    let key = crate::memo::key(&[
+        dir.as_os_str().as_encoded_bytes(),
+        cwd.as_os_str().as_encoded_bytes(),
+        env.as_bytes(),
+    ]);
+    if !custom_rustc
+        && let Some(root) = crate::memo::get::<PathBuf>("sysroot", &key)
+        && root.join("lib/rustlib").is_dir()
+    {
+        return Ok(root);
+    }
     let out = Command::new(rustc())
         .args(["--print", "sysroot"])
         .current_dir(dir)
@@ -78,7 +97,22 @@ fn sysroot(dir: &Path) -> Result<PathBuf> {
     if !out.status.success() {
         bail!("`rustc --print sysroot` failed; check your Rust installation (rustup show)");
     }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !custom_rustc {
+        let rustup_home = std::env::var_os("RUSTUP_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")));
+        let mut watched: Vec<PathBuf> = rustup_home
+            .into_iter()
+            .map(|h| h.join("settings.toml"))
+            .collect();
+        for d in dir.ancestors().chain(cwd.ancestors()) {
+            watched.push(d.join("rust-toolchain"));
+            watched.push(d.join("rust-toolchain.toml"));
+        }
+        crate::memo::put("sysroot", &key, &root, &watched);
+    }
+    Ok(root)
 }
 
 /// Whether the toolchain that builds in `dir` has the standard library for `triple`.

@@ -216,27 +216,36 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
 
     log.timing("spec and outputs planned");
     let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
-    let shared = layers::shared_layers(&spec, &store)?;
-    let files = layers::files_layer(&spec, &store)?;
-
-    log.timing("shared layers");
-    // 2. build: every platform at once (or the prebuilt --binary)
-    let built: Vec<(Platform, PathBuf)> = match &req.binary {
-        Some(p) => vec![(spec.platforms[0], p.clone())],
-        None => build::build(
-            &project,
-            &req.cargo,
-            &BuildOptions {
-                platforms: spec.platforms.clone(),
-                strip: spec.strip,
-                install_target: req.install_target,
-                quiet: req.quiet,
-            },
-        )?
-        .into_iter()
-        .map(|b| (b.platform, b.path))
-        .collect(),
-    };
+    // 2. build: every platform at once (or the prebuilt --binary), while another thread
+    //    writes the layers that do not depend on the binary (4. in part).
+    let (built, prepared) = std::thread::scope(|scope| {
+        let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
+            Ok((
+                layers::shared_layers(&spec, &store)?,
+                layers::files_layer(&spec, &store)?,
+            ))
+        });
+        let built: Result<Vec<(Platform, PathBuf)>> = match &req.binary {
+            Some(p) => Ok(vec![(spec.platforms[0], p.clone())]),
+            None => build::build(
+                &project,
+                &req.cargo,
+                &BuildOptions {
+                    platforms: spec.platforms.clone(),
+                    strip: spec.strip,
+                    install_target: req.install_target,
+                    quiet: req.quiet,
+                },
+            )
+            .map(|bs| bs.into_iter().map(|b| (b.platform, b.path)).collect()),
+        };
+        let prepared = prepared
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the layer thread stopped")));
+        (built, prepared)
+    });
+    let built = built?;
+    let (shared, files) = prepared?;
     log.timing("build");
     let mut per_platform = Vec::new();
     for (platform, path) in built {

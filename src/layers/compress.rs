@@ -283,13 +283,34 @@ pub fn fingerprint(codec: Codec) -> io::Result<String> {
     if let Some(v) = seen.lock().ok().and_then(|m| m.get(&codec).cloned()) {
         return Ok(v);
     }
-    let sample: Vec<u8> = (0..(BLOCK + 4096) as u32)
-        .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 27).to_le_bytes())
-        .take(BLOCK + 4096)
-        .collect();
-    let mut enc = codec.encoder(Vec::new())?;
-    enc.write_all(&sample)?;
-    let v = crate::blobs::digest_of(&enc.finish()?);
+    // The answer changes only with the tool's own build: remember it per executable.
+    let exe = std::env::current_exe().ok();
+    let key = crate::memo::key(&[
+        format!("{codec:?}").as_bytes(),
+        exe.as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .as_os_str()
+            .as_encoded_bytes(),
+    ]);
+    let v = match exe
+        .as_ref()
+        .and_then(|_| crate::memo::get::<String>("compressor", &key))
+    {
+        Some(v) => v,
+        None => {
+            let sample: Vec<u8> = (0..(BLOCK + 4096) as u32)
+                .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 27).to_le_bytes())
+                .take(BLOCK + 4096)
+                .collect();
+            let mut enc = codec.encoder(Vec::new())?;
+            enc.write_all(&sample)?;
+            let v = crate::blobs::digest_of(&enc.finish()?);
+            if let Some(exe) = exe {
+                crate::memo::put("compressor", &key, &v, &[exe]);
+            }
+            v
+        }
+    };
     if let Ok(mut m) = seen.lock() {
         m.insert(codec, v.clone());
     }

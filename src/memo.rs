@@ -1,0 +1,147 @@
+//! Answers remembered in the user's cache (`$CARGO_CONTAINERIZE_CACHE`, else
+//! `$XDG_CACHE_HOME/cargo-containerize`, else `~/.cache/cargo-containerize`), each used only while
+//! every file that could change it has the size and mtime it had. This is how a no-op rerun
+//! skips `cargo metadata`, `rustc --print sysroot` and the compressor check.
+//!
+//! Files changed less than two seconds before an answer is stored are not trusted: an edit in
+//! the same coarse timestamp tick would go unseen (git calls these "racily clean"), so such an
+//! answer is simply not stored.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Watched {
+    path: PathBuf,
+    /// (length, mtime in ns), or None when the file did not exist.
+    stamp: Option<(u64, i128)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry<T> {
+    watched: Vec<Watched>,
+    value: T,
+}
+
+const FRESH_NS: i128 = 2_000_000_000;
+
+fn stamp(p: &Path) -> Option<(u64, i128)> {
+    let m = std::fs::metadata(p).ok()?;
+    let t = m.modified().ok()?;
+    let ns = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    Some((m.len(), ns))
+}
+
+fn base() -> Option<PathBuf> {
+    std::env::var_os("CARGO_CONTAINERIZE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cargo-containerize"))
+        })
+        .or_else(|| std::env::home_dir().map(|h| h.join(".cache/cargo-containerize")))
+}
+
+/// A key from parts: the tool's version, then each part length-prefixed.
+pub fn key(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION"));
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+pub fn get<T: DeserializeOwned>(space: &str, key: &str) -> Option<T> {
+    get_in(&base()?, space, key)
+}
+
+/// Best effort: an answer that cannot be stored only costs the next run some time.
+pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf]) {
+    if let Some(base) = base() {
+        put_in(&base, space, key, value, watched);
+    }
+}
+
+fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T> {
+    let bytes = std::fs::read(base.join(space).join(key)).ok()?;
+    let entry: Entry<T> = serde_json::from_slice(&bytes).ok()?;
+    entry
+        .watched
+        .iter()
+        .all(|w| stamp(&w.path) == w.stamp)
+        .then_some(entry.value)
+}
+
+fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched: &[PathBuf]) {
+    let dir = base.join(space);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let entry = Entry {
+        watched: watched
+            .iter()
+            .map(|p| Watched {
+                path: p.clone(),
+                stamp: stamp(p),
+            })
+            .collect(),
+        value,
+    };
+    if entry
+        .watched
+        .iter()
+        .any(|w| w.stamp.is_some_and(|(_, mtime)| now - mtime < FRESH_NS))
+    {
+        return;
+    }
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let Ok(tmp) = tempfile::NamedTempFile::new_in(&dir) else {
+        return;
+    };
+    if serde_json::to_writer(&tmp, &entry).is_ok() {
+        let _ = tmp.persist(dir.join(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_follow_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cache");
+        let f = dir.path().join("Cargo.toml");
+        std::fs::write(&f, "a").unwrap();
+        put_in(&base, "t", "k", &1u32, std::slice::from_ref(&f));
+        assert_eq!(
+            get_in::<u32>(&base, "t", "k"),
+            None,
+            "a fresh file is not trusted"
+        );
+        // Age the file, then store.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        put_in(&base, "t", "k", &1u32, std::slice::from_ref(&f));
+        assert_eq!(get_in::<u32>(&base, "t", "k"), Some(1));
+        std::fs::write(&f, "bb").unwrap();
+        assert_eq!(
+            get_in::<u32>(&base, "t", "k"),
+            None,
+            "a changed file invalidates"
+        );
+    }
+}
