@@ -138,23 +138,6 @@ fn json_layers(report: &Value) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Asserts a failure is one `error: ` line (no panic) mentioning every keyword.
-fn assert_one_line_error(run: &Run, keywords: &[&str]) {
-    assert!(!run.status.success(), "expected a failure: {run}");
-    assert!(!run.stderr.contains("panicked"), "panicked: {run}");
-    assert!(
-        is_one_line_error(&run.stderr),
-        "not a one-line `error: ` report: {run}"
-    );
-    let line = error_line(run).to_lowercase();
-    for keyword in keywords {
-        assert!(
-            line.contains(&keyword.to_lowercase()),
-            "the error does not mention {keyword:?}: {run}"
-        );
-    }
-}
-
 /// Neither the password nor the base64 `auth` string appears in stdout or stderr.
 fn assert_no_secret(run: &Run, credentials: &Credentials) {
     for secret in [credentials.password.clone(), credentials.basic_auth()] {

@@ -571,8 +571,8 @@ pub struct Podman {
     dir: TempDir,
 }
 
-/// The runtime wrapper podman calls instead of runc.
-const RUNC_WRAPPER: &str = r#"#!/bin/sh
+/// The runtime wrapper podman calls instead of runc (also used by tests/support/podman.rs).
+pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
 # Strip process.rlimits from the bundle's config.json, then run runc with the same args.
 bundle=.
 prev=
@@ -669,6 +669,7 @@ pub fn is_one_line_error(stderr: &str) -> bool {
         .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("error"))
         .collect();
     !stderr.contains("panicked")
+        && !stderr.contains("internal error")
         && !stderr.contains("Caused by")
         && error_lines.len() == 1
         && lines.last().is_some_and(|l| l.starts_with("error: "))
@@ -678,6 +679,13 @@ pub fn is_one_line_error(stderr: &str) -> bool {
 /// stderr that mentions every keyword (case-insensitive), no panic, no digest on stdout.
 pub fn assert_error(run: &Run, code: i32, keywords: &[&str]) {
     assert_eq!(run.code(), Some(code), "wrong exit status: {run}");
+    assert_one_line_error(run, keywords);
+}
+
+/// Asserts a failure is one `error: ` line (no panic) mentioning every keyword, whatever the
+/// exit status.
+pub fn assert_one_line_error(run: &Run, keywords: &[&str]) {
+    assert!(!run.status.success(), "expected a failure: {run}");
     assert!(!run.stderr.contains("panicked"), "panicked: {run}");
     assert!(
         is_one_line_error(&run.stderr),

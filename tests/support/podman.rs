@@ -10,24 +10,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::common::{Run, capture, unique_name};
-
-/// The runtime podman calls instead of runc.
-const RUNC_WRAPPER: &str = r#"#!/bin/sh
-# Strip process.rlimits from the bundle's config.json, then run runc with the same args.
-bundle=.
-prev=
-for arg in "$@"; do
-  case "$prev" in --bundle|-b) bundle=$arg ;; esac
-  case "$arg" in --bundle=*) bundle=${arg#--bundle=} ;; esac
-  prev=$arg
-done
-if [ -f "$bundle/config.json" ]; then
-  jq 'del(.process.rlimits)' "$bundle/config.json" >"$bundle/config.json.norlimits" &&
-    mv "$bundle/config.json.norlimits" "$bundle/config.json"
-fi
-exec runc "$@"
-"#;
+use crate::common::{RUNC_WRAPPER, Run, capture, unique_name};
 
 pub struct PodmanEnv {
     dir: TempDir,
