@@ -361,23 +361,19 @@ fn regenerate_command(
         .join(" ")
 }
 
+/// Command-line options every rendering command takes.
 #[derive(Debug, Clone, Args)]
-pub struct DockerfileArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    /// Write the Dockerfile to FILE instead of stdout
+pub struct RenderArgs {
+    /// Write to FILE instead of stdout
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Overwrite FILE (and .dockerignore) when it exists with other contents
+    /// Overwrite FILE (and the files written beside it) when it exists with other contents
     #[arg(long)]
     pub force: bool,
     /// Render this minijinja template instead of the built-in one, with the same context
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
-    /// Also write .dockerignore at the workspace root, the build context
-    #[arg(long)]
-    pub dockerignore: bool,
-    /// Platforms the comment's build command names, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
+    /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
     #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
     /// Print nothing on stderr but errors
@@ -386,27 +382,25 @@ pub struct DockerfileArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct DockerfileArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    #[command(flatten)]
+    pub render: RenderArgs,
+    /// Also write .dockerignore at the workspace root, the build context
+    #[arg(long)]
+    pub dockerignore: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WorkflowArgs {
     #[command(flatten)]
     pub cargo: CargoArgs,
-    /// Write the workflow to FILE (e.g. .github/workflows/container.yml) instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Overwrite FILE when it exists with other contents
-    #[arg(long)]
-    pub force: bool,
-    /// Render this minijinja template instead of the built-in one, with the same context
-    #[arg(long, value_name = "FILE")]
-    pub template: Option<PathBuf>,
+    #[command(flatten)]
+    pub render: RenderArgs,
     /// One job per platform on its own runner, and a final job merging them into one index
     #[arg(long)]
     pub split_platforms: bool,
-    /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
-    pub platform: Vec<String>,
-    /// Print nothing on stderr but errors
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// The Dockerfile's text and everything it needs written beside it.
@@ -486,18 +480,19 @@ pub fn write_dockerfile(files: &DockerfileFiles, spec: &ImageSpec, quiet: bool) 
 
 /// `cargo containerize dockerfile`.
 pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
-    let (project, spec) = load(&args.cargo, &args.platform)?;
+    let r = &args.render;
+    let (project, spec) = load(&args.cargo, &r.platform)?;
     let files = plan_dockerfile(
         &project,
         &spec,
         &args.cargo,
-        &args.platform,
-        args.output.as_deref(),
-        args.template.as_deref(),
+        &r.platform,
+        r.output.as_deref(),
+        r.template.as_deref(),
         args.dockerignore,
-        args.force,
+        r.force,
     )?;
-    write_dockerfile(&files, &spec, args.quiet)?;
+    write_dockerfile(&files, &spec, r.quiet)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -534,20 +529,21 @@ pub fn render_workflow(
 
 /// `cargo containerize workflow`.
 pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
-    let (project, spec) = load(&args.cargo, &args.platform)?;
+    let r = &args.render;
+    let (project, spec) = load(&args.cargo, &r.platform)?;
     let text = render_workflow(
         &project,
         &spec,
         &args.cargo,
-        &args.platform,
+        &r.platform,
         args.split_platforms,
-        args.template.as_deref(),
-        args.output.as_deref(),
+        r.template.as_deref(),
+        r.output.as_deref(),
     )?;
-    match &args.output {
+    match &r.output {
         Some(path) => {
-            let planned = plan(path, text, args.force)?;
-            commit(&planned, args.quiet)?;
+            let planned = plan(path, text, r.force)?;
+            commit(&planned, r.quiet)?;
         }
         None => {
             let mut out = std::io::stdout().lock();
