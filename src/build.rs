@@ -312,30 +312,36 @@ fn run_cargo(
         ]);
     }
     let remap = remap_flags(project);
-    // RUSTFLAGS in the environment replaces every config-file rustflags; keep the user's and add
-    // ours. Otherwise pass ours as config, which cargo merges with the user's own target rustflags.
-    if let Some(encoded) = std::env::var_os("CARGO_ENCODED_RUSTFLAGS") {
-        let mut flags = encoded.into_string().unwrap_or_default();
-        for f in &remap {
-            if !flags.is_empty() {
-                flags.push('\x1f');
-            }
-            flags.push_str(f);
+    // Cargo takes rustflags from one source only: CARGO_ENCODED_RUSTFLAGS, else RUSTFLAGS, else
+    // target.<triple>.rustflags, else build.rustflags. With the user's flags in the environment,
+    // theirs and ours go together as CARGO_ENCODED_RUSTFLAGS (split as cargo splits RUSTFLAGS,
+    // so a path with a space stays one argument). Otherwise ours go in as build.rustflags, which
+    // cargo concatenates with the user's own build.rustflags. A project that sets
+    // target.<musl triple>.rustflags overrides both, and its paths are then not remapped.
+    let user: Option<Vec<String>> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(e) => Some(
+            e.split('\x1f')
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+        Err(_) => std::env::var("RUSTFLAGS")
+            .ok()
+            .map(|r| r.split_whitespace().map(String::from).collect()),
+    };
+    match user {
+        Some(mut flags) => {
+            flags.extend(remap);
+            cmd.env_remove("RUSTFLAGS");
+            cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
         }
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
-    } else if let Ok(user) = std::env::var("RUSTFLAGS") {
-        cmd.env("RUSTFLAGS", format!("{user} {}", remap.join(" ")));
-    } else {
-        let list = remap
-            .iter()
-            .map(|f| format!("{f:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        for p in plans {
-            cmd.args([
-                "--config",
-                &format!("target.{}.rustflags=[{list}]", p.platform.musl_triple()),
-            ]);
+        None => {
+            let list = remap
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            cmd.args(["--config", &format!("build.rustflags=[{list}]")]);
         }
     }
 

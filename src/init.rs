@@ -389,6 +389,7 @@ mod tests {
             compression_level: 5,
             git_sha: None,
             repository: None,
+            source_date_epoch: None,
             tags: vec![],
         };
         commented_defaults(&spec)

@@ -6,6 +6,7 @@ use crate::image::{self, Image};
 use crate::layers::{self, Layer};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
 use crate::outputs::load::Load;
+use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::{RegistryOptions, RegistryOutput};
 use crate::outputs::{self, Defaults, Output, Written};
 use crate::platform::Platform;
@@ -122,21 +123,6 @@ fn plan_outputs(
     spec: &ImageSpec,
     target_dir: &std::path::Path,
 ) -> Result<Vec<Box<dyn Output>>> {
-    let tags: Vec<String> = req
-        .tags
-        .iter()
-        .map(|t| spec.expand(t))
-        .collect::<Result<_>>()?;
-    // Local names (docker archives, --load): the -t references, else <bin>:<version>.
-    let local_refs: Vec<String> = if tags.is_empty() {
-        vec![format!("{}:{}", spec.bin, spec.version)]
-    } else {
-        tags.clone()
-    };
-    let local_refs = local_refs
-        .into_iter()
-        .map(outputs::docker_archive::normalize_ref)
-        .collect::<Result<Vec<_>>>()?;
     let defaults = Defaults {
         tag: spec.version.clone(),
         name: spec.bin.clone(),
@@ -166,13 +152,27 @@ fn plan_outputs(
         list.push(outputs::parse(o, &defaults)?);
     }
     if req.outputs.is_empty() && !req.push && req.load.is_none() {
-        let dir = target_dir.join("containerize").join(&spec.bin);
-        list.push(outputs::parse(
-            &format!("oci:{}:{}", dir.display(), spec.version),
-            &defaults,
-        )?);
+        // Built directly, not parsed: the target directory's path may hold a `:`.
+        list.push(Box::new(OciLayout {
+            path: target_dir.join("containerize").join(&spec.bin),
+            tag: spec.version.clone(),
+            archive: false,
+        }));
     }
     if let Some(engine) = &req.load {
+        // The loaded image's names: the -t references, else <bin>:<version>.
+        let local_refs = if req.tags.is_empty() {
+            vec![format!("{}:{}", spec.bin, spec.version)]
+        } else {
+            req.tags
+                .iter()
+                .map(|t| spec.expand(t))
+                .collect::<Result<_>>()?
+        };
+        let local_refs = local_refs
+            .into_iter()
+            .map(outputs::docker_archive::normalize_ref)
+            .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load {
             engine: engine.clone(),
             references: local_refs,

@@ -12,6 +12,14 @@ const GROUP: &str = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
 
 const NSSWITCH: &str = "hosts: files dns\n";
 
+/// The directory entry the base layer has at `path`, if any.
+pub fn directory(path: &str) -> Option<Entry> {
+    content()
+        .entries
+        .into_iter()
+        .find(|e| e.path == path && matches!(e.kind, super::EntryKind::Dir))
+}
+
 pub fn content() -> LayerContent {
     LayerContent {
         what: "base files".into(),

@@ -43,11 +43,7 @@ pub struct Layer {
 /// The mtime stamped on the crate's own layers: SOURCE_DATE_EPOCH's value or the epoch. The
 /// crate-independent layers always use 0 so that they are shared by every crate.
 pub fn crate_mtime(spec: &ImageSpec) -> u64 {
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-        spec.created_epoch
-    } else {
-        0
-    }
+    spec.source_date_epoch.unwrap_or(0)
 }
 
 /// The layers that do not depend on the crate or the platform.

@@ -107,8 +107,14 @@ fn normalize(entries: &[Entry]) -> Result<Vec<Entry>> {
             parent.push_str(part);
             by_path
                 .entry(parent.clone())
-                .or_insert_with(|| Entry::dir(&parent, 0o755));
+                .or_insert_with(|| directory(&parent, 0o755));
         }
+        // A directory the base layer defines keeps its mode and owner in every layer: an upper
+        // layer's entry replaces the directory's metadata (/tmp would lose 1777).
+        let e = match e.kind {
+            EntryKind::Dir => &directory(&e.path, e.mode),
+            _ => e,
+        };
         if let Some(prev) = by_path.get(&e.path)
             && !matches!((&prev.kind, &e.kind), (EntryKind::Dir, EntryKind::Dir))
         {
@@ -122,6 +128,11 @@ fn normalize(entries: &[Entry]) -> Result<Vec<Entry>> {
     let mut out: Vec<Entry> = by_path.into_values().collect();
     out.sort_by_key(Entry::tar_name);
     Ok(out)
+}
+
+/// A directory entry: as the base layer defines it when it does, else root-owned with `mode`.
+fn directory(path: &str, mode: u32) -> Entry {
+    super::base::directory(path).unwrap_or_else(|| Entry::dir(path, mode))
 }
 
 fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
@@ -381,6 +392,20 @@ mod tests {
         };
         let z = write_layer(&content, &store, zstd).unwrap();
         assert!(z.fresh && z.digest != six.digest && z.media_type.ends_with("+zstd"));
+    }
+
+    #[test]
+    fn upper_layers_keep_the_base_directories_modes() {
+        let entries = normalize(&[
+            Entry::dir("/tmp", 0o755),
+            Entry::bytes("/home/nonroot/.config/app.toml", b"x", 0o644),
+        ])
+        .unwrap();
+        let find = |p: &str| entries.iter().find(|e| e.path == p).unwrap().clone();
+        assert_eq!(find("/tmp").mode, 0o1777);
+        let home = find("/home/nonroot");
+        assert_eq!((home.mode, home.uid, home.gid), (0o700, 65532, 65532));
+        assert_eq!(find("/home/nonroot/.config").mode, 0o755);
     }
 
     #[test]

@@ -87,8 +87,11 @@ pub struct ImageSpec {
     pub git_sha: Option<String>,
     /// Registry repository to push to (`repository`), e.g. ghcr.io/owner/app.
     pub repository: Option<String>,
-    /// Tags for `repository` (`tags`, default ["{version}"]), placeholders expanded.
+    /// Tags for `repository` (`tags`, default ["{version}"]), as written: placeholders are
+    /// expanded only when pushing, so {git_sha} never stops a build outside git.
     pub tags: Vec<String>,
+    /// SOURCE_DATE_EPOCH, when set: also the mtime of the crate's own layer entries.
+    pub source_date_epoch: Option<u64>,
 }
 
 impl ImageSpec {
@@ -113,24 +116,25 @@ impl ImageSpec {
             return cli_tags.iter().map(|t| self.expand(t)).collect();
         }
         Ok(match &self.repository {
-            Some(repo) => self.tags.iter().map(|t| format!("{repo}:{t}")).collect(),
+            Some(repo) => self
+                .tags
+                .iter()
+                .map(|t| Ok(format!("{repo}:{}", self.expand(t)?)))
+                .collect::<Result<Vec<_>>>()?,
             None => vec![],
         })
-    }
-
-    pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
     }
 }
 
 fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).with_context(|| {
-            format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds; set it to e.g. $(git log -1 --format=%ct)")
-        }),
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+            // 9999-12-31T23:59:59Z: the last instant RFC 3339 can write.
+            Ok(t) if t <= 253_402_300_799 => Ok(Some(t)),
+            _ => bail!(
+                "SOURCE_DATE_EPOCH=`{v}` is not a time in seconds since 1970 (milliseconds?); set it to e.g. $(git log -1 --format=%ct)"
+            ),
+        },
         _ => Ok(None),
     }
 }
@@ -235,6 +239,7 @@ fn expand_include(root: &Path, src: &str, dest: &str) -> Result<Vec<IncludeFile>
     let top = confine(root, src)?;
     let mut out = Vec::new();
     let mut stack = vec![(top, dest.trim_end_matches('/').to_string())];
+    let mut visited = std::collections::BTreeSet::new();
     while let Some((path, dest)) = stack.pop() {
         let real = path
             .canonicalize()
@@ -249,12 +254,22 @@ fn expand_include(root: &Path, src: &str, dest: &str) -> Result<Vec<IncludeFile>
         let meta =
             std::fs::metadata(&real).with_context(|| format!("cannot read {}", real.display()))?;
         if meta.is_dir() {
-            out.push(IncludeFile {
-                src: real.clone(),
-                dest: dest.clone(),
-                is_dir: true,
-                mode: 0o755,
-            });
+            if !visited.insert(real.clone()) {
+                bail!(
+                    "include `{src}` loops: {} leads back to {}; remove the symlink or include the directories separately",
+                    path.display(),
+                    real.display()
+                );
+            }
+            // dest "/" is the image root, which exists already.
+            if !dest.is_empty() {
+                out.push(IncludeFile {
+                    src: real.clone(),
+                    dest: dest.clone(),
+                    is_dir: true,
+                    mode: 0o755,
+                });
+            }
             let mut children: Vec<_> = std::fs::read_dir(&path)
                 .with_context(|| format!("cannot list {}", path.display()))?
                 .collect::<std::io::Result<Vec<_>>>()?;
@@ -423,7 +438,8 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         includes.extend(expand_include(&project.package_root, &inc.src, &dest)?);
     }
 
-    let created_epoch = match source_date_epoch()? {
+    let source_date_epoch = source_date_epoch()?;
+    let created_epoch = match source_date_epoch {
         Some(t) => t,
         None => git.commit_time.unwrap_or(0),
     };
@@ -514,21 +530,8 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         compression_level,
         git_sha: git.sha.clone(),
         repository: s.repository.clone(),
-        tags: {
-            let templates = s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]);
-            templates
-                .iter()
-                .map(|t| {
-                    expand(
-                        t,
-                        &pkg.version.to_string(),
-                        &project.bin,
-                        &pkg.name,
-                        git.sha.as_deref(),
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?
-        },
+        source_date_epoch,
+        tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
     })
 }
 

@@ -343,11 +343,23 @@ impl Client {
     /// One attempt of an authenticated request; refreshes the token once on 401.
     pub fn send(&self, build: impl Fn(&Http, &str) -> RequestBuilder) -> Result<Response, Failure> {
         for fresh in [false, true] {
-            let mut req = build(&self.http, &self.base);
-            if let Some(a) = self.authorization.lock().expect("auth lock").clone() {
-                req = req.header(AUTHORIZATION, a);
+            let mut req = build(&self.http, &self.base).build().map_err(|e| {
+                Failure::Fatal(anyhow!("cannot build a request for {}: {e}", self.registry))
+            })?;
+            // Credentials go only to the registry itself: an upload Location may name another
+            // host (a storage service, a misconfigured proxy), which must not receive them.
+            let same_origin =
+                reqwest::Url::parse(&self.base).is_ok_and(|b| b.origin() == req.url().origin());
+            if same_origin && let Some(a) = self.authorization.lock().expect("auth lock").clone() {
+                let value = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
+                    Failure::Fatal(anyhow!(
+                        "registry {} issued a token that is not a valid header",
+                        self.registry
+                    ))
+                })?;
+                req.headers_mut().insert(AUTHORIZATION, value);
             }
-            let resp = match req.send() {
+            let resp = match self.http.execute(req) {
                 Ok(r) => r,
                 Err(e) => {
                     let text = chain(&e);
@@ -396,9 +408,19 @@ impl Client {
                     self.registry
                 )
             })?;
-        reqwest::Url::parse(&self.base)?
+        let url = reqwest::Url::parse(&self.base)?
             .join(loc)
-            .with_context(|| format!("registry {} sent an invalid upload Location", self.registry))
+            .with_context(|| {
+                format!("registry {} sent an invalid upload Location", self.registry)
+            })?;
+        if self.base.starts_with("https://") && url.scheme() != "https" {
+            bail!(
+                "registry {} sent the upload to {}, which is not https; refusing to send the image in the clear (check the registry's proxy settings)",
+                self.registry,
+                url.origin().ascii_serialization()
+            );
+        }
+        Ok(url)
     }
 
     /// The error for a refused request: registry, repository, what, and the remedy.

@@ -88,13 +88,22 @@ impl RegistryOutput {
                 ca.display()
             );
         }
-        Ok(RegistryOutput {
-            targets: refs
-                .iter()
-                .map(|r| Target::parse(r))
-                .collect::<Result<_>>()?,
-            options,
-        })
+        let targets: Vec<Target> = refs
+            .iter()
+            .map(|r| Target::parse(r))
+            .collect::<Result<_>>()?;
+        if options.credential.is_some() {
+            let mut registries: Vec<&str> = targets.iter().map(|t| t.registry.as_str()).collect();
+            registries.sort();
+            registries.dedup();
+            if registries.len() > 1 {
+                bail!(
+                    "--username/--password-stdin would send one credential to {}; push to one registry per run, or log in to each (docker login) and drop --username",
+                    registries.join(" and ")
+                );
+            }
+        }
+        Ok(RegistryOutput { targets, options })
     }
 }
 
