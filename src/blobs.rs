@@ -78,6 +78,21 @@ impl BlobStore {
                 )
             })?;
         }
+        // Temp files of runs that were killed (SIGKILL, power loss) are swept once they are an
+        // hour old; a concurrent run's are younger.
+        if let Ok(dir) = fs::read_dir(root.join("tmp")) {
+            for e in dir.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600);
+                if old {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(BlobStore {
             root: root.to_path_buf(),
         })
@@ -92,7 +107,10 @@ impl BlobStore {
     }
 
     pub fn writer(&self) -> Result<BlobWriter> {
-        let tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))
+        // Layouts hard-link these blobs: they must be as readable as any other output.
+        let tmp = tempfile::Builder::new()
+            .permissions(crate::outputs::atomic::readable(0o666))
+            .tempfile_in(self.root.join("tmp"))
             .context("creating a temp file in the cache")?;
         Ok(HashWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)))
     }

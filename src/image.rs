@@ -13,7 +13,7 @@ use oci_spec::image::{
     ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::str::FromStr;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -63,8 +63,6 @@ pub struct Image {
     pub platforms: Vec<PlatformImage>,
     /// Present when the image has more than one platform.
     pub index: Option<Blob>,
-    /// Annotations for the top-level descriptor (index.json entries, registries).
-    pub annotations: BTreeMap<String, String>,
 }
 
 impl Image {
@@ -254,11 +252,7 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
     } else {
         None
     };
-    Ok(Image {
-        platforms,
-        index,
-        annotations: spec.labels.clone(),
-    })
+    Ok(Image { platforms, index })
 }
 
 #[cfg(test)]

@@ -63,7 +63,6 @@ fn deflate_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
 pub struct ParGz<W: Write> {
     /// Taken by `finish`.
     out: Option<W>,
-    level: u32,
     block: Vec<u8>,
     dict: Vec<u8>,
     crc: Crc,
@@ -103,7 +102,6 @@ impl<W: Write> ParGz<W> {
             .collect();
         Ok(ParGz {
             out: Some(out),
-            level,
             block: Vec::with_capacity(BLOCK),
             dict: Vec::new(),
             crc: Crc::new(),
@@ -125,15 +123,11 @@ impl<W: Write> ParGz<W> {
             last,
             reply,
         };
-        if self.level == 0 || self.workers.is_empty() {
-            let _ = job.reply.send(deflate_block(self.level, &job));
-        } else {
-            self.jobs
-                .as_ref()
-                .expect("jobs open until finish")
-                .send(job)
-                .map_err(|_| io::Error::other("a compression thread stopped"))?;
-        }
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("gzip stream already finished"))?
+            .send(job)
+            .map_err(|_| io::Error::other("a compression thread stopped"))?;
         self.in_flight.push_back(rx);
         while self.in_flight.len() > self.max_in_flight {
             self.drain_one()?;
@@ -201,7 +195,7 @@ impl<W: Write> Drop for ParGz<W> {
 }
 
 /// A zstd encoder using `threads` workers. zstd's multithreaded mode cuts the input into jobs
-/// whose size depends only on the level, so its output is the same for any number of workers
+/// of a fixed size ([`JOB`]), so its output is the same for any number of workers
 /// (at least one); single-threaded mode would differ, so it is never used.
 pub fn zstd_encoder<W: Write>(
     out: W,
@@ -372,7 +366,7 @@ mod tests {
 
     #[test]
     fn zstd_output_is_independent_of_threads() {
-        // Several of zstd's jobs (about 8 MiB each at level 7), so workers really share the input.
+        // Several of zstd's jobs (JOB, 4 MiB each), so workers really share the input.
         let data = sample(24 << 20);
         let run = |threads| {
             let mut enc = zstd_encoder(Vec::new(), 7, threads).unwrap();

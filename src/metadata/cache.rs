@@ -29,6 +29,13 @@ fn key(args: &CargoArgs, resolve: bool) -> String {
 /// The files whose change could change the answer for `project`.
 pub fn watched_paths(project: &Project, path_manifests: &[PathBuf]) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = path_manifests.to_vec();
+    // Binary targets cargo discovers by itself: adding or removing one changes the answer.
+    for manifest in path_manifests {
+        if let Some(dir) = manifest.parent() {
+            paths.push(dir.join("src/main.rs"));
+            paths.push(dir.join("src/bin"));
+        }
+    }
     paths.push(project.workspace_root.join("Cargo.toml"));
     paths.push(project.workspace_root.join("Cargo.lock"));
     let cwd = std::env::current_dir().unwrap_or_default();

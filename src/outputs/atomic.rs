@@ -65,6 +65,13 @@ fn temp_prefix(target: &Path) -> String {
     )
 }
 
+/// The mode an output is created with: what any new file gets (the umask applies), not the
+/// owner-only mode of a temp file.
+pub fn readable(mode: u32) -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(mode)
+}
+
 /// Fails early when `target` cannot be written: its nearest existing ancestor must be a
 /// directory we can create files in.
 pub fn check_writable(target: &Path, want_dir: bool, what: &str) -> Result<()> {
@@ -115,6 +122,7 @@ pub fn write_file(
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(target))
+        .permissions(readable(0o666))
         .tempfile_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
     let _pending = Pending::new(tmp.path());
@@ -136,6 +144,7 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(target))
+        .permissions(readable(0o777))
         .tempdir_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
     let _pending = Pending::new(tmp.path());

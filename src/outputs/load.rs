@@ -72,6 +72,17 @@ impl Output for Load {
         let sent = write_tar(stdin, img, store, &self.references);
         let out = child.wait_with_output().context("waiting for the engine")?;
         let err_text = errs.join().unwrap_or_default();
+        // Our own failure (a blob missing, say) explains a failed load better than the engine's
+        // "unexpected EOF"; a broken pipe means the engine stopped first, so it has the reason.
+        if let Err(e) = &sent {
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if !broken_pipe {
+                bail!("streaming the image into `{name} load` failed: {e:#}");
+            }
+        }
         if !out.status.success() {
             let last = err_text
                 .lines()

@@ -407,7 +407,7 @@ pub struct WorkflowArgs {
 pub struct DockerfileFiles {
     pub dockerfile: Planned,
     pub dockerignore: Option<Planned>,
-    /// Absolute path of the root-files directory, and the spec that fills it.
+    /// Absolute path of the root-files directory.
     pub rootfs_dir: PathBuf,
 }
 
