@@ -57,9 +57,9 @@ fn entry(image: &Image, tag: &str) -> Value {
 }
 
 /// index.json: the entries of `old` for other tags, then ours.
-fn index_json(image: &Image, tag: &str, old: Option<&Value>) -> Result<Vec<u8>> {
-    let mut manifests: Vec<Value> = old
-        .and_then(|o| o.get("manifests"))
+/// The entries of an existing index.json that other tags keep.
+fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
+    old.and_then(|o| o.get("manifests"))
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -71,7 +71,41 @@ fn index_json(image: &Image, tag: &str, old: Option<&Value>) -> Result<Vec<u8>> 
                 .cloned()
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Every blob reachable from `entries` in the layout at `dir`: indexes and manifests are read
+/// and followed to their manifests, configs and layers.
+fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo: Vec<Value> = entries.to_vec();
+    while let Some(d) = todo.pop() {
+        let Some(digest) = d.get("digest").and_then(Value::as_str) else {
+            continue;
+        };
+        if !seen.insert(digest.to_string()) {
+            continue;
+        }
+        let doc = fs::read(dir.join("blobs/sha256").join(hex_of(digest)))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if let Some(doc) = doc {
+            for key in ["manifests", "layers"] {
+                todo.extend(
+                    doc.get(key)
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            todo.extend(doc.get("config").cloned());
+        }
+    }
+    seen
+}
+
+fn index_json(image: &Image, tag: &str, old: Option<&Value>) -> Result<Vec<u8>> {
+    let mut manifests = kept_entries(old, tag);
     manifests.push(entry(image, tag));
     let index = json!({
         "schemaVersion": 2,
@@ -133,10 +167,11 @@ impl OciLayout {
         atomic::write_dir(&self.path, |tmp| {
             let blobs = tmp.join("blobs/sha256");
             fs::create_dir_all(&blobs)?;
-            if old.is_some() {
-                for b in fs::read_dir(self.path.join("blobs/sha256"))? {
-                    let b = b?;
-                    atomic::link_or_copy(&b.path(), &blobs.join(b.file_name()))?;
+            // The blobs the other tags still use; what only the replaced tag used is dropped.
+            for digest in reachable(&self.path, &kept_entries(old.as_ref(), &self.tag)) {
+                let src = self.path.join("blobs/sha256").join(hex_of(&digest));
+                if src.is_file() {
+                    atomic::link_or_copy(&src, &blobs.join(hex_of(&digest)))?;
                 }
             }
             for (digest, size) in image.all_blobs() {
