@@ -90,7 +90,7 @@ impl CargoArgs {
     }
 
     /// The features named with --features, split as cargo splits them.
-    fn features(&self) -> Vec<String> {
+    pub fn features(&self) -> Vec<String> {
         self.features
             .iter()
             .flat_map(|f| f.split([' ', ',']))

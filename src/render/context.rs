@@ -356,19 +356,7 @@ fn rust_context(project: &Project) -> Result<RustContext> {
     })
 }
 
-fn features(cargo: &CargoArgs) -> Vec<String> {
-    cargo
-        .features
-        .iter()
-        .flat_map(|f| f.split([' ', ',']))
-        .filter(|f| !f.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-fn octal(mode: u32) -> String {
-    format!("{mode:04o}")
-}
+use super::rootfs::octal;
 
 fn uid_of(user: &str) -> Option<u32> {
     user.split(':').next().and_then(|u| u.parse().ok())
@@ -385,7 +373,7 @@ impl TemplateContext {
     ) -> Result<TemplateContext> {
         let ws = &project.workspace_root;
         let package_dir = relative_to(&project.package_root, ws)?;
-        let features = features(cargo);
+        let features = cargo.features();
 
         let mut cargo_flags: Vec<String> = vec![
             "--locked".into(),
@@ -443,17 +431,11 @@ impl TemplateContext {
 
         let rootfs = super::rootfs::context(spec, &project.package.name)?;
         let repository = project.settings.repository.clone();
-        let registry = repository
-            .as_deref()
-            .and_then(|r| r.split_once('/'))
-            .map(|(host, _)| host)
-            .filter(|h| h.contains('.') || h.contains(':') || *h == "localhost")
-            .unwrap_or(if repository.is_some() {
-                "docker.io"
-            } else {
-                "ghcr.io"
-            })
-            .to_string();
+        // The registry the workflow logs in to: the repository's, else ghcr.io.
+        let registry = match repository.as_deref() {
+            Some(r) => crate::outputs::reference::Reference::parse(r)?.registry,
+            None => "ghcr.io".to_string(),
+        };
 
         Ok(TemplateContext {
             tool_version: env!("CARGO_PKG_VERSION").into(),

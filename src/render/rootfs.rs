@@ -53,7 +53,7 @@ fn describe(what: &str) -> String {
     }
 }
 
-fn octal(mode: u32) -> String {
+pub(crate) fn octal(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
