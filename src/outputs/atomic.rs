@@ -92,7 +92,14 @@ pub fn check_writable(target: &Path, want_dir: bool, what: &str) -> Result<()> {
     }
     let mut dir = parent_of(target);
     while !dir.exists() {
-        dir = parent_of(&dir);
+        let up = parent_of(&dir);
+        if up == dir {
+            bail!(
+                "{what}: {} does not exist (was the current directory removed?); give an absolute output path",
+                dir.display()
+            );
+        }
+        dir = up;
     }
     if !dir.is_dir() {
         bail!(

@@ -57,10 +57,26 @@ fn digest_ok(d: &str) -> bool {
     })
 }
 
+/// `name[:port]` or `[ipv6][:port]`, with a numeric port.
 fn host_ok(h: &str) -> bool {
-    !h.is_empty()
-        && h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    let (name, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, after)) => (ip, after.strip_prefix(':')),
+            None => return false,
+        },
+        None => match h.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (h, None),
+        },
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+        && (h.starts_with('[') || !name.contains(':'));
+    name_ok
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl Reference {
@@ -185,6 +201,8 @@ mod tests {
             "ghcr.io/o/a@sha256:zz",
             "a:-x",
             "a/b:t/c",
+            "a:b:c/app",
+            "host:port/app",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }
