@@ -331,3 +331,30 @@ fn tzdata_host_copies_the_host_zoneinfo() {
         "usr/share/zoneinfo/Asia/Kolkata",
     );
 }
+
+#[test]
+fn base_directories_keep_their_modes_when_workdir_or_includes_name_them() {
+    use std::os::unix::fs::MetadataExt;
+    let project = Project::copy("hello");
+    project.append_manifest(
+        "[package.metadata.containerize]\n\
+         workdir = \"/tmp\"\n\
+         include = [{ src = \"assets\", dest = \"/home/nonroot/assets\" }]\n",
+    );
+    project.write("assets/a.txt", "a\n");
+    let built = build(project, Some(&shared_target_dir("hello")), &[]);
+    let root = built.bundle().rootfs();
+    let tmp = fs::metadata(root.join("tmp")).expect("/tmp");
+    assert_eq!(
+        tmp.mode() & 0o7777,
+        0o1777,
+        "/tmp lost its sticky, world-writable mode"
+    );
+    let home = fs::metadata(root.join("home/nonroot")).expect("/home/nonroot");
+    assert_eq!(
+        (home.mode() & 0o7777, home.uid(), home.gid()),
+        (0o700, 65532, 65532),
+        "/home/nonroot no longer belongs to nonroot"
+    );
+    assert!(root.join("home/nonroot/assets/a.txt").is_file());
+}

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 
 use common::*;
@@ -500,4 +501,36 @@ fn rebuilding_into_the_same_layout_keeps_one_manifest_per_tag() {
         sha256_digest(&skopeo_manifest_bytes(&layout.reference())),
         digests[0]
     );
+}
+
+#[test]
+fn outputs_are_readable_like_any_new_file_not_owner_only() {
+    use std::os::unix::fs::MetadataExt;
+    let project = Project::copy("hello");
+    let out = tempdir();
+    let layout = out.path().join("layout");
+    let archive = out.path().join("image.tar");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 022 && exec \"$@\"")
+        .arg("sh")
+        .arg(tool_path())
+        .arg("containerize")
+        .arg("--target-dir")
+        .arg(shared_target_dir("hello"))
+        .arg("--output")
+        .arg(format!("oci:{}:t", layout.display()))
+        .arg("--output")
+        .arg(format!("oci-archive:{}", archive.display()))
+        .current_dir(&project.root);
+    hermetic(&mut cmd);
+    capture(&mut cmd).assert_success();
+    let mode = |p: &std::path::Path| fs::metadata(p).expect("output").mode() & 0o777;
+    assert_eq!(mode(&archive), 0o644);
+    assert_eq!(mode(&layout), 0o755);
+    assert_eq!(mode(&layout.join("index.json")), 0o644);
+    for blob in fs::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+        let blob = blob.expect("blob").path();
+        assert_eq!(mode(&blob), 0o644, "{}", blob.display());
+    }
 }

@@ -16,7 +16,8 @@ use std::path::PathBuf;
 
 /// Bump when the tar bytes a layer is written as change, so old cache entries are not reused.
 /// (Changes of the compressed bytes are caught by `compress::fingerprint`.)
-const LAYER_FORMAT: &str = "cargo-containerize layer v2";
+/// v3: blobs are created readable (0666 less the umask), not owner-only.
+const LAYER_FORMAT: &str = "cargo-containerize layer v3";
 
 #[derive(Debug, Clone)]
 pub enum Source {
