@@ -1090,3 +1090,41 @@ fn load_into_a_failing_podman_is_a_clear_error() {
     let run = capture(&mut cmd);
     assert_one_line_error(&run, &["podman", "load"]);
 }
+
+#[test]
+fn credentials_never_follow_an_upload_location_to_another_origin() {
+    // Proxy A fronts the registry and rewrites the Host of the first upload start, so the
+    // registry itself answers with a Location on proxy B: another origin.
+    let registry = Registry::start(support::registry::Options {
+        tls: false,
+        auth: Some(Credentials::new(USER, PASSWORD)),
+        token: None,
+    });
+    let other = Proxy::start(registry.addr(), vec![]);
+    let front = Proxy::start(
+        registry.addr(),
+        vec![Rule::new("POST", "/blobs/uploads/").then(Fault::SetHost(other.host()))],
+    );
+    let reference = format!("{}/hello:elsewhere", front.host());
+    let (_project, mut cmd) = push_hello(&[
+        "--username",
+        USER,
+        "--password-stdin",
+        "--retries",
+        "1",
+        "-t",
+        &reference,
+    ]);
+    let run = capture_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
+    let seen = other.exchanges();
+    assert!(
+        !seen.is_empty(),
+        "the upload never reached the other origin: {run}"
+    );
+    assert!(
+        seen.iter().all(|e| !e.authorized),
+        "credentials were sent to the other origin: {seen:?}"
+    );
+    assert_one_line_error(&run, &["401"]);
+    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+}

@@ -33,6 +33,9 @@ pub enum Fault {
     /// (`POST …/blobs/uploads/?mount=…&from=…`) becomes a plain upload start, which the
     /// registry answers 202 like one that cannot mount.
     StripQuery,
+    /// Relay the request with its Host header replaced: the registry builds the upload
+    /// `Location` from it, so the client is sent to that other origin.
+    SetHost(String),
 }
 
 impl Fault {
@@ -56,6 +59,7 @@ impl Fault {
             Fault::Respond { status, .. } => format!("respond {status}"),
             Fault::DropMidBody => "drop mid-body".into(),
             Fault::StripQuery => "strip query".into(),
+            Fault::SetHost(h) => format!("set host {h}"),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Exchange {
     pub status: Option<u16>,
     /// Request body bytes received from the client.
     pub body_bytes: u64,
+    /// Whether the request carried an Authorization header.
+    pub authorized: bool,
     pub started: Instant,
     pub finished: Instant,
 }
@@ -498,12 +504,16 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         let has_body =
             matches!(framing, Framing::Chunked) || matches!(framing, Framing::Length(n) if n > 0);
         let fault = shared.take_fault(&method, &target, has_body);
+        let authorized = String::from_utf8_lossy(&request.raw)
+            .to_ascii_lowercase()
+            .contains("\nauthorization:");
         let mut exchange = Exchange {
             method: method.clone(),
             target,
             fault: fault.as_ref().map(Fault::describe),
             status: None,
             body_bytes: 0,
+            authorized,
             started,
             finished: started,
         };
@@ -553,6 +563,20 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 let mut raw = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
                 raw.extend_from_slice(rest);
                 request.raw = raw;
+            }
+            Some(Fault::SetHost(host)) => {
+                let text = String::from_utf8_lossy(&request.raw).to_string();
+                let replaced: Vec<String> = text
+                    .split("\r\n")
+                    .map(|line| {
+                        if line.to_ascii_lowercase().starts_with("host:") {
+                            format!("Host: {host}")
+                        } else {
+                            line.to_string()
+                        }
+                    })
+                    .collect();
+                request.raw = replaced.join("\r\n").into_bytes();
             }
             None => {}
         }
