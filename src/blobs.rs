@@ -80,22 +80,51 @@ impl BlobStore {
         }
         // Temp files of runs that were killed (SIGKILL, power loss) are swept once they are an
         // hour old; a concurrent run's are younger.
-        if let Ok(dir) = fs::read_dir(root.join("tmp")) {
-            for e in dir.flatten() {
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age.as_secs() > 3600);
-                if old {
-                    let _ = fs::remove_file(e.path());
-                }
+        for e in files_in(&root.join("tmp")) {
+            if older_than(&e, 3600) {
+                let _ = fs::remove_file(e);
             }
         }
-        Ok(BlobStore {
+        let store = BlobStore {
             root: root.to_path_buf(),
-        })
+        };
+        store.collect_garbage();
+        Ok(store)
+    }
+
+    /// At most once a day: forgets layers unused for [`KEEP_SECS`] (a hit touches its entry),
+    /// then removes blobs that no remaining entry names and that are as old, and stale stat
+    /// records. A blob a concurrent run is about to use belongs to an entry it has just
+    /// touched, so it stays.
+    fn collect_garbage(&self) {
+        let stamp = self.root.join("last-gc");
+        if !older_than(&stamp, 24 * 3600) && stamp.exists() {
+            return;
+        }
+        let _ = fs::write(&stamp, b"");
+        let mut referenced = std::collections::BTreeSet::new();
+        for entry in files_in(&self.root.join("layers")) {
+            if older_than(&entry, KEEP_SECS) {
+                let _ = fs::remove_file(&entry);
+            } else if let Some(layer) = fs::read(&entry)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v.get("digest")?.as_str().map(String::from))
+            {
+                referenced.insert(hex_of(&layer).to_string());
+            }
+        }
+        for blob in files_in(&self.root.join("blobs/sha256")) {
+            let name = blob.file_name().map(|n| n.to_string_lossy().to_string());
+            if older_than(&blob, KEEP_SECS) && !name.is_some_and(|n| referenced.contains(&n)) {
+                let _ = fs::remove_file(&blob);
+            }
+        }
+        for record in files_in(&self.root.join("stat")) {
+            if older_than(&record, KEEP_SECS) {
+                let _ = fs::remove_file(&record);
+            }
+        }
     }
 
     pub fn path(&self, digest: &str) -> PathBuf {
@@ -136,13 +165,37 @@ impl BlobStore {
 
     /// A cached value stored under an input key, if its blob is still present.
     pub fn cached<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {
-        let bytes = fs::read(self.root.join("layers").join(key)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let path = self.root.join("layers").join(key);
+        let bytes = fs::read(&path).ok()?;
+        let value = serde_json::from_slice(&bytes).ok()?;
+        // A hit keeps the entry (and so its blob) from the garbage collector.
+        let _ = fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Some(value)
     }
 
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         self.remember_at(&self.root.join("layers").join(key), value)
     }
+}
+
+/// How long an unused layer stays in the cache.
+const KEEP_SECS: u64 = 14 * 24 * 3600;
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+fn older_than(path: &Path, secs: u64) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > secs)
 }
 
 /// What `stat` says of a file: if all of it is unchanged, so are its bytes (what git's index
@@ -264,6 +317,47 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(&f, b"two").unwrap();
         assert_eq!(store.known_digest(&f), None);
+    }
+
+    #[test]
+    fn garbage_collection_keeps_what_recent_layers_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let store = BlobStore::open(&root).unwrap();
+        let (used, _) = store.put(b"used layer").unwrap();
+        let (orphan, _) = store.put(b"orphan").unwrap();
+        let (stale, _) = store.put(b"stale layer").unwrap();
+        store
+            .remember("fresh", &serde_json::json!({ "digest": used }))
+            .unwrap();
+        store
+            .remember("old", &serde_json::json!({ "digest": stale }))
+            .unwrap();
+        let long_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(KEEP_SECS + 60);
+        let age = |p: PathBuf| {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap()
+        };
+        for d in [&used, &orphan, &stale] {
+            age(store.path(d));
+        }
+        age(root.join("layers/old"));
+        age(root.join("last-gc"));
+        BlobStore::open(&root).unwrap();
+        assert!(
+            store.has(&used),
+            "a recent layer's blob must stay, however old the blob"
+        );
+        assert!(!store.has(&orphan), "an old blob no entry names goes");
+        assert!(
+            !store.has(&stale) && !root.join("layers/old").exists(),
+            "an unused entry goes"
+        );
     }
 
     #[test]
