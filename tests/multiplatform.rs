@@ -165,6 +165,17 @@ fn fresh_target_dir() -> tempfile::TempDir {
 }
 
 /// The `<triple>` directories cargo made under a target dir: empty when nothing was built.
+/// A refusal that came before any work: nothing written in `out`, cargo never ran in `target`.
+fn assert_refused_before_building(run: &Run, out: &Path, target: &Path) {
+    let written = snapshot(out);
+    assert!(written.is_empty(), "a refused run wrote {written:?}: {run}");
+    assert_eq!(
+        built_triples(target),
+        Vec::<String>::new(),
+        "cargo ran before the refusal: {run}"
+    );
+}
+
 fn built_triples(target_dir: &Path) -> Vec<String> {
     ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]
         .into_iter()
@@ -471,16 +482,7 @@ fn cdep_for_arm64_without_a_c_cross_compiler_or_zig_fails_before_building_naming
     let target = fresh_target_dir();
     let run = capture(&mut cdep_command(&project, target.path(), &layout, &path));
     assert_error(&run, 1, &["cargo-zigbuild", "zig", "aarch64"]);
-    assert!(
-        snapshot(out.path()).is_empty(),
-        "a failed build wrote {:?}",
-        snapshot(out.path())
-    );
-    assert_eq!(
-        built_triples(target.path()),
-        Vec::<String>::new(),
-        "cargo ran before the missing compiler was reported: {run}"
-    );
+    assert_refused_before_building(&run, out.path(), target.path());
 }
 
 #[test]
@@ -638,16 +640,7 @@ fn docker_archive_of_two_platforms_without_load_platform_fails_before_building()
             .arg(format!("docker-archive:{}", archive.display())),
     );
     assert_error(&run, 1, &["--load-platform", "linux/amd64", "linux/arm64"]);
-    assert!(
-        snapshot(out.path()).is_empty(),
-        "wrote {:?}",
-        snapshot(out.path())
-    );
-    assert_eq!(
-        built_triples(target.path()),
-        Vec::<String>::new(),
-        "cargo ran before the error: {run}"
-    );
+    assert_refused_before_building(&run, out.path(), target.path());
 }
 
 #[test]
@@ -682,7 +675,7 @@ fn load_platform_that_is_not_built_is_refused_naming_both() {
     );
     assert_error(&run, 1, &["linux/arm64", "linux/amd64"]);
     assert!(!archive.exists());
-    assert_eq!(built_triples(target.path()), Vec::<String>::new(), "{run}");
+    assert_refused_before_building(&run, out.path(), target.path());
 }
 
 #[test]
