@@ -21,8 +21,7 @@ use common::*;
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Every image config field the Dockerfile sets, with values that need quoting. No `workdir`:
-/// a Dockerfile's WORKDIR creates the directory in the image, which `build` does not.
+/// Every image config field the Dockerfile sets, with values that need quoting.
 const SETTINGS: &str = r#"
 [package.metadata.containerize]
 binary-path = "/opt/hello bin/hi"
@@ -30,6 +29,7 @@ entrypoint = ["/opt/hello bin/hi", "--from-entrypoint"]
 args = ["first", "it's \"quoted\""]
 env = { GREETING = "namaste $HOME \"x\" \\y", EMPTY = "" }
 user = "1000:2000"
+workdir = "/srv/app"
 ports = ["8080/tcp", 9090, "5353/udp"]
 stop-signal = "SIGINT"
 labels = { "com.example.team" = "infra \"core\"" }

@@ -46,8 +46,9 @@ pub fn crate_mtime(spec: &ImageSpec) -> u64 {
     spec.source_date_epoch.unwrap_or(0)
 }
 
-/// The layers that do not depend on the crate or the platform.
-pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> {
+/// What goes into the layers that do not depend on the crate: base files, CA certificates,
+/// tzdata. The Dockerfile template lays out the same contents.
+pub fn shared_contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
     let mut contents = vec![base::content()];
     if let Some(c) = certs::content(&spec.ca_certs)? {
         contents.push(c);
@@ -55,22 +56,22 @@ pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> 
     if let Some(c) = tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
         contents.push(c);
     }
-    contents
+    Ok(contents)
+}
+
+/// The layers that do not depend on the crate or the platform.
+pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> {
+    shared_contents(spec)?
         .into_iter()
         .map(|c| tar::write_layer(&c, store, compress::Codec::of(spec)))
         .collect()
 }
 
-/// The crate's extra files (`include`, /etc/localtime), if any.
-pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>> {
+/// The entries the settings generate (not copied from the package): /etc/localtime for
+/// `timezone`, and the WORKDIR directory, which exists in the image as a Dockerfile's WORKDIR
+/// would create it.
+pub fn generated_entries(spec: &ImageSpec) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    for inc in &spec.includes {
-        entries.push(if inc.is_dir {
-            Entry::dir(&inc.dest, inc.mode)
-        } else {
-            Entry::file(&inc.dest, Source::Path(inc.src.clone()), inc.mode)
-        });
-    }
     if let Some(tz) = &spec.timezone {
         entries.push(tzdata::localtime_entry(
             &spec.tzdata,
@@ -78,12 +79,28 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
             tz,
         )?);
     }
-    // WORKDIR exists in the image, as a Dockerfile's WORKDIR would create it.
     if let Some(w) = spec.workdir.as_deref().filter(|w| *w != "/")
         && !spec.includes.iter().any(|i| i.dest == w)
     {
         entries.push(Entry::dir(w, 0o755));
     }
+    Ok(entries)
+}
+
+/// The crate's own files: `include`s and the generated entries, if any.
+pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>> {
+    let mut entries: Vec<Entry> = spec
+        .includes
+        .iter()
+        .map(|inc| {
+            if inc.is_dir {
+                Entry::dir(&inc.dest, inc.mode)
+            } else {
+                Entry::file(&inc.dest, Source::Path(inc.src.clone()), inc.mode)
+            }
+        })
+        .collect();
+    entries.extend(generated_entries(spec)?);
     if entries.is_empty() {
         return Ok(None);
     }

@@ -22,22 +22,25 @@ pub fn dir_for(package: &str) -> String {
 }
 
 /// Every layer content `build` makes besides the binary and `include`.
+/// What `build` puts in the image apart from the binary and the `include`s (which the
+/// Dockerfile COPYs from the build context itself).
 fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
-    let mut out = vec![layers::base::content()];
-    if let Some(c) = layers::certs::content(&spec.ca_certs)? {
-        out.push(c);
-    }
-    if let Some(c) = layers::tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
-        out.push(c);
-    }
-    if let Some(tz) = &spec.timezone {
+    let mut out = layers::shared_contents(spec)?;
+    let generated = layers::generated_entries(spec)?;
+    if !generated.is_empty() {
+        let mut what = Vec::new();
+        if spec.timezone.is_some() {
+            what.push("/etc/localtime");
+        }
+        if generated
+            .iter()
+            .any(|e| Some(e.path.as_str()) == spec.workdir.as_deref())
+        {
+            what.push("the working directory");
+        }
         out.push(LayerContent {
-            what: "/etc/localtime".into(),
-            entries: vec![layers::tzdata::localtime_entry(
-                &spec.tzdata,
-                spec.zones.as_deref(),
-                tz,
-            )?],
+            what: what.join(", "),
+            entries: generated,
             mtime: 0,
         });
     }
