@@ -154,9 +154,16 @@ impl BlobStore {
         Ok((digest, size))
     }
 
-    /// Stores small documents (configs, manifests). Always written anew, which is cheaper than
-    /// checking them and also replaces any left by an older version with other permissions.
+    /// Stores small documents (configs, manifests). One already there with its size is kept
+    /// unless an older version left it readable by its owner only (layouts hard-link blobs).
     pub fn put(&self, bytes: &[u8]) -> Result<(String, u64)> {
+        use std::os::unix::fs::PermissionsExt;
+        let digest = digest_of(bytes);
+        if fs::metadata(self.path(&digest))
+            .is_ok_and(|m| m.len() == bytes.len() as u64 && m.permissions().mode() & 0o044 != 0)
+        {
+            return Ok((digest, bytes.len() as u64));
+        }
         let mut w = self.writer()?;
         w.write_all(bytes)?;
         let (digest, size) = self.commit(w)?;

@@ -247,7 +247,16 @@ fn remap_flags(project: &Project) -> Vec<String> {
 
 /// Builds the project's binary for every platform: one cargo run for all that plain cargo can
 /// build (cargo schedules them across the cores), one cargo-zigbuild run for each of the rest.
-pub fn build(project: &Project, cargo_args: &CargoArgs, opts: &BuildOptions) -> Result<Vec<Built>> {
+///
+/// `on_built` gets each binary as soon as cargo reports it, while cargo is still finishing
+/// (other platforms, or its own bookkeeping), so the next stages overlap the build; its answers
+/// are returned, by platform, once every cargo run has succeeded.
+pub fn build<T>(
+    project: &Project,
+    cargo_args: &CargoArgs,
+    opts: &BuildOptions,
+    on_built: &mut dyn FnMut(&Built) -> Result<T>,
+) -> Result<Vec<(Platform, T)>> {
     let mut plans = Vec::new();
     for &p in &opts.platforms {
         ensure_target(
@@ -267,18 +276,19 @@ pub fn build(project: &Project, cargo_args: &CargoArgs, opts: &BuildOptions) -> 
     runs.extend(zig.into_iter().map(|p| vec![p]));
     let mut built = Vec::new();
     for run in runs {
-        built.extend(run_cargo(project, cargo_args, opts, &run)?);
+        built.extend(run_cargo(project, cargo_args, opts, &run, on_built)?);
     }
-    built.sort_by_key(|b| b.platform);
+    built.sort_by_key(|(p, _)| *p);
     Ok(built)
 }
 
-fn run_cargo(
+fn run_cargo<T>(
     project: &Project,
     cargo_args: &CargoArgs,
     opts: &BuildOptions,
     plans: &[Plan],
-) -> Result<Vec<Built>> {
+    on_built: &mut dyn FnMut(&Built) -> Result<T>,
+) -> Result<Vec<(Platform, T)>> {
     let driver = plans[0].driver;
     let mut cmd = Command::new(cargo());
     cmd.arg(match driver {
@@ -366,26 +376,39 @@ fn run_cargo(
         Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
     })?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
+    // A thread drains cargo's messages, so cargo never waits on a full pipe while `on_built`
+    // packs a binary that is already done.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let bin = project.bin.clone();
+    let reader = std::thread::spawn(move || {
+        for msg in Message::parse_stream(BufReader::new(stdout)) {
+            if let Ok(Message::CompilerArtifact(a)) = msg
+                && a.target.name == bin
+                && a.target.kind.contains(&TargetKind::Bin)
+                && let Some(path) = a.executable
+            {
+                let _ = tx.send(path.into_std_path_buf());
+            }
+        }
+    });
     let mut built = Vec::new();
-    for msg in Message::parse_stream(BufReader::new(stdout)) {
-        if let Ok(Message::CompilerArtifact(a)) = msg
-            && a.target.name == project.bin
-            && a.target.kind.contains(&TargetKind::Bin)
-            && let Some(path) = a.executable
+    let mut failed = None;
+    for path in rx {
+        // The artifact's directory names its target: <target-dir>/<triple>/<profile>/.
+        let platform = plans
+            .iter()
+            .map(|p| p.platform)
+            .find(|p| path.components().any(|c| c.as_os_str() == p.musl_triple()));
+        if let Some(platform) = platform
+            && failed.is_none()
         {
-            // The artifact's directory names its target: <target-dir>/<triple>/<profile>/.
-            let platform = plans
-                .iter()
-                .map(|p| p.platform)
-                .find(|p| path.components().any(|c| c.as_str() == p.musl_triple()));
-            if let Some(platform) = platform {
-                built.push(Built {
-                    path: path.into_std_path_buf(),
-                    platform,
-                });
+            match on_built(&Built { path, platform }) {
+                Ok(t) => built.push((platform, t)),
+                Err(e) => failed = Some(e),
             }
         }
     }
+    let _ = reader.join();
     let status = child.wait().context("waiting for cargo")?;
     if !status.success() {
         bail!(
@@ -398,8 +421,11 @@ fn run_cargo(
             names.join(", ")
         );
     }
+    if let Some(e) = failed {
+        return Err(e);
+    }
     for p in plans {
-        if !built.iter().any(|b| b.platform == p.platform) {
+        if !built.iter().any(|(platform, _)| *platform == p.platform) {
             bail!(
                 "cargo reported no executable for bin `{}` on {}",
                 project.bin,

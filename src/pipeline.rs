@@ -202,9 +202,14 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let mut project = metadata::load(&req.cargo, req.binary.is_none())?;
     project.settings = project.settings.clone().merge(req.overrides.clone());
     log.timing("metadata");
-    let git = git::inspect(&project.package_root);
-    log.timing("git");
-    let spec = ImageSpec::resolve(&project, &git)?;
+    // git answers in the background, while the build runs; only tags naming {git_sha} wait.
+    let mut git = Some(git::spawn(project.package_root.clone()));
+    let mut spec = ImageSpec::resolve(&project, &Default::default())?;
+    if spec.tags_use_git(&req.tags)
+        && let Some(pending) = git.take()
+    {
+        spec.apply_git(&pending.wait(), &project.settings);
+    }
 
     let outputs = plan_outputs(req, &spec, &project.target_dir)?;
     if req.binary.is_some() && spec.platforms.len() > 1 {
@@ -225,8 +230,26 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 layers::files_layer(&spec, &store)?,
             ))
         });
-        let built: Result<Vec<(Platform, PathBuf)>> = match &req.binary {
-            Some(p) => Ok(vec![(spec.platforms[0], p.clone())]),
+        // 3. verify and 4. the binary's layer, for each binary as soon as it is built.
+        let mut on_built = |b: &build::Built| -> Result<Layer> {
+            let bin = verify::verify(&b.path, b.platform)?;
+            log.step(
+                "Verified",
+                format!(
+                    "{} is static, {}, {}",
+                    b.path.display(),
+                    b.platform,
+                    human_size(bin.size)
+                ),
+            );
+            layers::binary_layer(&spec, &bin, &store)
+        };
+        let built: Result<Vec<(Platform, Layer)>> = match &req.binary {
+            Some(p) => on_built(&build::Built {
+                path: p.clone(),
+                platform: spec.platforms[0],
+            })
+            .map(|layer| vec![(spec.platforms[0], layer)]),
             None => build::build(
                 &project,
                 &req.cargo,
@@ -236,8 +259,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                     install_target: req.install_target,
                     quiet: req.quiet,
                 },
-            )
-            .map(|bs| bs.into_iter().map(|b| (b.platform, b.path)).collect()),
+                &mut on_built,
+            ),
         };
         let prepared = prepared
             .join()
@@ -247,26 +270,20 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let built = built?;
     let (shared, files) = prepared?;
     log.timing("build");
+    if let Some(pending) = git.take() {
+        spec.apply_git(&pending.wait(), &project.settings);
+    }
+    log.timing("git");
     let mut per_platform = Vec::new();
-    for (platform, path) in built {
-        // 3. verify
-        let bin = verify::verify(&path, platform)?;
-        log.step(
-            "Verified",
-            format!(
-                "{} is static, {platform}, {}",
-                path.display(),
-                human_size(bin.size)
-            ),
-        );
+    for (platform, binary_layer) in built {
         // 4. layers: the shared ones once, the binary per platform
         let mut platform_layers = shared.clone();
         platform_layers.extend(files.clone());
-        platform_layers.push(layers::binary_layer(&spec, &bin, &store)?);
+        platform_layers.push(binary_layer);
         // 5. image
         per_platform.push(image::assemble(&spec, platform, platform_layers)?);
     }
-    log.timing("verify, binary layer, config");
+    log.timing("layers, config");
     let image: Image = image::finish(&spec, per_platform)?;
     image.store_documents(&store)?;
     for p in &image.platforms {

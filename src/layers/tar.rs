@@ -275,13 +275,22 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<Fi
 
 /// Writes a layer into the store (or finds it there) and describes it.
 pub fn write_layer(content: &LayerContent, store: &BlobStore, codec: Codec) -> Result<Layer> {
+    write_layer_keyed(content, store, codec).map(|(layer, _)| layer)
+}
+
+/// [`write_layer`], also giving the key of the layer's cache entry.
+pub fn write_layer_keyed(
+    content: &LayerContent,
+    store: &BlobStore,
+    codec: Codec,
+) -> Result<(Layer, String)> {
     let entries = normalize(&content.entries)?;
     let mut digests = known_digests(&entries, store);
     if let Some(key) = cache_key(content, &entries, &digests, codec)?
         && let Some(layer) = store.cached::<Layer>(&key)
         && store.has(&layer.digest)
     {
-        return Ok(layer);
+        return Ok((layer, key));
     }
     // Not in the cache, or a file not seen before: one pass reads each file, hashes it for the
     // key and compresses it.
@@ -309,7 +318,7 @@ pub fn write_layer(content: &LayerContent, store: &BlobStore, codec: Codec) -> R
         fresh: true,
     };
     store.remember(&key, &layer)?;
-    Ok(layer)
+    Ok((layer, key))
 }
 
 #[cfg(test)]

@@ -99,6 +99,40 @@ impl ImageSpec {
         resolve(project, &project.settings, git)
     }
 
+    /// Fills in what comes from git: {git_sha}, the revision label and, without
+    /// SOURCE_DATE_EPOCH, `created` (labels the user set stay theirs). A build resolves without
+    /// git first and applies it once git has answered.
+    pub fn apply_git(&mut self, git: &GitInfo, settings: &Settings) {
+        self.git_sha = git.sha.clone();
+        if self.source_date_epoch.is_none() {
+            self.created_epoch = git.commit_time.unwrap_or(0);
+            self.created = rfc3339(self.created_epoch);
+        }
+        let user = settings.labels.as_ref();
+        for (name, value) in [
+            ("revision", git.revision.clone()),
+            ("created", Some(self.created.clone())),
+        ] {
+            let key = format!("org.opencontainers.image.{name}");
+            if user.is_some_and(|u| u.contains_key(&key)) {
+                continue;
+            }
+            match value.filter(|v| !v.is_empty()) {
+                Some(v) => self.labels.insert(key, v),
+                None => self.labels.remove(&key),
+            };
+        }
+    }
+
+    /// Whether a tag template (-t, or `tags`) names a git placeholder, so the references can
+    /// only be checked once git has answered.
+    pub fn tags_use_git(&self, cli_tags: &[String]) -> bool {
+        cli_tags
+            .iter()
+            .chain(&self.tags)
+            .any(|t| t.contains("{git_"))
+    }
+
     /// Expands {version}, {bin}, {package}, {git_sha} and {git_short_sha} in a tag or reference.
     pub fn expand(&self, template: &str) -> Result<String> {
         expand(
@@ -439,10 +473,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
     }
 
     let source_date_epoch = source_date_epoch()?;
-    let created_epoch = match source_date_epoch {
-        Some(t) => t,
-        None => git.commit_time.unwrap_or(0),
-    };
+    let created_epoch = source_date_epoch.unwrap_or(0);
     let created = rfc3339(created_epoch);
 
     let mut labels = BTreeMap::new();
@@ -464,8 +495,6 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
     put("url", pkg.homepage.clone());
     put("documentation", pkg.documentation.clone());
     put("authors", Some(pkg.authors.join(", ")));
-    put("revision", git.revision.clone());
-    put("created", Some(created.clone()));
     labels.extend(s.labels.clone().unwrap_or_default());
 
     let platforms = match &s.platforms {
@@ -503,7 +532,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         );
     }
 
-    Ok(ImageSpec {
+    let mut spec = ImageSpec {
         package: pkg.name.to_string(),
         version: pkg.version.to_string(),
         bin,
@@ -528,11 +557,13 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         platforms,
         compression,
         compression_level,
-        git_sha: git.sha.clone(),
+        git_sha: None,
         repository: s.repository.clone(),
         source_date_epoch,
         tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
-    })
+    };
+    spec.apply_git(git, s);
+    Ok(spec)
 }
 
 #[cfg(test)]
