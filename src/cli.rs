@@ -103,7 +103,7 @@ pub struct BuildArgs {
     /// Layer compression: gzip or zstd
     #[arg(long, value_name = "ALGORITHM", help_heading = "Image options")]
     pub compression: Option<String>,
-    /// Compression level: gzip 1-9 [default: 5], zstd 1-19 [default: 7]
+    /// Compression level: gzip 1-12 [default: 5], zstd 1-19 [default: 7]
     #[arg(long, value_name = "N", help_heading = "Image options")]
     pub compression_level: Option<i32>,
     /// Keep symbols and debug info in the binary

@@ -124,7 +124,7 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
     line(
         &mut o,
         "compression-level = 5",
-        "gzip 1-9 (default 5), zstd 1-19 (default 7)",
+        "gzip 1-12 (default 5), zstd 1-19 (default 7)",
     );
     line(
         &mut o,

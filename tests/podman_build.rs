@@ -389,7 +389,7 @@ fn save(s: &Setup, image: &str) -> Saved {
             .unwrap_or_default()
             .ends_with("gzip");
         let entries = if gzip {
-            tar_entries(flate2::read::GzDecoder::new(bytes.as_slice()))
+            tar_entries(flate2::read::MultiGzDecoder::new(bytes.as_slice()))
         } else {
             tar_entries(bytes.as_slice())
         };

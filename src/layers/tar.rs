@@ -17,7 +17,8 @@ use std::path::PathBuf;
 /// Bump when the tar bytes a layer is written as change, so old cache entries are not reused.
 /// (Changes of the compressed bytes are caught by `compress::fingerprint`.)
 /// v3: blobs are created readable (0666 less the umask), not owner-only.
-const LAYER_FORMAT: &str = "cargo-containerize layer v3";
+/// v4: gzip layers are libdeflate members, one per MiB of tar.
+const LAYER_FORMAT: &str = "cargo-containerize layer v4";
 
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -327,7 +328,7 @@ mod tests {
 
     fn read_names(layer: &Layer, store: &BlobStore) -> Vec<(String, u64, u32, u64)> {
         let f = File::open(store.path(&layer.digest)).unwrap();
-        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut a = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
         a.entries()
             .unwrap()
             .map(|e| {

@@ -44,7 +44,7 @@ pub struct Settings {
     pub platforms: Option<Vec<String>>,
     /// Layer compression: "gzip" (default) or "zstd".
     pub compression: Option<String>,
-    /// Compression level: gzip 1–9 (default 5), zstd 1–19 (default 7).
+    /// Compression level: gzip 1–12 (default 5), zstd 1–19 (default 7).
     pub compression_level: Option<i32>,
     /// Registry repository to push to, e.g. "ghcr.io/owner/app".
     pub repository: Option<String>,

@@ -40,7 +40,7 @@ fn decompressed(path: &std::path::Path, media_type: &str) -> Result<Box<dyn Read
     Ok(if media_type.ends_with("+zstd") {
         Box::new(zstd::Decoder::with_buffer(f)?)
     } else if media_type.ends_with("+gzip") {
-        Box::new(flate2::bufread::GzDecoder::new(f))
+        Box::new(flate2::bufread::MultiGzDecoder::new(f))
     } else {
         Box::new(f)
     })
