@@ -39,26 +39,54 @@ fn finish(child: Option<Child>) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Asks git, running its two questions side by side.
+/// HEAD and whether tracked files differ from it, from one `git status` (porcelain v2 names
+/// the commit in its `# branch.oid` header; any other line is a change).
+fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
+    let status = finish(start(
+        dir,
+        &[
+            "status",
+            "--porcelain=v2",
+            "--branch",
+            "--untracked-files=no",
+        ],
+    ))?;
+    let sha = status
+        .lines()
+        .find_map(|l| l.strip_prefix("# branch.oid "))
+        .filter(|s| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))?
+        .to_string();
+    let dirty = status.lines().any(|l| !l.starts_with('#'));
+    Some((sha, dirty))
+}
+
+/// A commit's committer time. A commit never changes, so the answer is remembered by its hash
+/// and a rerun needs one git process, not two.
+fn commit_time(dir: &Path, sha: &str) -> Option<u64> {
+    let key = crate::memo::key(&[b"commit time", sha.as_bytes()]);
+    if let Some(t) = crate::memo::get::<u64>("git", &key) {
+        return Some(t);
+    }
+    let t: u64 = finish(start(dir, &["log", "-1", "--format=%ct", sha]))?
+        .parse()
+        .ok()?;
+    crate::memo::put("git", &key, &t, &[]);
+    Some(t)
+}
+
+/// Asks git.
 pub fn inspect(dir: &Path) -> GitInfo {
-    let head = start(dir, &["log", "-1", "--format=%H %ct", "HEAD"]);
-    let status = start(dir, &["status", "--porcelain", "--untracked-files=no"]);
-    let head = finish(head);
-    let dirty = finish(status).is_some_and(|s| !s.is_empty());
-    let Some((sha, time)) = head.as_deref().and_then(|h| h.split_once(' ')) else {
+    let Some((sha, dirty)) = head_and_dirty(dir) else {
         return GitInfo::default();
     };
-    if sha.len() < 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return GitInfo::default();
-    }
     GitInfo {
         revision: Some(if dirty {
             format!("{sha}-dirty")
         } else {
-            sha.to_string()
+            sha.clone()
         }),
-        sha: Some(sha.to_string()),
-        commit_time: time.parse().ok(),
+        commit_time: commit_time(dir, &sha),
+        sha: Some(sha),
     }
 }
 
