@@ -239,8 +239,10 @@ impl<W: Write> Write for Encoder<W> {
 }
 
 /// What a codec produces for a fixed sample: part of every layer's cache key, so a change of
-/// the code or of a compression library that changes the output bytes never serves stale
-/// blobs from the cache.
+/// a compression library that changes the output bytes never serves stale blobs from the
+/// cache. The sample is small (a cold run computes it before its first layer); the block and
+/// job sizes that shape longer streams are named in the answer, and any other change to how
+/// streams are cut must bump the layer format (`tar::LAYER_FORMAT`).
 pub fn fingerprint(codec: Codec) -> io::Result<String> {
     use std::collections::HashMap;
     use std::sync::OnceLock;
@@ -264,13 +266,17 @@ pub fn fingerprint(codec: Codec) -> io::Result<String> {
     {
         Some(v) => v,
         None => {
-            let sample: Vec<u8> = (0..(BLOCK + 4096) as u32)
+            const SAMPLE: usize = 64 * 1024;
+            let sample: Vec<u8> = (0..SAMPLE as u32)
                 .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> 27).to_le_bytes())
-                .take(BLOCK + 4096)
+                .take(SAMPLE)
                 .collect();
             let mut enc = codec.encoder(Vec::new())?;
             enc.write_all(&sample)?;
-            let v = crate::blobs::digest_of(&enc.finish()?);
+            let v = format!(
+                "{} gzip-block {BLOCK} zstd-job {JOB}",
+                crate::blobs::digest_of(&enc.finish()?)
+            );
             if let Some(exe) = exe {
                 crate::memo::put("compressor", &key, &v, &[exe]);
             }
