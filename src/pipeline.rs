@@ -3,7 +3,7 @@
 use crate::blobs::BlobStore;
 use crate::build::{self, BuildOptions};
 use crate::image::{self, Image};
-use crate::layers::{self, Layer};
+use crate::layers::{self, Layer, SharedInputs};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
 use crate::outputs::load::Load;
 use crate::outputs::oci_layout::OciLayout;
@@ -191,6 +191,51 @@ fn plan_outputs(
     Ok(list)
 }
 
+/// The shared layers (base files, certificates, zones), prepared on another thread while a
+/// cold `cargo metadata` runs, for the settings they most likely get: the defaults and the
+/// command line's compression. Used only if the resolved settings and target directory turn
+/// out the same; else the result is dropped (its blobs are valid cache entries all the same).
+struct Speculation {
+    inputs: SharedInputs,
+    target_dir: PathBuf,
+    layers: std::thread::JoinHandle<Result<Vec<Layer>>>,
+}
+
+fn speculate(req: &BuildRequest) -> Option<Speculation> {
+    use crate::metadata::spec::{CaCerts, Compression, TzData};
+    let o = &req.overrides;
+    if o.ca_certs.is_some() || o.tzdata.is_some() || o.zones.is_some() {
+        return None;
+    }
+    // Only a directory named before cargo answers: --target-dir, or an absolute
+    // CARGO_TARGET_DIR (which beats any config file).
+    let target_dir = req.cargo.target_dir.clone().or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    })?;
+    let kind = Compression::parse(o.compression.as_deref().unwrap_or("gzip")).ok()?;
+    let inputs = SharedInputs {
+        ca_certs: CaCerts::Webpki,
+        tzdata: TzData::Bundled,
+        zones: None,
+        codec: layers::compress::Codec {
+            kind,
+            level: o.compression_level.unwrap_or(kind.default_level()),
+        },
+    };
+    let (guess, dir) = (inputs.clone(), target_dir.clone());
+    let layers = std::thread::spawn(move || {
+        let store = BlobStore::open(&dir.join("containerize").join("cache"))?;
+        layers::shared_layers(&guess, &store)
+    });
+    Some(Speculation {
+        inputs,
+        target_dir,
+        layers,
+    })
+}
+
 pub fn run(req: &BuildRequest) -> Result<Report> {
     let log = Log {
         quiet: req.quiet,
@@ -199,7 +244,15 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
 
     // 1. metadata
     // A prebuilt --binary needs no dependency graph (it only tells the build about C code).
-    let mut project = metadata::load(&req.cargo, req.binary.is_none())?;
+    let resolve = req.binary.is_none();
+    let mut speculation = None;
+    let mut project = match metadata::load_cached(&req.cargo, resolve) {
+        Some(p) => p,
+        None => {
+            speculation = speculate(req);
+            metadata::load(&req.cargo, resolve)?
+        }
+    };
     project.settings = project.settings.clone().merge(req.overrides.clone());
     log.timing("metadata");
     // git answers in the background, while the build runs; only tags naming {git_sha} wait.
@@ -221,14 +274,19 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
 
     log.timing("spec and outputs planned");
     let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
+    let shared_inputs = SharedInputs::of(&spec);
+    let speculated = speculation
+        .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
+        .map(|s| s.layers);
     // 2. build: every platform at once (or the prebuilt --binary), while another thread
     //    writes the layers that do not depend on the binary (4. in part).
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
-            Ok((
-                layers::shared_layers(&spec, &store)?,
-                layers::files_layer(&spec, &store)?,
-            ))
+            let shared = match speculated.and_then(|h| h.join().ok()).and_then(|r| r.ok()) {
+                Some(layers) => layers,
+                None => layers::shared_layers(&shared_inputs, &store)?,
+            };
+            Ok((shared, layers::files_layer(&spec, &store)?))
         });
         // 3. verify and 4. the binary's layer, for each binary as soon as it is built.
         let mut on_built = |b: &build::Built| -> Result<Layer> {

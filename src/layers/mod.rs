@@ -13,7 +13,7 @@ pub mod tzdata;
 
 use crate::blobs::BlobStore;
 use crate::metadata::ImageSpec;
-use crate::metadata::spec::Compression;
+use crate::metadata::spec::{CaCerts, Compression, TzData};
 use crate::verify::VerifiedBinary;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -46,23 +46,47 @@ pub fn crate_mtime(spec: &ImageSpec) -> u64 {
     spec.source_date_epoch.unwrap_or(0)
 }
 
+/// Everything the layers shared by every crate depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedInputs {
+    pub ca_certs: CaCerts,
+    pub tzdata: TzData,
+    pub zones: Option<Vec<String>>,
+    pub codec: compress::Codec,
+}
+
+impl SharedInputs {
+    pub fn of(spec: &ImageSpec) -> SharedInputs {
+        SharedInputs {
+            ca_certs: spec.ca_certs.clone(),
+            tzdata: spec.tzdata.clone(),
+            zones: spec.zones.clone(),
+            codec: compress::Codec::of(spec),
+        }
+    }
+}
+
 /// What goes into the layers that do not depend on the crate: base files, CA certificates,
 /// tzdata. The Dockerfile template lays out the same contents.
 pub fn shared_contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
+    contents_of(&SharedInputs::of(spec))
+}
+
+fn contents_of(inputs: &SharedInputs) -> Result<Vec<LayerContent>> {
     let mut contents = vec![base::content()];
-    if let Some(c) = certs::content(&spec.ca_certs)? {
+    if let Some(c) = certs::content(&inputs.ca_certs)? {
         contents.push(c);
     }
-    if let Some(c) = tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
+    if let Some(c) = tzdata::content(&inputs.tzdata, inputs.zones.as_deref())? {
         contents.push(c);
     }
     Ok(contents)
 }
 
 /// The layers that do not depend on the crate or the platform.
-pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> {
-    let codec = compress::Codec::of(spec);
-    let alias = shared_alias(spec, codec);
+pub fn shared_layers(inputs: &SharedInputs, store: &BlobStore) -> Result<Vec<Layer>> {
+    let codec = inputs.codec;
+    let alias = shared_alias(inputs);
     if let Some(alias) = &alias
         && let Some(keys) = store.cached::<Vec<String>>(alias)
         && let Some(layers) = keys
@@ -74,7 +98,7 @@ pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> 
     }
     let mut layers = Vec::new();
     let mut keys = Vec::new();
-    for c in shared_contents(spec)? {
+    for c in contents_of(inputs)? {
         let (layer, key) = tar::write_layer_keyed(&c, store, codec)?;
         layers.push(layer);
         keys.push(key);
@@ -90,26 +114,21 @@ pub fn shared_layers(spec: &ImageSpec, store: &BlobStore) -> Result<Vec<Layer>> 
 /// layers. Finding them by that saves a rerun from laying out and hashing ~600 embedded files
 /// (a couple of milliseconds of a no-op rerun). None when the content comes from the host's
 /// zoneinfo, whose many files would all need a check.
-fn shared_alias(spec: &ImageSpec, codec: compress::Codec) -> Option<String> {
+fn shared_alias(inputs: &SharedInputs) -> Option<String> {
     use crate::blobs::Stat;
-    use crate::metadata::spec::{CaCerts, TzData};
     let exe = std::env::current_exe().ok()?;
     let exe_stat = Stat::of(&exe)?;
-    let certs_stat = match &spec.ca_certs {
+    let certs_stat = match &inputs.ca_certs {
         CaCerts::File(p) => Some(Stat::of(p)?),
         _ => None,
     };
-    if spec.tzdata == TzData::Host {
+    if inputs.tzdata == TzData::Host {
         return None;
     }
     Some(crate::memo::key(&[
         b"shared layers alias v1",
         exe.as_os_str().as_encoded_bytes(),
-        format!(
-            "{exe_stat:?} {:?} {certs_stat:?} {:?} {:?} {codec:?}",
-            spec.ca_certs, spec.tzdata, spec.zones
-        )
-        .as_bytes(),
+        format!("{exe_stat:?} {certs_stat:?} {inputs:?}").as_bytes(),
     ]))
 }
 

@@ -143,13 +143,18 @@ pub struct Project {
     pub compiles_c: bool,
 }
 
+/// The remembered answer, when nothing it depends on has changed.
+pub fn load_cached(args: &CargoArgs, resolve: bool) -> Option<Project> {
+    cache::get(args, resolve)
+}
+
 /// Selects the package and binary: from the cache when nothing changed, else by running
 /// `cargo metadata`.
 ///
 /// `resolve` asks for the dependency graph, which only a build needs (to know whether C code is
 /// compiled); without it cargo answers faster and `compiles_c` is false.
 pub fn load(args: &CargoArgs, resolve: bool) -> Result<Project> {
-    if let Some(project) = cache::get(args, resolve) {
+    if let Some(project) = load_cached(args, resolve) {
         return Ok(project);
     }
     let metadata = run_cargo_metadata(args, resolve)?;

@@ -42,6 +42,26 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The `compression` setting's values.
+    pub fn parse(name: &str) -> Result<Compression> {
+        match name {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\""),
+        }
+    }
+
+    /// gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
+    /// cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Gzip => 5,
+            Compression::Zstd => 7,
+        }
+    }
+}
+
 /// One file or directory to copy into the image, already confined to the package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IncludeFile {
@@ -512,18 +532,12 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             )
         })?],
     };
-    let compression = match s.compression.as_deref().unwrap_or("gzip") {
-        "gzip" => Compression::Gzip,
-        "zstd" => Compression::Zstd,
-        other => bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\""),
+    let compression = Compression::parse(s.compression.as_deref().unwrap_or("gzip"))?;
+    let range = match compression {
+        Compression::Gzip => crate::layers::compress::GZIP_LEVELS,
+        Compression::Zstd => 1..=19,
     };
-    // gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
-    // cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
-    let (default_level, range) = match compression {
-        Compression::Gzip => (5, crate::layers::compress::GZIP_LEVELS),
-        Compression::Zstd => (7, 1..=19),
-    };
-    let compression_level = s.compression_level.unwrap_or(default_level);
+    let compression_level = s.compression_level.unwrap_or(compression.default_level());
     if !range.contains(&compression_level) {
         bail!(
             "compression-level {compression_level} is out of range for {compression:?}; use {} to {}",
