@@ -159,8 +159,15 @@ impl BlobStore {
     pub fn put(&self, bytes: &[u8]) -> Result<(String, u64)> {
         use std::os::unix::fs::PermissionsExt;
         let digest = digest_of(bytes);
-        if fs::metadata(self.path(&digest))
+        let path = self.path(&digest);
+        if fs::metadata(&path)
             .is_ok_and(|m| m.len() == bytes.len() as u64 && m.permissions().mode() & 0o044 != 0)
+            // Fresh again, so the garbage collector of a concurrent run leaves it be.
+            && fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .is_ok()
         {
             return Ok((digest, bytes.len() as u64));
         }
@@ -217,6 +224,11 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// Whether the file changed less than [`RACY_NS`] ago.
+    pub fn is_recent(&self) -> bool {
+        now_ns() - self.mtime_ns.max(self.ctime_ns) < RACY_NS
+    }
+
     pub fn of(path: &Path) -> Option<Stat> {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(path).ok()?;

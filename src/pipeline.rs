@@ -288,26 +288,24 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             };
             Ok((shared, layers::files_layer(&spec, &store)?))
         });
-        // 3. verify and 4. the binary's layer, for each binary as soon as it is built.
-        let mut on_built = |b: &build::Built| -> Result<Layer> {
+        // 3. verify and 4. the binary's layer, for each binary as soon as it is built (what
+        // it says waits for cargo to finish, not to cut into cargo's progress bar).
+        let mut on_built = |b: &build::Built| -> Result<(Layer, String)> {
             let bin = verify::verify(&b.path, b.platform)?;
-            log.step(
-                "Verified",
-                format!(
-                    "{} is static, {}, {}",
-                    b.path.display(),
-                    b.platform,
-                    human_size(bin.size)
-                ),
+            let said = format!(
+                "{} is static, {}, {}",
+                b.path.display(),
+                b.platform,
+                human_size(bin.size)
             );
-            layers::binary_layer(&spec, &bin, &store)
+            Ok((layers::binary_layer(&spec, &bin, &store)?, said))
         };
-        let built: Result<Vec<(Platform, Layer)>> = match &req.binary {
+        let built: Result<Vec<(Platform, (Layer, String))>> = match &req.binary {
             Some(p) => on_built(&build::Built {
                 path: p.clone(),
                 platform: spec.platforms[0],
             })
-            .map(|layer| vec![(spec.platforms[0], layer)]),
+            .map(|done| vec![(spec.platforms[0], done)]),
             None => build::build(
                 &project,
                 &req.cargo,
@@ -333,7 +331,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     }
     log.timing("git");
     let mut per_platform = Vec::new();
-    for (platform, binary_layer) in built {
+    for (platform, (binary_layer, verified)) in built {
+        log.step("Verified", verified);
         // 4. layers: the shared ones once, the binary per platform
         let mut platform_layers = shared.clone();
         platform_layers.extend(files.clone());

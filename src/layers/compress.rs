@@ -201,7 +201,8 @@ impl Codec {
         use crate::metadata::spec::Compression;
         Ok(match self.kind {
             Compression::Gzip => {
-                Encoder::Gzip(ParGz::new(out, self.level.clamp(0, 9) as u32, threads())?)
+                let level = self.level.clamp(*GZIP_LEVELS.start(), *GZIP_LEVELS.end());
+                Encoder::Gzip(ParGz::new(out, level as u32, threads())?)
             }
             Compression::Zstd => Encoder::Zstd(zstd_encoder(out, self.level, threads())?),
         })
@@ -346,6 +347,35 @@ mod tests {
                 .unwrap();
             assert_eq!(first.len(), n.min(BLOCK), "size {n}: first member");
         }
+    }
+
+    #[test]
+    fn every_gzip_level_is_its_own() {
+        // Levels 10-12 are libdeflate's own; none may quietly fall back to another.
+        let data = sample(300_000);
+        let outputs: Vec<Vec<u8>> = GZIP_LEVELS
+            .map(|level| {
+                let mut gz = ParGz::new(Vec::new(), level as u32, 2).unwrap();
+                gz.write_all(&data).unwrap();
+                gz.finish().unwrap()
+            })
+            .collect();
+        for (i, a) in outputs.iter().enumerate() {
+            for b in &outputs[i + 1..] {
+                assert_ne!(a, b, "two levels gave the same bytes");
+            }
+        }
+        let codec = |level| Codec {
+            kind: crate::metadata::spec::Compression::Gzip,
+            level,
+        };
+        let via_codec = |level| {
+            let mut enc = codec(level).encoder(Vec::new()).unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish().unwrap()
+        };
+        assert_eq!(via_codec(12), outputs[11]);
+        assert_ne!(via_codec(12), via_codec(9));
     }
 
     #[test]

@@ -119,7 +119,9 @@ fn shared_alias(inputs: &SharedInputs) -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     let exe_stat = Stat::of(&exe)?;
     let certs_stat = match &inputs.ca_certs {
-        CaCerts::File(p) => Some(Stat::of(p)?),
+        // A bundle changed within the last two seconds could change again unseen within the
+        // same timestamp tick (racily clean): no shortcut for it.
+        CaCerts::File(p) => Some(Stat::of(p).filter(|s| !s.is_recent())?),
         _ => None,
     };
     if inputs.tzdata == TzData::Host {

@@ -22,8 +22,9 @@ fn start(dir: &Path, args: &[&str]) -> Option<Child> {
     Command::new("git")
         .arg("-C")
         .arg(dir)
-        // Read-only: never refresh the index behind the user's back (or race their git).
-        .arg("--no-optional-locks")
+        // Read-only: never refresh the index behind the user's back (or race their git). The
+        // variable, unlike the --no-optional-locks flag, is ignored by a git too old for it.
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -39,24 +40,55 @@ fn finish(child: Option<Child>) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+fn is_hash(s: &str) -> bool {
+    s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// HEAD and whether tracked files differ from it, from one `git status` (porcelain v2 names
-/// the commit in its `# branch.oid` header; any other line is a change).
+/// the commit in its `# branch.oid` header; any other line is a change). A git older than
+/// 2.17, which rejects the options, gets the two-command way.
+///
+/// This runs while cargo builds. A build script that rewrites tracked files could race it;
+/// git answers in milliseconds, long before cargo gets to run a build script.
 fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
-    let status = finish(start(
-        dir,
-        &[
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .args([
             "status",
             "--porcelain=v2",
             "--branch",
+            "--no-ahead-behind",
             "--untracked-files=no",
-        ],
-    ))?;
-    let sha = status
-        .lines()
-        .find_map(|l| l.strip_prefix("# branch.oid "))
-        .filter(|s| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))?
-        .to_string();
-    let dirty = status.lines().any(|l| !l.starts_with('#'));
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if out.status.success() {
+        let status = String::from_utf8_lossy(&out.stdout);
+        let sha = status
+            .lines()
+            .find_map(|l| l.strip_prefix("# branch.oid "))
+            .filter(|s| is_hash(s))?
+            .to_string();
+        let dirty = status.lines().any(|l| !l.starts_with('#'));
+        return Some((sha, dirty));
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !["unknown option", "usage:", "porcelain"]
+        .iter()
+        .any(|m| stderr.contains(m))
+    {
+        return None; // not a repository, or no git
+    }
+    let sha =
+        finish(start(dir, &["rev-parse", "--verify", "-q", "HEAD"])).filter(|s| is_hash(s))?;
+    let dirty = finish(start(
+        dir,
+        &["status", "--porcelain", "--untracked-files=no"],
+    ))
+    .is_some_and(|s| !s.is_empty());
     Some((sha, dirty))
 }
 
