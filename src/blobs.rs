@@ -16,6 +16,35 @@ pub fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// The identity of some content inside the cache (never shown to registries or runtimes, which
+/// see sha256 digests): BLAKE3, a few times faster than sha256 here, so hashing a file to find
+/// its layer in the cache costs little next to compressing it.
+pub fn content_id(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+/// [`content_id`] of what passes through.
+#[derive(Default)]
+pub struct ContentHasher {
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl ContentHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The content id and the byte count.
+    pub fn finish(&self) -> (String, u64) {
+        (
+            format!("blake3:{}", self.hasher.finalize().to_hex()),
+            self.len,
+        )
+    }
+}
+
 /// The hex part of an OCI digest.
 pub fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
@@ -260,12 +289,11 @@ fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
-/// The sha256 of a file's bytes, read in full.
-pub fn file_digest(path: &Path) -> Result<String> {
-    let mut f = io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
-    let mut h = HashWriter::new(io::sink());
-    io::copy(&mut f, &mut h)?;
-    Ok(h.finish().1)
+/// The [`content_id`] of a file's bytes, read in full.
+pub fn file_content_id(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(fs::File::open(path)?)?;
+    Ok(format!("blake3:{}", h.finalize().to_hex()))
 }
 
 impl BlobStore {
@@ -288,11 +316,25 @@ impl BlobStore {
         if record.recorded_ns - record.stat.mtime_ns.max(record.stat.ctime_ns) >= RACY_NS {
             return Some(record.digest);
         }
-        let digest = file_digest(path).ok()?;
+        let digest = file_content_id(path).ok()?;
         if digest != record.digest {
             return None;
         }
         self.record_digest(path, &stat, &digest);
+        Some(digest)
+    }
+
+    /// The content id of a file this store has seen before but whose stat has changed since
+    /// (typically a binary cargo relinked): read and hashed now, so that a rebuild with the
+    /// same bytes finds its layer instead of compressing it again. None for a file never seen
+    /// (it is hashed in the same pass that compresses it).
+    pub fn rehashed_digest(&self, path: &Path) -> Option<String> {
+        if !self.stat_record_path(path).is_file() {
+            return None;
+        }
+        let before = Stat::of(path)?;
+        let digest = file_content_id(path).ok()?;
+        self.record_digest(path, &before, &digest);
         Some(digest)
     }
 
@@ -329,13 +371,20 @@ mod tests {
         fs::write(&f, b"one").unwrap();
         assert_eq!(store.known_digest(&f), None);
         let stat = Stat::of(&f).unwrap();
-        store.record_digest(&f, &stat, &digest_of(b"one"));
+        store.record_digest(&f, &stat, &content_id(b"one"));
         // Racy (just written): checked by reading, and right.
-        assert_eq!(store.known_digest(&f), Some(digest_of(b"one")));
-        // Same size, new bytes: ctime moves, so the record no longer applies.
+        assert_eq!(store.known_digest(&f), Some(content_id(b"one")));
+        // Same size, new bytes: ctime moves, so the record no longer applies...
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(&f, b"two").unwrap();
         assert_eq!(store.known_digest(&f), None);
+        // ...but a file seen before is read again, and its new bytes recorded.
+        assert_eq!(store.rehashed_digest(&f), Some(content_id(b"two")));
+        assert_eq!(store.known_digest(&f), Some(content_id(b"two")));
+        // A file never seen is left to the pass that compresses it.
+        let other = dir.path().join("other");
+        fs::write(&other, b"three").unwrap();
+        assert_eq!(store.rehashed_digest(&other), None);
     }
 
     #[test]

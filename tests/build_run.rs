@@ -448,3 +448,48 @@ fn strip_default_removes_symbols_from_the_binary() {
     );
     assert!(in_image.len() < original.len());
 }
+
+/// The layers this run compressed (the rest came from the layer cache), from its JSON report.
+fn layers_built(run: &Run) -> u64 {
+    run.assert_success();
+    let report: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"));
+    report["layers_built"].as_u64().expect("layers_built")
+}
+
+#[test]
+fn layer_cache_compresses_only_what_changed_and_knows_a_relinked_binary_by_its_bytes() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let work = tempdir();
+    let binary = work.path().join("app");
+    fs::copy(cargo_build_musl("hello", "hello"), &binary).expect("copy the binary");
+    let pack = || {
+        capture(
+            tool(&project.root)
+                .arg("--binary")
+                .arg(&binary)
+                .arg("--target-dir")
+                .arg(target.path())
+                .args(["-q", "--message-format", "json"]),
+        )
+    };
+    // Cold: base files, certificates, zones and the binary.
+    assert_eq!(layers_built(&pack()), 4);
+    // Nothing changed: nothing is compressed.
+    assert_eq!(layers_built(&pack()), 0);
+    // The same bytes written anew (another inode, another mtime), as a relink leaves them:
+    // found by content, not compressed again.
+    let bytes = fs::read(&binary).expect("read the binary");
+    let fresh = work.path().join("app.new");
+    fs::write(&fresh, &bytes).expect("write the copy");
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::rename(&fresh, &binary).expect("replace the binary");
+    assert_eq!(layers_built(&pack()), 0);
+    // Other bytes (one appended: still a valid static ELF): only the binary's layer is
+    // compressed.
+    let mut changed = bytes;
+    changed.push(0);
+    fs::write(&binary, &changed).expect("change the binary");
+    assert_eq!(layers_built(&pack()), 1);
+}

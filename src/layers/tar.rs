@@ -6,7 +6,7 @@
 
 use super::Layer;
 use super::compress::Codec;
-use crate::blobs::{BlobStore, HashWriter, Stat};
+use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -18,7 +18,8 @@ use std::path::PathBuf;
 /// (Changes of the compressed bytes are caught by `compress::fingerprint`.)
 /// v3: blobs are created readable (0666 less the umask), not owner-only.
 /// v4: gzip layers are libdeflate members, one per MiB of tar.
-const LAYER_FORMAT: &str = "cargo-containerize layer v4";
+/// v5: file contents are identified by BLAKE3 content ids.
+const LAYER_FORMAT: &str = "cargo-containerize layer v5";
 
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -149,15 +150,18 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
     })
 }
 
-/// The content digest of each file entry (None for other kinds): computed for bytes in
-/// memory, looked up for files whose stat is unchanged since they were last read, else None.
+/// The content id of each file entry (None for other kinds): computed for bytes in memory,
+/// looked up for files whose stat is unchanged since they were last read, read again for files
+/// seen before whose stat changed, else None.
 fn known_digests(entries: &[Entry], store: &BlobStore) -> Vec<Option<String>> {
     entries
         .iter()
         .map(|e| match &e.kind {
-            EntryKind::File(Source::Static(b)) => Some(crate::blobs::digest_of(b)),
-            EntryKind::File(Source::Owned(b)) => Some(crate::blobs::digest_of(b)),
-            EntryKind::File(Source::Path(p)) => store.known_digest(p),
+            EntryKind::File(Source::Static(b)) => Some(crate::blobs::content_id(b)),
+            EntryKind::File(Source::Owned(b)) => Some(crate::blobs::content_id(b)),
+            EntryKind::File(Source::Path(p)) => {
+                store.known_digest(p).or_else(|| store.rehashed_digest(p))
+            }
             _ => None,
         })
         .collect()
@@ -200,13 +204,13 @@ fn cache_key(
 /// that writes it into the layer).
 struct Hashing<R> {
     inner: R,
-    hash: HashWriter<io::Sink>,
+    hash: ContentHasher,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hash.write_all(&buf[..n])?;
+        self.hash.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -242,13 +246,13 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<Fi
                 h.set_size(len);
                 let mut r = Hashing {
                     inner: r,
-                    hash: HashWriter::new(io::sink()),
+                    hash: ContentHasher::default(),
                 };
                 // The header says `len` bytes; a file that grows or shrinks while it is read
                 // would corrupt the layer, so read at most `len` and check that all arrived.
                 let mut limited = (&mut r).take(len);
                 b.append_data(&mut h, &name, &mut limited)?;
-                let (_, digest, read) = r.hash.finish();
+                let (digest, read) = r.hash.finish();
                 if read != len {
                     bail!(
                         "{} changed while it was being packed ({len} bytes expected, {read} read); run again once it is written",
