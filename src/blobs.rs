@@ -192,11 +192,7 @@ impl BlobStore {
         if fs::metadata(&path)
             .is_ok_and(|m| m.len() == bytes.len() as u64 && m.permissions().mode() & 0o044 != 0)
             // Fresh again, so the garbage collector of a concurrent run leaves it be.
-            && fs::File::options()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-                .is_ok()
+            && touch(&path)
         {
             return Ok((digest, bytes.len() as u64));
         }
@@ -212,16 +208,22 @@ impl BlobStore {
         let bytes = fs::read(&path).ok()?;
         let value = serde_json::from_slice(&bytes).ok()?;
         // A hit keeps the entry (and so its blob) from the garbage collector.
-        let _ = fs::File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        touch(&path);
         Some(value)
     }
 
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         self.remember_at(&self.root.join("layers").join(key), value)
     }
+}
+
+/// Sets a file's mtime to now: the garbage collector keeps what was used recently.
+fn touch(path: &Path) -> bool {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .is_ok()
 }
 
 /// How long an unused layer stays in the cache.

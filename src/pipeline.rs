@@ -250,7 +250,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         Some(p) => p,
         None => {
             speculation = speculate(req);
-            metadata::load(&req.cargo, resolve)?
+            metadata::load_fresh(&req.cargo, resolve)?
         }
     };
     project.settings = project.settings.clone().merge(req.overrides.clone());

@@ -668,26 +668,7 @@ fn metadata_repository_and_tags_push_every_tag_to_one_digest() {
          tags = [\"{{version}}\", \"latest\", \"{{git_short_sha}}\"]\n",
         registry.reference("app")
     ));
-    let git = |args: &[&str]| {
-        let run = capture(
-            Command::new("git")
-                .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-                .args([
-                    "-c",
-                    "commit.gpgsign=false",
-                    "-c",
-                    "init.defaultBranch=main",
-                ])
-                .args(args)
-                .current_dir(&project.root),
-        );
-        run.assert_success();
-        run.stdout.trim().to_string()
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "fixture"]);
-    let head = git(&["rev-parse", "HEAD"]);
+    let head = commit_all(&project.root);
 
     let mut cmd = tool_in(&project, &shared_target_dir("hello"));
     cmd.args(["--push", "--message-format", "json"]);

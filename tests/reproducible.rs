@@ -158,38 +158,10 @@ fn utc(seconds: u64) -> String {
     run.stdout.trim().to_string()
 }
 
-/// `git` in `dir` with a fixed identity and commit time.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let run = capture(
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "commit.gpgsign=false",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Fixture Author")
-            .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
-            .env("GIT_COMMITTER_NAME", "Fixture Author")
-            .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
-            .env("GIT_AUTHOR_DATE", format!("@{COMMIT_TIME} +0000"))
-            .env("GIT_COMMITTER_DATE", format!("@{COMMIT_TIME} +0000")),
-    );
-    run.assert_success();
-    run.stdout.trim().to_string()
-}
-
-const COMMIT_TIME: u64 = 1_234_567_890;
-
 /// A copy of hello committed to a fresh git repository.
 fn committed_hello() -> Project {
     let project = Project::copy("hello");
-    git(&project.root, &["init", "-q"]);
-    git(&project.root, &["add", "-A"]);
-    git(&project.root, &["commit", "-q", "-m", "fixture"]);
+    commit_all(&project.root);
     project
 }
 

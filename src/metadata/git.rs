@@ -18,15 +18,21 @@ pub struct GitInfo {
     pub commit_time: Option<u64>,
 }
 
-fn start(dir: &Path, args: &[&str]) -> Option<Child> {
-    Command::new("git")
-        .arg("-C")
+/// `git -C dir ARGS`, reading nothing from stdin.
+fn git(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
         .arg(dir)
         // Read-only: never refresh the index behind the user's back (or race their git). The
         // variable, unlike the --no-optional-locks flag, is ignored by a git too old for it.
         .env("GIT_OPTIONAL_LOCKS", "0")
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn start(dir: &Path, args: &[&str]) -> Option<Child> {
+    git(dir, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -51,20 +57,18 @@ fn is_hash(s: &str) -> bool {
 /// This runs while cargo builds. A build script that rewrites tracked files could race it;
 /// git answers in milliseconds, long before cargo gets to run a build script.
 fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .args([
+    let out = git(
+        dir,
+        &[
             "status",
             "--porcelain=v2",
             "--branch",
             "--no-ahead-behind",
             "--untracked-files=no",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
+        ],
+    )
+    .output()
+    .ok()?;
     if out.status.success() {
         let status = String::from_utf8_lossy(&out.stdout);
         let sha = status

@@ -154,9 +154,14 @@ pub fn load_cached(args: &CargoArgs, resolve: bool) -> Option<Project> {
 /// `resolve` asks for the dependency graph, which only a build needs (to know whether C code is
 /// compiled); without it cargo answers faster and `compiles_c` is false.
 pub fn load(args: &CargoArgs, resolve: bool) -> Result<Project> {
-    if let Some(project) = load_cached(args, resolve) {
-        return Ok(project);
+    match load_cached(args, resolve) {
+        Some(project) => Ok(project),
+        None => load_fresh(args, resolve),
     }
+}
+
+/// Runs `cargo metadata` (and remembers the answer), whatever the cache holds.
+pub fn load_fresh(args: &CargoArgs, resolve: bool) -> Result<Project> {
     let metadata = run_cargo_metadata(args, resolve)?;
     let project = from_metadata(&metadata, args)?;
     let path_manifests: Vec<PathBuf> = metadata

@@ -862,3 +862,37 @@ pub fn build_fixture(fixture: &str, extra: &[&str]) -> Built {
     let target = shared_target_dir(fixture);
     build(Project::copy(fixture), Some(&target), extra)
 }
+
+/// `git` in `dir` with a fixed identity and commit time.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let run = capture(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Fixture Author")
+            .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
+            .env("GIT_COMMITTER_NAME", "Fixture Author")
+            .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
+            .env("GIT_AUTHOR_DATE", format!("@{COMMIT_TIME} +0000"))
+            .env("GIT_COMMITTER_DATE", format!("@{COMMIT_TIME} +0000")),
+    );
+    run.assert_success();
+    run.stdout.trim().to_string()
+}
+
+pub const COMMIT_TIME: u64 = 1_234_567_890;
+
+/// Makes `dir` a git repository whose one commit holds everything in it; returns HEAD.
+pub fn commit_all(dir: &Path) -> String {
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "fixture"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
