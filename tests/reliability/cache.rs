@@ -1,0 +1,1 @@
+//! Reliability: cached blobs are proven to match their digests before they are reused.

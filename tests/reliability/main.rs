@@ -1,0 +1,16 @@
+//! Faults and hostile input (see RELIABILITY.md): every case drives the real binary against
+//! real parts — a tmpfs for ENOSPC, a real SIGKILL, a real registry behind the fault proxy —
+//! and proves the tool loses no foreign file, ships no blob that does not match its digest,
+//! and never waits without bound.
+//!
+//! One test binary, one module per kind of fault.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cache;
+mod input;
+mod layout;
+mod network;
