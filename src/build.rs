@@ -20,6 +20,9 @@ pub struct BuildOptions {
     pub strip: bool,
     pub install_target: bool,
     pub quiet: bool,
+    /// The image's epoch (`SOURCE_DATE_EPOCH`, else HEAD's commit time, else 0), handed to
+    /// cargo as `SOURCE_DATE_EPOCH` unless the user set that variable.
+    pub source_date_epoch: u64,
 }
 
 /// The binary the builder produced.
@@ -315,6 +318,11 @@ fn run_cargo<T>(
     if opts.quiet {
         cmd.arg("--quiet");
     }
+    // Build scripts that stamp the build time honour SOURCE_DATE_EPOCH (the
+    // reproducible-builds.org convention); the user's own value is left as it is.
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        cmd.env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string());
+    }
     if opts.strip {
         cmd.args([
             "--config",
@@ -370,6 +378,24 @@ fn run_cargo<T>(
                 ""
             }
         );
+        let others: Vec<&str> = project
+            .bins
+            .iter()
+            .filter(|b| **b != project.bin)
+            .map(String::as_str)
+            .collect();
+        if !others.is_empty() {
+            eprintln!(
+                "{:>12} package `{}` also has {}; choose another with --bin NAME",
+                "Note",
+                project.package.name,
+                others
+                    .iter()
+                    .map(|b| format!("bin `{b}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     let mut child = cmd.spawn().with_context(|| match driver {
         Driver::Cargo => "running cargo; is it on PATH?".to_string(),

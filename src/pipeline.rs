@@ -255,12 +255,13 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     };
     project.settings = project.settings.clone().merge(req.overrides.clone());
     log.timing("metadata");
-    // git answers in the background, while the build runs; only tags naming {git_sha} wait.
-    let mut git = Some(git::spawn(project.package_root.clone()));
+    // git answers in the background while the spec and outputs are planned: the build needs
+    // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
+    let git = git::spawn(project.package_root.clone());
     let mut spec = ImageSpec::resolve(&project, &Default::default())?;
-    if spec.tags_use_git(&req.tags)
-        && let Some(pending) = git.take()
-    {
+    let tags_use_git = spec.tags_use_git(&req.tags);
+    let mut git = Some(git);
+    if tags_use_git && let Some(pending) = git.take() {
         spec.apply_git(&pending.wait(), &project.settings);
     }
 
@@ -278,6 +279,12 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let speculated = speculation
         .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
         .map(|s| s.layers);
+    // The build sees the image's epoch: a build script that embeds the build time (vergen,
+    // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
+    if let Some(pending) = git.take() {
+        spec.apply_git(&pending.wait(), &project.settings);
+    }
+    log.timing("git");
     // 2. build: every platform at once (or the prebuilt --binary), while another thread
     //    writes the layers that do not depend on the binary (4. in part).
     let (built, prepared) = std::thread::scope(|scope| {
@@ -314,6 +321,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                     strip: spec.strip,
                     install_target: req.install_target,
                     quiet: req.quiet,
+                    source_date_epoch: spec.created_epoch,
                 },
                 &mut on_built,
             ),
@@ -326,10 +334,6 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let built = built?;
     let (shared, files) = prepared?;
     log.timing("build");
-    if let Some(pending) = git.take() {
-        spec.apply_git(&pending.wait(), &project.settings);
-    }
-    log.timing("git");
     let mut per_platform = Vec::new();
     for (platform, (binary_layer, verified)) in built {
         log.step("Verified", verified);

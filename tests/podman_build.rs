@@ -161,6 +161,8 @@ fn lent_dirs() -> Vec<(PathBuf, String)> {
         "usr/lib64",
         "usr/libexec",
         "etc/ssl",
+        // cc (which build scripts link with) is /usr/bin/cc -> /etc/alternatives/cc here.
+        "etc/alternatives",
     ]
     .iter()
     .map(|d| (Path::new("/").join(d), format!("/{d}")))
@@ -229,8 +231,19 @@ fn import_builder_image(podman: &Podman, dockerfile: &Path) {
 
 /// `podman build` of the generated Dockerfile for `platform`; returns the image's name.
 fn podman_build(s: &Setup, platform: &str) -> String {
+    podman_build_in(s, &s.project.root, TAG, platform, &s.build_args)
+}
+
+/// `podman build` of the Dockerfile in `root` for `platform`, named `name:<arch>`.
+fn podman_build_in(
+    s: &Setup,
+    root: &Path,
+    name: &str,
+    platform: &str,
+    build_args: &[String],
+) -> String {
     let arch = platform.rsplit('/').next().expect("arch");
-    let tag = format!("{TAG}:{arch}");
+    let tag = format!("{name}:{arch}");
     let mut cmd = s.podman.cmd();
     cmd.env("TMPDIR", s.tmp.path()).arg("build").args([
         "--network",
@@ -244,13 +257,13 @@ fn podman_build(s: &Setup, platform: &str) -> String {
     ]);
     // podman 4 sets BUILDPLATFORM to the target platform; name the build machine's.
     cmd.args(["--build-arg", "BUILDPLATFORM=linux/amd64"]);
-    for arg in &s.build_args {
+    for arg in build_args {
         cmd.args(["--build-arg", arg]);
     }
     for (host, inside) in lent_dirs() {
         cmd.arg("-v").arg(format!("{}:{inside}:ro", host.display()));
     }
-    cmd.arg(".").current_dir(&s.project.root);
+    cmd.arg(".").current_dir(root);
     let mut timed = Command::new("timeout");
     timed
         .args(["--kill-after=10", "600"])
@@ -261,7 +274,7 @@ fn podman_build(s: &Setup, platform: &str) -> String {
             timed.env(k, v);
         }
     }
-    timed.current_dir(&s.project.root);
+    timed.current_dir(root);
     capture(&mut timed).assert_success();
     tag
 }
@@ -554,4 +567,41 @@ fn the_arm64_image_holds_a_static_arm64_binary() {
         Some("hello from cargo-containerize"),
         "{run}"
     );
+}
+
+/// A build script that stamps the build time (the `stamp` fixture) sees the commit's time
+/// through the Dockerfile's SOURCE_DATE_EPOCH argument, given as its header says, and so
+/// embeds what the image `cargo containerize build` makes of the same commit embeds.
+#[test]
+fn the_dockerfile_hands_the_commit_time_to_build_scripts() {
+    let s = setup();
+    let project = Project::copy("stamp");
+    commit_all(&project.root);
+    capture(tool(&project.root).args(["dockerfile", "-o", "Dockerfile"])).assert_success();
+    let dockerfile = fs::read_to_string(project.root.join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains("git log -1 --format=%ct"),
+        "the build command no longer derives the epoch from the commit:\n{dockerfile}"
+    );
+    let epoch = git(&project.root, &["log", "-1", "--format=%ct"]);
+    let image = podman_build_in(
+        s,
+        &project.root,
+        "localhost/stamp-dockerfile",
+        "linux/amd64",
+        &[format!("SOURCE_DATE_EPOCH={epoch}")],
+    );
+    let podman_run = s.podman.run(&image, &[]);
+    podman_run.assert_success();
+    assert_eq!(
+        podman_run.stdout.trim(),
+        format!("built=epoch {COMMIT_TIME}"),
+        "{podman_run}"
+    );
+
+    let (run, layout, _out) = try_build(&project, None, &[]);
+    run.assert_success();
+    let runc_run = layout.unpack().run();
+    runc_run.assert_success();
+    assert_eq!(runc_run.stdout.trim(), podman_run.stdout.trim());
 }

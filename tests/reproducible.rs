@@ -253,3 +253,72 @@ fn clones_of_one_commit_in_two_directories_have_the_same_digest() {
     run.assert_success();
     assert_eq!(run.digest(), original_built.run.digest());
 }
+
+/// A clean build of the `stamp` fixture (its build script embeds SOURCE_DATE_EPOCH, or the
+/// wall clock in nanoseconds when it is unset, as vergen does), in a directory of its own.
+struct Stamp {
+    _project: Project,
+    run: Run,
+    layout: Layout,
+    _out: tempfile::TempDir,
+}
+
+impl Stamp {
+    fn build(commit: bool, epoch: Option<u64>) -> Stamp {
+        let project = Project::copy("stamp");
+        if commit {
+            commit_all(&project.root);
+        }
+        let out = tempdir();
+        let layout = Layout::new(out.path().join("image"), "test");
+        let mut cmd = tool(&project.root);
+        cmd.args(["build", "--locked", "--output", &layout.reference()])
+            .arg("--target-dir")
+            .arg(project.parent().join("own-target"));
+        if let Some(epoch) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
+        }
+        let run = capture(&mut cmd);
+        run.assert_success();
+        Stamp {
+            _project: project,
+            run,
+            layout,
+            _out: out,
+        }
+    }
+
+    /// What the image prints when it runs.
+    fn output(&self) -> String {
+        let run = self.layout.unpack().run();
+        assert!(run.status.success(), "{run}");
+        run.stdout.trim().to_string()
+    }
+}
+
+#[test]
+fn a_build_script_stamping_the_build_time_sees_the_commit_time() {
+    let (a, b) = (Stamp::build(true, None), Stamp::build(true, None));
+    assert_eq!(a.run.digest(), b.run.digest(), "{}\n{}", a.run, b.run);
+    assert_eq!(a.output(), format!("built=epoch {COMMIT_TIME}"));
+}
+
+#[test]
+fn a_build_script_stamping_the_build_time_sees_epoch_0_outside_git() {
+    let (a, b) = (Stamp::build(false, None), Stamp::build(false, None));
+    assert_eq!(a.run.digest(), b.run.digest(), "{}\n{}", a.run, b.run);
+    assert_eq!(a.output(), "built=epoch 0");
+}
+
+#[test]
+fn the_users_source_date_epoch_reaches_the_build_script() {
+    let built = Stamp::build(true, Some(1_700_000_000));
+    assert_eq!(built.output(), "built=epoch 1700000000");
+}
+
+#[test]
+fn the_build_log_names_the_binary_packed_and_the_others() {
+    let built = Stamp::build(false, None);
+    let note = "package `stamp` also has bin `other`; choose another with --bin NAME";
+    assert!(built.run.stderr.contains(note), "{}", built.run);
+}
