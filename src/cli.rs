@@ -191,7 +191,12 @@ impl BuildArgs {
                 .map(str::parse)
                 .transpose()
                 .context("--user")?,
-            timezone: self.timezone.clone(),
+            timezone: self
+                .timezone
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--timezone")?,
             ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata.clone(),
             compression: self.compression.clone(),

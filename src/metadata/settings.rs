@@ -3,7 +3,7 @@
 //! Unknown keys are rejected so that a typo never silently does nothing.
 
 pub use super::values::Port;
-use super::values::{ConfigString, Entrypoint, EnvName, ImagePath, StopSignal, User};
+use super::values::{ConfigString, Entrypoint, EnvName, ImagePath, StopSignal, User, ZoneName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,9 +33,9 @@ pub struct Settings {
     /// Time zone database: "bundled" (default, embedded), "host", or "none".
     pub tzdata: Option<String>,
     /// Only these zones of the time zone database.
-    pub zones: Option<Vec<String>>,
+    pub zones: Option<Vec<ZoneName>>,
     /// Sets TZ and /etc/localtime, e.g. "Asia/Kolkata".
-    pub timezone: Option<String>,
+    pub timezone: Option<ZoneName>,
     /// Extra files: `{ src = "relative/to/package", dest = "/in/image" }`.
     pub include: Option<Vec<Include>>,
     /// Strip symbols and debug info from the binary; default true.

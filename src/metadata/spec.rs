@@ -542,7 +542,10 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         "none" => TzData::None,
         other => bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\""),
     };
-    let mut zones = s.zones.clone();
+    let mut zones: Option<Vec<String>> = s
+        .zones
+        .as_ref()
+        .map(|zs| zs.iter().map(|z| z.to_string()).collect());
     if let Some(zs) = &zones {
         for z in zs {
             if !zone_exists(&tzdata, z) {
@@ -552,7 +555,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             }
         }
     }
-    let timezone = s.timezone.clone();
+    let timezone = s.timezone.as_ref().map(|z| z.to_string());
     if let Some(tz) = &timezone {
         if !zone_exists(&tzdata, tz) {
             bail!(

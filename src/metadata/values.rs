@@ -315,6 +315,35 @@ impl StopSignal {
     }
 }
 
+/// A time zone's name (`zones`, `timezone`): a path below /usr/share/zoneinfo made of plain
+/// name components, as IANA names are ("Asia/Kolkata", "Etc/GMT+5"), so it can never lead out
+/// of the zone database on the host or in the image. Whether the zone exists is checked against
+/// the chosen database when the settings resolve.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ZoneName(String);
+text_value!(ZoneName);
+
+impl ZoneName {
+    fn parse(z: &str) -> Result<String, String> {
+        let plain = |c: &str| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && !c.starts_with(".wh.")
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+        };
+        if z.split('/').all(plain) {
+            Ok(z.to_string())
+        } else {
+            Err(format!(
+                "{z:?} is not a time zone name; use a canonical IANA name such as \"Europe/Berlin\""
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +403,21 @@ mod tests {
         let e = serde_json::from_value::<Port>(serde_json::json!(70000)).unwrap_err();
         assert!(e.to_string().contains("port 70000 is out of range"), "{e}");
         assert!(serde_json::from_value::<Port>(serde_json::json!(0)).is_err());
+    }
+
+    #[test]
+    fn zone_names() {
+        assert_eq!(ok::<ZoneName>("Etc/GMT+5").as_str(), "Etc/GMT+5");
+        for bad in [
+            "../../etc/shadow",
+            "/etc/passwd",
+            "Asia//Kolkata",
+            "",
+            "A/.",
+            "a b",
+        ] {
+            assert!(err::<ZoneName>(bad).contains("IANA"), "{bad}");
+        }
     }
 
     #[test]

@@ -468,3 +468,24 @@ fn cargo_toml_syntax_error_keeps_the_file_and_line() {
     let run = refused(&project, &[], &["Cargo.toml", &format!(":{line}:")]);
     assert!(run.stderr.contains(&format!(":{line}:")), "{run}");
 }
+
+#[test]
+fn zone_names_that_lead_out_of_the_zone_database_are_refused() {
+    // With the host's database, the name is joined to /usr/share/zoneinfo on the host.
+    for toml in [
+        "tzdata = \"host\"\ntimezone = \"../../../etc/passwd\"",
+        "tzdata = \"host\"\nzones = [\"UTC\", \"../../../etc/passwd\"]",
+    ] {
+        let key = if toml.contains("timezone") {
+            "timezone"
+        } else {
+            "zones[1]"
+        };
+        refused(&with_settings(toml), &[], &[key, "IANA"]);
+    }
+    refused(
+        &Project::copy("hello"),
+        &["--timezone", "/etc/passwd"],
+        &["--timezone", "IANA"],
+    );
+}
