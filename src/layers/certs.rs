@@ -109,4 +109,33 @@ mod tests {
         assert_eq!(n, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
         assert!(n > 100, "{n}");
     }
+
+    #[test]
+    fn only_certificates_pass_and_keys_are_named_not_shown() {
+        use std::path::Path;
+        let pem = super::webpki_pem();
+        let p = Path::new("b.pem");
+        assert_eq!(super::certificates_only(p, &pem).unwrap(), pem);
+        let mut noisy = b"# comment\r\n".to_vec();
+        noisy.extend(&pem);
+        noisy.extend(b"trailing text\n");
+        assert_eq!(super::certificates_only(p, &noisy).unwrap(), pem);
+        let mut keyed = pem.clone();
+        keyed.extend(
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n-----END OPENSSH PRIVATE KEY-----\n",
+        );
+        let err = super::certificates_only(p, &keyed).unwrap_err().to_string();
+        assert!(
+            err.contains("b.pem") && err.contains("OPENSSH PRIVATE KEY"),
+            "{err}"
+        );
+        assert!(
+            err.contains("remove the key") && !err.contains("c2VjcmV0"),
+            "{err}"
+        );
+        let err = super::certificates_only(p, b"nothing")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+    }
 }
