@@ -208,15 +208,6 @@ impl User {
         }
         Ok(mapped.to_string())
     }
-
-    /// The user id.
-    pub fn uid(&self) -> u32 {
-        self.0
-            .split(':')
-            .next()
-            .and_then(|u| u.parse().ok())
-            .unwrap_or(0)
-    }
 }
 
 /// An exposed port, canonically "NUMBER/PROTOCOL": 1–65535, tcp, udp or sctp. Written as a
