@@ -176,10 +176,27 @@ impl BuildArgs {
     /// The settings given on the command line; they win over Cargo.toml's.
     pub fn settings(&self) -> Result<Settings> {
         Ok(Settings {
-            env: key_values("--env", &self.env)?,
+            env: key_values("--env", &self.env)?
+                .map(|m| {
+                    m.into_iter()
+                        .map(|(k, v)| Ok((k.parse()?, v.parse()?)))
+                        .collect::<Result<_>>()
+                })
+                .transpose()
+                .context("--env")?,
             labels: key_values("--label", &self.labels)?,
-            user: self.user.clone(),
-            timezone: self.timezone.clone(),
+            user: self
+                .user
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--user")?,
+            timezone: self
+                .timezone
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("--timezone")?,
             ca_certs: self.ca_certs.clone(),
             tzdata: self.tzdata.clone(),
             compression: self.compression.clone(),

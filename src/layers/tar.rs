@@ -10,7 +10,6 @@ use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -143,7 +142,8 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
         Source::Static(b) => (Box::new(*b), b.len() as u64),
         Source::Owned(b) => (Box::new(b.as_slice()), b.len() as u64),
         Source::Path(p) => {
-            let f = File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            // Only a regular file: a FIFO would block the open, a device read without end.
+            let f = crate::verify::open_regular(p)?;
             let len = f.metadata()?.len();
             (Box::new(io::BufReader::with_capacity(1 << 20, f)), len)
         }
@@ -329,6 +329,8 @@ pub fn write_layer_keyed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::fs::File;
 
     fn read_names(layer: &Layer, store: &BlobStore) -> Vec<(String, u64, u32, u64)> {
         let f = File::open(store.path(&layer.digest)).unwrap();

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod git;
 pub mod settings;
 pub mod spec;
+pub mod values;
 
 pub use settings::Settings;
 pub use spec::ImageSpec;
@@ -280,22 +281,102 @@ fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {
         cmd.no_deps();
     }
     cmd.exec().map_err(|e| {
-        let text = match e {
-            cargo_metadata::Error::CargoMetadata { stderr } => stderr
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .find(|l| l.starts_with("error"))
-                .or_else(|| stderr.lines().find(|l| !l.trim().is_empty()))
-                .unwrap_or("cargo metadata failed")
-                .trim_start_matches("error: ")
-                .to_string(),
-            other => other.to_string(),
+        let (text, at) = match e {
+            cargo_metadata::Error::CargoMetadata { stderr } => cargo_error(&stderr),
+            other => (other.to_string(), None),
         };
-        anyhow::anyhow!(
-            "cargo metadata failed: {text}; run this inside a Cargo project or pass --manifest-path"
-        )
+        match at {
+            // cargo names the file relative to the directory it ran in, which is ours.
+            Some(at) => {
+                let mut parts = at.rsplitn(3, ':');
+                let (col, line, file) = (parts.next(), parts.next(), parts.next());
+                let at = match (file.map(std::fs::canonicalize), line, col) {
+                    (Some(Ok(file)), Some(line), Some(col)) => {
+                        format!("{}:{line}:{col}", file.display())
+                    }
+                    _ => at,
+                };
+                anyhow::anyhow!("cargo metadata failed: {text} at {at}; fix the manifest there")
+            }
+            None => anyhow::anyhow!(
+                "cargo metadata failed: {text}; run this inside a Cargo project or pass --manifest-path"
+            ),
+        }
     })
+}
+
+/// Cargo's error as one line, keeping where it is: cargo prints a manifest's syntax error over
+/// several lines, the file and line:column on one (` --> Cargo.toml:3:9`, or `failed to parse
+/// manifest at `PATH`` and `TOML parse error at line 3, column 9` in older versions), the
+/// message on another. Gives the message and, for such an error, FILE:LINE:COLUMN.
+fn cargo_error(stderr: &str) -> (String, Option<String>) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // A line of a quoted source snippet: `3 | name = "x`, `|`, `^`.
+    let snippet = |l: &str| {
+        l.starts_with('|')
+            || l.starts_with('^')
+            || l.split_once('|')
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()))
+    };
+    let Some(first) = lines.iter().position(|l| l.starts_with("error")) else {
+        let first = lines.first().map_or("cargo metadata failed", |l| l);
+        return (first.to_string(), None);
+    };
+    let mut message = lines[first].trim_start_matches("error:").trim().to_string();
+    let rest = &lines[first + 1..];
+    let arrow = rest
+        .iter()
+        .position(|l| l.starts_with("--> "))
+        .map(|i| (i, rest[i].trim_start_matches("--> ").trim().to_string()));
+    if let Some((i, at)) = arrow {
+        // ` --> FILE:LINE:COL` (cargo ≥ 1.80): lines between the error and the arrow add to it.
+        for extra in &rest[..i] {
+            message.push_str(": ");
+            message.push_str(extra);
+        }
+        return (message, Some(at));
+    }
+    let toml = rest
+        .iter()
+        .position(|l| l.starts_with("TOML parse error at line "));
+    if let Some(i) = toml {
+        let manifest = message
+            .split_once('`')
+            .and_then(|(_, r)| r.rsplit_once('`'))
+            .map(|(p, _)| p.to_string());
+        let pos = rest[i]
+            .trim_start_matches("TOML parse error at line ")
+            .split_once(", column ")
+            .map(|(l, c)| format!("{}:{}", l.trim(), c.trim()));
+        let what: Vec<&str> = rest[i + 1..]
+            .iter()
+            .copied()
+            .filter(|l| !snippet(l))
+            .collect();
+        if let (Some(manifest), Some(pos)) = (manifest, pos) {
+            let what = if what.is_empty() {
+                "syntax error".to_string()
+            } else {
+                what.join(": ")
+            };
+            return (what, Some(format!("{manifest}:{pos}")));
+        }
+    }
+    // Other errors: the error line and the first `Caused by` reason, if any.
+    if let Some(cause) = rest
+        .iter()
+        .skip_while(|l| **l != "Caused by:")
+        .nth(1)
+        .filter(|l| !snippet(l))
+    {
+        message.push_str(": ");
+        message.push_str(cause);
+    }
+    (message, None)
 }
 
 fn select_package<'a>(metadata: &'a Metadata, spec: Option<&str>) -> Result<&'a Package> {
@@ -379,5 +460,40 @@ fn select_bin(
                 list()
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cargo_error;
+
+    #[test]
+    fn manifest_syntax_errors_keep_file_line_and_column() {
+        // cargo 1.95
+        let new = "error: invalid basic string, expected `\"`\n --> app/Cargo.toml:6:13\n  |\n6 | user = \"1000\n  |             ^\n";
+        assert_eq!(
+            cargo_error(new),
+            (
+                "invalid basic string, expected `\"`".into(),
+                Some("app/Cargo.toml:6:13".into())
+            )
+        );
+        // cargo before 1.80
+        let old = "error: failed to parse manifest at `/p/Cargo.toml`\n\nCaused by:\n  TOML parse error at line 6, column 13\n    |\n  6 | user = \"1000\n    |             ^\n  invalid basic string\n";
+        assert_eq!(
+            cargo_error(old),
+            (
+                "invalid basic string".into(),
+                Some("/p/Cargo.toml:6:13".into())
+            )
+        );
+        let other = "error: could not find `Cargo.toml` in `/x` or any parent directory\n";
+        assert_eq!(
+            cargo_error(other),
+            (
+                "could not find `Cargo.toml` in `/x` or any parent directory".into(),
+                None
+            )
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! defaults). Every key is optional; `merge` lays the package's table over the workspace's.
 //! Unknown keys are rejected so that a typo never silently does nothing.
 
+pub use super::values::Port;
+use super::values::{ConfigString, Entrypoint, EnvName, ImagePath, StopSignal, User, ZoneName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -11,19 +13,19 @@ pub struct Settings {
     /// Which binary target to package when the package has several.
     pub bin: Option<String>,
     /// Entrypoint (exec form); default: the binary's path in the image.
-    pub entrypoint: Option<Vec<String>>,
+    pub entrypoint: Option<Entrypoint>,
     /// Cmd: arguments passed to the entrypoint.
-    pub args: Option<Vec<String>>,
+    pub args: Option<Vec<ConfigString>>,
     /// Extra environment variables.
-    pub env: Option<BTreeMap<String, String>>,
+    pub env: Option<BTreeMap<EnvName, ConfigString>>,
     /// The user the process runs as; default "65532:65532" (nonroot).
-    pub user: Option<String>,
+    pub user: Option<User>,
     /// WorkingDir; default "/".
-    pub workdir: Option<String>,
+    pub workdir: Option<ImagePath>,
     /// Exposed ports: 8080, "8080", "8080/tcp", "53/udp".
     pub ports: Option<Vec<Port>>,
     /// StopSignal, e.g. "SIGTERM".
-    pub stop_signal: Option<String>,
+    pub stop_signal: Option<StopSignal>,
     /// Image labels (and manifest annotations); override the ones derived from Cargo.toml.
     pub labels: Option<BTreeMap<String, String>>,
     /// CA bundle: "webpki" (default, embedded), "host", "none", or a path to a PEM file.
@@ -31,15 +33,15 @@ pub struct Settings {
     /// Time zone database: "bundled" (default, embedded), "host", or "none".
     pub tzdata: Option<String>,
     /// Only these zones of the time zone database.
-    pub zones: Option<Vec<String>>,
+    pub zones: Option<Vec<ZoneName>>,
     /// Sets TZ and /etc/localtime, e.g. "Asia/Kolkata".
-    pub timezone: Option<String>,
+    pub timezone: Option<ZoneName>,
     /// Extra files: `{ src = "relative/to/package", dest = "/in/image" }`.
     pub include: Option<Vec<Include>>,
     /// Strip symbols and debug info from the binary; default true.
     pub strip: Option<bool>,
     /// Where the binary goes in the image; default /usr/local/bin/<name>.
-    pub binary_path: Option<String>,
+    pub binary_path: Option<ImagePath>,
     /// Platforms to build, e.g. ["linux/amd64", "linux/arm64"]; default: the host's.
     pub platforms: Option<Vec<String>>,
     /// Layer compression: "gzip" (default) or "zstd".
@@ -53,17 +55,10 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(untagged)]
-pub enum Port {
-    Number(u16),
-    Text(String),
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Include {
     pub src: String,
-    pub dest: String,
+    pub dest: ImagePath,
 }
 
 /// The documented list of keys, for error messages and `init`.
@@ -98,12 +93,18 @@ impl Settings {
             return Ok(Settings::default());
         }
         serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
+            // A key may hold control characters (a NUL): shown escaped, never raw.
+            let path: String = e.path().to_string().escape_debug().collect();
             let msg = e.into_inner().to_string();
             if let Some(rest) = msg.strip_prefix("unknown field ") {
-                let key = rest.split(',').next().unwrap_or(rest);
+                let key: String = rest
+                    .split(',')
+                    .next()
+                    .unwrap_or(rest)
+                    .escape_debug()
+                    .collect();
                 let key = if path == "." {
-                    key.to_string()
+                    key
                 } else {
                     format!("{key} (in `{path}`)")
                 };
@@ -122,10 +123,10 @@ impl Settings {
     /// Lays `over` on top of `self`: scalar keys are replaced, tables (env, labels) are merged
     /// key by key, lists are replaced.
     pub fn merge(self, over: Settings) -> Settings {
-        fn map(
-            a: Option<BTreeMap<String, String>>,
-            b: Option<BTreeMap<String, String>>,
-        ) -> Option<BTreeMap<String, String>> {
+        fn map<K: Ord, V>(
+            a: Option<BTreeMap<K, V>>,
+            b: Option<BTreeMap<K, V>>,
+        ) -> Option<BTreeMap<K, V>> {
             match (a, b) {
                 (Some(mut a), Some(b)) => {
                     a.extend(b);
@@ -210,14 +211,51 @@ mod tests {
     }
 
     #[test]
+    fn bad_values_name_the_key_and_the_remedy() {
+        for (v, key, words) in [
+            (json!({"ports": [80, 70000]}), "`ports[1]`", "1 to 65535"),
+            (json!({"user": "+0"}), "`user`", "UID[:GID]"),
+            (
+                json!({"binary-path": "/a/.wh.b"}),
+                "`binary-path`",
+                "whiteout",
+            ),
+            (
+                json!({"include": [{"src": "a", "dest": "x"}]}),
+                "`include[0].dest`",
+                "absolute",
+            ),
+            (json!({"env": {"A": "a\u{0}"}}), "`env.A`", "NUL"),
+            (json!({"entrypoint": [""]}), "`entrypoint`", "program"),
+            (
+                json!({"stop-signal": "SIGNOPE"}),
+                "`stop-signal`",
+                "SIGTERM",
+            ),
+        ] {
+            let err = Settings::from_value(&v, "t").unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(words), "{v}: {err}");
+        }
+        let err = Settings::from_value(&json!({"env": {"A=B": "1"}}), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("env") && err.contains("A=B"), "{err}");
+    }
+
+    #[test]
     fn package_overrides_workspace_and_tables_merge() {
         let ws = Settings::from_value(&json!({"user": "1:1", "env": {"A": "ws", "B": "ws"}}), "w")
             .unwrap();
         let pkg = Settings::from_value(&json!({"env": {"B": "pkg"}, "strip": false}), "p").unwrap();
         let m = ws.merge(pkg);
-        assert_eq!(m.user.as_deref(), Some("1:1"));
+        assert_eq!(m.user.map(String::from).as_deref(), Some("1:1"));
         assert_eq!(m.strip, Some(false));
-        let env = m.env.unwrap();
+        let env: BTreeMap<String, String> = m
+            .env
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         assert_eq!(env["A"], "ws");
         assert_eq!(env["B"], "pkg");
     }

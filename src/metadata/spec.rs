@@ -1,6 +1,7 @@
 //! The resolved image: every setting checked and defaulted. This one value drives the layers,
 //! the image config and the rendered templates, so every path to an image agrees.
 
+use super::values::{ImagePath, Port};
 use super::{Project, Settings, git::GitInfo};
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
@@ -234,50 +235,6 @@ pub fn rfc3339(epoch: u64) -> String {
         .to_string()
 }
 
-fn absolute_image_path(what: &str, p: &str) -> Result<String> {
-    if !p.starts_with('/') || p.split('/').any(|c| c == "..") {
-        bail!(
-            "{what} `{p}` must be an absolute path in the image without `..`, e.g. /app/{}",
-            p.trim_start_matches('/')
-        );
-    }
-    Ok(p.to_string())
-}
-
-/// Maps the names present in the image's /etc/passwd to ids; keeps numbers. Kubernetes'
-/// runAsNonRoot can only check a numeric user.
-fn numeric_user(user: &str) -> Result<String> {
-    let mapped = match user {
-        "root" => "0:0",
-        "nonroot" => "65532:65532",
-        "nobody" => "65534:65534",
-        other => other,
-    };
-    let mut parts = mapped.split(':');
-    let ok = parts.next().is_some_and(|u| u.parse::<u32>().is_ok())
-        && parts.next().is_none_or(|g| g.parse::<u32>().is_ok())
-        && parts.next().is_none();
-    if !ok {
-        bail!(
-            "user `{user}` is not numeric; set user = \"UID[:GID]\" (e.g. \"65532:65532\"), since Kubernetes runAsNonRoot rejects names"
-        );
-    }
-    Ok(mapped.to_string())
-}
-
-fn port(p: &super::settings::Port) -> Result<String> {
-    use super::settings::Port;
-    let text = match p {
-        Port::Number(n) => return Ok(format!("{n}/tcp")),
-        Port::Text(t) => t.trim(),
-    };
-    let (num, proto) = text.split_once('/').unwrap_or((text, "tcp"));
-    if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-        bail!("port `{text}` is not valid; write 8080, \"8080/tcp\" or \"53/udp\"");
-    }
-    Ok(format!("{num}/{proto}"))
-}
-
 fn zone_exists(tz: &TzData, zone: &str) -> bool {
     match tz {
         TzData::Bundled | TzData::None => {
@@ -288,13 +245,23 @@ fn zone_exists(tz: &TzData, zone: &str) -> bool {
 }
 
 /// Expands one `include` into files and directories, each confined to the package root.
-fn expand_include(root: &Path, src: &str, dest: &str) -> Result<Vec<IncludeFile>> {
+fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<IncludeFile>> {
     let real_root = root.canonicalize().context("resolving the package root")?;
     let top = confine(root, src)?;
     let mut out = Vec::new();
-    let mut stack = vec![(top, dest.trim_end_matches('/').to_string())];
+    // "/" (the image root) is the empty prefix of its children's paths.
+    let mut stack = vec![(top, dest.as_str().trim_end_matches('/').to_string())];
     let mut visited = std::collections::BTreeSet::new();
     while let Some((path, dest)) = stack.pop() {
+        // The paths of a directory's files come from their names: the same rules as a `dest`.
+        if !dest.is_empty()
+            && let Err(e) = ImagePath::try_from(dest.clone())
+        {
+            bail!(
+                "include `{src}` holds {}, which cannot go into the image: {e}",
+                path.display()
+            );
+        }
         let real = path
             .canonicalize()
             .with_context(|| format!("cannot resolve {}", path.display()))?;
@@ -332,6 +299,14 @@ fn expand_include(root: &Path, src: &str, dest: &str) -> Result<Vec<IncludeFile>
                 let name = c.file_name().to_string_lossy().to_string();
                 stack.push((c.path(), format!("{dest}/{name}")));
             }
+        } else if !meta.is_file() {
+            // Never opened: opening a FIFO blocks until a writer comes, and a device would be
+            // packed as whatever reading it gives.
+            bail!(
+                "include `{src}` holds {}, which is {}: only regular files and directories can be included; remove it from the package or point `src` elsewhere",
+                path.display(),
+                crate::verify::kind_name(meta.file_type())
+            );
         } else {
             use std::os::unix::fs::PermissionsExt;
             let mode = if meta.permissions().mode() & 0o111 != 0 {
@@ -348,6 +323,138 @@ fn expand_include(root: &Path, src: &str, dest: &str) -> Result<Vec<IncludeFile>
         }
     }
     Ok(out)
+}
+
+/// How a path in the image is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    File,
+    Dir,
+    /// A directory whose whole contents belong to its owner (the time zone database).
+    Tree,
+}
+
+/// The directories above an absolute image path, outermost first, "/" excluded.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/')
+        .map(|(i, _)| i)
+        .filter(|&i| i > 0)
+        .map(move |i| &path[..i])
+}
+
+/// Checks, once for the whole image, that no setting puts a file where the image already has
+/// one (the base files, the CA bundle, the time zone database, /etc/localtime) or where another
+/// setting puts one, and that no setting replaces one of their directories by a file or puts a
+/// file below a file. Directories may be shared: an include into /etc or a workdir of /tmp
+/// keeps the directory as the base has it.
+fn check_image_paths(
+    binary_path: &ImagePath,
+    workdir: Option<&ImagePath>,
+    includes: &[(usize, &super::settings::Include, Vec<IncludeFile>)],
+    ca_certs: &CaCerts,
+    tzdata: &TzData,
+    timezone: bool,
+) -> Result<()> {
+    use crate::layers::EntryKind;
+    const BASE: &str = "the base files every image has (users, groups, /tmp)";
+    let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
+    let mut base: Vec<(String, Use, String)> =
+        vec![("/".into(), Use::Dir, "the image root".into())];
+    for e in crate::layers::base::content().entries {
+        let used = match e.kind {
+            EntryKind::Dir => Use::Dir,
+            _ => Use::File,
+        };
+        base.push((e.path, used, BASE.into()));
+    }
+    if *ca_certs != CaCerts::None {
+        base.push((
+            CA_BUNDLE_PATH.into(),
+            Use::File,
+            "the CA bundle (ca-certs)".into(),
+        ));
+    }
+    if *tzdata != TzData::None {
+        base.push((
+            ZONEINFO_DIR.into(),
+            Use::Tree,
+            "the time zone database (tzdata)".into(),
+        ));
+    }
+    if timezone {
+        base.push(("/etc/localtime".into(), Use::File, "`timezone`".into()));
+    }
+    fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, owner: &str) {
+        for dir in ancestors(path) {
+            taken
+                .entry(dir.to_string())
+                .or_insert_with(|| (Use::Dir, owner.to_string()));
+        }
+        taken
+            .entry(path.to_string())
+            .or_insert_with(|| (used, owner.to_string()));
+    }
+    for (path, used, owner) in &base {
+        claim(&mut taken, path, *used, owner);
+    }
+
+    // The user's paths, each named by its setting, with the remedy.
+    let mut wanted: Vec<(String, Use, String, String)> = Vec::new();
+    for (i, inc, files) in includes {
+        for f in files {
+            let path = if f.dest.is_empty() { "/" } else { &f.dest };
+            let label = if path == inc.dest.as_str() {
+                format!("include[{i}].dest `{}`", inc.dest)
+            } else {
+                format!(
+                    "include[{i}] (src `{}`, dest `{}`) with {path}",
+                    inc.src, inc.dest
+                )
+            };
+            let used = if f.is_dir { Use::Dir } else { Use::File };
+            let remedy = format!("choose another dest for include[{i}]");
+            wanted.push((path.to_string(), used, label, remedy));
+        }
+    }
+    wanted.push((
+        binary_path.to_string(),
+        Use::File,
+        format!("binary-path `{binary_path}`"),
+        "choose a binary-path of its own, e.g. /usr/local/bin/NAME".into(),
+    ));
+    if let Some(w) = workdir {
+        wanted.push((
+            w.to_string(),
+            Use::Dir,
+            format!("workdir `{w}`"),
+            "choose another workdir".into(),
+        ));
+    }
+    for (path, used, label, remedy) in wanted {
+        for dir in ancestors(&path) {
+            match taken.get(dir) {
+                Some((Use::File, owner)) => {
+                    bail!("{label} would turn {dir}, a file of {owner}, into a directory; {remedy}")
+                }
+                Some((Use::Tree, owner)) if used == Use::File => {
+                    bail!("{label} would put a file into {dir}, which holds {owner}; {remedy}")
+                }
+                _ => {}
+            }
+        }
+        if let Some((had, owner)) = taken.get(&path)
+            && !(used == Use::Dir && *had != Use::File)
+        {
+            let what = if *had == Use::File {
+                "file"
+            } else {
+                "directory"
+            };
+            bail!("{label} would replace the {what} {path} of {owner}; {remedy}");
+        }
+        claim(&mut taken, &path, used, &label);
+    }
+    Ok(())
 }
 
 /// Confines an include's source to the package root: no `..`, no absolute path, and no
@@ -377,18 +484,18 @@ fn confine(root: &Path, src: &str) -> Result<PathBuf> {
 pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSpec> {
     let pkg = &project.package;
     let bin = project.bin.clone();
-    let binary_path = absolute_image_path(
-        "binary-path",
-        &s.binary_path
-            .clone()
-            .unwrap_or_else(|| format!("/usr/local/bin/{bin}")),
-    )?;
+    let binary_path = match &s.binary_path {
+        Some(p) => p.clone(),
+        // Cargo's target names are plain file names; this cannot fail for one.
+        None => ImagePath::default_binary(&bin).map_err(|e| {
+            anyhow::anyhow!(
+                "binary `{bin}` makes no valid default binary-path ({e}); set binary-path"
+            )
+        })?,
+    };
     let entrypoint = match &s.entrypoint {
-        Some(e) if e.is_empty() => {
-            bail!("entrypoint is empty; give at least the program, e.g. [\"{binary_path}\"]")
-        }
-        Some(e) => e.clone(),
-        None => vec![binary_path.clone()],
+        Some(e) => e.to_strings(),
+        None => vec![binary_path.to_string()],
     };
 
     let ca_certs = match s.ca_certs.as_deref().unwrap_or("webpki") {
@@ -414,6 +521,11 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
                     "ca-certs file `{path}` does not exist; give a PEM bundle path relative to the package, or \"webpki\", \"host\", \"none\""
                 );
             }
+            // Refused here, before anything is built, if it holds more than certificates
+            // (a private key); the layer takes only its certificates all the same.
+            let bytes = std::fs::read(&p)
+                .with_context(|| format!("cannot read ca-certs file {}", p.display()))?;
+            crate::layers::certs::certificates_only(&p, &bytes)?;
             CaCerts::File(p)
         }
     };
@@ -430,7 +542,10 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         "none" => TzData::None,
         other => bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\""),
     };
-    let mut zones = s.zones.clone();
+    let mut zones: Option<Vec<String>> = s
+        .zones
+        .as_ref()
+        .map(|zs| zs.iter().map(|z| z.to_string()).collect());
     if let Some(zs) = &zones {
         for z in zs {
             if !zone_exists(&tzdata, z) {
@@ -440,7 +555,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             }
         }
     }
-    let timezone = s.timezone.clone();
+    let timezone = s.timezone.as_ref().map(|z| z.to_string());
     if let Some(tz) = &timezone {
         if !zone_exists(&tzdata, tz) {
             bail!(
@@ -465,32 +580,31 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         env.push(("TZ".into(), tz.clone()));
     }
     for (k, v) in s.env.clone().unwrap_or_default() {
-        if k.is_empty() || k.contains('=') {
-            bail!("env key `{k}` is not a valid variable name; use NAME = \"value\"");
-        }
+        let (k, v) = (String::from(k), String::from(v));
         match env.iter_mut().find(|(ek, _)| *ek == k) {
             Some(slot) => slot.1 = v,
             None => env.push((k, v)),
         }
     }
 
-    let ports = s
-        .ports
-        .iter()
-        .flatten()
-        .map(port)
-        .collect::<Result<Vec<_>>>()?;
-    let workdir = s
-        .workdir
-        .as_deref()
-        .map(|w| absolute_image_path("workdir", w))
-        .transpose()?;
+    let ports: Vec<String> = s.ports.iter().flatten().map(Port::to_string).collect();
+    let workdir = s.workdir.clone();
 
-    let mut includes = Vec::new();
-    for inc in s.include.iter().flatten() {
-        let dest = absolute_image_path("include dest", &inc.dest)?;
-        includes.extend(expand_include(&project.package_root, &inc.src, &dest)?);
+    let mut expanded = Vec::new();
+    for (i, inc) in s.include.iter().flatten().enumerate() {
+        let files = expand_include(&project.package_root, &inc.src, &inc.dest)
+            .with_context(|| format!("include[{i}]"))?;
+        expanded.push((i, inc, files));
     }
+    check_image_paths(
+        &binary_path,
+        workdir.as_ref(),
+        &expanded,
+        &ca_certs,
+        &tzdata,
+        timezone.is_some(),
+    )?;
+    let includes: Vec<IncludeFile> = expanded.into_iter().flat_map(|(_, _, f)| f).collect();
 
     let source_date_epoch = source_date_epoch()?;
     let created_epoch = source_date_epoch.unwrap_or(0);
@@ -551,14 +665,17 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         version: pkg.version.to_string(),
         bin,
         bins: project.bins.clone(),
-        binary_path,
+        binary_path: binary_path.to_string(),
         entrypoint,
-        cmd: s.args.clone().unwrap_or_default(),
+        cmd: s.args.iter().flatten().map(|a| a.to_string()).collect(),
         env,
-        user: numeric_user(s.user.as_deref().unwrap_or(DEFAULT_USER))?,
-        workdir,
+        user: s
+            .user
+            .as_ref()
+            .map_or(DEFAULT_USER.to_string(), |u| u.to_string()),
+        workdir: workdir.map(String::from),
         ports,
-        stop_signal: s.stop_signal.clone(),
+        stop_signal: s.stop_signal.as_ref().map(|s| s.to_string()),
         labels,
         created,
         created_epoch,
@@ -583,27 +700,6 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn users_become_numeric() {
-        assert_eq!(numeric_user("nonroot").unwrap(), "65532:65532");
-        assert_eq!(numeric_user("1000").unwrap(), "1000");
-        assert_eq!(numeric_user("1000:2000").unwrap(), "1000:2000");
-        assert!(
-            numeric_user("app")
-                .unwrap_err()
-                .to_string()
-                .contains("UID[:GID]")
-        );
-    }
-
-    #[test]
-    fn ports_are_normalised() {
-        use crate::metadata::settings::Port;
-        assert_eq!(port(&Port::Number(80)).unwrap(), "80/tcp");
-        assert_eq!(port(&Port::Text("53/udp".into())).unwrap(), "53/udp");
-        assert!(port(&Port::Text("http".into())).is_err());
-    }
 
     #[test]
     fn placeholders_expand() {

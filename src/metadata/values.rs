@@ -1,0 +1,439 @@
+//! Typed setting values, checked where the settings enter (parsing `[package.metadata.containerize]`
+//! and the command line's flags): a value of one of these types is valid, so no later stage checks
+//! it again. Each type deserializes from the text the user wrote and serializes back to its
+//! canonical text, so a cached [`super::Settings`] round-trips.
+//!
+//! The error messages say what is wrong with the value and how to write it; the caller adds the
+//! setting's key and where it came from.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Implements `TryFrom<String>`, `FromStr`, `Display` and `as_str` for a newtype over a
+/// canonical string whose constructor is `fn parse(&str) -> Result<String, String>`.
+macro_rules! text_value {
+    ($ty:ident) => {
+        impl TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(text: String) -> Result<Self, String> {
+                $ty::parse(&text).map($ty)
+            }
+        }
+        impl From<$ty> for String {
+            fn from(v: $ty) -> String {
+                v.0
+            }
+        }
+        impl std::str::FromStr for $ty {
+            type Err = anyhow::Error;
+            fn from_str(text: &str) -> anyhow::Result<Self> {
+                $ty::parse(text).map($ty).map_err(anyhow::Error::msg)
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $ty {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+/// An absolute, normalised path in the image that a runtime unpacks as written: no `..`, no `.`,
+/// no empty component (`//`, trailing `/`), no NUL, and no component starting with `.wh.` (an
+/// OCI whiteout, which deletes files of lower layers when the image is unpacked). "/" itself is
+/// valid (the image root).
+///
+/// Whether the path collides with a file the image already has is a question about the whole
+/// image; [`super::spec`] answers it once the settings are resolved.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ImagePath(String);
+text_value!(ImagePath);
+
+impl ImagePath {
+    fn parse(p: &str) -> Result<String, String> {
+        if p.contains('\0') {
+            return Err(format!(
+                "{:?} holds a NUL byte, which no file name can; remove it",
+                p
+            ));
+        }
+        if !p.starts_with('/') {
+            return Err(format!(
+                "`{p}` is not absolute; write the full path in the image, e.g. /{}",
+                p.trim_start_matches("./")
+            ));
+        }
+        if p == "/" {
+            return Ok(p.to_string());
+        }
+        let parts: Vec<&str> = p[1..].split('/').collect();
+        if parts.contains(&"..") {
+            return Err(format!(
+                "`{p}` contains `..`; write the path without it, e.g. /app/data"
+            ));
+        }
+        if let Some(wh) = parts.iter().find(|c| c.starts_with(".wh.")) {
+            return Err(format!(
+                "`{p}` has a component named `{wh}`: names starting with .wh. are OCI whiteouts, which delete files from the image when it is unpacked; rename it"
+            ));
+        }
+        if parts.iter().any(|c| c.is_empty() || *c == ".") {
+            let normal: Vec<&str> = parts
+                .iter()
+                .copied()
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            // Refused, not silently rewritten: the value in Cargo.toml should say what the image
+            // holds.
+            return Err(format!(
+                "`{p}` is not normalised (empty, `.` or trailing `/` components); write it as /{}",
+                normal.join("/")
+            ));
+        }
+        Ok(p.to_string())
+    }
+
+    /// The path with the binary's default location, `/usr/local/bin/<bin>`.
+    pub fn default_binary(bin: &str) -> Result<ImagePath, String> {
+        let p = format!("/usr/local/bin/{bin}");
+        ImagePath::parse(&p).map(ImagePath)
+    }
+}
+
+/// A string the runtime passes to exec or puts in the environment: C strings, so no NUL byte.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConfigString(String);
+text_value!(ConfigString);
+
+impl ConfigString {
+    fn parse(s: &str) -> Result<String, String> {
+        if s.contains('\0') {
+            return Err(format!(
+                "{s:?} holds a NUL byte, which the runtime cannot pass to the program; remove it"
+            ));
+        }
+        Ok(s.to_string())
+    }
+}
+
+/// An environment variable's name: not empty, no `=`, no NUL (the runtime splits NAME=value at
+/// the first `=`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EnvName(String);
+text_value!(EnvName);
+
+impl EnvName {
+    fn parse(s: &str) -> Result<String, String> {
+        if s.is_empty() || s.contains(['=', '\0']) {
+            return Err(format!(
+                "{s:?} is not a valid environment variable name (empty, or holds `=` or a NUL byte); use NAME = \"value\""
+            ));
+        }
+        Ok(s.to_string())
+    }
+}
+
+/// The exec-form entrypoint: a non-empty program, then its arguments (which may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "Vec<ConfigString>", into = "Vec<ConfigString>")]
+pub struct Entrypoint(Vec<ConfigString>);
+
+impl TryFrom<Vec<ConfigString>> for Entrypoint {
+    type Error = String;
+    fn try_from(v: Vec<ConfigString>) -> Result<Self, String> {
+        match v.first() {
+            None => Err(
+                "the list is empty; give at least the program, e.g. [\"/usr/local/bin/app\"]"
+                    .into(),
+            ),
+            Some(p) if p.as_str().trim().is_empty() => Err(format!(
+                "the program (first element) is {:?}; give the program's path, e.g. [\"/usr/local/bin/app\"]",
+                p.as_str()
+            )),
+            Some(_) => Ok(Entrypoint(v)),
+        }
+    }
+}
+
+impl From<Entrypoint> for Vec<ConfigString> {
+    fn from(e: Entrypoint) -> Self {
+        e.0
+    }
+}
+
+impl Entrypoint {
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.0.clone()).collect()
+    }
+}
+
+/// The numeric user (and group) the process runs as, "UID" or "UID:GID", each a decimal u32
+/// without sign below 4294967295 ((uid_t)-1 means "no change" to the kernel). The names of the
+/// image's /etc/passwd (root, nonroot, nobody) are mapped to their ids: Kubernetes'
+/// runAsNonRoot can only check a numeric user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct User(String);
+text_value!(User);
+
+impl User {
+    fn parse(user: &str) -> Result<String, String> {
+        let mapped = match user {
+            "root" => "0:0",
+            "nonroot" => "65532:65532",
+            "nobody" => "65534:65534",
+            other => other,
+        };
+        // u32::from_str accepts a leading `+`: only plain digits are an id.
+        let id = |s: &str| {
+            !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit())
+                && s.parse::<u32>().is_ok_and(|n| n != u32::MAX)
+        };
+        let mut parts = mapped.split(':');
+        let ok =
+            parts.next().is_some_and(id) && parts.next().is_none_or(id) && parts.next().is_none();
+        if !ok {
+            return Err(format!(
+                "`{user}` is not UID[:GID] with decimal ids from 0 to 4294967294 (or root, nonroot, nobody); write e.g. \"65532:65532\" (Kubernetes runAsNonRoot rejects names)"
+            ));
+        }
+        Ok(mapped.to_string())
+    }
+}
+
+/// An exposed port, canonically "NUMBER/PROTOCOL": 1–65535, tcp, udp or sctp. Written as a
+/// number (8080) or a string ("8080", "8080/tcp", "53/udp").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Port(String);
+text_value!(Port);
+
+const PORT_FORMS: &str =
+    "ports are 1 to 65535, written 8080, \"8080/tcp\", \"53/udp\" or \"9/sctp\"";
+
+impl Port {
+    fn parse(text: &str) -> Result<String, String> {
+        let (num, proto) = text.split_once('/').unwrap_or((text, "tcp"));
+        let n = num
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| num.parse::<u16>().ok())
+            .flatten()
+            .filter(|n| *n != 0);
+        match n {
+            Some(n) if matches!(proto, "tcp" | "udp" | "sctp") => Ok(format!("{n}/{proto}")),
+            _ => Err(format!("port {text:?} is not valid; {PORT_FORMS}")),
+        }
+    }
+
+    fn number(n: i128) -> Result<Port, String> {
+        if (1..=65535).contains(&n) {
+            Ok(Port(format!("{n}/tcp")))
+        } else {
+            Err(format!("port {n} is out of range; {PORT_FORMS}"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Port, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Port;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a port number or \"NUMBER/PROTOCOL\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Port, E> {
+                Port::number(n.into()).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Port, E> {
+                Port::number(n.into()).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Port, E> {
+                Err(E::custom(format!("port {n} is not valid; {PORT_FORMS}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Port, E> {
+                Port::parse(s).map(Port).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The signal that stops the container: a standard signal name, with or without the SIG prefix
+/// (any case, as runc reads it), or a number from 1 to 64. Stored as written for numbers and as
+/// SIGNAME for names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StopSignal(String);
+text_value!(StopSignal);
+
+/// The signal names runc knows on Linux (golang.org/x/sys/unix's signal list).
+const SIGNALS: &[&str] = &[
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+];
+
+impl StopSignal {
+    fn parse(text: &str) -> Result<String, String> {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return match text.parse::<u8>() {
+                Ok(n @ 1..=64) => Ok(n.to_string()),
+                _ => Err(format!(
+                    "signal number {text} is out of range; use 1 to 64 or a name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\""
+                )),
+            };
+        }
+        let upper = text.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if SIGNALS.contains(&name) {
+            Ok(format!("SIG{name}"))
+        } else {
+            Err(format!(
+                "`{text}` is not a signal; use a name such as \"SIGTERM\", \"SIGINT\", \"SIGQUIT\" (SIG prefix optional) or a number from 1 to 64"
+            ))
+        }
+    }
+}
+
+/// A time zone's name (`zones`, `timezone`): a path below /usr/share/zoneinfo made of plain
+/// name components, as IANA names are ("Asia/Kolkata", "Etc/GMT+5"), so it can never lead out
+/// of the zone database on the host or in the image. Whether the zone exists is checked against
+/// the chosen database when the settings resolve.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ZoneName(String);
+text_value!(ZoneName);
+
+impl ZoneName {
+    fn parse(z: &str) -> Result<String, String> {
+        let plain = |c: &str| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && !c.starts_with(".wh.")
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b))
+        };
+        if z.split('/').all(plain) {
+            Ok(z.to_string())
+        } else {
+            Err(format!(
+                "{z:?} is not a time zone name; use a canonical IANA name such as \"Europe/Berlin\""
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok<T: TryFrom<String, Error = String>>(s: &str) -> T {
+        T::try_from(s.to_string()).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+    fn err<T: TryFrom<String, Error = String> + fmt::Debug>(s: &str) -> String {
+        T::try_from(s.to_string()).unwrap_err()
+    }
+
+    #[test]
+    fn image_paths() {
+        assert_eq!(ok::<ImagePath>("/").as_str(), "/");
+        assert_eq!(
+            ok::<ImagePath>("/opt/hello bin/hi").as_str(),
+            "/opt/hello bin/hi"
+        );
+        assert!(err::<ImagePath>("app").contains("absolute"));
+        assert!(err::<ImagePath>("/a/../b").contains(".."));
+        assert!(err::<ImagePath>("/etc/.wh.passwd").contains("whiteout"));
+        assert!(err::<ImagePath>("/x/.wh..wh..opq/y").contains("whiteout"));
+        assert!(err::<ImagePath>("/a\0b").contains("NUL"));
+        assert!(err::<ImagePath>("/a//b/./c/").contains("write it as /a/b/c"));
+        assert!(err::<ImagePath>("/a/").contains("write it as /a"));
+    }
+
+    #[test]
+    fn users() {
+        assert_eq!(ok::<User>("nonroot").as_str(), "65532:65532");
+        assert_eq!(ok::<User>("1000").as_str(), "1000");
+        assert_eq!(ok::<User>("0:4294967294").as_str(), "0:4294967294");
+        for bad in [
+            "+0",
+            "4294967295",
+            "1:4294967295",
+            "-1",
+            "app",
+            "",
+            "1:",
+            "1:2:3",
+            " 1",
+        ] {
+            assert!(err::<User>(bad).contains("UID[:GID]"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(ok::<Port>("80").as_str(), "80/tcp");
+        assert_eq!(ok::<Port>("53/udp").as_str(), "53/udp");
+        for bad in ["0", "+80/tcp", "70000", "http", "80/xyz", ""] {
+            assert!(err::<Port>(bad).contains("1 to 65535"), "{bad}");
+        }
+        let n: Port = serde_json::from_value(serde_json::json!(8080)).unwrap();
+        assert_eq!(n.as_str(), "8080/tcp");
+        let e = serde_json::from_value::<Port>(serde_json::json!(70000)).unwrap_err();
+        assert!(e.to_string().contains("port 70000 is out of range"), "{e}");
+        assert!(serde_json::from_value::<Port>(serde_json::json!(0)).is_err());
+    }
+
+    #[test]
+    fn zone_names() {
+        assert_eq!(ok::<ZoneName>("Etc/GMT+5").as_str(), "Etc/GMT+5");
+        for bad in [
+            "../../etc/shadow",
+            "/etc/passwd",
+            "Asia//Kolkata",
+            "",
+            "A/.",
+            "a b",
+        ] {
+            assert!(err::<ZoneName>(bad).contains("IANA"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(ok::<StopSignal>("SIGINT").as_str(), "SIGINT");
+        assert_eq!(ok::<StopSignal>("term").as_str(), "SIGTERM");
+        assert_eq!(ok::<StopSignal>("9").as_str(), "9");
+        assert_eq!(ok::<StopSignal>("64").as_str(), "64");
+        for bad in ["SIGFOO", "0", "65", "", "SIG", "-9"] {
+            assert!(err::<StopSignal>(bad).contains("SIGTERM"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names_and_config_strings() {
+        assert!(err::<EnvName>("").contains("not a valid"));
+        assert!(err::<EnvName>("A=B").contains("not a valid"));
+        assert!(err::<EnvName>("A\0").contains("not a valid"));
+        assert!(err::<ConfigString>("a\0b").contains("NUL"));
+        assert_eq!(ok::<ConfigString>("").as_str(), "");
+        let e = |v: &[&str]| {
+            Entrypoint::try_from(v.iter().map(|s| ok::<ConfigString>(s)).collect::<Vec<_>>())
+        };
+        assert!(e(&[]).is_err());
+        assert!(e(&[""]).is_err());
+        assert!(e(&["/app", ""]).is_ok());
+    }
+}
