@@ -12,7 +12,7 @@ use crate::blobs::BlobStore;
 use crate::image::Image;
 use anyhow::{Result, bail};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What an output reports once written.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -40,6 +40,75 @@ pub trait Output {
     fn preflight(&self) -> Result<()>;
     /// Writes the image; all or nothing.
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written>;
+    /// The file or directory this output writes on this machine, if any.
+    fn destination(&self) -> Option<Destination> {
+        None
+    }
+}
+
+/// Where an output writes: a file it replaces whole, or a tag in a layout directory (which
+/// holds many tags).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub path: PathBuf,
+    /// The tag, for an `oci:` directory; None for a file.
+    pub tag: Option<String>,
+}
+
+/// `path` made absolute with every symbolic link and `..` resolved as far as it exists (the
+/// rest, not yet made, is taken as written), so two spellings of one place compare equal.
+fn canonical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out = std::fs::canonicalize(out.join("..")).unwrap_or_else(|_| {
+                    out.pop();
+                    out
+                });
+            }
+            other => {
+                out.push(other);
+                if let Ok(real) = std::fs::canonicalize(&out) {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Refuses, before any work, two outputs of one run that would write the same file, or the
+/// same tag of the same layout: the second would silently replace the first.
+pub fn check_distinct(outputs: &[Box<dyn Output>]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, Option<String>, String)> = Vec::new();
+    for o in outputs {
+        let Some(d) = o.destination() else { continue };
+        let path = canonical(&d.path);
+        for (p, tag, other) in &seen {
+            if *p != path {
+                continue;
+            }
+            match (tag, &d.tag) {
+                (Some(a), Some(b)) if a != b => {}
+                (Some(_), Some(_)) => bail!(
+                    "--output {other} and --output {} write the same tag into {}; give each its own tag or directory",
+                    o.describe(),
+                    path.display()
+                ),
+                _ => bail!(
+                    "--output {other} and --output {} both write {}; give each output its own path",
+                    o.describe(),
+                    path.display()
+                ),
+            }
+        }
+        seen.push((path, d.tag, o.describe()));
+    }
+    Ok(())
 }
 
 /// Names used when an output gives no tag or reference of its own.
