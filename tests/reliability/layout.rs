@@ -403,14 +403,14 @@ fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
     let project = Project::copy("hello");
     let target = tempdir();
     let out = tempdir();
-    // A static binary of some 300 MB (the hello binary and zeros), so that writing the
+    // A static binary of 24 MiB (the hello binary and zeros), so that writing the
     // uncompressed docker archive takes long enough to kill the run in the middle.
     let big = out.path().join("big-hello");
     {
         let mut f = fs::File::create(&big).expect("create");
         f.write_all(&fs::read(hello_binary()).expect("read binary"))
             .expect("write");
-        f.set_len(300 << 20).expect("grow");
+        f.set_len(24 << 20).expect("grow");
     }
     fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
@@ -574,6 +574,8 @@ fn a_full_disk_names_the_output_and_the_remedy_and_leaves_nothing_behind() {
     let target = tempdir();
     let disk = Tmpfs::mount("256k");
     fs::write(disk.path().join("keep.txt"), b"the user's file\n").expect("write");
+    // A previous archive that a failed write must leave as it was.
+    fs::write(disk.path().join("img.tar"), b"the previous archive\n").expect("write");
     let before = contents(disk.path());
     let names_before = snapshot(disk.path());
     let outputs = [
@@ -604,4 +606,58 @@ fn a_full_disk_names_the_output_and_the_remedy_and_leaves_nothing_behind() {
         assert_eq!(snapshot(disk.path()), names_before, "left behind: {run}");
         assert_eq!(contents(disk.path()), before, "{run}");
     }
+}
+
+#[test]
+fn a_full_disk_while_adding_to_a_layout_leaves_the_layout_as_it_was() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let disk = Tmpfs::mount("2m");
+    let layout = disk.path().join("layout");
+    capture(
+        pack(&project, target.path(), &hello_binary())
+            .args(["--output", &format!("oci:{}:1", layout.display())]),
+    )
+    .assert_success();
+    fs::write(layout.join("README.txt"), b"the user's notes\n").expect("write");
+    let before = contents(&layout);
+    // A binary that cannot fit: the hello binary and 4 MiB that do not compress.
+    let work = tempdir();
+    let big = work.path().join("big-hello");
+    let mut bytes = fs::read(hello_binary()).expect("read binary");
+    let mut noise = vec![0u8; 4 << 20];
+    std::io::Read::read_exact(
+        &mut fs::File::open("/dev/urandom").expect("urandom"),
+        &mut noise,
+    )
+    .expect("read urandom");
+    bytes.extend_from_slice(&noise);
+    fs::write(&big, bytes).expect("write");
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let run = capture(
+        pack(&project, target.path(), &big)
+            .args(["--output", &format!("oci:{}:2", layout.display())]),
+    );
+    assert_one_line_error(
+        &run,
+        &[
+            &layout.display().to_string(),
+            "disk is full",
+            "choose another output path",
+        ],
+    );
+    // Nothing added but the (empty) lock file; every blob, the index and the README as before.
+    let mut after = contents(&layout);
+    assert_eq!(after.remove(LOCK_NAME), Some(Vec::new()), "{run}");
+    assert_eq!(after, before, "{run}");
+    assert_eq!(tags(&layout), BTreeSet::from(["1".to_string()]));
+    assert_eq!(
+        snapshot(disk.path()),
+        BTreeSet::from(["layout".to_string()])
+            .into_iter()
+            .chain(snapshot(&layout).into_iter().map(|p| format!("layout/{p}")))
+            .collect::<BTreeSet<_>>(),
+        "temps left beside the layout: {run}"
+    );
 }
