@@ -224,8 +224,9 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
     match fs::rename(from, to) {
         Ok(()) => Ok(true),
         Err(_) if to.exists() => Ok(false),
-        Err(e) => Err(e)
-            .with_context(|| format!("cannot rename the finished output to {}", to.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot rename the finished output to {}", to.display()))
+        }
     }
 }
 
@@ -301,8 +302,7 @@ pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
     if fs::hard_link(src, dst).is_ok() {
         return Ok(());
     }
-    let mut from =
-        fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let mut from = fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
     write_file(dst, |w| {
         std::io::copy(&mut from, w)
             .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
@@ -430,10 +430,14 @@ pub const LOCK_TIMEOUT_VAR: &str = "CARGO_CONTAINERIZE_LOCK_TIMEOUT";
 
 /// How long to wait for a lock: [`LOCK_TIMEOUT_VAR`], else 10 minutes.
 pub fn lock_timeout() -> Result<Duration> {
-    let Some(raw) = std::env::var_os(LOCK_TIMEOUT_VAR) else {
-        return Ok(Duration::from_secs(600));
-    };
-    let text = raw.to_string_lossy();
+    match std::env::var_os(LOCK_TIMEOUT_VAR) {
+        None => Ok(Duration::from_secs(600)),
+        Some(raw) => parse_timeout(&raw.to_string_lossy()),
+    }
+}
+
+/// A [`LOCK_TIMEOUT_VAR`] value: whole seconds, or a duration such as `90s` or `2m`.
+fn parse_timeout(text: &str) -> Result<Duration> {
     let text = text.trim();
     text.parse::<u64>()
         .map(Duration::from_secs)
@@ -463,9 +467,8 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .open(&path)
         .map_err(|e| disk_full_remedy(e.into(), dir))
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
-    let take = |f: &fs::File| {
-        try_flock(f).with_context(|| format!("cannot lock {}", path.display()))
-    };
+    let take =
+        |f: &fs::File| try_flock(f).with_context(|| format!("cannot lock {}", path.display()));
     if take(&file)? {
         return Ok(DirLock { _file: file });
     }
@@ -554,5 +557,111 @@ pub fn disk_full_remedy(e: anyhow::Error, path: &Path) -> anyhow::Error {
         }
         .into(),
         None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_carry_their_owner() {
+        let prefix = lease_prefix(".app.tar.tmp-");
+        let (pid, start) = me().expect("/proc");
+        assert_eq!(prefix, format!(".app.tar.tmp-{pid}-{start}-"));
+        assert_eq!(
+            owner_of(&format!("{prefix}Xy12"), ".app.tar.tmp-"),
+            Some((pid, start))
+        );
+        for foreign in [
+            ".app.tar.tmp-notes",
+            ".app.tar.tmp-1-2",
+            ".app.tar.tmp-1-2-",
+            ".app.tar.tmp--2-x",
+            ".app.tar.tmp-1x-2-x",
+            ".other.tmp-1-2-x",
+        ] {
+            assert_eq!(owner_of(foreign, ".app.tar.tmp-"), None, "{foreign}");
+        }
+        assert!(!is_gone(pid, start), "this process is alive");
+        assert!(is_gone(pid, start + 1), "same PID, another start: reused");
+    }
+
+    #[test]
+    fn sweeping_removes_only_dead_owners_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = dir.path().join(format!("{}abc", lease_prefix(".o.tmp-")));
+        let gone = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
+        let gone_dir = dir.path().join(format!(".o.tmp-{dead}-5-dir"));
+        let other = dir.path().join(format!(".p.tmp-{dead}-5-abc"));
+        let plain = dir.path().join(".o.tmp-abcdef");
+        for f in [&live, &gone, &other, &plain] {
+            fs::write(f, b"x").unwrap();
+        }
+        fs::create_dir_all(gone_dir.join("blobs")).unwrap();
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 2);
+        assert!(live.exists() && other.exists() && plain.exists());
+        assert!(!gone.exists() && !gone_dir.exists());
+    }
+
+    #[test]
+    fn a_locked_temp_of_an_unknown_pid_is_kept() {
+        // What a run in another PID namespace looks like: a PID we cannot see, a lock held.
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let held = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
+        fs::write(&held, b"x").unwrap();
+        let f = fs::File::open(&held).unwrap();
+        hold(&f);
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 0);
+        drop(f);
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 1);
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_through_wrappers() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let e = disk_full_remedy(
+            anyhow::Error::from(enospc).context("writing layer"),
+            Path::new("/out/img.tar"),
+        );
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("cannot write /out/img.tar: the disk is full"),
+            "{text}"
+        );
+        assert!(text.contains("free some space"), "{text}");
+        // The tar crate wraps the error, keeping its kind.
+        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "failed to write entry");
+        assert!(disk_full_remedy(wrapped.into(), Path::new("x")).is::<DiskFull>());
+        let quota = std::io::Error::from_raw_os_error(122);
+        let text = disk_full_remedy(quota.into(), Path::new("x")).to_string();
+        assert!(text.contains("disk quota exceeded"), "{text}");
+        let other = std::io::Error::from_raw_os_error(13);
+        assert!(!disk_full_remedy(other.into(), Path::new("x")).is::<DiskFull>());
+    }
+
+    #[test]
+    fn lock_timeouts_are_seconds_or_durations() {
+        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
+        let e = parse_timeout("soon").unwrap_err().to_string();
+        assert!(e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_dir(dir.path()).unwrap();
+        // Another open file description of the same lock file: flock conflicts with it.
+        let other = fs::File::open(dir.path().join(LOCK_NAME)).unwrap();
+        assert!(!try_flock(&other).unwrap());
+        drop(first);
+        assert!(try_flock(&other).unwrap());
     }
 }

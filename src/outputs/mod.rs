@@ -212,6 +212,37 @@ mod tests {
     }
 
     #[test]
+    fn one_place_spelled_two_ways_is_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let want = canonical(&real.join("a.tar"));
+        for spelled in [
+            "link/a.tar",
+            "real/./a.tar",
+            "real/new/../a.tar",
+            "link/../real/a.tar",
+        ] {
+            assert_eq!(canonical(&dir.path().join(spelled)), want, "{spelled}");
+        }
+        let outputs = |specs: &[String]| -> Vec<Box<dyn Output>> {
+            specs.iter().map(|s| parse(s, &d()).unwrap()).collect()
+        };
+        let at = |rel: &str| dir.path().join(rel).display().to_string();
+        let clash = outputs(&[
+            format!("oci-archive:{}", at("real/a.tar")),
+            format!("docker-archive:{}", at("link/a.tar")),
+        ]);
+        let e = check_distinct(&clash).unwrap_err().to_string();
+        assert!(e.contains("both write") && !e.contains('\n'), "{e}");
+        let same_tag = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:1", at("l/."))]);
+        assert!(check_distinct(&same_tag).is_err());
+        let two_tags = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:2", at("l"))]);
+        assert!(check_distinct(&two_tags).is_ok());
+    }
+
+    #[test]
     fn rejects_malformed() {
         for bad in [
             "bogus:foo",

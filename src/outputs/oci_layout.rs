@@ -239,8 +239,7 @@ impl OciLayout {
         placed: &mut Vec<PathBuf>,
     ) -> Result<u64> {
         let blobs = dir.join("blobs/sha256");
-        fs::create_dir_all(&blobs)
-            .with_context(|| format!("cannot create {}", blobs.display()))?;
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
         let mut added = 0;
         for (digest, size) in image.all_blobs() {
             let dst = blobs.join(hex_of(&digest));
@@ -266,7 +265,13 @@ impl OciLayout {
         if classify(&self.path)? == Existing::Absent {
             let mut added = 0;
             let created = atomic::create_dir(&self.path, |tmp| {
-                added = self.place(tmp, image, store, vec![entry(image, &self.tag)], &mut Vec::new())?;
+                added = self.place(
+                    tmp,
+                    image,
+                    store,
+                    vec![entry(image, &self.tag)],
+                    &mut Vec::new(),
+                )?;
                 Ok(())
             })?;
             if created {
@@ -308,7 +313,11 @@ impl OciLayout {
             {
                 let mut t = tar::Builder::new(&mut out);
                 add_bytes(&mut t, "oci-layout", LAYOUT)?;
-                add_bytes(&mut t, "index.json", &index_json(vec![entry(image, &self.tag)])?)?;
+                add_bytes(
+                    &mut t,
+                    "index.json",
+                    &index_json(vec![entry(image, &self.tag)])?,
+                )?;
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;
                 for (digest, _) in image.all_blobs() {

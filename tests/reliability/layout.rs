@@ -18,7 +18,8 @@ const LOCK_NAME: &str = ".cargo-containerize.lock";
 /// run takes a fraction of a second.
 fn hello_binary() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| cargo_build_musl("hello", "hello")).clone()
+    BIN.get_or_init(|| cargo_build_musl("hello", "hello"))
+        .clone()
 }
 
 /// A tool run packaging `binary` in `project`, with its cache in `target`.
@@ -80,7 +81,11 @@ fn oci_output_refuses_a_directory_that_is_not_a_layout_and_leaves_it_as_it_was()
     // A web app's directory: a valid-JSON index.json among other files.
     let web = out.path().join("site");
     fs::create_dir_all(web.join("css")).expect("mkdir");
-    fs::write(web.join("index.json"), br#"{"name": "my-site", "pages": []}"#).expect("write");
+    fs::write(
+        web.join("index.json"),
+        br#"{"name": "my-site", "pages": []}"#,
+    )
+    .expect("write");
     fs::write(web.join("app.js"), b"console.log('hi');\n").expect("write");
     fs::write(web.join("css/style.css"), b"body { margin: 0 }\n").expect("write");
     let before = contents(&web);
@@ -100,7 +105,11 @@ fn oci_output_refuses_a_directory_that_is_not_a_layout_and_leaves_it_as_it_was()
             "choose a new or empty directory",
         ],
     );
-    assert_eq!(snapshot(&web), names_before, "files added or removed: {run}");
+    assert_eq!(
+        snapshot(&web),
+        names_before,
+        "files added or removed: {run}"
+    );
     assert_eq!(contents(&web), before, "files changed: {run}");
 }
 
@@ -412,8 +421,7 @@ fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
             .expect("write");
         f.set_len(24 << 20).expect("grow");
     }
-    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let dir = out.path().join("images");
     fs::create_dir_all(&dir).expect("mkdir");
     // Files that only look like temps: never removed.
@@ -593,7 +601,8 @@ fn a_full_disk_names_the_output_and_the_remedy_and_leaves_nothing_behind() {
         ),
     ];
     for (output, path) in outputs {
-        let run = capture(pack(&project, target.path(), &hello_binary()).args(["--output", &output]));
+        let run =
+            capture(pack(&project, target.path(), &hello_binary()).args(["--output", &output]));
         assert_one_line_error(
             &run,
             &[
@@ -633,8 +642,7 @@ fn a_full_disk_while_adding_to_a_layout_leaves_the_layout_as_it_was() {
     .expect("read urandom");
     bytes.extend_from_slice(&noise);
     fs::write(&big, bytes).expect("write");
-    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let run = capture(
         pack(&project, target.path(), &big)
             .args(["--output", &format!("oci:{}:2", layout.display())]),
