@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 /// Temp paths being written right now, removed by the interrupt handler.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Registers a temp path for removal on interrupt while the guard lives.
-struct Pending(PathBuf);
+/// Registers a path (a temp, or a file no finished output uses yet) for removal on interrupt
+/// while the guard lives.
+pub struct Pending(PathBuf);
 
 impl Pending {
-    fn new(p: &Path) -> Pending {
+    pub fn new(p: &Path) -> Pending {
         if let Ok(mut v) = PENDING.lock() {
             v.push(p.to_path_buf());
         }
@@ -163,6 +164,11 @@ fn write_file_inner(
         .map_err(|e| e.error)
         .with_context(|| format!("cannot rename the finished output to {}", target.display()))?;
     Ok(())
+}
+
+/// Removes what dead runs left beside `target` while writing it (see [`sweep_dead`]).
+pub fn sweep_beside(target: &Path) -> usize {
+    sweep_dead(&parent_of(target), &temp_prefix(target))
 }
 
 /// A temp directory beside `target`, named and held as this run's (see [`lease_prefix`]),

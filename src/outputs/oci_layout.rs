@@ -240,18 +240,42 @@ impl OciLayout {
     ) -> Result<u64> {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+        // Copies of blobs that dead runs were writing here (`.HEX.tmp-PID-…`).
+        let temp_prefixes: std::collections::BTreeSet<String> = fs::read_dir(&blobs)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let end = name.find(".tmp-")? + ".tmp-".len();
+                        Some(name[..end].to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for prefix in temp_prefixes {
+            atomic::sweep_dead(&blobs, &prefix);
+        }
         let mut added = 0;
+        // Until the index that uses them is in place, new blobs go if the run is interrupted.
+        let mut pending = Vec::new();
         for (digest, size) in image.all_blobs() {
             let dst = blobs.join(hex_of(&digest));
-            if !dst.exists() {
-                atomic::link_or_copy(&store.path(&digest), &dst)?;
-                placed.push(dst);
-                added += size;
+            match fs::metadata(&dst) {
+                Ok(m) if m.len() == size => continue,
+                // A blob of the wrong size (truncated): replaced, whole.
+                Ok(_) => atomic::link_or_copy(&store.path(&digest), &dst)?,
+                Err(_) => {
+                    atomic::link_or_copy(&store.path(&digest), &dst)?;
+                    pending.push(atomic::Pending::new(&dst));
+                    placed.push(dst);
+                }
             }
+            added += size;
         }
         let index = index_json(manifests)?;
         atomic::write_file(&dir.join("index.json"), |w| Ok(w.write_all(&index)?))?;
         placed.clear();
+        drop(pending);
         if !dir.join("oci-layout").is_file() {
             atomic::write_file(&dir.join("oci-layout"), |w| Ok(w.write_all(LAYOUT)?))?;
         }
@@ -262,6 +286,7 @@ impl OciLayout {
     /// existing one in place, under its lock, so files others put there stay and concurrent
     /// runs add their tags one after the other.
     fn write_dir(&self, image: &Image, store: &BlobStore) -> Result<u64> {
+        atomic::sweep_beside(&self.path);
         if classify(&self.path)? == Existing::Absent {
             let mut added = 0;
             let created = atomic::create_dir(&self.path, |tmp| {
@@ -286,7 +311,6 @@ impl OciLayout {
         if self.up_to_date(image, old.as_ref()) {
             return Ok(0);
         }
-        atomic::sweep_dead(&self.path, ".index.json.tmp-");
         let mut manifests = kept_entries(old.as_ref(), &self.tag);
         manifests.push(entry(image, &self.tag));
         let mut placed = Vec::new();

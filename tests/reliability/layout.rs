@@ -669,3 +669,33 @@ fn a_full_disk_while_adding_to_a_layout_leaves_the_layout_as_it_was() {
         "temps left beside the layout: {run}"
     );
 }
+
+#[test]
+fn a_truncated_blob_in_a_layout_is_replaced_whole_by_the_next_write() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "1");
+    let write = || {
+        capture(
+            pack(&project, target.path(), &hello_binary())
+                .arg("--output")
+                .arg(layout.reference()),
+        )
+    };
+    write().assert_success();
+    let blob = layout.blob(layout.layer_digests().last().expect("a layer"));
+    let whole = fs::read(&blob).expect("blob");
+    // Cut the blob in a copy (the layout's blob may share its inode with the cache's).
+    fs::remove_file(&blob).expect("unlink");
+    fs::write(&blob, &whole[..whole.len() / 2]).expect("write");
+    write().assert_success();
+    assert_eq!(fs::read(&blob).expect("blob"), whole);
+    capture(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &layout.reference(),
+        &format!("oci:{}:1", out.path().join("copy").display()),
+    ]))
+    .assert_success();
+}
