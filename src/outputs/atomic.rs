@@ -407,6 +407,14 @@ pub fn sweep_dead(dir: &Path, prefix: &str) -> usize {
         if !is_gone(pid, start) {
             continue;
         }
+        // Only what we make: a file or a directory (opening a FIFO would block; a symlink
+        // leads elsewhere).
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_file() && !kind.is_dir() {
+            continue;
+        }
         let path = entry.path();
         // Opening a directory read-only is allowed, and flock works on it.
         let Ok(f) = fs::File::open(&path) else {
@@ -415,7 +423,7 @@ pub fn sweep_dead(dir: &Path, prefix: &str) -> usize {
         if !matches!(try_flock(&f), Ok(true)) {
             continue;
         }
-        let gone = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let gone = if kind.is_dir() {
             fs::remove_dir_all(&path)
         } else {
             fs::remove_file(&path)
