@@ -522,19 +522,22 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
 pub struct DiskFull {
     pub path: PathBuf,
     pub quota: bool,
+    /// What to do besides freeing space, e.g. "choose another output path".
+    pub remedy: &'static str,
 }
 
 impl std::fmt::Display for DiskFull {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "cannot write {}: the disk is full ({}); free some space there or choose another output path",
+            "cannot write {}: the disk is full ({}); free some space there or {}",
             self.path.display(),
             if self.quota {
                 "disk quota exceeded"
             } else {
                 "no space left on device"
-            }
+            },
+            self.remedy
         )
     }
 }
@@ -558,6 +561,12 @@ fn full_kind(e: &std::io::Error) -> Option<bool> {
 /// Turns an error caused by a full disk (anywhere in its chain) into [`DiskFull`] naming
 /// `path`, the output being written; other errors pass through unchanged.
 pub fn disk_full_remedy(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    disk_full_remedy_with(e, path, "choose another output path")
+}
+
+/// [`disk_full_remedy`] for what is not an output (a cache, say), with its own `remedy`
+/// (e.g. "pass another --target-dir").
+pub fn disk_full_remedy_with(e: anyhow::Error, path: &Path, remedy: &'static str) -> anyhow::Error {
     let quota = e.chain().find_map(|cause| {
         if let Some(full) = cause.downcast_ref::<DiskFull>() {
             return Some(full.quota);
@@ -568,6 +577,7 @@ pub fn disk_full_remedy(e: anyhow::Error, path: &Path) -> anyhow::Error {
         Some(quota) => DiskFull {
             path: path.to_path_buf(),
             quota,
+            remedy,
         }
         .into(),
         None => e,

@@ -1,5 +1,13 @@
 //! `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`: the OCI image layout, as a directory or as a
-//! tar of that directory. A directory that already holds a layout keeps its other tags.
+//! tar of that directory.
+//!
+//! A new layout is written whole in a temp directory and renamed into place. An existing one
+//! (only a directory with an `oci-layout` file is one) is updated in place, under an advisory
+//! lock (`.cargo-containerize.lock`, as containers/image and umoci lock theirs) so concurrent
+//! runs add their tags one after the other: blobs first, then index.json by rename, then the
+//! blobs no tag reaches any more are removed. Its other tags, and every file it holds besides
+//! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
+//! refused.
 
 use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
