@@ -3,7 +3,7 @@
 //!
 //! A new layout is written whole in a temp directory and renamed into place. An existing one
 //! (only a directory with an `oci-layout` file is one) is updated in place, under an advisory
-//! lock (`.cargo-containerize.lock`, as containers/image and umoci lock theirs) so concurrent
+//! lock (flock on `.cargo-containerize.lock`, a dot-file skopeo and umoci ignore) so concurrent
 //! runs add their tags one after the other: blobs first, then index.json by rename, then the
 //! blobs no tag reaches any more are removed. Its other tags, and every file it holds besides
 //! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
