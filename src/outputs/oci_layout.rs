@@ -81,23 +81,36 @@ fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Whether `name` is a sha256 hex digest: the only names taken as blobs.
+fn is_sha256_hex(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Every blob reachable from `entries` in the layout at `dir`: indexes and manifests are read
 /// and followed to their manifests, configs and layers.
 fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String> {
+    // Registries refuse manifests over 4 MiB; bigger blobs are layers, not read.
+    const DOCUMENT_MAX: u64 = 4 << 20;
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<Value> = entries.to_vec();
     while let Some(d) = todo.pop() {
         let Some(digest) = d.get("digest").and_then(Value::as_str) else {
             continue;
         };
+        let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
+            continue;
+        };
         if !seen.insert(digest.to_string()) {
             continue;
         }
-        let doc = fs::read(dir.join("blobs/sha256").join(hex_of(digest)))
+        let path = dir.join("blobs/sha256").join(hex);
+        let doc = fs::metadata(&path)
             .ok()
+            .filter(|m| m.len() <= DOCUMENT_MAX)
+            .and_then(|_| fs::read(&path).ok())
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         if let Some(doc) = doc {
-            for key in ["manifests", "layers"] {
+            for key in ["manifests", "layers", "blobs"] {
                 todo.extend(
                     doc.get(key)
                         .and_then(Value::as_array)
@@ -207,9 +220,8 @@ fn collect_garbage(dir: &Path, entries: &[Value]) {
     };
     for f in files.flatten() {
         let name = f.file_name().to_string_lossy().into_owned();
-        let is_digest =
-            name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if is_digest && !keep.contains(&name) && f.file_type().is_ok_and(|t| t.is_file()) {
+        if is_sha256_hex(&name) && !keep.contains(&name) && f.file_type().is_ok_and(|t| t.is_file())
+        {
             let _ = fs::remove_file(f.path());
         }
     }

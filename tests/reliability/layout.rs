@@ -699,3 +699,50 @@ fn a_truncated_blob_in_a_layout_is_replaced_whole_by_the_next_write() {
     ]))
     .assert_success();
 }
+
+#[test]
+fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "1");
+    let write = |env: &str| {
+        capture(
+            pack(&project, target.path(), &hello_binary())
+                .args(["--env", env])
+                .arg("--output")
+                .arg(layout.reference()),
+        )
+        .assert_success()
+        .digest()
+    };
+    write("MODE=first");
+    fs::write(layout.dir.join("README.txt"), b"notes\n").expect("write");
+    // Not a blob name: kept whatever it is.
+    fs::write(layout.dir.join("blobs/sha256/NOTES"), b"mine\n").expect("write");
+    let digest = write("MODE=second");
+    let manifest = layout.manifest();
+    let mut want: BTreeSet<String> = manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .chain([&manifest["config"]])
+        .map(|d| d["digest"].as_str().expect("digest").to_string())
+        .collect();
+    want.insert(digest);
+    let mut have: BTreeSet<String> = fs::read_dir(layout.dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(have.remove("NOTES"));
+    let want: BTreeSet<String> = want
+        .iter()
+        .map(|d| d.trim_start_matches("sha256:").to_string())
+        .collect();
+    assert_eq!(have, want);
+    assert_eq!(
+        fs::read(layout.dir.join("README.txt")).expect("README kept"),
+        b"notes\n"
+    );
+}
