@@ -399,6 +399,12 @@ fn own_start_time() -> u64 {
         .expect("number")
 }
 
+/// The interval of a bounded poll (not a wait for something: the loop checks a condition),
+/// short enough to catch a run in the middle of writing, long enough to leave it the CPU.
+fn poll_pause() {
+    std::thread::sleep(Duration::from_millis(2));
+}
+
 /// A PID that no process has now: one of a child that has exited and been reaped.
 fn dead_pid() -> u32 {
     let mut child = Command::new("true").spawn().expect("spawn true");
@@ -449,6 +455,7 @@ fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
             if child.try_wait().expect("try_wait").is_some() {
                 break;
             }
+            poll_pause();
         }
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
@@ -745,4 +752,61 @@ fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
         fs::read(layout.dir.join("README.txt")).expect("README kept"),
         b"notes\n"
     );
+}
+
+#[test]
+fn sigterm_while_writing_leaves_the_previous_output_and_no_temp() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let big = out.path().join("big-hello");
+    {
+        let mut f = fs::File::create(&big).expect("create");
+        f.write_all(&fs::read(hello_binary()).expect("read binary"))
+            .expect("write");
+        f.set_len(24 << 20).expect("grow");
+    }
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let dir = out.path().join("images");
+    fs::create_dir_all(&dir).expect("mkdir");
+    let archive = dir.join("app.tar");
+    fs::write(&archive, b"the previous archive\n").expect("write");
+    let output = format!("docker-archive:{}", archive.display());
+    for _attempt in 0..3 {
+        let child = pack(&project, target.path(), &big)
+            .args(["--output", &output])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the tool");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut seen = false;
+        while !seen && Instant::now() < deadline {
+            seen = !names_with(&dir, ".app.tar.tmp-").is_empty();
+            poll_pause();
+        }
+        capture(Command::new("kill").args(["-TERM", &child.id().to_string()])).assert_success();
+        let done = child.wait_with_output().expect("wait");
+        if done.status.success() {
+            // It finished before the signal: put the previous archive back and try again.
+            fs::write(&archive, b"the previous archive\n").expect("write");
+            continue;
+        }
+        assert_eq!(done.status.code(), Some(130));
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert!(
+            stderr.trim_end().ends_with(
+                "error: interrupted; unfinished outputs were removed and existing ones left as they were"
+            ),
+            "{stderr}"
+        );
+        assert_eq!(
+            fs::read(&archive).expect("archive"),
+            b"the previous archive\n"
+        );
+        assert_eq!(snapshot(&dir), BTreeSet::from(["app.tar".to_string()]));
+        return;
+    }
+    panic!("no run was interrupted while writing");
 }
