@@ -185,6 +185,7 @@ fn plan_outputs(
             req.registry.clone(),
         )?));
     }
+    outputs::check_distinct(&list)?;
     for o in &list {
         o.preflight()?;
     }

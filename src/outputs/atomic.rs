@@ -1,22 +1,27 @@
 //! Outputs appear whole or not at all: everything is written under a temp name beside the
 //! target and renamed into place only on success. A failed or interrupted run leaves the old
-//! output untouched (the temp name is removed on drop; a killed process leaves a dot-file
-//! that the next run of the same output ignores).
+//! output untouched (the temp name is removed on drop or on Ctrl-C).
+//!
+//! A temp name says who owns it (`.NAME.tmp-PID-START-XXXXXX`, see [`lease_prefix`]) and its
+//! owner holds an advisory lock on it while alive, so the next write of the same output removes
+//! what a killed run (SIGKILL, power loss) left behind, and never a live run's temp.
 
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Temp paths being written right now, removed by the interrupt handler.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Registers a temp path for removal on interrupt while the guard lives.
-struct Pending(PathBuf);
+/// Registers a path (a temp, or a file no finished output uses yet) for removal on interrupt
+/// while the guard lives.
+pub struct Pending(PathBuf);
 
 impl Pending {
-    fn new(p: &Path) -> Pending {
+    pub fn new(p: &Path) -> Pending {
         if let Ok(mut v) = PENDING.lock() {
             v.push(p.to_path_buf());
         }
@@ -120,40 +125,126 @@ pub fn check_writable(target: &Path, want_dir: bool, what: &str) -> Result<()> {
         })
 }
 
-/// Writes a file through `fill`, then renames it to `target`.
+/// Writes a file through `fill`, then renames it to `target`. Temps of dead runs that wrote
+/// `target` are removed first; a full disk is reported as [`DiskFull`].
 pub fn write_file(
+    target: &Path,
+    fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
+) -> Result<()> {
+    write_file_inner(target, fill).map_err(|e| disk_full_remedy(e, target))
+}
+
+fn write_file_inner(
     target: &Path,
     fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
 ) -> Result<()> {
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    sweep_dead(&parent, &temp_prefix(target));
     let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(target))
+        .prefix(&lease_prefix(&temp_prefix(target)))
         .permissions(readable(0o666))
         .tempfile_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
+    hold(tmp.as_file());
     let _pending = Pending::new(tmp.path());
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w)?;
         w.flush()?;
     }
-    tmp.as_file().sync_all().ok();
+    if let Err(e) = tmp.as_file().sync_all() {
+        // Data the disk had no room for shows up here on some file systems; other fsync
+        // failures (a file system without it) do not make the written bytes wrong.
+        if full_kind(&e).is_some() {
+            return Err(e.into());
+        }
+    }
     tmp.persist(target)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot rename the finished output to {}", target.display()))?;
     Ok(())
 }
 
-/// Builds a directory through `fill` (given the temp directory), then swaps it in for `target`.
-pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// Removes what dead runs left beside `target` while writing it (see [`sweep_dead`]).
+pub fn sweep_beside(target: &Path) -> usize {
+    sweep_dead(&parent_of(target), &temp_prefix(target))
+}
+
+/// A temp directory beside `target`, named and held as this run's (see [`lease_prefix`]),
+/// after removing those of dead runs. The returned file keeps the lease while open.
+fn temp_dir_for(target: &Path) -> Result<(tempfile::TempDir, fs::File)> {
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    sweep_dead(&parent, &temp_prefix(target));
     let tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(target))
+        .prefix(&lease_prefix(&temp_prefix(target)))
         .permissions(readable(0o777))
         .tempdir_in(&parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let lease = fs::File::open(tmp.path())
+        .with_context(|| format!("cannot open {}", tmp.path().display()))?;
+    hold(&lease);
+    Ok((tmp, lease))
+}
+
+/// Builds a new directory through `fill` (given the temp directory) and renames it to
+/// `target` if nothing is there. Returns false, and leaves what is there alone, when `target`
+/// exists (made by another run meanwhile); the caller then updates it in place.
+pub fn create_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
+    let created = || -> Result<bool> {
+        let (tmp, _lease) = temp_dir_for(target)?;
+        let _pending = Pending::new(tmp.path());
+        fill(tmp.path())?;
+        if !rename_noreplace(tmp.path(), target)? {
+            return Ok(false); // tmp is removed on drop
+        }
+        // The temp dir was renamed away; forget it without trying to remove it.
+        let _ = tmp.keep();
+        Ok(true)
+    };
+    created().map_err(|e| disk_full_remedy(e, target))
+}
+
+/// Renames `from` to `to` unless `to` exists; false if it does.
+fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(true),
+            Err(nix::errno::Errno::EEXIST) => return Ok(false),
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {}
+            Err(e) => {
+                return Err(std::io::Error::from(e)).with_context(|| {
+                    format!("cannot rename the finished output to {}", to.display())
+                });
+            }
+        }
+    }
+    // Without RENAME_NOREPLACE: a directory renamed onto a non-empty one fails anyway; onto an
+    // empty one made meanwhile it replaces nothing of value.
+    if to.exists() {
+        return Ok(false);
+    }
+    match fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(_) if to.exists() => Ok(false),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot rename the finished output to {}", to.display()))
+        }
+    }
+}
+
+/// Builds a directory through `fill` (given the temp directory), then swaps it in for `target`,
+/// replacing all of it (for directories the tool owns whole, like a rendered root).
+pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    write_dir_inner(target, fill).map_err(|e| disk_full_remedy(e, target))
+}
+
+fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = parent_of(target);
+    let (tmp, _lease) = temp_dir_for(target)?;
     let _pending = Pending::new(tmp.path());
     fill(tmp.path())?;
     if exchange(tmp.path(), target)? {
@@ -163,7 +254,7 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
     if target.exists() {
         // Move the old directory aside first, so there is never a moment with a mix of both.
         let old = tempfile::Builder::new()
-            .prefix(&temp_prefix(target))
+            .prefix(&lease_prefix(&temp_prefix(target)))
             .tempdir_in(&parent)?;
         let old_path = old.path().join("old");
         fs::rename(target, &old_path)
@@ -211,12 +302,390 @@ fn exchange(_new: &Path, _target: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Puts a copy of `src` at `dst`: a hard link when both are on one file system, else a copy.
+/// Puts a copy of `src` at `dst`: a hard link when both are on one file system, else a copy
+/// written under a temp name and renamed into place, so `dst` is never half there.
 pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
     if fs::hard_link(src, dst).is_ok() {
         return Ok(());
     }
-    fs::copy(src, dst)
-        .map(drop)
-        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))
+    let mut from = fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
+    write_file(dst, |w| {
+        std::io::copy(&mut from, w)
+            .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases: temp names that tell whether the run that made them is still alive.
+
+/// This process as `(PID, START)`: START is its start time in clock ticks since boot (field 22
+/// of `/proc/self/stat`), which a later process reusing the PID does not share. None where
+/// there is no /proc (then no temp is ever judged dead).
+fn me() -> Option<(u32, u64)> {
+    static ME: OnceLock<Option<(u32, u64)>> = OnceLock::new();
+    *ME.get_or_init(|| {
+        let pid = std::process::id();
+        proc_stat(pid).map(|(_, start)| (pid, start))
+    })
+}
+
+/// `(state, start time)` of a process from `/proc/PID/stat`; None if there is no such process
+/// (or no /proc). Hand-parsed: two fields of one line, not worth a crate.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `PID (COMM) STATE PPID …`: COMM may hold spaces and parentheses, so split after the last `)`.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The start of a temp name owned by this process: `{prefix}{PID}-{START}-`; the caller (or
+/// `tempfile`) appends something random. [`sweep_dead`] with the same `prefix` removes such
+/// names once their owner has exited.
+pub fn lease_prefix(prefix: &str) -> String {
+    let (pid, start) = me().unwrap_or((std::process::id(), 0));
+    format!("{prefix}{pid}-{start}-")
+}
+
+/// The owner written into a temp name by [`lease_prefix`], if `name` is one of `prefix`'s.
+fn owner_of(name: &str, prefix: &str) -> Option<(u32, u64)> {
+    let mut parts = name.strip_prefix(prefix)?.splitn(3, '-');
+    let pid = parts.next()?;
+    let start = parts.next()?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(start) || parts.next().is_none_or(str::is_empty) {
+        return None;
+    }
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// Whether the process `(pid, start)` has certainly exited: no such PID, a zombie, or the PID
+/// now names a process started at another time.
+fn is_gone(pid: u32, start: u64) -> bool {
+    if me().is_none() || me() == Some((pid, start)) {
+        return false;
+    }
+    match proc_stat(pid) {
+        None => !Path::new(&format!("/proc/{pid}")).exists(),
+        Some((state, started)) => matches!(state, 'Z' | 'X') || started != start,
+    }
+}
+
+/// Takes an exclusive flock on `file` if free: Ok(false) when another holder has it.
+/// (Called through fs4's trait by name: newer std has a `File::try_lock` of its own.)
+fn try_flock(file: &fs::File) -> std::io::Result<bool> {
+    match fs4::FileExt::try_lock(file) {
+        Ok(()) => Ok(true),
+        Err(fs4::TryLockError::WouldBlock) => Ok(false),
+        Err(fs4::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Marks a temp file or directory as owned by a live run for as long as `file` stays open: a
+/// run in another PID namespace (a container sharing the directory) cannot judge the PID in
+/// its name, but sees the lock.
+pub fn hold(file: &fs::File) {
+    let _ = try_flock(file);
+}
+
+/// Removes the entries of `dir` named `{prefix}{PID}-{START}-…` (see [`lease_prefix`]) whose
+/// owner has exited and holds no lock on them; files and directories alike. Entries named
+/// otherwise, and those of live runs, are left alone. Returns how many were removed.
+pub fn sweep_dead(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, start)) = name.to_str().and_then(|n| owner_of(n, prefix)) else {
+            continue;
+        };
+        if !is_gone(pid, start) {
+            continue;
+        }
+        // Only what we make: a file or a directory (opening a FIFO would block; a symlink
+        // leads elsewhere).
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_file() && !kind.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        // Opening a directory read-only is allowed, and flock works on it.
+        let Ok(f) = fs::File::open(&path) else {
+            continue;
+        };
+        if !matches!(try_flock(&f), Ok(true)) {
+            continue;
+        }
+        let gone = if kind.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks: writers of one output directory take turns.
+
+/// The advisory lock file inside an output directory. A dot-file: skopeo and umoci ignore it.
+pub const LOCK_NAME: &str = ".cargo-containerize.lock";
+
+/// The environment variable that bounds the wait for a lock (seconds, or e.g. `2m`).
+pub const LOCK_TIMEOUT_VAR: &str = "CARGO_CONTAINERIZE_LOCK_TIMEOUT";
+
+/// How long to wait for a lock: [`LOCK_TIMEOUT_VAR`], else 10 minutes.
+pub fn lock_timeout() -> Result<Duration> {
+    match std::env::var_os(LOCK_TIMEOUT_VAR) {
+        None => Ok(Duration::from_secs(600)),
+        Some(raw) => parse_timeout(&raw.to_string_lossy()),
+    }
+}
+
+/// A [`LOCK_TIMEOUT_VAR`] value: whole seconds, or a duration such as `90s` or `2m`.
+fn parse_timeout(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    text.parse::<u64>()
+        .map(Duration::from_secs)
+        .or_else(|_| humantime::parse_duration(text))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{LOCK_TIMEOUT_VAR}={text} is not a duration; give seconds (e.g. 600) or e.g. 10m"
+            )
+        })
+}
+
+/// An exclusive advisory lock (flock) on `DIR/.cargo-containerize.lock`, released on drop.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+}
+
+/// Takes the lock of the output directory `dir` (which must exist), waiting for another run
+/// that holds it for at most [`lock_timeout`], and saying so while it waits.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join(LOCK_NAME);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| disk_full_remedy(e.into(), dir))
+        .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+    let take =
+        |f: &fs::File| try_flock(f).with_context(|| format!("cannot lock {}", path.display()));
+    if take(&file)? {
+        return Ok(DirLock { _file: file });
+    }
+    let timeout = lock_timeout()?;
+    eprintln!(
+        "{:>12} for the lock on {} held by another run (at most {})",
+        "Waiting",
+        dir.display(),
+        humantime::format_duration(timeout)
+    );
+    // Polled, not a blocking flock: a blocking one cannot be given a deadline without a
+    // signal or a second thread.
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if take(&file)? {
+            return Ok(DirLock { _file: file });
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            bail!(
+                "timed out after {} waiting for the lock on {} held by another run; let that run finish, or raise {LOCK_TIMEOUT_VAR}",
+                humantime::format_duration(timeout),
+                dir.display()
+            );
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk: say so, name the output, and the remedy.
+
+/// A write that failed because the disk (or the user's quota) is full.
+#[derive(Debug)]
+pub struct DiskFull {
+    pub path: PathBuf,
+    pub quota: bool,
+    /// What to do besides freeing space, e.g. "choose another output path".
+    pub remedy: &'static str,
+}
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot write {}: the disk is full ({}); free some space there or {}",
+            self.path.display(),
+            if self.quota {
+                "disk quota exceeded"
+            } else {
+                "no space left on device"
+            },
+            self.remedy
+        )
+    }
+}
+
+impl std::error::Error for DiskFull {}
+
+/// Whether an I/O error is ENOSPC or EDQUOT, as `Some(quota)`.
+fn full_kind(e: &std::io::Error) -> Option<bool> {
+    use std::io::ErrorKind;
+    match (e.raw_os_error(), e.kind()) {
+        (Some(28), _) | (_, ErrorKind::StorageFull) => Some(false),
+        (Some(122), _) | (_, ErrorKind::QuotaExceeded) => Some(true),
+        _ => {
+            // Wrappers (the tar crate's errors) keep the kind but may hide the code.
+            let inner = e.get_ref()?.source()?.downcast_ref::<std::io::Error>()?;
+            full_kind(inner)
+        }
+    }
+}
+
+/// Turns an error caused by a full disk (anywhere in its chain) into [`DiskFull`] naming
+/// `path`, the output being written; other errors pass through unchanged.
+pub fn disk_full_remedy(e: anyhow::Error, path: &Path) -> anyhow::Error {
+    disk_full_remedy_with(e, path, "choose another output path")
+}
+
+/// [`disk_full_remedy`] for what is not an output (a cache, say), with its own `remedy`
+/// (e.g. "pass another --target-dir").
+pub fn disk_full_remedy_with(e: anyhow::Error, path: &Path, remedy: &'static str) -> anyhow::Error {
+    let quota = e.chain().find_map(|cause| {
+        if let Some(full) = cause.downcast_ref::<DiskFull>() {
+            return Some(full.quota);
+        }
+        full_kind(cause.downcast_ref::<std::io::Error>()?)
+    });
+    match quota {
+        Some(quota) => DiskFull {
+            path: path.to_path_buf(),
+            quota,
+            remedy,
+        }
+        .into(),
+        None => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_carry_their_owner() {
+        let prefix = lease_prefix(".app.tar.tmp-");
+        let (pid, start) = me().expect("/proc");
+        assert_eq!(prefix, format!(".app.tar.tmp-{pid}-{start}-"));
+        assert_eq!(
+            owner_of(&format!("{prefix}Xy12"), ".app.tar.tmp-"),
+            Some((pid, start))
+        );
+        for foreign in [
+            ".app.tar.tmp-notes",
+            ".app.tar.tmp-1-2",
+            ".app.tar.tmp-1-2-",
+            ".app.tar.tmp--2-x",
+            ".app.tar.tmp-1x-2-x",
+            ".other.tmp-1-2-x",
+        ] {
+            assert_eq!(owner_of(foreign, ".app.tar.tmp-"), None, "{foreign}");
+        }
+        assert!(!is_gone(pid, start), "this process is alive");
+        assert!(is_gone(pid, start + 1), "same PID, another start: reused");
+    }
+
+    #[test]
+    fn sweeping_removes_only_dead_owners_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = dir.path().join(format!("{}abc", lease_prefix(".o.tmp-")));
+        let gone = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
+        let gone_dir = dir.path().join(format!(".o.tmp-{dead}-5-dir"));
+        let other = dir.path().join(format!(".p.tmp-{dead}-5-abc"));
+        let plain = dir.path().join(".o.tmp-abcdef");
+        for f in [&live, &gone, &other, &plain] {
+            fs::write(f, b"x").unwrap();
+        }
+        fs::create_dir_all(gone_dir.join("blobs")).unwrap();
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 2);
+        assert!(live.exists() && other.exists() && plain.exists());
+        assert!(!gone.exists() && !gone_dir.exists());
+    }
+
+    #[test]
+    fn a_locked_temp_of_an_unknown_pid_is_kept() {
+        // What a run in another PID namespace looks like: a PID we cannot see, a lock held.
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let held = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
+        fs::write(&held, b"x").unwrap();
+        let f = fs::File::open(&held).unwrap();
+        hold(&f);
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 0);
+        drop(f);
+        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 1);
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_through_wrappers() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let e = disk_full_remedy(
+            anyhow::Error::from(enospc).context("writing layer"),
+            Path::new("/out/img.tar"),
+        );
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("cannot write /out/img.tar: the disk is full"),
+            "{text}"
+        );
+        assert!(text.contains("free some space"), "{text}");
+        // The tar crate wraps the error, keeping its kind.
+        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "failed to write entry");
+        assert!(disk_full_remedy(wrapped.into(), Path::new("x")).is::<DiskFull>());
+        let quota = std::io::Error::from_raw_os_error(122);
+        let text = disk_full_remedy(quota.into(), Path::new("x")).to_string();
+        assert!(text.contains("disk quota exceeded"), "{text}");
+        let other = std::io::Error::from_raw_os_error(13);
+        assert!(!disk_full_remedy(other.into(), Path::new("x")).is::<DiskFull>());
+    }
+
+    #[test]
+    fn lock_timeouts_are_seconds_or_durations() {
+        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
+        let e = parse_timeout("soon").unwrap_err().to_string();
+        assert!(e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_dir(dir.path()).unwrap();
+        // Another open file description of the same lock file: flock conflicts with it.
+        let other = fs::File::open(dir.path().join(LOCK_NAME)).unwrap();
+        assert!(!try_flock(&other).unwrap());
+        drop(first);
+        assert!(try_flock(&other).unwrap());
+    }
 }

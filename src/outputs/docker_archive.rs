@@ -138,6 +138,13 @@ impl Output for DockerArchive {
         atomic::check_writable(&self.path, false, &self.describe())
     }
 
+    fn destination(&self) -> Option<super::Destination> {
+        Some(super::Destination {
+            path: self.path.clone(),
+            tag: None,
+        })
+    }
+
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let img = pick_platform(image, self.platform)?;
         let mut total = 0;

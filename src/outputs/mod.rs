@@ -12,7 +12,7 @@ use crate::blobs::BlobStore;
 use crate::image::Image;
 use anyhow::{Result, bail};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What an output reports once written.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -40,6 +40,75 @@ pub trait Output {
     fn preflight(&self) -> Result<()>;
     /// Writes the image; all or nothing.
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written>;
+    /// The file or directory this output writes on this machine, if any.
+    fn destination(&self) -> Option<Destination> {
+        None
+    }
+}
+
+/// Where an output writes: a file it replaces whole, or a tag in a layout directory (which
+/// holds many tags).
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub path: PathBuf,
+    /// The tag, for an `oci:` directory; None for a file.
+    pub tag: Option<String>,
+}
+
+/// `path` made absolute with every symbolic link and `..` resolved as far as it exists (the
+/// rest, not yet made, is taken as written), so two spellings of one place compare equal.
+fn canonical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out = std::fs::canonicalize(out.join("..")).unwrap_or_else(|_| {
+                    out.pop();
+                    out
+                });
+            }
+            other => {
+                out.push(other);
+                if let Ok(real) = std::fs::canonicalize(&out) {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Refuses, before any work, two outputs of one run that would write the same file, or the
+/// same tag of the same layout: the second would silently replace the first.
+pub fn check_distinct(outputs: &[Box<dyn Output>]) -> Result<()> {
+    let mut seen: Vec<(PathBuf, Option<String>, String)> = Vec::new();
+    for o in outputs {
+        let Some(d) = o.destination() else { continue };
+        let path = canonical(&d.path);
+        for (p, tag, other) in &seen {
+            if *p != path {
+                continue;
+            }
+            match (tag, &d.tag) {
+                (Some(a), Some(b)) if a != b => {}
+                (Some(_), Some(_)) => bail!(
+                    "--output {other} and --output {} write the same tag into {}; give each its own tag or directory",
+                    o.describe(),
+                    path.display()
+                ),
+                _ => bail!(
+                    "--output {other} and --output {} both write {}; give each output its own path",
+                    o.describe(),
+                    path.display()
+                ),
+            }
+        }
+        seen.push((path, d.tag, o.describe()));
+    }
+    Ok(())
 }
 
 /// Names used when an output gives no tag or reference of its own.
@@ -140,6 +209,37 @@ mod tests {
                 .describe(),
             "docker-archive:a.tar:ghcr.io/o/app:1"
         );
+    }
+
+    #[test]
+    fn one_place_spelled_two_ways_is_one_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        let want = canonical(&real.join("a.tar"));
+        for spelled in [
+            "link/a.tar",
+            "real/./a.tar",
+            "real/new/../a.tar",
+            "link/../real/a.tar",
+        ] {
+            assert_eq!(canonical(&dir.path().join(spelled)), want, "{spelled}");
+        }
+        let outputs = |specs: &[String]| -> Vec<Box<dyn Output>> {
+            specs.iter().map(|s| parse(s, &d()).unwrap()).collect()
+        };
+        let at = |rel: &str| dir.path().join(rel).display().to_string();
+        let clash = outputs(&[
+            format!("oci-archive:{}", at("real/a.tar")),
+            format!("docker-archive:{}", at("link/a.tar")),
+        ]);
+        let e = check_distinct(&clash).unwrap_err().to_string();
+        assert!(e.contains("both write") && !e.contains('\n'), "{e}");
+        let same_tag = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:1", at("l/."))]);
+        assert!(check_distinct(&same_tag).is_err());
+        let two_tags = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:2", at("l"))]);
+        assert!(check_distinct(&two_tags).is_ok());
     }
 
     #[test]

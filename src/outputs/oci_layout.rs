@@ -1,5 +1,13 @@
 //! `oci:DIR[:TAG]` and `oci-archive:FILE[:TAG]`: the OCI image layout, as a directory or as a
-//! tar of that directory. A directory that already holds a layout keeps its other tags.
+//! tar of that directory.
+//!
+//! A new layout is written whole in a temp directory and renamed into place. An existing one
+//! (only a directory with an `oci-layout` file is one) is updated in place, under an advisory
+//! lock (flock on `.cargo-containerize.lock`, a dot-file skopeo and umoci ignore) so concurrent
+//! runs add their tags one after the other: blobs first, then index.json by rename, then the
+//! blobs no tag reaches any more are removed. Its other tags, and every file it holds besides
+//! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
+//! refused.
 
 use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
@@ -56,7 +64,6 @@ fn entry(image: &Image, tag: &str) -> Value {
     d
 }
 
-/// index.json: the entries of `old` for other tags, then ours.
 /// The entries of an existing index.json that other tags keep.
 fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
     old.and_then(|o| o.get("manifests"))
@@ -74,23 +81,36 @@ fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Whether `name` is a sha256 hex digest: the only names taken as blobs.
+fn is_sha256_hex(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Every blob reachable from `entries` in the layout at `dir`: indexes and manifests are read
 /// and followed to their manifests, configs and layers.
 fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String> {
+    // Registries refuse manifests over 4 MiB; bigger blobs are layers, not read.
+    const DOCUMENT_MAX: u64 = 4 << 20;
     let mut seen = std::collections::BTreeSet::new();
     let mut todo: Vec<Value> = entries.to_vec();
     while let Some(d) = todo.pop() {
         let Some(digest) = d.get("digest").and_then(Value::as_str) else {
             continue;
         };
+        let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
+            continue;
+        };
         if !seen.insert(digest.to_string()) {
             continue;
         }
-        let doc = fs::read(dir.join("blobs/sha256").join(hex_of(digest)))
+        let path = dir.join("blobs/sha256").join(hex);
+        let doc = fs::metadata(&path)
             .ok()
+            .filter(|m| m.len() <= DOCUMENT_MAX)
+            .and_then(|_| fs::read(&path).ok())
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
         if let Some(doc) = doc {
-            for key in ["manifests", "layers"] {
+            for key in ["manifests", "layers", "blobs"] {
                 todo.extend(
                     doc.get(key)
                         .and_then(Value::as_array)
@@ -104,9 +124,8 @@ fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String
     seen
 }
 
-fn index_json(image: &Image, tag: &str, old: Option<&Value>) -> Result<Vec<u8>> {
-    let mut manifests = kept_entries(old, tag);
-    manifests.push(entry(image, tag));
+/// index.json listing `manifests`.
+fn index_json(manifests: Vec<Value>) -> Result<Vec<u8>> {
     let index = json!({
         "schemaVersion": 2,
         "mediaType": crate::image::INDEX_MEDIA_TYPE,
@@ -115,27 +134,97 @@ fn index_json(image: &Image, tag: &str, old: Option<&Value>) -> Result<Vec<u8>> 
     crate::image::canonical_json(&index)
 }
 
-fn read_existing(dir: &Path) -> Result<Option<Value>> {
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let index = dir.join("index.json");
-    if !index.is_file() {
-        if fs::read_dir(dir)?.next().is_none() {
-            return Ok(None);
-        }
+/// What an `oci:` directory's path holds now.
+#[derive(Debug, PartialEq, Eq)]
+enum Existing {
+    /// Nothing: the layout is made whole in a temp directory and renamed into place.
+    Absent,
+    /// An OCI layout (it has `oci-layout`), an empty directory, or a layout this tool began
+    /// and did not finish: updated in place, under the lock.
+    Layout,
+}
+
+/// Sorts out what is at `dir`. Only a directory with an `oci-layout` file is an OCI layout;
+/// any other directory with files in it is someone else's and is refused, untouched.
+fn classify(dir: &Path) -> Result<Existing> {
+    let meta = match fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Existing::Absent),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if !meta.is_dir() {
         bail!(
-            "{} exists and is not an OCI image layout; remove it or choose another output directory",
+            "{} exists and is not a directory; remove it or choose another output directory",
             dir.display()
         );
     }
-    let v = serde_json::from_slice(&fs::read(&index)?).with_context(|| {
+    if dir.join("oci-layout").is_file() {
+        return Ok(Existing::Layout);
+    }
+    let names: Vec<String> = fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let ours = |n: &String| {
+        n == atomic::LOCK_NAME
+            || n == "blobs"
+            || n == "index.json"
+            || n.starts_with(".index.json.tmp-")
+            || n.starts_with(".oci-layout.tmp-")
+    };
+    let empty = names.iter().all(|n| n == atomic::LOCK_NAME);
+    // A first write that was cut short: our lock file, blobs and at most an index.
+    let unfinished = names.iter().any(|n| n == atomic::LOCK_NAME) && names.iter().all(ours);
+    if empty || unfinished {
+        return Ok(Existing::Layout);
+    }
+    bail!(
+        "{} is not empty and is not an OCI image layout (it has no oci-layout file); choose a new or empty directory",
+        dir.display()
+    )
+}
+
+/// The index.json of the layout at `dir`, if it has one.
+fn read_existing(dir: &Path) -> Result<Option<Value>> {
+    let index = dir.join("index.json");
+    let bytes = match fs::read(&index) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", index.display())),
+    };
+    let v: Value = serde_json::from_slice(&bytes).with_context(|| {
         format!(
-            "{} is not valid JSON; remove the directory or choose another",
+            "{} is not valid JSON; repair or remove it, or choose another output directory",
             index.display()
         )
     })?;
+    if !v.get("manifests").is_some_and(Value::is_array) {
+        bail!(
+            "{} is not an OCI image index (it has no manifests list); repair or remove it, or choose another output directory",
+            index.display()
+        );
+    }
     Ok(Some(v))
+}
+
+/// Removes the blobs of `dir` that no entry of its index reaches any more (what only a
+/// replaced tag used). Only files named by a sha256 digest are blobs; nothing else is touched.
+fn collect_garbage(dir: &Path, entries: &[Value]) {
+    let keep: std::collections::BTreeSet<String> = reachable(dir, entries)
+        .iter()
+        .map(|d| hex_of(d).to_string())
+        .collect();
+    let Ok(files) = fs::read_dir(dir.join("blobs/sha256")) else {
+        return;
+    };
+    for f in files.flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if is_sha256_hex(&name) && !keep.contains(&name) && f.file_type().is_ok_and(|t| t.is_file())
+        {
+            let _ = fs::remove_file(f.path());
+        }
+    }
 }
 
 impl OciLayout {
@@ -158,37 +247,107 @@ impl OciLayout {
             })
     }
 
+    /// Puts the image's blobs, then an index.json with `manifests`, then `oci-layout` (if
+    /// missing) into `dir`, each whole. The paths of blobs it adds go to `placed` until the
+    /// index that uses them is in place. Returns the bytes added.
+    fn place(
+        &self,
+        dir: &Path,
+        image: &Image,
+        store: &BlobStore,
+        manifests: Vec<Value>,
+        placed: &mut Vec<PathBuf>,
+    ) -> Result<u64> {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+        // Copies of blobs that dead runs were writing here (`.HEX.tmp-PID-…`).
+        let temp_prefixes: std::collections::BTreeSet<String> = fs::read_dir(&blobs)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let end = name.find(".tmp-")? + ".tmp-".len();
+                        Some(name[..end].to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for prefix in temp_prefixes {
+            atomic::sweep_dead(&blobs, &prefix);
+        }
+        let mut added = 0;
+        // Until the index that uses them is in place, new blobs go if the run is interrupted.
+        let mut pending = Vec::new();
+        for (digest, size) in image.all_blobs() {
+            let dst = blobs.join(hex_of(&digest));
+            match fs::metadata(&dst) {
+                Ok(m) if m.len() == size => continue,
+                // A blob of the wrong size (truncated): replaced, whole.
+                Ok(_) => atomic::link_or_copy(&store.path(&digest), &dst)?,
+                Err(_) => {
+                    atomic::link_or_copy(&store.path(&digest), &dst)?;
+                    pending.push(atomic::Pending::new(&dst));
+                    placed.push(dst);
+                }
+            }
+            added += size;
+        }
+        let index = index_json(manifests)?;
+        atomic::write_file(&dir.join("index.json"), |w| Ok(w.write_all(&index)?))?;
+        placed.clear();
+        drop(pending);
+        if !dir.join("oci-layout").is_file() {
+            atomic::write_file(&dir.join("oci-layout"), |w| Ok(w.write_all(LAYOUT)?))?;
+        }
+        Ok(added)
+    }
+
+    /// Writes the layout directory: a new one whole (temp directory, then rename); an
+    /// existing one in place, under its lock, so files others put there stay and concurrent
+    /// runs add their tags one after the other.
     fn write_dir(&self, image: &Image, store: &BlobStore) -> Result<u64> {
+        atomic::sweep_beside(&self.path);
+        if classify(&self.path)? == Existing::Absent {
+            let mut added = 0;
+            let created = atomic::create_dir(&self.path, |tmp| {
+                added = self.place(
+                    tmp,
+                    image,
+                    store,
+                    vec![entry(image, &self.tag)],
+                    &mut Vec::new(),
+                )?;
+                Ok(())
+            })?;
+            if created {
+                return Ok(added);
+            }
+            // Another run made it meanwhile: add to it.
+        }
+        let _lock = atomic::lock_dir(&self.path)?;
+        // Looked at again under the lock: what is there may have changed while we waited.
+        classify(&self.path)?;
         let old = read_existing(&self.path)?;
         if self.up_to_date(image, old.as_ref()) {
             return Ok(0);
         }
-        let mut added = 0;
-        atomic::write_dir(&self.path, |tmp| {
-            let blobs = tmp.join("blobs/sha256");
-            fs::create_dir_all(&blobs)?;
-            // The blobs the other tags still use; what only the replaced tag used is dropped.
-            for digest in reachable(&self.path, &kept_entries(old.as_ref(), &self.tag)) {
-                let src = self.path.join("blobs/sha256").join(hex_of(&digest));
-                if src.is_file() {
-                    atomic::link_or_copy(&src, &blobs.join(hex_of(&digest)))?;
-                }
+        let mut manifests = kept_entries(old.as_ref(), &self.tag);
+        manifests.push(entry(image, &self.tag));
+        let mut placed = Vec::new();
+        match self.place(&self.path, image, store, manifests.clone(), &mut placed) {
+            Ok(added) => {
+                collect_garbage(&self.path, &manifests);
+                Ok(added)
             }
-            for (digest, size) in image.all_blobs() {
-                let dst = blobs.join(hex_of(&digest));
-                if !dst.exists() {
-                    atomic::link_or_copy(&store.path(&digest), &dst)?;
-                    added += size;
+            Err(e) => {
+                // Blobs no index uses yet: this run's own, and only it could have added them
+                // (it holds the lock).
+                for p in placed {
+                    let _ = fs::remove_file(p);
                 }
+                Err(atomic::disk_full_remedy(e, &self.path))
             }
-            fs::write(tmp.join("oci-layout"), LAYOUT)?;
-            fs::write(
-                tmp.join("index.json"),
-                index_json(image, &self.tag, old.as_ref())?,
-            )?;
-            Ok(())
-        })?;
-        Ok(added)
+        }
     }
 
     fn write_archive(&self, image: &Image, store: &BlobStore) -> Result<u64> {
@@ -198,7 +357,11 @@ impl OciLayout {
             {
                 let mut t = tar::Builder::new(&mut out);
                 add_bytes(&mut t, "oci-layout", LAYOUT)?;
-                add_bytes(&mut t, "index.json", &index_json(image, &self.tag, None)?)?;
+                add_bytes(
+                    &mut t,
+                    "index.json",
+                    &index_json(vec![entry(image, &self.tag)])?,
+                )?;
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;
                 for (digest, _) in image.all_blobs() {
@@ -225,17 +388,28 @@ impl Output for OciLayout {
     fn preflight(&self) -> Result<()> {
         atomic::check_writable(&self.path, !self.archive, &self.describe())?;
         if !self.archive {
-            read_existing(&self.path)?;
+            if classify(&self.path)? == Existing::Layout {
+                read_existing(&self.path)?;
+            }
+            atomic::lock_timeout()?;
         }
         Ok(())
     }
 
+    fn destination(&self) -> Option<super::Destination> {
+        Some(super::Destination {
+            path: self.path.clone(),
+            tag: (!self.archive).then(|| self.tag.clone()),
+        })
+    }
+
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let bytes = if self.archive {
-            self.write_archive(image, store)?
+            self.write_archive(image, store)
         } else {
-            self.write_dir(image, store)?
-        };
+            self.write_dir(image, store)
+        }
+        .map_err(|e| atomic::disk_full_remedy(e, &self.path))?;
         let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
         Ok(Written {
             output: format!("{}:{}:{}", self.transport(), abs.display(), self.tag),
