@@ -496,3 +496,53 @@ fn load_without_an_engine_name_picks_podman_when_the_docker_daemon_does_not_answ
         "loaded as {names:?}: {run}"
     );
 }
+
+/// hello with 64 MiB of incompressible bytes appended: still a static ELF, with a binary layer
+/// too big for the socket buffers between the tool and a proxy that stops reading.
+fn huge_binary() -> &'static Path {
+    static BIG: OnceLock<PathBuf> = OnceLock::new();
+    BIG.get_or_init(|| {
+        let mut bytes = fs::read(cargo_build_musl("hello", "hello")).expect("read hello");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..(64 << 20) / 8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let path = tempdir().keep().join("huge-hello");
+        fs::write(&path, bytes).expect("write huge binary");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    })
+}
+
+#[test]
+fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
+    let registry = Registry::plain();
+    // Stops reading any request body past 1 MiB: only the binary layer gets there. Without
+    // an idle bound, the upload's own limit grows with its size (over 15 minutes here).
+    let proxy = Proxy::stalling(registry.addr(), 1 << 20);
+    let reference = format!("{}/huge:stall", proxy.host());
+    let binary = huge_binary();
+    let (_project, mut cmd) = hello(&["--push", "--retries", "1", "-t", &reference]);
+    cmd.arg("--binary")
+        .arg(binary)
+        .env("CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", "1");
+    let (run, stalled_at) = std::thread::scope(|scope| {
+        let stall = scope.spawn(|| proxy.wait_stalled(LIMIT).then(Instant::now));
+        let (run, _) = capture_within(&mut cmd, LIMIT);
+        (run, stall.join().expect("stall watcher"))
+    });
+    let ended = Instant::now();
+    let stalled_at = stalled_at.unwrap_or_else(|| panic!("no upload stalled: {run}"));
+    assert_one_line_error(&run, &[&proxy.host(), "PUT", "/blobs/uploads/", "huge"]);
+    // One try, a 1 s timeout: the tool gives up a few seconds after the registry stopped
+    // reading (the kernel's probes back off), not after the upload's size-based limit.
+    let after_stall = ended - stalled_at;
+    assert!(
+        after_stall < Duration::from_secs(12),
+        "ended {after_stall:?} after the stall: {run}"
+    );
+    assert!(registry.skopeo_inspect("huge:stall", true).is_err());
+}

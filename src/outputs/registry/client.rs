@@ -102,8 +102,26 @@ impl NetError {
         }
         if e.is_timeout() {
             NetError::Timeout
+        } else if e.is_body() {
+            // reqwest's blocking client reports a connection the kernel dropped mid-body (see
+            // tcp_user_timeout in Client::http) as a closed channel, losing the cause.
+            NetError::Other("the connection broke while the body was sent or read".into())
         } else {
-            NetError::Other(chain(e))
+            // The URL is left out: the caller names the request, and an upload URL's query
+            // is a long state token.
+            let mut text = e.to_string();
+            if let Some(url) = e.url() {
+                text = text.replace(&format!(" for url ({url})"), "");
+            }
+            let mut cur = std::error::Error::source(e);
+            while let Some(s) = cur {
+                let t = s.to_string();
+                if !text.contains(&t) {
+                    text = format!("{text}: {t}");
+                }
+                cur = s.source();
+            }
+            NetError::Other(text)
         }
     }
 }
@@ -219,20 +237,6 @@ pub fn api_host(registry: &str) -> &str {
     }
 }
 
-/// The error chain as one line: reqwest puts the useful part (reset, closed) deep.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((250u64 << attempt.min(6).saturating_sub(1)).min(10_000))
 }
@@ -330,7 +334,13 @@ impl Client {
                 }
             }
         }
-        Http::builder()
+        let builder = Http::builder();
+        // An upload into a registry that stopped reading (or vanished) leaves data unacknowledged
+        // or the window shut: the kernel drops such a connection after the timeout, so a stall
+        // mid-upload ends long before the upload's size-based limit.
+        #[cfg(target_os = "linux")]
+        let builder = builder.tcp_user_timeout(opts.timeout);
+        builder
             .user_agent(concat!("cargo-containerize/", env!("CARGO_PKG_VERSION")))
             .tls_certs_merge(roots)
             .connect_timeout(opts.timeout)
@@ -672,7 +682,7 @@ pub fn retry<T>(
         }
     }
     bail!(
-        "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries"
+        "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries or --registry-timeout"
     )
 }
 
