@@ -173,7 +173,7 @@ impl Output for Load {
                 .unwrap_or("no message");
             bail!(
                 "`{name} load` failed: {}; check that {name} works (`{name} info`)",
-                last.trim()
+                sanitize(last)
             );
         }
         let bytes = sent.with_context(|| format!("streaming the image into `{name} load`"))?;
