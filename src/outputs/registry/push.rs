@@ -3,7 +3,7 @@
 //! concurrently, streamed from disk; PUT manifests only once every blob they reference is
 //! confirmed; then the index; then the same bytes under every further tag, each read back.
 
-use super::client::{Client, Failure};
+use super::client::{Client, Failure, backoff};
 use super::progress::{Progress, Transfer};
 use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::blobs::BlobStore;
@@ -291,7 +291,27 @@ pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &s
             })
         })
     };
-    let r = read(reqwest::Method::HEAD)?;
+    // A registry whose storage is only eventually consistent may take a moment to serve
+    // what it just accepted: a 404 is asked again, as often as other failures are.
+    let mut attempt = 1;
+    let r = loop {
+        let r = read(reqwest::Method::HEAD)?;
+        if r.status() != StatusCode::NOT_FOUND || attempt >= c.policy.tries {
+            break r;
+        }
+        let wait = backoff(attempt);
+        attempt += 1;
+        if !c.policy.quiet {
+            eprintln!(
+                "{:>12} to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
+                "Retrying",
+                c.policy.tries,
+                humantime::format_duration(wait),
+                c.registry
+            );
+        }
+        std::thread::sleep(wait);
+    };
     let not_stored = |status: StatusCode| {
         anyhow!(
             "registry {} accepted manifest {reference} of {} but does not serve it (reading it back answered {status}); the image was not stored, check the registry's storage and logs, then push again",
