@@ -140,6 +140,9 @@ pub struct BuildArgs {
     /// Blobs uploaded at once
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
     pub jobs: u64,
+    /// Seconds to wait for a registry, token service or credential helper to answer
+    #[arg(long, value_name = "SECONDS", env = "CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry options")]
+    pub registry_timeout: u64,
     /// Load the image into docker or podman (whichever is found, unless named)
     #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", help_heading = "Registry options")]
     pub load: Option<String>,
@@ -221,6 +224,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
     let quiet = args.quiet || args.message_format == MessageFormat::Json;
+    if !args.tags.is_empty() && !args.push && args.load.is_none() {
+        bail!(
+            "-t {} names an image to push or load, but neither --push nor --load was given; add --push (or --load), or drop -t",
+            args.tags[0]
+        );
+    }
     let credential = if args.password_stdin {
         let mut password = String::new();
         std::io::stdin()
@@ -260,6 +269,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             credential,
             tries: args.retries,
             jobs: args.jobs as usize,
+            timeout: std::time::Duration::from_secs(args.registry_timeout),
             progress: if quiet {
                 progress::Mode::Quiet
             } else {

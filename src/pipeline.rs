@@ -173,11 +173,12 @@ fn plan_outputs(
             .into_iter()
             .map(outputs::docker_archive::normalize_ref)
             .collect::<Result<Vec<_>>>()?;
-        list.push(Box::new(Load {
-            engine: engine.clone(),
-            references: local_refs,
-            platform: req.load_platform,
-        }));
+        list.push(Box::new(Load::new(
+            engine.clone(),
+            local_refs,
+            req.load_platform,
+            req.quiet,
+        )));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(

@@ -2,14 +2,18 @@
 //! `<engine> load`. Nothing touches the disk on the way.
 
 use super::docker_archive::{pick_platform, write_tar};
+use super::registry::process::{Outcome, run_bounded};
+use super::registry::remote::sanitize;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 pub struct Load {
     /// "docker", "podman", or None for whichever is found.
@@ -17,24 +21,102 @@ pub struct Load {
     /// Normalized references with tags.
     pub references: Vec<String>,
     pub platform: Option<Platform>,
+    pub quiet: bool,
+    /// The engine picked, once (preflight and write both need it; probing costs a process).
+    picked: OnceLock<Result<(String, PathBuf), String>>,
+}
+
+/// The longest wait for `docker version` to say whether a daemon answers.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Whether the docker CLI at `path` reaches a daemon: `docker version` asks the daemon for
+/// its version and fails (at once, or after its own connection timeout) when none answers.
+/// None when it answers; else the last line it printed, sanitized.
+fn docker_daemon_silent(path: &Path) -> Option<String> {
+    let mut cmd = Command::new(path);
+    cmd.args(["version", "--format", "{{.Server.Version}}"]);
+    match run_bounded(&mut cmd, b"", PROBE_TIMEOUT) {
+        Ok(Outcome::Finished(f)) if f.status.success() => None,
+        Ok(Outcome::Finished(f)) => Some(
+            String::from_utf8_lossy(&f.stderr)
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(sanitize)
+                .unwrap_or_else(|| "no message".into()),
+        ),
+        Ok(Outcome::TimedOut) => Some(format!(
+            "no answer within {}",
+            humantime::format_duration(PROBE_TIMEOUT)
+        )),
+        Err(e) => Some(format!("{e:#}")),
+    }
 }
 
 impl Load {
-    fn engine(&self) -> Result<(String, PathBuf)> {
-        let names: Vec<&str> = match self.engine.as_deref() {
-            Some(e @ ("docker" | "podman")) => vec![e],
-            Some(other) => bail!("--load {other}: choose docker or podman"),
-            None => vec!["docker", "podman"],
-        };
-        for n in &names {
-            if let Ok(p) = which::which(n) {
-                return Ok((n.to_string(), p));
-            }
+    pub fn new(
+        engine: Option<String>,
+        references: Vec<String>,
+        platform: Option<Platform>,
+        quiet: bool,
+    ) -> Load {
+        Load {
+            engine,
+            references,
+            platform,
+            quiet,
+            picked: OnceLock::new(),
         }
-        bail!(
-            "--load: {} was not found on PATH; install it, or write an archive with --output docker-archive:FILE",
-            names.join(" nor ")
-        )
+    }
+
+    fn engine(&self) -> Result<(String, PathBuf)> {
+        self.picked
+            .get_or_init(|| self.pick().map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The engine named, or else the one that answers: docker if its daemon does, else podman
+    /// (which needs no daemon), saying why when docker is installed but passed over.
+    fn pick(&self) -> Result<(String, PathBuf)> {
+        match self.engine.as_deref() {
+            Some(e @ ("docker" | "podman")) => {
+                return which::which(e).map(|p| (e.to_string(), p)).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--load {e}: {e} was not found on PATH; install it, or write an archive with --output docker-archive:FILE"
+                    )
+                });
+            }
+            Some(other) => bail!("--load {other}: choose docker or podman"),
+            None => {}
+        }
+        let docker = which::which("docker").ok();
+        let podman = which::which("podman").ok();
+        let Some(docker) = docker else {
+            return match podman {
+                Some(p) => Ok(("podman".into(), p)),
+                None => bail!(
+                    "--load: neither docker nor podman is on PATH; install one, or write an archive with --output docker-archive:FILE"
+                ),
+            };
+        };
+        let Some(why) = docker_daemon_silent(&docker) else {
+            return Ok(("docker".into(), docker));
+        };
+        match podman {
+            Some(p) => {
+                if !self.quiet {
+                    eprintln!(
+                        "{:>12} into podman (docker is installed but its daemon does not answer: {why})",
+                        "Loading"
+                    );
+                }
+                Ok(("podman".into(), p))
+            }
+            None => bail!(
+                "--load: docker is installed but its daemon does not answer ({why}); start the docker daemon, install podman, or write an archive with --output docker-archive:FILE"
+            ),
+        }
     }
 }
 
@@ -91,7 +173,7 @@ impl Output for Load {
                 .unwrap_or("no message");
             bail!(
                 "`{name} load` failed: {}; check that {name} works (`{name} info`)",
-                last.trim()
+                sanitize(last)
             );
         }
         let bytes = sent.with_context(|| format!("streaming the image into `{name} load`"))?;

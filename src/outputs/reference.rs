@@ -57,12 +57,12 @@ fn digest_ok(d: &str) -> bool {
     })
 }
 
-/// `name[:port]` or `[ipv6][:port]`, with a numeric port.
-fn host_ok(h: &str) -> bool {
+/// `name[:port]` or `[ipv6][:port]`, with a port from 1 to 65535; else why not.
+fn check_host(h: &str) -> Result<(), &'static str> {
     let (name, port) = match h.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
             Some((ip, after)) => (ip, after.strip_prefix(':')),
-            None => return false,
+            None => return Err("the registry host is malformed"),
         },
         None => match h.split_once(':') {
             Some((n, p)) => (n, Some(p)),
@@ -74,9 +74,16 @@ fn host_ok(h: &str) -> bool {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
         && (h.starts_with('[') || !name.contains(':'));
-    name_ok
-        && port
-            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
+    if !name_ok {
+        return Err("the registry host is malformed");
+    }
+    let port_ok = port.is_none_or(|p| {
+        p.chars().all(|c| c.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0)
+    });
+    if !port_ok {
+        return Err("the registry port must be a number from 1 to 65535");
+    }
+    Ok(())
 }
 
 impl Reference {
@@ -109,9 +116,7 @@ impl Reference {
         let mut parts: Vec<&str> = name.split('/').collect();
         let first = parts[0];
         let registry = if parts.len() > 1 && (first.contains(['.', ':']) || first == "localhost") {
-            if !host_ok(first) {
-                return Err(bad("the registry host is malformed"));
-            }
+            check_host(first).map_err(bad)?;
             parts.remove(0);
             first.to_string()
         } else {
@@ -184,6 +189,7 @@ mod tests {
             )
         );
         assert_eq!(p("localhost/app").0, "localhost");
+        assert_eq!(p("localhost:65535/app").0, "localhost:65535");
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(p(&format!("ghcr.io/o/a@{d}")).3, Some(d.clone()));
         assert_eq!(p(&format!("ghcr.io/o/a:v1@{d}")).2, Some("v1".into()));
@@ -203,6 +209,10 @@ mod tests {
             "a/b:t/c",
             "a:b:c/app",
             "host:port/app",
+            "localhost:99999/app",
+            "127.0.0.1:0/app",
+            "127.0.0.1:/app",
+            "[::1]:65536/app",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }

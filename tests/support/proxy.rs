@@ -36,6 +36,20 @@ pub enum Fault {
     /// Relay the request with its Host header replaced: the registry builds the upload
     /// `Location` from it, so the client is sent to that other origin.
     SetHost(String),
+    /// Like `Respond`, with this body (as is) instead of the canned JSON error.
+    RespondBody {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Answer `status` with a body of `bytes` bytes (a Content-Length that size), streamed
+    /// from a small buffer, never held in memory; stops when the client closes. The exchange's
+    /// `response_bytes` tells how much of it got out.
+    HugeBody {
+        status: u16,
+        headers: Vec<(String, String)>,
+        bytes: u64,
+    },
 }
 
 impl Fault {
@@ -60,6 +74,8 @@ impl Fault {
             Fault::DropMidBody => "drop mid-body".into(),
             Fault::StripQuery => "strip query".into(),
             Fault::SetHost(h) => format!("set host {h}"),
+            Fault::RespondBody { status, .. } => format!("respond {status} with a body"),
+            Fault::HugeBody { status, bytes, .. } => format!("respond {status} with {bytes} bytes"),
         }
     }
 }
@@ -115,6 +131,8 @@ pub struct Exchange {
     pub status: Option<u16>,
     /// Request body bytes received from the client.
     pub body_bytes: u64,
+    /// Body bytes of a `HugeBody` answer written before the client went away.
+    pub response_bytes: u64,
     /// Whether the request carried an Authorization header.
     pub authorized: bool,
     pub started: Instant,
@@ -191,6 +209,11 @@ impl Proxy {
     /// `127.0.0.1:PORT` of the proxy: use it as the registry in references.
     pub fn host(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// Adds a rule after the start: for rules that name the proxy's own address.
+    pub fn add_rule(&self, rule: Rule) {
+        self.shared.rules.lock().expect("rules").push(rule);
     }
 
     /// Every request handled so far, in the order they finished.
@@ -513,6 +536,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             fault: fault.as_ref().map(Fault::describe),
             status: None,
             body_bytes: 0,
+            response_bytes: 0,
             authorized,
             started,
             finished: started,
@@ -526,6 +550,71 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 client_out.write_all(&canned_response(status, &headers, method == "HEAD"))?;
                 client_out.flush()?;
                 exchange.status = Some(status);
+                exchange.finished = Instant::now();
+                shared.record(exchange);
+                let _ = client_out.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::RespondBody {
+                status,
+                headers,
+                body,
+            }) => {
+                exchange.body_bytes =
+                    relay_body(&mut client_in, &mut io::sink(), framing, None, &mut |_| {
+                        Ok(())
+                    })?;
+                let mut text = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n",
+                    reason(status),
+                    body.len()
+                );
+                for (k, v) in &headers {
+                    text.push_str(&format!("{k}: {v}\r\n"));
+                }
+                text.push_str("\r\n");
+                client_out.write_all(text.as_bytes())?;
+                if method != "HEAD" {
+                    client_out.write_all(&body)?;
+                }
+                client_out.flush()?;
+                exchange.status = Some(status);
+                exchange.finished = Instant::now();
+                shared.record(exchange);
+                let _ = client_out.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::HugeBody {
+                status,
+                headers,
+                bytes,
+            }) => {
+                exchange.body_bytes =
+                    relay_body(&mut client_in, &mut io::sink(), framing, None, &mut |_| {
+                        Ok(())
+                    })?;
+                let mut text = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
+                     Content-Length: {bytes}\r\nConnection: close\r\n",
+                    reason(status)
+                );
+                for (k, v) in &headers {
+                    text.push_str(&format!("{k}: {v}\r\n"));
+                }
+                text.push_str("\r\n");
+                exchange.status = Some(status);
+                let chunk = vec![b'a'; 64 * 1024];
+                let mut sent = 0u64;
+                let mut out = client_out.write_all(text.as_bytes());
+                while out.is_ok() && sent < bytes && method != "HEAD" {
+                    let n = (bytes - sent).min(chunk.len() as u64) as usize;
+                    out = client_out.write_all(&chunk[..n]);
+                    if out.is_ok() {
+                        sent += n as u64;
+                    }
+                }
+                exchange.response_bytes = sent;
                 exchange.finished = Instant::now();
                 shared.record(exchange);
                 let _ = client_out.shutdown(Shutdown::Both);
@@ -641,6 +730,71 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         if framing == Framing::UntilClose || response.wants_close() || request.wants_close() {
             let _ = client_out.shutdown(Shutdown::Both);
             return Ok(());
+        }
+    }
+}
+
+/// A listener on 127.0.0.1:<free port> that accepts every connection, reads whatever comes
+/// and never answers a byte: a registry that hangs. Stops on drop.
+pub struct Silent {
+    addr: SocketAddr,
+    accepted: Arc<Mutex<u32>>,
+    shutdown: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Silent {
+    pub fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent listener");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("silent addr");
+        let accepted = Arc::new(Mutex::new(0));
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (count, stop) = (Arc::clone(&accepted), Arc::clone(&shutdown));
+        let acceptor = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        *count.lock().expect("count") += 1;
+                        let _ = stream.set_nonblocking(false);
+                        let reader = stream.try_clone().expect("clone stream");
+                        std::thread::spawn(move || {
+                            let _ = io::copy(&mut BufReader::new(reader), &mut io::sink());
+                        });
+                        held.push(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            for s in held {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        });
+        Silent {
+            addr,
+            accepted,
+            shutdown,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `127.0.0.1:PORT`: the registry part of a reference.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u32 {
+        *self.accepted.lock().expect("count")
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
         }
     }
 }

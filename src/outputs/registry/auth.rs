@@ -1,7 +1,8 @@
 //! Registry credentials and the token dance.
 //!
-//! Credentials come from the command line, then docker's config.json (auths, credHelpers,
-//! credsStore — read by the docker_credential crate), then podman's auth.json. The
+//! Credentials come from the command line, then docker's config.json (auths read by the
+//! docker_credential crate; credHelpers and credsStore run here, with a bounded wait), then
+//! podman's auth.json. The
 //! `WWW-Authenticate` challenge decides what is sent: Basic credentials as they are, or a
 //! Bearer token from the realm (with an identity token exchanged through the OAuth2
 //! refresh_token grant). No secret is ever formatted into a message: [`Secret`] prints as
@@ -10,6 +11,8 @@
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A string that never shows itself in `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -74,15 +77,67 @@ fn server_keys(registry: &str) -> Vec<String> {
     }
 }
 
-/// Looks the registry up in docker's and podman's credential stores.
-pub fn lookup(registry: &str) -> Result<Credential> {
+/// docker's config.json: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
+}
+
+/// The credential files, in the order they are asked: docker's config.json, then podman's
+/// auth.json (`$REGISTRY_AUTH_FILE`, else `$XDG_RUNTIME_DIR/containers/auth.json`, else
+/// `containers/auth.json` in docker's config directory) — the places the docker_credential
+/// crate reads.
+fn credential_files() -> Vec<PathBuf> {
+    let docker = docker_config_dir().map(|d| d.join("config.json"));
+    let podman = match std::env::var_os("REGISTRY_AUTH_FILE") {
+        Some(f) => Some(PathBuf::from(f)),
+        None => std::env::var_os("XDG_RUNTIME_DIR")
+            .map(|d| Path::new(&d).join("containers/auth.json"))
+            .filter(|p| p.is_file())
+            .or_else(|| docker_config_dir().map(|d| d.join("containers/auth.json"))),
+    };
+    [docker, podman].into_iter().flatten().collect()
+}
+
+/// Looks the registry up in docker's and podman's credential stores. A credential helper
+/// (`credHelpers`, `credsStore`) gets `timeout` to answer.
+///
+/// The files are read here and only their `auths` handed to the docker_credential crate: the
+/// crate runs helpers itself and waits for them without a bound, so a helper that never
+/// answers (a locked keychain waiting for a prompt nobody sees) would hang the push.
+pub fn lookup(registry: &str, timeout: Duration) -> Result<Credential> {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    let files: Vec<(PathBuf, serde_json::Value)> = credential_files()
+        .into_iter()
+        .filter_map(|f| {
+            let text = std::fs::read(&f).ok()?;
+            Some((f, serde_json::from_slice(&text).ok()?))
+        })
+        .collect();
     for key in server_keys(registry) {
-        for source in [
-            docker_credential::get_credential,
-            docker_credential::get_podman_credential,
-        ] {
-            match source(&key) {
+        for (file, config) in &files {
+            let helper_named = |field: &str| {
+                let v = match field {
+                    "credHelpers" => config.get(field)?.get(&key)?,
+                    _ => config.get(field)?,
+                };
+                v.as_str().filter(|h| !h.is_empty()).map(String::from)
+            };
+            // docker's order: a registry's own helper, then auths, then the default store.
+            if let Some(helper) = helper_named("credHelpers") {
+                match from_helper(&helper, &key, registry, file, timeout)? {
+                    Some(c) => return Ok(c),
+                    None => continue,
+                }
+            }
+            let mut auths_only = config.clone();
+            if let Some(o) = auths_only.as_object_mut() {
+                o.remove("credHelpers");
+                o.remove("credsStore");
+            }
+            let bytes = serde_json::to_vec(&auths_only).unwrap_or_default();
+            match docker_credential::get_credential_from_reader(&bytes[..], &key) {
                 Ok(DockerCredential::UsernamePassword(username, password)) => {
                     return Ok(Credential::Basic {
                         username,
@@ -92,23 +147,77 @@ pub fn lookup(registry: &str) -> Result<Credential> {
                 Ok(DockerCredential::IdentityToken(t)) => {
                     return Ok(Credential::IdentityToken(Secret::new(t)));
                 }
-                Err(E::HelperFailure { helper, .. }) => {
-                    // The helper's own output may hold secrets: name the helper only.
-                    bail!(
-                        "the credential helper docker-credential-{helper} failed for {registry}; run `docker-credential-{helper} list` to check it, or log in again"
-                    )
-                }
-                Err(E::HelperCommunicationError) => bail!(
-                    "a credential helper configured for {registry} could not be run; install it or remove it from your docker config.json"
+                Err(E::CredentialDecodingError | E::CredentialMismatchError) => bail!(
+                    "the stored credentials for {registry} in {} cannot be decoded; log in again with `docker login {registry}`",
+                    file.display()
                 ),
-                Err(E::CredentialDecodingError | E::MalformedHelperResponse) => bail!(
-                    "the stored credentials for {registry} cannot be decoded; log in again with `docker login {registry}`"
-                ),
-                Err(_) => {} // nothing configured here: try the next source
+                Err(_) => {} // nothing for this key here
+            }
+            if let Some(store) = helper_named("credsStore")
+                && let Some(c) = from_helper(&store, &key, registry, file, timeout)?
+            {
+                return Ok(c);
             }
         }
     }
     Ok(Credential::Anonymous)
+}
+
+/// Asks `docker-credential-<helper> get` for `server`, waiting at most `timeout`. None when
+/// the helper holds nothing for it.
+fn from_helper(
+    helper: &str,
+    server: &str,
+    registry: &str,
+    config: &Path,
+    timeout: Duration,
+) -> Result<Option<Credential>> {
+    use super::process::{Outcome, run_bounded};
+    let program = format!("docker-credential-{helper}");
+    let Ok(path) = which::which(&program) else {
+        bail!(
+            "{} names the credential helper {program} for {registry}, but it is not on PATH; install it, or remove it from that file",
+            config.display()
+        );
+    };
+    let mut cmd = std::process::Command::new(path);
+    cmd.arg("get");
+    let out = run_bounded(&mut cmd, server.as_bytes(), timeout)?;
+    let Outcome::Finished(out) = out else {
+        bail!(
+            "the credential helper {program} did not answer within {} for {registry} and was stopped; check it with `echo {server} | {program} get` (a locked keychain may be waiting for a password), or raise --registry-timeout",
+            humantime::format_duration(timeout)
+        );
+    };
+    if !out.status.success() {
+        // The helper protocol's answer for "nothing stored"; anything else is a failure. Its
+        // output may hold secrets: name the helper only.
+        if String::from_utf8_lossy(&out.stdout).contains("credentials not found") {
+            return Ok(None);
+        }
+        bail!(
+            "the credential helper {program} failed for {registry}; run `{program} list` to check it, or log in again"
+        );
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        username: String,
+        secret: String,
+    }
+    let answer: Answer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        anyhow::anyhow!(
+            "the credential helper {program} answered for {registry} with something that is not its JSON; check it with `echo {server} | {program} get`"
+        )
+    })?;
+    Ok(Some(if answer.username == "<token>" {
+        Credential::IdentityToken(Secret::new(answer.secret))
+    } else {
+        Credential::Basic {
+            username: answer.username,
+            password: Secret::new(answer.secret),
+        }
+    }))
 }
 
 /// A parsed `WWW-Authenticate` header.

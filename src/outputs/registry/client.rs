@@ -9,6 +9,7 @@
 
 use super::RegistryOptions;
 use super::auth::{Challenge, Credential, parse_challenge};
+use super::remote::{ERROR_BODY_LIMIT, TOKEN_BODY_LIMIT, read_capped, read_prefix, sanitize};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use reqwest::StatusCode;
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 /// Why one attempt failed.
 pub enum Failure {
-    /// Worth another try (connection trouble, 408, 429, 5xx), after `after` if the server said.
+    /// Worth another try (connection trouble, a timeout, 408, 429, 5xx), after `after` if the
+    /// server said.
     Retry {
         reason: String,
         after: Option<Duration>,
@@ -31,6 +33,161 @@ pub enum Failure {
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
         Failure::Fatal(e)
+    }
+}
+
+/// How many tries, how long to wait for an answer, and whether to say so when retrying.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub tries: u32,
+    /// The longest wait for a connection or for the next bytes of an answer.
+    pub timeout: Duration,
+    pub quiet: bool,
+}
+
+impl Policy {
+    pub fn of(opts: &RegistryOptions) -> Policy {
+        Policy {
+            tries: opts.tries.max(1),
+            timeout: opts.timeout,
+            quiet: opts.progress == super::progress::Mode::Quiet,
+        }
+    }
+}
+
+/// A failed request, sorted by the error's type (never by its text): what the tool should
+/// do about it depends on which of these it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetError {
+    /// TLS verification refused the server's certificate (or the server refused ours).
+    Certificate(String),
+    /// Nothing listens at the address.
+    Refused,
+    /// No connection or no answer within the timeout.
+    Timeout,
+    /// Anything else on the way (reset, closed early, DNS): worth another try.
+    Other(String),
+}
+
+impl NetError {
+    pub fn of(e: &reqwest::Error) -> NetError {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            for candidate in wrapped(err) {
+                if let Some(tls) = candidate.downcast_ref::<rustls::Error>() {
+                    use rustls::AlertDescription as A;
+                    match tls {
+                        rustls::Error::InvalidCertificate(_)
+                        | rustls::Error::NoCertificatesPresented
+                        | rustls::Error::AlertReceived(
+                            A::BadCertificate
+                            | A::UnknownCA
+                            | A::CertificateUnknown
+                            | A::CertificateExpired
+                            | A::CertificateRequired
+                            | A::UnsupportedCertificate,
+                        ) => return NetError::Certificate(tls.to_string()),
+                        _ => {}
+                    }
+                }
+                if let Some(io) = candidate.downcast_ref::<std::io::Error>() {
+                    match io.kind() {
+                        std::io::ErrorKind::ConnectionRefused => return NetError::Refused,
+                        std::io::ErrorKind::TimedOut => return NetError::Timeout,
+                        _ => {}
+                    }
+                }
+            }
+            cur = err.source();
+        }
+        if e.is_timeout() {
+            NetError::Timeout
+        } else if e.is_body() {
+            // reqwest's blocking client reports a connection the kernel dropped mid-body (see
+            // tcp_user_timeout in Client::http) as a closed channel, losing the cause.
+            NetError::Other("the connection broke while the body was sent or read".into())
+        } else {
+            // The URL is left out: the caller names the request, and an upload URL's query
+            // is a long state token.
+            let mut text = e.to_string();
+            if let Some(url) = e.url() {
+                text = text.replace(&format!(" for url ({url})"), "");
+            }
+            let mut cur = std::error::Error::source(e);
+            while let Some(s) = cur {
+                let t = s.to_string();
+                if !text.contains(&t) {
+                    text = format!("{text}: {t}");
+                }
+                cur = s.source();
+            }
+            NetError::Other(text)
+        }
+    }
+}
+
+/// `err` and the errors it wraps that `source()` skips: an io::Error reports its inner
+/// error's source, not the inner error itself, and the connector nests io::Errors around
+/// rustls's error.
+fn wrapped<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = vec![err];
+    let mut i = 0;
+    while i < out.len() && out.len() < 16 {
+        let e = out[i];
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            out.push(inner as &(dyn std::error::Error + 'static));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `METHOD scheme://host/path` of a request, for messages (no query: upload state tokens).
+fn describe_request(method: &reqwest::Method, url: &reqwest::Url) -> String {
+    format!(
+        "{method} {}{}",
+        url.origin().ascii_serialization(),
+        url.path()
+    )
+}
+
+/// What to do about a request that got no answer. `who` names the server ("registry
+/// 127.0.0.1:5000", "the token service … of registry …").
+fn net_failure(e: &reqwest::Error, who: &str, request: &str, policy: &Policy) -> Failure {
+    let host = e.url().and_then(|u| {
+        u.host_str()
+            .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+    });
+    match NetError::of(e) {
+        NetError::Certificate(detail) => Failure::Fatal(anyhow!(
+            "the TLS certificate of {who} is not trusted ({detail}); pass --registry-ca FILE with the CA that signed it"
+        )),
+        // A loopback address that refuses has no registry on that port: retrying with backoff
+        // only delays the answer.
+        NetError::Refused if host.as_deref().is_some_and(is_loopback) => Failure::Fatal(anyhow!(
+            "nothing listens at {} ({who}: {request} was refused); check the port in the image reference, or start the registry",
+            host.unwrap_or_default()
+        )),
+        NetError::Refused => Failure::Retry {
+            reason: format!("{who} refused the connection for {request}"),
+            after: None,
+        },
+        NetError::Timeout => Failure::Retry {
+            reason: format!(
+                "{who} did not answer {request} within {} (--registry-timeout)",
+                humantime::format_duration(policy.timeout)
+            ),
+            after: None,
+        },
+        NetError::Other(text) => Failure::Retry {
+            reason: format!("{request}: {}", sanitize(&text)),
+            after: None,
+        },
     }
 }
 
@@ -45,7 +202,7 @@ pub struct Client {
     credential: Credential,
     scopes: Vec<String>,
     authorization: Mutex<Option<String>>,
-    tries: u32,
+    pub policy: Policy,
 }
 
 /// True for hosts that may be reached over plain HTTP without being named insecure.
@@ -80,25 +237,6 @@ pub fn api_host(registry: &str) -> &str {
     }
 }
 
-/// The error chain as one line: reqwest puts the useful part (refused, reset, certificate) deep.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-fn is_certificate_error(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("certificate") || t.contains("unknownissuer") || t.contains("notvalidforname")
-}
-
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((250u64 << attempt.min(6).saturating_sub(1)).min(10_000))
 }
@@ -111,27 +249,55 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(60)))
 }
 
-/// The registry's own explanation, from its JSON error body (`errors[0].code/message`).
-fn registry_reason(resp: Response) -> String {
-    let status = resp.status();
-    let body = resp.text().unwrap_or_default();
-    let detail = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            let e = v.get("errors")?.get(0)?;
-            Some(format!(
-                "{} {}",
-                e.get("code").and_then(|c| c.as_str()).unwrap_or_default(),
-                e.get("message")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or_default()
-            ))
-        })
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty());
-    match detail {
-        Some(d) => format!("{status}: {d}"),
-        None => status.to_string(),
+/// A registry's refusal, typed: the status, and the `errors[0]` code and message of its JSON
+/// body (read up to 64 KiB; remote text sanitized).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryError {
+    pub status: StatusCode,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl RegistryError {
+    pub fn read(resp: Response) -> RegistryError {
+        let status = resp.status();
+        let body = read_prefix(resp, ERROR_BODY_LIMIT);
+        let first = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("errors")?.get(0).cloned());
+        let field = |k: &str| {
+            first
+                .as_ref()
+                .and_then(|e| e.get(k)?.as_str().map(sanitize))
+                .filter(|s| !s.is_empty())
+        };
+        RegistryError {
+            status,
+            code: field("code"),
+            message: field("message"),
+        }
+    }
+
+    /// 408, 429 and 5xx: the registry may answer otherwise on another try.
+    pub fn retryable(&self) -> bool {
+        self.status == StatusCode::REQUEST_TIMEOUT
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status.is_server_error()
+    }
+}
+
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)?;
+        let detail: Vec<&str> = [&self.code, &self.message]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !detail.is_empty() {
+            write!(f, ": {}", detail.join(" "))?;
+        }
+        Ok(())
     }
 }
 
@@ -154,13 +320,34 @@ impl Client {
             })?;
             roots.extend(extra);
         }
-        Http::builder()
+        // Besides these roots, reqwest's platform verifier trusts the system's store, which
+        // SSL_CERT_FILE / SSL_CERT_DIR replace (rustls-native-certs): say so, since a
+        // variable set for something else then decides whom a push trusts.
+        if !Policy::of(opts).quiet {
+            for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+                if let Some(v) = std::env::var_os(var) {
+                    eprintln!(
+                        "{:>12} {var}={} for registry TLS (from the environment, in place of the system's CA store)",
+                        "Trusting",
+                        std::path::Path::new(&v).display()
+                    );
+                }
+            }
+        }
+        let builder = Http::builder();
+        // An upload into a registry that stopped reading (or vanished) leaves data unacknowledged
+        // or the window shut: the kernel drops such a connection after the timeout, so a stall
+        // mid-upload ends long before the upload's size-based limit.
+        #[cfg(target_os = "linux")]
+        let builder = builder.tcp_user_timeout(opts.timeout);
+        builder
             .user_agent(concat!("cargo-containerize/", env!("CARGO_PKG_VERSION")))
             .tls_certs_merge(roots)
-            .connect_timeout(Duration::from_secs(15))
-            // A registry that stops answering is a retryable failure, not a hang. Uploads get a
-            // longer limit of their own (see push::upload).
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(opts.timeout)
+            // Per request: the answer's head must come within the timeout, and then each read of
+            // its body. A registry that stops answering is a retryable failure, not a hang.
+            // Uploads get a limit of their own that grows with their size (see push::upload).
+            .timeout(opts.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .context("setting up the HTTP client")
@@ -179,34 +366,33 @@ impl Client {
         let host = api_host(registry);
         let mut scopes = vec![format!("repository:{repo}:pull,push")];
         scopes.extend(mount_from.iter().map(|r| format!("repository:{r}:pull")));
-        let tries = opts.tries.max(1);
+        let policy = Policy::of(opts);
+        let who = format!("registry {registry}");
         let mut base = format!("https://{host}");
-        let resp = retry(tries, registry, repo, "reach the registry", || {
+        let resp = retry(&policy, registry, repo, "reach the registry", || {
             // A host that may be plain HTTP gets a short TLS probe before the fallback.
-            let mut probe = http.get(format!("{base}/v2/"));
-            if base.starts_with("https://") && http_allowed(opts, host) {
-                probe = probe.timeout(Duration::from_secs(5));
+            let may_fall_back = base.starts_with("https://") && http_allowed(opts, host);
+            let url = format!("{base}/v2/");
+            let mut probe = http.get(&url);
+            if may_fall_back {
+                probe = probe.timeout(policy.timeout.min(Duration::from_secs(5)));
             }
             match probe.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => {
-                    let text = chain(&e);
-                    if is_certificate_error(&text) {
-                        return Err(Failure::Fatal(anyhow!(
-                            "the TLS certificate of registry {registry} is not trusted ({text}); pass --registry-ca FILE with the CA that signed it"
-                        )));
-                    }
-                    if base.starts_with("https://") && http_allowed(opts, host) {
+                    let certificate = matches!(NetError::of(&e), NetError::Certificate(_));
+                    if may_fall_back && !certificate {
                         // A loopback or --insecure-registry host that does not speak TLS.
-                        if let Ok(resp) = http.get(format!("http://{host}/v2/")).send() {
-                            base = format!("http://{host}");
-                            return classify(resp);
-                        }
+                        let plain = format!("http://{host}/v2/");
+                        return match http.get(&plain).send() {
+                            Ok(resp) => {
+                                base = format!("http://{host}");
+                                classify(resp)
+                            }
+                            Err(e) => Err(net_failure(&e, &who, &format!("GET {plain}"), &policy)),
+                        };
                     }
-                    Err(Failure::Retry {
-                        reason: text,
-                        after: None,
-                    })
+                    Err(net_failure(&e, &who, &format!("GET {url}"), &policy))
                 }
             }
         })?;
@@ -218,7 +404,7 @@ impl Client {
             credential,
             scopes,
             authorization: Mutex::new(None),
-            tries,
+            policy,
         };
         match resp.status() {
             StatusCode::UNAUTHORIZED => {
@@ -259,16 +445,22 @@ impl Client {
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>, cred: &Credential) -> Result<String> {
-        let url = reqwest::Url::parse(realm)
-            .with_context(|| format!("registry {} sent an invalid token realm", self.registry))?;
+        let url = reqwest::Url::parse(realm).with_context(|| {
+            format!(
+                "registry {} sent an invalid token realm ({})",
+                self.registry,
+                sanitize(realm)
+            )
+        })?;
         let realm_host = url.host_str().unwrap_or_default();
+        let origin = url.origin().ascii_serialization();
         if url.scheme() != "https" && !is_loopback(realm_host) && *cred != Credential::Anonymous {
             bail!(
-                "registry {} asks for credentials to be sent to {} over plain HTTP; refusing (use an https realm)",
+                "registry {} asks for credentials to be sent to {origin} over plain HTTP; refusing (use an https realm)",
                 self.registry,
-                url.origin().ascii_serialization()
             );
         }
+        let who = format!("the token service {origin} of registry {}", self.registry);
         let c = self;
         let resp = self.retrying("get a token", || {
             let req = match cred {
@@ -312,20 +504,26 @@ impl Client {
                     }
                 }
             };
+            let request = match cred {
+                Credential::IdentityToken(_) => format!("POST {origin}{}", url.path()),
+                _ => format!("GET {origin}{}", url.path()),
+            };
             match req.send() {
                 Ok(resp) => classify(resp),
-                Err(e) => Err(Failure::Retry {
-                    reason: chain(&e),
-                    after: None,
-                }),
+                Err(e) => Err(net_failure(&e, &who, &request, &c.policy)),
             }
         })?;
         if !resp.status().is_success() {
             return Err(self.refused(resp, "a token"));
         }
-        let body = resp
-            .bytes()
-            .with_context(|| format!("reading the token from {}", self.registry))?;
+        let length = resp.content_length();
+        let body = read_capped(
+            resp,
+            length,
+            TOKEN_BODY_LIMIT,
+            "the token response",
+            &origin,
+        )?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .with_context(|| format!("the token service of {} sent no JSON", self.registry))?;
         v.get("token")
@@ -337,11 +535,12 @@ impl Client {
 
     /// Runs `op` up to the configured number of tries.
     pub fn retrying<T>(&self, what: &str, op: impl FnMut() -> Result<T, Failure>) -> Result<T> {
-        retry(self.tries, &self.registry, &self.repo, what, op)
+        retry(&self.policy, &self.registry, &self.repo, what, op)
     }
 
     /// One attempt of an authenticated request; refreshes the token once on 401.
     pub fn send(&self, build: impl Fn(&Http, &str) -> RequestBuilder) -> Result<Response, Failure> {
+        let who = format!("registry {}", self.registry);
         for fresh in [false, true] {
             let mut req = build(&self.http, &self.base).build().map_err(|e| {
                 Failure::Fatal(anyhow!("cannot build a request for {}: {e}", self.registry))
@@ -359,21 +558,10 @@ impl Client {
                 })?;
                 req.headers_mut().insert(AUTHORIZATION, value);
             }
+            let request = describe_request(req.method(), req.url());
             let resp = match self.http.execute(req) {
                 Ok(r) => r,
-                Err(e) => {
-                    let text = chain(&e);
-                    if is_certificate_error(&text) {
-                        return Err(Failure::Fatal(anyhow!(
-                            "TLS error talking to {}: {text}; pass --registry-ca FILE",
-                            self.registry
-                        )));
-                    }
-                    return Err(Failure::Retry {
-                        reason: text,
-                        after: None,
-                    });
-                }
+                Err(e) => return Err(net_failure(&e, &who, &request, &self.policy)),
             };
             if resp.status() == StatusCode::UNAUTHORIZED && !fresh {
                 // An expired token: ask again, once.
@@ -425,10 +613,9 @@ impl Client {
 
     /// The error for a refused request: registry, repository, what, and the remedy.
     pub fn refused(&self, resp: Response, what: &str) -> anyhow::Error {
-        let status = resp.status();
-        let reason = registry_reason(resp);
+        let reason = RegistryError::read(resp);
         let (reg, repo) = (&self.registry, &self.repo);
-        let remedy = match status {
+        let remedy = match reason.status {
             StatusCode::UNAUTHORIZED => format!(
                 "log in with `docker login {reg}` (or `podman login {reg}`), or pass --username and --password-stdin ({} were used)",
                 self.credential.describe()
@@ -450,23 +637,28 @@ fn classify(resp: Response) -> Result<Response, Failure> {
     let s = resp.status();
     if s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
     {
+        let after = retry_after(&resp);
+        let reason = RegistryError::read(resp);
+        debug_assert!(reason.retryable());
         return Err(Failure::Retry {
-            after: retry_after(&resp),
-            reason: registry_reason(resp),
+            after,
+            reason: reason.to_string(),
         });
     }
     Ok(resp)
 }
 
-/// Runs `op` up to `tries` times, sleeping between tries as the server asked or with
-/// exponential backoff.
+/// Runs `op` up to `policy.tries` times, sleeping between tries as the server asked or with
+/// exponential backoff, and saying so on stderr (unless quiet): a push that waits is never
+/// silent.
 pub fn retry<T>(
-    tries: u32,
+    policy: &Policy,
     registry: &str,
     repo: &str,
     what: &str,
     mut op: impl FnMut() -> Result<T, Failure>,
 ) -> Result<T> {
+    let tries = policy.tries;
     let mut last = String::new();
     for attempt in 1..=tries {
         match op() {
@@ -475,13 +667,22 @@ pub fn retry<T>(
             Err(Failure::Retry { reason, after }) => {
                 last = reason;
                 if attempt < tries {
-                    std::thread::sleep(after.unwrap_or_else(|| backoff(attempt)));
+                    let wait = after.unwrap_or_else(|| backoff(attempt));
+                    if !policy.quiet {
+                        eprintln!(
+                            "{:>12} to {what} (try {} of {tries}, in {}): {last}",
+                            "Retrying",
+                            attempt + 1,
+                            humantime::format_duration(wait)
+                        );
+                    }
+                    std::thread::sleep(wait);
                 }
             }
         }
     }
     bail!(
-        "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries"
+        "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries or --registry-timeout"
     )
 }
 

@@ -2,8 +2,10 @@
 
 pub mod auth;
 pub mod client;
+pub mod process;
 pub mod progress;
 pub mod push;
+pub mod remote;
 
 use super::reference::Reference;
 use super::{Output, Written};
@@ -28,7 +30,13 @@ pub struct RegistryOptions {
     /// Blobs uploaded at once.
     pub jobs: usize,
     pub progress: progress::Mode,
+    /// The longest wait for a registry, token service or credential helper to answer (for a
+    /// connection, the next bytes of an answer, or a helper's reply).
+    pub timeout: std::time::Duration,
 }
+
+/// `--registry-timeout`'s default.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for RegistryOptions {
     fn default() -> Self {
@@ -39,6 +47,7 @@ impl Default for RegistryOptions {
             tries: 5,
             jobs: 4,
             progress: progress::Mode::Auto,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -141,7 +150,7 @@ impl Output for RegistryOutput {
                 .map(|(_, repo)| repo.clone());
             let credential = match &self.options.credential {
                 Some(c) => c.clone(),
-                None => auth::lookup(registry)?,
+                None => auth::lookup(registry, self.options.timeout)?,
             };
             let client = Client::connect(
                 &http,
@@ -191,6 +200,7 @@ impl Output for RegistryOutput {
                 }
                 let reference = t.tag.clone().unwrap_or_else(|| top.digest.clone());
                 push::put_manifest(&client, &reference, &top.bytes, top.media_type, &top.digest)?;
+                push::verify_manifest(&client, &reference, top.media_type, &top.digest)?;
                 let line = format!(
                     "{}@{}",
                     t.given.split('@').next().unwrap_or(&t.given),

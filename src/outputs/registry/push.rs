@@ -1,10 +1,11 @@
 //! The push algorithm (after go-containerregistry's `remote.Write`): HEAD every blob and skip
 //! what the registry has; mount from a repository pushed earlier in this run; upload the rest
 //! concurrently, streamed from disk; PUT manifests only once every blob they reference is
-//! confirmed; then the index; then the same bytes under every further tag.
+//! confirmed; then the index; then the same bytes under every further tag, each read back.
 
-use super::client::{Client, Failure};
+use super::client::{Client, Failure, backoff};
 use super::progress::{Progress, Transfer};
+use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use anyhow::{Result, anyhow};
@@ -135,9 +136,13 @@ fn upload(
                 // Removed since the check above: the registry rejects the digest, reported below.
                 Err(_) => Body::from(Vec::new()),
             };
-            // 120 s, plus a second per 64 KiB: even a slow link finishes, a dead one fails.
+            // The registry timeout plus a second per 64 KiB: even a slow link finishes, a dead
+            // one fails. A total, not an idle limit: reqwest's blocking client has no idle
+            // timeout for a request whose body is streamed (its async read_timeout, too, runs
+            // from the start of the request to the answer's head), so the bound grows with the
+            // size instead.
             h.put(url.clone())
-                .timeout(std::time::Duration::from_secs(120 + job.size / 65_536))
+                .timeout(c.policy.timeout + std::time::Duration::from_secs(job.size / 65_536))
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Length", job.size.to_string())
                 .body(body)
@@ -266,8 +271,90 @@ pub fn put_manifest(
         && got != digest
     {
         return Err(anyhow!(
-            "registry {} stored manifest {reference} as {got}, not {digest}; it rewrote the manifest, so the pushed digest would not match",
-            c.registry
+            "registry {} stored manifest {reference} as {}, not {digest}; it rewrote the manifest, so the pushed digest would not match",
+            c.registry,
+            sanitize(got)
+        ));
+    }
+    Ok(())
+}
+
+/// Reads `reference` back after its PUT: a registry (or a proxy in front of it) may answer
+/// 201 without storing anything. Compares the Docker-Content-Digest of a HEAD, or, if the
+/// registry sends none, the digest of the manifest itself (read up to 4 MiB).
+pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &str) -> Result<()> {
+    let read = |method: reqwest::Method| {
+        c.retrying("read the manifest back", || {
+            c.send(|h, _| {
+                h.request(method.clone(), c.url(&format!("manifests/{reference}")))
+                    .header(reqwest::header::ACCEPT, media_type)
+            })
+        })
+    };
+    // A registry whose storage is only eventually consistent may take a moment to serve
+    // what it just accepted: a 404 is asked again, as often as other failures are.
+    let mut attempt = 1;
+    let r = loop {
+        let r = read(reqwest::Method::HEAD)?;
+        if r.status() != StatusCode::NOT_FOUND || attempt >= c.policy.tries {
+            break r;
+        }
+        let wait = backoff(attempt);
+        attempt += 1;
+        if !c.policy.quiet {
+            eprintln!(
+                "{:>12} to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
+                "Retrying",
+                c.policy.tries,
+                humantime::format_duration(wait),
+                c.registry
+            );
+        }
+        std::thread::sleep(wait);
+    };
+    let not_stored = |status: StatusCode| {
+        anyhow!(
+            "registry {} accepted manifest {reference} of {} but does not serve it (reading it back answered {status}); the image was not stored, check the registry's storage and logs, then push again",
+            c.registry,
+            c.repo
+        )
+    };
+    if r.status() == StatusCode::NOT_FOUND {
+        return Err(not_stored(r.status()));
+    }
+    if !r.status().is_success() {
+        return Err(c.refused(r, &format!("reading manifest {reference} back")));
+    }
+    let header = |r: &reqwest::blocking::Response| {
+        r.headers()
+            .get("Docker-Content-Digest")
+            .and_then(|h| h.to_str().ok())
+            .map(String::from)
+    };
+    let served = match header(&r) {
+        Some(d) => d,
+        None => {
+            let r = read(reqwest::Method::GET)?;
+            if !r.status().is_success() {
+                return Err(not_stored(r.status()));
+            }
+            let length = r.content_length();
+            let body = read_capped(
+                r,
+                length,
+                MANIFEST_BODY_LIMIT,
+                &format!("manifest {reference}"),
+                &c.registry,
+            )?;
+            crate::blobs::digest_of(&body)
+        }
+    };
+    if served != digest {
+        return Err(anyhow!(
+            "registry {} serves {}:{reference} as {}, not the {digest} just pushed; another push may have moved the tag, or the registry did not store it; push again",
+            c.registry,
+            c.repo,
+            sanitize(&served)
         ));
     }
     Ok(())

@@ -1,0 +1,141 @@
+//! Running a helper program (a credential helper, `docker version`) with a bounded wait: a
+//! program that never answers is stopped, with everything it started, instead of hanging the
+//! run.
+//!
+//! Hand-written on std: the wait is a `try_wait` poll every 10 ms (std has no wait with a
+//! timeout, and a thread blocked in `wait` could not be told to stop), and the program runs in
+//! a process group of its own so that a shell script's children (`sleep`, a keychain prompt)
+//! die with it and release the pipes.
+
+use anyhow::{Context, Result};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Most bytes kept of a helper's stdout or stderr.
+const OUTPUT_LIMIT: u64 = 1 << 20;
+
+/// What a helper printed and how it ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// How a bounded run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Finished(Finished),
+    /// No exit within the timeout: the program (and its process group) was killed.
+    TimedOut,
+}
+
+fn reader(mut from: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut from).take(OUTPUT_LIMIT).read_to_end(&mut buf);
+        // Drain the rest so the program never blocks on a full pipe.
+        let _ = std::io::copy(&mut from, &mut std::io::sink());
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+fn kill(child: &mut Child) {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::signal::{Signal, killpg};
+        use nix::unistd::Pid;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `cmd` with `input` on its stdin, waiting at most `timeout` for it to exit and close
+/// its output. Fails only if it cannot be started.
+pub fn run_bounded(cmd: &mut Command, input: &[u8], timeout: Duration) -> Result<Outcome> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
+    let deadline = Instant::now() + timeout;
+    let stdout = reader(child.stdout.take().context("child stdout")?);
+    let stderr = reader(child.stderr.take().context("child stderr")?);
+    if let Some(mut stdin) = child.stdin.take() {
+        // A few bytes into an empty pipe never block; a program that exited early is fine.
+        let _ = stdin.write_all(input);
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                kill(&mut child);
+                return Ok(Outcome::TimedOut);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e).context("waiting for a helper program"),
+        }
+    };
+    // It exited; what it started may still hold the pipes open.
+    let left = deadline.saturating_duration_since(Instant::now());
+    let out = stdout.recv_timeout(left);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let err = stderr.recv_timeout(left);
+    match (out, err) {
+        (Ok(stdout), Ok(stderr)) => Ok(Outcome::Finished(Finished {
+            status,
+            stdout,
+            stderr,
+        })),
+        _ => {
+            kill(&mut child);
+            Ok(Outcome::TimedOut)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_that_never_exits_is_stopped() {
+        let started = Instant::now();
+        let out = run_bounded(
+            Command::new("sh").args(["-c", "sleep 30; echo late"]),
+            b"",
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(matches!(out, Outcome::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn output_and_status_come_back() {
+        let out = run_bounded(
+            Command::new("sh").args(["-c", "read x; echo got $x; exit 3"]),
+            b"in\n",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let Outcome::Finished(f) = out else {
+            panic!("timed out")
+        };
+        assert_eq!(f.stdout, b"got in\n");
+        assert_eq!(f.status.code(), Some(3));
+    }
+}
