@@ -177,7 +177,7 @@ impl OciLayout {
             for (digest, size) in image.all_blobs() {
                 let dst = blobs.join(hex_of(&digest));
                 if !dst.exists() {
-                    atomic::link_or_copy(&store.path(&digest), &dst)?;
+                    store.copy_to(&digest, size, &dst)?;
                     added += size;
                 }
             }
