@@ -146,6 +146,14 @@ fn mark_proven(path: &Path) {
     }
 }
 
+/// Lets a test damage a blob this process has proven, as another process would.
+#[cfg(test)]
+fn forget_proven(path: &Path) {
+    if let Ok(mut p) = PROVEN.lock() {
+        p.remove(path);
+    }
+}
+
 impl BlobStore {
     pub fn open(root: &Path) -> Result<BlobStore> {
         for sub in ["blobs/sha256", "layers", "stat", "tmp"] {
@@ -716,6 +724,125 @@ mod tests {
             !store.has(&stale) && !root.join("layers/old").exists(),
             "an unused entry goes"
         );
+    }
+
+    /// A blob placed in the store by "an earlier run": not proven in this process.
+    fn place(store: &BlobStore, bytes: &[u8]) -> (String, u64) {
+        let digest = digest_of(bytes);
+        fs::write(store.path(&digest), bytes).unwrap();
+        (digest, bytes.len() as u64)
+    }
+
+    #[test]
+    fn a_damaged_blob_is_not_proven_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let damages: [fn(&Path); 2] = [
+            |p| {
+                let mut b = fs::read(p).unwrap();
+                b[3] ^= 1;
+                fs::write(p, b).unwrap();
+            },
+            |p| {
+                fs::File::options()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len(2)
+                    .unwrap()
+            },
+        ];
+        for damage in damages {
+            let (d, n) = place(&store, b"a layer's bytes");
+            assert!(store.proven(&d, n), "intact blob");
+            forget_proven(&store.path(&d));
+            damage(&store.path(&d));
+            assert!(!store.proven(&d, n), "damaged blob proven");
+            assert!(!store.has(&d), "damaged blob kept");
+        }
+        assert!(!store.proven(&digest_of(b"absent"), 6));
+    }
+
+    #[test]
+    fn a_standing_proof_spares_the_read_and_a_racy_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        // A proof whose digest the bytes do not have: trusting it shows the file was not read.
+        let claimed = digest_of(b"other bytes");
+        let path = store.path(&claimed);
+        fs::write(&path, b"same length").unwrap();
+        let proof = |recorded_ns| StatRecord {
+            stat: Stat::of(&path).unwrap(),
+            recorded_ns,
+            digest: claimed.clone(),
+        };
+        store
+            .remember_at(&store.proof_path(&claimed), &proof(now_ns() + RACY_NS))
+            .unwrap();
+        assert!(store.proven(&claimed, 11), "a standing proof is trusted");
+        forget_proven(&path);
+        // Made right after the blob changed: proves nothing, so the bytes are read.
+        store
+            .remember_at(&store.proof_path(&claimed), &proof(now_ns()))
+            .unwrap();
+        assert!(!store.proven(&claimed, 11), "a racy proof was trusted");
+        // A changed stat voids a standing proof.
+        fs::write(&path, b"same length").unwrap();
+        let stale = StatRecord {
+            recorded_ns: now_ns() + RACY_NS,
+            ..proof(0)
+        };
+        store
+            .remember_at(&store.proof_path(&claimed), &stale)
+            .unwrap();
+        // Replaced (a new inode), as an editor saving the file would.
+        let edited = path.with_extension("edited");
+        fs::write(&edited, b"SAME length").unwrap();
+        fs::rename(&edited, &path).unwrap();
+        assert!(
+            !store.proven(&claimed, 11),
+            "a proof of an older stat was trusted"
+        );
+    }
+
+    #[test]
+    fn put_replaces_an_edited_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let (d, _) = store.put(br#"{"a":1}"#).unwrap();
+        fs::write(store.path(&d), br#"{"a":2}"#).unwrap();
+        store.put(br#"{"a":1}"#).unwrap();
+        assert_eq!(fs::read(store.path(&d)).unwrap(), br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn temps_of_gone_runs_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        let store = BlobStore::open(&root).unwrap();
+        let live = store.writer().unwrap();
+        let live_path = live.inner.get_ref().path().to_path_buf();
+        assert!(is_locked_temp_name(
+            live_path.file_name().unwrap().to_str().unwrap()
+        ));
+        // What a killed run leaves: a temp named by the scheme that nobody holds.
+        let dead = root.join("tmp/4194304-AbCdEf.tmp");
+        fs::write(&dead, b"partial").unwrap();
+        // An older version's temp, unlocked by design: only an hour decides.
+        let legacy = root.join("tmp/.tmpAbCdEf");
+        fs::write(&legacy, b"partial").unwrap();
+        BlobStore::open(&root).unwrap();
+        assert!(live_path.exists(), "a live run's temp was removed");
+        assert!(!dead.exists(), "a gone run's temp was kept");
+        assert!(legacy.exists(), "a recent unlocked temp was removed");
+        let (digest, _) = store.commit(live).unwrap();
+        assert!(store.has(&digest));
+        for name in ["1-a.tmp", "123-xYz012.tmp"] {
+            assert!(is_locked_temp_name(name), "{name}");
+        }
+        for name in [".tmpAbCdEf", "-a.tmp", "12a-b.tmp", "12-.tmp", "12-ab"] {
+            assert!(!is_locked_temp_name(name), "{name}");
+        }
     }
 
     #[test]
