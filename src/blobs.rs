@@ -449,7 +449,7 @@ fn is_locked_temp_name(name: &str) -> bool {
 /// an exclusive flock held on it until it is persisted or dropped. The lock is taken without
 /// waiting: if a sweep took it first (between our create and our lock), the file is not
 /// ours to use, and another name is tried.
-fn locked_temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile<Held>> {
+pub(crate) fn locked_temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile<Held>> {
     let prefix = format!("{}-", std::process::id());
     for _ in 0..16 {
         let tmp = tempfile::Builder::new()
@@ -476,19 +476,19 @@ fn locked_temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile<Held>> {
 /// Removes the temp files of runs that are no longer alive. A temp named by
 /// [`locked_temp_in`] goes as soon as its lock is free: the kernel drops an flock when its
 /// process ends however it ends (SIGKILL, crash), and a live owner, even a stopped one, still
-/// holds it. Other names (older versions of the tool made unlocked temps) go after an hour.
-fn sweep_temps(dir: &Path) {
+/// holds it. Older versions of the tool made unlocked temps (tempfile's `.tmpXXXXXX`): those
+/// go after an hour. Nothing else is touched.
+pub(crate) fn sweep_temps(dir: &Path) {
     for path in files_in(dir) {
-        let locked_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_locked_temp_name);
-        if locked_name {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if is_locked_temp_name(name) {
             if let Some(claim) = claim_orphan(&path) {
                 let _ = fs::remove_file(&path);
                 drop(claim);
             }
-        } else if older_than(&path, 3600) {
+        } else if name.starts_with(".tmp") && older_than(&path, 3600) {
             let _ = fs::remove_file(&path);
         }
     }
@@ -831,7 +831,21 @@ mod tests {
         // An older version's temp, unlocked by design: only an hour decides.
         let legacy = root.join("tmp/.tmpAbCdEf");
         fs::write(&legacy, b"partial").unwrap();
+        // Not the tool's, however old: never removed.
+        let foreign = root.join("tmp/notes.txt");
+        fs::write(&foreign, b"mine").unwrap();
+        let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&foreign)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
         BlobStore::open(&root).unwrap();
+        assert!(
+            foreign.exists(),
+            "a file the tool did not write was removed"
+        );
         assert!(live_path.exists(), "a live run's temp was removed");
         assert!(!dead.exists(), "a gone run's temp was kept");
         assert!(legacy.exists(), "a recent unlocked temp was removed");
