@@ -188,7 +188,7 @@ impl BlobStore {
                 let _ = fs::remove_file(&entry);
             } else if let Some(layer) = fs::read(&entry)
                 .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(unseal(&b)?).ok())
                 .and_then(|v| v.get("digest")?.as_str().map(String::from))
             {
                 referenced.insert(hex_of(&layer).to_string());
@@ -294,7 +294,11 @@ impl BlobStore {
             }
             Some(why) => {
                 warn_replaced(&path, digest, &why);
-                let _ = fs::remove_file(&path);
+                // Only the file that was found damaged: a concurrent run may have put a
+                // repaired one in its place meanwhile.
+                if Stat::of(&path).as_ref() == Some(&before) {
+                    let _ = fs::remove_file(&path);
+                }
                 let _ = fs::remove_file(self.proof_path(digest));
                 false
             }
@@ -372,18 +376,54 @@ impl BlobStore {
     }
 
     /// A cached value stored under an input key, if its blob is still present.
+    /// An entry is checked against its seal (see [`seal`]): a damaged one (a flipped digit
+    /// of a diff_id would give an image whose config does not match its layers) is removed
+    /// with a warning, and the caller makes the layer again.
     pub fn cached<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {
         let path = self.root.join("layers").join(key);
         let bytes = fs::read(&path).ok()?;
-        let value = serde_json::from_slice(&bytes).ok()?;
+        let value = match unseal(&bytes) {
+            Some(json) => serde_json::from_slice(json).ok(),
+            None => None,
+        };
+        let Some(value) = value else {
+            // An entry of an older version (plain JSON, unsealed) is simply replaced.
+            if bytes.first() != Some(&b'{') && bytes.first() != Some(&b'[') {
+                eprintln!(
+                    "warning: cache file {} is damaged (it does not match its checksum); removed it, and it is made again from its inputs",
+                    path.display()
+                );
+                let _ = fs::remove_file(&path);
+            }
+            return None;
+        };
         // A hit keeps the entry (and so its blob) from the garbage collector.
         touch(&path);
         Some(value)
     }
 
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        self.remember_at(&self.root.join("layers").join(key), value)
+        let mut tmp = locked_temp_in(&self.root.join("tmp"))?;
+        tmp.write_all(&seal(&serde_json::to_vec(value)?))?;
+        tmp.persist(self.root.join("layers").join(key))
+            .map_err(|e| e.error)?;
+        Ok(())
     }
+}
+
+/// A layer entry as stored: the sha256 of its JSON in hex, a newline, the JSON. Entries are
+/// a few hundred bytes, so checking the seal on every read costs nothing measurable.
+fn seal(json: &[u8]) -> Vec<u8> {
+    let mut out = hex::encode(Sha256::digest(json)).into_bytes();
+    out.push(b'\n');
+    out.extend_from_slice(json);
+    out
+}
+
+/// The JSON of a sealed entry whose seal matches.
+fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+    let (sum, json) = (bytes.get(..64)?, bytes.get(65..)?);
+    (bytes[64] == b'\n' && hex::encode(Sha256::digest(json)).as_bytes() == sum).then_some(json)
 }
 
 /// "N bytes instead of M", or that the bytes differ.
@@ -803,6 +843,30 @@ mod tests {
             !store.proven(&claimed, 11),
             "a proof of an older stat was trusted"
         );
+    }
+
+    #[test]
+    fn a_damaged_entry_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        store
+            .remember("k", &serde_json::json!({ "diff_id": "sha256:0a" }))
+            .unwrap();
+        let path = dir.path().join("layers/k");
+        let good = fs::read(&path).unwrap();
+        assert_eq!(
+            store.cached::<serde_json::Value>("k").unwrap()["diff_id"],
+            "sha256:0a"
+        );
+        let flipped = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("sha256:0a", "sha256:0b");
+        fs::write(&path, flipped).unwrap();
+        assert!(store.cached::<serde_json::Value>("k").is_none());
+        assert!(!path.exists(), "a damaged entry was kept");
+        // An older version's entry (plain JSON) is a miss, replaced when the layer is made.
+        fs::write(&path, br#"{"diff_id":"sha256:0a"}"#).unwrap();
+        assert!(store.cached::<serde_json::Value>("k").is_none());
     }
 
     #[test]

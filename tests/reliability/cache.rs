@@ -9,7 +9,7 @@
 use crate::common::*;
 use serde_json::Value;
 use std::fs;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,6 +102,31 @@ fn assert_intact(layout: &Layout) {
             path.display()
         );
     }
+    // The config's diff_ids are the digests of the uncompressed layers (skopeo does not check).
+    let manifest = manifest_of(layout);
+    let config: Value = serde_json::from_slice(
+        &fs::read(layout.blob(manifest["config"]["digest"].as_str().expect("config")))
+            .expect("config blob"),
+    )
+    .expect("config is JSON");
+    for (layer, diff_id) in manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .zip(config["rootfs"]["diff_ids"].as_array().expect("diff_ids"))
+    {
+        let file =
+            fs::File::open(layout.blob(layer["digest"].as_str().expect("digest"))).expect("layer");
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_end(&mut tar)
+            .expect("gunzip layer");
+        assert_eq!(
+            sha256_digest(&tar),
+            diff_id.as_str().expect("diff_id"),
+            "a layer does not match its diff_id"
+        );
+    }
     let copy = tempdir();
     let run = capture(Command::new("skopeo").args([
         "copy",
@@ -192,6 +217,33 @@ fn editing_a_written_layout_does_not_reach_the_cache() {
     let (run, second) = c.build("second");
     run.assert_success();
     assert_intact(&second);
+}
+
+#[test]
+fn damaged_cache_entry_is_repaired_not_served() {
+    let c = Cached::new();
+    let (run, first) = c.build("first");
+    run.assert_success();
+    // The binary layer's entry: what the layer's inputs map to (digest, diff_id, sizes).
+    let binary_layer = blob_digests(&first).pop().expect("a layer");
+    let entry = fs::read_dir(c.cache().join("layers"))
+        .expect("cache entries")
+        .map(|e| e.expect("entry").path())
+        .find(|p| String::from_utf8_lossy(&fs::read(p).expect("read")).contains(&binary_layer))
+        .expect("the binary layer's cache entry");
+    let text = fs::read_to_string(&entry).expect("entry");
+    let at = text.find("\"diff_id\":\"sha256:").expect("a diff_id") + 18;
+    let flipped = if &text[at..=at] == "0" { "1" } else { "0" };
+    fs::write(
+        &entry,
+        format!("{}{flipped}{}", &text[..at], &text[at + 1..]),
+    )
+    .expect("edit");
+
+    let (run, second) = c.build("second");
+    assert_repaired(&run, &entry);
+    assert_intact(&second);
+    assert_eq!(blob_digests(&second), blob_digests(&first));
 }
 
 #[test]
