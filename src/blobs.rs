@@ -316,7 +316,7 @@ impl BlobStore {
         let src = self.path(digest);
         if !self.proven(digest, size) {
             bail!(
-                "blob {digest} left the cache at {} while this run used it; run again",
+                "blob {digest} in the cache at {} changed or went away while this run used it; run again",
                 self.root.display()
             );
         }
@@ -377,18 +377,14 @@ impl BlobStore {
         let _ = self.remember_at(&self.proof_path(digest), &record);
     }
 
-    /// A cached value stored under an input key, if its blob is still present.
-    /// An entry is checked against its seal (see [`seal`]): a damaged one (a flipped digit
-    /// of a diff_id would give an image whose config does not match its layers) is removed
-    /// with a warning, and the caller makes the layer again.
+    /// A cached value stored under an input key. The entry is checked against its seal (see
+    /// [`seal`]): a damaged one (a flipped digit of a diff_id would give an image whose config
+    /// does not match its layers) is removed with a warning, and the caller makes the layer
+    /// again.
     pub fn cached<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Option<T> {
         let path = self.root.join("layers").join(key);
         let bytes = fs::read(&path).ok()?;
-        let value = match unseal(&bytes) {
-            Some(json) => serde_json::from_slice(json).ok(),
-            None => None,
-        };
-        let Some(value) = value else {
+        let Some(json) = unseal(&bytes) else {
             // An entry of an older version (plain JSON, unsealed) is simply replaced.
             if bytes.first() != Some(&b'{') && bytes.first() != Some(&b'[') {
                 eprintln!(
@@ -399,6 +395,7 @@ impl BlobStore {
             }
             return None;
         };
+        let value = serde_json::from_slice(json).ok()?;
         // A hit keeps the entry (and so its blob) from the garbage collector.
         touch(&path);
         Some(value)
