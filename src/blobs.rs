@@ -410,9 +410,9 @@ impl BlobStore {
     }
 }
 
-/// A layer entry as stored: the sha256 of its JSON in hex, a newline, the JSON. Entries are
-/// a few hundred bytes, so checking the seal on every read costs nothing measurable.
-fn seal(json: &[u8]) -> Vec<u8> {
+/// A layer entry (or a `memo` answer) as stored: the sha256 of its JSON in hex, a newline,
+/// the JSON. Entries are small, so checking the seal on every read costs nothing measurable.
+pub(crate) fn seal(json: &[u8]) -> Vec<u8> {
     let mut out = hex::encode(Sha256::digest(json)).into_bytes();
     out.push(b'\n');
     out.extend_from_slice(json);
@@ -420,7 +420,7 @@ fn seal(json: &[u8]) -> Vec<u8> {
 }
 
 /// The JSON of a sealed entry whose seal matches.
-fn unseal(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn unseal(bytes: &[u8]) -> Option<&[u8]> {
     let (sum, json) = (bytes.get(..64)?, bytes.get(65..)?);
     (bytes[64] == b'\n' && hex::encode(Sha256::digest(json)).as_bytes() == sum).then_some(json)
 }

@@ -69,8 +69,21 @@ pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf])
 }
 
 fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T> {
-    let bytes = std::fs::read(base.join(space).join(key)).ok()?;
-    let entry: Entry<T> = serde_json::from_slice(&bytes).ok()?;
+    let path = base.join(space).join(key);
+    let bytes = std::fs::read(&path).ok()?;
+    // Sealed like the layer cache's entries: a damaged answer is never used.
+    let Some(json) = crate::blobs::unseal(&bytes) else {
+        // An answer of an older version (plain JSON) is simply replaced.
+        if bytes.first() != Some(&b'{') {
+            eprintln!(
+                "warning: cache file {} is damaged (it does not match its checksum); removed it",
+                path.display()
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+        return None;
+    };
+    let entry: Entry<T> = serde_json::from_slice(json).ok()?;
     entry
         .watched
         .iter()
@@ -110,7 +123,7 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
         return;
     };
     if let Ok(bytes) = serde_json::to_vec(&entry)
-        && tmp.write_all(&bytes).is_ok()
+        && tmp.write_all(&crate::blobs::seal(&bytes)).is_ok()
     {
         let _ = tmp.persist(dir.join(key));
     }
@@ -166,5 +179,17 @@ mod tests {
             "an answer was swept"
         );
         assert_eq!(get_in::<u32>(&base, "t", "k2"), Some(2));
+    }
+
+    #[test]
+    fn a_damaged_answer_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cache");
+        put_in(&base, "t", "k", &"65532:65532", &[]);
+        let path = base.join("t/k");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("65532:", "65533:")).unwrap();
+        assert_eq!(get_in::<String>(&base, "t", "k"), None);
+        assert!(!path.exists(), "a damaged answer was kept");
     }
 }
