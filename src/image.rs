@@ -74,7 +74,9 @@ impl Image {
         &self.top().digest
     }
 
-    /// Writes the JSON documents into the store so outputs can treat every blob alike.
+    /// Writes the JSON documents into the store so outputs can treat every blob alike. A
+    /// document already there is reused only if it holds exactly these bytes (an edited one
+    /// is replaced, with a warning): see [`BlobStore::put`].
     pub fn store_documents(&self, store: &BlobStore) -> Result<()> {
         for p in &self.platforms {
             store.put(&p.config.bytes)?;

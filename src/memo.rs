@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,8 +69,21 @@ pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf])
 }
 
 fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T> {
-    let bytes = std::fs::read(base.join(space).join(key)).ok()?;
-    let entry: Entry<T> = serde_json::from_slice(&bytes).ok()?;
+    let path = base.join(space).join(key);
+    let bytes = std::fs::read(&path).ok()?;
+    // Sealed like the layer cache's entries: a damaged answer is never used.
+    let Some(json) = crate::blobs::unseal(&bytes) else {
+        // An answer of an older version (plain JSON) is simply replaced.
+        if bytes.first() != Some(&b'{') {
+            eprintln!(
+                "warning: cache file {} is damaged (it does not match its checksum); removed it",
+                path.display()
+            );
+            let _ = std::fs::remove_file(&path);
+        }
+        return None;
+    };
+    let entry: Entry<T> = serde_json::from_slice(json).ok()?;
     entry
         .watched
         .iter()
@@ -103,10 +117,14 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let Ok(tmp) = tempfile::NamedTempFile::new_in(&dir) else {
+    // Temps of runs killed here before (SIGKILL) go first; see `blobs::sweep_temps`.
+    crate::blobs::sweep_temps(&dir);
+    let Ok(mut tmp) = crate::blobs::locked_temp_in(&dir) else {
         return;
     };
-    if serde_json::to_writer(&tmp, &entry).is_ok() {
+    if let Ok(bytes) = serde_json::to_vec(&entry)
+        && tmp.write_all(&crate::blobs::seal(&bytes)).is_ok()
+    {
         let _ = tmp.persist(dir.join(key));
     }
 }
@@ -143,5 +161,35 @@ mod tests {
             None,
             "a changed file invalidates"
         );
+    }
+
+    #[test]
+    fn a_killed_runs_temp_goes_with_the_next_answer_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cache");
+        put_in(&base, "t", "k", &1u32, &[]);
+        // What a run killed between writing a temp and renaming it leaves (nobody holds it).
+        let leftover = base.join("t/4194304-AbCdEf.tmp");
+        std::fs::write(&leftover, b"{").unwrap();
+        put_in(&base, "t", "k2", &2u32, &[]);
+        assert!(!leftover.exists());
+        assert_eq!(
+            get_in::<u32>(&base, "t", "k"),
+            Some(1),
+            "an answer was swept"
+        );
+        assert_eq!(get_in::<u32>(&base, "t", "k2"), Some(2));
+    }
+
+    #[test]
+    fn a_damaged_answer_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cache");
+        put_in(&base, "t", "k", &"65532:65532", &[]);
+        let path = base.join("t/k");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("65532:", "65533:")).unwrap();
+        assert_eq!(get_in::<String>(&base, "t", "k"), None);
+        assert!(!path.exists(), "a damaged answer was kept");
     }
 }

@@ -40,6 +40,12 @@ pub struct Layer {
     pub fresh: bool,
 }
 
+impl crate::blobs::NamesBlob for Layer {
+    fn blob(&self) -> (&str, u64) {
+        (&self.digest, self.size)
+    }
+}
+
 /// The mtime stamped on the crate's own layers: SOURCE_DATE_EPOCH's value or the epoch. The
 /// crate-independent layers always use 0 so that they are shared by every crate.
 pub fn crate_mtime(spec: &ImageSpec) -> u64 {
@@ -91,7 +97,7 @@ pub fn shared_layers(inputs: &SharedInputs, store: &BlobStore) -> Result<Vec<Lay
         && let Some(keys) = store.cached::<Vec<String>>(alias)
         && let Some(layers) = keys
             .iter()
-            .map(|k| store.cached::<Layer>(k).filter(|l| store.has(&l.digest)))
+            .map(|k| store.cached_blob::<Layer>(k))
             .collect::<Option<Vec<Layer>>>()
     {
         return Ok(layers);

@@ -292,8 +292,9 @@ pub fn write_layer_keyed(
     let entries = normalize(&content.entries)?;
     let mut digests = known_digests(&entries, store);
     if let Some(key) = cache_key(content, &entries, &digests, codec)?
-        && let Some(layer) = store.cached::<Layer>(&key)
-        && store.has(&layer.digest)
+        // Reused only once its blob is proven to match its digest; a damaged blob is removed
+        // and the layer compressed again below.
+        && let Some(layer) = store.cached_blob::<Layer>(&key)
     {
         return Ok((layer, key));
     }

@@ -302,20 +302,6 @@ fn exchange(_new: &Path, _target: &Path) -> Result<bool> {
     Ok(false)
 }
 
-/// Puts a copy of `src` at `dst`: a hard link when both are on one file system, else a copy
-/// written under a temp name and renamed into place, so `dst` is never half there.
-pub fn link_or_copy(src: &Path, dst: &Path) -> Result<()> {
-    if fs::hard_link(src, dst).is_ok() {
-        return Ok(());
-    }
-    let mut from = fs::File::open(src).with_context(|| format!("cannot read {}", src.display()))?;
-    write_file(dst, |w| {
-        std::io::copy(&mut from, w)
-            .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
-        Ok(())
-    })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Leases: temp names that tell whether the run that made them is still alive.
 

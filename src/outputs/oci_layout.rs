@@ -125,6 +125,22 @@ fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String
 }
 
 /// index.json listing `manifests`.
+/// Writes blob `digest` from the store at `dst`, whole (a temp renamed into place), after the
+/// store has proven it matches its digest.
+fn copy_blob(store: &BlobStore, digest: &str, size: u64, dst: &Path) -> Result<()> {
+    let mut from = store.open_proven(digest, size)?;
+    atomic::write_file(dst, |w| {
+        let copied = std::io::copy(&mut from, w)
+            .with_context(|| format!("cannot copy blob {digest} to {}", dst.display()))?;
+        if copied != size {
+            anyhow::bail!(
+                "blob {digest} in the cache changed while this run copied it ({copied} bytes instead of {size}); run again"
+            );
+        }
+        Ok(())
+    })
+}
+
 fn index_json(manifests: Vec<Value>) -> Result<Vec<u8>> {
     let index = json!({
         "schemaVersion": 2,
@@ -283,9 +299,9 @@ impl OciLayout {
             match fs::metadata(&dst) {
                 Ok(m) if m.len() == size => continue,
                 // A blob of the wrong size (truncated): replaced, whole.
-                Ok(_) => atomic::link_or_copy(&store.path(&digest), &dst)?,
+                Ok(_) => copy_blob(store, &digest, size, &dst)?,
                 Err(_) => {
-                    atomic::link_or_copy(&store.path(&digest), &dst)?;
+                    copy_blob(store, &digest, size, &dst)?;
                     pending.push(atomic::Pending::new(&dst));
                     placed.push(dst);
                 }
