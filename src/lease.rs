@@ -55,17 +55,10 @@ pub fn prefix(prefix: &str) -> String {
 /// it is open. Created with mode 0666 less the umask, like any output (not tempfile's
 /// owner-only 0600), since it becomes one by a rename.
 pub fn temp_file_in(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
-    let name = self::prefix(prefix);
-    for _ in 0..ATTEMPTS {
-        let tmp = tempfile::Builder::new()
-            .prefix(&name)
-            .permissions(fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)?;
-        if held_at(tmp.as_file(), tmp.path()) {
-            return Ok(tmp);
-        }
-    }
-    Err(lost(dir))
+    made_held(dir, prefix, 0o666, |made| {
+        let tmp = made.tempfile_in(dir)?;
+        Ok(held_at(tmp.as_file(), tmp.path()).then_some(tmp))
+    })
 }
 
 /// A temp directory made by [`temp_dir_in`]: removed with what it holds on drop, unless
@@ -90,19 +83,33 @@ impl TempDir {
 /// A new temp directory in `dir`, named by [`prefix`]`(prefix)` and held until it is dropped.
 /// Mode 0777 less the umask, like any directory the tool makes.
 pub fn temp_dir_in(dir: &Path, prefix: &str) -> io::Result<TempDir> {
-    let name = self::prefix(prefix);
-    for _ in 0..ATTEMPTS {
-        let tmp = tempfile::Builder::new()
-            .prefix(&name)
-            .permissions(fs::Permissions::from_mode(0o777))
-            .tempdir_in(dir)?;
+    made_held(dir, prefix, 0o777, |made| {
+        let tmp = made.tempdir_in(dir)?;
         // Opening a directory read-only is allowed, and flock works on it.
         let lease = fs::File::open(tmp.path())?;
-        if held_at(&lease, tmp.path()) {
-            return Ok(TempDir {
-                dir: tmp,
-                _lease: lease,
-            });
+        Ok(held_at(&lease, tmp.path()).then_some(TempDir {
+            dir: tmp,
+            _lease: lease,
+        }))
+    })
+}
+
+/// Makes a temp through `make` (given a builder that names it by [`prefix`] with `mode`) until
+/// one is held (`make` gives None when a sweep took it first; see [`held_at`]).
+fn made_held<T>(
+    dir: &Path,
+    prefix: &str,
+    mode: u32,
+    make: impl Fn(&tempfile::Builder) -> io::Result<Option<T>>,
+) -> io::Result<T> {
+    let name = self::prefix(prefix);
+    let mut builder = tempfile::Builder::new();
+    builder
+        .prefix(&name)
+        .permissions(fs::Permissions::from_mode(mode));
+    for _ in 0..ATTEMPTS {
+        if let Some(held) = make(&builder)? {
+            return Ok(held);
         }
     }
     Err(lost(dir))
@@ -335,6 +342,22 @@ mod tests {
         let (file_path, dir_path) = (file.path().to_path_buf(), tmp_dir.path().to_path_buf());
         drop((file, tmp_dir));
         assert!(!file_path.exists() && !dir_path.exists());
+    }
+
+    #[test]
+    fn a_temp_a_sweep_took_first_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{}abc", prefix(".o.tmp-")));
+        fs::write(&path, b"").unwrap();
+        let mine = fs::File::open(&path).unwrap();
+        // A sweep (from another PID namespace) holds the lock: the creator makes another.
+        let sweeper = fs::File::open(&path).unwrap();
+        hold(&sweeper);
+        assert!(!held_at(&mine, &path));
+        // It removed the temp and let go: the lock is free, but the name leads nowhere.
+        fs::remove_file(&path).unwrap();
+        drop(sweeper);
+        assert!(!held_at(&mine, &path));
     }
 
     #[test]
