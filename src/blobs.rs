@@ -166,7 +166,7 @@ impl BlobStore {
                 )
             })?;
         }
-        sweep_temps(&root.join("tmp"));
+        sweep_cache_tmp(&root.join("tmp"));
         let store = BlobStore {
             root: root.to_path_buf(),
         };
@@ -460,7 +460,7 @@ impl BlobStore {
 /// versions of the tool made unlocked temps there, named by tempfile (`.tmpXXXXXX`), whose
 /// owner nothing tells; those go once they are an hour old, no run taking that long to write
 /// one. Only regular files, and only in `cache/tmp`, which holds nothing but the tool's temps.
-fn sweep_temps(dir: &Path) {
+fn sweep_cache_tmp(dir: &Path) {
     crate::lease::sweep(dir, TEMP_PREFIX);
     let Ok(entries) = fs::read_dir(dir) else {
         return;
