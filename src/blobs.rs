@@ -124,7 +124,7 @@ pub struct BlobStore {
 }
 
 /// A blob being written: a temp file in the store, hashed as it is written.
-pub type BlobWriter = HashWriter<io::BufWriter<tempfile::NamedTempFile<Held>>>;
+pub type BlobWriter = HashWriter<io::BufWriter<tempfile::NamedTempFile>>;
 
 /// A cache entry that names a blob (a layer): reused only while its blob is [proven].
 ///
@@ -166,7 +166,7 @@ impl BlobStore {
                 )
             })?;
         }
-        sweep_temps(&root.join("tmp"));
+        sweep_cache_tmp(&root.join("tmp"));
         let store = BlobStore {
             root: root.to_path_buf(),
         };
@@ -219,8 +219,9 @@ impl BlobStore {
     }
 
     pub fn writer(&self) -> Result<BlobWriter> {
-        let tmp =
-            locked_temp_in(&self.root.join("tmp")).context("creating a temp file in the cache")?;
+        let tmp = self
+            .temp_file()
+            .context("creating a temp file in the cache")?;
         Ok(HashWriter::new(io::BufWriter::with_capacity(1 << 20, tmp)))
     }
 
@@ -388,7 +389,7 @@ impl BlobStore {
     }
 
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        let mut tmp = locked_temp_in(&self.root.join("tmp"))?;
+        let mut tmp = self.temp_file()?;
         tmp.write_all(&seal(&serde_json::to_vec(value)?))?;
         tmp.persist(self.root.join("layers").join(key))
             .map_err(|e| e.error)?;
@@ -443,99 +444,37 @@ fn sha256_of_file(path: &Path) -> io::Result<String> {
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-/// A temp file of the store, locked by its creator (see [`sweep_temps`]).
-#[cfg(target_os = "linux")]
-pub struct Held(nix::fcntl::Flock<fs::File>);
-#[cfg(not(target_os = "linux"))]
-pub struct Held(fs::File);
+/// How the store's temp files (in `cache/tmp`) are named: `.blob.tmp-PID-START-XXXXXX`, a
+/// [lease](crate::lease) of the run writing them.
+const TEMP_PREFIX: &str = ".blob.tmp-";
 
-impl Write for Held {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+impl BlobStore {
+    /// A new temp file in `cache/tmp`, held by this run until it is persisted or dropped.
+    fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
+        crate::lease::temp_file_in(&self.root.join("tmp"), TEMP_PREFIX)
     }
 }
 
-/// How temp files in `cache/tmp` are named: `<pid>-<random>.tmp`. The pid is for people;
-/// what tells a sweep that the owner is gone is the lock (see [`sweep_temps`]).
-const TEMP_SUFFIX: &str = ".tmp";
-
-fn is_locked_temp_name(name: &str) -> bool {
-    name.strip_suffix(TEMP_SUFFIX)
-        .and_then(|n| n.split_once('-'))
-        .is_some_and(|(pid, rest)| {
-            !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
-        })
-}
-
-/// A new temp file in `dir`, named as [`TEMP_SUFFIX`] says, readable like any output, with
-/// an exclusive flock held on it until it is persisted or dropped. The lock is taken without
-/// waiting: if a sweep took it first (between our create and our lock), the file is not
-/// ours to use, and another name is tried.
-pub(crate) fn locked_temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile<Held>> {
-    let prefix = format!("{}-", std::process::id());
-    for _ in 0..16 {
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(TEMP_SUFFIX)
-            .permissions(crate::outputs::atomic::readable(0o666))
-            .tempfile_in(dir)?;
-        let (file, path) = tmp.into_parts();
-        #[cfg(target_os = "linux")]
+/// Removes the temps of runs that are no longer alive from `cache/tmp` (see [`crate::lease`]
+/// for the rule: a live run's temp, even a stopped one's, stays). Besides those: older
+/// versions of the tool made unlocked temps there, named by tempfile (`.tmpXXXXXX`), whose
+/// owner nothing tells; those go once they are an hour old, no run taking that long to write
+/// one. Only regular files, and only in `cache/tmp`, which holds nothing but the tool's temps.
+fn sweep_cache_tmp(dir: &Path) {
+    crate::lease::sweep(dir, TEMP_PREFIX);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let legacy = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(".tmp"));
+        if legacy && entry.file_type().is_ok_and(|t| t.is_file()) && older_than(&entry.path(), 3600)
         {
-            use nix::fcntl::{Flock, FlockArg};
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(held) => return Ok(tempfile::NamedTempFile::from_parts(Held(held), path)),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-                Err((_, e)) => return Err(e.into()),
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        return Ok(tempfile::NamedTempFile::from_parts(Held(file), path));
-    }
-    Err(io::Error::other("no free temp file name"))
-}
-
-/// Removes the temp files of runs that are no longer alive. A temp named by
-/// [`locked_temp_in`] goes as soon as its lock is free: the kernel drops an flock when its
-/// process ends however it ends (SIGKILL, crash), and a live owner, even a stopped one, still
-/// holds it. Older versions of the tool made unlocked temps (tempfile's `.tmpXXXXXX`): those
-/// go after an hour. Nothing else is touched.
-pub(crate) fn sweep_temps(dir: &Path) {
-    for path in files_in(dir) {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if is_locked_temp_name(name) {
-            if let Some(claim) = claim_orphan(&path) {
-                let _ = fs::remove_file(&path);
-                drop(claim);
-            }
-        } else if name.starts_with(".tmp") && older_than(&path, 3600) {
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-/// The liveness check of a temp's owner: Some(the lock) when nobody holds the temp at
-/// `path` (its owner is gone); None while a live run holds it, or when it is not the file
-/// the lock was taken on any more (persisted meanwhile). The lock is kept until the caller
-/// has removed the file, so no run can start using it in between.
-#[cfg(target_os = "linux")]
-fn claim_orphan(path: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    use std::os::unix::fs::MetadataExt;
-    let file = fs::File::open(path).ok()?;
-    let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?;
-    let (held, named) = (lock.metadata().ok()?, fs::metadata(path).ok()?);
-    (held.dev() == named.dev() && held.ino() == named.ino()).then_some(lock)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn claim_orphan(path: &Path) -> Option<()> {
-    older_than(path, 3600).then_some(())
 }
 
 /// Sets a file's mtime to now: the garbage collector keeps what was used recently.
@@ -675,7 +614,7 @@ impl BlobStore {
     }
 
     fn remember_at<T: Serialize>(&self, dest: &Path, value: &T) -> Result<()> {
-        let mut tmp = locked_temp_in(&self.root.join("tmp"))?;
+        let mut tmp = self.temp_file()?;
         tmp.write_all(&serde_json::to_vec(value)?)?;
         tmp.persist(dest).map_err(|e| e.error)?;
         Ok(())
@@ -871,11 +810,16 @@ mod tests {
         let store = BlobStore::open(&root).unwrap();
         let live = store.writer().unwrap();
         let live_path = live.inner.get_ref().path().to_path_buf();
-        assert!(is_locked_temp_name(
-            live_path.file_name().unwrap().to_str().unwrap()
-        ));
+        assert!(
+            live_path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&crate::lease::prefix(TEMP_PREFIX))
+        );
         // What a killed run leaves: a temp named by the scheme that nobody holds.
-        let dead = root.join("tmp/4194304-AbCdEf.tmp");
+        let dead = root.join("tmp/.blob.tmp-4194304-1-AbCdEf");
         fs::write(&dead, b"partial").unwrap();
         // An older version's temp, unlocked by design: only an hour decides.
         let legacy = root.join("tmp/.tmpAbCdEf");
@@ -900,12 +844,6 @@ mod tests {
         assert!(legacy.exists(), "a recent unlocked temp was removed");
         let (digest, _) = store.commit(live).unwrap();
         assert!(store.has(&digest));
-        for name in ["1-a.tmp", "123-xYz012.tmp"] {
-            assert!(is_locked_temp_name(name), "{name}");
-        }
-        for name in [".tmpAbCdEf", "-a.tmp", "12a-b.tmp", "12-.tmp", "12-ab"] {
-            assert!(!is_locked_temp_name(name), "{name}");
-        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod image;
 pub mod init;
 pub mod layers;
+pub mod lease;
 pub mod memo;
 pub mod metadata;
 pub mod outputs;

@@ -27,6 +27,10 @@ struct Entry<T> {
 
 const FRESH_NS: i128 = 2_000_000_000;
 
+/// How an answer being written is named beside the answers: `.answer.tmp-PID-START-XXXXXX`,
+/// a [lease](crate::lease) of the run writing it (answers are named by hex keys).
+const TEMP_PREFIX: &str = ".answer.tmp-";
+
 fn stamp(p: &Path) -> Option<(u64, i128)> {
     let m = std::fs::metadata(p).ok()?;
     let t = m.modified().ok()?;
@@ -117,9 +121,9 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    // Temps of runs killed here before (SIGKILL) go first; see `blobs::sweep_temps`.
-    crate::blobs::sweep_temps(&dir);
-    let Ok(mut tmp) = crate::blobs::locked_temp_in(&dir) else {
+    // Temps of runs killed here before (SIGKILL) go first; see `crate::lease`.
+    crate::lease::sweep(&dir, TEMP_PREFIX);
+    let Ok(mut tmp) = crate::lease::temp_file_in(&dir, TEMP_PREFIX) else {
         return;
     };
     if let Ok(bytes) = serde_json::to_vec(&entry)
@@ -169,7 +173,7 @@ mod tests {
         let base = dir.path().join("cache");
         put_in(&base, "t", "k", &1u32, &[]);
         // What a run killed between writing a temp and renaming it leaves (nobody holds it).
-        let leftover = base.join("t/4194304-AbCdEf.tmp");
+        let leftover = base.join("t/.answer.tmp-4194304-1-AbCdEf");
         std::fs::write(&leftover, b"{").unwrap();
         put_in(&base, "t", "k2", &2u32, &[]);
         assert!(!leftover.exists());

@@ -2,15 +2,16 @@
 //! target and renamed into place only on success. A failed or interrupted run leaves the old
 //! output untouched (the temp name is removed on drop or on Ctrl-C).
 //!
-//! A temp name says who owns it (`.NAME.tmp-PID-START-XXXXXX`, see [`lease_prefix`]) and its
-//! owner holds an advisory lock on it while alive, so the next write of the same output removes
-//! what a killed run (SIGKILL, power loss) left behind, and never a live run's temp.
+//! A temp name says who owns it (`.NAME.tmp-PID-START-XXXXXX`) and its owner holds an advisory
+//! lock on it while alive ([`crate::lease`]), so the next write of the same output removes what
+//! a killed run (SIGKILL, power loss) left behind, and never a live run's temp.
 
+use crate::lease;
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Temp paths being written right now, removed by the interrupt handler.
@@ -68,13 +69,6 @@ fn temp_prefix(target: &Path) -> String {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default()
     )
-}
-
-/// The mode an output is created with: what any new file gets (the umask applies), not the
-/// owner-only mode of a temp file.
-pub fn readable(mode: u32) -> fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    fs::Permissions::from_mode(mode)
 }
 
 /// Fails early when `target` cannot be written: its nearest existing ancestor must be a
@@ -140,13 +134,9 @@ fn write_file_inner(
 ) -> Result<()> {
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    sweep_dead(&parent, &temp_prefix(target));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&lease_prefix(&temp_prefix(target)))
-        .permissions(readable(0o666))
-        .tempfile_in(&parent)
+    lease::sweep(&parent, &temp_prefix(target));
+    let mut tmp = lease::temp_file_in(&parent, &temp_prefix(target))
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    hold(tmp.as_file());
     let _pending = Pending::new(tmp.path());
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -166,26 +156,19 @@ fn write_file_inner(
     Ok(())
 }
 
-/// Removes what dead runs left beside `target` while writing it (see [`sweep_dead`]).
+/// Removes what dead runs left beside `target` while writing it (see [`lease::sweep`]).
 pub fn sweep_beside(target: &Path) -> usize {
-    sweep_dead(&parent_of(target), &temp_prefix(target))
+    lease::sweep(&parent_of(target), &temp_prefix(target))
 }
 
-/// A temp directory beside `target`, named and held as this run's (see [`lease_prefix`]),
-/// after removing those of dead runs. The returned file keeps the lease while open.
-fn temp_dir_for(target: &Path) -> Result<(tempfile::TempDir, fs::File)> {
+/// A temp directory beside `target`, named and held as this run's (see [`lease`]), after
+/// removing those of dead runs.
+fn temp_dir_for(target: &Path) -> Result<lease::TempDir> {
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    sweep_dead(&parent, &temp_prefix(target));
-    let tmp = tempfile::Builder::new()
-        .prefix(&lease_prefix(&temp_prefix(target)))
-        .permissions(readable(0o777))
-        .tempdir_in(&parent)
-        .with_context(|| format!("cannot write in {}", parent.display()))?;
-    let lease = fs::File::open(tmp.path())
-        .with_context(|| format!("cannot open {}", tmp.path().display()))?;
-    hold(&lease);
-    Ok((tmp, lease))
+    lease::sweep(&parent, &temp_prefix(target));
+    lease::temp_dir_in(&parent, &temp_prefix(target))
+        .with_context(|| format!("cannot write in {}", parent.display()))
 }
 
 /// Builds a new directory through `fill` (given the temp directory) and renames it to
@@ -193,7 +176,7 @@ fn temp_dir_for(target: &Path) -> Result<(tempfile::TempDir, fs::File)> {
 /// exists (made by another run meanwhile); the caller then updates it in place.
 pub fn create_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
     let created = || -> Result<bool> {
-        let (tmp, _lease) = temp_dir_for(target)?;
+        let tmp = temp_dir_for(target)?;
         let _pending = Pending::new(tmp.path());
         fill(tmp.path())?;
         if !rename_noreplace(tmp.path(), target)? {
@@ -244,7 +227,7 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
 
 fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = parent_of(target);
-    let (tmp, _lease) = temp_dir_for(target)?;
+    let tmp = temp_dir_for(target)?;
     let _pending = Pending::new(tmp.path());
     fill(tmp.path())?;
     if exchange(tmp.path(), target)? {
@@ -253,9 +236,7 @@ fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
     }
     if target.exists() {
         // Move the old directory aside first, so there is never a moment with a mix of both.
-        let old = tempfile::Builder::new()
-            .prefix(&lease_prefix(&temp_prefix(target)))
-            .tempdir_in(&parent)?;
+        let old = lease::temp_dir_in(&parent, &temp_prefix(target))?;
         let old_path = old.path().join("old");
         fs::rename(target, &old_path)
             .with_context(|| format!("cannot replace {}", target.display()))?;
@@ -300,123 +281,6 @@ fn exchange(new: &Path, target: &Path) -> Result<bool> {
 #[cfg(not(target_os = "linux"))]
 fn exchange(_new: &Path, _target: &Path) -> Result<bool> {
     Ok(false)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Leases: temp names that tell whether the run that made them is still alive.
-
-/// This process as `(PID, START)`: START is its start time in clock ticks since boot (field 22
-/// of `/proc/self/stat`), which a later process reusing the PID does not share. None where
-/// there is no /proc (then no temp is ever judged dead).
-fn me() -> Option<(u32, u64)> {
-    static ME: OnceLock<Option<(u32, u64)>> = OnceLock::new();
-    *ME.get_or_init(|| {
-        let pid = std::process::id();
-        proc_stat(pid).map(|(_, start)| (pid, start))
-    })
-}
-
-/// `(state, start time)` of a process from `/proc/PID/stat`; None if there is no such process
-/// (or no /proc). Hand-parsed: two fields of one line, not worth a crate.
-fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `PID (COMM) STATE PPID …`: COMM may hold spaces and parentheses, so split after the last `)`.
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
-/// The start of a temp name owned by this process: `{prefix}{PID}-{START}-`; the caller (or
-/// `tempfile`) appends something random. [`sweep_dead`] with the same `prefix` removes such
-/// names once their owner has exited.
-pub fn lease_prefix(prefix: &str) -> String {
-    let (pid, start) = me().unwrap_or((std::process::id(), 0));
-    format!("{prefix}{pid}-{start}-")
-}
-
-/// The owner written into a temp name by [`lease_prefix`], if `name` is one of `prefix`'s.
-fn owner_of(name: &str, prefix: &str) -> Option<(u32, u64)> {
-    let mut parts = name.strip_prefix(prefix)?.splitn(3, '-');
-    let pid = parts.next()?;
-    let start = parts.next()?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(start) || parts.next().is_none_or(str::is_empty) {
-        return None;
-    }
-    Some((pid.parse().ok()?, start.parse().ok()?))
-}
-
-/// Whether the process `(pid, start)` has certainly exited: no such PID, a zombie, or the PID
-/// now names a process started at another time.
-fn is_gone(pid: u32, start: u64) -> bool {
-    if me().is_none() || me() == Some((pid, start)) {
-        return false;
-    }
-    match proc_stat(pid) {
-        None => !Path::new(&format!("/proc/{pid}")).exists(),
-        Some((state, started)) => matches!(state, 'Z' | 'X') || started != start,
-    }
-}
-
-/// Takes an exclusive flock on `file` if free: Ok(false) when another holder has it.
-/// (Called through fs4's trait by name: newer std has a `File::try_lock` of its own.)
-fn try_flock(file: &fs::File) -> std::io::Result<bool> {
-    match fs4::FileExt::try_lock(file) {
-        Ok(()) => Ok(true),
-        Err(fs4::TryLockError::WouldBlock) => Ok(false),
-        Err(fs4::TryLockError::Error(e)) => Err(e),
-    }
-}
-
-/// Marks a temp file or directory as owned by a live run for as long as `file` stays open: a
-/// run in another PID namespace (a container sharing the directory) cannot judge the PID in
-/// its name, but sees the lock.
-pub fn hold(file: &fs::File) {
-    let _ = try_flock(file);
-}
-
-/// Removes the entries of `dir` named `{prefix}{PID}-{START}-…` (see [`lease_prefix`]) whose
-/// owner has exited and holds no lock on them; files and directories alike. Entries named
-/// otherwise, and those of live runs, are left alone. Returns how many were removed.
-pub fn sweep_dead(dir: &Path, prefix: &str) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some((pid, start)) = name.to_str().and_then(|n| owner_of(n, prefix)) else {
-            continue;
-        };
-        if !is_gone(pid, start) {
-            continue;
-        }
-        // Only what we make: a file or a directory (opening a FIFO would block; a symlink
-        // leads elsewhere).
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if !kind.is_file() && !kind.is_dir() {
-            continue;
-        }
-        let path = entry.path();
-        // Opening a directory read-only is allowed, and flock works on it.
-        let Ok(f) = fs::File::open(&path) else {
-            continue;
-        };
-        if !matches!(try_flock(&f), Ok(true)) {
-            continue;
-        }
-        let gone = if kind.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        removed += usize::from(gone.is_ok());
-    }
-    removed
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,8 +331,9 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         .open(&path)
         .map_err(|e| disk_full_remedy(e.into(), dir))
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
-    let take =
-        |f: &fs::File| try_flock(f).with_context(|| format!("cannot lock {}", path.display()));
+    let take = |f: &fs::File| {
+        lease::try_lock(f).with_context(|| format!("cannot lock {}", path.display()))
+    };
     if take(&file)? {
         return Ok(DirLock { _file: file });
     }
@@ -575,65 +440,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temp_names_carry_their_owner() {
-        let prefix = lease_prefix(".app.tar.tmp-");
-        let (pid, start) = me().expect("/proc");
-        assert_eq!(prefix, format!(".app.tar.tmp-{pid}-{start}-"));
-        assert_eq!(
-            owner_of(&format!("{prefix}Xy12"), ".app.tar.tmp-"),
-            Some((pid, start))
-        );
-        for foreign in [
-            ".app.tar.tmp-notes",
-            ".app.tar.tmp-1-2",
-            ".app.tar.tmp-1-2-",
-            ".app.tar.tmp--2-x",
-            ".app.tar.tmp-1x-2-x",
-            ".other.tmp-1-2-x",
-        ] {
-            assert_eq!(owner_of(foreign, ".app.tar.tmp-"), None, "{foreign}");
-        }
-        assert!(!is_gone(pid, start), "this process is alive");
-        assert!(is_gone(pid, start + 1), "same PID, another start: reused");
-    }
-
-    #[test]
-    fn sweeping_removes_only_dead_owners_temps() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let live = dir.path().join(format!("{}abc", lease_prefix(".o.tmp-")));
-        let gone = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
-        let gone_dir = dir.path().join(format!(".o.tmp-{dead}-5-dir"));
-        let other = dir.path().join(format!(".p.tmp-{dead}-5-abc"));
-        let plain = dir.path().join(".o.tmp-abcdef");
-        for f in [&live, &gone, &other, &plain] {
-            fs::write(f, b"x").unwrap();
-        }
-        fs::create_dir_all(gone_dir.join("blobs")).unwrap();
-        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 2);
-        assert!(live.exists() && other.exists() && plain.exists());
-        assert!(!gone.exists() && !gone_dir.exists());
-    }
-
-    #[test]
-    fn a_locked_temp_of_an_unknown_pid_is_kept() {
-        // What a run in another PID namespace looks like: a PID we cannot see, a lock held.
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        let held = dir.path().join(format!(".o.tmp-{dead}-5-abc"));
-        fs::write(&held, b"x").unwrap();
-        let f = fs::File::open(&held).unwrap();
-        hold(&f);
-        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 0);
-        drop(f);
-        assert_eq!(sweep_dead(dir.path(), ".o.tmp-"), 1);
-    }
-
-    #[test]
     fn a_full_disk_is_recognised_through_wrappers() {
         let enospc = std::io::Error::from_raw_os_error(28);
         let e = disk_full_remedy(
@@ -670,8 +476,8 @@ mod tests {
         let first = lock_dir(dir.path()).unwrap();
         // Another open file description of the same lock file: flock conflicts with it.
         let other = fs::File::open(dir.path().join(LOCK_NAME)).unwrap();
-        assert!(!try_flock(&other).unwrap());
+        assert!(!lease::try_lock(&other).unwrap());
         drop(first);
-        assert!(try_flock(&other).unwrap());
+        assert!(lease::try_lock(&other).unwrap());
     }
 }

@@ -289,7 +289,7 @@ impl OciLayout {
             })
             .unwrap_or_default();
         for prefix in temp_prefixes {
-            atomic::sweep_dead(&blobs, &prefix);
+            crate::lease::sweep(&blobs, &prefix);
         }
         let mut added = 0;
         // Until the index that uses them is in place, new blobs go if the run is interrupted.
