@@ -24,4 +24,5 @@ pub mod outputs;
 pub mod pipeline;
 pub mod platform;
 pub mod render;
+pub mod util;
 pub mod verify;

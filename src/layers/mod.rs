@@ -8,6 +8,7 @@
 pub mod base;
 pub mod certs;
 pub mod compress;
+pub mod entry;
 pub mod tar;
 pub mod tzdata;
 
@@ -19,7 +20,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use self::tar::{Entry, EntryKind, LayerContent, Source};
+pub use self::entry::{Entry, EntryKind, LayerContent, Source};
 
 /// A layer in the blob store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -53,6 +53,14 @@ impl Compression {
         }
     }
 
+    /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
+    pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Gzip => 1..=12,
+            Compression::Zstd => 1..=19,
+        }
+    }
+
     /// gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
     /// cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
     pub fn default_level(self) -> i32 {
@@ -355,7 +363,7 @@ fn check_image_paths(
     tzdata: &TzData,
     timezone: bool,
 ) -> Result<()> {
-    use crate::layers::EntryKind;
+    use crate::layers::entry::EntryKind;
     const BASE: &str = "the base files every image has (users, groups, /tmp)";
     let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
     let mut base: Vec<(String, Use, String)> =
@@ -525,7 +533,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             // (a private key); the layer takes only its certificates all the same.
             let bytes = std::fs::read(&p)
                 .with_context(|| format!("cannot read ca-certs file {}", p.display()))?;
-            crate::layers::certs::certificates_only(&p, &bytes)?;
+            crate::util::ca::certificates_only(&p, &bytes)?;
             CaCerts::File(p)
         }
     };
@@ -647,10 +655,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         })?],
     };
     let compression = Compression::parse(s.compression.as_deref().unwrap_or("gzip"))?;
-    let range = match compression {
-        Compression::Gzip => crate::layers::compress::GZIP_LEVELS,
-        Compression::Zstd => 1..=19,
-    };
+    let range = compression.levels();
     let compression_level = s.compression_level.unwrap_or(compression.default_level());
     if !range.contains(&compression_level) {
         bail!(

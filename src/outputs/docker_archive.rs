@@ -23,7 +23,7 @@ pub struct DockerArchive {
 
 /// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
 pub fn normalize_ref(r: String) -> Result<String> {
-    let parsed = super::reference::Reference::parse(&r)?;
+    let parsed = crate::util::reference::Reference::parse(&r)?;
     if parsed.digest.is_some() {
         bail!(
             "image reference `{r}` names a digest; a local image needs NAME[:TAG], e.g. myapp:1.0.0"

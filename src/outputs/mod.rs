@@ -5,7 +5,6 @@ pub mod atomic;
 pub mod docker_archive;
 pub mod load;
 pub mod oci_layout;
-pub mod reference;
 pub mod registry;
 
 use crate::blobs::BlobStore;

@@ -7,10 +7,10 @@ pub mod progress;
 pub mod push;
 pub mod remote;
 
-use super::reference::Reference;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
+use crate::util::reference::Reference;
 use anyhow::{Context, Result, bail};
 use auth::Credential;
 use client::Client;
