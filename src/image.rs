@@ -9,8 +9,8 @@ use crate::metadata::ImageSpec;
 use crate::platform::Platform;
 use anyhow::{Context, Result};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, Config, Descriptor, History, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -151,49 +151,101 @@ fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
     Ok(b.build()?)
 }
 
-/// The config and manifest for one platform's layers.
-pub fn assemble(spec: &ImageSpec, platform: Platform, layers: Vec<Layer>) -> Result<PlatformImage> {
-    let mut cfg = ConfigBuilder::default()
-        .user(spec.user.clone())
-        .env(
-            spec.env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        )
-        .entrypoint(spec.entrypoint.clone())
-        .labels(spec.labels.clone().into_iter().collect::<HashMap<_, _>>());
-    if !spec.cmd.is_empty() {
-        cfg = cfg.cmd(spec.cmd.clone());
+/// What an image is built on: the layers below the appended ones, their history, and the
+/// runtime config they bring. go-containerregistry's `empty.Image` is the model: [`Base::scratch`]
+/// is the base with nothing in it, and [`assemble`] appends to whatever base it is given, so
+/// nothing downstream assumes there is nothing below the crate's layers (a `from` setting
+/// would only have to make another `Base`).
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    /// Layers below the appended ones, bottom first, their blobs in the store.
+    pub layers: Vec<Layer>,
+    /// The base config's history, bottom first (entries with `empty_layer` included).
+    pub history: Vec<History>,
+    /// The runtime config (env, entrypoint, labels, …) the image's settings are laid over.
+    pub config: Config,
+}
+
+impl Base {
+    /// The empty base: no layers, no history, an empty config.
+    pub fn scratch() -> Base {
+        Base::default()
     }
+}
+
+/// `base`'s runtime config with the image's settings laid over it, as a Dockerfile's
+/// instructions would: ENV replaces a variable of the same name and appends the others;
+/// ENTRYPOINT replaces the base's and resets its CMD; LABEL and EXPOSE add to the base's;
+/// USER, WORKDIR and STOPSIGNAL replace it when given. Over scratch this is the settings alone.
+fn configure(base: &Config, spec: &ImageSpec) -> Config {
+    let mut cfg = base.clone();
+    cfg.set_user(Some(spec.user.clone()));
+    let mut env = base.env().clone().unwrap_or_default();
+    for (k, v) in &spec.env {
+        let line = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(k.as_str()))
+        {
+            Some(e) => *e = line,
+            None => env.push(line),
+        }
+    }
+    cfg.set_env(Some(env));
+    cfg.set_entrypoint(Some(spec.entrypoint.clone()));
+    cfg.set_cmd((!spec.cmd.is_empty()).then(|| spec.cmd.clone()));
+    let mut labels = base.labels().clone().unwrap_or_default();
+    labels.extend(spec.labels.clone());
+    cfg.set_labels(Some(labels));
     if let Some(w) = &spec.workdir {
-        cfg = cfg.working_dir(w.clone());
+        cfg.set_working_dir(Some(w.clone()));
     }
-    if !spec.ports.is_empty() {
-        cfg = cfg.exposed_ports(spec.ports.clone());
+    let mut ports = base.exposed_ports().clone().unwrap_or_default();
+    for p in &spec.ports {
+        if !ports.contains(p) {
+            ports.push(p.clone());
+        }
     }
-    if let Some(s) = &spec.stop_signal {
-        cfg = cfg.stop_signal(s.clone());
+    cfg.set_exposed_ports((!ports.is_empty()).then_some(ports));
+    if let Some(sig) = &spec.stop_signal {
+        cfg.set_stop_signal(Some(sig.clone()));
     }
-    let history = layers
-        .iter()
-        .map(|l| {
-            HistoryBuilder::default()
-                .created(spec.created.clone())
-                .created_by(format!(
-                    "cargo-containerize {}: {}",
-                    env!("CARGO_PKG_VERSION"),
-                    l.what
-                ))
-                .comment(l.what.clone())
-                .build()
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    cfg
+}
+
+/// The history entry of a layer this tool appends.
+fn history_of(spec: &ImageSpec, layer: &Layer) -> Result<History> {
+    Ok(HistoryBuilder::default()
+        .created(spec.created.clone())
+        .created_by(format!(
+            "cargo-containerize {}: {}",
+            env!("CARGO_PKG_VERSION"),
+            layer.what
+        ))
+        .comment(layer.what.clone())
+        .build()?)
+}
+
+/// One platform's image: `base` with `appended` on top (go-containerregistry's
+/// `mutate.Append`) and the settings laid over its config. Layers, diff_ids and history are
+/// the base's followed by the appended ones'.
+pub fn assemble(
+    spec: &ImageSpec,
+    platform: Platform,
+    base: &Base,
+    appended: Vec<Layer>,
+) -> Result<PlatformImage> {
+    let mut history = base.history.clone();
+    for l in &appended {
+        history.push(history_of(spec, l)?);
+    }
+    let mut layers = base.layers.clone();
+    layers.extend(appended);
     let mut config = ImageConfigurationBuilder::default()
         .created(spec.created.clone())
         .architecture(oci_arch(platform))
         .os(Os::Linux)
-        .config(cfg.build()?)
+        .config(configure(&base.config, spec))
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")

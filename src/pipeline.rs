@@ -336,6 +336,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let built = built?;
     let (shared, files) = prepared?;
     log.timing("build");
+    // The image sits on the empty base; a base image would be one more `Base`.
+    let base = image::Base::scratch();
     let mut per_platform = Vec::new();
     for (platform, (binary_layer, verified)) in built {
         log.step("Verified", verified);
@@ -344,7 +346,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         platform_layers.extend(files.clone());
         platform_layers.push(binary_layer);
         // 5. image
-        per_platform.push(image::assemble(&spec, platform, platform_layers)?);
+        per_platform.push(image::assemble(&spec, platform, &base, platform_layers)?);
     }
     log.timing("layers, config");
     let image: Image = image::finish(&spec, per_platform)?;
