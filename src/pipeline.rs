@@ -8,7 +8,7 @@ use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
 use crate::outputs::load::Load;
 use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::{RegistryOptions, RegistryOutput};
-use crate::outputs::{self, Defaults, Output, Written};
+use crate::outputs::{self, Defaults, Output, Pushed, Written};
 use crate::platform::Platform;
 use crate::verify;
 use anyhow::{Result, bail};
@@ -66,8 +66,8 @@ pub struct Report {
     pub outputs: Vec<String>,
     /// Layers compressed by this run (the others came from the cache).
     pub layers_built: usize,
-    /// `REF@sha256:…` for every pushed reference.
-    pub pushed: Vec<String>,
+    /// Every pushed reference (`REF@sha256:…` in JSON).
+    pub pushed: Vec<Pushed>,
     pub bytes_uploaded: u64,
     pub blobs_uploaded: usize,
     pub blobs_skipped: usize,
@@ -369,7 +369,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     }
 
     log.timing("outputs");
-    let size = image.all_blobs().iter().map(|(_, n)| n).sum();
+    let size = image.size();
     let fresh: std::collections::BTreeSet<&str> = image
         .platforms
         .iter()

@@ -5,7 +5,8 @@
 use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
 use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
-use crate::image::{Image, PlatformImage};
+use crate::image::{BlobKind, Image, PlatformImage};
+use crate::layers::Layer;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -76,9 +77,17 @@ pub fn write_tar<W: Write>(
     store: &BlobStore,
     references: &[String],
 ) -> Result<u64> {
+    // One platform's config and layers, from the one list of an image's blobs. The format has
+    // no place for attachments (referrers): they stay out of docker archives and --load.
+    let layers: Vec<&Layer> = img
+        .blobs()
+        .filter_map(|b| match b.kind {
+            BlobKind::Layer(l) => Some(l),
+            _ => None,
+        })
+        .collect();
     let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
-    let layer_names: Vec<String> = img
-        .layers
+    let layer_names: Vec<String> = layers
         .iter()
         .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
         .collect();
@@ -88,8 +97,7 @@ pub fn write_tar<W: Write>(
         "Layers": layer_names,
     }]);
     // `repositories` (the pre-1.10 index) maps each tag to the top layer's id.
-    let top = img
-        .layers
+    let top = layers
         .last()
         .map(|l| hex_of(&l.diff_id).to_string())
         .unwrap_or_default();
@@ -108,7 +116,7 @@ pub fn write_tar<W: Write>(
         add_dir(&mut t, "blobs/sha256/")?;
         add_bytes(&mut t, &cfg_name, &img.config.bytes)?;
         let mut seen = std::collections::BTreeSet::new();
-        for (layer, name) in img.layers.iter().zip(&layer_names) {
+        for (layer, name) in layers.iter().zip(&layer_names) {
             if !seen.insert(name) {
                 continue;
             }

@@ -20,8 +20,8 @@ pub struct Written {
     pub output: String,
     /// Bytes written (archives) or added (layouts).
     pub bytes: u64,
-    /// `REF@sha256:…` for every reference pushed.
-    pub pushed: Vec<String>,
+    /// Every reference pushed.
+    pub pushed: Vec<Pushed>,
     /// Blob bytes sent to registries.
     pub bytes_uploaded: u64,
     pub blobs_uploaded: usize,
@@ -29,6 +29,28 @@ pub struct Written {
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository of the same registry.
     pub blobs_mounted: usize,
+}
+
+/// A reference a registry now serves the image under. Shown (and serialized) as
+/// `REF@sha256:…`: the reference as given, without any digest it named, then the digest pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The reference as the user gave it, less any `@digest`.
+    pub reference: String,
+    /// The digest of the manifest or index it serves.
+    pub digest: String,
+}
+
+impl std::fmt::Display for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.reference, self.digest)
+    }
+}
+
+impl Serialize for Pushed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A destination for a finished image.
@@ -239,6 +261,114 @@ mod tests {
         assert!(check_distinct(&same_tag).is_err());
         let two_tags = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:2", at("l"))]);
         assert!(check_distinct(&two_tags).is_ok());
+    }
+
+    /// An attachment reaches every output that has a place for it: layouts list it in
+    /// index.json and hold its blobs (and drop it with its subject), archives carry it,
+    /// registries get its blobs with the others and its manifest after its subject's; docker
+    /// archives (and --load, which streams one) have no place for it and leave it out.
+    #[test]
+    fn attachments_reach_every_output() {
+        use crate::image::testing;
+        use crate::platform::Platform;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let plain = testing::image(&store, &[Platform::Amd64]);
+        let mut image = plain.clone();
+        let sbom = testing::sbom(&store, &image);
+        image.attach(sbom.clone()).unwrap();
+        image.store_documents(&store).unwrap();
+        let sbom_blob = &sbom.blobs[0].digest;
+        let hex = |d: &str| crate::blobs::hex_of(d).to_string();
+        let index_of = |p: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(p.join("index.json")).unwrap()).unwrap()
+        };
+        let listed = |index: &serde_json::Value| {
+            index["manifests"].as_array().unwrap().iter().any(|m| {
+                m["digest"] == sbom.manifest.digest.as_str()
+                    && m["artifactType"] == "application/spdx+json"
+            })
+        };
+
+        // oci: listed in index.json, its blobs written.
+        let layout = dir.path().join("layout");
+        let out = |tag: &str, archive: bool, path: &Path| oci_layout::OciLayout {
+            path: path.to_path_buf(),
+            tag: tag.into(),
+            archive,
+        };
+        out("1", false, &layout).write(&image, &store).unwrap();
+        assert!(listed(&index_of(&layout)));
+        for d in [sbom_blob, &sbom.manifest.digest, &sbom.config.digest] {
+            assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
+        }
+        // A second tag of the same image keeps one entry for it; retagging "1" to an image
+        // without it keeps it while "2" still holds its subject.
+        out("2", false, &layout).write(&image, &store).unwrap();
+        let n = |i: &serde_json::Value| {
+            i["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["digest"] == sbom.manifest.digest.as_str())
+                .count()
+        };
+        assert_eq!(n(&index_of(&layout)), 1);
+        // Its subject gone from every tag, it goes, and its blobs with it.
+        let other = {
+            let mut spec = testing::spec();
+            spec.user = "0:0".into();
+            let layers = plain.platforms[0].layers.clone();
+            let p = crate::image::assemble(
+                &spec,
+                Platform::Amd64,
+                &crate::image::Base::scratch(),
+                layers,
+            )
+            .unwrap();
+            let img = crate::image::finish(&spec, vec![p]).unwrap();
+            img.store_documents(&store).unwrap();
+            img
+        };
+        out("1", false, &layout).write(&other, &store).unwrap();
+        assert_eq!(n(&index_of(&layout)), 1, "tag 2 still holds the subject");
+        out("2", false, &layout).write(&other, &store).unwrap();
+        assert_eq!(n(&index_of(&layout)), 0);
+        assert!(!layout.join("blobs/sha256").join(hex(sbom_blob)).exists());
+
+        // oci-archive: listed and carried.
+        let archive = dir.path().join("a.tar");
+        out("1", true, &archive).write(&image, &store).unwrap();
+        let unpacked = dir.path().join("unpacked");
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&unpacked)
+            .unwrap();
+        assert!(listed(&index_of(&unpacked)));
+        assert!(unpacked.join("blobs/sha256").join(hex(sbom_blob)).is_file());
+
+        // Registries: its blobs with the others, its manifest after the top one.
+        let jobs = registry::push::blob_jobs(&image, &store);
+        assert!(jobs.iter().any(|j| &j.digest == sbom_blob));
+        assert!(jobs.iter().any(|j| j.digest == sbom.config.digest));
+        let order: Vec<&str> = registry::push::manifests(&image)
+            .map(|b| b.digest)
+            .collect();
+        assert_eq!(order, vec![image.digest(), sbom.manifest.digest.as_str()]);
+
+        // Docker archives: the same bytes as without it.
+        let with = dir.path().join("d1.tar");
+        let without = dir.path().join("d2.tar");
+        let docker = |p: &Path| docker_archive::DockerArchive {
+            path: p.to_path_buf(),
+            references: vec!["app:1".into()],
+            platform: None,
+        };
+        docker(&with).write(&image, &store).unwrap();
+        docker(&without).write(&plain, &store).unwrap();
+        assert_eq!(
+            std::fs::read(&with).unwrap(),
+            std::fs::read(&without).unwrap()
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::client::{Client, Failure, backoff};
 use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::blobs::BlobStore;
-use crate::image::Image;
+use crate::image::{BlobRef, Image};
 use anyhow::{Result, anyhow};
 use reqwest::StatusCode;
 use reqwest::blocking::Body;
@@ -61,32 +61,26 @@ enum Outcome {
     Uploaded(u64),
 }
 
-/// Every blob the image references except manifests and the index, each once.
+/// Every blob the image and its attachments reference except manifests and the index, each
+/// once, in [`Image::blobs`]'s order: what must be in the repository before any manifest.
 pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut jobs = Vec::new();
-    for p in &image.platforms {
-        let docs = [(
-            p.config.digest.clone(),
-            p.config.size(),
-            "config".to_string(),
-        )];
-        let layers = p
-            .layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.size, l.what.clone()));
-        for (digest, size, what) in layers.chain(docs) {
-            if seen.insert(digest.clone()) {
-                jobs.push(BlobJob {
-                    path: store.path(&digest),
-                    digest,
-                    size,
-                    what,
-                });
-            }
-        }
-    }
-    jobs
+    image
+        .blobs()
+        .filter(|b| !b.is_manifest())
+        .map(|b| BlobJob {
+            digest: b.digest.to_string(),
+            size: b.size,
+            what: b.what().to_string(),
+            path: store.path(b.digest),
+        })
+        .collect()
+}
+
+/// The manifests to PUT once the blobs are in, in order: each after every manifest it
+/// references (platform manifests, then the index: the image's top one, which goes under
+/// every tag), and each attachment after its subject.
+pub fn manifests(image: &Image) -> impl Iterator<Item = BlobRef<'_>> {
+    image.blobs().filter(|b| b.is_manifest())
 }
 
 fn blob_exists(c: &Client, digest: &str) -> Result<bool> {
