@@ -128,25 +128,6 @@ fn plan_outputs(
         name: spec.bin.clone(),
         platform: req.load_platform,
     };
-    let platforms = spec
-        .platforms
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let single_platform_outputs =
-        req.load.is_some() || req.outputs.iter().any(|o| o.starts_with("docker-archive:"));
-    match req.load_platform {
-        Some(p) if !spec.platforms.contains(&p) => {
-            bail!(
-                "--load-platform {p} is not among the platforms built ({platforms}); choose one of them"
-            )
-        }
-        None if single_platform_outputs && spec.platforms.len() > 1 => bail!(
-            "docker archives and --load hold one platform but {platforms} were asked for; choose one with --load-platform"
-        ),
-        _ => {}
-    }
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
         list.push(outputs::parse(o, &defaults)?);
@@ -160,25 +141,17 @@ fn plan_outputs(
         }));
     }
     if let Some(engine) = &req.load {
-        // The loaded image's names: the -t references, else <bin>:<version>.
-        let local_refs = if req.tags.is_empty() {
-            vec![format!("{}:{}", spec.bin, spec.version)]
-        } else {
-            req.tags
-                .iter()
-                .map(|t| spec.expand(t))
-                .collect::<Result<_>>()?
-        };
-        let local_refs = local_refs
-            .into_iter()
-            .map(outputs::docker_archive::normalize_ref)
+        let tags = req
+            .tags
+            .iter()
+            .map(|t| spec.expand(t))
             .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load::new(
             engine.clone(),
-            local_refs,
-            req.load_platform,
+            &tags,
+            &defaults,
             req.quiet,
-        )));
+        )?));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(
@@ -186,6 +159,7 @@ fn plan_outputs(
             req.registry.clone(),
         )?));
     }
+    outputs::check_platforms(&list, &spec.platforms, req.load_platform)?;
     outputs::check_distinct(&list)?;
     for o in &list {
         o.preflight()?;

@@ -22,6 +22,24 @@ pub struct DockerArchive {
     pub platform: Option<Platform>,
 }
 
+/// `docker-archive:FILE[:REF]`: what `docker load` reads; REF defaults to `<bin>:<version>`.
+pub const KIND: super::Kind = super::Kind {
+    transport: "docker-archive",
+    syntax: "docker-archive:FILE[:REF]",
+    make: |path, reference, defaults| {
+        let reference = normalize_ref(
+            reference
+                .map(String::from)
+                .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
+        )?;
+        Ok(Box::new(DockerArchive {
+            path,
+            references: vec![reference],
+            platform: defaults.platform,
+        }))
+    },
+};
+
 /// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
 pub fn normalize_ref(r: String) -> Result<String> {
     let parsed = crate::util::reference::Reference::parse(&r)?;
@@ -151,6 +169,10 @@ impl Output for DockerArchive {
             path: self.path.clone(),
             tag: None,
         })
+    }
+
+    fn single_platform(&self) -> bool {
+        true
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {

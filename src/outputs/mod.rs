@@ -9,6 +9,7 @@ pub mod registry;
 
 use crate::blobs::BlobStore;
 use crate::image::Image;
+use crate::platform::Platform;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,11 @@ pub trait Output {
     /// The file or directory this output writes on this machine, if any.
     fn destination(&self) -> Option<Destination> {
         None
+    }
+    /// Whether it holds only one platform of an image (docker archives, --load): a
+    /// multi-platform build then needs --load-platform (see [`check_platforms`]).
+    fn single_platform(&self) -> bool {
+        false
     }
 }
 
@@ -138,30 +144,64 @@ pub struct Defaults {
     pub tag: String,
     pub name: String,
     /// The platform docker archives take from a multi-platform image (--load-platform).
-    pub platform: Option<crate::platform::Platform>,
+    pub platform: Option<Platform>,
 }
 
-const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]";
+/// An `--output` transport and how its values become an [`Output`]. A new kind of output is
+/// one file (its `Output` impl and its `Kind`) and one line in [`KINDS`].
+pub struct Kind {
+    pub transport: &'static str,
+    /// How `--output` spells it, for messages: e.g. `oci:DIR[:TAG]`.
+    pub syntax: &'static str,
+    /// The output for `PATH` and the reference after it, if any: the kind checks and
+    /// normalizes its own tags and references.
+    pub make: Make,
+}
+
+/// A [`Kind`]'s constructor: the path, the reference after it, the defaults.
+pub type Make = fn(PathBuf, Option<&str>, &Defaults) -> Result<Box<dyn Output>>;
+
+/// Every `--output` transport.
+pub const KINDS: &[Kind] = &[
+    oci_layout::OCI,
+    oci_layout::OCI_ARCHIVE,
+    docker_archive::KIND,
+];
+
+/// The transports, for messages: `oci:DIR[:TAG], oci-archive:FILE[:TAG], …`.
+fn transports() -> String {
+    KINDS
+        .iter()
+        .map(|k| k.syntax)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Splits `TRANSPORT:PATH[:REF]`, checking the transport is known and the parts not empty.
-fn split(spec: &str) -> Result<(&str, &str, Option<&str>)> {
+fn split(spec: &str) -> Result<(&'static Kind, &str, Option<&str>)> {
     let Some((transport, rest)) = spec.split_once(':') else {
-        bail!("--output `{spec}` has no transport; use one of {TRANSPORTS}");
+        bail!(
+            "--output `{spec}` has no transport; use one of {}",
+            transports()
+        );
     };
-    if !matches!(transport, "oci" | "oci-archive" | "docker-archive") {
-        bail!("--output transport `{transport}` is not supported; use one of {TRANSPORTS}");
-    }
+    let Some(kind) = KINDS.iter().find(|k| k.transport == transport) else {
+        bail!(
+            "--output transport `{transport}` is not supported; use one of {}",
+            transports()
+        );
+    };
     let (path, reference) = match rest.split_once(':') {
         Some((p, r)) => (p, Some(r)),
         None => (rest, None),
     };
     if path.is_empty() {
-        bail!("--output `{spec}` has no path; use one of {TRANSPORTS}");
+        bail!("--output `{spec}` has no path; use one of {}", transports());
     }
     if reference == Some("") {
         bail!("--output `{spec}` ends with `:` but names no tag; drop the colon or add a tag");
     }
-    Ok((transport, path, reference))
+    Ok((kind, path, reference))
 }
 
 /// The command line's check of an `--output` value (a malformed one is a usage error).
@@ -173,31 +213,31 @@ pub fn check_syntax(spec: &str) -> std::result::Result<String, String> {
 
 /// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
 pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
-    let (transport, path, reference) = split(spec)?;
-    let path = PathBuf::from(path);
-    match transport {
-        "oci" | "oci-archive" => {
-            let tag = reference.unwrap_or(&defaults.tag).to_string();
-            oci_layout::check_tag(&tag)?;
-            Ok(Box::new(oci_layout::OciLayout {
-                path,
-                tag,
-                archive: transport == "oci-archive",
-            }))
-        }
-        "docker-archive" => {
-            let reference = docker_archive::normalize_ref(
-                reference
-                    .map(String::from)
-                    .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
-            )?;
-            Ok(Box::new(docker_archive::DockerArchive {
-                path,
-                references: vec![reference],
-                platform: defaults.platform,
-            }))
-        }
-        other => bail!("--output transport `{other}` is not supported; use one of {TRANSPORTS}"),
+    let (kind, path, reference) = split(spec)?;
+    (kind.make)(PathBuf::from(path), reference, defaults)
+}
+
+/// Refuses, before any work, outputs that cannot hold what is built: a `--load-platform`
+/// that is not built, or an output that holds one platform (see
+/// [`Output::single_platform`]) when several are built and none is chosen.
+pub fn check_platforms(
+    outputs: &[Box<dyn Output>],
+    built: &[Platform],
+    chosen: Option<Platform>,
+) -> Result<()> {
+    let list = built
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match chosen {
+        Some(p) if !built.contains(&p) => bail!(
+            "--load-platform {p} is not among the platforms built ({list}); choose one of them"
+        ),
+        None if built.len() > 1 && outputs.iter().any(|o| o.single_platform()) => bail!(
+            "docker archives and --load hold one platform but {list} were asked for; choose one with --load-platform"
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -368,6 +408,22 @@ mod tests {
         assert_eq!(
             std::fs::read(&with).unwrap(),
             std::fs::read(&without).unwrap()
+        );
+    }
+
+    #[test]
+    fn one_platform_outputs_need_a_chosen_platform() {
+        use crate::platform::Platform::{Amd64, Arm64};
+        let docker: Vec<Box<dyn Output>> = vec![parse("docker-archive:a.tar", &d()).unwrap()];
+        let oci: Vec<Box<dyn Output>> = vec![parse("oci:dir", &d()).unwrap()];
+        assert!(check_platforms(&docker, &[Amd64, Arm64], None).is_err());
+        assert!(check_platforms(&docker, &[Amd64, Arm64], Some(Arm64)).is_ok());
+        assert!(check_platforms(&docker, &[Amd64], None).is_ok());
+        assert!(check_platforms(&oci, &[Amd64, Arm64], None).is_ok());
+        let e = check_platforms(&oci, &[Amd64], Some(Arm64)).unwrap_err();
+        assert!(
+            e.to_string().contains("not among the platforms built"),
+            "{e}"
         );
     }
 

@@ -27,6 +27,34 @@ pub struct OciLayout {
     pub archive: bool,
 }
 
+/// `oci:DIR[:TAG]`: the layout directory.
+pub const OCI: super::Kind = super::Kind {
+    transport: "oci",
+    syntax: "oci:DIR[:TAG]",
+    make: |path, tag, defaults| OciLayout::make(path, tag, defaults, false),
+};
+
+/// `oci-archive:FILE[:TAG]`: a tar of the layout.
+pub const OCI_ARCHIVE: super::Kind = super::Kind {
+    transport: "oci-archive",
+    syntax: "oci-archive:FILE[:TAG]",
+    make: |path, tag, defaults| OciLayout::make(path, tag, defaults, true),
+};
+
+impl OciLayout {
+    /// The layout at `path` under `tag` (the version by default), the tag checked.
+    fn make(
+        path: PathBuf,
+        tag: Option<&str>,
+        defaults: &super::Defaults,
+        archive: bool,
+    ) -> Result<Box<dyn Output>> {
+        let tag = tag.unwrap_or(&defaults.tag).to_string();
+        check_tag(&tag)?;
+        Ok(Box::new(OciLayout { path, tag, archive }))
+    }
+}
+
 /// The OCI ref name grammar, simplified: alphanumerics and `._-:/+@`, not empty.
 pub fn check_tag(tag: &str) -> Result<()> {
     let ok = !tag.is_empty()
