@@ -565,7 +565,7 @@ pub(crate) mod testing {
             level: 5,
         };
         let layer =
-            crate::layers::tar::write_layer(&crate::layers::base::content(), store, codec).unwrap();
+            crate::layers::tar::write_layer(&crate::files::base::content(), store, codec).unwrap();
         let spec = spec();
         let per = platforms
             .iter()

@@ -2,7 +2,7 @@
 //! and Go look first (and SSL_CERT_FILE points). By default Mozilla's roots from the
 //! webpki-root-certs crate, so the image never depends on the build machine.
 
-use super::entry::{Entry, LayerContent, Source};
+use crate::files::{Entry, LayerContent, Source};
 use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts};
 use crate::util::ca::{certificates_only, webpki_pem};
 use anyhow::{Context, Result};

@@ -6,8 +6,8 @@
 
 use super::Layer;
 use super::compress::Codec;
-pub use super::entry::{Entry, EntryKind, LayerContent, Source};
 use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
+pub use crate::files::{Entry, EntryKind, LayerContent, Source};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -68,7 +68,7 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
         Source::Owned(b) => (Box::new(b.as_slice()), b.len() as u64),
         Source::Path(p) => {
             // Only a regular file: a FIFO would block the open, a device read without end.
-            let f = crate::verify::open_regular(p)?;
+            let f = crate::util::fs::open_regular(p)?;
             let len = f.metadata()?.len();
             (Box::new(io::BufReader::with_capacity(1 << 20, f)), len)
         }

@@ -313,7 +313,7 @@ fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<Includ
             bail!(
                 "include `{src}` holds {}, which is {}: only regular files and directories can be included; remove it from the package or point `src` elsewhere",
                 path.display(),
-                crate::verify::kind_name(meta.file_type())
+                crate::util::fs::kind_name(meta.file_type())
             );
         } else {
             use std::os::unix::fs::PermissionsExt;
@@ -363,12 +363,12 @@ fn check_image_paths(
     tzdata: &TzData,
     timezone: bool,
 ) -> Result<()> {
-    use crate::layers::entry::EntryKind;
+    use crate::files::EntryKind;
     const BASE: &str = "the base files every image has (users, groups, /tmp)";
     let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
     let mut base: Vec<(String, Use, String)> =
         vec![("/".into(), Use::Dir, "the image root".into())];
-    for e in crate::layers::base::content().entries {
+    for e in crate::files::base::content().entries {
         let used = match e.kind {
             EntryKind::Dir => Use::Dir,
             _ => Use::File,

@@ -2,12 +2,12 @@
 //! `<engine> load`. Nothing touches the disk on the way.
 
 use super::docker_archive::{pick_platform, write_tar};
-use super::registry::process::{Outcome, run_bounded};
 use super::registry::remote::sanitize;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
+use crate::util::process::{Outcome, run_bounded};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};

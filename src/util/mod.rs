@@ -2,4 +2,6 @@
 //! imports a stage (metadata, build, verify, layers, image, outputs, render).
 
 pub mod ca;
+pub mod fs;
+pub mod process;
 pub mod reference;

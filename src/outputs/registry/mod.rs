@@ -2,7 +2,6 @@
 
 pub mod auth;
 pub mod client;
-pub mod process;
 pub mod progress;
 pub mod push;
 pub mod remote;

@@ -1,6 +1,9 @@
-//! What a layer holds, before it is a tar: entries with explicit path, kind, mode and owner.
-//! Plain values with no dependencies, so the settings' checks (which paths the base files
-//! take) can read them without reaching into the layer writer.
+//! What the image's file system holds, before any of it is a layer: entries with explicit
+//! path, kind, mode and owner, and the base files every image has. Plain values below the
+//! stages: the settings check which paths the base files take, the layers stage writes them
+//! as tars, the Dockerfile renderer writes them into the build context.
+
+pub mod base;
 
 use std::path::PathBuf;
 
