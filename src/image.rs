@@ -1,5 +1,9 @@
 //! Stage 5 — image: the OCI config and manifest (and, for several platforms, the index).
 //!
+//! An image is a [`Base`] (scratch, the empty one, today) with the crate's layers appended and
+//! the settings laid over its config; it carries its [`Attachment`]s (referrers), and
+//! [`Image::blobs`] is the one list of every blob it and they need, which every output uses.
+//!
 //! Built with oci-spec's types and serialized canonically (keys sorted, no whitespace): the
 //! digest is over these exact bytes, so they must not depend on hash-map order.
 

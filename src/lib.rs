@@ -10,7 +10,10 @@
 //!   → image   (OCI config, manifest, index → Image)
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
-//! [`pipeline`] runs them in that order; [`cli`] is the command line.
+//! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:
+//! [`files`] (the image's file entries and base files) and [`util`] (CA roots, references,
+//! bounded helper programs, safe file opening). A stage imports earlier stages and these,
+//! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
 pub mod blobs;
 pub mod build;
