@@ -1,5 +1,9 @@
 //! Stage 5 — image: the OCI config and manifest (and, for several platforms, the index).
 //!
+//! An image is a [`Base`] (scratch, the empty one, today) with the crate's layers appended and
+//! the settings laid over its config; it carries its [`Attachment`]s (referrers), and
+//! [`Image::blobs`] is the one list of every blob it and they need, which every output uses.
+//!
 //! Built with oci-spec's types and serialized canonically (keys sorted, no whitespace): the
 //! digest is over these exact bytes, so they must not depend on hash-map order.
 
@@ -9,16 +13,18 @@ use crate::metadata::ImageSpec;
 use crate::platform::Platform;
 use anyhow::{Context, Result};
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, Config, Descriptor, History, HistoryBuilder, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+/// The config of an artifact that has none (OCI 1.1): the two bytes `{}`.
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// A JSON document stored as a blob: its exact bytes and their digest.
 #[derive(Debug, Clone)]
@@ -55,14 +61,182 @@ impl PlatformImage {
     pub fn size(&self) -> u64 {
         self.manifest.size() + self.config.size() + self.layers.iter().map(|l| l.size).sum::<u64>()
     }
+
+    /// Its blobs, each before the document that references it: layers, config, manifest.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobRef<'_>> {
+        let layers = self.layers.iter().map(|l| BlobRef {
+            digest: &l.digest,
+            size: l.size,
+            media_type: &l.media_type,
+            kind: BlobKind::Layer(l),
+        });
+        layers.chain([
+            BlobRef::document(&self.config, BlobKind::Config),
+            BlobRef::document(&self.manifest, BlobKind::Manifest),
+        ])
+    }
 }
 
-/// The finished image: one manifest, or an index over several.
+/// A blob an attachment carries (an SBOM document, a signature), already in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A manifest that points at the image: an OCI 1.1 referrer (an SBOM, a provenance statement,
+/// a signature). Its manifest names the `subject` it is about (the index or one platform's
+/// manifest) and says what it is in `artifactType`; its config is the empty descriptor and its
+/// layers are the blobs it carries. Outputs that have a place for referrers write it after
+/// its subject: layouts list it in index.json, registries get it after the subject's push.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub artifact_type: String,
+    /// The digest of the manifest or index it refers to.
+    pub subject: String,
+    pub config: Blob,
+    pub blobs: Vec<AttachedBlob>,
+    pub manifest: Blob,
+}
+
+impl Attachment {
+    /// The artifact manifest for `blobs` (already in the store) about `subject`.
+    pub fn new(
+        artifact_type: &str,
+        subject: &Blob,
+        blobs: Vec<AttachedBlob>,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Attachment> {
+        let config = Blob::new(b"{}".to_vec(), EMPTY_MEDIA_TYPE);
+        let mut manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .artifact_type(MediaType::from(artifact_type))
+            .config(descriptor(EMPTY_MEDIA_TYPE, config.size(), &config.digest)?)
+            .layers(
+                blobs
+                    .iter()
+                    .map(|b| descriptor(&b.media_type, b.size, &b.digest))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+            .subject(descriptor(
+                subject.media_type,
+                subject.size(),
+                &subject.digest,
+            )?)
+            .build()?;
+        if !annotations.is_empty() {
+            manifest.set_annotations(Some(annotations.clone().into_iter().collect()));
+        }
+        Ok(Attachment {
+            artifact_type: artifact_type.to_string(),
+            subject: subject.digest.clone(),
+            config,
+            blobs,
+            manifest: Blob::new(canonical_json(&manifest)?, MANIFEST_MEDIA_TYPE),
+        })
+    }
+
+    /// How an index lists it (index.json, the referrers API): its manifest's descriptor with
+    /// `artifactType`.
+    pub fn descriptor(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mediaType": self.manifest.media_type,
+            "digest": self.manifest.digest,
+            "size": self.manifest.size(),
+            "artifactType": self.artifact_type,
+        })
+    }
+
+    /// Its blobs, then its manifest.
+    fn blobs(&self) -> impl Iterator<Item = BlobRef<'_>> {
+        let carried = self.blobs.iter().map(move |b| BlobRef {
+            digest: &b.digest,
+            size: b.size,
+            media_type: &b.media_type,
+            kind: BlobKind::AttachmentBlob(self),
+        });
+        std::iter::once(BlobRef::document(
+            &self.config,
+            BlobKind::AttachmentBlob(self),
+        ))
+        .chain(carried)
+        .chain([BlobRef::document(
+            &self.manifest,
+            BlobKind::AttachmentManifest(self),
+        )])
+    }
+}
+
+/// What a blob is to the image.
+#[derive(Debug, Clone, Copy)]
+pub enum BlobKind<'a> {
+    Layer(&'a Layer),
+    Config,
+    /// One platform's manifest.
+    Manifest,
+    Index,
+    /// A blob (or the empty config) of an attachment.
+    AttachmentBlob(&'a Attachment),
+    AttachmentManifest(&'a Attachment),
+}
+
+/// One blob of an image, as [`Image::blobs`] lists them.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobRef<'a> {
+    pub digest: &'a str,
+    pub size: u64,
+    pub media_type: &'a str,
+    pub kind: BlobKind<'a>,
+}
+
+impl<'a> BlobRef<'a> {
+    fn document(b: &'a Blob, kind: BlobKind<'a>) -> BlobRef<'a> {
+        BlobRef {
+            digest: &b.digest,
+            size: b.size(),
+            media_type: b.media_type,
+            kind,
+        }
+    }
+
+    /// A manifest or index: registries take it by PUT, after every blob it references.
+    pub fn is_manifest(&self) -> bool {
+        matches!(
+            self.kind,
+            BlobKind::Manifest | BlobKind::Index | BlobKind::AttachmentManifest(_)
+        )
+    }
+
+    /// Part of an attachment rather than of the image itself.
+    pub fn is_attachment(&self) -> bool {
+        matches!(
+            self.kind,
+            BlobKind::AttachmentBlob(_) | BlobKind::AttachmentManifest(_)
+        )
+    }
+
+    /// What it is, for logs: the layer's `what`, "config", or the attachment's artifact type.
+    pub fn what(&self) -> &'a str {
+        match self.kind {
+            BlobKind::Layer(l) => &l.what,
+            BlobKind::Config => "config",
+            BlobKind::Manifest => "manifest",
+            BlobKind::Index => "index",
+            BlobKind::AttachmentBlob(a) | BlobKind::AttachmentManifest(a) => &a.artifact_type,
+        }
+    }
+}
+
+/// The finished image: one manifest, or an index over several, and what is attached to it.
 #[derive(Debug, Clone)]
 pub struct Image {
     pub platforms: Vec<PlatformImage>,
     /// Present when the image has more than one platform.
     pub index: Option<Blob>,
+    /// Referrers of the image or of one of its manifests (none are made yet).
+    pub attachments: Vec<Attachment>,
 }
 
 impl Image {
@@ -74,40 +248,75 @@ impl Image {
         &self.top().digest
     }
 
+    /// Attaches a referrer to the image or to one of its platforms' manifests.
+    pub fn attach(&mut self, attachment: Attachment) -> Result<()> {
+        let subjects = self
+            .platforms
+            .iter()
+            .map(|p| &p.manifest.digest)
+            .chain(self.index.as_ref().map(|i| &i.digest));
+        if !subjects.into_iter().any(|d| *d == attachment.subject) {
+            anyhow::bail!(
+                "an attachment refers to {}, which is not a manifest of this image",
+                attachment.subject
+            );
+        }
+        self.attachments.push(attachment);
+        Ok(())
+    }
+
     /// Writes the JSON documents into the store so outputs can treat every blob alike. A
     /// document already there is reused only if it holds exactly these bytes (an edited one
     /// is replaced, with a warning): see [`BlobStore::put`].
     pub fn store_documents(&self, store: &BlobStore) -> Result<()> {
-        for p in &self.platforms {
-            store.put(&p.config.bytes)?;
-            store.put(&p.manifest.bytes)?;
-        }
-        if let Some(i) = &self.index {
-            store.put(&i.bytes)?;
+        for b in self.blobs() {
+            if let Some(doc) = self.document(b.digest) {
+                store.put(&doc.bytes)?;
+            }
         }
         Ok(())
     }
 
-    /// Every blob digest the image references, each once, documents included.
-    pub fn all_blobs(&self) -> Vec<(String, u64)> {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut out = Vec::new();
-        let mut add = |d: &str, n: u64| {
-            if seen.insert(d.to_string()) {
-                out.push((d.to_string(), n));
-            }
-        };
-        for p in &self.platforms {
-            for l in &p.layers {
-                add(&l.digest, l.size);
-            }
-            add(&p.config.digest, p.config.size());
-            add(&p.manifest.digest, p.manifest.size());
-        }
-        if let Some(i) = &self.index {
-            add(&i.digest, i.size());
-        }
-        out
+    /// The JSON document (config, manifest, index) with this digest.
+    pub fn document(&self, digest: &str) -> Option<&Blob> {
+        let platforms = self.platforms.iter().flat_map(|p| [&p.config, &p.manifest]);
+        let attachments = self
+            .attachments
+            .iter()
+            .flat_map(|a| [&a.config, &a.manifest]);
+        platforms
+            .chain(&self.index)
+            .chain(attachments)
+            .find(|b| b.digest == digest)
+    }
+
+    /// Every blob the image and its attachments need, each once, in an order where each comes
+    /// before every document that references it and an attachment after its subject: for each
+    /// platform its layers, config and manifest; then the index; then each attachment's config
+    /// and blobs and its manifest. Every output goes through this: layouts and archives write
+    /// these blobs, registries get them in this order, a layout keeps them when it collects
+    /// garbage and removes them when its write fails.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobRef<'_>> {
+        let mut seen = std::collections::HashSet::new();
+        self.platforms
+            .iter()
+            .flat_map(PlatformImage::blobs)
+            .chain(
+                self.index
+                    .iter()
+                    .map(|i| BlobRef::document(i, BlobKind::Index)),
+            )
+            .chain(self.attachments.iter().flat_map(Attachment::blobs))
+            .filter(move |b| seen.insert(b.digest))
+    }
+
+    /// Bytes of the image itself (manifests, configs, layers; shared layers once), without
+    /// its attachments: what a client pulls to run it.
+    pub fn size(&self) -> u64 {
+        self.blobs()
+            .filter(|b| !b.is_attachment())
+            .map(|b| b.size)
+            .sum()
     }
 }
 
@@ -151,49 +360,101 @@ fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
     Ok(b.build()?)
 }
 
-/// The config and manifest for one platform's layers.
-pub fn assemble(spec: &ImageSpec, platform: Platform, layers: Vec<Layer>) -> Result<PlatformImage> {
-    let mut cfg = ConfigBuilder::default()
-        .user(spec.user.clone())
-        .env(
-            spec.env
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>(),
-        )
-        .entrypoint(spec.entrypoint.clone())
-        .labels(spec.labels.clone().into_iter().collect::<HashMap<_, _>>());
-    if !spec.cmd.is_empty() {
-        cfg = cfg.cmd(spec.cmd.clone());
+/// What an image is built on: the layers below the appended ones, their history, and the
+/// runtime config they bring. go-containerregistry's `empty.Image` is the model: [`Base::scratch`]
+/// is the base with nothing in it, and [`assemble`] appends to whatever base it is given, so
+/// nothing downstream assumes there is nothing below the crate's layers (a `from` setting
+/// would only have to make another `Base`).
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    /// Layers below the appended ones, bottom first, their blobs in the store.
+    pub layers: Vec<Layer>,
+    /// The base config's history, bottom first (entries with `empty_layer` included).
+    pub history: Vec<History>,
+    /// The runtime config (env, entrypoint, labels, …) the image's settings are laid over.
+    pub config: Config,
+}
+
+impl Base {
+    /// The empty base: no layers, no history, an empty config.
+    pub fn scratch() -> Base {
+        Base::default()
     }
+}
+
+/// `base`'s runtime config with the image's settings laid over it, as a Dockerfile's
+/// instructions would: ENV replaces a variable of the same name and appends the others;
+/// ENTRYPOINT replaces the base's and resets its CMD; LABEL and EXPOSE add to the base's;
+/// USER, WORKDIR and STOPSIGNAL replace it when given. Over scratch this is the settings alone.
+fn configure(base: &Config, spec: &ImageSpec) -> Config {
+    let mut cfg = base.clone();
+    cfg.set_user(Some(spec.user.clone()));
+    let mut env = base.env().clone().unwrap_or_default();
+    for (k, v) in &spec.env {
+        let line = format!("{k}={v}");
+        match env
+            .iter_mut()
+            .find(|e| e.split('=').next() == Some(k.as_str()))
+        {
+            Some(e) => *e = line,
+            None => env.push(line),
+        }
+    }
+    cfg.set_env(Some(env));
+    cfg.set_entrypoint(Some(spec.entrypoint.clone()));
+    cfg.set_cmd((!spec.cmd.is_empty()).then(|| spec.cmd.clone()));
+    let mut labels = base.labels().clone().unwrap_or_default();
+    labels.extend(spec.labels.clone());
+    cfg.set_labels(Some(labels));
     if let Some(w) = &spec.workdir {
-        cfg = cfg.working_dir(w.clone());
+        cfg.set_working_dir(Some(w.clone()));
     }
-    if !spec.ports.is_empty() {
-        cfg = cfg.exposed_ports(spec.ports.clone());
+    let mut ports = base.exposed_ports().clone().unwrap_or_default();
+    for p in &spec.ports {
+        if !ports.contains(p) {
+            ports.push(p.clone());
+        }
     }
-    if let Some(s) = &spec.stop_signal {
-        cfg = cfg.stop_signal(s.clone());
+    cfg.set_exposed_ports((!ports.is_empty()).then_some(ports));
+    if let Some(sig) = &spec.stop_signal {
+        cfg.set_stop_signal(Some(sig.clone()));
     }
-    let history = layers
-        .iter()
-        .map(|l| {
-            HistoryBuilder::default()
-                .created(spec.created.clone())
-                .created_by(format!(
-                    "cargo-containerize {}: {}",
-                    env!("CARGO_PKG_VERSION"),
-                    l.what
-                ))
-                .comment(l.what.clone())
-                .build()
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    cfg
+}
+
+/// The history entry of a layer this tool appends.
+fn history_of(spec: &ImageSpec, layer: &Layer) -> Result<History> {
+    Ok(HistoryBuilder::default()
+        .created(spec.created.clone())
+        .created_by(format!(
+            "cargo-containerize {}: {}",
+            env!("CARGO_PKG_VERSION"),
+            layer.what
+        ))
+        .comment(layer.what.clone())
+        .build()?)
+}
+
+/// One platform's image: `base` with `appended` on top (go-containerregistry's
+/// `mutate.Append`) and the settings laid over its config. Layers, diff_ids and history are
+/// the base's followed by the appended ones'.
+pub fn assemble(
+    spec: &ImageSpec,
+    platform: Platform,
+    base: &Base,
+    appended: Vec<Layer>,
+) -> Result<PlatformImage> {
+    let mut history = base.history.clone();
+    for l in &appended {
+        history.push(history_of(spec, l)?);
+    }
+    let mut layers = base.layers.clone();
+    layers.extend(appended);
     let mut config = ImageConfigurationBuilder::default()
         .created(spec.created.clone())
         .architecture(oci_arch(platform))
         .os(Os::Linux)
-        .config(cfg.build()?)
+        .config(configure(&base.config, spec))
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
@@ -254,12 +515,189 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
     } else {
         None
     };
-    Ok(Image { platforms, index })
+    Ok(Image {
+        platforms,
+        index,
+        attachments: Vec::new(),
+    })
+}
+
+/// A small image and an attachment, for the tests of every output.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::layers::compress::Codec;
+    use crate::metadata::spec::{CaCerts, Compression, TzData};
+
+    pub fn spec() -> ImageSpec {
+        ImageSpec {
+            package: "app".into(),
+            version: "1.0.0".into(),
+            bin: "app".into(),
+            bins: vec!["app".into()],
+            binary_path: "/usr/local/bin/app".into(),
+            entrypoint: vec!["/usr/local/bin/app".into()],
+            cmd: vec![],
+            env: vec![("PATH".into(), "/bin".into())],
+            user: "65532:65532".into(),
+            workdir: None,
+            ports: vec![],
+            stop_signal: None,
+            labels: Default::default(),
+            created: "1970-01-01T00:00:00Z".into(),
+            created_epoch: 0,
+            ca_certs: CaCerts::None,
+            tzdata: TzData::None,
+            zones: None,
+            timezone: None,
+            includes: vec![],
+            strip: true,
+            platforms: vec![Platform::Amd64],
+            compression: Compression::Gzip,
+            compression_level: 5,
+            git_sha: None,
+            repository: None,
+            source_date_epoch: None,
+            tags: vec![],
+        }
+    }
+
+    /// One layer (the base files) on scratch, for each platform, its documents stored.
+    pub fn image(store: &BlobStore, platforms: &[Platform]) -> Image {
+        let codec = Codec {
+            kind: Compression::Gzip,
+            level: 5,
+        };
+        let layer =
+            crate::layers::tar::write_layer(&crate::files::base::content(), store, codec).unwrap();
+        let spec = spec();
+        let per = platforms
+            .iter()
+            .map(|p| assemble(&spec, *p, &Base::scratch(), vec![layer.clone()]).unwrap())
+            .collect();
+        let image = finish(&spec, per).unwrap();
+        image.store_documents(store).unwrap();
+        image
+    }
+
+    /// A small SBOM about the image's top manifest, its blob in the store.
+    pub fn sbom(store: &BlobStore, image: &Image) -> Attachment {
+        let doc = br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#;
+        let (digest, size) = store.put(doc).unwrap();
+        Attachment::new(
+            "application/spdx+json",
+            image.top(),
+            vec![AttachedBlob {
+                digest,
+                size,
+                media_type: "application/spdx+json".into(),
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::image::ConfigBuilder;
+
+    #[test]
+    fn appends_to_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let ours = testing::image(&store, &[Platform::Amd64]).platforms[0].layers[0].clone();
+        let below = Layer {
+            what: "base image layer".into(),
+            digest: format!("sha256:{}", "b".repeat(64)),
+            diff_id: format!("sha256:{}", "d".repeat(64)),
+            ..ours.clone()
+        };
+        let base = Base {
+            layers: vec![below.clone()],
+            history: vec![
+                HistoryBuilder::default()
+                    .created_by("FROM")
+                    .build()
+                    .unwrap(),
+            ],
+            config: ConfigBuilder::default()
+                .env(vec!["PATH=/usr/bin".to_string(), "LANG=C".to_string()])
+                .cmd(vec!["sh".to_string()])
+                .build()
+                .unwrap(),
+        };
+        let img = assemble(&testing::spec(), Platform::Amd64, &base, vec![ours.clone()]).unwrap();
+        assert_eq!(img.layers, vec![below.clone(), ours.clone()]);
+        let config: serde_json::Value = serde_json::from_slice(&img.config.bytes).unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            serde_json::json!([below.diff_id, ours.diff_id])
+        );
+        assert_eq!(config["history"][0]["created_by"], "FROM");
+        assert_eq!(config["history"].as_array().unwrap().len(), 2);
+        // Ours replaces PATH in place, the base's LANG stays, the entrypoint resets CMD.
+        assert_eq!(
+            config["config"]["Env"],
+            serde_json::json!(["PATH=/bin", "LANG=C"])
+        );
+        assert!(config["config"].get("Cmd").is_none());
+        let manifest: serde_json::Value = serde_json::from_slice(&img.manifest.bytes).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], below.digest.as_str());
+    }
+
+    #[test]
+    fn scratch_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let img = testing::image(&store, &[Platform::Amd64]);
+        let config: serde_json::Value =
+            serde_json::from_slice(&img.platforms[0].config.bytes).unwrap();
+        assert_eq!(config["history"].as_array().unwrap().len(), 1);
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn blobs_come_before_what_references_them_and_attachments_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut img = testing::image(&store, &[Platform::Amd64, Platform::Arm64]);
+        let sbom = testing::sbom(&store, &img);
+        img.attach(sbom.clone()).unwrap();
+        let order: Vec<&str> = img.blobs().map(|b| b.digest).collect();
+        let at = |d: &str| order.iter().position(|x| *x == d).unwrap();
+        for p in &img.platforms {
+            assert!(at(&p.layers[0].digest) < at(&p.manifest.digest));
+            assert!(at(&p.config.digest) < at(&p.manifest.digest));
+            assert!(at(&p.manifest.digest) < at(img.digest()));
+        }
+        assert!(at(img.digest()) < at(&sbom.manifest.digest));
+        assert!(at(&sbom.blobs[0].digest) < at(&sbom.manifest.digest));
+        let mut unique = order.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), order.len(), "each blob once");
+        // The artifact manifest per OCI 1.1: artifactType, the empty config, the subject.
+        let m: serde_json::Value = serde_json::from_slice(&sbom.manifest.bytes).unwrap();
+        assert_eq!(m["artifactType"], "application/spdx+json");
+        assert_eq!(m["config"]["mediaType"], EMPTY_MEDIA_TYPE);
+        assert_eq!(m["subject"]["digest"], img.digest());
+        assert_eq!(m["subject"]["mediaType"], INDEX_MEDIA_TYPE);
+        // The image's size leaves attachments out.
+        let own: u64 = img.platforms[0].layers[0].size
+            + img
+                .platforms
+                .iter()
+                .map(|p| p.config.size() + p.manifest.size())
+                .sum::<u64>()
+            + img.index.as_ref().unwrap().size();
+        assert_eq!(img.size(), own);
+        // A referrer of something else is refused.
+        let mut other = sbom;
+        other.subject = format!("sha256:{}", "0".repeat(64));
+        assert!(img.attach(other).is_err());
+    }
 
     #[test]
     fn canonical_json_sorts_hash_maps() {

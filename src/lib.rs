@@ -10,11 +10,15 @@
 //!   → image   (OCI config, manifest, index → Image)
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
-//! [`pipeline`] runs them in that order; [`cli`] is the command line.
+//! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:
+//! [`files`] (the image's file entries and base files) and [`util`] (CA roots, references,
+//! bounded helper programs, safe file opening). A stage imports earlier stages and these,
+//! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
 pub mod blobs;
 pub mod build;
 pub mod cli;
+pub mod files;
 pub mod image;
 pub mod init;
 pub mod layers;
@@ -25,4 +29,5 @@ pub mod outputs;
 pub mod pipeline;
 pub mod platform;
 pub mod render;
+pub mod util;
 pub mod verify;

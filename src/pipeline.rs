@@ -8,7 +8,7 @@ use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
 use crate::outputs::load::Load;
 use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::{RegistryOptions, RegistryOutput};
-use crate::outputs::{self, Defaults, Output, Written};
+use crate::outputs::{self, Defaults, Output, Pushed, Written};
 use crate::platform::Platform;
 use crate::verify;
 use anyhow::{Result, bail};
@@ -66,8 +66,8 @@ pub struct Report {
     pub outputs: Vec<String>,
     /// Layers compressed by this run (the others came from the cache).
     pub layers_built: usize,
-    /// `REF@sha256:…` for every pushed reference.
-    pub pushed: Vec<String>,
+    /// Every pushed reference (`REF@sha256:…` in JSON).
+    pub pushed: Vec<Pushed>,
     pub bytes_uploaded: u64,
     pub blobs_uploaded: usize,
     pub blobs_skipped: usize,
@@ -128,25 +128,6 @@ fn plan_outputs(
         name: spec.bin.clone(),
         platform: req.load_platform,
     };
-    let platforms = spec
-        .platforms
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let single_platform_outputs =
-        req.load.is_some() || req.outputs.iter().any(|o| o.starts_with("docker-archive:"));
-    match req.load_platform {
-        Some(p) if !spec.platforms.contains(&p) => {
-            bail!(
-                "--load-platform {p} is not among the platforms built ({platforms}); choose one of them"
-            )
-        }
-        None if single_platform_outputs && spec.platforms.len() > 1 => bail!(
-            "docker archives and --load hold one platform but {platforms} were asked for; choose one with --load-platform"
-        ),
-        _ => {}
-    }
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
         list.push(outputs::parse(o, &defaults)?);
@@ -160,25 +141,17 @@ fn plan_outputs(
         }));
     }
     if let Some(engine) = &req.load {
-        // The loaded image's names: the -t references, else <bin>:<version>.
-        let local_refs = if req.tags.is_empty() {
-            vec![format!("{}:{}", spec.bin, spec.version)]
-        } else {
-            req.tags
-                .iter()
-                .map(|t| spec.expand(t))
-                .collect::<Result<_>>()?
-        };
-        let local_refs = local_refs
-            .into_iter()
-            .map(outputs::docker_archive::normalize_ref)
+        let tags = req
+            .tags
+            .iter()
+            .map(|t| spec.expand(t))
             .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load::new(
             engine.clone(),
-            local_refs,
-            req.load_platform,
+            &tags,
+            &defaults,
             req.quiet,
-        )));
+        )?));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(
@@ -186,6 +159,7 @@ fn plan_outputs(
             req.registry.clone(),
         )?));
     }
+    outputs::check_platforms(&list, &spec.platforms, req.load_platform)?;
     outputs::check_distinct(&list)?;
     for o in &list {
         o.preflight()?;
@@ -336,6 +310,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let built = built?;
     let (shared, files) = prepared?;
     log.timing("build");
+    // The image sits on the empty base; a base image would be one more `Base`.
+    let base = image::Base::scratch();
     let mut per_platform = Vec::new();
     for (platform, (binary_layer, verified)) in built {
         log.step("Verified", verified);
@@ -344,7 +320,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         platform_layers.extend(files.clone());
         platform_layers.push(binary_layer);
         // 5. image
-        per_platform.push(image::assemble(&spec, platform, platform_layers)?);
+        per_platform.push(image::assemble(&spec, platform, &base, platform_layers)?);
     }
     log.timing("layers, config");
     let image: Image = image::finish(&spec, per_platform)?;
@@ -367,7 +343,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     }
 
     log.timing("outputs");
-    let size = image.all_blobs().iter().map(|(_, n)| n).sum();
+    let size = image.size();
     let fresh: std::collections::BTreeSet<&str> = image
         .platforms
         .iter()

@@ -4,11 +4,11 @@
 //! PT_INTERP and no DT_NEEDED, and its machine must match the image's platform.
 
 use crate::platform::Platform;
+use crate::util::fs::open_regular;
 use anyhow::{Context, Result, bail};
 use goblin::elf::Elf;
 use goblin::elf::header::{ET_DYN, ET_EXEC};
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// What a binary needs from its environment.
@@ -109,76 +109,6 @@ impl fmt::Display for Report {
             Ok(())
         }
     }
-}
-
-/// What kind of file this is, for messages about files that are not regular.
-pub fn kind_name(ft: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_file() {
-        "a regular file"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// O_NONBLOCK | O_NOCTTY where the flags are at hand (nix is a Linux-only dependency); elsewhere
-/// the stat before the open is the guard.
-#[cfg(target_os = "linux")]
-const NONBLOCKING: i32 = nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY;
-#[cfg(not(target_os = "linux"))]
-const NONBLOCKING: i32 = 0;
-
-/// Opens a regular file for reading, refusing anything else before it is opened: opening a FIFO
-/// blocks until a writer comes, and a device reads as whatever it gives. The type is checked
-/// without opening (stat), then the file is opened with O_NONBLOCK (so that a file swapped for
-/// a FIFO in between cannot block either) and checked again on the open descriptor.
-pub fn open_regular(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let not_regular = |ft: std::fs::FileType| {
-        anyhow::anyhow!(
-            "{} is {}, not a regular file; give the path of a regular file",
-            path.display(),
-            kind_name(ft)
-        )
-    };
-    let meta = std::fs::metadata(path).with_context(|| {
-        format!(
-            "cannot read {}; check the path and its permissions",
-            path.display()
-        )
-    })?;
-    if !meta.is_file() {
-        return Err(not_regular(meta.file_type()));
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(NONBLOCKING)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot read {}; check the path and its permissions",
-                path.display()
-            )
-        })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        return Err(not_regular(meta.file_type()));
-    }
-    Ok(file)
 }
 
 /// Reads the ELF headers of `path`. Errors when it is not an ELF file.

@@ -25,8 +25,10 @@ use std::thread::JoinHandle;
 /// Input bytes per gzip member. Fixed: it is part of the output format.
 const BLOCK: usize = 1024 * 1024;
 
-/// The gzip levels libdeflate offers (10–12 are its slow, near-optimal parsers).
-pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 1..=12;
+/// The gzip levels libdeflate offers (10–12 are its slow, near-optimal parsers), as the
+/// `compression-level` setting accepts them.
+pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> =
+    crate::metadata::spec::Compression::Gzip.levels();
 
 struct Job {
     input: Vec<u8>,

@@ -5,7 +5,6 @@
 //! base files, CA certificates and tzdata (the same for every crate, so registries and runtimes
 //! share them), then the crate's own files, then the binary.
 
-pub mod base;
 pub mod certs;
 pub mod compress;
 pub mod tar;
@@ -19,7 +18,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub use self::tar::{Entry, EntryKind, LayerContent, Source};
+pub use crate::files::{Entry, EntryKind, LayerContent, Source, base};
 
 /// A layer in the blob store.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

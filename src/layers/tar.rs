@@ -7,11 +7,11 @@
 use super::Layer;
 use super::compress::Codec;
 use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
+pub use crate::files::{Entry, EntryKind, LayerContent, Source};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
 
 /// Bump when the tar bytes a layer is written as change, so old cache entries are not reused.
 /// (Changes of the compressed bytes are caught by `compress::fingerprint`.)
@@ -19,81 +19,6 @@ use std::path::PathBuf;
 /// v4: gzip layers are libdeflate members, one per MiB of tar.
 /// v5: file contents are identified by BLAKE3 content ids.
 const LAYER_FORMAT: &str = "cargo-containerize layer v5";
-
-#[derive(Debug, Clone)]
-pub enum Source {
-    Static(&'static [u8]),
-    Owned(Vec<u8>),
-    Path(PathBuf),
-}
-
-#[derive(Debug, Clone)]
-pub enum EntryKind {
-    File(Source),
-    Dir,
-    Symlink(String),
-    /// A hard link to an earlier entry of the same layer (an absolute image path).
-    Hardlink(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Absolute path in the image.
-    pub path: String,
-    pub kind: EntryKind,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-}
-
-impl Entry {
-    pub fn file(path: &str, source: Source, mode: u32) -> Entry {
-        Entry::new(path, EntryKind::File(source), mode)
-    }
-    pub fn bytes(path: &str, bytes: &'static [u8], mode: u32) -> Entry {
-        Entry::file(path, Source::Static(bytes), mode)
-    }
-    pub fn dir(path: &str, mode: u32) -> Entry {
-        Entry::new(path, EntryKind::Dir, mode)
-    }
-    pub fn symlink(path: &str, target: &str) -> Entry {
-        Entry::new(path, EntryKind::Symlink(target.into()), 0o777)
-    }
-    pub fn hardlink(path: &str, target: &str, mode: u32) -> Entry {
-        Entry::new(path, EntryKind::Hardlink(target.into()), mode)
-    }
-    pub fn owned(mut self, uid: u64, gid: u64) -> Entry {
-        self.uid = uid;
-        self.gid = gid;
-        self
-    }
-    fn new(path: &str, kind: EntryKind, mode: u32) -> Entry {
-        Entry {
-            path: path.trim_end_matches('/').to_string(),
-            kind,
-            mode,
-            uid: 0,
-            gid: 0,
-        }
-    }
-    /// The name inside the tar: relative, directories with a trailing slash.
-    fn tar_name(&self) -> String {
-        let rel = self.path.trim_start_matches('/');
-        match self.kind {
-            EntryKind::Dir => format!("{rel}/"),
-            _ => rel.to_string(),
-        }
-    }
-}
-
-/// What goes into one layer.
-#[derive(Debug, Clone)]
-pub struct LayerContent {
-    pub what: String,
-    pub entries: Vec<Entry>,
-    /// The mtime of every entry.
-    pub mtime: u64,
-}
 
 /// Adds the missing parent directories (root-owned, 0755) and sorts so that parents come first.
 fn normalize(entries: &[Entry]) -> Result<Vec<Entry>> {
@@ -143,7 +68,7 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
         Source::Owned(b) => (Box::new(b.as_slice()), b.len() as u64),
         Source::Path(p) => {
             // Only a regular file: a FIFO would block the open, a device read without end.
-            let f = crate::verify::open_regular(p)?;
+            let f = crate::util::fs::open_regular(p)?;
             let len = f.metadata()?.len();
             (Box::new(io::BufReader::with_capacity(1 << 20, f)), len)
         }

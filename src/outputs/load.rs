@@ -2,12 +2,12 @@
 //! `<engine> load`. Nothing touches the disk on the way.
 
 use super::docker_archive::{pick_platform, write_tar};
-use super::registry::process::{Outcome, run_bounded};
 use super::registry::remote::sanitize;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
+use crate::util::process::{Outcome, run_bounded};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -54,19 +54,29 @@ fn docker_daemon_silent(path: &Path) -> Option<String> {
 }
 
 impl Load {
+    /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
+    /// gives `<bin>:<version>`), each checked and given `:latest` if it has no tag.
     pub fn new(
         engine: Option<String>,
-        references: Vec<String>,
-        platform: Option<Platform>,
+        tags: &[String],
+        defaults: &super::Defaults,
         quiet: bool,
-    ) -> Load {
-        Load {
+    ) -> Result<Load> {
+        let references = if tags.is_empty() {
+            vec![format!("{}:{}", defaults.name, defaults.tag)]
+        } else {
+            tags.to_vec()
+        };
+        Ok(Load {
             engine,
-            references,
-            platform,
+            references: references
+                .into_iter()
+                .map(super::docker_archive::normalize_ref)
+                .collect::<Result<_>>()?,
+            platform: defaults.platform,
             quiet,
             picked: OnceLock::new(),
-        }
+        })
     }
 
     fn engine(&self) -> Result<(String, PathBuf)> {
@@ -131,6 +141,10 @@ impl Output for Load {
 
     fn preflight(&self) -> Result<()> {
         self.engine().map(drop)
+    }
+
+    fn single_platform(&self) -> bool {
+        true
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {

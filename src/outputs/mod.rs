@@ -5,11 +5,11 @@ pub mod atomic;
 pub mod docker_archive;
 pub mod load;
 pub mod oci_layout;
-pub mod reference;
 pub mod registry;
 
 use crate::blobs::BlobStore;
 use crate::image::Image;
+use crate::platform::Platform;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -21,8 +21,8 @@ pub struct Written {
     pub output: String,
     /// Bytes written (archives) or added (layouts).
     pub bytes: u64,
-    /// `REF@sha256:…` for every reference pushed.
-    pub pushed: Vec<String>,
+    /// Every reference pushed.
+    pub pushed: Vec<Pushed>,
     /// Blob bytes sent to registries.
     pub bytes_uploaded: u64,
     pub blobs_uploaded: usize,
@@ -30,6 +30,28 @@ pub struct Written {
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository of the same registry.
     pub blobs_mounted: usize,
+}
+
+/// A reference a registry now serves the image under. Shown (and serialized) as
+/// `REF@sha256:…`: the reference as given, without any digest it named, then the digest pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The reference as the user gave it, less any `@digest`.
+    pub reference: String,
+    /// The digest of the manifest or index it serves.
+    pub digest: String,
+}
+
+impl std::fmt::Display for Pushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.reference, self.digest)
+    }
+}
+
+impl Serialize for Pushed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// A destination for a finished image.
@@ -43,6 +65,11 @@ pub trait Output {
     /// The file or directory this output writes on this machine, if any.
     fn destination(&self) -> Option<Destination> {
         None
+    }
+    /// Whether it holds only one platform of an image (docker archives, --load): a
+    /// multi-platform build then needs --load-platform (see [`check_platforms`]).
+    fn single_platform(&self) -> bool {
+        false
     }
 }
 
@@ -117,30 +144,64 @@ pub struct Defaults {
     pub tag: String,
     pub name: String,
     /// The platform docker archives take from a multi-platform image (--load-platform).
-    pub platform: Option<crate::platform::Platform>,
+    pub platform: Option<Platform>,
 }
 
-const TRANSPORTS: &str = "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]";
+/// An `--output` transport and how its values become an [`Output`]. A new kind of output is
+/// one file (its `Output` impl and its `Kind`) and one line in [`KINDS`].
+pub struct Kind {
+    pub transport: &'static str,
+    /// How `--output` spells it, for messages: e.g. `oci:DIR[:TAG]`.
+    pub syntax: &'static str,
+    /// The output for `PATH` and the reference after it, if any: the kind checks and
+    /// normalizes its own tags and references.
+    pub make: Make,
+}
+
+/// A [`Kind`]'s constructor: the path, the reference after it, the defaults.
+pub type Make = fn(PathBuf, Option<&str>, &Defaults) -> Result<Box<dyn Output>>;
+
+/// Every `--output` transport.
+pub const KINDS: &[Kind] = &[
+    oci_layout::OCI,
+    oci_layout::OCI_ARCHIVE,
+    docker_archive::KIND,
+];
+
+/// The transports, for messages: `oci:DIR[:TAG], oci-archive:FILE[:TAG], …`.
+fn transports() -> String {
+    KINDS
+        .iter()
+        .map(|k| k.syntax)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Splits `TRANSPORT:PATH[:REF]`, checking the transport is known and the parts not empty.
-fn split(spec: &str) -> Result<(&str, &str, Option<&str>)> {
+fn split(spec: &str) -> Result<(&'static Kind, &str, Option<&str>)> {
     let Some((transport, rest)) = spec.split_once(':') else {
-        bail!("--output `{spec}` has no transport; use one of {TRANSPORTS}");
+        bail!(
+            "--output `{spec}` has no transport; use one of {}",
+            transports()
+        );
     };
-    if !matches!(transport, "oci" | "oci-archive" | "docker-archive") {
-        bail!("--output transport `{transport}` is not supported; use one of {TRANSPORTS}");
-    }
+    let Some(kind) = KINDS.iter().find(|k| k.transport == transport) else {
+        bail!(
+            "--output transport `{transport}` is not supported; use one of {}",
+            transports()
+        );
+    };
     let (path, reference) = match rest.split_once(':') {
         Some((p, r)) => (p, Some(r)),
         None => (rest, None),
     };
     if path.is_empty() {
-        bail!("--output `{spec}` has no path; use one of {TRANSPORTS}");
+        bail!("--output `{spec}` has no path; use one of {}", transports());
     }
     if reference == Some("") {
         bail!("--output `{spec}` ends with `:` but names no tag; drop the colon or add a tag");
     }
-    Ok((transport, path, reference))
+    Ok((kind, path, reference))
 }
 
 /// The command line's check of an `--output` value (a malformed one is a usage error).
@@ -152,31 +213,31 @@ pub fn check_syntax(spec: &str) -> std::result::Result<String, String> {
 
 /// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
 pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
-    let (transport, path, reference) = split(spec)?;
-    let path = PathBuf::from(path);
-    match transport {
-        "oci" | "oci-archive" => {
-            let tag = reference.unwrap_or(&defaults.tag).to_string();
-            oci_layout::check_tag(&tag)?;
-            Ok(Box::new(oci_layout::OciLayout {
-                path,
-                tag,
-                archive: transport == "oci-archive",
-            }))
-        }
-        "docker-archive" => {
-            let reference = docker_archive::normalize_ref(
-                reference
-                    .map(String::from)
-                    .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
-            )?;
-            Ok(Box::new(docker_archive::DockerArchive {
-                path,
-                references: vec![reference],
-                platform: defaults.platform,
-            }))
-        }
-        other => bail!("--output transport `{other}` is not supported; use one of {TRANSPORTS}"),
+    let (kind, path, reference) = split(spec)?;
+    (kind.make)(PathBuf::from(path), reference, defaults)
+}
+
+/// Refuses, before any work, outputs that cannot hold what is built: a `--load-platform`
+/// that is not built, or an output that holds one platform (see
+/// [`Output::single_platform`]) when several are built and none is chosen.
+pub fn check_platforms(
+    outputs: &[Box<dyn Output>],
+    built: &[Platform],
+    chosen: Option<Platform>,
+) -> Result<()> {
+    let list = built
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match chosen {
+        Some(p) if !built.contains(&p) => bail!(
+            "--load-platform {p} is not among the platforms built ({list}); choose one of them"
+        ),
+        None if built.len() > 1 && outputs.iter().any(|o| o.single_platform()) => bail!(
+            "docker archives and --load hold one platform but {list} were asked for; choose one with --load-platform"
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -240,6 +301,130 @@ mod tests {
         assert!(check_distinct(&same_tag).is_err());
         let two_tags = outputs(&[format!("oci:{}:1", at("l")), format!("oci:{}:2", at("l"))]);
         assert!(check_distinct(&two_tags).is_ok());
+    }
+
+    /// An attachment reaches every output that has a place for it: layouts list it in
+    /// index.json and hold its blobs (and drop it with its subject), archives carry it,
+    /// registries get its blobs with the others and its manifest after its subject's; docker
+    /// archives (and --load, which streams one) have no place for it and leave it out.
+    #[test]
+    fn attachments_reach_every_output() {
+        use crate::image::testing;
+        use crate::platform::Platform;
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let plain = testing::image(&store, &[Platform::Amd64]);
+        let mut image = plain.clone();
+        let sbom = testing::sbom(&store, &image);
+        image.attach(sbom.clone()).unwrap();
+        image.store_documents(&store).unwrap();
+        let sbom_blob = &sbom.blobs[0].digest;
+        let hex = |d: &str| crate::blobs::hex_of(d).to_string();
+        let index_of = |p: &Path| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(p.join("index.json")).unwrap()).unwrap()
+        };
+        let listed = |index: &serde_json::Value| {
+            index["manifests"].as_array().unwrap().iter().any(|m| {
+                m["digest"] == sbom.manifest.digest.as_str()
+                    && m["artifactType"] == "application/spdx+json"
+            })
+        };
+
+        // oci: listed in index.json, its blobs written.
+        let layout = dir.path().join("layout");
+        let out = |tag: &str, archive: bool, path: &Path| oci_layout::OciLayout {
+            path: path.to_path_buf(),
+            tag: tag.into(),
+            archive,
+        };
+        out("1", false, &layout).write(&image, &store).unwrap();
+        assert!(listed(&index_of(&layout)));
+        for d in [sbom_blob, &sbom.manifest.digest, &sbom.config.digest] {
+            assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
+        }
+        // A second tag of the same image keeps one entry for it; retagging "1" to an image
+        // without it keeps it while "2" still holds its subject.
+        out("2", false, &layout).write(&image, &store).unwrap();
+        let n = |i: &serde_json::Value| {
+            i["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["digest"] == sbom.manifest.digest.as_str())
+                .count()
+        };
+        assert_eq!(n(&index_of(&layout)), 1);
+        // Its subject gone from every tag, it goes, and its blobs with it.
+        let other = {
+            let mut spec = testing::spec();
+            spec.user = "0:0".into();
+            let layers = plain.platforms[0].layers.clone();
+            let p = crate::image::assemble(
+                &spec,
+                Platform::Amd64,
+                &crate::image::Base::scratch(),
+                layers,
+            )
+            .unwrap();
+            let img = crate::image::finish(&spec, vec![p]).unwrap();
+            img.store_documents(&store).unwrap();
+            img
+        };
+        out("1", false, &layout).write(&other, &store).unwrap();
+        assert_eq!(n(&index_of(&layout)), 1, "tag 2 still holds the subject");
+        out("2", false, &layout).write(&other, &store).unwrap();
+        assert_eq!(n(&index_of(&layout)), 0);
+        assert!(!layout.join("blobs/sha256").join(hex(sbom_blob)).exists());
+
+        // oci-archive: listed and carried.
+        let archive = dir.path().join("a.tar");
+        out("1", true, &archive).write(&image, &store).unwrap();
+        let unpacked = dir.path().join("unpacked");
+        tar::Archive::new(std::fs::File::open(&archive).unwrap())
+            .unpack(&unpacked)
+            .unwrap();
+        assert!(listed(&index_of(&unpacked)));
+        assert!(unpacked.join("blobs/sha256").join(hex(sbom_blob)).is_file());
+
+        // Registries: its blobs with the others, its manifest after the top one.
+        let jobs = registry::push::blob_jobs(&image, &store);
+        assert!(jobs.iter().any(|j| &j.digest == sbom_blob));
+        assert!(jobs.iter().any(|j| j.digest == sbom.config.digest));
+        let order: Vec<&str> = registry::push::manifests(&image)
+            .map(|b| b.digest)
+            .collect();
+        assert_eq!(order, vec![image.digest(), sbom.manifest.digest.as_str()]);
+
+        // Docker archives: the same bytes as without it.
+        let with = dir.path().join("d1.tar");
+        let without = dir.path().join("d2.tar");
+        let docker = |p: &Path| docker_archive::DockerArchive {
+            path: p.to_path_buf(),
+            references: vec!["app:1".into()],
+            platform: None,
+        };
+        docker(&with).write(&image, &store).unwrap();
+        docker(&without).write(&plain, &store).unwrap();
+        assert_eq!(
+            std::fs::read(&with).unwrap(),
+            std::fs::read(&without).unwrap()
+        );
+    }
+
+    #[test]
+    fn one_platform_outputs_need_a_chosen_platform() {
+        use crate::platform::Platform::{Amd64, Arm64};
+        let docker: Vec<Box<dyn Output>> = vec![parse("docker-archive:a.tar", &d()).unwrap()];
+        let oci: Vec<Box<dyn Output>> = vec![parse("oci:dir", &d()).unwrap()];
+        assert!(check_platforms(&docker, &[Amd64, Arm64], None).is_err());
+        assert!(check_platforms(&docker, &[Amd64, Arm64], Some(Arm64)).is_ok());
+        assert!(check_platforms(&docker, &[Amd64], None).is_ok());
+        assert!(check_platforms(&oci, &[Amd64, Arm64], None).is_ok());
+        let e = check_platforms(&oci, &[Amd64], Some(Arm64)).unwrap_err();
+        assert!(
+            e.to_string().contains("not among the platforms built"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -27,6 +27,34 @@ pub struct OciLayout {
     pub archive: bool,
 }
 
+/// `oci:DIR[:TAG]`: the layout directory.
+pub const OCI: super::Kind = super::Kind {
+    transport: "oci",
+    syntax: "oci:DIR[:TAG]",
+    make: |path, tag, defaults| OciLayout::make(path, tag, defaults, false),
+};
+
+/// `oci-archive:FILE[:TAG]`: a tar of the layout.
+pub const OCI_ARCHIVE: super::Kind = super::Kind {
+    transport: "oci-archive",
+    syntax: "oci-archive:FILE[:TAG]",
+    make: |path, tag, defaults| OciLayout::make(path, tag, defaults, true),
+};
+
+impl OciLayout {
+    /// The layout at `path` under `tag` (the version by default), the tag checked.
+    fn make(
+        path: PathBuf,
+        tag: Option<&str>,
+        defaults: &super::Defaults,
+        archive: bool,
+    ) -> Result<Box<dyn Output>> {
+        let tag = tag.unwrap_or(&defaults.tag).to_string();
+        check_tag(&tag)?;
+        Ok(Box::new(OciLayout { path, tag, archive }))
+    }
+}
+
 /// The OCI ref name grammar, simplified: alphanumerics and `._-:/+@`, not empty.
 pub fn check_tag(tag: &str) -> Result<()> {
     let ok = !tag.is_empty()
@@ -64,6 +92,14 @@ fn entry(image: &Image, tag: &str) -> Value {
     d
 }
 
+/// index.json's entries for this image under `tag`: the image, then its attachments (which
+/// carry no tag: they live as long as their subject does, see [`entries_for`]).
+fn entries(image: &Image, tag: &str) -> Vec<Value> {
+    std::iter::once(entry(image, tag))
+        .chain(image.attachments.iter().map(|a| a.descriptor()))
+        .collect()
+}
+
 /// The entries of an existing index.json that other tags keep.
 fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
     old.and_then(|o| o.get("manifests"))
@@ -79,6 +115,44 @@ fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The digest of the subject of the attachment `entry` lists, read from the layout at `dir`;
+/// None for an entry that is not an attachment (or whose manifest cannot be read: kept).
+fn subject_of(dir: &Path, entry: &Value) -> Option<String> {
+    entry.get("artifactType")?;
+    let hex = entry
+        .get("digest")?
+        .as_str()?
+        .strip_prefix("sha256:")
+        .filter(|h| is_sha256_hex(h))?;
+    let doc: Value =
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(hex)).ok()?).ok()?;
+    Some(doc.pointer("/subject/digest")?.as_str()?.to_string())
+}
+
+/// The index.json entries after writing `image` under `tag` into the layout at `dir`: the
+/// entries other tags keep, then this image's. An attachment another run listed stays while
+/// its subject is still reachable (from a kept tag or from this image) and goes with it.
+fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Vec<Value> {
+    let kept = kept_entries(old, tag);
+    let (attached, tagged): (Vec<Value>, Vec<Value>) =
+        kept.into_iter().partition(|e| subject_of(dir, e).is_some());
+    let mut live = std::collections::BTreeSet::new();
+    if !attached.is_empty() {
+        live = reachable(dir, &tagged);
+        live.extend(image.blobs().map(|b| b.digest.to_string()));
+    }
+    let new = entries(image, tag);
+    let mut out = tagged;
+    for e in attached {
+        let subject = subject_of(dir, &e).unwrap_or_default();
+        if live.contains(&subject) && !new.iter().any(|n| n["digest"] == e["digest"]) {
+            out.push(e);
+        }
+    }
+    out.extend(new);
+    out
 }
 
 /// Whether `name` is a sha256 hex digest: the only names taken as blobs.
@@ -225,10 +299,13 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
 }
 
 /// Removes the blobs of `dir` that no entry of its index reaches any more (what only a
-/// replaced tag used). Only files named by a sha256 digest are blobs; nothing else is touched.
-fn collect_garbage(dir: &Path, entries: &[Value]) {
+/// replaced tag used), never one of `image`'s. Only files named by a sha256 digest are blobs;
+/// nothing else is touched.
+fn collect_garbage(dir: &Path, entries: &[Value], image: &Image) {
     let keep: std::collections::BTreeSet<String> = reachable(dir, entries)
         .iter()
+        .map(|d| d.as_str())
+        .chain(image.blobs().map(|b| b.digest))
         .map(|d| hex_of(d).to_string())
         .collect();
     let Ok(files) = fs::read_dir(dir.join("blobs/sha256")) else {
@@ -248,18 +325,18 @@ impl OciLayout {
         if self.archive { "oci-archive" } else { "oci" }
     }
 
-    /// Whether the layout already holds exactly this image under this tag.
+    /// Whether the layout already holds exactly this image under this tag, attachments
+    /// included.
     fn up_to_date(&self, image: &Image, old: Option<&Value>) -> bool {
         let Some(old) = old else { return false };
-        let want = entry(image, &self.tag);
-        let has_entry = old
+        let has_entries = old
             .get("manifests")
             .and_then(Value::as_array)
-            .is_some_and(|ms| ms.contains(&want));
-        has_entry
-            && image.all_blobs().iter().all(|(d, n)| {
-                fs::metadata(self.path.join("blobs/sha256").join(hex_of(d)))
-                    .is_ok_and(|m| m.len() == *n)
+            .is_some_and(|ms| entries(image, &self.tag).iter().all(|e| ms.contains(e)));
+        has_entries
+            && image.blobs().all(|b| {
+                fs::metadata(self.path.join("blobs/sha256").join(hex_of(b.digest)))
+                    .is_ok_and(|m| m.len() == b.size)
             })
     }
 
@@ -294,14 +371,15 @@ impl OciLayout {
         let mut added = 0;
         // Until the index that uses them is in place, new blobs go if the run is interrupted.
         let mut pending = Vec::new();
-        for (digest, size) in image.all_blobs() {
-            let dst = blobs.join(hex_of(&digest));
+        for b in image.blobs() {
+            let (digest, size) = (b.digest, b.size);
+            let dst = blobs.join(hex_of(digest));
             match fs::metadata(&dst) {
                 Ok(m) if m.len() == size => continue,
                 // A blob of the wrong size (truncated): replaced, whole.
-                Ok(_) => copy_blob(store, &digest, size, &dst)?,
+                Ok(_) => copy_blob(store, digest, size, &dst)?,
                 Err(_) => {
-                    copy_blob(store, &digest, size, &dst)?;
+                    copy_blob(store, digest, size, &dst)?;
                     pending.push(atomic::Pending::new(&dst));
                     placed.push(dst);
                 }
@@ -330,7 +408,7 @@ impl OciLayout {
                     tmp,
                     image,
                     store,
-                    vec![entry(image, &self.tag)],
+                    entries(image, &self.tag),
                     &mut Vec::new(),
                 )?;
                 Ok(())
@@ -347,12 +425,11 @@ impl OciLayout {
         if self.up_to_date(image, old.as_ref()) {
             return Ok(0);
         }
-        let mut manifests = kept_entries(old.as_ref(), &self.tag);
-        manifests.push(entry(image, &self.tag));
+        let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag);
         let mut placed = Vec::new();
         match self.place(&self.path, image, store, manifests.clone(), &mut placed) {
             Ok(added) => {
-                collect_garbage(&self.path, &manifests);
+                collect_garbage(&self.path, &manifests, image);
                 Ok(added)
             }
             Err(e) => {
@@ -376,15 +453,15 @@ impl OciLayout {
                 add_bytes(
                     &mut t,
                     "index.json",
-                    &index_json(vec![entry(image, &self.tag)])?,
+                    &index_json(entries(image, &self.tag))?,
                 )?;
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;
-                for (digest, _) in image.all_blobs() {
+                for b in image.blobs() {
                     add_file(
                         &mut t,
-                        &format!("blobs/sha256/{}", hex_of(&digest)),
-                        &store.path(&digest),
+                        &format!("blobs/sha256/{}", hex_of(b.digest)),
+                        &store.path(b.digest),
                     )?;
                 }
                 t.finish()?;

@@ -1,6 +1,8 @@
 //! The template context: one value, built from the same [`ImageSpec`] that `build` uses, so a
 //! generated Dockerfile or workflow describes the image `cargo containerize build` makes.
 
+use super::rootfs::octal;
+pub use super::rootfs::{PathMode, RootfsContext};
 use crate::metadata::spec::{CaCerts, ImageSpec, TzData};
 use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
@@ -175,32 +177,6 @@ pub struct IncludeContext {
     pub mode: String,
 }
 
-/// The files every image gets, besides the binary and `include`: users and groups,
-/// nsswitch.conf, the CA bundle, the time zone database and /etc/localtime.
-#[derive(Debug, Clone, Serialize)]
-pub struct RootfsContext {
-    /// Context-relative directory that `cargo containerize dockerfile` fills with these files
-    /// (the same bytes `build` puts in its layers): `.containerize/<package>/rootfs`.
-    pub dir: String,
-    /// Directories git cannot carry (they are empty) or that need a special mode or owner,
-    /// e.g. `/tmp` (1777), `/root` (0700), `/home/nonroot` (0700, 65532:65532).
-    pub dirs: Vec<PathMode>,
-    /// What the Dockerfile sets after making every directory 0755 and every file 0644, root's:
-    /// `dirs`, files of other modes or owners, and executable `include` files.
-    pub fixups: Vec<PathMode>,
-    /// What the files hold, for comments: e.g. `["users and groups", "CA certificates"]`.
-    pub holds: Vec<String>,
-}
-
-/// A path in the image with its mode (octal text) and owner.
-#[derive(Debug, Clone, Serialize)]
-pub struct PathMode {
-    pub path: String,
-    pub mode: String,
-    pub uid: u64,
-    pub gid: u64,
-}
-
 /// Options of the command rendering the template.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RenderOptions {
@@ -356,8 +332,6 @@ fn rust_context(project: &Project) -> Result<RustContext> {
     })
 }
 
-use super::rootfs::octal;
-
 fn uid_of(user: &str) -> Option<u32> {
     user.split(':').next().and_then(|u| u.parse().ok())
 }
@@ -433,7 +407,7 @@ impl TemplateContext {
         let repository = project.settings.repository.clone();
         // The registry the workflow logs in to: the repository's, else ghcr.io.
         let registry = match repository.as_deref() {
-            Some(r) => crate::outputs::reference::Reference::parse(r)?.registry,
+            Some(r) => crate::util::reference::Reference::parse(r)?.registry,
             None => "ghcr.io".to_string(),
         };
 

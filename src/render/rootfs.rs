@@ -7,11 +7,11 @@
 //! them) into `.containerize/<package>/rootfs`, and the Dockerfile copies that directory; only
 //! modes, owners and empty directories, which git does not keep, are fixed in the Dockerfile.
 
-use super::context::{PathMode, RootfsContext};
 use crate::layers::{self, Entry, EntryKind, LayerContent, Source};
 use crate::metadata::ImageSpec;
 use crate::outputs::atomic;
 use anyhow::{Context, Result};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -54,6 +54,32 @@ fn describe(what: &str) -> String {
         "tzdata" => "the time zone database".into(),
         other => other.into(),
     }
+}
+
+/// The files every image gets, besides the binary and `include`: users and groups,
+/// nsswitch.conf, the CA bundle, the time zone database and /etc/localtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootfsContext {
+    /// Context-relative directory that `cargo containerize dockerfile` fills with these files
+    /// (the same bytes `build` puts in its layers): `.containerize/<package>/rootfs`.
+    pub dir: String,
+    /// Directories git cannot carry (they are empty) or that need a special mode or owner,
+    /// e.g. `/tmp` (1777), `/root` (0700), `/home/nonroot` (0700, 65532:65532).
+    pub dirs: Vec<PathMode>,
+    /// What the Dockerfile sets after making every directory 0755 and every file 0644, root's:
+    /// `dirs`, files of other modes or owners, and executable `include` files.
+    pub fixups: Vec<PathMode>,
+    /// What the files hold, for comments: e.g. `["users and groups", "CA certificates"]`.
+    pub holds: Vec<String>,
+}
+
+/// A path in the image with its mode (octal text) and owner.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathMode {
+    pub path: String,
+    pub mode: String,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 pub(crate) fn octal(mode: u32) -> String {

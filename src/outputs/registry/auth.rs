@@ -172,7 +172,7 @@ fn from_helper(
     config: &Path,
     timeout: Duration,
 ) -> Result<Option<Credential>> {
-    use super::process::{Outcome, run_bounded};
+    use crate::util::process::{Outcome, run_bounded};
     let program = format!("docker-credential-{helper}");
     let Ok(path) = which::which(&program) else {
         bail!(

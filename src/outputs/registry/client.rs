@@ -306,7 +306,7 @@ impl Client {
         // ring, not aws-lc: no cmake or large C build for users compiling this tool. Installing
         // twice is harmless (the second call reports the first provider).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut roots = reqwest::Certificate::from_pem_bundle(&crate::layers::certs::webpki_pem())
+        let mut roots = reqwest::Certificate::from_pem_bundle(&crate::util::ca::webpki_pem())
             .context("loading the embedded CA roots")?;
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).with_context(|| {

@@ -2,15 +2,14 @@
 
 pub mod auth;
 pub mod client;
-pub mod process;
 pub mod progress;
 pub mod push;
 pub mod remote;
 
-use super::reference::Reference;
-use super::{Output, Written};
+use super::{Output, Pushed, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
+use crate::util::reference::Reference;
 use anyhow::{Context, Result, bail};
 use auth::Credential;
 use client::Client;
@@ -116,6 +115,36 @@ impl RegistryOutput {
     }
 }
 
+impl RegistryOutput {
+    /// Puts the image's top manifest (or index) under `t` and reads it back.
+    fn push_top(
+        &self,
+        client: &Client,
+        t: &Target,
+        top: &crate::image::Blob,
+        progress: &progress::Progress,
+    ) -> Result<Pushed> {
+        if let Some(d) = &t.digest
+            && d != &top.digest
+        {
+            bail!(
+                "{} names digest {d}, but the image built is {}; push by tag instead",
+                t.given,
+                top.digest
+            );
+        }
+        let reference = t.tag.clone().unwrap_or_else(|| top.digest.clone());
+        push::put_manifest(client, &reference, &top.bytes, top.media_type, &top.digest)?;
+        push::verify_manifest(client, &reference, top.media_type, &top.digest)?;
+        let pushed = Pushed {
+            reference: t.given.split('@').next().unwrap_or(&t.given).to_string(),
+            digest: top.digest.clone(),
+        };
+        progress.line("Pushed", &pushed.to_string());
+        Ok(pushed)
+    }
+}
+
 impl Output for RegistryOutput {
     fn describe(&self) -> String {
         let refs: Vec<&str> = self.targets.iter().map(|t| t.given.as_str()).collect();
@@ -173,41 +202,25 @@ impl Output for RegistryOutput {
             written.blobs_uploaded += stats.uploaded;
             written.blobs_skipped += stats.skipped;
             written.blobs_mounted += stats.mounted;
-            if image.index.is_some() {
-                for p in &image.platforms {
-                    push::put_manifest(
-                        &client,
-                        &p.manifest.digest,
-                        &p.manifest.bytes,
-                        p.manifest.media_type,
-                        &p.manifest.digest,
-                    )?;
+            // The top manifest under every tag, the others (platforms', attachments') by
+            // digest, each after what it references.
+            for b in push::manifests(image) {
+                let doc = image
+                    .document(b.digest)
+                    .context("every manifest of an image is one of its documents")?;
+                if b.digest != top.digest {
+                    push::put_manifest(&client, b.digest, &doc.bytes, doc.media_type, b.digest)?;
+                    continue;
                 }
-            }
-            for t in self
-                .targets
-                .iter()
-                .filter(|t| t.registry == registry && t.repository == repo)
-            {
-                if let Some(d) = &t.digest
-                    && d != &top.digest
+                for t in self
+                    .targets
+                    .iter()
+                    .filter(|t| t.registry == registry && t.repository == repo)
                 {
-                    bail!(
-                        "{} names digest {d}, but the image built is {}; push by tag instead",
-                        t.given,
-                        top.digest
-                    );
+                    written
+                        .pushed
+                        .push(self.push_top(&client, t, top, &progress)?);
                 }
-                let reference = t.tag.clone().unwrap_or_else(|| top.digest.clone());
-                push::put_manifest(&client, &reference, &top.bytes, top.media_type, &top.digest)?;
-                push::verify_manifest(&client, &reference, top.media_type, &top.digest)?;
-                let line = format!(
-                    "{}@{}",
-                    t.given.split('@').next().unwrap_or(&t.given),
-                    top.digest
-                );
-                progress.line("Pushed", &line);
-                written.pushed.push(line);
             }
             done.push((registry.to_string(), repo.to_string()));
         }

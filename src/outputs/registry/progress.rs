@@ -1,9 +1,10 @@
 //! Upload progress: a bar per blob on a terminal (indicatif), plain lines otherwise, nothing
 //! with -q.
 
-use super::push::BlobJob;
+use super::push::{BlobJob, Observer, Upload};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -76,20 +77,33 @@ impl Progress {
     }
 }
 
-impl Transfer {
-    pub fn advance(&self, n: u64) {
+impl Upload for Transfer {
+    fn sent(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);
         }
     }
-    pub fn restart(&self) {
+    fn restarted(&self) {
         if let Some(b) = &self.bar {
             b.set_position(0);
         }
     }
-    pub fn finish(&self) {
+    fn finished(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Push's events become lines and bars.
+impl Observer for Progress {
+    fn exists(&self, blob: &BlobJob) {
+        self.note("Exists", blob);
+    }
+    fn mounted(&self, blob: &BlobJob) {
+        self.note("Mounted", blob);
+    }
+    fn uploading(&self, blob: &BlobJob) -> Arc<dyn Upload> {
+        Arc::new(self.start(blob))
     }
 }

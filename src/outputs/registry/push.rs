@@ -4,18 +4,17 @@
 //! confirmed; then the index; then the same bytes under every further tag, each read back.
 
 use super::client::{Client, Failure, backoff};
-use super::progress::{Progress, Transfer};
 use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::blobs::BlobStore;
-use crate::image::Image;
+use crate::image::{BlobRef, Image};
 use anyhow::{Result, anyhow};
 use reqwest::StatusCode;
 use reqwest::blocking::Body;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A blob to put in a repository.
 #[derive(Debug, Clone)]
@@ -35,38 +34,53 @@ pub struct BlobStats {
     pub bytes: u64,
 }
 
+/// What the push reports as it goes (after go-containerregistry's progress updates): a
+/// terminal shows bars, a log shows lines, a test records events. Push knows nothing of how.
+pub trait Observer: Sync {
+    /// The registry already has the blob.
+    fn exists(&self, blob: &BlobJob);
+    /// The blob was mounted from another repository of the same registry.
+    fn mounted(&self, blob: &BlobJob);
+    /// An upload of the blob begins; the handle hears of its bytes.
+    fn uploading(&self, blob: &BlobJob) -> Arc<dyn Upload>;
+}
+
+/// One blob's upload, as the observer follows it.
+pub trait Upload: Send + Sync {
+    /// `n` more bytes were read into the request.
+    fn sent(&self, n: u64);
+    /// The upload starts over (a retry).
+    fn restarted(&self);
+    /// The registry confirmed the blob.
+    fn finished(&self);
+}
+
 enum Outcome {
     Skipped,
     Mounted,
     Uploaded(u64),
 }
 
-/// Every blob the image references except manifests and the index, each once.
+/// Every blob the image and its attachments reference except manifests and the index, each
+/// once, in [`Image::blobs`]'s order: what must be in the repository before any manifest.
 pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut jobs = Vec::new();
-    for p in &image.platforms {
-        let docs = [(
-            p.config.digest.clone(),
-            p.config.size(),
-            "config".to_string(),
-        )];
-        let layers = p
-            .layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.size, l.what.clone()));
-        for (digest, size, what) in layers.chain(docs) {
-            if seen.insert(digest.clone()) {
-                jobs.push(BlobJob {
-                    path: store.path(&digest),
-                    digest,
-                    size,
-                    what,
-                });
-            }
-        }
-    }
-    jobs
+    image
+        .blobs()
+        .filter(|b| !b.is_manifest())
+        .map(|b| BlobJob {
+            digest: b.digest.to_string(),
+            size: b.size,
+            what: b.what().to_string(),
+            path: store.path(b.digest),
+        })
+        .collect()
+}
+
+/// The manifests to PUT once the blobs are in, in order: each after every manifest it
+/// references (platform manifests, then the index: the image's top one, which goes under
+/// every tag), and each attachment after its subject.
+pub fn manifests(image: &Image) -> impl Iterator<Item = BlobRef<'_>> {
+    image.blobs().filter(|b| b.is_manifest())
 }
 
 fn blob_exists(c: &Client, digest: &str) -> Result<bool> {
@@ -83,13 +97,13 @@ fn blob_exists(c: &Client, digest: &str) -> Result<bool> {
 /// Counts bytes as the HTTP client reads the body, for progress.
 struct Counting<R> {
     inner: R,
-    transfer: Transfer,
+    transfer: Arc<dyn Upload>,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.transfer.advance(n as u64);
+        self.transfer.sent(n as u64);
         Ok(n)
     }
 }
@@ -97,7 +111,7 @@ impl<R: Read> Read for Counting<R> {
 fn upload(
     c: &Client,
     job: &BlobJob,
-    transfer: &Transfer,
+    transfer: &Arc<dyn Upload>,
     mut location: Option<reqwest::Url>,
 ) -> Result<()> {
     if !job.path.is_file() {
@@ -108,7 +122,7 @@ fn upload(
         ));
     }
     c.retrying("upload a blob", || {
-        transfer.restart();
+        transfer.restarted();
         let mut url = match location.take() {
             Some(u) => u,
             None => {
@@ -158,10 +172,10 @@ fn push_blob(
     c: &Client,
     job: &BlobJob,
     mount_from: Option<&str>,
-    progress: &Progress,
+    progress: &dyn Observer,
 ) -> Result<Outcome> {
     if blob_exists(c, &job.digest)? {
-        progress.note("Exists", job);
+        progress.exists(job);
         return Ok(Outcome::Skipped);
     }
     let mut location = None;
@@ -178,7 +192,7 @@ fn push_blob(
         })?;
         match r.status() {
             StatusCode::CREATED => {
-                progress.note("Mounted", job);
+                progress.mounted(job);
                 return Ok(Outcome::Mounted);
             }
             // 202: the registry declined to mount and opened an upload instead.
@@ -186,7 +200,7 @@ fn push_blob(
             _ => {} // mounting is an optimisation; upload normally
         }
     }
-    let transfer = progress.start(job);
+    let transfer = progress.uploading(job);
     upload(c, job, &transfer, location)?;
     // Confirm before any manifest refers to it.
     if !blob_exists(c, &job.digest)? {
@@ -196,7 +210,7 @@ fn push_blob(
             job.digest
         ));
     }
-    transfer.finish();
+    transfer.finished();
     Ok(Outcome::Uploaded(job.size))
 }
 
@@ -206,7 +220,7 @@ pub fn push_blobs(
     blobs: &[BlobJob],
     mount_from: Option<&str>,
     jobs: usize,
-    progress: &Progress,
+    progress: &dyn Observer,
 ) -> Result<BlobStats> {
     let queue: Mutex<VecDeque<&BlobJob>> = Mutex::new(blobs.iter().collect());
     let stats = Mutex::new(BlobStats::default());

@@ -2,7 +2,7 @@
 //! (root, nonroot 65532, nobody 65534), their home directories, a world-writable /tmp and an
 //! nsswitch.conf so that name lookups consult /etc/hosts before DNS.
 
-use super::{Entry, LayerContent};
+use super::{Entry, EntryKind, LayerContent};
 
 const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
@@ -17,7 +17,7 @@ pub fn directory(path: &str) -> Option<Entry> {
     content()
         .entries
         .into_iter()
-        .find(|e| e.path == path && matches!(e.kind, super::EntryKind::Dir))
+        .find(|e| e.path == path && matches!(e.kind, EntryKind::Dir))
 }
 
 pub fn content() -> LayerContent {

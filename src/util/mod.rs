@@ -1,0 +1,7 @@
+//! Infrastructure below every stage: what several stages use and none owns. Nothing here
+//! imports a stage (metadata, build, verify, layers, image, outputs, render).
+
+pub mod ca;
+pub mod fs;
+pub mod process;
+pub mod reference;
