@@ -345,12 +345,12 @@ fn oci_arch(p: Platform) -> Arch {
     }
 }
 
-fn descriptor(media_type: &str, size: u64, digest: &str) -> Result<Descriptor> {
+pub(crate) fn descriptor(media_type: &str, size: u64, digest: &str) -> Result<Descriptor> {
     let digest = oci_spec::image::Digest::from_str(digest).context("invalid digest")?;
     Ok(Descriptor::new(MediaType::from(media_type), size, digest))
 }
 
-fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
+pub(crate) fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
     let mut b = PlatformBuilder::default()
         .architecture(oci_arch(p))
         .os(Os::Linux);

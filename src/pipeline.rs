@@ -98,14 +98,6 @@ impl Log {
     }
 }
 
-fn human_size(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
     layers
         .iter()
@@ -279,7 +271,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 "{} is static, {}, {}",
                 b.path.display(),
                 b.platform,
-                human_size(bin.size)
+                indicatif::HumanBytes(bin.size)
             );
             Ok((layers::binary_layer(&spec, &bin, &store)?, said))
         };
@@ -329,7 +321,12 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         for l in &p.layers {
             log.step(
                 if l.fresh { "Layer" } else { "Cached" },
-                format!("{} {} ({})", &l.digest[..19], l.what, human_size(l.size)),
+                format!(
+                    "{} {} ({})",
+                    &l.digest[..19],
+                    l.what,
+                    indicatif::HumanBytes(l.size)
+                ),
             );
         }
     }

@@ -63,24 +63,22 @@ fn host(zones: Option<&[String]>) -> Result<Vec<Entry>> {
         }
         return Ok(entries);
     }
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for item in
-            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
-        {
-            let item = item?;
-            let path = item.path();
-            let image_path = path.to_string_lossy().to_string();
-            let meta = std::fs::symlink_metadata(&path)?;
-            if meta.file_type().is_symlink() {
-                let target = std::fs::read_link(&path)?;
-                entries.push(Entry::symlink(&image_path, &target.to_string_lossy()));
-            } else if meta.is_dir() {
-                entries.push(Entry::dir(&image_path, 0o755));
-                stack.push(path);
-            } else if meta.is_file() {
-                entries.push(Entry::file(&image_path, Source::Path(path), 0o644));
-            }
+    for item in walkdir::WalkDir::new(root).min_depth(1) {
+        let item = item.with_context(|| format!("cannot list {ZONEINFO_DIR}"))?;
+        let path = item.path();
+        let image_path = path.to_string_lossy().to_string();
+        let kind = item.file_type();
+        if kind.is_symlink() {
+            let target = std::fs::read_link(path)?;
+            entries.push(Entry::symlink(&image_path, &target.to_string_lossy()));
+        } else if kind.is_dir() {
+            entries.push(Entry::dir(&image_path, 0o755));
+        } else if kind.is_file() {
+            entries.push(Entry::file(
+                &image_path,
+                Source::Path(path.to_path_buf()),
+                0o644,
+            ));
         }
     }
     Ok(entries)

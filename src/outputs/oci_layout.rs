@@ -13,7 +13,7 @@ use super::{Output, Written, atomic};
 use crate::blobs::{BlobStore, hex_of};
 use crate::image::Image;
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -72,32 +72,26 @@ pub fn check_tag(tag: &str) -> Result<()> {
     Ok(())
 }
 
-/// The index.json entry for this image.
-fn entry(image: &Image, tag: &str) -> Value {
+/// The index.json entry for this image: an OCI descriptor (with the platform, for one
+/// platform's manifest) and the tag as `org.opencontainers.image.ref.name`.
+fn entry(image: &Image, tag: &str) -> Result<Value> {
     let top = image.top();
-    let mut d = json!({
-        "mediaType": top.media_type,
-        "digest": top.digest,
-        "size": top.size(),
-        "annotations": { REF_NAME: tag },
-    });
+    let mut d = crate::image::descriptor(&top.media_type, top.size(), &top.digest)?;
+    d.set_annotations(Some([(REF_NAME.to_string(), tag.to_string())].into()));
     if image.index.is_none() {
-        let p = image.platforms[0].platform;
-        let mut plat = json!({"architecture": p.arch(), "os": p.os()});
-        if let Some(v) = p.variant() {
-            plat["variant"] = json!(v);
-        }
-        d["platform"] = plat;
+        d.set_platform(Some(crate::image::oci_platform(
+            image.platforms[0].platform,
+        )?));
     }
-    d
+    Ok(serde_json::to_value(d)?)
 }
 
 /// index.json's entries for this image under `tag`: the image, then its attachments (which
 /// carry no tag: they live as long as their subject does, see [`entries_for`]).
-fn entries(image: &Image, tag: &str) -> Vec<Value> {
-    std::iter::once(entry(image, tag))
+fn entries(image: &Image, tag: &str) -> Result<Vec<Value>> {
+    Ok(std::iter::once(entry(image, tag)?)
         .chain(image.attachments.iter().map(|a| a.descriptor()))
-        .collect()
+        .collect())
 }
 
 /// The entries of an existing index.json that other tags keep.
@@ -134,7 +128,7 @@ fn subject_of(dir: &Path, entry: &Value) -> Option<String> {
 /// The index.json entries after writing `image` under `tag` into the layout at `dir`: the
 /// entries other tags keep, then this image's. An attachment another run listed stays while
 /// its subject is still reachable (from a kept tag or from this image) and goes with it.
-fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Vec<Value> {
+fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Result<Vec<Value>> {
     let kept = kept_entries(old, tag);
     let (attached, tagged): (Vec<Value>, Vec<Value>) =
         kept.into_iter().partition(|e| subject_of(dir, e).is_some());
@@ -143,7 +137,7 @@ fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Vec
         live = reachable(dir, &tagged);
         live.extend(image.blobs().map(|b| b.digest.to_string()));
     }
-    let new = entries(image, tag);
+    let new = entries(image, tag)?;
     let mut out = tagged;
     for e in attached {
         let subject = subject_of(dir, &e).unwrap_or_default();
@@ -152,7 +146,7 @@ fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Vec
         }
     }
     out.extend(new);
-    out
+    Ok(out)
 }
 
 /// Whether `name` is a sha256 hex digest: the only names taken as blobs.
@@ -198,7 +192,6 @@ fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String
     seen
 }
 
-/// index.json listing `manifests`.
 /// Writes blob `digest` from the store at `dst`, whole (a temp renamed into place), after the
 /// store has proven it matches its digest.
 fn copy_blob(store: &BlobStore, digest: &str, size: u64, dst: &Path) -> Result<()> {
@@ -215,12 +208,17 @@ fn copy_blob(store: &BlobStore, digest: &str, size: u64, dst: &Path) -> Result<(
     })
 }
 
+/// index.json listing `manifests`. The entries stay JSON values: those other tags keep come
+/// from an existing index and may carry fields oci-spec's `Descriptor` does not know, which
+/// must survive the rewrite.
 fn index_json(manifests: Vec<Value>) -> Result<Vec<u8>> {
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": crate::image::INDEX_MEDIA_TYPE,
-        "manifests": manifests,
-    });
+    let index = oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(crate::image::INDEX_MEDIA_TYPE)
+        .manifests(Vec::new())
+        .build()?;
+    let mut index = serde_json::to_value(index)?;
+    index["manifests"] = Value::Array(manifests);
     crate::image::canonical_json(&index)
 }
 
@@ -332,7 +330,9 @@ impl OciLayout {
         let has_entries = old
             .get("manifests")
             .and_then(Value::as_array)
-            .is_some_and(|ms| entries(image, &self.tag).iter().all(|e| ms.contains(e)));
+            .is_some_and(|ms| {
+                entries(image, &self.tag).is_ok_and(|es| es.iter().all(|e| ms.contains(e)))
+            });
         has_entries
             && image.blobs().all(|b| {
                 fs::metadata(self.path.join("blobs/sha256").join(hex_of(b.digest)))
@@ -408,7 +408,7 @@ impl OciLayout {
                     tmp,
                     image,
                     store,
-                    entries(image, &self.tag),
+                    entries(image, &self.tag)?,
                     &mut Vec::new(),
                 )?;
                 Ok(())
@@ -425,7 +425,7 @@ impl OciLayout {
         if self.up_to_date(image, old.as_ref()) {
             return Ok(0);
         }
-        let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag);
+        let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag)?;
         let mut placed = Vec::new();
         match self.place(&self.path, image, store, manifests.clone(), &mut placed) {
             Ok(added) => {
@@ -453,7 +453,7 @@ impl OciLayout {
                 add_bytes(
                     &mut t,
                     "index.json",
-                    &index_json(entries(image, &self.tag))?,
+                    &index_json(entries(image, &self.tag)?)?,
                 )?;
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;

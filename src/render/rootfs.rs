@@ -191,26 +191,23 @@ fn wanted(spec: &ImageSpec) -> Result<BTreeMap<String, Node>> {
 }
 
 fn read_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) -> Result<()> {
-    for item in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let item = item?;
+    for item in walkdir::WalkDir::new(dir).min_depth(1) {
+        let item = item.with_context(|| format!("cannot list {}", dir.display()))?;
         let path = item.path();
         let rel = path
             .strip_prefix(base)
             .expect("below base")
             .display()
             .to_string();
-        let kind = item.file_type()?;
-        if kind.is_symlink() {
-            out.insert(
-                rel,
-                Node::Symlink(fs::read_link(&path)?.display().to_string()),
-            );
+        let kind = item.file_type();
+        let node = if kind.is_symlink() {
+            Node::Symlink(fs::read_link(path)?.display().to_string())
         } else if kind.is_dir() {
-            out.insert(rel, Node::Dir);
-            read_tree(base, &path, out)?;
+            Node::Dir
         } else {
-            out.insert(rel, Node::File(fs::read(&path)?));
-        }
+            Node::File(fs::read(path)?)
+        };
+        out.insert(rel, node);
     }
     Ok(())
 }

@@ -474,15 +474,7 @@ impl Client {
                     if let Some(s) = service {
                         form.push(("service", s.to_string()));
                     }
-                    let body = form
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-                        .collect::<Vec<_>>()
-                        .join("&");
-                    c.http
-                        .post(url.clone())
-                        .header("Content-Type", "application/x-www-form-urlencoded")
-                        .body(body)
+                    c.http.post(url.clone()).form(&form)
                 }
                 other => {
                     let mut u = url.clone();
@@ -684,17 +676,6 @@ pub fn retry<T>(
     bail!(
         "could not {what} for repository {repo} at registry {registry} after {tries} tries (last: {last}); check the registry is up, or raise --retries or --registry-timeout"
     )
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
