@@ -8,7 +8,6 @@ use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Labels whose value changes with every commit. Templates get them apart from the static
@@ -476,33 +475,9 @@ impl TemplateContext {
         })
     }
 
-    /// The context as a template value.
+    /// The context as a template value (minijinja's serde support).
     pub fn to_value(&self) -> Result<minijinja::Value> {
-        Ok(json_to_value(serde_json::to_value(self)?))
-    }
-}
-
-/// serde_json → minijinja, keeping map order as serde_json gives it (sorted).
-fn json_to_value(v: serde_json::Value) -> minijinja::Value {
-    use minijinja::Value;
-    match v {
-        serde_json::Value::Null => Value::from(()),
-        serde_json::Value::Bool(b) => Value::from(b),
-        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::from(i),
-            (_, Some(u), _) => Value::from(u),
-            (_, _, Some(f)) => Value::from(f),
-            _ => Value::from(()),
-        },
-        serde_json::Value::String(s) => Value::from(s),
-        serde_json::Value::Array(a) => {
-            Value::from(a.into_iter().map(json_to_value).collect::<Vec<_>>())
-        }
-        serde_json::Value::Object(m) => Value::from(
-            m.into_iter()
-                .map(|(k, v)| (k, json_to_value(v)))
-                .collect::<BTreeMap<String, Value>>(),
-        ),
+        Ok(minijinja::Value::from(minijinja::value::Serde(self)))
     }
 }
 

@@ -94,38 +94,12 @@ fn filter_env_name(s: String) -> Result<String, Error> {
     }
 }
 
-fn value_to_json(v: &Value) -> Result<serde_json::Value, Error> {
-    use minijinja::value::ValueKind;
-    Ok(match v.kind() {
-        ValueKind::Undefined | ValueKind::None => serde_json::Value::Null,
-        ValueKind::Bool => serde_json::Value::Bool(v.is_true()),
-        ValueKind::Number => {
-            if let Ok(i) = i64::try_from(v.clone()) {
-                serde_json::Value::from(i)
-            } else {
-                serde_json::Value::from(f64::try_from(v.clone())?)
-            }
-        }
-        ValueKind::String => serde_json::Value::String(v.as_str().unwrap_or_default().into()),
-        ValueKind::Seq | ValueKind::Iterable => serde_json::Value::Array(
-            v.try_iter()?
-                .map(|x| value_to_json(&x))
-                .collect::<Result<_, _>>()?,
-        ),
-        ValueKind::Map => {
-            let mut m = serde_json::Map::new();
-            for k in v.try_iter()? {
-                m.insert(k.to_string(), value_to_json(&v.get_item(&k)?)?);
-            }
-            serde_json::Value::Object(m)
-        }
-        _ => serde_json::Value::String(v.to_string()),
-    })
-}
-
 /// JSON text: exec-form ENTRYPOINT/CMD, and double-quoted YAML scalars.
 fn filter_json(v: Value) -> Result<String, Error> {
-    serde_json::to_string(&value_to_json(&v)?)
+    // Through serde_json's Value, whose maps are sorted: the text does not depend on the
+    // order a template built a map in.
+    serde_json::to_value(&v)
+        .and_then(|j| serde_json::to_string(&j))
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
