@@ -445,23 +445,23 @@ fn sha256_of_file(path: &Path) -> io::Result<String> {
 }
 
 /// How the store's temp files (in `cache/tmp`) are named: `.blob.tmp-PID-START-XXXXXX`, a
-/// [lease](crate::lease) of the run writing them.
+/// [lease](crate::util::lease) of the run writing them.
 const TEMP_PREFIX: &str = ".blob.tmp-";
 
 impl BlobStore {
     /// A new temp file in `cache/tmp`, held by this run until it is persisted or dropped.
     fn temp_file(&self) -> io::Result<tempfile::NamedTempFile> {
-        crate::lease::temp_file_in(&self.root.join("tmp"), TEMP_PREFIX)
+        crate::util::lease::temp_file_in(&self.root.join("tmp"), TEMP_PREFIX)
     }
 }
 
-/// Removes the temps of runs that are no longer alive from `cache/tmp` (see [`crate::lease`]
+/// Removes the temps of runs that are no longer alive from `cache/tmp` (see [`crate::util::lease`]
 /// for the rule: a live run's temp, even a stopped one's, stays). Besides those: older
 /// versions of the tool made unlocked temps there, named by tempfile (`.tmpXXXXXX`), whose
 /// owner nothing tells; those go once they are an hour old, no run taking that long to write
 /// one. Only regular files, and only in `cache/tmp`, which holds nothing but the tool's temps.
 fn sweep_cache_tmp(dir: &Path) {
-    crate::lease::sweep(dir, TEMP_PREFIX);
+    crate::util::lease::sweep(dir, TEMP_PREFIX);
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -816,7 +816,7 @@ mod tests {
                 .unwrap()
                 .to_str()
                 .unwrap()
-                .starts_with(&crate::lease::prefix(TEMP_PREFIX))
+                .starts_with(&crate::util::lease::prefix(TEMP_PREFIX))
         );
         // What a killed run leaves: a temp named by the scheme that nobody holds.
         let dead = root.join("tmp/.blob.tmp-4194304-1-AbCdEf");

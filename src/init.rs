@@ -5,8 +5,8 @@
 
 use crate::metadata::CargoArgs;
 use crate::metadata::spec::ImageSpec;
-use crate::outputs::atomic;
 use crate::render::{self, Planned};
+use crate::util::atomic;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::Path;

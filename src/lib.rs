@@ -22,7 +22,6 @@ pub mod files;
 pub mod image;
 pub mod init;
 pub mod layers;
-pub mod lease;
 pub mod memo;
 pub mod metadata;
 pub mod outputs;

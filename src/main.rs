@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         args.remove(1);
     }
     let cli = cargo_containerize::cli::Cli::parse_from(args);
-    cargo_containerize::outputs::atomic::install_interrupt_cleanup();
+    cargo_containerize::util::atomic::install_interrupt_cleanup();
     match cargo_containerize::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

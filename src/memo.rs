@@ -28,7 +28,7 @@ struct Entry<T> {
 const FRESH_NS: i128 = 2_000_000_000;
 
 /// How an answer being written is named beside the answers: `.answer.tmp-PID-START-XXXXXX`,
-/// a [lease](crate::lease) of the run writing it (answers are named by hex keys).
+/// a [lease](crate::util::lease) of the run writing it (answers are named by hex keys).
 const TEMP_PREFIX: &str = ".answer.tmp-";
 
 fn stamp(p: &Path) -> Option<(u64, i128)> {
@@ -121,9 +121,9 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    // Temps of runs killed here before (SIGKILL) go first; see `crate::lease`.
-    crate::lease::sweep(&dir, TEMP_PREFIX);
-    let Ok(mut tmp) = crate::lease::temp_file_in(&dir, TEMP_PREFIX) else {
+    // Temps of runs killed here before (SIGKILL) go first; see `crate::util::lease`.
+    crate::util::lease::sweep(&dir, TEMP_PREFIX);
+    let Ok(mut tmp) = crate::util::lease::temp_file_in(&dir, TEMP_PREFIX) else {
         return;
     };
     if let Ok(bytes) = serde_json::to_vec(&entry)

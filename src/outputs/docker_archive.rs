@@ -3,11 +3,12 @@
 //! podman version loads; the config is the same bytes as in the OCI image.
 
 use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
-use super::{Output, Written, atomic};
+use super::{Output, Written};
 use crate::blobs::{BlobStore, hex_of};
 use crate::image::{BlobKind, Image, PlatformImage};
 use crate::layers::Layer;
 use crate::platform::Platform;
+use crate::util::atomic;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::io::Read;

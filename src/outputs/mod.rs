@@ -1,7 +1,6 @@
 //! Stage 6 — outputs: where the image goes. Every kind implements [`Output`]; `--output`
 //! takes the transport names skopeo and podman use.
 
-pub mod atomic;
 pub mod docker_archive;
 pub mod load;
 pub mod oci_layout;

@@ -9,9 +9,10 @@
 //! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
 //! refused.
 
-use super::{Output, Written, atomic};
+use super::{Output, Written};
 use crate::blobs::{BlobStore, hex_of};
 use crate::image::Image;
+use crate::util::atomic;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::fs;
@@ -366,7 +367,7 @@ impl OciLayout {
             })
             .unwrap_or_default();
         for prefix in temp_prefixes {
-            crate::lease::sweep(&blobs, &prefix);
+            crate::util::lease::sweep(&blobs, &prefix);
         }
         let mut added = 0;
         // Until the index that uses them is in place, new blobs go if the run is interrupted.

@@ -9,7 +9,7 @@ pub mod rootfs;
 pub use context::{RenderOptions, TemplateContext};
 
 use crate::metadata::{self, CargoArgs, ImageSpec, Project, Settings, git};
-use crate::outputs::atomic;
+use crate::util::atomic;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};

@@ -9,7 +9,7 @@
 
 use crate::layers::{self, Entry, EntryKind, LayerContent, Source};
 use crate::metadata::ImageSpec;
-use crate::outputs::atomic;
+use crate::util::atomic;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;

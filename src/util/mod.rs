@@ -1,7 +1,9 @@
 //! Infrastructure below every stage: what several stages use and none owns. Nothing here
 //! imports a stage (metadata, build, verify, layers, image, outputs, render).
 
+pub mod atomic;
 pub mod ca;
 pub mod fs;
+pub mod lease;
 pub mod process;
 pub mod reference;

@@ -3,10 +3,10 @@
 //! output untouched (the temp name is removed on drop or on Ctrl-C).
 //!
 //! A temp name says who owns it (`.NAME.tmp-PID-START-XXXXXX`) and its owner holds an advisory
-//! lock on it while alive ([`crate::lease`]), so the next write of the same output removes what
+//! lock on it while alive ([`crate::util::lease`]), so the next write of the same output removes what
 //! a killed run (SIGKILL, power loss) left behind, and never a live run's temp.
 
-use crate::lease;
+use crate::util::lease;
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{BufWriter, Write};

@@ -1,7 +1,7 @@
 //! Leases: temp files and directories that say who owns them, so that what a killed run left
 //! behind (SIGKILL, a crash, power loss) is removed by a later run, and nothing else ever is.
 //! Every temp the tool makes outside the system's temp directory is made here: outputs
-//! ([`crate::outputs::atomic`]), the blob store's `cache/tmp` ([`crate::blobs`]) and the
+//! ([`crate::util::atomic`]), the blob store's `cache/tmp` ([`crate::blobs`]) and the
 //! remembered answers ([`crate::memo`]).
 //!
 //! The rule:
