@@ -1,6 +1,9 @@
 //! The command line: `cargo containerize [build]`, `verify`.
 
+use crate::metadata::spec::{CaSource, Compression, TzData};
 use crate::metadata::{CargoArgs, Settings};
+use crate::outputs::OutputSpec;
+use crate::outputs::load::LoadEngine;
 use crate::outputs::registry::auth::{Credential, Secret};
 use crate::outputs::registry::{RegistryOptions, progress};
 use crate::pipeline::{self, BuildRequest};
@@ -55,8 +58,8 @@ pub struct BuildArgs {
 
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]
     /// (repeatable) [default: oci:<target-dir>/containerize/<bin>:<version>]
-    #[arg(short = 'o', long = "output", value_name = "TRANSPORT", value_parser = crate::outputs::check_syntax)]
-    pub outputs: Vec<String>,
+    #[arg(short = 'o', long = "output", value_name = "TRANSPORT", value_parser = crate::outputs::OutputSpec::parse_arg)]
+    pub outputs: Vec<OutputSpec>,
     /// Package this prebuilt binary instead of building (it is still verified)
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
@@ -96,13 +99,13 @@ pub struct BuildArgs {
     pub timezone: Option<String>,
     /// CA bundle: webpki, host, none or a PEM file
     #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
-    pub ca_certs: Option<String>,
+    pub ca_certs: Option<CaSource>,
     /// Time zone database: bundled, host or none
     #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
-    pub tzdata: Option<String>,
+    pub tzdata: Option<TzData>,
     /// Layer compression: gzip or zstd
     #[arg(long, value_name = "ALGORITHM", help_heading = "Image options")]
-    pub compression: Option<String>,
+    pub compression: Option<Compression>,
     /// Compression level: gzip 1-12 [default: 5], zstd 1-19 [default: 7]
     #[arg(long, value_name = "N", help_heading = "Image options")]
     pub compression_level: Option<i32>,
@@ -134,18 +137,18 @@ pub struct BuildArgs {
     /// Read the registry password or token from standard input
     #[arg(long, requires = "username", help_heading = "Registry options")]
     pub password_stdin: bool,
-    /// Tries per registry request, the first included
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Registry options")]
+    /// Retries of a failed registry request, after its first try
+    #[arg(long, value_name = "N", default_value_t = crate::outputs::registry::DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Registry options")]
     pub retries: u32,
-    /// Blobs uploaded at once
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
-    pub jobs: u64,
+    /// Blobs uploaded at once (`--jobs` is an old name for it)
+    #[arg(long, alias = "jobs", value_name = "N", default_value_t = crate::outputs::registry::DEFAULT_UPLOAD_JOBS as u64, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
+    pub upload_jobs: u64,
     /// Seconds to wait for a registry, token service or credential helper to answer
     #[arg(long, value_name = "SECONDS", env = "CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry options")]
     pub registry_timeout: u64,
     /// Load the image into docker or podman (whichever is found, unless named)
-    #[arg(long, value_name = "ENGINE", num_args = 0..=1, default_missing_value = "auto", help_heading = "Registry options")]
-    pub load: Option<String>,
+    #[arg(long, value_name = "ENGINE", value_enum, num_args = 0..=1, default_missing_value = "auto", help_heading = "Registry options")]
+    pub load: Option<LoadEngine>,
     /// With several platforms: the one --load and docker-archive outputs take
     #[arg(long, value_name = "PLATFORM", help_heading = "Registry options")]
     pub load_platform: Option<String>,
@@ -201,8 +204,8 @@ impl BuildArgs {
                 .transpose()
                 .context("--timezone")?,
             ca_certs: self.ca_certs.clone(),
-            tzdata: self.tzdata.clone(),
-            compression: self.compression.clone(),
+            tzdata: self.tzdata,
+            compression: self.compression,
             compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
@@ -257,7 +260,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         quiet,
         tags: args.tags.clone(),
         push: args.push,
-        load: args.load.as_ref().map(|e| (e != "auto").then(|| e.clone())),
+        load: args.load,
         load_platform: args
             .load_platform
             .as_deref()
@@ -267,8 +270,8 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             insecure: args.insecure_registry.clone(),
             ca_file: args.registry_ca.clone(),
             credential,
-            tries: args.retries,
-            jobs: args.jobs as usize,
+            retries: args.retries,
+            upload_jobs: args.upload_jobs as usize,
             timeout: std::time::Duration::from_secs(args.registry_timeout),
             progress: if quiet {
                 progress::Mode::Quiet

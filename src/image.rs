@@ -220,7 +220,7 @@ impl<'a> BlobRef<'a> {
     /// What it is, for logs: the layer's `what`, "config", or the attachment's artifact type.
     pub fn what(&self) -> &'a str {
         match self.kind {
-            BlobKind::Layer(l) => &l.what,
+            BlobKind::Layer(l) => l.what.as_str(),
             BlobKind::Config => "config",
             BlobKind::Manifest => "manifest",
             BlobKind::Index => "index",
@@ -431,7 +431,7 @@ fn history_of(spec: &ImageSpec, layer: &Layer) -> Result<History> {
             env!("CARGO_PKG_VERSION"),
             layer.what
         ))
-        .comment(layer.what.clone())
+        .comment(layer.what.to_string())
         .build()?)
 }
 
@@ -609,7 +609,7 @@ mod tests {
         let store = BlobStore::open(dir.path()).unwrap();
         let ours = testing::image(&store, &[Platform::Amd64]).platforms[0].layers[0].clone();
         let below = Layer {
-            what: "base image layer".into(),
+            what: crate::files::LayerKind::Other("base image layer".into()),
             digest: format!("sha256:{}", "b".repeat(64)),
             diff_id: format!("sha256:{}", "d".repeat(64)),
             ..ours.clone()

@@ -5,10 +5,10 @@ use crate::build::{self, BuildOptions};
 use crate::image::{self, Image};
 use crate::layers::{self, Layer, SharedInputs};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
-use crate::outputs::load::Load;
+use crate::outputs::load::{Load, LoadEngine};
 use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::{RegistryOptions, RegistryOutput};
-use crate::outputs::{self, Defaults, Output, Pushed, Written};
+use crate::outputs::{self, Defaults, Output, OutputSpec, Pushed, Written};
 use crate::platform::Platform;
 use crate::verify;
 use anyhow::{Result, bail};
@@ -21,15 +21,15 @@ pub struct BuildRequest {
     pub cargo: CargoArgs,
     /// Settings from the command line, laid over Cargo.toml's.
     pub overrides: Settings,
-    pub outputs: Vec<String>,
+    pub outputs: Vec<OutputSpec>,
     pub binary: Option<PathBuf>,
     pub install_target: bool,
     pub quiet: bool,
     /// `-t` references (placeholders allowed).
     pub tags: Vec<String>,
     pub push: bool,
-    /// `--load`: Some(None) picks docker or podman, Some(Some(engine)) names one.
-    pub load: Option<Option<String>>,
+    /// `--load`, and into which engine.
+    pub load: Option<LoadEngine>,
     /// The platform docker archives and --load take from a multi-platform image.
     pub load_platform: Option<Platform>,
     pub registry: RegistryOptions,
@@ -39,7 +39,7 @@ pub struct BuildRequest {
 pub struct LayerReport {
     pub digest: String,
     pub size: u64,
-    pub what: String,
+    pub what: crate::files::LayerKind,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +122,7 @@ fn plan_outputs(
     };
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
-        list.push(outputs::parse(o, &defaults)?);
+        list.push(o.make(&defaults)?);
     }
     if req.outputs.is_empty() && !req.push && req.load.is_none() {
         // Built directly, not parsed: the target directory's path may hold a `:`.
@@ -132,18 +132,13 @@ fn plan_outputs(
             archive: false,
         }));
     }
-    if let Some(engine) = &req.load {
+    if let Some(engine) = req.load {
         let tags = req
             .tags
             .iter()
             .map(|t| spec.expand(t))
             .collect::<Result<Vec<_>>>()?;
-        list.push(Box::new(Load::new(
-            engine.clone(),
-            &tags,
-            &defaults,
-            req.quiet,
-        )?));
+        list.push(Box::new(Load::new(engine, &tags, &defaults, req.quiet)?));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(
@@ -170,7 +165,7 @@ struct Speculation {
 }
 
 fn speculate(req: &BuildRequest) -> Option<Speculation> {
-    use crate::metadata::spec::{CaCerts, Compression, TzData};
+    use crate::metadata::spec::{CaSource, TzData};
     let o = &req.overrides;
     if o.ca_certs.is_some() || o.tzdata.is_some() || o.zones.is_some() {
         return None;
@@ -182,10 +177,11 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
     })?;
-    let kind = Compression::parse(o.compression.as_deref().unwrap_or("gzip")).ok()?;
+    let kind = o.compression.unwrap_or_default();
+    // The settings' own defaults (neither touches the file system).
     let inputs = SharedInputs {
-        ca_certs: CaCerts::Webpki,
-        tzdata: TzData::Bundled,
+        ca_certs: CaSource::default().resolve(&target_dir).ok()?,
+        tzdata: TzData::default(),
         zones: None,
         codec: layers::compress::Codec {
             kind,

@@ -22,7 +22,7 @@ pub fn directory(path: &str) -> Option<Entry> {
 
 pub fn content() -> LayerContent {
     LayerContent {
-        what: "base files".into(),
+        what: super::LayerKind::BaseFiles,
         entries: vec![
             Entry::bytes("/etc/passwd", PASSWD.as_bytes(), 0o644),
             Entry::bytes("/etc/group", GROUP.as_bytes(), 0o644),

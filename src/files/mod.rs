@@ -73,10 +73,71 @@ impl Entry {
     }
 }
 
+/// What a layer holds. Shown (and serialized, in the JSON output, the layer cache and the
+/// history comment) as the text it always had: "base files", "ca certificates", …
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LayerKind {
+    BaseFiles,
+    CaCerts,
+    Tzdata,
+    /// `include` files and the generated /etc/localtime and working directory.
+    Files,
+    Binary,
+    /// Anything else, by its description (the Dockerfile's generated files, a base image's).
+    Other(String),
+}
+
+impl LayerKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            LayerKind::BaseFiles => "base files",
+            LayerKind::CaCerts => "ca certificates",
+            LayerKind::Tzdata => "tzdata",
+            LayerKind::Files => "files",
+            LayerKind::Binary => "binary",
+            LayerKind::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for LayerKind {
+    fn from(s: &str) -> LayerKind {
+        [
+            LayerKind::BaseFiles,
+            LayerKind::CaCerts,
+            LayerKind::Tzdata,
+            LayerKind::Files,
+            LayerKind::Binary,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .unwrap_or_else(|| LayerKind::Other(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for LayerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for LayerKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LayerKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LayerKind, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(LayerKind::from(&*s))
+    }
+}
+
 /// What goes into one layer.
 #[derive(Debug, Clone)]
 pub struct LayerContent {
-    pub what: String,
+    pub what: LayerKind,
     pub entries: Vec<Entry>,
     /// The mtime of every entry.
     pub mtime: u64,

@@ -18,7 +18,7 @@ pub fn content(choice: &CaCerts) -> Result<Option<LayerContent>> {
         }
     };
     Ok(Some(LayerContent {
-        what: "ca certificates".into(),
+        what: crate::files::LayerKind::CaCerts,
         entries: vec![Entry::file(CA_BUNDLE_PATH, Source::Owned(pem), 0o644)],
         mtime: 0,
     }))

@@ -24,7 +24,7 @@ pub use crate::files::{Entry, EntryKind, LayerContent, Source, base};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Layer {
     /// What the layer holds, for logs and JSON output ("base files", "binary", …).
-    pub what: String,
+    pub what: crate::files::LayerKind,
     /// Digest of the compressed blob.
     pub digest: String,
     /// Digest of the uncompressed tar (the config's rootfs.diff_ids).
@@ -177,7 +177,7 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
         return Ok(None);
     }
     let content = LayerContent {
-        what: "files".into(),
+        what: crate::files::LayerKind::Files,
         entries,
         mtime: crate_mtime(spec),
     };
@@ -187,7 +187,7 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
 /// The binary, at its path in the image, mode 0755.
 pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -> Result<Layer> {
     let content = LayerContent {
-        what: "binary".into(),
+        what: crate::files::LayerKind::Binary,
         entries: vec![Entry::file(
             &spec.binary_path,
             Source::Path(PathBuf::from(&bin.path)),

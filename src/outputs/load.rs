@@ -15,9 +15,28 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// `--load`'s engine: the one named, or whichever answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadEngine {
+    /// docker if its daemon answers, else podman.
+    Auto,
+    Docker,
+    Podman,
+}
+
+impl LoadEngine {
+    /// The program's name; None for `Auto`.
+    fn program(self) -> Option<&'static str> {
+        match self {
+            LoadEngine::Auto => None,
+            LoadEngine::Docker => Some("docker"),
+            LoadEngine::Podman => Some("podman"),
+        }
+    }
+}
+
 pub struct Load {
-    /// "docker", "podman", or None for whichever is found.
-    pub engine: Option<String>,
+    pub engine: LoadEngine,
     /// Normalized references with tags.
     pub references: Vec<String>,
     pub platform: Option<Platform>,
@@ -57,7 +76,7 @@ impl Load {
     /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
     /// gives `<bin>:<version>`), each checked and given `:latest` if it has no tag.
     pub fn new(
-        engine: Option<String>,
+        engine: LoadEngine,
         tags: &[String],
         defaults: &super::Defaults,
         quiet: bool,
@@ -89,16 +108,12 @@ impl Load {
     /// The engine named, or else the one that answers: docker if its daemon does, else podman
     /// (which needs no daemon), saying why when docker is installed but passed over.
     fn pick(&self) -> Result<(String, PathBuf)> {
-        match self.engine.as_deref() {
-            Some(e @ ("docker" | "podman")) => {
-                return which::which(e).map(|p| (e.to_string(), p)).map_err(|_| {
-                    anyhow::anyhow!(
-                        "--load {e}: {e} was not found on PATH; install it, or write an archive with --output docker-archive:FILE"
-                    )
-                });
-            }
-            Some(other) => bail!("--load {other}: choose docker or podman"),
-            None => {}
+        if let Some(e) = self.engine.program() {
+            return which::which(e).map(|p| (e.to_string(), p)).map_err(|_| {
+                anyhow::anyhow!(
+                    "--load {e}: {e} was not found on PATH; install it, or write an archive with --output docker-archive:FILE"
+                )
+            });
         }
         let docker = which::which("docker").ok();
         let podman = which::which("podman").ok();
@@ -134,7 +149,7 @@ impl Output for Load {
     fn describe(&self) -> String {
         format!(
             "{} load {}",
-            self.engine.as_deref().unwrap_or("docker/podman"),
+            self.engine.program().unwrap_or("docker/podman"),
             self.references[0]
         )
     }

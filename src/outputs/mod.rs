@@ -203,17 +203,51 @@ fn split(spec: &str) -> Result<(&'static Kind, &str, Option<&str>)> {
     Ok((kind, path, reference))
 }
 
-/// The command line's check of an `--output` value (a malformed one is a usage error).
-pub fn check_syntax(spec: &str) -> std::result::Result<String, String> {
-    split(spec)
-        .map(|_| spec.to_string())
-        .map_err(|e| e.to_string())
+/// An `--output` value, parsed once where it enters (clap's value parser): its kind, its path
+/// and the reference after the path, if any. [`OutputSpec::make`] hands them to the kind's
+/// constructor, which checks the reference and fills in the defaults.
+#[derive(Clone)]
+pub struct OutputSpec {
+    pub kind: &'static Kind,
+    pub path: PathBuf,
+    pub reference: Option<String>,
 }
 
-/// Parses `--output` values: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+impl std::fmt::Debug for OutputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputSpec")
+            .field("transport", &self.kind.transport)
+            .field("path", &self.path)
+            .field("reference", &self.reference)
+            .finish()
+    }
+}
+
+impl OutputSpec {
+    /// `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+    pub fn parse(spec: &str) -> Result<OutputSpec> {
+        let (kind, path, reference) = split(spec)?;
+        Ok(OutputSpec {
+            kind,
+            path: PathBuf::from(path),
+            reference: reference.map(String::from),
+        })
+    }
+
+    /// [`OutputSpec::parse`] for clap (a malformed value is a usage error).
+    pub fn parse_arg(spec: &str) -> std::result::Result<OutputSpec, String> {
+        OutputSpec::parse(spec).map_err(|e| e.to_string())
+    }
+
+    /// The output, from the kind's constructor.
+    pub fn make(&self, defaults: &Defaults) -> Result<Box<dyn Output>> {
+        (self.kind.make)(self.path.clone(), self.reference.as_deref(), defaults)
+    }
+}
+
+/// Parses an `--output` value into its output.
 pub fn parse(spec: &str, defaults: &Defaults) -> Result<Box<dyn Output>> {
-    let (kind, path, reference) = split(spec)?;
-    (kind.make)(PathBuf::from(path), reference, defaults)
+    OutputSpec::parse(spec)?.make(defaults)
 }
 
 /// Refuses, before any work, outputs that cannot hold what is built: a `--load-platform`

@@ -7,6 +7,7 @@
 //! them) into `.containerize/<package>/rootfs`, and the Dockerfile copies that directory; only
 //! modes, owners and empty directories, which git does not keep, are fixed in the Dockerfile.
 
+use crate::files::LayerKind;
 use crate::layers::{self, Entry, EntryKind, LayerContent, Source};
 use crate::metadata::ImageSpec;
 use crate::util::atomic;
@@ -39,7 +40,7 @@ fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
             what.push("the working directory");
         }
         out.push(LayerContent {
-            what: what.join(", "),
+            what: crate::files::LayerKind::Other(what.join(", ")),
             entries: generated,
             mtime: 0,
         });
@@ -47,12 +48,12 @@ fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
     Ok(out)
 }
 
-fn describe(what: &str) -> String {
+fn describe(what: &LayerKind) -> String {
     match what {
-        "base files" => "users and groups, nsswitch.conf".into(),
-        "ca certificates" => "the CA bundle".into(),
-        "tzdata" => "the time zone database".into(),
-        other => other.into(),
+        LayerKind::BaseFiles => "users and groups, nsswitch.conf".into(),
+        LayerKind::CaCerts => "the CA bundle".into(),
+        LayerKind::Tzdata => "the time zone database".into(),
+        other => other.to_string(),
     }
 }
 

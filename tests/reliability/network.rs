@@ -137,7 +137,7 @@ fn bearer_challenge(realm: &str) -> Fault {
 fn a_registry_that_accepts_and_never_answers_fails_within_the_timeout_naming_the_request() {
     let silent = Silent::start();
     let reference = format!("{}/hello:hang", silent.host());
-    let (_project, mut cmd) = hello(&["--push", "--retries", "2", "-t", &reference]);
+    let (_project, mut cmd) = hello(&["--push", "--retries", "1", "-t", &reference]);
     cmd.env("CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", "1");
     let (run, took) = capture_within(&mut cmd, LIMIT);
     assert_one_line_error(
@@ -525,7 +525,7 @@ fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
     let proxy = Proxy::stalling(registry.addr(), 1 << 20);
     let reference = format!("{}/huge:stall", proxy.host());
     let binary = huge_binary();
-    let (_project, mut cmd) = hello(&["--push", "--retries", "1", "-t", &reference]);
+    let (_project, mut cmd) = hello(&["--push", "--retries", "0", "-t", &reference]);
     cmd.arg("--binary")
         .arg(binary)
         .env("CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", "1");

@@ -48,7 +48,7 @@ pub struct Policy {
 impl Policy {
     pub fn of(opts: &RegistryOptions) -> Policy {
         Policy {
-            tries: opts.tries.max(1),
+            tries: opts.retries.saturating_add(1),
             timeout: opts.timeout,
             quiet: opts.progress == super::progress::Mode::Quiet,
         }

@@ -24,15 +24,21 @@ pub struct RegistryOptions {
     pub ca_file: Option<PathBuf>,
     /// Credentials from the command line, used for every registry of this run.
     pub credential: Option<Credential>,
-    /// Tries per request, the first included.
-    pub tries: u32,
-    /// Blobs uploaded at once.
-    pub jobs: usize,
+    /// Retries per request after its first try (`--retries`).
+    pub retries: u32,
+    /// Blobs uploaded at once (`--upload-jobs`).
+    pub upload_jobs: usize,
     pub progress: progress::Mode,
     /// The longest wait for a registry, token service or credential helper to answer (for a
     /// connection, the next bytes of an answer, or a helper's reply).
     pub timeout: std::time::Duration,
 }
+
+/// `--retries`' default: five tries in all.
+pub const DEFAULT_RETRIES: u32 = 4;
+
+/// `--upload-jobs`' default.
+pub const DEFAULT_UPLOAD_JOBS: usize = 4;
 
 /// `--registry-timeout`'s default.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -43,8 +49,8 @@ impl Default for RegistryOptions {
             insecure: vec![],
             ca_file: None,
             credential: None,
-            tries: 5,
-            jobs: 4,
+            retries: DEFAULT_RETRIES,
+            upload_jobs: DEFAULT_UPLOAD_JOBS,
             progress: progress::Mode::Auto,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -195,7 +201,7 @@ impl Output for RegistryOutput {
                 &client,
                 &blobs,
                 mount_from.as_deref(),
-                self.options.jobs,
+                self.options.upload_jobs,
                 &progress,
             )?;
             written.bytes_uploaded += stats.bytes;
