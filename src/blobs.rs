@@ -41,8 +41,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// A sha256 digest in OCI form, `sha256:<hex>`.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+pub fn digest_of(bytes: &[u8]) -> crate::util::digest::Digest {
+    crate::util::digest::Digest::sha256_of(bytes)
 }
 
 /// The identity of some content inside the cache (never shown to registries or runtimes, which
@@ -227,8 +227,9 @@ impl BlobStore {
 
     /// Moves a finished blob into place; returns its digest and size. This process hashed
     /// every byte on the way in, so the blob counts as proven for the rest of the run.
-    pub fn commit(&self, w: BlobWriter) -> Result<(String, u64)> {
+    pub fn commit(&self, w: BlobWriter) -> Result<(crate::util::digest::Digest, u64)> {
         let (buf, digest, size) = w.finish();
+        let digest = crate::util::digest::Digest::try_from(digest).map_err(anyhow::Error::msg)?;
         let tmp = buf.into_inner().map_err(|e| e.into_error())?;
         let path = self.path(&digest);
         // A rename, never a write into the old file: an image written by an older version
@@ -242,7 +243,7 @@ impl BlobStore {
 
     /// Stores small documents (configs, manifests). One already there is kept only if it
     /// holds exactly these bytes; a changed one is replaced, with a warning naming it.
-    pub fn put(&self, bytes: &[u8]) -> Result<(String, u64)> {
+    pub fn put(&self, bytes: &[u8]) -> Result<(crate::util::digest::Digest, u64)> {
         let digest = digest_of(bytes);
         let path = self.path(&digest);
         match fs::read(&path) {
@@ -694,7 +695,7 @@ mod tests {
     fn place(store: &BlobStore, bytes: &[u8]) -> (String, u64) {
         let digest = digest_of(bytes);
         fs::write(store.path(&digest), bytes).unwrap();
-        (digest, bytes.len() as u64)
+        (digest.to_string(), bytes.len() as u64)
     }
 
     #[test]
@@ -738,7 +739,7 @@ mod tests {
         let proof = |recorded_ns| StatRecord {
             stat: Stat::of(&path).unwrap(),
             recorded_ns,
-            digest: claimed.clone(),
+            digest: claimed.to_string(),
         };
         store
             .remember_at(&store.proof_path(&claimed), &proof(now_ns() + RACY_NS))

@@ -11,6 +11,7 @@ use crate::blobs::{BlobStore, digest_of};
 use crate::layers::Layer;
 use crate::metadata::ImageSpec;
 use crate::platform::Platform;
+use crate::util::digest::Digest;
 use anyhow::{Context, Result};
 use oci_spec::image::{
     Arch, Config, Descriptor, History, HistoryBuilder, ImageConfigurationBuilder,
@@ -30,7 +31,7 @@ pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub bytes: Vec<u8>,
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: &'static str,
 }
 
@@ -131,7 +132,7 @@ impl Attachment {
         }
         Ok(Attachment {
             artifact_type: artifact_type.to_string(),
-            subject: subject.digest.clone(),
+            subject: subject.digest.to_string(),
             config,
             blobs,
             manifest: Blob::new(canonical_json(&manifest)?, MANIFEST_MEDIA_TYPE),
@@ -458,7 +459,12 @@ pub fn assemble(
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>())
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|l| l.diff_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .build()?,
         )
         .history(history)
@@ -588,7 +594,7 @@ pub(crate) mod testing {
             "application/spdx+json",
             image.top(),
             vec![AttachedBlob {
-                digest,
+                digest: digest.to_string(),
                 size,
                 media_type: "application/spdx+json".into(),
             }],
@@ -610,8 +616,8 @@ mod tests {
         let ours = testing::image(&store, &[Platform::Amd64]).platforms[0].layers[0].clone();
         let below = Layer {
             what: crate::files::LayerKind::Other("base image layer".into()),
-            digest: format!("sha256:{}", "b".repeat(64)),
-            diff_id: format!("sha256:{}", "d".repeat(64)),
+            digest: format!("sha256:{}", "b".repeat(64)).parse().unwrap(),
+            diff_id: format!("sha256:{}", "d".repeat(64)).parse().unwrap(),
             ..ours.clone()
         };
         let base = Base {

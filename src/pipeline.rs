@@ -10,6 +10,7 @@ use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::{RegistryOptions, RegistryOutput};
 use crate::outputs::{self, Defaults, Output, OutputSpec, Pushed, Written};
 use crate::platform::Platform;
+use crate::util::digest::Digest;
 use crate::verify;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -37,7 +38,7 @@ pub struct BuildRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerReport {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub what: crate::files::LayerKind,
 }
@@ -45,7 +46,7 @@ pub struct LayerReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ManifestReport {
     pub platform: String,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub layers: Vec<LayerReport>,
 }

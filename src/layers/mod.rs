@@ -26,9 +26,9 @@ pub struct Layer {
     /// What the layer holds, for logs and JSON output ("base files", "binary", …).
     pub what: crate::files::LayerKind,
     /// Digest of the compressed blob.
-    pub digest: String,
+    pub digest: crate::util::digest::Digest,
     /// Digest of the uncompressed tar (the config's rootfs.diff_ids).
-    pub diff_id: String,
+    pub diff_id: crate::util::digest::Digest,
     /// Size of the compressed blob.
     pub size: u64,
     /// Size of the uncompressed tar.
@@ -64,7 +64,7 @@ impl SharedInputs {
     pub fn of(spec: &ImageSpec) -> SharedInputs {
         SharedInputs {
             ca_certs: spec.ca_certs.clone(),
-            tzdata: spec.tzdata.clone(),
+            tzdata: spec.tzdata,
             zones: spec.zones.clone(),
             codec: compress::Codec::of(spec),
         }

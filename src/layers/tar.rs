@@ -8,8 +8,9 @@ use super::Layer;
 use super::compress::Codec;
 use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
 pub use crate::files::{Entry, EntryKind, LayerContent, Source};
+use crate::util::digest::Digest;
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
@@ -242,7 +243,7 @@ pub fn write_layer_keyed(
     let layer = Layer {
         what: content.what.clone(),
         digest,
-        diff_id,
+        diff_id: Digest::try_from(diff_id).map_err(anyhow::Error::msg)?,
         size,
         tar_size,
         media_type: super::media_type(codec.kind).to_string(),

@@ -38,7 +38,7 @@ pub struct Pushed {
     /// The reference as the user gave it, less any `@digest`.
     pub reference: String,
     /// The digest of the manifest or index it serves.
-    pub digest: String,
+    pub digest: crate::util::digest::Digest,
 }
 
 impl std::fmt::Display for Pushed {
@@ -372,7 +372,7 @@ mod tests {
         };
         out("1", false, &layout).write(&image, &store).unwrap();
         assert!(listed(&index_of(&layout)));
-        for d in [sbom_blob, &sbom.manifest.digest, &sbom.config.digest] {
+        for d in [sbom_blob, &*sbom.manifest.digest, &*sbom.config.digest] {
             assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
         }
         // A second tag of the same image keeps one entry for it; retagging "1" to an image

@@ -77,7 +77,7 @@ pub fn check_tag(tag: &str) -> Result<()> {
 /// platform's manifest) and the tag as `org.opencontainers.image.ref.name`.
 fn entry(image: &Image, tag: &str) -> Result<Value> {
     let top = image.top();
-    let mut d = crate::image::descriptor(&top.media_type, top.size(), &top.digest)?;
+    let mut d = crate::image::descriptor(top.media_type, top.size(), &top.digest)?;
     d.set_annotations(Some([(REF_NAME.to_string(), tag.to_string())].into()));
     if image.index.is_none() {
         d.set_platform(Some(crate::image::oci_platform(

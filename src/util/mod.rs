@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod ca;
+pub mod digest;
 pub mod fs;
 pub mod lease;
 pub mod process;

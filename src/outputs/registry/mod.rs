@@ -139,7 +139,7 @@ impl RegistryOutput {
                 top.digest
             );
         }
-        let reference = t.tag.clone().unwrap_or_else(|| top.digest.clone());
+        let reference = t.tag.clone().unwrap_or_else(|| top.digest.to_string());
         push::put_manifest(client, &reference, &top.bytes, top.media_type, &top.digest)?;
         push::verify_manifest(client, &reference, top.media_type, &top.digest)?;
         let pushed = Pushed {

@@ -360,7 +360,7 @@ pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &s
                 &format!("manifest {reference}"),
                 &c.registry,
             )?;
-            crate::blobs::digest_of(&body)
+            crate::blobs::digest_of(&body).to_string()
         }
     };
     if served != digest {
