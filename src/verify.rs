@@ -131,6 +131,14 @@ pub fn inspect(path: &Path) -> Result<Report> {
     // of the file could fault, which is the documented caveat of every mmap.
     let map = unsafe { memmap2::Mmap::map(&file) }
         .with_context(|| format!("cannot map {}", path.display()))?;
+    let mut report = inspect_bytes(path, &map)?;
+    report.size = size;
+    Ok(report)
+}
+
+/// The checks of [`inspect`] on a file's contents; `path` only names the file in messages.
+/// Public so that the fuzz targets (fuzz/) reach the same code as the tool.
+pub fn inspect_bytes(path: &Path, map: &[u8]) -> Result<Report> {
     if map.len() < 4 || &map[..4] != b"\x7fELF" {
         let kind = if map.starts_with(b"#!") {
             "a script"
@@ -146,7 +154,7 @@ pub fn inspect(path: &Path) -> Result<Report> {
             path.display()
         );
     }
-    let elf = Elf::parse(&map)
+    let elf = Elf::parse(map)
         .with_context(|| format!("{} is a damaged ELF file; rebuild it", path.display()))?;
     Ok(Report {
         path: path.to_path_buf(),
@@ -155,13 +163,18 @@ pub fn inspect(path: &Path) -> Result<Report> {
         interpreter: elf.interpreter.map(String::from),
         needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
         executable: matches!(elf.header.e_type, ET_EXEC | ET_DYN) && elf.entry != 0,
-        size,
+        size: map.len() as u64,
     })
 }
 
 /// Verifies that `path` is a static executable for `platform`.
 pub fn verify(path: &Path, platform: Platform) -> Result<VerifiedBinary> {
-    let report = inspect(path)?;
+    accept(inspect(path)?, platform)
+}
+
+/// The verdict of [`verify`] on an inspected binary.
+pub fn accept(report: Report, platform: Platform) -> Result<VerifiedBinary> {
+    let path = report.path.as_path();
     if report.platform != Some(platform) {
         bail!(
             "{} is built for {} but the image is {platform}; build it for {} or choose the matching --platform",
@@ -174,7 +187,7 @@ pub fn verify(path: &Path, platform: Platform) -> Result<VerifiedBinary> {
         bail!("{problem}");
     }
     Ok(VerifiedBinary {
-        path: path.to_path_buf(),
+        path: report.path.clone(),
         platform,
         size: report.size,
     })
