@@ -25,3 +25,8 @@ pub mod pipeline;
 pub mod platform;
 pub mod render;
 pub mod verify;
+
+/// An error as the tool prints it: one line, the cause chain outermost first.
+pub fn error_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
