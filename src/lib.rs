@@ -30,15 +30,21 @@ pub mod verify;
 /// what the user or a server gave (a reference, a key, a registry's text), so line breaks become
 /// spaces and other control characters (NUL, terminal escapes) are printed escaped.
 pub fn error_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for c in format!("{e:#}").chars() {
-        match c {
-            '\n' | '\r' | '\t' => line.push(' '),
-            c if c.is_control() => line.extend(c.escape_default()),
-            c => line.push(c),
+    escape_controls(&format!("{e:#}").replace(['\n', '\r', '\t'], " "))
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\r`): for quoting text that came
+/// from a file or a server where it is shown to a terminal.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
-    line
+    out
 }
 
 #[cfg(test)]
