@@ -61,8 +61,10 @@ fn digest_ok(d: &str) -> bool {
 fn host_ok(h: &str) -> bool {
     let (name, port) = match h.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((ip, after)) => (ip, after.strip_prefix(':')),
-            None => return false,
+            Some((ip, "")) => (ip, None),
+            // After `]` comes a port or nothing.
+            Some((ip, after)) if after.starts_with(':') => (ip, after.strip_prefix(':')),
+            _ => return false,
         },
         None => match h.split_once(':') {
             Some((n, p)) => (n, Some(p)),
@@ -203,6 +205,9 @@ mod tests {
             "a/b:t/c",
             "a:b:c/app",
             "host:port/app",
+            // Found by fuzz/fuzz_targets/reference.rs: text after `]` that is not a port.
+            "[::1]x/app",
+            "[:]1::5\0\u{15}0/app:lteAst",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }
