@@ -60,7 +60,7 @@ mod tests {
     /// an error reached the terminal with its control characters.
     #[test]
     fn printed_errors_carry_no_control_characters() {
-        let e = outputs::reference::Reference::parse("a:b:c/\0\x1b[31mapp\r").unwrap_err();
+        let e = util::reference::Reference::parse("a:b:c/\0\x1b[31mapp\r").unwrap_err();
         let line = error_line(&e.context("pushing\nto the registry"));
         assert!(!line.chars().any(char::is_control), "{line:?}");
         assert!(line.starts_with("pushing to the registry: "), "{line}");
