@@ -312,7 +312,7 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 all_ok = false;
-                eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                eprintln!("error: {}", crate::error_line(&e));
             }
         }
     }

@@ -30,3 +30,40 @@ pub mod platform;
 pub mod render;
 pub mod util;
 pub mod verify;
+
+/// An error as the tool prints it: one line, the cause chain outermost first. Messages quote
+/// what the user or a server gave (a reference, a key, a registry's text), so line breaks become
+/// spaces and other control characters (NUL, terminal escapes) are printed escaped.
+pub fn error_line(e: &anyhow::Error) -> String {
+    escape_controls(&format!("{e:#}").replace(['\n', '\r', '\t'], " "))
+}
+
+/// `text` with its control characters escaped (`\u{1b}`, `\r`): for quoting text that came
+/// from a file or a server where it is shown to a terminal.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/fuzz_targets/reference.rs: a reference (from -t or Cargo.toml) quoted in
+    /// an error reached the terminal with its control characters.
+    #[test]
+    fn printed_errors_carry_no_control_characters() {
+        let e = util::reference::Reference::parse("a:b:c/\0\x1b[31mapp\r").unwrap_err();
+        let line = error_line(&e.context("pushing\nto the registry"));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.starts_with("pushing to the registry: "), "{line}");
+        assert!(line.contains(r"\u{0}\u{1b}[31mapp"), "{line}");
+    }
+}

@@ -29,9 +29,7 @@ fn main() -> ExitCode {
     match cargo_containerize::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the cause chain, outermost first.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", cargo_containerize::error_line(&e));
             ExitCode::FAILURE
         }
     }

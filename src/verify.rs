@@ -120,6 +120,14 @@ pub fn inspect(path: &Path) -> Result<Report> {
     // of the file could fault, which is the documented caveat of every mmap.
     let map = unsafe { memmap2::Mmap::map(&file) }
         .with_context(|| format!("cannot map {}", path.display()))?;
+    let mut report = inspect_bytes(path, &map)?;
+    report.size = size;
+    Ok(report)
+}
+
+/// The checks of [`inspect`] on a file's contents; `path` only names the file in messages.
+/// Public so that the fuzz targets (fuzz/) reach the same code as the tool.
+pub fn inspect_bytes(path: &Path, map: &[u8]) -> Result<Report> {
     if map.len() < 4 || &map[..4] != b"\x7fELF" {
         let kind = if map.starts_with(b"#!") {
             "a script"
@@ -135,22 +143,32 @@ pub fn inspect(path: &Path) -> Result<Report> {
             path.display()
         );
     }
-    let elf = Elf::parse(&map)
+    let elf = Elf::parse(map)
         .with_context(|| format!("{} is a damaged ELF file; rebuild it", path.display()))?;
     Ok(Report {
         path: path.to_path_buf(),
         machine: elf.header.e_machine,
         platform: Platform::from_elf_machine(elf.header.e_machine),
-        interpreter: elf.interpreter.map(String::from),
-        needed: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        // The file's own strings, escaped here once: they are shown in messages and reports.
+        interpreter: elf.interpreter.map(crate::escape_controls),
+        needed: elf
+            .libraries
+            .iter()
+            .map(|s| crate::escape_controls(s))
+            .collect(),
         executable: matches!(elf.header.e_type, ET_EXEC | ET_DYN) && elf.entry != 0,
-        size,
+        size: map.len() as u64,
     })
 }
 
 /// Verifies that `path` is a static executable for `platform`.
 pub fn verify(path: &Path, platform: Platform) -> Result<VerifiedBinary> {
-    let report = inspect(path)?;
+    accept(inspect(path)?, platform)
+}
+
+/// The verdict of [`verify`] on an inspected binary.
+pub fn accept(report: Report, platform: Platform) -> Result<VerifiedBinary> {
+    let path = report.path.as_path();
     if report.platform != Some(platform) {
         bail!(
             "{} is built for {} but the image is {platform}; build it for {} or choose the matching --platform",
@@ -163,7 +181,7 @@ pub fn verify(path: &Path, platform: Platform) -> Result<VerifiedBinary> {
         bail!("{problem}");
     }
     Ok(VerifiedBinary {
-        path: path.to_path_buf(),
+        path: report.path.clone(),
         platform,
         size: report.size,
     })
@@ -195,5 +213,43 @@ mod tests {
         std::fs::write(&p, "#!/bin/sh\necho hi\n").unwrap();
         let err = inspect(&p).unwrap_err().to_string();
         assert!(err.contains("not an ELF binary (a script)"), "{err}");
+    }
+
+    /// A minimal x86_64 executable whose PT_INTERP holds `interp`.
+    fn elf_with_interpreter(interp: &[u8]) -> Vec<u8> {
+        let mut f = b"\x7fELF\x02\x01\x01".to_vec();
+        f.resize(16, 0);
+        f.extend(2u16.to_le_bytes()); // ET_EXEC
+        f.extend(62u16.to_le_bytes()); // EM_X86_64
+        f.extend(1u32.to_le_bytes());
+        f.extend(0x40_1000u64.to_le_bytes()); // entry
+        f.extend(64u64.to_le_bytes()); // program headers right after this header
+        f.extend(0u64.to_le_bytes()); // no section headers
+        f.extend(0u32.to_le_bytes());
+        for half in [64u16, 56, 1, 64, 0, 0] {
+            f.extend(half.to_le_bytes());
+        }
+        f.extend(3u32.to_le_bytes()); // PT_INTERP
+        f.extend(4u32.to_le_bytes());
+        f.extend(120u64.to_le_bytes()); // its offset: after this one program header
+        f.extend([0u64, 0].iter().flat_map(|v| v.to_le_bytes()));
+        let len = interp.len() as u64 + 1;
+        f.extend([len, len, 1].iter().flat_map(|v| v.to_le_bytes()));
+        f.extend(interp);
+        f.push(0);
+        f
+    }
+
+    /// Found by fuzz/fuzz_targets/verify_elf.rs: the ELF's own strings (interpreter, needed
+    /// libraries) reached `cargo containerize verify`'s output with their control characters.
+    #[test]
+    fn elf_strings_are_printed_escaped() {
+        let elf = elf_with_interpreter(b"/lib/ld\x1b[2J\rx.so");
+        let report = inspect_bytes(Path::new("bin"), &elf).unwrap();
+        assert!(!report.is_static());
+        for shown in [report.to_string(), report.dynamic_problem().unwrap()] {
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(shown.contains(r"/lib/ld\u{1b}[2J\rx.so"), "{shown}");
+        }
     }
 }

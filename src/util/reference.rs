@@ -61,8 +61,10 @@ fn digest_ok(d: &str) -> bool {
 fn check_host(h: &str) -> Result<(), &'static str> {
     let (name, port) = match h.strip_prefix('[') {
         Some(rest) => match rest.split_once(']') {
-            Some((ip, after)) => (ip, after.strip_prefix(':')),
-            None => return Err("the registry host is malformed"),
+            Some((ip, "")) => (ip, None),
+            // After `]` comes a port or nothing.
+            Some((ip, after)) if after.starts_with(':') => (ip, after.strip_prefix(':')),
+            _ => return Err("the registry host is malformed"),
         },
         None => match h.split_once(':') {
             Some((n, p)) => (n, Some(p)),
@@ -213,6 +215,9 @@ mod tests {
             "127.0.0.1:0/app",
             "127.0.0.1:/app",
             "[::1]:65536/app",
+            // Found by fuzz/fuzz_targets/reference.rs: text after `]` that is not a port.
+            "[::1]x/app",
+            "[:]1::5\0\u{15}0/app:lteAst",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad} accepted");
         }
