@@ -503,9 +503,43 @@ fn check_image_paths(
     tzdata: &TzData,
     timezone: bool,
 ) -> Result<()> {
+    let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
+    for (path, used, owner) in &base_paths(ca_certs, tzdata, timezone) {
+        claim(&mut taken, path, *used, owner);
+    }
+    let wanted = wanted_paths(binary_path, workdir, includes);
+    for (path, used, label, remedy) in wanted {
+        for dir in ancestors(&path) {
+            match taken.get(dir) {
+                Some((Use::File, owner)) => {
+                    bail!("{label} would turn {dir}, a file of {owner}, into a directory; {remedy}")
+                }
+                Some((Use::Tree, owner)) if used == Use::File => {
+                    bail!("{label} would put a file into {dir}, which holds {owner}; {remedy}")
+                }
+                _ => {}
+            }
+        }
+        if let Some((had, owner)) = taken.get(&path)
+            && !(used == Use::Dir && *had != Use::File)
+        {
+            let what = if *had == Use::File {
+                "file"
+            } else {
+                "directory"
+            };
+            bail!("{label} would replace the {what} {path} of {owner}; {remedy}");
+        }
+        claim(&mut taken, &path, used, &label);
+    }
+    Ok(())
+}
+
+/// What the image has before any setting puts a path in it: the root, the base files, the CA
+/// bundle, the time zone database and /etc/localtime, each with its owner's name.
+fn base_paths(ca_certs: &CaCerts, tzdata: &TzData, timezone: bool) -> Vec<(String, Use, String)> {
     use crate::files::EntryKind;
     const BASE: &str = "the base files every image has (users, groups, /tmp)";
-    let mut taken: BTreeMap<String, (Use, String)> = BTreeMap::new();
     let mut base: Vec<(String, Use, String)> =
         vec![("/".into(), Use::Dir, "the image root".into())];
     for e in crate::files::base::content().entries {
@@ -532,21 +566,16 @@ fn check_image_paths(
     if timezone {
         base.push(("/etc/localtime".into(), Use::File, "`timezone`".into()));
     }
-    fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, owner: &str) {
-        for dir in ancestors(path) {
-            taken
-                .entry(dir.to_string())
-                .or_insert_with(|| (Use::Dir, owner.to_string()));
-        }
-        taken
-            .entry(path.to_string())
-            .or_insert_with(|| (used, owner.to_string()));
-    }
-    for (path, used, owner) in &base {
-        claim(&mut taken, path, *used, owner);
-    }
+    base
+}
 
-    // The user's paths, each named by its setting, with the remedy.
+/// The paths the user's settings put into the image: (path, use, the setting's name, the
+/// remedy).
+fn wanted_paths(
+    binary_path: &ImagePath,
+    workdir: Option<&ImagePath>,
+    includes: &[(usize, &super::settings::Include, Vec<IncludeFile>)],
+) -> Vec<(String, Use, String, String)> {
     let mut wanted: Vec<(String, Use, String, String)> = Vec::new();
     for (i, inc, files) in includes {
         for f in files {
@@ -578,31 +607,19 @@ fn check_image_paths(
             "choose another workdir".into(),
         ));
     }
-    for (path, used, label, remedy) in wanted {
-        for dir in ancestors(&path) {
-            match taken.get(dir) {
-                Some((Use::File, owner)) => {
-                    bail!("{label} would turn {dir}, a file of {owner}, into a directory; {remedy}")
-                }
-                Some((Use::Tree, owner)) if used == Use::File => {
-                    bail!("{label} would put a file into {dir}, which holds {owner}; {remedy}")
-                }
-                _ => {}
-            }
-        }
-        if let Some((had, owner)) = taken.get(&path)
-            && !(used == Use::Dir && *had != Use::File)
-        {
-            let what = if *had == Use::File {
-                "file"
-            } else {
-                "directory"
-            };
-            bail!("{label} would replace the {what} {path} of {owner}; {remedy}");
-        }
-        claim(&mut taken, &path, used, &label);
+    wanted
+}
+
+/// Marks `path` (and its ancestors, as directories) as used by `owner`, unless taken already.
+fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, owner: &str) {
+    for dir in ancestors(path) {
+        taken
+            .entry(dir.to_string())
+            .or_insert_with(|| (Use::Dir, owner.to_string()));
     }
-    Ok(())
+    taken
+        .entry(path.to_string())
+        .or_insert_with(|| (used, owner.to_string()));
 }
 
 /// Confines an include's source to the package root: no `..`, no absolute path, and no
@@ -629,9 +646,8 @@ fn confine(root: &Path, src: &str) -> Result<PathBuf> {
     Ok(real)
 }
 
-pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSpec> {
-    let pkg = &project.package;
-    let bin = project.bin.clone();
+/// Where the binary goes in the image, and the entrypoint (by default, that path).
+fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Vec<String>)> {
     let binary_path = match &s.binary_path {
         Some(p) => p.clone(),
         // Cargo's target names are plain file names; this cannot fail for one.
@@ -645,13 +661,12 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         Some(e) => e.to_strings(),
         None => vec![binary_path.to_string()],
     };
+    Ok((binary_path, entrypoint))
+}
 
-    let ca_certs = s
-        .ca_certs
-        .clone()
-        .unwrap_or_default()
-        .resolve(&project.package_root)?;
-    let tzdata = s.tzdata.unwrap_or_default().check()?;
+/// The `zones` the image holds (with the `timezone` added) and the `timezone`, each checked
+/// against the database `tzdata` names.
+fn zones(s: &Settings, tzdata: &TzData) -> Result<(Option<Vec<String>>, Option<String>)> {
     let mut zones: Option<Vec<String>> = s
         .zones
         .as_ref()
@@ -681,13 +696,18 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         zs.sort();
         zs.dedup();
     }
+    Ok((zones, timezone))
+}
 
+/// The image's environment: PATH, SSL_CERT_FILE, TZ, then the user's variables (which may
+/// replace them).
+fn env(s: &Settings, ca_certs: &CaCerts, timezone: Option<&str>) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
-    if ca_certs != CaCerts::None {
+    if *ca_certs != CaCerts::None {
         env.push(("SSL_CERT_FILE".into(), CA_BUNDLE_PATH.into()));
     }
-    if let Some(tz) = &timezone {
-        env.push(("TZ".into(), tz.clone()));
+    if let Some(tz) = timezone {
+        env.push(("TZ".into(), tz.to_string()));
     }
     for (k, v) in s.env.clone().unwrap_or_default() {
         let (k, v) = (String::from(k), String::from(v));
@@ -696,6 +716,82 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             None => env.push((k, v)),
         }
     }
+    env
+}
+
+/// The OCI labels derived from Cargo.toml, with the user's `labels` over them.
+fn labels(pkg: &cargo_metadata::Package, s: &Settings) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            labels.insert(format!("org.opencontainers.image.{k}"), v);
+        }
+    };
+    put("title", Some(pkg.name.to_string()));
+    put(
+        "description",
+        pkg.description
+            .clone()
+            .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")),
+    );
+    put("version", Some(pkg.version.to_string()));
+    put("licenses", pkg.license.clone());
+    put("source", pkg.repository.clone());
+    put("url", pkg.homepage.clone());
+    put("documentation", pkg.documentation.clone());
+    put("authors", Some(pkg.authors.join(", ")));
+    labels.extend(s.labels.clone().unwrap_or_default());
+    labels
+}
+
+/// The platforms to build: the setting's, sorted and deduplicated, else the host's.
+fn platforms(s: &Settings) -> Result<Vec<Platform>> {
+    Ok(match &s.platforms {
+        Some(ps) if !ps.is_empty() => {
+            let mut v = ps.iter().map(|p| Platform::parse(p)).collect::<Result<Vec<_>>>()?;
+            v.sort();
+            v.dedup();
+            v
+        }
+        _ => vec![Platform::host().with_context(|| {
+            format!(
+                "this machine's architecture ({}) has no musl target here; choose --platform from: {}",
+                std::env::consts::ARCH,
+                Platform::supported_list()
+            )
+        })?],
+    })
+}
+
+/// The compression and its level, checked against the levels it accepts.
+fn compression(s: &Settings) -> Result<(Compression, i32)> {
+    let compression = s.compression.unwrap_or_default();
+    let range = compression.levels();
+    let compression_level = s.compression_level.unwrap_or(compression.default_level());
+    if !range.contains(&compression_level) {
+        bail!(
+            "compression-level {compression_level} is out of range for {compression:?}; use {} to {}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok((compression, compression_level))
+}
+
+pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSpec> {
+    let pkg = &project.package;
+    let bin = project.bin.clone();
+    let (binary_path, entrypoint) = binary_path(&bin, s)?;
+
+    let ca_certs = s
+        .ca_certs
+        .clone()
+        .unwrap_or_default()
+        .resolve(&project.package_root)?;
+    let tzdata = s.tzdata.unwrap_or_default().check()?;
+    let (zones, timezone) = zones(s, &tzdata)?;
+
+    let env = env(s, &ca_certs, timezone.as_deref());
 
     let ports: Vec<String> = s.ports.iter().flatten().map(Port::to_string).collect();
     let workdir = s.workdir.clone();
@@ -720,52 +816,10 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
     let created_epoch = source_date_epoch.unwrap_or(0);
     let created = rfc3339(created_epoch);
 
-    let mut labels = BTreeMap::new();
-    let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
-            labels.insert(format!("org.opencontainers.image.{k}"), v);
-        }
-    };
-    put("title", Some(pkg.name.to_string()));
-    put(
-        "description",
-        pkg.description
-            .clone()
-            .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")),
-    );
-    put("version", Some(pkg.version.to_string()));
-    put("licenses", pkg.license.clone());
-    put("source", pkg.repository.clone());
-    put("url", pkg.homepage.clone());
-    put("documentation", pkg.documentation.clone());
-    put("authors", Some(pkg.authors.join(", ")));
-    labels.extend(s.labels.clone().unwrap_or_default());
+    let labels = labels(pkg, s);
 
-    let platforms = match &s.platforms {
-        Some(ps) if !ps.is_empty() => {
-            let mut v = ps.iter().map(|p| Platform::parse(p)).collect::<Result<Vec<_>>>()?;
-            v.sort();
-            v.dedup();
-            v
-        }
-        _ => vec![Platform::host().with_context(|| {
-            format!(
-                "this machine's architecture ({}) has no musl target here; choose --platform from: {}",
-                std::env::consts::ARCH,
-                Platform::supported_list()
-            )
-        })?],
-    };
-    let compression = s.compression.unwrap_or_default();
-    let range = compression.levels();
-    let compression_level = s.compression_level.unwrap_or(compression.default_level());
-    if !range.contains(&compression_level) {
-        bail!(
-            "compression-level {compression_level} is out of range for {compression:?}; use {} to {}",
-            range.start(),
-            range.end()
-        );
-    }
+    let platforms = platforms(s)?;
+    let (compression, compression_level) = compression(s)?;
 
     let mut spec = ImageSpec {
         package: pkg.name.to_string(),
