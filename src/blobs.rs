@@ -375,10 +375,10 @@ impl BlobStore {
         let Some(json) = unseal(&bytes) else {
             // An entry of an older version (plain JSON, unsealed) is simply replaced.
             if bytes.first() != Some(&b'{') && bytes.first() != Some(&b'[') {
-                eprintln!(
-                    "warning: cache file {} is damaged (it does not match its checksum); removed it, and it is made again from its inputs",
+                crate::util::shell::warn(format!(
+                    "cache file {} is damaged (it does not match its checksum); removed it, and it is made again from its inputs",
                     path.display()
-                );
+                ));
                 let _ = fs::remove_file(&path);
             }
             return None;
@@ -424,10 +424,10 @@ fn mismatch(actual: u64, want: u64) -> String {
 
 /// The one line said when a cache file is found damaged.
 fn warn_replaced(path: &Path, digest: &str, why: &str) {
-    eprintln!(
-        "warning: cache file {} does not match its digest {digest} ({why}); removed it, and it is made again from its inputs",
+    crate::util::shell::warn(format!(
+        "cache file {} does not match its digest {digest} ({why}); removed it, and it is made again from its inputs",
         path.display()
-    );
+    ));
 }
 
 /// The sha256 digest of a file's bytes, read in full.

@@ -70,8 +70,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
     /// Print nothing on stderr but errors
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Also show the cargo command line, layer cache hits and misses, and registry requests
+    #[arg(short, long)]
+    pub verbose: bool,
 
     /// Target platforms, comma separated [supported: linux/amd64, linux/arm64; default: the host's]
     #[arg(
@@ -214,7 +217,34 @@ impl BuildArgs {
     }
 }
 
+/// The shell's verbosity for a command's `-q`/`-v` (colour from the environment).
+fn configure_shell(quiet: bool, verbose: bool) {
+    use crate::util::shell::{self, ColorChoice, Verbosity};
+    let verbosity = if quiet {
+        Verbosity::Quiet
+    } else if verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    shell::configure(verbosity, ColorChoice::from_env());
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Some(Command::Build(b)) => configure_shell(
+            b.quiet || b.message_format == MessageFormat::Json,
+            b.verbose,
+        ),
+        Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
+        Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
+        Some(Command::Init(a)) => configure_shell(a.quiet, false),
+        Some(Command::Verify(_)) => configure_shell(false, false),
+        None => configure_shell(
+            cli.build.quiet || cli.build.message_format == MessageFormat::Json,
+            cli.build.verbose,
+        ),
+    }
     match cli.command {
         Some(Command::Verify(v)) => run_verify(&v),
         Some(Command::Dockerfile(a)) => crate::render::run_dockerfile(&a),
@@ -312,7 +342,7 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
             }
             Err(e) => {
                 all_ok = false;
-                eprintln!("error: {}", crate::error_line(&e));
+                crate::util::shell::error(crate::error_line(&e));
             }
         }
     }

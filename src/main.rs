@@ -14,10 +14,10 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
-            "error: internal error in cargo-containerize ({}{at}); please report it with the command you ran",
+        cargo_containerize::util::shell::error(format!(
+            "internal error in cargo-containerize ({}{at}); please report it with the command you ran",
             msg.replace('\n', " ")
-        );
+        ));
     }));
     // cargo runs `cargo-containerize containerize ARGS…`; accept being run directly too.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match cargo_containerize::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cargo_containerize::error_line(&e));
+            cargo_containerize::util::shell::error(cargo_containerize::error_line(&e));
             ExitCode::FAILURE
         }
     }

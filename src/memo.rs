@@ -79,10 +79,10 @@ fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T>
     let Some(json) = crate::blobs::unseal(&bytes) else {
         // An answer of an older version (plain JSON) is simply replaced.
         if bytes.first() != Some(&b'{') {
-            eprintln!(
-                "warning: cache file {} is damaged (it does not match its checksum); removed it",
+            crate::util::shell::warn(format!(
+                "cache file {} is damaged (it does not match its checksum); removed it",
                 path.display()
-            );
+            ));
             let _ = std::fs::remove_file(&path);
         }
         return None;

@@ -11,6 +11,7 @@ use crate::outputs::registry::{RegistryOptions, RegistryOutput};
 use crate::outputs::{self, Defaults, Output, OutputSpec, Pushed, Written};
 use crate::platform::Platform;
 use crate::util::digest::Digest;
+use crate::util::shell;
 use crate::verify;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -73,30 +74,6 @@ pub struct Report {
     pub blobs_uploaded: usize,
     pub blobs_skipped: usize,
     pub blobs_mounted: usize,
-}
-
-struct Log {
-    quiet: bool,
-    /// CARGO_CONTAINERIZE_TIMINGS=1 prints how long each stage took.
-    timings: Option<std::time::Instant>,
-}
-
-impl Log {
-    fn timing(&self, stage: &str) {
-        if let Some(start) = self.timings {
-            eprintln!(
-                "{:>12} {stage} at {:.1} ms",
-                "Timing",
-                start.elapsed().as_secs_f64() * 1000.0
-            );
-        }
-    }
-
-    fn step(&self, verb: &str, text: impl AsRef<str>) {
-        if !self.quiet {
-            eprintln!("{verb:>12} {}", text.as_ref());
-        }
-    }
 }
 
 fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
@@ -201,13 +178,62 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
     })
 }
 
-pub fn run(req: &BuildRequest) -> Result<Report> {
-    let log = Log {
-        quiet: req.quiet,
-        timings: std::env::var_os("CARGO_CONTAINERIZE_TIMINGS").map(|_| std::time::Instant::now()),
-    };
+/// Each binary, verified, with its layer and the line that says so.
+type BuiltLayers = Vec<(Platform, (Layer, String))>;
 
+pub fn run(req: &BuildRequest) -> Result<Report> {
+    shell::start_timings();
     // 1. metadata
+    let (project, speculation) = load_project(req)?;
+    shell::timing("metadata");
+    // git answers in the background while the spec and outputs are planned: the build needs
+    // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
+    let mut git = Some(git::spawn(project.package_root.clone()));
+    let mut spec = ImageSpec::resolve(&project, &Default::default())?;
+    if spec.tags_use_git(&req.tags)
+        && let Some(pending) = git.take()
+    {
+        spec.apply_git(&pending.wait(), &project.settings);
+    }
+    let outputs = plan_outputs(req, &spec, &project.target_dir)?;
+    if req.binary.is_some() && spec.platforms.len() > 1 {
+        bail!(
+            "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
+            spec.platforms.len()
+        );
+    }
+    shell::timing("spec and outputs planned");
+    let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
+    let shared_inputs = SharedInputs::of(&spec);
+    let speculated = speculation
+        .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
+        .map(|s| s.layers);
+    // The build sees the image's epoch: a build script that embeds the build time (vergen,
+    // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
+    if let Some(pending) = git.take() {
+        spec.apply_git(&pending.wait(), &project.settings);
+    }
+    shell::timing("git");
+    // 2.–4. build, verify, layers
+    let (built, shared, files) =
+        build_and_layer(req, &project, &spec, &store, &shared_inputs, speculated)?;
+    shell::timing("build");
+    // 5. image
+    let image = assemble_image(&spec, built, &shared, files.as_ref(), &store)?;
+    // 6. outputs
+    let mut written: Vec<Written> = Vec::new();
+    for o in &outputs {
+        let w = o.write(&image, &store)?;
+        shell::status("Wrote", &w.output);
+        written.push(w);
+    }
+    shell::timing("outputs");
+    Ok(report(&spec, &image, written))
+}
+
+/// The project, its settings merged with the command line's. A cold `cargo metadata` gets
+/// the shared layers speculated alongside.
+fn load_project(req: &BuildRequest) -> Result<(metadata::Project, Option<Speculation>)> {
     // A prebuilt --binary needs no dependency graph (it only tells the build about C code).
     let resolve = req.binary.is_none();
     let mut speculation = None;
@@ -219,49 +245,30 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         }
     };
     project.settings = project.settings.clone().merge(req.overrides.clone());
-    log.timing("metadata");
-    // git answers in the background while the spec and outputs are planned: the build needs
-    // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
-    let git = git::spawn(project.package_root.clone());
-    let mut spec = ImageSpec::resolve(&project, &Default::default())?;
-    let tags_use_git = spec.tags_use_git(&req.tags);
-    let mut git = Some(git);
-    if tags_use_git && let Some(pending) = git.take() {
-        spec.apply_git(&pending.wait(), &project.settings);
-    }
+    Ok((project, speculation))
+}
 
-    let outputs = plan_outputs(req, &spec, &project.target_dir)?;
-    if req.binary.is_some() && spec.platforms.len() > 1 {
-        bail!(
-            "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
-            spec.platforms.len()
-        );
-    }
-
-    log.timing("spec and outputs planned");
-    let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
-    let shared_inputs = SharedInputs::of(&spec);
-    let speculated = speculation
-        .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
-        .map(|s| s.layers);
-    // The build sees the image's epoch: a build script that embeds the build time (vergen,
-    // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
-    if let Some(pending) = git.take() {
-        spec.apply_git(&pending.wait(), &project.settings);
-    }
-    log.timing("git");
-    // 2. build: every platform at once (or the prebuilt --binary), while another thread
-    //    writes the layers that do not depend on the binary (4. in part).
+/// 2. build: every platform at once (or the prebuilt --binary), while another thread writes
+/// the layers that do not depend on the binary; 3. verify and 4. the binary's layer, for each
+/// binary as soon as it is built. Returns the binaries' layers, the shared layers and the
+/// files layer.
+fn build_and_layer(
+    req: &BuildRequest,
+    project: &metadata::Project,
+    spec: &ImageSpec,
+    store: &BlobStore,
+    shared_inputs: &SharedInputs,
+    speculated: Option<std::thread::JoinHandle<Result<Vec<Layer>>>>,
+) -> Result<(BuiltLayers, Vec<Layer>, Option<Layer>)> {
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
             let shared = match speculated.and_then(|h| h.join().ok()).and_then(|r| r.ok()) {
                 Some(layers) => layers,
-                None => layers::shared_layers(&shared_inputs, &store)?,
+                None => layers::shared_layers(shared_inputs, store)?,
             };
-            Ok((shared, layers::files_layer(&spec, &store)?))
+            Ok((shared, layers::files_layer(spec, store)?))
         });
-        // 3. verify and 4. the binary's layer, for each binary as soon as it is built (what
-        // it says waits for cargo to finish, not to cut into cargo's progress bar).
+        // What it says waits for cargo to finish, not to cut into cargo's progress bar.
         let mut on_built = |b: &build::Built| -> Result<(Layer, String)> {
             let bin = verify::verify(&b.path, b.platform)?;
             let said = format!(
@@ -270,16 +277,16 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 b.platform,
                 indicatif::HumanBytes(bin.size)
             );
-            Ok((layers::binary_layer(&spec, &bin, &store)?, said))
+            Ok((layers::binary_layer(spec, &bin, store)?, said))
         };
-        let built: Result<Vec<(Platform, (Layer, String))>> = match &req.binary {
+        let built: Result<BuiltLayers> = match &req.binary {
             Some(p) => on_built(&build::Built {
                 path: p.clone(),
                 platform: spec.platforms[0],
             })
             .map(|done| vec![(spec.platforms[0], done)]),
             None => build::build(
-                &project,
+                project,
                 &req.cargo,
                 &BuildOptions {
                     platforms: spec.platforms.clone(),
@@ -296,27 +303,34 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the layer thread stopped")));
         (built, prepared)
     });
-    let built = built?;
     let (shared, files) = prepared?;
-    log.timing("build");
-    // The image sits on the empty base; a base image would be one more `Base`.
+    Ok((built?, shared, files))
+}
+
+/// 5. image: per platform the shared layers, the files layer and its binary's, on the empty
+/// base (a base image would be one more `Base`); the documents go into the store.
+fn assemble_image(
+    spec: &ImageSpec,
+    built: BuiltLayers,
+    shared: &[Layer],
+    files: Option<&Layer>,
+    store: &BlobStore,
+) -> Result<Image> {
     let base = image::Base::scratch();
     let mut per_platform = Vec::new();
     for (platform, (binary_layer, verified)) in built {
-        log.step("Verified", verified);
-        // 4. layers: the shared ones once, the binary per platform
-        let mut platform_layers = shared.clone();
-        platform_layers.extend(files.clone());
+        shell::status("Verified", verified);
+        let mut platform_layers = shared.to_vec();
+        platform_layers.extend(files.cloned());
         platform_layers.push(binary_layer);
-        // 5. image
-        per_platform.push(image::assemble(&spec, platform, &base, platform_layers)?);
+        per_platform.push(image::assemble(spec, platform, &base, platform_layers)?);
     }
-    log.timing("layers, config");
-    let image: Image = image::finish(&spec, per_platform)?;
-    image.store_documents(&store)?;
+    shell::timing("layers, config");
+    let image: Image = image::finish(spec, per_platform)?;
+    image.store_documents(store)?;
     for p in &image.platforms {
         for l in &p.layers {
-            log.step(
+            shell::status(
                 if l.fresh { "Layer" } else { "Cached" },
                 format!(
                     "{} {} ({})",
@@ -327,17 +341,11 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             );
         }
     }
+    Ok(image)
+}
 
-    // 6. outputs
-    let mut written: Vec<Written> = Vec::new();
-    for o in &outputs {
-        let w = o.write(&image, &store)?;
-        log.step("Wrote", &w.output);
-        written.push(w);
-    }
-
-    log.timing("outputs");
-    let size = image.size();
+/// What the run made, as `--message-format json` prints it.
+fn report(spec: &ImageSpec, image: &Image, written: Vec<Written>) -> Report {
     let fresh: std::collections::BTreeSet<&str> = image
         .platforms
         .iter()
@@ -348,7 +356,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 .map(|l| l.digest.as_str())
         })
         .collect();
-    Ok(Report {
+    Report {
         pushed: written.iter().flat_map(|w| w.pushed.clone()).collect(),
         bytes_uploaded: written.iter().map(|w| w.bytes_uploaded).sum(),
         blobs_uploaded: written.iter().map(|w| w.blobs_uploaded).sum(),
@@ -362,7 +370,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             .collect::<Vec<_>>()
             .join(","),
         digest: image.digest().to_string(),
-        size,
+        size: image.size(),
         layers: layer_reports(&image.platforms[0].layers),
         manifests: image
             .platforms
@@ -376,5 +384,5 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             .collect(),
         outputs: written.into_iter().map(|w| w.output).collect(),
         layers_built: fresh.len(),
-    })
+    }
 }

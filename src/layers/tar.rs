@@ -222,8 +222,16 @@ pub fn write_layer_keyed(
         // and the layer compressed again below.
         && let Some(layer) = store.cached_blob::<Layer>(&key)
     {
+        crate::util::shell::verbose(
+            "Cache hit",
+            format!("{} layer {}", content.what, &layer.digest[..19]),
+        );
         return Ok((layer, key));
     }
+    crate::util::shell::verbose(
+        "Cache miss",
+        format!("{} layer: compressing it", content.what),
+    );
     // Not in the cache, or a file not seen before: one pass reads each file, hashes it for the
     // key and compresses it.
     let blob = store.writer()?;

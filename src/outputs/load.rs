@@ -131,9 +131,11 @@ impl Load {
         match podman {
             Some(p) => {
                 if !self.quiet {
-                    eprintln!(
-                        "{:>12} into podman (docker is installed but its daemon does not answer: {why})",
-                        "Loading"
+                    crate::util::shell::status(
+                        "Loading",
+                        format!(
+                            "into podman (docker is installed but its daemon does not answer: {why})"
+                        ),
                     );
                 }
                 Ok(("podman".into(), p))

@@ -273,7 +273,7 @@ pub fn commit(p: &Planned, quiet: bool) -> Result<()> {
 
 pub(crate) fn status(quiet: bool, verb: &str, what: &str) {
     if !quiet {
-        eprintln!("{verb:>12} {what}");
+        crate::util::shell::status(verb, what);
     }
 }
 

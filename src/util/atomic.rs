@@ -47,8 +47,8 @@ pub fn install_interrupt_cleanup() {
                 let _ = fs::remove_dir_all(p).or_else(|_| fs::remove_file(p));
             }
         }
-        eprintln!(
-            "error: interrupted; unfinished outputs were removed and existing ones left as they were"
+        super::shell::error(
+            "interrupted; unfinished outputs were removed and existing ones left as they were",
         );
         std::process::exit(130);
     });
@@ -338,11 +338,13 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         return Ok(DirLock { _file: file });
     }
     let timeout = lock_timeout()?;
-    eprintln!(
-        "{:>12} for the lock on {} held by another run (at most {})",
+    super::shell::notice(
         "Waiting",
-        dir.display(),
-        humantime::format_duration(timeout)
+        format!(
+            "for the lock on {} held by another run (at most {})",
+            dir.display(),
+            humantime::format_duration(timeout)
+        ),
     );
     // Polled, not a blocking flock: a blocking one cannot be given a deadline without a
     // signal or a second thread.

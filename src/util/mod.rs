@@ -8,3 +8,4 @@ pub mod fs;
 pub mod lease;
 pub mod process;
 pub mod reference;
+pub mod shell;

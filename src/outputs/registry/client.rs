@@ -326,10 +326,12 @@ impl Client {
         if !Policy::of(opts).quiet {
             for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
                 if let Some(v) = std::env::var_os(var) {
-                    eprintln!(
-                        "{:>12} {var}={} for registry TLS (from the environment, in place of the system's CA store)",
+                    crate::util::shell::status(
                         "Trusting",
-                        std::path::Path::new(&v).display()
+                        format!(
+                            "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
+                            std::path::Path::new(&v).display()
+                        ),
                     );
                 }
             }
@@ -377,6 +379,7 @@ impl Client {
             if may_fall_back {
                 probe = probe.timeout(policy.timeout.min(Duration::from_secs(5)));
             }
+            crate::util::shell::verbose("Request", format!("GET {url}"));
             match probe.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => {
@@ -384,6 +387,7 @@ impl Client {
                     if may_fall_back && !certificate {
                         // A loopback or --insecure-registry host that does not speak TLS.
                         let plain = format!("http://{host}/v2/");
+                        crate::util::shell::verbose("Request", format!("GET {plain}"));
                         return match http.get(&plain).send() {
                             Ok(resp) => {
                                 base = format!("http://{host}");
@@ -500,6 +504,7 @@ impl Client {
                 Credential::IdentityToken(_) => format!("POST {origin}{}", url.path()),
                 _ => format!("GET {origin}{}", url.path()),
             };
+            crate::util::shell::verbose("Request", &request);
             match req.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => Err(net_failure(&e, &who, &request, &c.policy)),
@@ -551,6 +556,7 @@ impl Client {
                 req.headers_mut().insert(AUTHORIZATION, value);
             }
             let request = describe_request(req.method(), req.url());
+            crate::util::shell::verbose("Request", &request);
             let resp = match self.http.execute(req) {
                 Ok(r) => r,
                 Err(e) => return Err(net_failure(&e, &who, &request, &self.policy)),
@@ -661,11 +667,13 @@ pub fn retry<T>(
                 if attempt < tries {
                     let wait = after.unwrap_or_else(|| backoff(attempt));
                     if !policy.quiet {
-                        eprintln!(
-                            "{:>12} to {what} (try {} of {tries}, in {}): {last}",
+                        crate::util::shell::status(
                             "Retrying",
-                            attempt + 1,
-                            humantime::format_duration(wait)
+                            format!(
+                                "to {what} (try {} of {tries}, in {}): {last}",
+                                attempt + 1,
+                                humantime::format_duration(wait)
+                            ),
                         );
                     }
                     std::thread::sleep(wait);

@@ -40,12 +40,11 @@ impl Progress {
         if self.quiet {
             return;
         }
-        let line = format!("{verb:>12} {text}");
         match &self.bars {
-            Some(m) => {
+            Some(m) => crate::util::shell::status_to(verb, text, |line| {
                 let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
+            }),
+            None => crate::util::shell::status(verb, text),
         }
     }
 

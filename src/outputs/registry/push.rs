@@ -316,12 +316,14 @@ pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &s
         let wait = backoff(attempt);
         attempt += 1;
         if !c.policy.quiet {
-            eprintln!(
-                "{:>12} to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
+            crate::util::shell::status(
                 "Retrying",
-                c.policy.tries,
-                humantime::format_duration(wait),
-                c.registry
+                format!(
+                    "to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
+                    c.policy.tries,
+                    humantime::format_duration(wait),
+                    c.registry
+                ),
             );
         }
         std::thread::sleep(wait);
