@@ -5,6 +5,7 @@
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
 use crate::metadata::{CargoArgs, Project};
+use crate::openssl;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
@@ -52,7 +53,7 @@ fn rustc() -> OsString {
     std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
 }
 
-fn cargo() -> OsString {
+pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
@@ -229,6 +230,66 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     )
 }
 
+/// The first line a program prints for `args` (its version), or "" when it cannot be run.
+fn version_line(program: &std::ffi::OsStr, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The C compiler a plan builds the target's C code with: what it is, what identifies it
+/// (path and version, so a changed compiler is a different one), and the variables that
+/// choose it.
+fn c_compiler(plan: &Plan) -> openssl::CCompiler {
+    let triple = plan.platform.musl_triple();
+    let cc_var = format!("CC_{}", triple.replace('-', "_"));
+    let cc = plan
+        .env
+        .iter()
+        .find(|(k, _)| *k == cc_var)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os(&cc_var))
+        .or_else(|| std::env::var_os(format!("CC_{triple}")));
+    let identity = match (plan.driver, cc) {
+        (Driver::Zigbuild, _) => {
+            let zig = if which::which("zig").is_ok() {
+                "zig"
+            } else {
+                "python-zig"
+            };
+            format!(
+                "cargo-zigbuild {} / zig {}",
+                version_line("cargo-zigbuild".as_ref(), &["--version"]),
+                version_line(zig.as_ref(), &["version"])
+            )
+        }
+        (Driver::Cargo, Some(cc)) => format!(
+            "{} ({})",
+            cc.to_string_lossy(),
+            version_line(&cc, &["--version"])
+        ),
+        (Driver::Cargo, None) => "cc-rs default".to_string(),
+    };
+    openssl::CCompiler {
+        zig: plan.driver == Driver::Zigbuild,
+        env: plan.env.clone(),
+        identity,
+    }
+}
+
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -268,7 +329,23 @@ pub fn build<T>(
             opts.install_target,
             opts.quiet,
         )?;
-        plans.push(plan(project, p)?);
+        // Every crate that cannot link statically stops the build here, before anything
+        // compiles.
+        let preflight = crate::preflight::run(project, p.musl_triple());
+        preflight.check()?;
+        let mut plan = plan(project, p)?;
+        plan.env.extend(preflight.env);
+        plans.push(plan);
+    }
+    for plan in &mut plans {
+        let triple = plan.platform.musl_triple();
+        if let openssl::Decision::Build { req, features } = openssl::decide(project, triple) {
+            let cc = c_compiler(plan);
+            let dir = openssl::ensure(
+                project, cargo_args, triple, &req, &features, &cc, opts.quiet,
+            )?;
+            plan.env.extend(openssl::env_for(triple, &dir));
+        }
     }
     let (plain, zig): (Vec<Plan>, Vec<Plan>) =
         plans.into_iter().partition(|p| p.driver == Driver::Cargo);

@@ -142,6 +142,22 @@ pub struct Project {
     pub settings: Settings,
     /// Whether anything in the build graph compiles C code through cc-rs.
     pub compiles_c: bool,
+    /// The packages of the resolved graph that link or build native code, or need a host tool
+    /// to build (see [`crate::preflight`]): every `*-sys` package and the others the preflight
+    /// knows, sorted by name.
+    pub native: Vec<NativeDep>,
+}
+
+/// A package of the resolved graph that the preflight looks at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NativeDep {
+    pub name: String,
+    pub version: String,
+    /// Its features as resolved for this build.
+    pub features: Vec<String>,
+    /// Its (optional or not) dependencies' names and version requirements with their features,
+    /// e.g. openssl-sys's `openssl-src` requirement, which the tool builds OpenSSL with.
+    pub deps: Vec<(String, String, Vec<String>)>,
 }
 
 /// The remembered answer, when nothing it depends on has changed.
@@ -232,6 +248,8 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         })
         .unwrap_or(false);
 
+    let native = native_deps(metadata);
+
     let target_dir = match &args.target_dir {
         Some(d) => std::path::absolute(d).context("resolving --target-dir")?,
         None => metadata.target_directory.clone().into_std_path_buf(),
@@ -250,8 +268,37 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         bins,
         settings,
         compiles_c,
+        native,
         package,
     })
+}
+
+/// The packages of the resolved graph the preflight looks at. (The graph is cargo's for every
+/// platform: a dependency only for another OS is listed too.)
+fn native_deps(metadata: &Metadata) -> Vec<NativeDep> {
+    let Some(resolve) = &metadata.resolve else {
+        return Vec::new();
+    };
+    let mut found: Vec<NativeDep> = resolve
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let p = metadata.packages.iter().find(|p| p.id == n.id)?;
+            let name = p.name.as_str();
+            (name.ends_with("-sys") || crate::preflight::knows(name)).then(|| NativeDep {
+                name: name.to_string(),
+                version: p.version.to_string(),
+                features: n.features.iter().map(|f| f.to_string()).collect(),
+                deps: p
+                    .dependencies
+                    .iter()
+                    .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
+                    .collect(),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    found
 }
 
 fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {

@@ -1,0 +1,261 @@
+//! Crates that link C libraries: OpenSSL through openssl-sys with zero configuration (the tool
+//! builds a static OpenSSL once and caches it), and the preflight that stops a build whose
+//! -sys crates cannot link statically, before anything compiles, with the fix.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use common::*;
+use serde_json::Value;
+
+/// The tool's cache for these tests: the OpenSSL build is shared by every test of a run (the
+/// tool's lock makes concurrent runs wait for one build), and a reused machine keeps it.
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("containerize-sys-crates-cache")
+}
+
+fn tool_with_cache(cwd: &Path) -> Command {
+    let mut cmd = tool(cwd);
+    cmd.env("CARGO_CONTAINERIZE_CACHE", cache_dir());
+    cmd
+}
+
+/// A CA and a `localhost` server certificate it signed, made with the openssl CLI.
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca_pem: Vec<u8>,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    capture(Command::new("openssl").current_dir(dir).args(args)).assert_success();
+}
+
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = tempdir();
+        let d = dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        openssl(
+            d,
+            &[
+                &["req", "-x509", "-nodes", "-days", "2"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-subj",
+                    "/CN=cargo-containerize test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            d,
+            &[
+                &["req", "-nodes"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
+            ],
+        );
+        Pki {
+            ca_pem: fs::read(d.join("ca.pem")).unwrap(),
+            cert_pem: fs::read(d.join("server.pem")).unwrap(),
+            key_pem: fs::read(d.join("server.key")).unwrap(),
+            _dir: dir,
+        }
+    })
+}
+
+const BODY: &str = "hello over TLS from the loopback server";
+
+/// A TLS server on 127.0.0.1 with the PKI's certificate, answering every connection with
+/// [`BODY`]; its address.
+fn tls_server() -> String {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pki = pki();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pki.cert_pem)
+        .collect::<Result<_, _>>()
+        .expect("server cert");
+    let key = PrivateKeyDer::from_pem_slice(&pki.key_pem).expect("server key");
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config"),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(config).expect("connection");
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = write!(
+                    tls,
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    addr
+}
+
+/// A copy of the tls fixture that trusts only the test CA; nothing else configured.
+fn tls_project() -> Project {
+    let project = Project::copy("tls");
+    project.write("test-ca.pem", &pki().ca_pem);
+    project.append_manifest("[package.metadata.containerize]\nca-certs = \"test-ca.pem\"\n");
+    project
+}
+
+/// The tls fixture's image, built once per test run.
+fn tls_image() -> &'static Built {
+    static IMAGE: OnceLock<Built> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let project = tls_project();
+        let out = tempdir();
+        let layout = Layout::new(out.path().join("image"), "test");
+        let run = capture(
+            tool_with_cache(&project.root)
+                .args(["build", "--locked", "--output", &layout.reference()])
+                .arg("--target-dir")
+                .arg(shared_target_dir("tls")),
+        );
+        run.assert_success();
+        Built::new(project, out, layout, run)
+    })
+}
+
+/// Runs the image's binary against `addr` with runc, in the host's network namespace (so it
+/// reaches the loopback server).
+fn run_against(built: &Built, addr: &str) -> Run {
+    let bundle = built.bundle();
+    let path = bundle.path.join("config.json");
+    let mut config: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let args = config["process"]["args"].as_array_mut().expect("args");
+    args.truncate(1);
+    args.push(Value::String(addr.to_string()));
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .retain(|ns| ns["type"] != "network");
+    fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    bundle.run()
+}
+
+#[test]
+fn openssl_crate_builds_static_with_zero_config_and_talks_tls() {
+    let built = tls_image();
+    let stderr = &built.run.stderr;
+    assert!(
+        stderr.contains("OpenSSL 3.") && stderr.contains("for x86_64-unknown-linux-musl"),
+        "no OpenSSL status line: {}",
+        built.run
+    );
+    assert!(stderr.contains("is static"), "{}", built.run);
+    let addr = tls_server();
+    let run = run_against(built, &addr);
+    run.assert_success();
+    assert!(
+        run.stdout.contains("HTTP/1.0 200 OK") && run.stdout.contains(BODY),
+        "no response from the TLS server: {run}"
+    );
+}
+
+#[test]
+fn openssl_is_built_once_and_two_directories_give_one_digest() {
+    let first = tls_image();
+    let again = tls_project();
+    let (run, _layout, _out) = {
+        let out = tempdir();
+        let layout = Layout::new(out.path().join("image"), "test");
+        let run = capture(
+            tool_with_cache(&again.root)
+                .args(["build", "--locked", "--output", &layout.reference()])
+                .arg("--target-dir")
+                .arg(shared_target_dir("tls")),
+        );
+        (run, layout, out)
+    };
+    run.assert_success();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("Cached OpenSSL 3.")),
+        "the second build did not reuse the cached OpenSSL: {run}"
+    );
+    assert!(
+        !run.stderr.contains("Building OpenSSL"),
+        "OpenSSL was built again: {run}"
+    );
+    assert_eq!(
+        run.digest(),
+        first.run.digest(),
+        "two copies of the project gave different images"
+    );
+}
