@@ -259,3 +259,51 @@ fn openssl_is_built_once_and_two_directories_give_one_digest() {
         "two copies of the project gave different images"
     );
 }
+
+/// The command between the backticks of an error line's `cargo add …`.
+fn cargo_add_remedy(line: &str) -> Vec<String> {
+    let start = line.find("`cargo add ").expect("a `cargo add` remedy") + 1;
+    let end = start + line[start..].find('`').expect("closing backtick");
+    line[start..end]
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
+    let project = Project::copy("sqlite");
+    let target = tempdir();
+    let (run, _layout, out) = try_build(&project, Some(target.path()), &[]);
+    assert_one_line_error(
+        &run,
+        &[
+            "libsqlite3-sys 0.40.0",
+            "statically",
+            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
+        ],
+    );
+    assert!(
+        !run.stderr.contains("Compiling"),
+        "cargo compiled before the refusal: {run}"
+    );
+    assert!(
+        !target.path().join(MUSL_TARGET).exists(),
+        "the build started before the refusal: {run}"
+    );
+    assert!(snapshot(out.path()).is_empty(), "an output was written");
+
+    // Following the remedy word for word makes it build, statically, and run.
+    let args = cargo_add_remedy(error_line(&run));
+    capture(
+        Command::new("cargo")
+            .args(&args[1..])
+            .current_dir(&project.root),
+    )
+    .assert_success();
+    let built = build(project, Some(&shared_target_dir("sqlite-bundled")), &[]);
+    assert!(built.run.stderr.contains("is static"), "{}", built.run);
+    let ran = built.bundle().run();
+    ran.assert_success();
+    assert!(ran.stdout.contains("40 + 2 = 42"), "{ran}");
+}
