@@ -48,7 +48,7 @@ const RULES: &[Rule] = &[
     Rule {
         name: "pq-sys",
         library: "libpq",
-        source_features: &["bundled"],
+        source_features: &["bundled", "bundled_without_openssl"],
         source_by_default: false,
         system_features: &[],
         force_env: None,

@@ -270,19 +270,21 @@ fn cargo_add_remedy(line: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
-    let project = Project::copy("sqlite");
+/// Builds a copy of `fixture`, which the preflight must refuse before compiling anything with
+/// a one-line error holding `keywords` and a `cargo add` remedy; then runs that remedy word for
+/// word, builds again (statically) and runs the image: its stdout must contain `expect`.
+fn refused_then_remedied(fixture: &str, keywords: &[&str], expect: &str) {
+    let project = Project::copy(fixture);
     let target = tempdir();
-    let (run, _layout, out) = try_build(&project, Some(target.path()), &[]);
-    assert_one_line_error(
-        &run,
-        &[
-            "libsqlite3-sys 0.40.0",
-            "statically",
-            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
-        ],
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "test");
+    let run = capture(
+        tool_with_cache(&project.root)
+            .args(["build", "--locked", "--output", &layout.reference()])
+            .arg("--target-dir")
+            .arg(target.path()),
     );
+    assert_one_line_error(&run, keywords);
     assert!(
         !run.stderr.contains("Compiling"),
         "cargo compiled before the refusal: {run}"
@@ -293,7 +295,6 @@ fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
     );
     assert!(snapshot(out.path()).is_empty(), "an output was written");
 
-    // Following the remedy word for word makes it build, statically, and run.
     let args = cargo_add_remedy(error_line(&run));
     capture(
         Command::new("cargo")
@@ -301,9 +302,43 @@ fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
             .current_dir(&project.root),
     )
     .assert_success();
-    let built = build(project, Some(&shared_target_dir("sqlite-bundled")), &[]);
-    assert!(built.run.stderr.contains("is static"), "{}", built.run);
+    let remedied = format!("{fixture}-remedied");
+    let run = capture(
+        tool_with_cache(&project.root)
+            .args(["build", "--locked", "--output", &layout.reference()])
+            .arg("--target-dir")
+            .arg(shared_target_dir(&remedied)),
+    );
+    run.assert_success();
+    assert!(run.stderr.contains("is static"), "{run}");
+    let built = Built::new(project, out, layout, run);
     let ran = built.bundle().run();
     ran.assert_success();
-    assert!(ran.stdout.contains("40 + 2 = 42"), "{ran}");
+    assert!(ran.stdout.contains(expect), "{ran}");
+}
+
+#[test]
+fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
+    refused_then_remedied(
+        "sqlite",
+        &[
+            "libsqlite3-sys 0.40.0",
+            "statically",
+            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
+        ],
+        "40 + 2 = 42",
+    );
+}
+
+#[test]
+fn libpq_without_bundled_fails_before_compiling_and_the_remedy_works() {
+    refused_then_remedied(
+        "libpq",
+        &[
+            "pq-sys 0.7.8",
+            "statically",
+            "`cargo add pq-sys@0.7.8 --features bundled`",
+        ],
+        "libpq 1",
+    );
 }
