@@ -290,6 +290,33 @@ fn c_compiler(plan: &Plan) -> openssl::CCompiler {
     }
 }
 
+/// What `doctor` reports about the toolchain for one platform.
+pub struct Toolchain {
+    /// Whether the Rust standard library for the musl target is installed.
+    pub target_installed: bool,
+    /// The C compiler for the target's C code: what it is, or why none can be used.
+    pub c_compiler: std::result::Result<String, String>,
+}
+
+pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
+    let target_installed = target_installed(&project.package_root, platform.musl_triple())?;
+    let c_compiler = if project.compiles_c {
+        match plan(project, platform) {
+            Ok(plan) => Ok(match plan.driver {
+                Driver::Zigbuild => format!("zig through {}", c_compiler(&plan).identity),
+                Driver::Cargo => c_compiler(&plan).identity,
+            }),
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Ok("none needed (no crate compiles C code)".to_string())
+    };
+    Ok(Toolchain {
+        target_installed,
+        c_compiler,
+    })
+}
+
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)

@@ -87,7 +87,11 @@ fn user_variable(triple: &str) -> Option<String> {
 }
 
 pub fn decide(project: &Project, triple: &str) -> Decision {
-    let Some(sys) = project.native.iter().find(|d| d.name == OPENSSL_SYS) else {
+    let Some(sys) = project
+        .native
+        .iter()
+        .find(|d| d.name == OPENSSL_SYS && d.targets.iter().any(|t| t == triple))
+    else {
         return Decision::Absent;
     };
     if sys.features.iter().any(|f| f == "vendored") {
@@ -488,6 +492,8 @@ mod tests {
             name: OPENSSL_SYS.into(),
             version: "0.9.118".into(),
             features: vec![],
+            targets: vec![],
+            host: false,
             deps: vec![(
                 "openssl-src".into(),
                 "^300.2.0".into(),

@@ -155,6 +155,9 @@ const RULES: &[Rule] = &[
     },
 ];
 
+/// `*-sys` crates that are Rust bindings to the kernel or the OS, with no C library to link.
+pub const PURE_RUST: &[&str] = &["linux-raw-sys", "windows-sys", "js-sys", "web-sys"];
+
 /// Whether the preflight looks at a package of this name (besides every `*-sys` package).
 pub fn knows(name: &str) -> bool {
     RULES.iter().any(|r| r.name == name)
@@ -300,6 +303,14 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
 pub fn run(project: &Project, triple: &str) -> Report {
     let mut report = Report::default();
     for dep in &project.native {
+        // A library matters where it is linked; a host program wherever it runs.
+        let host_tool = RULES
+            .iter()
+            .any(|r| r.name == dep.name && r.name == "prost-build");
+        let linked = dep.targets.iter().any(|t| t == triple);
+        if !linked && !(host_tool && dep.host) {
+            continue;
+        }
         let verdict = verdict(project, dep, triple);
         if matches!(verdict, Verdict::Source(_))
             && let Some(rule) = RULES.iter().find(|r| r.name == dep.name)

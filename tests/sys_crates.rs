@@ -342,3 +342,67 @@ fn libpq_without_bundled_fails_before_compiling_and_the_remedy_works() {
         "libpq 1",
     );
 }
+
+fn doctor(project: &Project, extra: &[&str]) -> Run {
+    capture(
+        tool_with_cache(&project.root)
+            .args(["doctor", "--locked"])
+            .args(extra),
+    )
+}
+
+#[test]
+fn doctor_reports_each_c_dependency_and_fails_on_a_refused_one() {
+    let run = doctor(&Project::copy("sqlite"), &[]);
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(
+        run.stdout.contains("rust target   installed")
+            && run.stdout.contains("C compiler    ")
+            && run.stdout.contains(
+                "libsqlite3-sys 0.40.0  REFUSED: libsqlite3-sys 0.40.0 links the system's SQLite"
+            )
+            && run
+                .stdout
+                .contains("`cargo add libsqlite3-sys@0.40.0 --features bundled`"),
+        "{run}"
+    );
+
+    let run = doctor(&Project::copy("tls"), &[]);
+    assert_eq!(run.code(), Some(0), "{run}");
+    assert!(
+        run.stdout
+            .contains("openssl-sys 0.9.118  handled by the tool: static OpenSSL"),
+        "{run}"
+    );
+    assert!(
+        !run.stdout.contains("security-framework-sys") && !run.stdout.contains("windows-sys"),
+        "dependencies of other platforms are listed: {run}"
+    );
+
+    // openssl = "off" with no OpenSSL of the user's: refused, with the ways out.
+    let off = Project::copy("tls");
+    off.append_manifest("[package.metadata.containerize]\nopenssl = \"off\"\n");
+    let run = doctor(&off, &[]);
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(
+        run.stdout.contains("openssl = \"off\"")
+            && run
+                .stdout
+                .contains("`cargo add openssl-sys@0.9.118 --features vendored`"),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_c_dependency_of_another_os_is_not_refused() {
+    let project = Project::copy("sqlite");
+    let manifest = fs::read_to_string(project.manifest()).unwrap();
+    fs::write(
+        project.manifest(),
+        manifest.replace("[dependencies]\n", "[target.'cfg(windows)'.dependencies]\n"),
+    )
+    .unwrap();
+    let run = doctor(&project, &[]);
+    assert_eq!(run.code(), Some(0), "{run}");
+    assert!(!run.stdout.contains("libsqlite3-sys"), "{run}");
+}
