@@ -389,6 +389,32 @@ pub fn build<T>(
     Ok(built)
 }
 
+/// How much of cargo's stderr is kept for [`crate::diagnose`]: its end, where the errors are.
+const STDERR_KEPT: usize = 4 << 20;
+
+/// Copies cargo's stderr to ours as it comes, and returns its last [`STDERR_KEPT`] bytes.
+fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
+    use std::io::Write;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut to = std::io::stderr();
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = to.write_all(&buf[..n]);
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * STDERR_KEPT {
+                    kept.drain(..kept.len() - STDERR_KEPT);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    kept
+}
+
 fn run_cargo<T>(
     project: &Project,
     cargo_args: &CargoArgs,
@@ -418,9 +444,23 @@ fn run_cargo<T>(
         .arg(&project.target_dir)
         .current_dir(&project.package_root)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if opts.quiet {
         cmd.arg("--quiet");
+    }
+    // cargo's stderr goes through a pipe (to be read after a failure): on a terminal it keeps
+    // its colours and progress bar, as the user's own settings allow.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if std::env::var_os("CARGO_TERM_COLOR").is_none() {
+            cmd.arg("--color=always");
+        }
+        if std::env::var_os("CARGO_TERM_PROGRESS_WHEN").is_none()
+            && let Some((terminal_size::Width(width), _)) =
+                terminal_size::terminal_size_of(std::io::stderr())
+        {
+            cmd.env("CARGO_TERM_PROGRESS_WHEN", "always")
+                .env("CARGO_TERM_PROGRESS_WIDTH", width.to_string());
+        }
     }
     // Build scripts that stamp the build time honour SOURCE_DATE_EPOCH (the
     // reproducible-builds.org convention); the user's own value is left as it is.
@@ -506,6 +546,8 @@ fn run_cargo<T>(
         Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
     })?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
+    let stderr = child.stderr.take().context("cargo's stderr")?;
+    let tee = std::thread::spawn(move || tee_stderr(stderr));
     // A thread drains cargo's messages, so cargo never waits on a full pipe while `on_built`
     // packs a binary that is already done.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -540,7 +582,23 @@ fn run_cargo<T>(
     }
     let _ = reader.join();
     let status = child.wait().context("waiting for cargo")?;
+    let said = tee.join().unwrap_or_default();
     if !status.success() {
+        let said = String::from_utf8_lossy(&said);
+        if let Some(why) = plans
+            .iter()
+            .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
+        {
+            bail!(
+                "cargo {} for {} failed: {why}",
+                if driver == Driver::Zigbuild {
+                    "zigbuild"
+                } else {
+                    "build"
+                },
+                names.join(", ")
+            );
+        }
         bail!(
             "cargo {} for {} failed (its errors are above); fix them, then run cargo containerize again",
             if driver == Driver::Zigbuild {

@@ -15,6 +15,7 @@
 pub mod blobs;
 pub mod build;
 pub mod cli;
+pub mod diagnose;
 pub mod doctor;
 pub mod image;
 pub mod init;

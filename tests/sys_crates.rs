@@ -406,3 +406,41 @@ fn a_c_dependency_of_another_os_is_not_refused() {
     assert_eq!(run.code(), Some(0), "{run}");
     assert!(!run.stdout.contains("libsqlite3-sys"), "{run}");
 }
+
+#[test]
+fn a_failed_build_ends_with_the_cause_and_the_fix() {
+    // The user's own C compiler for the target does not exist: cc-rs fails in cdep's build
+    // script, and the tool's last line says so in the user's terms.
+    let project = Project::copy("cdep");
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "test");
+    let run = capture(
+        tool_with_cache(&project.root)
+            .args(["build", "--locked", "--output", &layout.reference()])
+            .arg("--target-dir")
+            .arg(shared_target_dir("cdep"))
+            .env(
+                "CC_x86_64_unknown_linux_musl",
+                "/nonexistent/x86_64-linux-musl-gcc",
+            ),
+    );
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(
+        run.stderr
+            .contains("failed to run custom build command for `cdep"),
+        "cargo's own output is not shown: {run}"
+    );
+    let last = run
+        .stderr
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("error: cargo build for linux/amd64 failed: cdep 0.1.0 needs a C compiler for x86_64-unknown-linux-musl")
+            && last.contains("/nonexistent/x86_64-linux-musl-gcc")
+            && last.contains("apt-get install musl-tools")
+            && last.contains("CC_x86_64_unknown_linux_musl"),
+        "{run}"
+    );
+    assert!(snapshot(out.path()).is_empty(), "an output was written");
+}
