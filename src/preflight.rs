@@ -29,6 +29,8 @@ struct Rule {
     force_env: Option<(&'static str, &'static str)>,
     /// Host programs it needs: (feature that needs it, or "" for always; program; Debian package).
     needs: &'static [(&'static str, &'static str, &'static str)],
+    /// The first version that needs them (older ones bundled them), or "" for all.
+    needs_from: &'static str,
 }
 
 const RULES: &[Rule] = &[
@@ -44,6 +46,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "pq-sys",
@@ -53,6 +56,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "mysqlclient-sys",
@@ -62,6 +66,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[("bundled", "cmake", "cmake")],
+        needs_from: "",
     },
     Rule {
         name: "libz-sys",
@@ -71,6 +76,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: Some(("LIBZ_SYS_STATIC", "1")),
         needs: &[("zlib-ng", "cmake", "cmake")],
+        needs_from: "",
     },
     Rule {
         name: "curl-sys",
@@ -80,6 +86,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "libssh2-sys",
@@ -89,6 +96,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "zstd-sys",
@@ -98,6 +106,7 @@ const RULES: &[Rule] = &[
         system_features: &["pkg-config"],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "bzip2-sys",
@@ -107,6 +116,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "lzma-sys",
@@ -116,6 +126,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: Some(("LZMA_API_STATIC", "1")),
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "aws-lc-sys",
@@ -125,6 +136,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[],
+        needs_from: "",
     },
     Rule {
         name: "aws-lc-fips-sys",
@@ -134,6 +146,7 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[("", "cmake", "cmake"), ("", "go", "golang-go")],
+        needs_from: "",
     },
     Rule {
         name: "rdkafka-sys",
@@ -143,6 +156,7 @@ const RULES: &[Rule] = &[
         system_features: &["dynamic-linking"],
         force_env: None,
         needs: &[("cmake-build", "cmake", "cmake"), ("", "make", "make")],
+        needs_from: "",
     },
     Rule {
         name: "prost-build",
@@ -152,11 +166,17 @@ const RULES: &[Rule] = &[
         system_features: &[],
         force_env: None,
         needs: &[("", "protoc", "protobuf-compiler")],
+        // prost-build shipped protoc binaries before 0.11.
+        needs_from: "0.11.0",
     },
 ];
 
 /// `*-sys` crates that are Rust bindings to the kernel or the OS, with no C library to link.
 pub const PURE_RUST: &[&str] = &["linux-raw-sys", "windows-sys", "js-sys", "web-sys"];
+
+/// Crates of [`RULES`] that run on the build machine (in a build script) rather than link into
+/// the binary: what they need is needed whatever the target.
+const HOST_TOOLS: &[&str] = &["prost-build"];
 
 /// Whether the preflight looks at a package of this name (besides every `*-sys` package).
 pub fn knows(name: &str) -> bool {
@@ -228,6 +248,19 @@ fn cargo_add(dep: &NativeDep, feature: &str) -> String {
     )
 }
 
+/// Whether version `v` is older than `from` (both `X.Y.Z`; false when `from` is empty).
+fn older(v: &str, from: &str) -> bool {
+    let parse = |s: &str| -> Vec<u64> {
+        s.split(['-', '+'])
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    !from.is_empty() && parse(v) < parse(from)
+}
+
 fn has_program(program: &str) -> bool {
     which::which(program).is_ok()
 }
@@ -275,7 +308,12 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
             cargo_add(dep, feature)
         ));
     }
-    for (feature, program, package) in rule.needs {
+    let needs = if older(&dep.version, rule.needs_from) {
+        &[][..]
+    } else {
+        rule.needs
+    };
+    for (feature, program, package) in needs {
         if (feature.is_empty() || on(dep, feature)) && !has_program(program) {
             if *program == "protoc" && std::env::var_os("PROTOC").is_some() {
                 continue;
@@ -304,11 +342,9 @@ pub fn run(project: &Project, triple: &str) -> Report {
     let mut report = Report::default();
     for dep in &project.native {
         // A library matters where it is linked; a host program wherever it runs.
-        let host_tool = RULES
-            .iter()
-            .any(|r| r.name == dep.name && r.name == "prost-build");
         let linked = dep.targets.iter().any(|t| t == triple);
-        if !linked && !(host_tool && dep.host) {
+        let runs_here = dep.host && HOST_TOOLS.contains(&dep.name.as_str());
+        if !(linked || runs_here) {
             continue;
         }
         let verdict = verdict(project, dep, triple);
@@ -332,6 +368,14 @@ pub fn run(project: &Project, triple: &str) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(older("0.10.4", "0.11.0"));
+        assert!(!older("0.11.0", "0.11.0"));
+        assert!(!older("0.13.5", "0.11.0"));
+        assert!(!older("0.1.0", ""));
+    }
 
     #[test]
     fn every_rule_has_a_remedy_feature_when_it_can_refuse() {
