@@ -181,25 +181,8 @@ fn old_time_version(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// A project with no C dependencies in its graph, named `app`.
     fn project() -> Project {
-        let manifest = r#"{"name":"app","version":"0.1.0","id":"path+file:///app#0.1.0","source":null,
-            "dependencies":[],"targets":[],"features":{},"manifest_path":"/app/Cargo.toml",
-            "edition":"2021","metadata":null,"publish":null,"authors":[],"categories":[],
-            "keywords":[],"readme":null,"repository":null,"homepage":null,"documentation":null,
-            "license":null,"license_file":null,"description":null,"links":null,"default_run":null,
-            "rust_version":null}"#;
-        Project {
-            package: serde_json::from_str(manifest).unwrap(),
-            workspace_root: "/app".into(),
-            package_root: "/app".into(),
-            target_dir: "/app/target".into(),
-            bin: "app".into(),
-            bins: vec!["app".into()],
-            settings: Default::default(),
-            compiles_c: false,
-            native: vec![],
-        }
+        Project::for_test(vec![])
     }
 
     const AMD64: &str = "x86_64-unknown-linux-musl";

@@ -84,7 +84,9 @@ const RULES: &[Rule] = &[
         source_features: &["static-curl"],
         source_by_default: true,
         system_features: &[],
-        force_env: None,
+        // Without `static-curl` it asks pkg-config first, which may answer with the build
+        // machine's glibc libcurl; pkg-config-rs skips a library named in <LIB>_NO_PKG_CONFIG.
+        force_env: Some(("LIBCURL_NO_PKG_CONFIG", "1")),
         needs: &[],
         needs_from: "",
     },
@@ -114,7 +116,7 @@ const RULES: &[Rule] = &[
         source_features: &["static"],
         source_by_default: true,
         system_features: &[],
-        force_env: None,
+        force_env: Some(("BZIP2_NO_PKG_CONFIG", "1")),
         needs: &[],
         needs_from: "",
     },
@@ -368,6 +370,75 @@ pub fn run(project: &Project, triple: &str) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AMD64: &str = "x86_64-unknown-linux-musl";
+
+    fn dep(name: &str, version: &str, features: &[&str]) -> NativeDep {
+        NativeDep {
+            name: name.into(),
+            version: version.into(),
+            features: features.iter().map(|f| f.to_string()).collect(),
+            deps: vec![],
+            targets: vec![AMD64.into()],
+            host: false,
+        }
+    }
+
+    fn verdicts(deps: Vec<NativeDep>) -> Report {
+        run(&Project::for_test(deps), AMD64)
+    }
+
+    #[test]
+    fn the_table_decides_per_feature() {
+        let r = verdicts(vec![
+            dep("bzip2-sys", "0.1.13", &[]),
+            dep("curl-sys", "0.4.80", &[]),
+            dep("libsqlite3-sys", "0.35.0", &["bundled"]),
+            dep("libz-sys", "1.1.22", &[]),
+            dep("zstd-sys", "2.0.15", &["pkg-config"]),
+            dep("rdkafka-sys", "4.9.0", &["dynamic-linking"]),
+            dep("mystery-sys", "1.0.0", &[]),
+        ]);
+        let by = |name: &str| {
+            r.findings
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.verdict.clone())
+                .unwrap()
+        };
+        assert!(matches!(by("bzip2-sys"), Verdict::Source(_)));
+        assert!(matches!(by("curl-sys"), Verdict::Source(_)));
+        assert!(matches!(by("libsqlite3-sys"), Verdict::Source(how) if how.contains("bundled")));
+        assert!(matches!(by("libz-sys"), Verdict::Source(_)));
+        assert!(
+            matches!(by("zstd-sys"), Verdict::Refused(why) if why.contains("`pkg-config` feature"))
+        );
+        assert!(
+            matches!(by("rdkafka-sys"), Verdict::Refused(why) if why.contains("`dynamic-linking`"))
+        );
+        assert_eq!(by("mystery-sys"), Verdict::Unknown);
+        let env: Vec<&str> = r.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            env,
+            [
+                "BZIP2_NO_PKG_CONFIG",
+                "LIBCURL_NO_PKG_CONFIG",
+                "LIBZ_SYS_STATIC"
+            ]
+        );
+        let err = r.check().unwrap_err().to_string();
+        assert!(
+            err.contains("and 1 more crate(s)") && err.contains("doctor"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_library_of_another_target_is_not_judged_for_this_one() {
+        let mut d = dep("libsqlite3-sys", "0.35.0", &[]);
+        d.targets = vec!["aarch64-unknown-linux-musl".into()];
+        assert!(verdicts(vec![d]).findings.is_empty());
+    }
 
     #[test]
     fn versions_compare_numerically() {

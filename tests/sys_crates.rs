@@ -444,3 +444,70 @@ fn a_failed_build_ends_with_the_cause_and_the_fix() {
     );
     assert!(snapshot(out.path()).is_empty(), "an output was written");
 }
+
+/// Where scripts/setup-cross-tools puts cargo-zigbuild and zig.
+fn cross_tools_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CONTAINERIZE_TOOLS_BIN") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    Path::new(&home).join(".cache/cargo-containerize/venv/bin")
+}
+
+#[test]
+fn openssl_crate_builds_for_arm64_with_zig_and_talks_tls_under_qemu() {
+    let tools = cross_tools_bin();
+    assert!(
+        tools.join("cargo-zigbuild").is_file()
+            && (tools.join("zig").is_file() || tools.join("python-zig").is_file()),
+        "cargo-zigbuild and zig are not in {}: run scripts/setup-cross-tools (or point \
+         CONTAINERIZE_TOOLS_BIN at a directory holding them)",
+        tools.display()
+    );
+    let mut path = vec![tools];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let project = tls_project();
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "test");
+    let run = capture(
+        tool_with_cache(&project.root)
+            .args(["build", "--locked", "--platform", "linux/arm64", "--output"])
+            .arg(layout.reference())
+            .arg("--target-dir")
+            .arg(shared_target_dir("tls-arm64"))
+            .env("PATH", std::env::join_paths(path).unwrap())
+            .env_remove("CC_aarch64_unknown_linux_musl")
+            .env_remove("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER"),
+    );
+    run.assert_success();
+    assert!(
+        run.stderr.contains("OpenSSL 3.")
+            && run.stderr.contains("for aarch64-unknown-linux-musl")
+            && run.stderr.contains("cargo-zigbuild"),
+        "{run}"
+    );
+    let built = Built::new(project, out, layout, run);
+    let binary = built.bundle().file("usr/local/bin/tls");
+    let bytes = fs::read(&binary).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    assert_eq!(elf.header.e_machine, goblin::elf::header::EM_AARCH64);
+    assert!(
+        elf.interpreter.is_none() && elf.libraries.is_empty(),
+        "not static"
+    );
+    // Outside the container the image's CA bundle is named with SSL_CERT_FILE, which OpenSSL
+    // reads as the container's would.
+    let addr = tls_server();
+    let ran = capture(
+        Command::new("timeout")
+            .args(["--kill-after=10", "120", "qemu-aarch64-static"])
+            .arg(&binary)
+            .arg(&addr)
+            .env("SSL_CERT_FILE", built.bundle().file(CA_BUNDLE))
+            .env_remove("SSL_CERT_DIR"),
+    );
+    ran.assert_success();
+    assert!(ran.stdout.contains(BODY), "{ran}");
+}

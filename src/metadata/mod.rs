@@ -165,6 +165,30 @@ pub struct NativeDep {
     pub host: bool,
 }
 
+#[cfg(test)]
+impl Project {
+    /// A package `app` (bin `app`) in /app whose graph holds `native`.
+    pub(crate) fn for_test(native: Vec<NativeDep>) -> Project {
+        let manifest = r#"{"name":"app","version":"0.1.0","id":"path+file:///app#0.1.0","source":null,
+            "dependencies":[],"targets":[],"features":{},"manifest_path":"/app/Cargo.toml",
+            "edition":"2021","metadata":null,"publish":null,"authors":[],"categories":[],
+            "keywords":[],"readme":null,"repository":null,"homepage":null,"documentation":null,
+            "license":null,"license_file":null,"description":null,"links":null,"default_run":null,
+            "rust_version":null}"#;
+        Project {
+            package: serde_json::from_str(manifest).expect("package"),
+            workspace_root: "/app".into(),
+            package_root: "/app".into(),
+            target_dir: "/app/target".into(),
+            bin: "app".into(),
+            bins: vec!["app".into()],
+            settings: Default::default(),
+            compiles_c: !native.is_empty(),
+            native,
+        }
+    }
+}
+
 /// The remembered answer, when nothing it depends on has changed.
 pub fn load_cached(args: &CargoArgs, resolve: bool) -> Option<Project> {
     cache::get(args, resolve)
