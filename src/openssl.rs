@@ -367,7 +367,6 @@ pub fn ensure(
     cc: &CCompiler,
     quiet: bool,
 ) -> Result<PathBuf> {
-    check_tools()?;
     let root = crate::memo::base()
         .context("no cache directory for OpenSSL: set CARGO_CONTAINERIZE_CACHE or HOME")?
         .join("openssl");
@@ -400,6 +399,7 @@ pub fn ensure(
         }
         return Ok(dir);
     }
+    check_tools()?;
     if !quiet {
         eprintln!(
             "{:>12} OpenSSL {openssl_version} for {triple} (once; cached in {})",

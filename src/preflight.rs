@@ -282,12 +282,11 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
                 cargo_add(dep, "vendored"),
                 triple.replace('-', "_").to_uppercase()
             )),
-            Decision::Build { .. } => match openssl::check_tools() {
-                Ok(()) => Verdict::Tool(
-                    "static OpenSSL built by cargo-containerize (once per target)".into(),
-                ),
-                Err(e) => Verdict::Refused(e.to_string()),
-            },
+            // perl and make are checked when OpenSSL is built (not when it is cached), still
+            // before anything of the crate compiles.
+            Decision::Build { .. } => {
+                Verdict::Tool("static OpenSSL built by cargo-containerize (once per target)".into())
+            }
         };
     }
     let Some(rule) = RULES.iter().find(|r| r.name == dep.name) else {

@@ -511,3 +511,46 @@ fn openssl_crate_builds_for_arm64_with_zig_and_talks_tls_under_qemu() {
     ran.assert_success();
     assert!(ran.stdout.contains(BODY), "{ran}");
 }
+
+#[test]
+fn without_perl_the_openssl_build_is_refused_first_with_the_install_line() {
+    // A PATH with cargo, rustup's proxies and musl-gcc, but no perl and no make; and a cache
+    // without OpenSSL, so the tool would have to build it.
+    let bin = tempdir();
+    let cargo = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .find(|d| d.join("cargo").is_file())
+        .expect("cargo on PATH");
+    for tool in ["musl-gcc", "git"] {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(tool), bin.path().join(tool))
+            .unwrap();
+    }
+    let cache = tempdir();
+    let project = Project::copy("tls");
+    let target = tempdir();
+    let out = tempdir();
+    let layout = Layout::new(out.path().join("image"), "test");
+    let run = capture(
+        tool(&project.root)
+            .args(["build", "--locked", "--output", &layout.reference()])
+            .arg("--target-dir")
+            .arg(target.path())
+            .env("CARGO_CONTAINERIZE_CACHE", cache.path())
+            .env(
+                "PATH",
+                std::env::join_paths([cargo, bin.path().to_path_buf()]).unwrap(),
+            ),
+    );
+    assert_one_line_error(
+        &run,
+        &[
+            "needs perl and make",
+            "`apt-get install perl make`",
+            "openssl = \"off\"",
+        ],
+    );
+    assert!(
+        !target.path().join(MUSL_TARGET).exists(),
+        "the crate's build started: {run}"
+    );
+    assert!(snapshot(out.path()).is_empty(), "an output was written");
+}
