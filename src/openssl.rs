@@ -374,6 +374,16 @@ pub fn ensure(
     let helper_key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
     let helper = root.join("src").join(&helper_key[..16]);
     let _lock = lock_exclusive(&root.join(format!("{}.lock", &helper_key[..16])), quiet)?;
+    // Builds of this helper make their temporary directories only while holding the lock: one
+    // found now was left by a run that was killed, and is removed.
+    let tmp_prefix = format!(".tmp-{}-", &helper_key[..16]);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     write_helper(&helper, req, features)?;
     let offline = cargo_args.offline || cargo_args.frozen;
     let src_version = locked_version(&helper, &project.package_root, offline)?;
@@ -408,7 +418,7 @@ pub fn ensure(
         );
     }
     let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
+        .prefix(&tmp_prefix)
         .tempdir_in(&root)
         .with_context(|| format!("creating a directory in {}", root.display()))?;
     let out = tmp.path().join("out");

@@ -230,6 +230,17 @@ fn openssl_crate_builds_static_with_zero_config_and_talks_tls() {
 #[test]
 fn openssl_is_built_once_and_two_directories_give_one_digest() {
     let first = tls_image();
+    // What a killed OpenSSL build leaves: a temporary directory beside the cache entries.
+    let openssl_cache = cache_dir().join("openssl");
+    let helper = fs::read_dir(openssl_cache.join("src"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("the helper crate")
+        .file_name();
+    let leftover = openssl_cache.join(format!(".tmp-{}-killed", helper.to_string_lossy()));
+    fs::create_dir_all(leftover.join("out/lib")).unwrap();
+    fs::write(leftover.join("out/lib/libssl.a"), "half").unwrap();
     let again = tls_project();
     let (run, _layout, _out) = {
         let out = tempdir();
@@ -257,6 +268,10 @@ fn openssl_is_built_once_and_two_directories_give_one_digest() {
         run.digest(),
         first.run.digest(),
         "two copies of the project gave different images"
+    );
+    assert!(
+        !leftover.exists(),
+        "a killed build's temporary directory was left: {run}"
     );
 }
 
