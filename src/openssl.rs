@@ -68,6 +68,8 @@ pub enum Decision {
     Absent,
     /// Its `vendored` feature builds OpenSSL from source in its own build script.
     Vendored,
+    /// A feature makes it bind another library (AWS-LC, BoringSSL) that its crate builds.
+    OtherBackend(String),
     /// The user points it at an OpenSSL of their own with this variable.
     UserDir(String),
     /// `openssl = "off"`: openssl-sys looks for OpenSSL itself.
@@ -96,6 +98,13 @@ pub fn decide(project: &Project, triple: &str) -> Decision {
     };
     if sys.features.iter().any(|f| f == "vendored") {
         return Decision::Vendored;
+    }
+    if let Some(f) = sys
+        .features
+        .iter()
+        .find(|f| ["aws-lc", "aws-lc-fips", "unstable_boringssl"].contains(&f.as_str()))
+    {
+        return Decision::OtherBackend(f.clone());
     }
     if let Some(var) = user_variable(triple) {
         return Decision::UserDir(var);
@@ -494,6 +503,38 @@ mod tests {
         std::fs::remove_file(d.join("lib/extra.a")).unwrap();
         std::fs::remove_file(d.join("lib/libcrypto.a")).unwrap();
         assert!(!complete(d), "a missing file");
+    }
+
+    #[test]
+    fn vendored_or_another_backend_needs_no_openssl_from_the_tool() {
+        let sys = |features: &[&str]| NativeDep {
+            name: OPENSSL_SYS.into(),
+            version: "0.9.118".into(),
+            features: features.iter().map(|f| f.to_string()).collect(),
+            deps: vec![],
+            targets: vec!["x86_64-unknown-linux-musl".into()],
+            host: false,
+        };
+        let decide_for = |f: &[&str]| {
+            decide(
+                &Project::for_test(vec![sys(f)]),
+                "x86_64-unknown-linux-musl",
+            )
+        };
+        assert_eq!(decide_for(&["vendored"]), Decision::Vendored);
+        assert_eq!(
+            decide_for(&["aws-lc"]),
+            Decision::OtherBackend("aws-lc".into())
+        );
+        assert!(matches!(decide_for(&[]), Decision::Build { .. }));
+        assert_eq!(
+            decide(
+                &Project::for_test(vec![sys(&[])]),
+                "aarch64-unknown-linux-musl"
+            ),
+            Decision::Absent,
+            "openssl-sys is linked only into the amd64 binary"
+        );
     }
 
     #[test]

@@ -275,6 +275,9 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
                 Ok(()) => Verdict::Source("its `vendored` feature builds OpenSSL".into()),
                 Err(e) => Verdict::Refused(format!("openssl-sys (feature `vendored`): {e}")),
             },
+            Decision::OtherBackend(f) => Verdict::Source(format!(
+                "feature `{f}` binds a library its own crate builds, not OpenSSL"
+            )),
             Decision::UserDir(var) => Verdict::User(format!("OpenSSL from ${var}")),
             Decision::Off => Verdict::Refused(format!(
                 "openssl-sys {} needs OpenSSL for {triple}, and openssl = \"off\" with no OPENSSL_DIR set; remove openssl = \"off\" (the tool then builds a static OpenSSL), or {}, or set {}_OPENSSL_DIR to a static OpenSSL built for {triple}",

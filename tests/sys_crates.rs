@@ -394,6 +394,20 @@ fn doctor_reports_each_c_dependency_and_fails_on_a_refused_one() {
         "dependencies of other platforms are listed: {run}"
     );
 
+    // An OpenSSL of the user's is theirs to give: the tool builds none.
+    let run = capture(
+        tool_with_cache(&Project::copy("tls").root)
+            .args(["doctor", "--locked"])
+            .env("X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR", "/opt/openssl-musl"),
+    );
+    assert_eq!(run.code(), Some(0), "{run}");
+    assert!(
+        run.stdout.contains(
+            "openssl-sys 0.9.118  yours: OpenSSL from $X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR"
+        ),
+        "{run}"
+    );
+
     // openssl = "off" with no OpenSSL of the user's: refused, with the ways out.
     let off = Project::copy("tls");
     off.append_manifest("[package.metadata.containerize]\nopenssl = \"off\"\n");
