@@ -5,6 +5,7 @@
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
 use crate::metadata::{CargoArgs, Project};
+use crate::openssl;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
@@ -52,7 +53,7 @@ fn rustc() -> OsString {
     std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())
 }
 
-fn cargo() -> OsString {
+pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
@@ -229,6 +230,93 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     )
 }
 
+/// The first line a program prints for `args` (its version), or "" when it cannot be run.
+fn version_line(program: &std::ffi::OsStr, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// The C compiler a plan builds the target's C code with: what it is, what identifies it
+/// (path and version, so a changed compiler is a different one), and the variables that
+/// choose it.
+fn c_compiler(plan: &Plan) -> openssl::CCompiler {
+    let triple = plan.platform.musl_triple();
+    let cc_var = format!("CC_{}", triple.replace('-', "_"));
+    let cc = plan
+        .env
+        .iter()
+        .find(|(k, _)| *k == cc_var)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os(&cc_var))
+        .or_else(|| std::env::var_os(format!("CC_{triple}")));
+    let identity = match (plan.driver, cc) {
+        (Driver::Zigbuild, _) => {
+            let zig = if which::which("zig").is_ok() {
+                "zig"
+            } else {
+                "python-zig"
+            };
+            format!(
+                "cargo-zigbuild {} / zig {}",
+                version_line("cargo-zigbuild".as_ref(), &["--version"]),
+                version_line(zig.as_ref(), &["version"])
+            )
+        }
+        (Driver::Cargo, Some(cc)) => format!(
+            "{} ({})",
+            cc.to_string_lossy(),
+            version_line(&cc, &["--version"])
+        ),
+        (Driver::Cargo, None) => "cc-rs default".to_string(),
+    };
+    openssl::CCompiler {
+        zig: plan.driver == Driver::Zigbuild,
+        env: plan.env.clone(),
+        identity,
+    }
+}
+
+/// What `doctor` reports about the toolchain for one platform.
+pub struct Toolchain {
+    /// Whether the Rust standard library for the musl target is installed.
+    pub target_installed: bool,
+    /// The C compiler for the target's C code: what it is, or why none can be used.
+    pub c_compiler: std::result::Result<String, String>,
+}
+
+pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
+    let target_installed = target_installed(&project.package_root, platform.musl_triple())?;
+    let c_compiler = if project.compiles_c {
+        match plan(project, platform) {
+            Ok(plan) => Ok(match plan.driver {
+                Driver::Zigbuild => format!("zig through {}", c_compiler(&plan).identity),
+                Driver::Cargo => c_compiler(&plan).identity,
+            }),
+            Err(e) => Err(e.to_string()),
+        }
+    } else {
+        Ok("none needed (no crate compiles C code)".to_string())
+    };
+    Ok(Toolchain {
+        target_installed,
+        c_compiler,
+    })
+}
+
 fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -268,7 +356,23 @@ pub fn build<T>(
             opts.install_target,
             opts.quiet,
         )?;
-        plans.push(plan(project, p)?);
+        // Every crate that cannot link statically stops the build here, before anything
+        // compiles.
+        let preflight = crate::preflight::run(project, p.musl_triple());
+        preflight.check()?;
+        let mut plan = plan(project, p)?;
+        plan.env.extend(preflight.env);
+        plans.push(plan);
+    }
+    for plan in &mut plans {
+        let triple = plan.platform.musl_triple();
+        if let openssl::Decision::Build { req, features } = openssl::decide(project, triple) {
+            let cc = c_compiler(plan);
+            let dir = openssl::ensure(
+                project, cargo_args, triple, &req, &features, &cc, opts.quiet,
+            )?;
+            plan.env.extend(openssl::env_for(triple, &dir));
+        }
     }
     let (plain, zig): (Vec<Plan>, Vec<Plan>) =
         plans.into_iter().partition(|p| p.driver == Driver::Cargo);
@@ -283,6 +387,32 @@ pub fn build<T>(
     }
     built.sort_by_key(|(p, _)| *p);
     Ok(built)
+}
+
+/// How much of cargo's stderr is kept for [`crate::diagnose`]: its end, where the errors are.
+const STDERR_KEPT: usize = 4 << 20;
+
+/// Copies cargo's stderr to ours as it comes, and returns its last [`STDERR_KEPT`] bytes.
+fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
+    use std::io::Write;
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut to = std::io::stderr();
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = to.write_all(&buf[..n]);
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * STDERR_KEPT {
+                    kept.drain(..kept.len() - STDERR_KEPT);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    kept
 }
 
 fn run_cargo<T>(
@@ -314,9 +444,23 @@ fn run_cargo<T>(
         .arg(&project.target_dir)
         .current_dir(&project.package_root)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if opts.quiet {
         cmd.arg("--quiet");
+    }
+    // cargo's stderr goes through a pipe (to be read after a failure): on a terminal it keeps
+    // its colours and progress bar, as the user's own settings allow.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if std::env::var_os("CARGO_TERM_COLOR").is_none() {
+            cmd.arg("--color=always");
+        }
+        if std::env::var_os("CARGO_TERM_PROGRESS_WHEN").is_none()
+            && let Some((terminal_size::Width(width), _)) =
+                terminal_size::terminal_size_of(std::io::stderr())
+        {
+            cmd.env("CARGO_TERM_PROGRESS_WHEN", "always")
+                .env("CARGO_TERM_PROGRESS_WIDTH", width.to_string());
+        }
     }
     // Build scripts that stamp the build time honour SOURCE_DATE_EPOCH (the
     // reproducible-builds.org convention); the user's own value is left as it is.
@@ -402,6 +546,8 @@ fn run_cargo<T>(
         Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
     })?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
+    let stderr = child.stderr.take().context("cargo's stderr")?;
+    let tee = std::thread::spawn(move || tee_stderr(stderr));
     // A thread drains cargo's messages, so cargo never waits on a full pipe while `on_built`
     // packs a binary that is already done.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -436,7 +582,23 @@ fn run_cargo<T>(
     }
     let _ = reader.join();
     let status = child.wait().context("waiting for cargo")?;
+    let said = tee.join().unwrap_or_default();
     if !status.success() {
+        let said = String::from_utf8_lossy(&said);
+        if let Some(why) = plans
+            .iter()
+            .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
+        {
+            bail!(
+                "cargo {} for {} failed: {why}",
+                if driver == Driver::Zigbuild {
+                    "zigbuild"
+                } else {
+                    "build"
+                },
+                names.join(", ")
+            );
+        }
         bail!(
             "cargo {} for {} failed (its errors are above); fix them, then run cargo containerize again",
             if driver == Driver::Zigbuild {

@@ -42,6 +42,8 @@ pub enum Command {
     Workflow(Box<crate::render::WorkflowArgs>),
     /// Add a commented [package.metadata.containerize] to Cargo.toml (and the generated files)
     Init(Box<crate::init::InitArgs>),
+    /// Check without building: targets, C compiler, what happens to each C dependency
+    Doctor(Box<crate::doctor::DoctorArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -250,6 +252,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Dockerfile(a)) => crate::render::run_dockerfile(&a),
         Some(Command::Workflow(a)) => crate::render::run_workflow(&a),
         Some(Command::Init(a)) => crate::init::run(&a),
+        Some(Command::Doctor(a)) => crate::doctor::run(&a),
         Some(Command::Build(b)) => run_build(*b),
         None => run_build(cli.build),
     }

@@ -117,6 +117,11 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
     line(&mut o, "strip = true", "strip symbols and debug info");
     line(
         &mut o,
+        "openssl = \"build\"",
+        "static OpenSSL for openssl-sys, built once per target; or \"off\"",
+    );
+    line(
+        &mut o,
         "platforms = [\"linux/amd64\", \"linux/arm64\"]",
         "default: the host's",
     );

@@ -41,7 +41,7 @@ fn stamp(p: &Path) -> Option<(u64, i128)> {
     Some((m.len(), ns))
 }
 
-fn base() -> Option<PathBuf> {
+pub(crate) fn base() -> Option<PathBuf> {
     std::env::var_os("CARGO_CONTAINERIZE_CACHE")
         .map(PathBuf::from)
         .or_else(|| {

@@ -14,7 +14,7 @@ pub use settings::Settings;
 pub use spec::ImageSpec;
 
 use anyhow::{Context, Result, bail};
-use cargo_metadata::{CargoOpt, Metadata, MetadataCommand, Package, TargetKind};
+use cargo_metadata::{CargoOpt, Metadata, MetadataCommand, Package, TargetKind, cargo_platform};
 use std::path::PathBuf;
 
 /// Cargo's own flags, honoured as cargo honours them.
@@ -142,6 +142,51 @@ pub struct Project {
     pub settings: Settings,
     /// Whether anything in the build graph compiles C code through cc-rs.
     pub compiles_c: bool,
+    /// The packages of the resolved graph that link or build native code, or need a host tool
+    /// to build (see [`crate::preflight`]): every `*-sys` package and the others the preflight
+    /// knows, sorted by name.
+    pub native: Vec<NativeDep>,
+}
+
+/// A package of the resolved graph that the preflight looks at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NativeDep {
+    pub name: String,
+    pub version: String,
+    /// Its features as resolved for this build.
+    pub features: Vec<String>,
+    /// Its (optional or not) dependencies' names and version requirements with their features,
+    /// e.g. openssl-sys's `openssl-src` requirement, which the tool builds OpenSSL with.
+    pub deps: Vec<(String, String, Vec<String>)>,
+    /// The musl triples whose binary links it (it is reached through normal dependencies whose
+    /// `[target.'cfg(…)']` conditions hold for the triple).
+    pub targets: Vec<String>,
+    /// Whether it is built for the build machine (reached through a build-dependency).
+    pub host: bool,
+}
+
+#[cfg(test)]
+impl Project {
+    /// A package `app` (bin `app`) in /app whose graph holds `native`.
+    pub(crate) fn for_test(native: Vec<NativeDep>) -> Project {
+        let manifest = r#"{"name":"app","version":"0.1.0","id":"path+file:///app#0.1.0","source":null,
+            "dependencies":[],"targets":[],"features":{},"manifest_path":"/app/Cargo.toml",
+            "edition":"2021","metadata":null,"publish":null,"authors":[],"categories":[],
+            "keywords":[],"readme":null,"repository":null,"homepage":null,"documentation":null,
+            "license":null,"license_file":null,"description":null,"links":null,"default_run":null,
+            "rust_version":null}"#;
+        Project {
+            package: serde_json::from_str(manifest).expect("package"),
+            workspace_root: "/app".into(),
+            package_root: "/app".into(),
+            target_dir: "/app/target".into(),
+            bin: "app".into(),
+            bins: vec!["app".into()],
+            settings: Default::default(),
+            compiles_c: !native.is_empty(),
+            native,
+        }
+    }
 }
 
 /// The remembered answer, when nothing it depends on has changed.
@@ -232,6 +277,8 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         })
         .unwrap_or(false);
 
+    let native = native_deps(metadata, &package.id);
+
     let target_dir = match &args.target_dir {
         Some(d) => std::path::absolute(d).context("resolving --target-dir")?,
         None => metadata.target_directory.clone().into_std_path_buf(),
@@ -250,8 +297,106 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         bins,
         settings,
         compiles_c,
+        native,
         package,
     })
+}
+
+/// The cfg values of a musl target, as `[target.'cfg(…)'.dependencies]` test them.
+fn musl_cfgs(platform: crate::platform::Platform) -> Vec<cargo_platform::Cfg> {
+    let arch = platform.musl_triple().split('-').next().unwrap_or_default();
+    [
+        "unix".to_string(),
+        "target_os=\"linux\"".into(),
+        "target_family=\"unix\"".into(),
+        "target_env=\"musl\"".into(),
+        "target_vendor=\"unknown\"".into(),
+        "target_pointer_width=\"64\"".into(),
+        "target_endian=\"little\"".into(),
+        format!("target_arch=\"{arch}\""),
+    ]
+    .iter()
+    .filter_map(|c| c.parse().ok())
+    .collect()
+}
+
+/// The packages of the resolved graph the preflight looks at, with the targets that link them:
+/// cargo's graph holds every platform's dependencies, so the root's dependencies are walked
+/// the way cargo builds them for each musl target (normal dependencies whose conditions hold
+/// for it link into the binary; build-dependencies and everything below them run on the build
+/// machine; dev-dependencies are not built).
+fn native_deps(metadata: &Metadata, root: &cargo_metadata::PackageId) -> Vec<NativeDep> {
+    use cargo_metadata::DependencyKind;
+    use std::collections::{BTreeSet, HashMap};
+    let Some(resolve) = &metadata.resolve else {
+        return Vec::new();
+    };
+    let nodes: HashMap<&cargo_metadata::PackageId, &cargo_metadata::Node> =
+        resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    // (package, None for the build machine or Some(triple))
+    let mut seen: BTreeSet<(&cargo_metadata::PackageId, Option<&str>)> = BTreeSet::new();
+    for platform in crate::platform::Platform::ALL {
+        let triple = platform.musl_triple();
+        let cfgs = musl_cfgs(platform);
+        let mut stack = vec![(root, Some(triple))];
+        while let Some((id, ctx)) = stack.pop() {
+            if !seen.insert((id, ctx)) {
+                continue;
+            }
+            let Some(node) = nodes.get(id) else { continue };
+            for dep in &node.deps {
+                for kind in &dep.dep_kinds {
+                    let next = match (kind.kind, ctx) {
+                        (DependencyKind::Development, _) => continue,
+                        (DependencyKind::Build, _) | (_, None) => None,
+                        (_, Some(t)) => {
+                            if kind.target.as_ref().is_some_and(|p| !p.matches(t, &cfgs)) {
+                                continue;
+                            }
+                            Some(t)
+                        }
+                    };
+                    stack.push((&dep.pkg, next));
+                }
+            }
+        }
+    }
+    let mut found: Vec<NativeDep> = resolve
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let p = metadata.packages.iter().find(|p| p.id == n.id)?;
+            let name = p.name.as_str();
+            if !(name.ends_with("-sys") || crate::preflight::knows(name))
+                || crate::preflight::PURE_RUST.contains(&name)
+            {
+                return None;
+            }
+            let targets: Vec<String> = seen
+                .iter()
+                .filter(|(id, ctx)| **id == n.id && ctx.is_some())
+                .filter_map(|(_, ctx)| ctx.map(String::from))
+                .collect();
+            let host = seen.contains(&(&n.id, None));
+            if targets.is_empty() && !host {
+                return None;
+            }
+            Some(NativeDep {
+                name: name.to_string(),
+                version: p.version.to_string(),
+                features: n.features.iter().map(|f| f.to_string()).collect(),
+                deps: p
+                    .dependencies
+                    .iter()
+                    .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
+                    .collect(),
+                targets,
+                host,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    found
 }
 
 fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {

@@ -4,7 +4,9 @@
 
 use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
-use super::values::{ConfigString, Entrypoint, EnvName, ImagePath, StopSignal, User, ZoneName};
+use super::values::{
+    ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User, ZoneName,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -53,6 +55,9 @@ pub struct Settings {
     pub repository: Option<String>,
     /// Tags for `repository`; placeholders {version}, {git_sha}, {git_short_sha}.
     pub tags: Option<Vec<String>>,
+    /// OpenSSL for openssl-sys: "build" (default: a static OpenSSL for the target, built once
+    /// and cached) or "off".
+    pub openssl: Option<OpensslMode>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -85,6 +90,7 @@ pub const KEYS: &[&str] = &[
     "compression-level",
     "repository",
     "tags",
+    "openssl",
 ];
 
 impl Settings {
@@ -158,6 +164,7 @@ impl Settings {
             compression_level: over.compression_level.or(self.compression_level),
             repository: over.repository.or(self.repository),
             tags: over.tags.or(self.tags),
+            openssl: over.openssl.or(self.openssl),
         }
     }
 }
@@ -199,7 +206,8 @@ mod tests {
             "workdir": "/w", "ports": [80, "53/udp"], "stop-signal": "SIGINT", "labels": {"k": "v"},
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
-            "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"]
+            "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
+            "openssl": "off"
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();
@@ -228,6 +236,7 @@ mod tests {
             ),
             (json!({"env": {"A": "a\u{0}"}}), "`env.A`", "NUL"),
             (json!({"entrypoint": [""]}), "`entrypoint`", "program"),
+            (json!({"openssl": "vendored"}), "`openssl`", "\"build\""),
             (
                 json!({"stop-signal": "SIGNOPE"}),
                 "`stop-signal`",

@@ -335,6 +335,42 @@ impl ZoneName {
     }
 }
 
+/// `openssl`: what the tool does when openssl-sys is in the build graph and the crate has no
+/// OpenSSL of its own (`vendored` feature, `OPENSSL_DIR`, `<TRIPLE>_OPENSSL_DIR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum OpensslMode {
+    /// Build a static OpenSSL for the target once (from the openssl-src crate) and hand it to
+    /// openssl-sys.
+    #[default]
+    Build,
+    /// Leave openssl-sys to find OpenSSL itself.
+    Off,
+}
+
+impl TryFrom<String> for OpensslMode {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "build" => Ok(OpensslMode::Build),
+            "off" => Ok(OpensslMode::Off),
+            _ => Err(format!(
+                "`{}` is not an OpenSSL mode; use \"build\" (a static OpenSSL built once per target, the default) or \"off\" (openssl-sys finds OpenSSL itself)",
+                text.escape_debug()
+            )),
+        }
+    }
+}
+
+impl From<OpensslMode> for String {
+    fn from(m: OpensslMode) -> String {
+        match m {
+            OpensslMode::Build => "build".into(),
+            OpensslMode::Off => "off".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

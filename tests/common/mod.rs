@@ -815,6 +815,17 @@ pub struct Built {
 }
 
 impl Built {
+    /// A build the test ran itself (e.g. with extra environment).
+    pub fn new(project: Project, out: TempDir, layout: Layout, run: Run) -> Built {
+        Built {
+            project,
+            out,
+            layout,
+            run,
+            bundle: OnceLock::new(),
+        }
+    }
+
     /// The image unpacked with umoci (once) for running and for looking at its files.
     pub fn bundle(&self) -> &Bundle {
         self.bundle.get_or_init(|| self.layout.unpack())

@@ -1,0 +1,86 @@
+//! `cargo containerize doctor`: the checks a build makes before compiling, without building.
+//! For each platform: the musl target, the C compiler, and the preflight's verdict on every
+//! crate that links C code. Exits 1 when a build would stop on one of them.
+
+use crate::build;
+use crate::metadata::{self, CargoArgs, ImageSpec, Settings};
+use crate::platform::Platform;
+use crate::preflight::{self, Verdict};
+use anyhow::Result;
+use std::process::ExitCode;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    /// Target platforms, comma separated [default: the `platforms` setting, else the host's]
+    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
+    pub platform: Vec<String>,
+}
+
+pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
+    let cargo = args.cargo.clone().absolutized()?;
+    let mut project = metadata::load(&cargo, true)?;
+    if !args.platform.is_empty() {
+        project.settings = project.settings.clone().merge(Settings {
+            platforms: Some(args.platform.clone()),
+            ..Settings::default()
+        });
+    }
+    let spec = ImageSpec::resolve(&project, &Default::default())?;
+    let mut problems = 0;
+    println!(
+        "package {} {} (bin {})",
+        project.package.name, project.package.version, project.bin
+    );
+    for &platform in &spec.platforms {
+        problems += platform_report(&project, platform)?;
+    }
+    if problems == 0 {
+        println!("ok: nothing stops a build");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{problems} problem(s) would stop a build; each line above names its fix");
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn platform_report(project: &metadata::Project, platform: Platform) -> Result<usize> {
+    let triple = platform.musl_triple();
+    let mut problems = 0;
+    println!("{platform} ({triple})");
+    let tc = build::toolchain(project, platform)?;
+    if tc.target_installed {
+        println!("  rust target   installed");
+    } else {
+        problems += 1;
+        println!(
+            "  rust target   MISSING: run `rustup target add {triple}` (or build with --install-target)"
+        );
+    }
+    match &tc.c_compiler {
+        Ok(cc) => println!("  C compiler    {cc}"),
+        Err(e) => {
+            problems += 1;
+            println!("  C compiler    MISSING: {e}");
+        }
+    }
+    let report = preflight::run(project, triple);
+    if report.findings.is_empty() {
+        println!("  C libraries   none");
+    }
+    for f in &report.findings {
+        let what = match &f.verdict {
+            Verdict::Source(how) => format!("built from source: {how}"),
+            Verdict::Tool(how) => format!("handled by the tool: {how}"),
+            Verdict::User(how) => format!("yours: {how}"),
+            Verdict::Refused(why) => {
+                problems += 1;
+                format!("REFUSED: {why}")
+            }
+            Verdict::Unknown => "unknown to the tool: the build will tell".to_string(),
+        };
+        println!("  {} {}  {what}", f.name, f.version);
+    }
+    Ok(problems)
+}
