@@ -138,7 +138,10 @@ fn ensure_target(dir: &Path, triple: &str, install: bool, quiet: bool) -> Result
         );
     }
     if !quiet {
-        eprintln!("    Installing Rust target {triple} (rustup target add {triple})");
+        crate::util::shell::status(
+            "Installing",
+            format!("Rust target {triple} (rustup target add {triple})"),
+        );
     }
     let status = Command::new("rustup")
         .args(["target", "add", triple])
@@ -423,8 +426,64 @@ fn run_cargo<T>(
     on_built: &mut dyn FnMut(&Built) -> Result<T>,
 ) -> Result<Vec<(Platform, T)>> {
     let driver = plans[0].driver;
+    let mut cmd = cargo_command(project, cargo_args, opts, plans);
+    let names: Vec<String> = plans.iter().map(|p| p.platform.to_string()).collect();
+    announce(project, cargo_args, driver, &names);
+    crate::util::shell::verbose("Running", format!("`{}`", command_line(&cmd)));
+    let mut child = cmd.spawn().with_context(|| match driver {
+        Driver::Cargo => "running cargo; is it on PATH?".to_string(),
+        Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
+    })?;
+    let stdout = child.stdout.take().context("cargo's stdout")?;
+    let stderr = child.stderr.take().context("cargo's stderr")?;
+    let tee = std::thread::spawn(move || tee_stderr(stderr));
+    let (built, failed) = take_artifacts(stdout, &project.bin, plans, on_built);
+    let status = child.wait().context("waiting for cargo")?;
+    let said = tee.join().unwrap_or_default();
+    if !status.success() {
+        return Err(cargo_failed(project, driver, plans, &names, &said));
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for p in plans {
+        if !built.iter().any(|(platform, _)| *platform == p.platform) {
+            bail!(
+                "cargo reported no executable for bin `{}` on {}",
+                project.bin,
+                p.platform
+            );
+        }
+    }
+    Ok(built)
+}
+
+/// The command line as `-v` shows it: the program and its arguments (the environment, which
+/// may hold the user's flags or secrets, is left out).
+fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains([' ', '"', '\'']) {
+                format!("{a:?}")
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `cargo build` (or `cargo zigbuild`) for every plan's target at once.
+fn cargo_command(
+    project: &Project,
+    cargo_args: &CargoArgs,
+    opts: &BuildOptions,
+    plans: &[Plan],
+) -> Command {
     let mut cmd = Command::new(cargo());
-    cmd.arg(match driver {
+    cmd.arg(match plans[0].driver {
         Driver::Cargo => "build",
         Driver::Zigbuild => "zigbuild",
     });
@@ -448,8 +507,25 @@ fn run_cargo<T>(
     if opts.quiet {
         cmd.arg("--quiet");
     }
-    // cargo's stderr goes through a pipe (to be read after a failure): on a terminal it keeps
-    // its colours and progress bar, as the user's own settings allow.
+    keep_terminal_output(&mut cmd);
+    // Build scripts that stamp the build time honour SOURCE_DATE_EPOCH (the
+    // reproducible-builds.org convention); the user's own value is left as it is.
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        cmd.env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string());
+    }
+    if opts.strip {
+        cmd.args([
+            "--config",
+            &format!("profile.{}.strip=\"symbols\"", cargo_args.profile),
+        ]);
+    }
+    add_rustflags(&mut cmd, remap_flags(project));
+    cmd
+}
+
+/// cargo's stderr goes through a pipe (to be read after a failure): on a terminal it keeps
+/// its colours and progress bar, as the user's own settings allow.
+fn keep_terminal_output(cmd: &mut Command) {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         if std::env::var_os("CARGO_TERM_COLOR").is_none() {
             cmd.arg("--color=always");
@@ -462,24 +538,15 @@ fn run_cargo<T>(
                 .env("CARGO_TERM_PROGRESS_WIDTH", width.to_string());
         }
     }
-    // Build scripts that stamp the build time honour SOURCE_DATE_EPOCH (the
-    // reproducible-builds.org convention); the user's own value is left as it is.
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
-        cmd.env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string());
-    }
-    if opts.strip {
-        cmd.args([
-            "--config",
-            &format!("profile.{}.strip=\"symbols\"", cargo_args.profile),
-        ]);
-    }
-    let remap = remap_flags(project);
-    // Cargo takes rustflags from one source only: CARGO_ENCODED_RUSTFLAGS, else RUSTFLAGS, else
-    // target.<triple>.rustflags, else build.rustflags. With the user's flags in the environment,
-    // theirs and ours go together as CARGO_ENCODED_RUSTFLAGS (split as cargo splits RUSTFLAGS,
-    // so a path with a space stays one argument). Otherwise ours go in as build.rustflags, which
-    // cargo concatenates with the user's own build.rustflags. A project that sets
-    // target.<musl triple>.rustflags overrides both, and its paths are then not remapped.
+}
+
+/// Cargo takes rustflags from one source only: CARGO_ENCODED_RUSTFLAGS, else RUSTFLAGS, else
+/// target.<triple>.rustflags, else build.rustflags. With the user's flags in the environment,
+/// theirs and ours go together as CARGO_ENCODED_RUSTFLAGS (split as cargo splits RUSTFLAGS,
+/// so a path with a space stays one argument). Otherwise ours go in as build.rustflags, which
+/// cargo concatenates with the user's own build.rustflags. A project that sets
+/// target.<musl triple>.rustflags overrides both, and its paths are then not remapped.
+fn add_rustflags(cmd: &mut Command, ours: Vec<String>) {
     let user: Option<Vec<String>> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(e) => Some(
             e.split('\x1f')
@@ -493,12 +560,12 @@ fn run_cargo<T>(
     };
     match user {
         Some(mut flags) => {
-            flags.extend(remap);
+            flags.extend(ours);
             cmd.env_remove("RUSTFLAGS");
             cmd.env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
         }
         None => {
-            let list = remap
+            let list = ours
                 .iter()
                 .map(|f| format!("{f:?}"))
                 .collect::<Vec<_>>()
@@ -506,12 +573,15 @@ fn run_cargo<T>(
             cmd.args(["--config", &format!("build.rustflags=[{list}]")]);
         }
     }
+}
 
-    let names: Vec<String> = plans.iter().map(|p| p.platform.to_string()).collect();
-    if !opts.quiet {
-        eprintln!(
-            "{:>12} {} ({}) for {} (profile {}{})",
-            "Building",
+/// `Building BIN (PACKAGE) for PLATFORMS`, and a note naming the package's other binaries.
+fn announce(project: &Project, cargo_args: &CargoArgs, driver: Driver, names: &[String]) {
+    use crate::util::shell;
+    shell::status(
+        "Building",
+        format!(
+            "{} ({}) for {} (profile {}{})",
             project.bin,
             project.package.name,
             names.join(", "),
@@ -521,37 +591,37 @@ fn run_cargo<T>(
             } else {
                 ""
             }
-        );
-        let others: Vec<&str> = project
-            .bins
-            .iter()
-            .filter(|b| **b != project.bin)
-            .map(String::as_str)
-            .collect();
-        if !others.is_empty() {
-            eprintln!(
-                "{:>12} package `{}` also has {}; choose another with --bin NAME",
-                "Note",
+        ),
+    );
+    let others: Vec<String> = project
+        .bins
+        .iter()
+        .filter(|b| **b != project.bin)
+        .map(|b| format!("bin `{b}`"))
+        .collect();
+    if !others.is_empty() {
+        shell::status(
+            "Note",
+            format!(
+                "package `{}` also has {}; choose another with --bin NAME",
                 project.package.name,
-                others
-                    .iter()
-                    .map(|b| format!("bin `{b}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
+                others.join(", ")
+            ),
+        );
     }
-    let mut child = cmd.spawn().with_context(|| match driver {
-        Driver::Cargo => "running cargo; is it on PATH?".to_string(),
-        Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
-    })?;
-    let stdout = child.stdout.take().context("cargo's stdout")?;
-    let stderr = child.stderr.take().context("cargo's stderr")?;
-    let tee = std::thread::spawn(move || tee_stderr(stderr));
-    // A thread drains cargo's messages, so cargo never waits on a full pipe while `on_built`
-    // packs a binary that is already done.
+}
+
+/// Reads cargo's messages on a thread (so cargo never waits on a full pipe while `on_built`
+/// packs a binary that is already done) and hands each of the bin's executables to
+/// `on_built` as it comes. Returns what it made, and its first failure.
+fn take_artifacts<T>(
+    stdout: std::process::ChildStdout,
+    bin: &str,
+    plans: &[Plan],
+    on_built: &mut dyn FnMut(&Built) -> Result<T>,
+) -> (Vec<(Platform, T)>, Option<anyhow::Error>) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let bin = project.bin.clone();
+    let bin = bin.to_string();
     let reader = std::thread::spawn(move || {
         for msg in Message::parse_stream(BufReader::new(stdout)) {
             if let Ok(Message::CompilerArtifact(a)) = msg
@@ -581,45 +651,32 @@ fn run_cargo<T>(
         }
     }
     let _ = reader.join();
-    let status = child.wait().context("waiting for cargo")?;
-    let said = tee.join().unwrap_or_default();
-    if !status.success() {
-        let said = String::from_utf8_lossy(&said);
-        if let Some(why) = plans
-            .iter()
-            .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
-        {
-            bail!(
-                "cargo {} for {} failed: {why}",
-                if driver == Driver::Zigbuild {
-                    "zigbuild"
-                } else {
-                    "build"
-                },
-                names.join(", ")
-            );
-        }
-        bail!(
-            "cargo {} for {} failed (its errors are above); fix them, then run cargo containerize again",
-            if driver == Driver::Zigbuild {
-                "zigbuild"
-            } else {
-                "build"
-            },
+    (built, failed)
+}
+
+/// The error for a failed cargo run: what cargo's stderr shows went wrong (a missing C
+/// library, a -sys crate that needs a tool), else a pointer to its errors above.
+fn cargo_failed(
+    project: &Project,
+    driver: Driver,
+    plans: &[Plan],
+    names: &[String],
+    said: &[u8],
+) -> anyhow::Error {
+    let said = String::from_utf8_lossy(said);
+    let verb = if driver == Driver::Zigbuild {
+        "zigbuild"
+    } else {
+        "build"
+    };
+    match plans
+        .iter()
+        .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
+    {
+        Some(why) => anyhow::anyhow!("cargo {verb} for {} failed: {why}", names.join(", ")),
+        None => anyhow::anyhow!(
+            "cargo {verb} for {} failed (its errors are above); fix them, then run cargo containerize again",
             names.join(", ")
-        );
+        ),
     }
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    for p in plans {
-        if !built.iter().any(|(platform, _)| *platform == p.platform) {
-            bail!(
-                "cargo reported no executable for bin `{}` on {}",
-                project.bin,
-                p.platform
-            );
-        }
-    }
-    Ok(built)
 }

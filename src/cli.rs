@@ -241,7 +241,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Init(a)) => configure_shell(a.quiet, false),
-        Some(Command::Verify(_)) => configure_shell(false, false),
+        Some(Command::Verify(_)) | Some(Command::Doctor(_)) => configure_shell(false, false),
         None => configure_shell(
             cli.build.quiet || cli.build.message_format == MessageFormat::Json,
             cli.build.verbose,

@@ -352,10 +352,12 @@ fn lock_exclusive(path: &Path, quiet: bool) -> Result<std::fs::File> {
     };
     if !free {
         if !quiet {
-            eprintln!(
-                "{:>12} for another cargo-containerize to finish building OpenSSL (lock {})",
+            crate::util::shell::status(
                 "Waiting",
-                path.display()
+                format!(
+                    "for another cargo-containerize to finish building OpenSSL (lock {})",
+                    path.display()
+                ),
             );
         }
         // Bounded by that other run's OpenSSL build, which cargo bounds no further either.
@@ -410,20 +412,21 @@ pub fn ensure(
     let dir = root.join(format!("{triple}-{openssl_version}-{}", &key[..16]));
     if complete(&dir) {
         if !quiet {
-            eprintln!(
-                "{:>12} OpenSSL {openssl_version} for {triple} ({})",
+            crate::util::shell::status(
                 "Cached",
-                dir.display()
+                format!("OpenSSL {openssl_version} for {triple} ({})", dir.display()),
             );
         }
         return Ok(dir);
     }
     check_tools()?;
     if !quiet {
-        eprintln!(
-            "{:>12} OpenSSL {openssl_version} for {triple} (once; cached in {})",
+        crate::util::shell::status(
             "Building",
-            dir.display()
+            format!(
+                "OpenSSL {openssl_version} for {triple} (once; cached in {})",
+                dir.display()
+            ),
         );
     }
     let tmp = tempfile::Builder::new()
@@ -457,7 +460,7 @@ pub fn ensure(
         .context("running cargo to build OpenSSL; is cargo on PATH?")?;
     if !output.status.success() {
         if quiet {
-            eprint!("{}", String::from_utf8_lossy(&output.stderr));
+            crate::util::shell::passthrough(&output.stderr);
         }
         bail!(
             "building OpenSSL {openssl_version} for {triple} (openssl-src {src_version}) failed (cargo's errors are above); fix what they name, or set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)"

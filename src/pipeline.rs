@@ -248,10 +248,9 @@ fn load_project(req: &BuildRequest) -> Result<(metadata::Project, Option<Specula
     Ok((project, speculation))
 }
 
-/// 2. build: every platform at once (or the prebuilt --binary), while another thread writes
-/// the layers that do not depend on the binary; 3. verify and 4. the binary's layer, for each
-/// binary as soon as it is built. Returns the binaries' layers, the shared layers and the
-/// files layer.
+/// Build (every platform at once, or the prebuilt --binary) while another thread writes the
+/// layers that do not depend on the binary; verify each binary and write its layer as soon as
+/// it is built. Returns the binaries' layers, the shared layers and the files layer.
 fn build_and_layer(
     req: &BuildRequest,
     project: &metadata::Project,
@@ -307,8 +306,8 @@ fn build_and_layer(
     Ok((built?, shared, files))
 }
 
-/// 5. image: per platform the shared layers, the files layer and its binary's, on the empty
-/// base (a base image would be one more `Base`); the documents go into the store.
+/// The image: per platform the shared layers, the files layer and its binary's, on the
+/// empty base (a base image would be one more `Base`); the documents go into the store.
 fn assemble_image(
     spec: &ImageSpec,
     built: BuiltLayers,

@@ -758,6 +758,43 @@ fn tls_push_with_username_and_password_stdin() {
     assert_pushed_securely(&registry, &run, "hello:stdin");
 }
 
+/// `-v` shows the cargo command line the build runs and each registry request (method and
+/// URL), and still no credential.
+#[test]
+fn verbose_push_shows_the_cargo_command_and_registry_requests_but_no_credential() {
+    let registry = secure_registry();
+    let reference = registry.reference("hello:verbose");
+    let ca = ca_arg(&registry);
+    let (_project, mut cmd) = push_hello(&[
+        "-v",
+        "--registry-ca",
+        &ca,
+        "--username",
+        USER,
+        "--password-stdin",
+        "-t",
+        &reference,
+    ]);
+    let run = capture_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
+    assert_pushed_securely(&registry, &run, "hello:verbose");
+    assert_no_secret(&run, registry.credentials().expect("credentials"));
+    let lines: Vec<&str> = run.stderr.lines().map(str::trim_start).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("Running `")
+            && l.contains("cargo")
+            && l.contains("build")
+            && l.contains("-unknown-linux-musl")),
+        "no cargo command line: {run}"
+    );
+    let manifest = format!("PUT https://{}/v2/hello/manifests/verbose", registry.host());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Request") && l.ends_with(&manifest)),
+        "no `Request {manifest}` line: {run}"
+    );
+}
+
 #[test]
 fn tls_push_with_podman_registry_auth_file() {
     let registry = secure_registry();

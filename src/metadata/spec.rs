@@ -651,7 +651,7 @@ fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Vec<String>)> {
     let binary_path = match &s.binary_path {
         Some(p) => p.clone(),
         // Cargo's target names are plain file names; this cannot fail for one.
-        None => ImagePath::default_binary(&bin).map_err(|e| {
+        None => ImagePath::default_binary(bin).map_err(|e| {
             anyhow::anyhow!(
                 "binary `{bin}` makes no valid default binary-path ({e}); set binary-path"
             )
@@ -673,7 +673,7 @@ fn zones(s: &Settings, tzdata: &TzData) -> Result<(Option<Vec<String>>, Option<S
         .map(|zs| zs.iter().map(|z| z.to_string()).collect());
     if let Some(zs) = &zones {
         for z in zs {
-            if !zone_exists(&tzdata, z) {
+            if !zone_exists(tzdata, z) {
                 bail!(
                     "zone `{z}` is not in the time zone database; use a canonical IANA name such as \"Europe/Berlin\""
                 );
@@ -682,7 +682,7 @@ fn zones(s: &Settings, tzdata: &TzData) -> Result<(Option<Vec<String>>, Option<S
     }
     let timezone = s.timezone.as_ref().map(|z| z.to_string());
     if let Some(tz) = &timezone {
-        if !zone_exists(&tzdata, tz) {
+        if !zone_exists(tzdata, tz) {
             bail!(
                 "timezone `{tz}` is not in the time zone database; use a canonical IANA name such as \"Asia/Kolkata\""
             );

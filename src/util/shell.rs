@@ -157,6 +157,12 @@ pub fn error(message: impl AsRef<str>) {
     print(&format!("{}: {}", paint(RED, "error"), message.as_ref()));
 }
 
+/// Another program's own output (cargo's errors), as it wrote it, at every verbosity.
+pub fn passthrough(bytes: &[u8]) {
+    let _guard = LOCK.lock();
+    let _ = std::io::stderr().lock().write_all(bytes);
+}
+
 /// With `CARGO_CONTAINERIZE_TIMINGS` set: `Timing STAGE at N ms` since the first call.
 pub fn timing(stage: &str) {
     let start = TIMINGS
