@@ -4,8 +4,11 @@
 //! compiler when the crate compiles C code, remaps the workspace, target and cargo-home paths so
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
+pub mod diagnose;
+pub mod openssl;
+pub mod preflight;
+
 use crate::metadata::{CargoArgs, Project};
-use crate::openssl;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
@@ -358,7 +361,7 @@ pub fn build<T>(
         )?;
         // Every crate that cannot link statically stops the build here, before anything
         // compiles.
-        let preflight = crate::preflight::run(project, p.musl_triple());
+        let preflight = preflight::run(project, p.musl_triple());
         preflight.check()?;
         let mut plan = plan(project, p)?;
         plan.env.extend(preflight.env);
@@ -389,7 +392,7 @@ pub fn build<T>(
     Ok(built)
 }
 
-/// How much of cargo's stderr is kept for [`crate::diagnose`]: its end, where the errors are.
+/// How much of cargo's stderr is kept for [`crate::build::diagnose`]: its end, where the errors are.
 const STDERR_KEPT: usize = 4 << 20;
 
 /// Copies cargo's stderr to ours as it comes, and returns its last [`STDERR_KEPT`] bytes.
@@ -587,7 +590,7 @@ fn run_cargo<T>(
         let said = String::from_utf8_lossy(&said);
         if let Some(why) = plans
             .iter()
-            .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
+            .find_map(|p| diagnose::diagnose(project, &said, p.platform.musl_triple()))
         {
             bail!(
                 "cargo {} for {} failed: {why}",
