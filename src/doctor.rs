@@ -3,9 +3,9 @@
 //! crate that links C code. Exits 1 when a build would stop on one of them.
 
 use crate::build;
+use crate::build::preflight::{self, Verdict};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings};
 use crate::platform::Platform;
-use crate::preflight::{self, Verdict};
 use anyhow::Result;
 use std::process::ExitCode;
 

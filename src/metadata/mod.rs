@@ -143,7 +143,7 @@ pub struct Project {
     /// Whether anything in the build graph compiles C code through cc-rs.
     pub compiles_c: bool,
     /// The packages of the resolved graph that link or build native code, or need a host tool
-    /// to build (see [`crate::preflight`]): every `*-sys` package and the others the preflight
+    /// to build (see [`crate::build::preflight`]): every `*-sys` package and the others the preflight
     /// knows, sorted by name.
     pub native: Vec<NativeDep>,
 }
@@ -320,6 +320,19 @@ fn musl_cfgs(platform: crate::platform::Platform) -> Vec<cargo_platform::Cfg> {
     .collect()
 }
 
+/// `*-sys` crates that are Rust bindings to the kernel or the OS, with no C library to link.
+pub const PURE_RUST_SYS: &[&str] = &["linux-raw-sys", "windows-sys", "js-sys", "web-sys"];
+
+/// Crates that are not `*-sys` but whose build needs a host program the preflight checks for.
+pub const HOST_TOOL_CRATES: &[&str] = &["prost-build"];
+
+/// Whether a package is one the preflight looks at: it binds a C library, or its build
+/// needs a host program. (The preflight's table says what happens to each; a unit test there
+/// keeps its names within this rule.)
+pub fn is_native(name: &str) -> bool {
+    (name.ends_with("-sys") && !PURE_RUST_SYS.contains(&name)) || HOST_TOOL_CRATES.contains(&name)
+}
+
 /// The packages of the resolved graph the preflight looks at, with the targets that link them:
 /// cargo's graph holds every platform's dependencies, so the root's dependencies are walked
 /// the way cargo builds them for each musl target (normal dependencies whose conditions hold
@@ -367,9 +380,7 @@ fn native_deps(metadata: &Metadata, root: &cargo_metadata::PackageId) -> Vec<Nat
         .filter_map(|n| {
             let p = metadata.packages.iter().find(|p| p.id == n.id)?;
             let name = p.name.as_str();
-            if !(name.ends_with("-sys") || crate::preflight::knows(name))
-                || crate::preflight::PURE_RUST.contains(&name)
-            {
+            if !is_native(name) {
                 return None;
             }
             let targets: Vec<String> = seen

@@ -6,8 +6,8 @@
 //! [`RULES`] is the one table of what the tool knows; `cargo containerize doctor` prints it per
 //! crate, and README.md's "C dependencies" section is this table in words.
 
+use crate::build::openssl::{self, Decision};
 use crate::metadata::{NativeDep, Project};
-use crate::openssl::{self, Decision};
 use anyhow::{Result, bail};
 use std::ffi::OsString;
 
@@ -173,18 +173,6 @@ const RULES: &[Rule] = &[
     },
 ];
 
-/// `*-sys` crates that are Rust bindings to the kernel or the OS, with no C library to link.
-pub const PURE_RUST: &[&str] = &["linux-raw-sys", "windows-sys", "js-sys", "web-sys"];
-
-/// Crates of [`RULES`] that run on the build machine (in a build script) rather than link into
-/// the binary: what they need is needed whatever the target.
-const HOST_TOOLS: &[&str] = &["prost-build"];
-
-/// Whether the preflight looks at a package of this name (besides every `*-sys` package).
-pub fn knows(name: &str) -> bool {
-    RULES.iter().any(|r| r.name == name)
-}
-
 /// What happens to one crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -347,7 +335,7 @@ pub fn run(project: &Project, triple: &str) -> Report {
     for dep in &project.native {
         // A library matters where it is linked; a host program wherever it runs.
         let linked = dep.targets.iter().any(|t| t == triple);
-        let runs_here = dep.host && HOST_TOOLS.contains(&dep.name.as_str());
+        let runs_here = dep.host && crate::metadata::HOST_TOOL_CRATES.contains(&dep.name.as_str());
         if !(linked || runs_here) {
             continue;
         }
@@ -457,6 +445,17 @@ mod tests {
                 r.source_by_default || !r.source_features.is_empty(),
                 "{}: refuses without a feature to name",
                 r.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_crate_of_the_table_is_one_the_graph_walk_records() {
+        for rule in RULES {
+            assert!(
+                crate::metadata::is_native(rule.name),
+                "{} is in RULES but metadata::is_native leaves it out of Project.native",
+                rule.name
             );
         }
     }

@@ -4,8 +4,11 @@
 //! compiler when the crate compiles C code, remaps the workspace, target and cargo-home paths so
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
+pub mod diagnose;
+pub mod openssl;
+pub mod preflight;
+
 use crate::metadata::{CargoArgs, Project};
-use crate::openssl;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
@@ -361,7 +364,7 @@ pub fn build<T>(
         )?;
         // Every crate that cannot link statically stops the build here, before anything
         // compiles.
-        let preflight = crate::preflight::run(project, p.musl_triple());
+        let preflight = preflight::run(project, p.musl_triple());
         preflight.check()?;
         let mut plan = plan(project, p)?;
         plan.env.extend(preflight.env);
@@ -392,7 +395,7 @@ pub fn build<T>(
     Ok(built)
 }
 
-/// How much of cargo's stderr is kept for [`crate::diagnose`]: its end, where the errors are.
+/// How much of cargo's stderr is kept for [`crate::build::diagnose`]: its end, where the errors are.
 const STDERR_KEPT: usize = 4 << 20;
 
 /// Copies cargo's stderr to ours as it comes, and returns its last [`STDERR_KEPT`] bytes.
@@ -671,7 +674,7 @@ fn cargo_failed(
     };
     match plans
         .iter()
-        .find_map(|p| crate::diagnose::diagnose(project, &said, p.platform.musl_triple()))
+        .find_map(|p| diagnose::diagnose(project, &said, p.platform.musl_triple()))
     {
         Some(why) => anyhow::anyhow!("cargo {verb} for {} failed: {why}", names.join(", ")),
         None => anyhow::anyhow!(
