@@ -335,6 +335,95 @@ fn uid_of(user: &str) -> Option<u32> {
     user.split(':').next().and_then(|u| u.parse().ok())
 }
 
+/// The flags the Dockerfile's `cargo build` gets.
+fn cargo_flags(spec: &ImageSpec, cargo: &CargoArgs) -> Vec<String> {
+    let mut cargo_flags: Vec<String> = vec![
+        "--locked".into(),
+        "--profile".into(),
+        cargo.profile.clone(),
+        "-p".into(),
+        spec.package.clone(),
+        "--bin".into(),
+        spec.bin.clone(),
+    ];
+    cargo_flags.extend(cargo.feature_flags());
+    cargo_flags
+}
+
+/// The labels set as they are, and the commit labels (revision, created) the Dockerfile takes
+/// from build arguments, unless the user set them.
+fn labels(project: &Project, spec: &ImageSpec) -> (Vec<NameValue>, Vec<CommitLabel>) {
+    let user_labels = project.settings.labels.clone().unwrap_or_default();
+    let mut labels = Vec::new();
+    let mut commit_labels = Vec::new();
+    for (name, value) in &spec.labels {
+        match COMMIT_LABELS.iter().find(|(k, _)| k == name) {
+            Some((_, arg)) if !user_labels.contains_key(name) => commit_labels.push(CommitLabel {
+                name: name.clone(),
+                arg: (*arg).into(),
+                value: value.clone(),
+            }),
+            _ => labels.push(NameValue {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+        }
+    }
+    // Both, always: a Dockerfile cannot leave a label out when its argument is empty.
+    for (name, arg) in COMMIT_LABELS {
+        if !spec.labels.contains_key(name) && !user_labels.contains_key(name) {
+            commit_labels.push(CommitLabel {
+                name: name.into(),
+                arg: arg.into(),
+                value: String::new(),
+            });
+        }
+    }
+    commit_labels.sort_by(|a, b| a.name.cmp(&b.name));
+    (labels, commit_labels)
+}
+
+/// The include files the Dockerfile copies, relative to the build context.
+fn includes(spec: &ImageSpec, ws: &Path) -> Result<Vec<IncludeContext>> {
+    spec.includes
+        .iter()
+        .filter(|i| !i.is_dir)
+        .map(|i| {
+            Ok(IncludeContext {
+                src: relative_to(&i.src, ws)?,
+                dest: i.dest.clone(),
+                mode: octal(i.mode),
+            })
+        })
+        .collect()
+}
+
+fn name_values(pairs: &[(String, String)]) -> Vec<NameValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| NameValue {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn ca_certs_name(c: &CaCerts) -> &'static str {
+    match c {
+        CaCerts::Webpki => "webpki",
+        CaCerts::File(_) => "file",
+        CaCerts::None => "none",
+    }
+}
+
+fn tzdata_name(t: TzData) -> &'static str {
+    match t {
+        TzData::Bundled => "bundled",
+        TzData::Host => "host",
+        TzData::None => "none",
+    }
+}
+
 impl TemplateContext {
     /// Builds the context for `project`, whose settings are already merged with the command
     /// line, and `spec`, resolved from them.
@@ -348,59 +437,11 @@ impl TemplateContext {
         let package_dir = relative_to(&project.package_root, ws)?;
         let features = cargo.features();
 
-        let mut cargo_flags: Vec<String> = vec![
-            "--locked".into(),
-            "--profile".into(),
-            cargo.profile.clone(),
-            "-p".into(),
-            spec.package.clone(),
-            "--bin".into(),
-            spec.bin.clone(),
-        ];
-        cargo_flags.extend(cargo.feature_flags());
+        let cargo_flags = cargo_flags(spec, cargo);
 
-        let user_labels = project.settings.labels.clone().unwrap_or_default();
-        let mut labels = Vec::new();
-        let mut commit_labels = Vec::new();
-        for (name, value) in &spec.labels {
-            match COMMIT_LABELS.iter().find(|(k, _)| k == name) {
-                Some((_, arg)) if !user_labels.contains_key(name) => {
-                    commit_labels.push(CommitLabel {
-                        name: name.clone(),
-                        arg: (*arg).into(),
-                        value: value.clone(),
-                    })
-                }
-                _ => labels.push(NameValue {
-                    name: name.clone(),
-                    value: value.clone(),
-                }),
-            }
-        }
-        // Both, always: a Dockerfile cannot leave a label out when its argument is empty.
-        for (name, arg) in COMMIT_LABELS {
-            if !spec.labels.contains_key(name) && !user_labels.contains_key(name) {
-                commit_labels.push(CommitLabel {
-                    name: name.into(),
-                    arg: arg.into(),
-                    value: String::new(),
-                });
-            }
-        }
-        commit_labels.sort_by(|a, b| a.name.cmp(&b.name));
+        let (labels, commit_labels) = labels(project, spec);
 
-        let includes = spec
-            .includes
-            .iter()
-            .filter(|i| !i.is_dir)
-            .map(|i| {
-                Ok(IncludeContext {
-                    src: relative_to(&i.src, ws)?,
-                    dest: i.dest.clone(),
-                    mode: octal(i.mode),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let includes = includes(spec, ws)?;
 
         let rootfs = super::rootfs::context(spec, &project.package.name)?;
         let repository = project.settings.repository.clone();
@@ -436,14 +477,7 @@ impl TemplateContext {
             binary_path: spec.binary_path.clone(),
             entrypoint: spec.entrypoint.clone(),
             cmd: spec.cmd.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| NameValue {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            env: name_values(&spec.env),
             user: spec.user.clone(),
             user_is_root: uid_of(&spec.user) == Some(0),
             workdir: spec.workdir.clone(),
@@ -451,20 +485,10 @@ impl TemplateContext {
             stop_signal: spec.stop_signal.clone(),
             labels,
             commit_labels,
-            ca_certs: match spec.ca_certs {
-                CaCerts::Webpki => "webpki",
-                CaCerts::File(_) => "file",
-                CaCerts::None => "none",
-            }
-            .into(),
+            ca_certs: ca_certs_name(&spec.ca_certs).into(),
             ca_bundle_path: (spec.ca_certs != CaCerts::None)
                 .then(|| crate::metadata::spec::CA_BUNDLE_PATH.to_string()),
-            tzdata: match spec.tzdata {
-                TzData::Bundled => "bundled",
-                TzData::Host => "host",
-                TzData::None => "none",
-            }
-            .into(),
+            tzdata: tzdata_name(spec.tzdata).into(),
             zones: spec.zones.clone(),
             timezone: spec.timezone.clone(),
             includes,
