@@ -79,13 +79,8 @@ fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
         let dirty = status.lines().any(|l| !l.starts_with('#'));
         return Some((sha, dirty));
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !["unknown option", "usage:", "porcelain"]
-        .iter()
-        .any(|m| stderr.contains(m))
-    {
-        return None; // not a repository, or no git
-    }
+    // A git too old for `--porcelain=v2`, or no repository (then rev-parse fails as well and
+    // the answer is None): asked the old way, whatever git's message said.
     let sha =
         finish(start(dir, &["rev-parse", "--verify", "-q", "HEAD"])).filter(|s| is_hash(s))?;
     let dirty = finish(start(

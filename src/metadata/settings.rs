@@ -93,37 +93,49 @@ pub const KEYS: &[&str] = &[
     "openssl",
 ];
 
+/// The path (`key`, or `include[i].key`) of the first key the schema does not have.
+fn unknown_key(value: &serde_json::Value) -> Option<String> {
+    let table = value.as_object()?;
+    if let Some(k) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Some(k.clone());
+    }
+    let includes = table.get("include").and_then(|v| v.as_array())?;
+    includes.iter().enumerate().find_map(|(i, inc)| {
+        inc.as_object()?
+            .keys()
+            .find(|k| !matches!(k.as_str(), "src" | "dest"))
+            .map(|k| format!("include[{i}].{k}"))
+    })
+}
+
 impl Settings {
     /// Parses one metadata table. `origin` names where it came from, for the error message.
     pub fn from_value(value: &serde_json::Value, origin: &str) -> anyhow::Result<Settings> {
         if value.is_null() {
             return Ok(Settings::default());
         }
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        // Unknown keys are found by looking at the keys, not at serde's message: the schema's
+        // keys are KEYS, an include's are `src` and `dest`.
+        if let Some(path) = unknown_key(value) {
             // A key may hold control characters (a NUL): shown escaped, never raw.
+            let key: String = path
+                .rsplit('.')
+                .next()
+                .unwrap_or(&path)
+                .escape_debug()
+                .collect();
+            let path: String = path.escape_debug().collect();
+            anyhow::bail!(
+                "unknown key `{key}` (in `{path}`) in {origin}; remove it or use one of: {}",
+                KEYS.join(", ")
+            );
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path: String = e.path().to_string().escape_debug().collect();
             let msg = e.into_inner().to_string();
-            if let Some(rest) = msg.strip_prefix("unknown field ") {
-                let key: String = rest
-                    .split(',')
-                    .next()
-                    .unwrap_or(rest)
-                    .escape_debug()
-                    .collect();
-                let key = if path == "." {
-                    key
-                } else {
-                    format!("{key} (in `{path}`)")
-                };
-                anyhow::anyhow!(
-                    "unknown key {key} in {origin}; remove it or use one of: {}",
-                    KEYS.join(", ")
-                )
-            } else {
-                anyhow::anyhow!(
-                    "invalid value for `{path}` in {origin}: {msg}; see README.md, section Settings"
-                )
-            }
+            anyhow::anyhow!(
+                "invalid value for `{path}` in {origin}: {msg}; see README.md, section Settings"
+            )
         })
     }
 

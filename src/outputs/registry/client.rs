@@ -57,15 +57,19 @@ impl Policy {
 
 /// A failed request, sorted by the error's type (never by its text): what the tool should
 /// do about it depends on which of these it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
     /// TLS verification refused the server's certificate (or the server refused ours).
+    #[error("certificate: {0}")]
     Certificate(String),
     /// Nothing listens at the address.
+    #[error("connection refused")]
     Refused,
     /// No connection or no answer within the timeout.
+    #[error("no answer in time")]
     Timeout,
     /// Anything else on the way (reset, closed early, DNS): worth another try.
+    #[error("{0}")]
     Other(String),
 }
 
@@ -251,7 +255,8 @@ fn retry_after(resp: &Response) -> Option<Duration> {
 
 /// A registry's refusal, typed: the status, and the `errors[0]` code and message of its JSON
 /// body (read up to 64 KiB; remote text sanitized).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
 pub struct RegistryError {
     pub status: StatusCode,
     pub code: Option<String>,
@@ -286,18 +291,19 @@ impl RegistryError {
     }
 }
 
-impl std::fmt::Display for RegistryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.status)?;
+impl RegistryError {
+    /// `STATUS[: CODE MESSAGE]`, as messages quote it.
+    fn describe(&self) -> String {
         let detail: Vec<&str> = [&self.code, &self.message]
             .into_iter()
             .flatten()
             .map(String::as_str)
             .collect();
-        if !detail.is_empty() {
-            write!(f, ": {}", detail.join(" "))?;
+        if detail.is_empty() {
+            self.status.to_string()
+        } else {
+            format!("{}: {}", self.status, detail.join(" "))
         }
-        Ok(())
     }
 }
 
