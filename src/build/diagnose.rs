@@ -91,6 +91,14 @@ pub fn diagnose(project: &Project, output: &str, triple: &str) -> Option<String>
             who("a -sys crate")
         ));
     }
+    if let Some(why) = missing_tool(&text, triple, &who) {
+        return Some(why);
+    }
+    link_failure(project, &text, triple)
+}
+
+/// A build script that found no program (cmake, protoc, perl, make) or no C compiler.
+fn missing_tool(text: &str, triple: &str, who: &dyn Fn(&str) -> String) -> Option<String> {
     for (needle, program, package) in [
         ("is `cmake` not installed?", "cmake", "cmake"),
         ("Could not find `protoc`", "protoc", "protobuf-compiler"),
@@ -125,6 +133,11 @@ pub fn diagnose(project: &Project, output: &str, triple: &str) -> Option<String>
             triple.replace('-', "_")
         ));
     }
+    None
+}
+
+/// A link that took a glibc library of the build machine, or found no static library.
+fn link_failure(project: &Project, text: &str, triple: &str) -> Option<String> {
     // A library of the build machine's glibc (pkg-config or pg_config pointed there).
     if let Some(path) = text.lines().find_map(|l| {
         l.split_whitespace()

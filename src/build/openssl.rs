@@ -366,6 +366,51 @@ fn lock_exclusive(path: &Path, quiet: bool) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Removes the temporary directories named `{prefix}…` in `root`.
+fn remove_temps(root: &Path, prefix: &str) {
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// `cargo build` (or zigbuild) of the helper crate for `triple`, installing into `out`.
+fn helper_command(
+    project: &Project,
+    helper: &Path,
+    triple: &str,
+    cc: &CCompiler,
+    out: &Path,
+    offline: bool,
+    quiet: bool,
+) -> Command {
+    let mut cmd = Command::new(crate::build::cargo());
+    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
+        .args(["--release", "--locked", "--target", triple])
+        .arg("--manifest-path")
+        .arg(helper.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(helper.join("target"))
+        .current_dir(&project.package_root)
+        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out)
+        .stdout(Stdio::null())
+        .stderr(if quiet {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+    if offline {
+        cmd.arg("--offline");
+    }
+    for (k, v) in &cc.env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// The cached static OpenSSL for `triple` (built now when missing), as a directory with
 /// `lib/` and `include/`.
 #[allow(clippy::too_many_arguments)]
@@ -388,13 +433,7 @@ pub fn ensure(
     // Builds of this helper make their temporary directories only while holding the lock: one
     // found now was left by a run that was killed, and is removed.
     let tmp_prefix = format!(".tmp-{}-", &helper_key[..16]);
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&tmp_prefix) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
+    remove_temps(&root, &tmp_prefix);
     write_helper(&helper, req, features)?;
     let offline = cargo_args.offline || cargo_args.frozen;
     let src_version = locked_version(&helper, &project.package_root, offline)?;
@@ -434,27 +473,7 @@ pub fn ensure(
         .tempdir_in(&root)
         .with_context(|| format!("creating a directory in {}", root.display()))?;
     let out = tmp.path().join("out");
-    let mut cmd = Command::new(crate::build::cargo());
-    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
-        .args(["--release", "--locked", "--target", triple])
-        .arg("--manifest-path")
-        .arg(helper.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(helper.join("target"))
-        .current_dir(&project.package_root)
-        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", &out)
-        .stdout(Stdio::null())
-        .stderr(if quiet {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
-    if offline {
-        cmd.arg("--offline");
-    }
-    for (k, v) in &cc.env {
-        cmd.env(k, v);
-    }
+    let mut cmd = helper_command(project, &helper, triple, cc, &out, offline, quiet);
     let output = cmd
         .output()
         .context("running cargo to build OpenSSL; is cargo on PATH?")?;
