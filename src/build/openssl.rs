@@ -366,6 +366,18 @@ fn lock_exclusive(path: &Path, quiet: bool) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// What an OpenSSL build depends on: the helper, the target, openssl-src's version, the
+/// features and the C compiler.
+fn build_key(triple: &str, src_version: &str, features: &[String], cc: &CCompiler) -> String {
+    sha256_hex(
+        format!(
+            "{FORMAT}\n{HELPER_BUILD_RS}\n{triple}\n{src_version}\n{features:?}\n{}",
+            cc.identity
+        )
+        .as_bytes(),
+    )
+}
+
 /// Removes the temporary directories named `{prefix}…` in `root`.
 fn remove_temps(root: &Path, prefix: &str) {
     if let Ok(entries) = std::fs::read_dir(root) {
@@ -441,13 +453,7 @@ pub fn ensure(
         .split_once('+')
         .map_or(src_version.as_str(), |(_, v)| v)
         .to_string();
-    let key = sha256_hex(
-        format!(
-            "{FORMAT}\n{HELPER_BUILD_RS}\n{triple}\n{src_version}\n{features:?}\n{}",
-            cc.identity
-        )
-        .as_bytes(),
-    );
+    let key = build_key(triple, &src_version, features, cc);
     let dir = root.join(format!("{triple}-{openssl_version}-{}", &key[..16]));
     if complete(&dir) {
         if !quiet {

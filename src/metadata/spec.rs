@@ -385,6 +385,33 @@ fn zone_exists(tz: &TzData, zone: &str) -> bool {
     }
 }
 
+/// A directory's entries with their paths in the image, sorted by name. (Hand-written, not
+/// walkdir: the include walk confines and checks each entry on its own, following symbolic
+/// links with a loop check and messages that name the include.)
+fn children(dir: &Path, dest: &str) -> Result<Vec<(PathBuf, String)>> {
+    let mut children: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<std::io::Result<Vec<_>>>()?;
+    children.sort_by_key(|c| c.file_name());
+    Ok(children
+        .into_iter()
+        .map(|c| {
+            let name = c.file_name().to_string_lossy().to_string();
+            (c.path(), format!("{dest}/{name}"))
+        })
+        .collect())
+}
+
+/// 0755 for an executable file, else 0644: the host's umask never leaks in.
+fn file_mode(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
 /// Expands one `include` into files and directories, each confined to the package root.
 fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<IncludeFile>> {
     let real_root = root.canonicalize().context("resolving the package root")?;
@@ -432,14 +459,8 @@ fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<Includ
                     mode: 0o755,
                 });
             }
-            let mut children: Vec<_> = std::fs::read_dir(&path)
-                .with_context(|| format!("cannot list {}", path.display()))?
-                .collect::<std::io::Result<Vec<_>>>()?;
-            children.sort_by_key(|c| c.file_name());
-            for c in children.into_iter().rev() {
-                let name = c.file_name().to_string_lossy().to_string();
-                stack.push((c.path(), format!("{dest}/{name}")));
-            }
+            // Reversed onto the stack: taken off in name order.
+            stack.extend(children(&path, &dest)?.into_iter().rev());
         } else if !meta.is_file() {
             // Never opened: opening a FIFO blocks until a writer comes, and a device would be
             // packed as whatever reading it gives.
@@ -449,7 +470,6 @@ fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<Includ
                 crate::util::fs::kind_name(meta.file_type())
             );
         } else {
-            use std::os::unix::fs::PermissionsExt;
             // Only a directory can go at "/" (the image root, which exists already).
             if dest.is_empty() {
                 let name = real.file_name().unwrap_or_default().to_string_lossy();
@@ -457,16 +477,11 @@ fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<Includ
                     "include `{src}` is a file, so its dest cannot be the image root `/`; give its path in the image, e.g. dest = \"/{name}\""
                 );
             }
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            };
             out.push(IncludeFile {
                 src: real,
                 dest,
                 is_dir: false,
-                mode,
+                mode: file_mode(&meta),
             });
         }
     }

@@ -454,6 +454,50 @@ impl Client {
         Ok(())
     }
 
+    /// The token request: a refresh-token grant (POST, form-encoded) for an identity token,
+    /// else a GET with the scopes, with Basic credentials if there are any.
+    fn token_request(
+        &self,
+        url: &reqwest::Url,
+        service: Option<&str>,
+        cred: &Credential,
+    ) -> RequestBuilder {
+        let c = self;
+        match cred {
+            Credential::IdentityToken(t) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("client_id", "cargo-containerize".to_string()),
+                    ("refresh_token", t.expose().to_string()),
+                    ("scope", c.scopes.join(" ")),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_string()));
+                }
+                c.http.post(url.clone()).form(&form)
+            }
+            other => {
+                let mut u = url.clone();
+                {
+                    let mut q = u.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in &c.scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let r = c.http.get(u);
+                match other {
+                    Credential::Basic { username, password } => {
+                        r.basic_auth(username, Some(password.expose()))
+                    }
+                    _ => r,
+                }
+            }
+        }
+    }
+
     fn fetch_token(&self, realm: &str, service: Option<&str>, cred: &Credential) -> Result<String> {
         let url = reqwest::Url::parse(realm).with_context(|| {
             format!(
@@ -473,39 +517,7 @@ impl Client {
         let who = format!("the token service {origin} of registry {}", self.registry);
         let c = self;
         let resp = self.retrying("get a token", || {
-            let req = match cred {
-                Credential::IdentityToken(t) => {
-                    let mut form = vec![
-                        ("grant_type", "refresh_token".to_string()),
-                        ("client_id", "cargo-containerize".to_string()),
-                        ("refresh_token", t.expose().to_string()),
-                        ("scope", c.scopes.join(" ")),
-                    ];
-                    if let Some(s) = service {
-                        form.push(("service", s.to_string()));
-                    }
-                    c.http.post(url.clone()).form(&form)
-                }
-                other => {
-                    let mut u = url.clone();
-                    {
-                        let mut q = u.query_pairs_mut();
-                        if let Some(s) = service {
-                            q.append_pair("service", s);
-                        }
-                        for s in &c.scopes {
-                            q.append_pair("scope", s);
-                        }
-                    }
-                    let r = c.http.get(u);
-                    match other {
-                        Credential::Basic { username, password } => {
-                            r.basic_auth(username, Some(password.expose()))
-                        }
-                        _ => r,
-                    }
-                }
-            };
+            let req = c.token_request(&url, service, cred);
             let request = match cred {
                 Credential::IdentityToken(_) => format!("POST {origin}{}", url.path()),
                 _ => format!("GET {origin}{}", url.path()),
