@@ -52,98 +52,93 @@ fn toml_str(s: &str) -> String {
 
 /// The commented body of the section: every key, with this crate's default where it has one.
 pub fn commented_defaults(spec: &ImageSpec) -> String {
-    let mut o = String::new();
-    o.push_str(
+    use crate::metadata::spec::{CaSource, Compression, TzData};
+    let default_path = format!("/usr/local/bin/{}", spec.bin);
+    // The defaults shown are the settings' own (each defined once, on its type).
+    let compression = Compression::default();
+    let lines: Vec<(String, &str)> = vec![
+        (
+            format!("bin = {}", toml_str(&spec.bin)),
+            "the binary target, when the package has several",
+        ),
+        (
+            format!("binary-path = {}", toml_str(&default_path)),
+            "where the binary goes in the image",
+        ),
+        (
+            format!("entrypoint = [{}]", toml_str(&default_path)),
+            "exec form",
+        ),
+        ("args = []".into(), "the image's Cmd"),
+        (
+            "env = { RUST_LOG = \"info\" }".into(),
+            "added to PATH, SSL_CERT_FILE and TZ",
+        ),
+        (
+            format!("user = {}", toml_str(crate::metadata::spec::DEFAULT_USER)),
+            "numeric UID:GID (65532 is nonroot)",
+        ),
+        ("workdir = \"/\"".into(), ""),
+        ("ports = [8080, \"53/udp\"]".into(), "exposed ports"),
+        ("stop-signal = \"SIGTERM\"".into(), ""),
+        (
+            "labels = { \"org.opencontainers.image.vendor\" = \"Example\" }".into(),
+            "",
+        ),
+        (
+            format!("ca-certs = {}", toml_str(&CaSource::default().to_string())),
+            "embedded Mozilla roots; \"host\", \"none\" or a PEM file",
+        ),
+        (
+            format!("tzdata = {}", toml_str(TzData::default().name())),
+            "embedded IANA data; \"host\" or \"none\"",
+        ),
+        (
+            "zones = [\"UTC\", \"Europe/Berlin\"]".into(),
+            "only these zones (default: all)",
+        ),
+        ("timezone = \"UTC\"".into(), "sets TZ and /etc/localtime"),
+        (
+            "include = [{ src = \"config/app.toml\", dest = \"/etc/app/app.toml\" }]".into(),
+            "",
+        ),
+        ("strip = true".into(), "strip symbols and debug info"),
+        (
+            "openssl = \"build\"".into(),
+            "static OpenSSL for openssl-sys, built once per target; or \"off\"",
+        ),
+        (
+            "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
+            "default: the host's",
+        ),
+        (
+            format!("compression = {}", toml_str(compression.name())),
+            "or \"zstd\"",
+        ),
+        (
+            format!("compression-level = {}", compression.default_level()),
+            "gzip 1-12 (default 5), zstd 1-19 (default 7)",
+        ),
+        (
+            format!(
+                "repository = {}",
+                toml_str(&format!("ghcr.io/owner/{}", spec.package))
+            ),
+            "where --push goes",
+        ),
+        (
+            "tags = [\"{version}\", \"latest\"]".into(),
+            "also {git_sha}, {git_short_sha}",
+        ),
+    ];
+    let mut o = String::from(
         "# Settings of `cargo containerize` (also read by its dockerfile and workflow commands).\n\
          # Every key is optional: uncomment one to change it. Values shown are the defaults,\n\
          # or examples where there is none.\n",
     );
-    line(
-        &mut o,
-        &format!("bin = {}", toml_str(&spec.bin)),
-        "the binary target, when the package has several",
-    );
-    let default_path = format!("/usr/local/bin/{}", spec.bin);
-    line(
-        &mut o,
-        &format!("binary-path = {}", toml_str(&default_path)),
-        "where the binary goes in the image",
-    );
-    line(
-        &mut o,
-        &format!("entrypoint = [{}]", toml_str(&default_path)),
-        "exec form",
-    );
-    line(&mut o, "args = []", "the image's Cmd");
-    line(
-        &mut o,
-        "env = { RUST_LOG = \"info\" }",
-        "added to PATH, SSL_CERT_FILE and TZ",
-    );
-    line(
-        &mut o,
-        "user = \"65532:65532\"",
-        "numeric UID:GID (65532 is nonroot)",
-    );
-    line(&mut o, "workdir = \"/\"", "");
-    line(&mut o, "ports = [8080, \"53/udp\"]", "exposed ports");
-    line(&mut o, "stop-signal = \"SIGTERM\"", "");
-    line(
-        &mut o,
-        "labels = { \"org.opencontainers.image.vendor\" = \"Example\" }",
-        "",
-    );
-    line(
-        &mut o,
-        "ca-certs = \"webpki\"",
-        "embedded Mozilla roots; \"host\", \"none\" or a PEM file",
-    );
-    line(
-        &mut o,
-        "tzdata = \"bundled\"",
-        "embedded IANA data; \"host\" or \"none\"",
-    );
-    line(
-        &mut o,
-        "zones = [\"UTC\", \"Europe/Berlin\"]",
-        "only these zones (default: all)",
-    );
-    line(&mut o, "timezone = \"UTC\"", "sets TZ and /etc/localtime");
-    line(
-        &mut o,
-        "include = [{ src = \"config/app.toml\", dest = \"/etc/app/app.toml\" }]",
-        "",
-    );
-    line(&mut o, "strip = true", "strip symbols and debug info");
-    line(
-        &mut o,
-        "openssl = \"build\"",
-        "static OpenSSL for openssl-sys, built once per target; or \"off\"",
-    );
-    line(
-        &mut o,
-        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
-        "default: the host's",
-    );
-    line(&mut o, "compression = \"gzip\"", "or \"zstd\"");
-    line(
-        &mut o,
-        "compression-level = 5",
-        "gzip 1-12 (default 5), zstd 1-19 (default 7)",
-    );
-    line(
-        &mut o,
-        &format!(
-            "repository = {}",
-            toml_str(&format!("ghcr.io/owner/{}", spec.package))
-        ),
-        "where --push goes",
-    );
-    line(
-        &mut o,
-        "tags = [\"{version}\", \"latest\"]",
-        "also {git_sha}, {git_short_sha}",
-    );
+    for (key_value, note) in &lines {
+        line(&mut o, key_value, note);
+    }
     o
 }
 

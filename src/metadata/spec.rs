@@ -146,6 +146,15 @@ impl<'de> serde::Deserialize<'de> for TzData {
 }
 
 impl TzData {
+    /// The setting's value for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TzData::Bundled => "bundled",
+            TzData::Host => "host",
+            TzData::None => "none",
+        }
+    }
+
     /// Itself, once the database it names is known to be there.
     pub fn check(self) -> Result<TzData> {
         if self == TzData::Host && !Path::new(ZONEINFO_DIR).is_dir() {
@@ -186,6 +195,14 @@ impl<'de> serde::Deserialize<'de> for Compression {
 }
 
 impl Compression {
+    /// The setting's value for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
     /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
     pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
         match self {

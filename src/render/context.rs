@@ -3,7 +3,7 @@
 
 use super::rootfs::octal;
 pub use super::rootfs::{PathMode, RootfsContext};
-use crate::metadata::spec::{CaCerts, ImageSpec, TzData};
+use crate::metadata::spec::{CaCerts, ImageSpec};
 use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
 use anyhow::{Context as _, Result};
@@ -416,14 +416,6 @@ fn ca_certs_name(c: &CaCerts) -> &'static str {
     }
 }
 
-fn tzdata_name(t: TzData) -> &'static str {
-    match t {
-        TzData::Bundled => "bundled",
-        TzData::Host => "host",
-        TzData::None => "none",
-    }
-}
-
 impl TemplateContext {
     /// Builds the context for `project`, whose settings are already merged with the command
     /// line, and `spec`, resolved from them.
@@ -488,7 +480,7 @@ impl TemplateContext {
             ca_certs: ca_certs_name(&spec.ca_certs).into(),
             ca_bundle_path: (spec.ca_certs != CaCerts::None)
                 .then(|| crate::metadata::spec::CA_BUNDLE_PATH.to_string()),
-            tzdata: tzdata_name(spec.tzdata).into(),
+            tzdata: spec.tzdata.name().into(),
             zones: spec.zones.clone(),
             timezone: spec.timezone.clone(),
             includes,
