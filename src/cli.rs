@@ -4,8 +4,8 @@ use crate::metadata::spec::{CaSource, Compression, TzData};
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
+use crate::outputs::registry::RegistryOptions;
 use crate::outputs::registry::auth::{Credential, Secret};
-use crate::outputs::registry::{RegistryOptions, progress};
 use crate::pipeline::{self, BuildRequest};
 use crate::platform::Platform;
 use crate::verify;
@@ -306,11 +306,6 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             retries: args.retries,
             upload_jobs: args.upload_jobs as usize,
             timeout: std::time::Duration::from_secs(args.registry_timeout),
-            progress: if quiet {
-                progress::Mode::Quiet
-            } else {
-                progress::Mode::Auto
-            },
         },
     };
     let report = pipeline::run(&request)?;

@@ -116,7 +116,7 @@ fn plan_outputs(
             .iter()
             .map(|t| spec.expand(t))
             .collect::<Result<Vec<_>>>()?;
-        list.push(Box::new(Load::new(engine, &tags, &defaults, req.quiet)?));
+        list.push(Box::new(Load::new(engine, &tags, &defaults)?));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(

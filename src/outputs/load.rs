@@ -40,7 +40,6 @@ pub struct Load {
     /// Normalized references with tags.
     pub references: Vec<String>,
     pub platform: Option<Platform>,
-    pub quiet: bool,
     /// The engine picked, once (preflight and write both need it; probing costs a process).
     picked: OnceLock<Result<(String, PathBuf), String>>,
 }
@@ -75,12 +74,7 @@ fn docker_daemon_silent(path: &Path) -> Option<String> {
 impl Load {
     /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
     /// gives `<bin>:<version>`), each checked and given `:latest` if it has no tag.
-    pub fn new(
-        engine: LoadEngine,
-        tags: &[String],
-        defaults: &super::Defaults,
-        quiet: bool,
-    ) -> Result<Load> {
+    pub fn new(engine: LoadEngine, tags: &[String], defaults: &super::Defaults) -> Result<Load> {
         let references = if tags.is_empty() {
             vec![format!("{}:{}", defaults.name, defaults.tag)]
         } else {
@@ -93,7 +87,6 @@ impl Load {
                 .map(super::docker_archive::normalize_ref)
                 .collect::<Result<_>>()?,
             platform: defaults.platform,
-            quiet,
             picked: OnceLock::new(),
         })
     }
@@ -130,14 +123,12 @@ impl Load {
         };
         match podman {
             Some(p) => {
-                if !self.quiet {
-                    crate::util::shell::status(
-                        "Loading",
-                        format!(
-                            "into podman (docker is installed but its daemon does not answer: {why})"
-                        ),
-                    );
-                }
+                crate::util::shell::status(
+                    "Loading",
+                    format!(
+                        "into podman (docker is installed but its daemon does not answer: {why})"
+                    ),
+                );
                 Ok(("podman".into(), p))
             }
             None => bail!(

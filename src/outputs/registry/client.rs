@@ -36,13 +36,12 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// How many tries, how long to wait for an answer, and whether to say so when retrying.
+/// How many tries and how long to wait for an answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub tries: u32,
     /// The longest wait for a connection or for the next bytes of an answer.
     pub timeout: Duration,
-    pub quiet: bool,
 }
 
 impl Policy {
@@ -50,7 +49,6 @@ impl Policy {
         Policy {
             tries: opts.retries.saturating_add(1),
             timeout: opts.timeout,
-            quiet: opts.progress == super::progress::Mode::Quiet,
         }
     }
 }
@@ -329,17 +327,15 @@ impl Client {
         // Besides these roots, reqwest's platform verifier trusts the system's store, which
         // SSL_CERT_FILE / SSL_CERT_DIR replace (rustls-native-certs): say so, since a
         // variable set for something else then decides whom a push trusts.
-        if !Policy::of(opts).quiet {
-            for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
-                if let Some(v) = std::env::var_os(var) {
-                    crate::util::shell::status(
-                        "Trusting",
-                        format!(
-                            "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
-                            std::path::Path::new(&v).display()
-                        ),
-                    );
-                }
+        for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                crate::util::shell::status(
+                    "Trusting",
+                    format!(
+                        "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
+                        std::path::Path::new(&v).display()
+                    ),
+                );
             }
         }
         let builder = Http::builder();
@@ -684,16 +680,14 @@ pub fn retry<T>(
                 last = reason;
                 if attempt < tries {
                     let wait = after.unwrap_or_else(|| backoff(attempt));
-                    if !policy.quiet {
-                        crate::util::shell::status(
-                            "Retrying",
-                            format!(
-                                "to {what} (try {} of {tries}, in {}): {last}",
-                                attempt + 1,
-                                humantime::format_duration(wait)
-                            ),
-                        );
-                    }
+                    crate::util::shell::status(
+                        "Retrying",
+                        format!(
+                            "to {what} (try {} of {tries}, in {}): {last}",
+                            attempt + 1,
+                            humantime::format_duration(wait)
+                        ),
+                    );
                     std::thread::sleep(wait);
                 }
             }

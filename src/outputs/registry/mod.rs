@@ -28,7 +28,6 @@ pub struct RegistryOptions {
     pub retries: u32,
     /// Blobs uploaded at once (`--upload-jobs`).
     pub upload_jobs: usize,
-    pub progress: progress::Mode,
     /// The longest wait for a registry, token service or credential helper to answer (for a
     /// connection, the next bytes of an answer, or a helper's reply).
     pub timeout: std::time::Duration,
@@ -51,7 +50,6 @@ impl Default for RegistryOptions {
             credential: None,
             retries: DEFAULT_RETRIES,
             upload_jobs: DEFAULT_UPLOAD_JOBS,
-            progress: progress::Mode::Auto,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -163,7 +161,7 @@ impl Output for RegistryOutput {
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let http = Client::http(&self.options)?;
-        let progress = progress::Progress::new(self.options.progress);
+        let progress = progress::Progress::new();
         let blobs = push::blob_jobs(image, store);
         let top = image.top();
         let mut written = Written {

@@ -6,16 +6,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    #[default]
-    Auto,
-    Quiet,
-}
-
 pub struct Progress {
     bars: Option<MultiProgress>,
-    quiet: bool,
 }
 
 /// One blob's upload.
@@ -28,18 +20,22 @@ fn short(d: &str) -> &str {
     &d[..d.len().min(19)]
 }
 
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress::new()
+    }
+}
+
 impl Progress {
-    pub fn new(mode: Mode) -> Progress {
-        let quiet = mode == Mode::Quiet;
+    /// Bars on a terminal unless the shell is quiet; the shell decides what the lines show.
+    pub fn new() -> Progress {
+        let quiet = crate::util::shell::is_quiet();
         let bars = (!quiet && std::io::stderr().is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { bars, quiet }
+        Progress { bars }
     }
 
     pub fn line(&self, verb: &str, text: &str) {
-        if self.quiet {
-            return;
-        }
         match &self.bars {
             Some(m) => crate::util::shell::status_to(verb, text, |line| {
                 let _ = m.println(line);

@@ -315,17 +315,15 @@ pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &s
         }
         let wait = backoff(attempt);
         attempt += 1;
-        if !c.policy.quiet {
-            crate::util::shell::status(
-                "Retrying",
-                format!(
-                    "to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
-                    c.policy.tries,
-                    humantime::format_duration(wait),
-                    c.registry
-                ),
-            );
-        }
+        crate::util::shell::status(
+            "Retrying",
+            format!(
+                "to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",
+                c.policy.tries,
+                humantime::format_duration(wait),
+                c.registry
+            ),
+        );
         std::thread::sleep(wait);
     };
     let not_stored = |status: StatusCode| {
