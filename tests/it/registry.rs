@@ -1,11 +1,8 @@
 //! `--push` to a real registry (Debian's docker-registry 2.8, started per test on a free
 //! loopback port) and `--load` into podman: plain HTTP, TLS with a private CA and htpasswd
 //! auth, every credential source, upload accounting, a fault-injecting proxy, a push killed
-//! mid-upload, and tags from the metadata. The harness is in tests/support (proved with
-//! skopeo alone in tests/registry_harness.rs).
-
-mod common;
-mod support;
+//! mid-upload, and tags from the metadata. The harness is in tests/it/support (proved with
+//! skopeo alone in tests/it/registry_harness.rs).
 
 use std::fs;
 use std::io::Write;
@@ -15,12 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::PodmanEnv;
+use crate::support::proxy::{Fault, Proxy, Rule};
+use crate::support::registry::{Credentials, Registry};
+use crate::support::token::{SERVICE, TokenServer};
 use serde_json::{Value, json};
-use support::podman::PodmanEnv;
-use support::proxy::{Fault, Proxy, Rule};
-use support::registry::{Credentials, Registry};
-use support::token::{SERVICE, TokenServer};
 
 /// The first line the hello fixture prints.
 const GREETING: &str = "hello from cargo-containerize";
@@ -1076,7 +1073,7 @@ fn load_into_a_failing_podman_is_a_clear_error() {
 fn credentials_never_follow_an_upload_location_to_another_origin() {
     // Proxy A fronts the registry and rewrites the Host of the first upload start, so the
     // registry itself answers with a Location on proxy B: another origin.
-    let registry = Registry::start(support::registry::Options {
+    let registry = Registry::start(crate::support::registry::Options {
         tls: false,
         auth: Some(Credentials::new(USER, PASSWORD)),
         token: None,

@@ -3,7 +3,7 @@
 //! put in front of it; podman configured through environment variables only, so that the
 //! tool's own `podman load` uses the same private storage as the test.
 //!
-//! Used from `tests/registry*.rs` as `mod support;` next to `mod common;`.
+//! Used by the registry tests as `crate::support`.
 #![allow(dead_code)]
 
 pub mod podman;

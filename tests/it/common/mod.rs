@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: fixture copies, running the tool, inspecting
 //! the images it writes with skopeo, running them for real with umoci + runc or podman.
 //!
-//! Every test binary includes this module and uses a different subset of it.
+//! The test modules each use a different subset of it.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -571,7 +571,7 @@ pub struct Podman {
     dir: TempDir,
 }
 
-/// The runtime wrapper podman calls instead of runc (also used by tests/support/podman.rs).
+/// The runtime wrapper podman calls instead of runc (also used by support::podman).
 pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
 # Strip process.rlimits from the bundle's config.json, then run runc with the same args.
 bundle=.

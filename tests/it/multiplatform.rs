@@ -8,9 +8,6 @@
 //! docker-registry, the aarch64 musl target) and scripts/setup-cross-tools (cargo-zigbuild and
 //! zig in `$CONTAINERIZE_TOOLS_BIN`, default `$HOME/.cache/cargo-containerize/venv/bin`).
 
-mod common;
-mod support;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
@@ -19,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::PodmanEnv;
+use crate::support::registry::Registry;
 use goblin::elf::Elf;
 use goblin::elf::header::{EM_AARCH64, EM_X86_64};
 use serde_json::Value;
-use support::podman::PodmanEnv;
-use support::registry::Registry;
 
 /// The first line the hello fixture prints.
 const GREETING: &str = "hello from cargo-containerize";
