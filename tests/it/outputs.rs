@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::*;
+use crate::support::podman::Podman;
 use serde_json::Value;
 
 /// hello, written to all three transports in one run.

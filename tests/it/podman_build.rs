@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::*;
+use crate::support::podman::Podman;
 use serde_json::Value;
 use tempfile::TempDir;
 
