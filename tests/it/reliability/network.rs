@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::support::podman::PodmanEnv;
+use crate::support::podman::Podman;
 use crate::support::proxy::{Fault, Proxy, Rule, Silent};
 use crate::support::registry::{Credentials, Registry, free_port};
 
@@ -476,7 +476,7 @@ fn docker_without_daemon() -> Option<PathBuf> {
 
 #[test]
 fn load_without_an_engine_name_picks_podman_when_the_docker_daemon_does_not_answer() {
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let (_project, mut cmd) = hello(&["--load"]);
     podman.apply(&mut cmd);
     if let Some(fake) = docker_without_daemon() {
