@@ -27,5 +27,6 @@ mod registry;
 mod registry_harness;
 mod reliability;
 mod reproducible;
+mod sys_crates;
 mod templates;
 mod verify;
