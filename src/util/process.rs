@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// Most bytes kept of a helper's stdout or stderr.
 const OUTPUT_LIMIT: u64 = 1 << 20;
 
+/// How long a helper that exited may leave its pipes open (through a child it started)
+/// before its process group is stopped.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
 /// What a helper printed and how it ended.
 #[derive(Debug)]
 pub struct Finished {
@@ -89,11 +93,23 @@ pub fn run_bounded(cmd: &mut Command, input: &[u8], timeout: Duration) -> Result
             Err(e) => return Err(e).context("waiting for a helper program"),
         }
     };
-    // It exited; what it started may still hold the pipes open.
-    let left = deadline.saturating_duration_since(Instant::now());
-    let out = stdout.recv_timeout(left);
-    let left = deadline.saturating_duration_since(Instant::now());
-    let err = stderr.recv_timeout(left);
+    // It exited; what it started may still hold the pipes open. Give them a moment, then
+    // stop the process group (which closes them) and keep what the helper itself printed: an
+    // answer is not thrown away because a child it left behind lingers.
+    let grace = deadline
+        .saturating_duration_since(Instant::now())
+        .min(PIPE_GRACE);
+    let mut out = stdout.recv_timeout(grace);
+    let mut err = stderr.recv_timeout(grace.saturating_sub(Duration::from_millis(1)));
+    if out.is_err() || err.is_err() {
+        kill(&mut child);
+        if out.is_err() {
+            out = stdout.recv_timeout(PIPE_GRACE);
+        }
+        if err.is_err() {
+            err = stderr.recv_timeout(PIPE_GRACE);
+        }
+    }
     match (out, err) {
         (Ok(stdout), Ok(stderr)) => Ok(Outcome::Finished(Finished {
             status,
@@ -110,6 +126,29 @@ pub fn run_bounded(cmd: &mut Command, input: &[u8], timeout: Duration) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_kept_when_a_child_left_behind_holds_the_pipes() {
+        let started = Instant::now();
+        let out = run_bounded(
+            Command::new("sh").args(["-c", "echo answer; sleep 30 &"]),
+            b"",
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        match out {
+            Outcome::Finished(f) => {
+                assert!(f.status.success());
+                assert_eq!(f.stdout, b"answer\n");
+            }
+            Outcome::TimedOut => panic!("the answer was thrown away"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn a_program_that_never_exits_is_stopped() {
