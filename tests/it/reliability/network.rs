@@ -546,3 +546,26 @@ fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
     );
     assert!(registry.skopeo_inspect("huge:stall", true).is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// An engine that stops reading
+
+/// `docker load` that never reads the image (a wedged daemon): the tool stops it once it
+/// makes no progress for CARGO_CONTAINERIZE_LOAD_TIMEOUT, and says so in one line.
+#[test]
+fn a_load_the_engine_stops_reading_is_stopped_and_named() {
+    let engine = script_dir("docker", "exec sleep 600\n");
+    let (_project, mut cmd) = hello(&["--load", "docker"]);
+    cmd.env("PATH", path_with(&engine))
+        .env("CARGO_CONTAINERIZE_LOAD_TIMEOUT", "1");
+    let (run, took) = capture_within(&mut cmd, LIMIT);
+    assert_one_line_error(
+        &run,
+        &[
+            "docker load",
+            "no progress",
+            "CARGO_CONTAINERIZE_LOAD_TIMEOUT",
+        ],
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}: {run}");
+}
