@@ -361,37 +361,6 @@ mod tests {
     }
 
     fn commented_defaults_for_test() -> String {
-        use crate::metadata::spec::{CaCerts, Compression, TzData};
-        let spec = ImageSpec {
-            package: "app".into(),
-            version: "1.0.0".into(),
-            bin: "app".into(),
-            bins: vec!["app".into()],
-            binary_path: "/usr/local/bin/app".into(),
-            entrypoint: vec!["/usr/local/bin/app".into()],
-            cmd: vec![],
-            env: vec![],
-            user: "65532:65532".into(),
-            workdir: None,
-            ports: vec![],
-            stop_signal: None,
-            labels: Default::default(),
-            created: String::new(),
-            created_epoch: 0,
-            ca_certs: CaCerts::Webpki,
-            tzdata: TzData::Bundled,
-            zones: None,
-            timezone: None,
-            includes: vec![],
-            strip: true,
-            platforms: vec![],
-            compression: Compression::Gzip,
-            compression_level: 5,
-            git_sha: None,
-            repository: None,
-            source_date_epoch: None,
-            tags: vec![],
-        };
-        commented_defaults(&spec)
+        commented_defaults(&ImageSpec::example())
     }
 }

@@ -337,6 +337,43 @@ impl ImageSpec {
             None => vec![],
         })
     }
+
+    /// A spec for unit tests: binary `app` 1.0.0 of package `app`, every setting at its
+    /// default, no git, no platforms. Tests change the few fields they care about on the
+    /// returned value instead of spelling out every field.
+    #[cfg(test)]
+    pub(crate) fn example() -> ImageSpec {
+        ImageSpec {
+            package: "app".into(),
+            version: "1.0.0".into(),
+            bin: "app".into(),
+            bins: vec!["app".into()],
+            binary_path: "/usr/local/bin/app".into(),
+            entrypoint: vec!["/usr/local/bin/app".into()],
+            cmd: vec![],
+            env: vec![],
+            user: "65532:65532".into(),
+            workdir: None,
+            ports: vec![],
+            stop_signal: None,
+            labels: BTreeMap::new(),
+            created: String::new(),
+            created_epoch: 0,
+            ca_certs: CaCerts::Webpki,
+            tzdata: TzData::Bundled,
+            zones: None,
+            timezone: None,
+            includes: vec![],
+            strip: true,
+            platforms: vec![],
+            compression: Compression::Gzip,
+            compression_level: 5,
+            git_sha: None,
+            repository: None,
+            tags: vec![],
+            source_date_epoch: None,
+        }
+    }
 }
 
 fn source_date_epoch() -> Result<Option<u64>> {

@@ -7,7 +7,7 @@ use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
-use crate::util::process::{Outcome, run_bounded};
+use crate::util::process::{Outcome, Watchdog, run_bounded};
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,16 @@ pub struct Load {
     pub platform: Option<Platform>,
     /// The engine picked, once (preflight and write both need it; probing costs a process).
     picked: OnceLock<Result<(String, PathBuf), String>>,
+}
+
+/// The environment variable that bounds how long `<engine> load` may make no progress
+/// (seconds, or e.g. `5m`).
+pub const LOAD_TIMEOUT_VAR: &str = "CARGO_CONTAINERIZE_LOAD_TIMEOUT";
+
+/// How long `<engine> load` may make no progress: [`LOAD_TIMEOUT_VAR`], else 5 minutes (an
+/// engine importing a large image can be quiet for a while after the stream ends).
+fn load_timeout() -> Result<Duration> {
+    crate::util::env_duration(LOAD_TIMEOUT_VAR, Duration::from_secs(300))
 }
 
 /// The longest wait for `docker version` to say whether a daemon answers.
@@ -148,6 +158,7 @@ impl Output for Load {
     }
 
     fn preflight(&self) -> Result<()> {
+        load_timeout()?;
         self.engine().map(drop)
     }
 
@@ -158,24 +169,47 @@ impl Output for Load {
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let img = pick_platform(image, self.platform)?;
         let (name, path) = self.engine()?;
-        let mut child = Command::new(&path)
-            .arg("load")
+        let idle = load_timeout()?;
+        let mut cmd = Command::new(&path);
+        cmd.arg("load")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot run {}", path.display()))?;
         let stdin = child.stdin.take().context("engine stdin")?;
-        // Drain stderr while streaming so a chatty engine never blocks on a full pipe.
-        let mut stderr = child.stderr.take().context("engine stderr")?;
-        let errs = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
-        });
-        let sent = write_tar(stdin, img, store, &self.references);
-        let out = child.wait_with_output().context("waiting for the engine")?;
+        // Drain stdout and stderr while streaming so a chatty engine never blocks on a full
+        // pipe (at most 1 MiB of each is kept).
+        let drain = |from: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = Vec::new();
+                if let Some(mut from) = from {
+                    let _ = (&mut from).take(1 << 20).read_to_end(&mut s);
+                    let _ = std::io::copy(&mut from, &mut std::io::sink());
+                }
+                String::from_utf8_lossy(&s).into_owned()
+            })
+        };
+        let outs = drain(child.stdout.take().map(|o| Box::new(o) as _));
+        let errs = drain(child.stderr.take().map(|e| Box::new(e) as _));
+        // The engine must keep reading, and exit once the stream ends: no progress for `idle`
+        // and it is stopped.
+        let dog = Watchdog::start(child.id(), idle);
+        let sent = write_tar(dog.writer(stdin), img, store, &self.references);
+        dog.poke();
+        let status = child.wait().context("waiting for the engine")?;
+        let stalled = dog.finish();
+        let _ = outs.join();
         let err_text = errs.join().unwrap_or_default();
+        if stalled {
+            bail!(
+                "`{name} load` made no progress for {} (it stopped reading the image, or did not finish after it) and was stopped; check that {name} works (`{name} info`), or raise {LOAD_TIMEOUT_VAR}",
+                humantime::format_duration(idle)
+            );
+        }
         // Our own failure (a blob missing, say) explains a failed load better than the engine's
         // "unexpected EOF"; a broken pipe means the engine stopped first, so it has the reason.
         if let Err(e) = &sent {
@@ -187,7 +221,7 @@ impl Output for Load {
                 bail!("streaming the image into `{name} load` failed: {e:#}");
             }
         }
-        if !out.status.success() {
+        if !status.success() {
             let last = err_text
                 .lines()
                 .rev()

@@ -1,18 +1,15 @@
-//! The registry tests' harness (tests/support), proved with skopeo alone: when a push of the
-//! tool fails in tests/registry.rs, these show the registry, TLS, auth and proxy themselves
+//! The registry tests' harness (tests/it/support), proved with skopeo alone: when a push of the
+//! tool fails in tests/it/registry.rs, these show the registry, TLS, auth and proxy themselves
 //! work with a well-known client.
-
-mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::OnceLock;
 
-use common::*;
-use support::proxy::{Fault, Proxy, Rule};
-use support::registry::{Credentials, Registry, base64};
-use support::token::TokenServer;
+use crate::common::*;
+use crate::support::proxy::{Fault, Proxy, Rule};
+use crate::support::registry::{Credentials, Registry, base64};
+use crate::support::token::TokenServer;
 
 /// hello, built by the tool once into an OCI layout that skopeo pushes.
 fn image() -> &'static Built {

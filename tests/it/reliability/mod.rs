@@ -3,12 +3,8 @@
 //! and proves the tool loses no foreign file, ships no blob that does not match its digest,
 //! and never waits without bound.
 //!
-//! One test binary, one module per kind of fault.
-
-#[path = "../common/mod.rs"]
-mod common;
-#[path = "../support/mod.rs"]
-mod support;
+//! One module per kind of fault (`cargo test --test it reliability::`); the helpers are the
+//! crate's `common` and `support`.
 
 mod cache;
 mod input;

@@ -1,11 +1,8 @@
 //! `--push` to a real registry (Debian's docker-registry 2.8, started per test on a free
 //! loopback port) and `--load` into podman: plain HTTP, TLS with a private CA and htpasswd
 //! auth, every credential source, upload accounting, a fault-injecting proxy, a push killed
-//! mid-upload, and tags from the metadata. The harness is in tests/support (proved with
-//! skopeo alone in tests/registry_harness.rs).
-
-mod common;
-mod support;
+//! mid-upload, and tags from the metadata. The harness is in tests/it/support (proved with
+//! skopeo alone in tests/it/registry_harness.rs).
 
 use std::fs;
 use std::io::Write;
@@ -15,12 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::Podman;
+use crate::support::proxy::{Fault, Proxy, Rule};
+use crate::support::registry::{Credentials, Registry};
+use crate::support::token::{SERVICE, TokenServer};
 use serde_json::{Value, json};
-use support::podman::PodmanEnv;
-use support::proxy::{Fault, Proxy, Rule};
-use support::registry::{Credentials, Registry};
-use support::token::{SERVICE, TokenServer};
 
 /// The first line the hello fixture prints.
 const GREETING: &str = "hello from cargo-containerize";
@@ -254,11 +251,11 @@ fn push_over_plain_http_to_loopback_is_readable_by_skopeo_and_runs_in_podman() {
     assert_eq!(copied.config(), reference_image().layout.config());
 
     // podman pulls it and runs it.
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     podman
         .podman(&["pull", "--tls-verify=false", &refs[0]])
         .assert_success();
-    let ran = podman.run(&refs[0]);
+    let ran = podman.run(&refs[0], &[]);
     ran.assert_success();
     assert_eq!(ran.stdout.lines().next(), Some(GREETING), "{ran}");
     assert_eq!(stdout_value(&ran, "uid"), Some("65532"), "{ran}");
@@ -1036,7 +1033,7 @@ fn path_without_docker() -> String {
 
 #[test]
 fn load_podman_then_podman_run_prints_the_greeting() {
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let project = Project::copy("hello");
     let mut cmd = tool_in(&project, &shared_target_dir("hello"));
     podman
@@ -1049,14 +1046,14 @@ fn load_podman_then_podman_run_prints_the_greeting() {
         names.iter().any(|n| n == "cct.test/hello:loaded"),
         "loaded as {names:?}: {run}"
     );
-    let ran = podman.run("cct.test/hello:loaded");
+    let ran = podman.run("cct.test/hello:loaded", &[]);
     ran.assert_success();
     assert_eq!(ran.stdout.lines().next(), Some(GREETING), "{ran}");
 }
 
 #[test]
 fn load_without_an_engine_name_uses_podman_when_docker_is_absent_and_names_it_bin_version() {
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let project = Project::copy("hello");
     let mut cmd = tool_in(&project, &shared_target_dir("hello"));
     podman
@@ -1070,7 +1067,7 @@ fn load_without_an_engine_name_uses_podman_when_docker_is_absent_and_names_it_bi
         names.iter().any(|n| n == "localhost/hello:0.3.1"),
         "loaded as {names:?}: {run}"
     );
-    let ran = podman.run("localhost/hello:0.3.1");
+    let ran = podman.run("localhost/hello:0.3.1", &[]);
     ran.assert_success();
     assert_eq!(ran.stdout.lines().next(), Some(GREETING), "{ran}");
 }
@@ -1092,7 +1089,7 @@ fn load_docker_without_docker_is_a_clear_error() {
 
 #[test]
 fn load_into_a_failing_podman_is_a_clear_error() {
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let broken = tempdir().keep().join("storage.conf");
     fs::write(
         &broken,
@@ -1113,7 +1110,7 @@ fn load_into_a_failing_podman_is_a_clear_error() {
 fn credentials_never_follow_an_upload_location_to_another_origin() {
     // Proxy A fronts the registry and rewrites the Host of the first upload start, so the
     // registry itself answers with a Location on proxy B: another origin.
-    let registry = Registry::start(support::registry::Options {
+    let registry = Registry::start(crate::support::registry::Options {
         tls: false,
         auth: Some(Credentials::new(USER, PASSWORD)),
         token: None,

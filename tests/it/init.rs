@@ -2,14 +2,12 @@
 //! without touching a byte of what was there, writes the Dockerfile and workflow on request,
 //! and changes nothing when run again.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
-use common::*;
+use crate::common::*;
 
 /// A manifest with comments, odd spacing and tables after [package], as people write them.
 fn commented_hello() -> Project {

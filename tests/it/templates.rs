@@ -5,13 +5,11 @@
 //!
 //! The linters come from `scripts/setup-template-tools`; a missing one fails the test.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A linter installed by scripts/setup-template-tools.
 fn linter(name: &str) -> PathBuf {

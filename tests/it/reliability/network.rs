@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::support::podman::PodmanEnv;
+use crate::support::podman::Podman;
 use crate::support::proxy::{Fault, Proxy, Rule, Silent};
 use crate::support::registry::{Credentials, Registry, free_port};
 
@@ -476,7 +476,7 @@ fn docker_without_daemon() -> Option<PathBuf> {
 
 #[test]
 fn load_without_an_engine_name_picks_podman_when_the_docker_daemon_does_not_answer() {
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let (_project, mut cmd) = hello(&["--load"]);
     podman.apply(&mut cmd);
     if let Some(fake) = docker_without_daemon() {
@@ -545,4 +545,27 @@ fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
         "ended {after_stall:?} after the stall: {run}"
     );
     assert!(registry.skopeo_inspect("huge:stall", true).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// An engine that stops reading
+
+/// `docker load` that never reads the image (a wedged daemon): the tool stops it once it
+/// makes no progress for CARGO_CONTAINERIZE_LOAD_TIMEOUT, and says so in one line.
+#[test]
+fn a_load_the_engine_stops_reading_is_stopped_and_named() {
+    let engine = script_dir("docker", "exec sleep 600\n");
+    let (_project, mut cmd) = hello(&["--load", "docker"]);
+    cmd.env("PATH", path_with(&engine))
+        .env("CARGO_CONTAINERIZE_LOAD_TIMEOUT", "1");
+    let (run, took) = capture_within(&mut cmd, LIMIT);
+    assert_one_line_error(
+        &run,
+        &[
+            "docker load",
+            "no progress",
+            "CARGO_CONTAINERIZE_LOAD_TIMEOUT",
+        ],
+    );
+    assert!(took < Duration::from_secs(60), "took {took:?}: {run}");
 }

@@ -1,15 +1,13 @@
 //! Identical inputs give identical images, whatever the directory, the file times or the
 //! moment of the build; layers that do not depend on the program are shared between programs.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Sets the modification time of every file below `dir` to `time`.

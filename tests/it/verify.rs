@@ -1,14 +1,12 @@
 //! `cargo containerize verify FILE...` reports static/dynamic per file and fails on any
 //! dynamic one.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 
 fn verify(files: &[&Path]) -> Run {
     let cwd = tempdir();

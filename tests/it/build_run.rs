@@ -1,15 +1,13 @@
 //! Each fixture crate, built into an image by the tool, runs for real (umoci unpack + runc)
 //! and the image holds what a distroless/static-style base holds.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 
 fn hello() -> &'static Built {
     static IMAGE: OnceLock<Built> = OnceLock::new();

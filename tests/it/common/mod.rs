@@ -1,15 +1,12 @@
 //! Helpers shared by the integration tests: fixture copies, running the tool, inspecting
-//! the images it writes with skopeo, running them for real with umoci + runc or podman.
-//!
-//! Every test binary includes this module and uses a different subset of it.
-#![allow(dead_code)]
+//! the images it writes with skopeo, running them for real with umoci + runc (podman's
+//! sandbox is `support::podman`).
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -36,8 +33,9 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Root of everything this test binary writes. Wiped the first time it is used in a run, so
-/// leftovers of images cached in statics (never dropped) do not pile up across runs.
+/// Root of everything this test binary writes (`.../containerize-tests/it`). Wiped the first
+/// time it is used in a run, so leftovers of images cached in statics (never dropped) do not
+/// pile up across runs.
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -506,12 +504,6 @@ impl Bundle {
         self.rootfs().join(rel.trim_start_matches('/'))
     }
 
-    /// The runtime spec umoci generated from the image config.
-    pub fn runtime_config(&self) -> Value {
-        serde_json::from_slice(&fs::read(self.path.join("config.json")).expect("config.json"))
-            .expect("config.json json")
-    }
-
     /// `runc run` of the bundle, to completion; the container's stdout/stderr are captured.
     pub fn run(&self) -> Run {
         let state = self.dir.path().join("runc-state");
@@ -561,101 +553,6 @@ fn walk(base: &Path, dir: &Path, found: &mut BTreeSet<String>) {
             let rel = path.strip_prefix(base).expect("under base");
             found.insert(rel.display().to_string());
         }
-    }
-}
-
-/// Podman with private storage in a temporary directory and an OCI runtime wrapper that
-/// drops `process.rlimits` before handing over to runc (this sandbox lacks
-/// CAP_SYS_RESOURCE; podman always asks for rlimits).
-pub struct Podman {
-    dir: TempDir,
-}
-
-/// The runtime wrapper podman calls instead of runc (also used by tests/support/podman.rs).
-pub const RUNC_WRAPPER: &str = r#"#!/bin/sh
-# Strip process.rlimits from the bundle's config.json, then run runc with the same args.
-bundle=.
-prev=
-for arg in "$@"; do
-  case "$prev" in --bundle|-b) bundle=$arg ;; esac
-  case "$arg" in --bundle=*) bundle=${arg#--bundle=} ;; esac
-  prev=$arg
-done
-if [ -f "$bundle/config.json" ]; then
-  jq 'del(.process.rlimits)' "$bundle/config.json" >"$bundle/config.json.norlimits" &&
-    mv "$bundle/config.json.norlimits" "$bundle/config.json"
-fi
-exec runc "$@"
-"#;
-
-impl Podman {
-    pub fn new() -> Podman {
-        // podman refuses a --runroot longer than 50 characters: stay short, in /tmp.
-        let dir = tempfile::Builder::new()
-            .prefix("cct-podman-")
-            .tempdir_in("/tmp")
-            .expect("podman tempdir");
-        let wrapper = dir.path().join("runc-wrapper");
-        fs::write(&wrapper, RUNC_WRAPPER).expect("write wrapper");
-        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
-        Podman { dir }
-    }
-
-    /// `podman` with the global flags that work in this sandbox and on CI.
-    pub fn cmd(&self) -> Command {
-        let d = self.dir.path();
-        let mut cmd = Command::new("podman");
-        cmd.arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .arg("--runtime")
-            .arg(d.join("runc-wrapper"))
-            .args([
-                "--storage-driver=vfs",
-                "--cgroup-manager=cgroupfs",
-                "--events-backend=file",
-                "--log-level=error",
-            ]);
-        cmd
-    }
-
-    /// `podman load -i ARCHIVE`; returns the names podman reports as loaded.
-    pub fn load(&self, archive: &Path) -> Vec<String> {
-        let run = capture(self.cmd().arg("load").arg("-i").arg(archive));
-        run.assert_success();
-        run.stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("Loaded image:"))
-            .flat_map(|names| names.split(','))
-            .map(|n| n.trim().to_string())
-            .collect()
-    }
-
-    /// `podman run --rm --network=none IMAGE ARGS...` to completion.
-    pub fn run(&self, image: &str, args: &[&str]) -> Run {
-        let mut cmd = self.cmd();
-        cmd.args(["run", "--rm", "--network=none", "--name"])
-            .arg(unique_name("cct"))
-            .arg(image)
-            .args(args);
-        capture(&mut cmd)
-    }
-
-    /// `podman image inspect IMAGE` (the first element).
-    pub fn inspect(&self, image: &str) -> Value {
-        let run = capture(self.cmd().args(["image", "inspect", image]));
-        run.assert_success();
-        let all: Value = serde_json::from_str(&run.stdout).expect("inspect json");
-        all[0].clone()
-    }
-}
-
-impl Default for Podman {
-    fn default() -> Self {
-        Podman::new()
     }
 }
 

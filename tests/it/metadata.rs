@@ -1,15 +1,13 @@
 //! `[package.metadata.containerize]` settings change the image, and the programs inside see
 //! the change when they run.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const KITCHEN_SINK: &str = r#"

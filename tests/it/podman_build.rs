@@ -9,15 +9,14 @@
 //! (RUSTUP_HOME=/usr/local/rustup, CARGO_HOME=/usr/local/cargo). The arm64 image is built from
 //! the same amd64 builder by cross-compiling, as on a real amd64 build machine.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::Podman;
 use serde_json::Value;
 use tempfile::TempDir;
 

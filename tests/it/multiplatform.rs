@@ -8,9 +8,6 @@
 //! docker-registry, the aarch64 musl target) and scripts/setup-cross-tools (cargo-zigbuild and
 //! zig in `$CONTAINERIZE_TOOLS_BIN`, default `$HOME/.cache/cargo-containerize/venv/bin`).
 
-mod common;
-mod support;
-
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
@@ -19,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::Podman;
+use crate::support::registry::Registry;
 use goblin::elf::Elf;
 use goblin::elf::header::{EM_AARCH64, EM_X86_64};
 use serde_json::Value;
-use support::podman::PodmanEnv;
-use support::registry::Registry;
 
 /// The first line the hello fixture prints.
 const GREETING: &str = "hello from cargo-containerize";
@@ -524,7 +521,7 @@ fn pushed_index_is_in_the_registry_and_podman_pull_arch_arm64_gets_the_arm64_man
 
     let arm64 = str_of(&reported_manifest(&json, "linux/arm64")["digest"], "digest");
     let amd64 = str_of(&reported_manifest(&json, "linux/amd64")["digest"], "digest");
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     podman
         .podman(&["pull", "--tls-verify=false", "--arch", "arm64", &reference])
         .assert_success();
@@ -647,7 +644,7 @@ fn docker_archive_of_two_platforms_without_load_platform_fails_before_building()
 fn load_of_two_platforms_without_load_platform_fails_before_building() {
     let project = Project::copy("hello");
     let target = fresh_target_dir();
-    let podman = PodmanEnv::new();
+    let podman = Podman::new();
     let mut cmd = tool(&project.root);
     cmd.args(["build", "--locked", "--platform", BOTH, "--load", "podman"])
         .arg("--target-dir")

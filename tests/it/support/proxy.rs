@@ -143,6 +143,9 @@ struct Shared {
     upstream: SocketAddr,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<Exchange>>,
+    /// Requests being handled right now (read, not yet logged or given up).
+    busy: Mutex<usize>,
+    idle: Condvar,
     stall_after: Option<u64>,
     stalled: Mutex<bool>,
     stalled_cv: Condvar,
@@ -161,6 +164,21 @@ impl Shared {
 
     fn record(&self, exchange: Exchange) {
         self.log.lock().expect("log").push(exchange);
+    }
+
+    /// Counts a request as in hand until the guard drops (logged, or the connection failed).
+    fn busy(&self) -> Busy<'_> {
+        *self.busy.lock().expect("busy") += 1;
+        Busy(self)
+    }
+}
+
+struct Busy<'a>(&'a Shared);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().expect("busy") -= 1;
+        self.0.idle.notify_all();
     }
 }
 
@@ -191,6 +209,8 @@ impl Proxy {
             upstream,
             rules: Mutex::new(rules),
             log: Mutex::new(Vec::new()),
+            busy: Mutex::new(0),
+            idle: Condvar::new(),
             stall_after,
             stalled: Mutex::new(false),
             stalled_cv: Condvar::new(),
@@ -216,8 +236,16 @@ impl Proxy {
         self.shared.rules.lock().expect("rules").push(rule);
     }
 
-    /// Every request handled so far, in the order they finished.
+    /// Every request handled so far, in the order they finished. A request still in hand
+    /// (the client may have gone while the proxy writes a huge body) is waited for, at most
+    /// 10 s, so that a test looking right after the tool exits sees it.
     pub fn exchanges(&self) -> Vec<Exchange> {
+        let busy = self.shared.busy.lock().expect("busy");
+        let _ = self
+            .shared
+            .idle
+            .wait_timeout_while(busy, Duration::from_secs(10), |n| *n > 0)
+            .expect("busy");
         self.shared.log.lock().expect("log").clone()
     }
 
@@ -519,6 +547,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         let Some(mut request) = read_head(&mut client_in)? else {
             return Ok(());
         };
+        let _busy = shared.busy();
         let started = Instant::now();
         let mut parts = request.first_line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();

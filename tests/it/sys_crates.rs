@@ -2,8 +2,6 @@
 //! builds a static OpenSSL once and caches it), and the preflight that stops a build whose
 //! -sys crates cannot link statically, before anything compiles, with the fix.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -11,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The tool's cache for these tests: the OpenSSL build is shared by every test of a run (the

@@ -182,11 +182,6 @@ impl Registry {
         self.auth.as_ref()
     }
 
-    /// Where the registry keeps its blobs and repositories.
-    pub fn storage(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
     /// The registry's own log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()

@@ -1,15 +1,14 @@
 //! The three output transports, the printed digest, `--message-format json`, the layer
 //! structure, and loading the archives into podman.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
+use crate::support::podman::Podman;
 use serde_json::Value;
 
 /// hello, written to all three transports in one run.

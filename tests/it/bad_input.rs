@@ -1,13 +1,11 @@
 //! Bad input fails cleanly: non-zero exit, a single `error: ` line naming the cause, no
 //! panic, and nothing written where the image would have gone.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use tempfile::TempDir;
 
 /// Runs the tool in `project` with `args` (which include any `--output`), using the

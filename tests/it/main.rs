@@ -1,0 +1,32 @@
+//! The integration tests: one test binary (`cargo test --test it`), one module per area, as
+//! cargo-chef does. The helpers in `common` (fixtures, running the tool, inspecting images)
+//! and `support` (registry, fault proxy, token server, podman sandbox) compile once for all
+//! of them instead of once per binary.
+//!
+//! Every module runs in this one process, in parallel with the others, so a module must not
+//! mutate process-wide state: no `std::env::set_var` (set variables on the `Command` instead,
+//! as `common::tool` and `common::hermetic` do), no `set_current_dir`. Per-module statics
+//! (images built once behind a `OnceLock`) are private to their module; everything a test
+//! writes goes below `common::scratch_root()` or a `common::tempdir()`.
+//!
+//! A new area is a file `tests/it/NAME.rs` (starting with `use crate::common::*;` and, for
+//! the registry harness, `use crate::support::...;`) and one line `mod NAME;` below. Its
+//! insta snapshots are `tests/it/snapshots/it__NAME__SNAPSHOT.snap`.
+
+mod common;
+mod support;
+
+mod bad_input;
+mod build_run;
+mod init;
+mod metadata;
+mod multiplatform;
+mod outputs;
+mod podman_build;
+mod registry;
+mod registry_harness;
+mod reliability;
+mod reproducible;
+mod sys_crates;
+mod templates;
+mod verify;
