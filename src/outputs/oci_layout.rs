@@ -327,8 +327,9 @@ impl OciLayout {
     }
 
     /// Whether the layout already holds exactly this image under this tag, attachments
-    /// included.
-    fn up_to_date(&self, image: &Image, old: Option<&Value>) -> bool {
+    /// included, every blob of it proven to match its digest ([`BlobStore::file_proven`]:
+    /// hashed once, then trusted while its stat is unchanged, so a no-op rerun reads none).
+    fn up_to_date(&self, image: &Image, old: Option<&Value>, store: &BlobStore) -> bool {
         let Some(old) = old else { return false };
         let has_entries = old
             .get("manifests")
@@ -336,8 +337,8 @@ impl OciLayout {
             .is_some_and(|ms| entries(image, &self.tag).iter().all(|e| ms.contains(e)));
         has_entries
             && image.blobs().all(|b| {
-                fs::metadata(self.path.join("blobs/sha256").join(hex_of(b.digest)))
-                    .is_ok_and(|m| m.len() == b.size)
+                let path = self.path.join("blobs/sha256").join(hex_of(b.digest));
+                store.file_proven(&path, b.digest, b.size)
             })
     }
 
@@ -375,15 +376,21 @@ impl OciLayout {
         for b in image.blobs() {
             let (digest, size) = (b.digest, b.size);
             let dst = blobs.join(hex_of(digest));
-            match fs::metadata(&dst) {
-                Ok(m) if m.len() == size => continue,
-                // A blob of the wrong size (truncated): replaced, whole.
-                Ok(_) => copy_blob(store, digest, size, &dst)?,
-                Err(_) => {
-                    copy_blob(store, digest, size, &dst)?;
-                    pending.push(atomic::Pending::new(&dst));
-                    placed.push(dst);
+            if fs::symlink_metadata(&dst).is_ok() {
+                // Reused only once proven to match its digest (see `BlobStore::file_proven`).
+                if store.file_proven(&dst, digest, size) {
+                    continue;
                 }
+                // Damaged (a flipped byte, a truncation): replaced, whole.
+                eprintln!(
+                    "warning: blob {} does not match its digest {digest}; replaced it with an intact copy",
+                    dst.display()
+                );
+                copy_blob(store, digest, size, &dst)?;
+            } else {
+                copy_blob(store, digest, size, &dst)?;
+                pending.push(atomic::Pending::new(&dst));
+                placed.push(dst);
             }
             added += size;
         }
@@ -423,7 +430,7 @@ impl OciLayout {
         // Looked at again under the lock: what is there may have changed while we waited.
         classify(&self.path)?;
         let old = read_existing(&self.path)?;
-        if self.up_to_date(image, old.as_ref()) {
+        if self.up_to_date(image, old.as_ref(), store) {
             return Ok(0);
         }
         let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag);

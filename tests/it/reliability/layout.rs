@@ -810,3 +810,70 @@ fn sigterm_while_writing_leaves_the_previous_output_and_no_temp() {
     }
     panic!("no run was interrupted while writing");
 }
+
+/// Every file under `blobs/sha256` of `dir` whose bytes do not hash to its name.
+fn mismatched_blobs(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let bytes = fs::read(dir.join("blobs/sha256").join(name)).expect("read blob");
+            sha256_digest(&bytes) != format!("sha256:{name}")
+        })
+        .collect()
+}
+
+#[test]
+fn a_layout_blob_with_a_flipped_byte_is_replaced_not_reused() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let a = Layout::new(out.path().join("image"), "a");
+    let write = |layout: &Layout| {
+        capture(
+            pack(&project, target.path(), &hello_binary())
+                .arg("--output")
+                .arg(layout.reference()),
+        )
+        .assert_success()
+        .clone()
+    };
+    write(&a);
+    // The binary's layer: the biggest blob. One byte flipped, same size.
+    let layer = a
+        .layer_digests()
+        .into_iter()
+        .max_by_key(|d| fs::metadata(a.blob(d)).expect("blob").len())
+        .expect("a layer");
+    let path = a.blob(&layer);
+    let mut bytes = fs::read(&path).expect("read layer");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    fs::write(&path, &bytes).expect("damage layer");
+    assert_eq!(mismatched_blobs(&a.dir).len(), 1);
+
+    let b = Layout::new(a.dir.clone(), "b");
+    let run = write(&b);
+    write(&a);
+    assert_eq!(
+        mismatched_blobs(&a.dir),
+        Vec::<String>::new(),
+        "a damaged blob was reused"
+    );
+    capture(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &a.reference(),
+        &format!("oci:{}:1", out.path().join("copy").display()),
+    ]))
+    .assert_success();
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains(hex_of(&layer)),
+        "no warning naming the damaged blob: {run}"
+    );
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
