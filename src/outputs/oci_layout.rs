@@ -139,16 +139,20 @@ fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Vec
     let kept = kept_entries(old, tag);
     let (attached, tagged): (Vec<Value>, Vec<Value>) =
         kept.into_iter().partition(|e| subject_of(dir, e).is_some());
-    let mut live = std::collections::BTreeSet::new();
+    // None when a kept tag cannot be followed: every attachment then stays.
+    let mut live = None;
     if !attached.is_empty() {
-        live = reachable(dir, &tagged);
-        live.extend(image.blobs().map(|b| b.digest.to_string()));
+        live = reachable(dir, &tagged).ok().map(|mut l| {
+            l.extend(image.blobs().map(|b| b.digest.to_string()));
+            l
+        });
     }
     let new = entries(image, tag);
     let mut out = tagged;
     for e in attached {
         let subject = subject_of(dir, &e).unwrap_or_default();
-        if live.contains(&subject) && !new.iter().any(|n| n["digest"] == e["digest"]) {
+        let alive = live.as_ref().is_none_or(|l| l.contains(&subject));
+        if alive && !new.iter().any(|n| n["digest"] == e["digest"]) {
             out.push(e);
         }
     }
@@ -162,41 +166,56 @@ fn is_sha256_hex(name: &str) -> bool {
 }
 
 /// Every blob reachable from `entries` in the layout at `dir`: indexes and manifests are read
-/// and followed to their manifests, configs and layers.
-fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String> {
-    // Registries refuse manifests over 4 MiB; bigger blobs are layers, not read.
+/// and followed to their manifests, configs and layers. Err names the first entry (its tag,
+/// else its digest) with an index or manifest that is missing, unreadable, too big or not
+/// JSON: what it reaches is then unknown, so a caller must not remove anything on this basis.
+fn reachable(dir: &Path, entries: &[Value]) -> Result<std::collections::BTreeSet<String>, String> {
+    // Registries refuse manifests over 4 MiB; a bigger "manifest" is not one.
     const DOCUMENT_MAX: u64 = 4 << 20;
     let mut seen = std::collections::BTreeSet::new();
-    let mut todo: Vec<Value> = entries.to_vec();
-    while let Some(d) = todo.pop() {
-        let Some(digest) = d.get("digest").and_then(Value::as_str) else {
-            continue;
+    for top in entries {
+        let name = || match top.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))) {
+            Some(Value::String(tag)) => format!("tag `{tag}`"),
+            _ => format!(
+                "entry {}",
+                top.get("digest").and_then(Value::as_str).unwrap_or("?")
+            ),
         };
-        let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
-            continue;
-        };
-        if !seen.insert(digest.to_string()) {
-            continue;
-        }
-        let path = dir.join("blobs/sha256").join(hex);
-        let doc = fs::metadata(&path)
-            .ok()
-            .filter(|m| m.len() <= DOCUMENT_MAX)
-            .and_then(|_| fs::read(&path).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        if let Some(doc) = doc {
-            for key in ["manifests", "layers", "blobs"] {
-                todo.extend(
-                    doc.get(key)
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
+        // (descriptor, whether it names an index or manifest, to be read and followed)
+        let mut todo: Vec<(Value, bool)> = vec![(top.clone(), true)];
+        while let Some((d, document)) = todo.pop() {
+            let Some(digest) = d.get("digest").and_then(Value::as_str) else {
+                if document {
+                    return Err(name());
+                }
+                continue;
+            };
+            let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
+                if document {
+                    return Err(name());
+                }
+                continue;
+            };
+            if !seen.insert(digest.to_string()) || !document {
+                continue;
             }
-            todo.extend(doc.get("config").cloned());
+            let path = dir.join("blobs/sha256").join(hex);
+            let doc = fs::metadata(&path)
+                .ok()
+                .filter(|m| m.len() <= DOCUMENT_MAX)
+                .and_then(|_| fs::read(&path).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .filter(Value::is_object)
+                .ok_or_else(name)?;
+            let list = |key: &str| doc.get(key).and_then(Value::as_array).cloned();
+            todo.extend(list("manifests").into_iter().flatten().map(|m| (m, true)));
+            for key in ["layers", "blobs"] {
+                todo.extend(list(key).into_iter().flatten().map(|b| (b, false)));
+            }
+            todo.extend(doc.get("config").cloned().map(|c| (c, false)));
         }
     }
-    seen
+    Ok(seen)
 }
 
 /// index.json listing `manifests`.
@@ -301,9 +320,21 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
 
 /// Removes the blobs of `dir` that no entry of its index reaches any more (what only a
 /// replaced tag used), never one of `image`'s. Only files named by a sha256 digest are blobs;
-/// nothing else is touched.
+/// nothing else is touched. When an entry cannot be followed (its manifest is missing or
+/// damaged) nothing is removed, with a warning naming it: the blobs it still names are
+/// unknown, and removing them would lose what is left of it.
 fn collect_garbage(dir: &Path, entries: &[Value], image: &Image) {
-    let keep: std::collections::BTreeSet<String> = reachable(dir, entries)
+    let reached = match reachable(dir, entries) {
+        Ok(r) => r,
+        Err(what) => {
+            eprintln!(
+                "warning: {what} in {} cannot be followed (an index or manifest of it is missing, unreadable or not JSON); removed no unused blobs from the layout, so none it may still use is lost; repair or remove that tag",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let keep: std::collections::BTreeSet<String> = reached
         .iter()
         .map(|d| d.as_str())
         .chain(image.blobs().map(|b| b.digest))

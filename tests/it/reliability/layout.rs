@@ -877,3 +877,59 @@ fn a_layout_blob_with_a_flipped_byte_is_replaced_not_reused() {
 fn hex_of(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
 }
+#[test]
+fn a_tag_whose_manifest_cannot_be_read_keeps_its_blobs_when_another_tag_is_added() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let first = Layout::new(out.path().join("first"), "1");
+    capture(
+        pack(&project, target.path(), &hello_binary())
+            .args(["--env", "MODE=other"])
+            .arg("--output")
+            .arg(first.reference()),
+    )
+    .assert_success();
+    let other = Layout::new(out.path().join("shared"), "other");
+    capture(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &first.reference(),
+        &other.reference(),
+    ]))
+    .assert_success();
+    let layers = other.layer_digests();
+    let config = other.manifest()["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    // The other tag's manifest, damaged: no longer JSON.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(other.dir.join("index.json")).expect("index"))
+            .expect("index is JSON");
+    let manifest = index["manifests"][0]["digest"].as_str().expect("digest");
+    fs::write(other.blob(manifest), b"\0not json at all\0").expect("damage manifest");
+
+    let mine = Layout::new(other.dir.clone(), "mine");
+    let run = capture(
+        pack(&project, target.path(), &hello_binary())
+            .args(["--env", "MODE=mine"])
+            .arg("--output")
+            .arg(mine.reference()),
+    );
+    run.assert_success();
+    for d in layers.iter().chain([&config]) {
+        assert!(
+            other.blob(d).is_file(),
+            "blob {d} of tag `other` was removed: {run}"
+        );
+    }
+    assert_eq!(
+        tags(&other.dir),
+        BTreeSet::from(["other".into(), "mine".into()])
+    );
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains("other"),
+        "no warning naming the unreadable tag: {run}"
+    );
+}
