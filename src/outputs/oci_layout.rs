@@ -426,9 +426,13 @@ impl OciLayout {
             added += size;
         }
         let index = index_json(manifests)?;
-        atomic::write_file(&dir.join("index.json"), |w| Ok(w.write_all(&index)?))?;
+        // The rename of index.json and the unregistering of the blobs it references are one
+        // step for the interrupt handler (see `atomic::commit`): a Ctrl-C right after the
+        // rename must not remove blobs the new index uses.
+        atomic::write_file_releasing(&dir.join("index.json"), pending, |w| {
+            Ok(w.write_all(&index)?)
+        })?;
         placed.clear();
-        drop(pending);
         if !dir.join("oci-layout").is_file() {
             atomic::write_file(&dir.join("oci-layout"), |w| Ok(w.write_all(LAYOUT)?))?;
         }
