@@ -16,7 +16,7 @@ use crate::util::atomic;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -501,10 +501,12 @@ impl OciLayout {
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;
                 for b in image.blobs() {
-                    add_file(
+                    add_blob(
                         &mut t,
                         &format!("blobs/sha256/{}", hex_of(b.digest)),
-                        &store.path(b.digest),
+                        store,
+                        b.digest,
+                        b.size,
                     )?;
                 }
                 t.finish()?;
@@ -595,11 +597,48 @@ pub(crate) fn add_dir<W: Write>(t: &mut tar::Builder<W>, name: &str) -> Result<(
     Ok(())
 }
 
-pub(crate) fn add_file<W: Write>(t: &mut tar::Builder<W>, name: &str, path: &Path) -> Result<()> {
-    let f = fs::File::open(path)
-        .with_context(|| format!("blob {} is missing from the cache", path.display()))?;
-    let len = f.metadata()?.len();
-    let mut h = header(tar::EntryType::Regular, 0o644, len);
-    t.append_data(&mut h, name, std::io::BufReader::with_capacity(1 << 20, f))?;
+/// Appends blob `digest` (`size` bytes) of the store as member `name`, read through
+/// [`BlobStore::open_proven`]: an output never reads a blob not proven to match its digest.
+pub(crate) fn add_blob<W: Write>(
+    t: &mut tar::Builder<W>,
+    name: &str,
+    store: &BlobStore,
+    digest: &str,
+    size: u64,
+) -> Result<()> {
+    let f = store.open_proven(digest, size)?;
+    let mut h = header(tar::EntryType::Regular, 0o644, size);
+    let data = Exact {
+        inner: std::io::BufReader::with_capacity(1 << 20, f).take(size),
+        left: size,
+        digest: digest.to_string(),
+    };
+    t.append_data(&mut h, name, data)
+        .with_context(|| format!("cannot add blob {digest} to the archive"))?;
     Ok(())
+}
+
+/// Reads exactly `left` bytes: ending early is an error, not a short member (tar pads what it
+/// got to the header's size without complaint, which would give a corrupt archive).
+pub(crate) struct Exact<R> {
+    pub inner: R,
+    pub left: u64,
+    pub digest: String,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "blob {} in the cache shrank while this run read it; run again",
+                    self.digest
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
