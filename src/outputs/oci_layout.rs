@@ -387,20 +387,7 @@ impl OciLayout {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
         // Copies of blobs that dead runs were writing here (`.HEX.tmp-PID-…`).
-        let temp_prefixes: std::collections::BTreeSet<String> = fs::read_dir(&blobs)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let end = name.find(".tmp-")? + ".tmp-".len();
-                        Some(name[..end].to_string())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for prefix in temp_prefixes {
-            crate::util::lease::sweep(&blobs, &prefix);
-        }
+        atomic::sweep_dir(&blobs);
         let mut added = 0;
         // Until the index that uses them is in place, new blobs go if the run is interrupted.
         let mut pending = Vec::new();

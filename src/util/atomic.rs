@@ -193,6 +193,25 @@ pub fn sweep_beside(target: &Path) -> usize {
     lease::sweep(&parent_of(target), &temp_prefix(target))
 }
 
+/// Removes what dead runs left in `dir` while writing any file there ([`write_file`]'s temps,
+/// `.NAME.tmp-…`), whichever NAME they were writing: [`sweep_beside`] for each NAME found.
+pub fn sweep_dir(dir: &Path) -> usize {
+    let targets: std::collections::BTreeSet<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.to_string();
+                    let end = name.find(".tmp-")?;
+                    name.get(1..end)
+                        .filter(|t| name.starts_with('.') && !t.is_empty())
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.iter().map(|t| sweep_beside(&dir.join(t))).sum()
+}
+
 /// A temp directory beside `target`, named and held as this run's (see [`lease`]), after
 /// removing those of dead runs.
 fn temp_dir_for(target: &Path) -> Result<lease::TempDir> {
