@@ -531,6 +531,26 @@ mod tests {
     }
 
     #[test]
+    fn sweep_dir_removes_dead_runs_temps_of_any_target_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 4194304 is above any pid_max: its owner is gone.
+        let dead = dir.path().join(".0a1b.tmp-4194304-1-AbCdEf");
+        let dead_other = dir.path().join(".index.json.tmp-4194304-1-XyZaBc");
+        let foreign = dir.path().join(".notes.tmp");
+        for f in [&dead, &dead_other, &foreign] {
+            fs::write(f, b"x").unwrap();
+        }
+        let live = lease::temp_file_in(dir.path(), &temp_prefix(&dir.path().join("0a1b"))).unwrap();
+        assert_eq!(sweep_dir(dir.path()), 2);
+        assert!(!dead.exists() && !dead_other.exists());
+        assert!(
+            foreign.exists(),
+            "a file the tool did not write was removed"
+        );
+        assert!(live.path().exists(), "a live run's temp was removed");
+    }
+
+    #[test]
     fn a_full_disk_is_recognised_through_wrappers() {
         let enospc = std::io::Error::from_raw_os_error(28);
         let e = disk_full_remedy(
