@@ -8,6 +8,12 @@
 //! blobs no tag reaches any more are removed. Its other tags, and every file it holds besides
 //! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
 //! refused.
+//!
+//! A blob already in the layout is reused only once proven to match its digest
+//! ([`BlobStore::file_proven`]: hashed once, then trusted while its stat is unchanged); a
+//! damaged one is replaced whole, with a warning naming it. Unused blobs are removed only when
+//! every kept tag can be followed: a tag whose index or manifest is missing or damaged stops
+//! the removal (with a warning naming it), since the blobs it names are unknown.
 
 use super::{Output, Written};
 use crate::blobs::{BlobStore, hex_of};
