@@ -38,6 +38,24 @@ impl Drop for Pending {
     }
 }
 
+/// Runs `persist` (the step that makes `release` part of a finished output, e.g. renaming the
+/// index that references them into place) and unregisters `release`, as one step with respect
+/// to the interrupt handler: the [`PENDING`] lock is held across both. A Ctrl-C that lands
+/// meanwhile waits, then finds either everything still registered and nothing persisted (it
+/// removes the lot) or the output persisted and none of `release` registered (it keeps them).
+/// Without this, a Ctrl-C between the rename and the unregistering would remove blobs the new
+/// index references. On error, `release` is dropped, unregistered as usual.
+///
+/// `persist` must not register or drop a [`Pending`] itself (that takes the same lock).
+pub fn commit<T>(release: Vec<Pending>, persist: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut registered = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = persist()?;
+    registered.retain(|p| !release.iter().any(|r| &r.0 == p));
+    drop(registered);
+    drop(release); // already unregistered: their drops find nothing to remove
+    Ok(out)
+}
+
 /// On Ctrl-C or SIGTERM: remove every temp output, say so, exit 130. Finished outputs and the
 /// previous versions of unfinished ones are left as they were.
 pub fn install_interrupt_cleanup() {
@@ -125,11 +143,22 @@ pub fn write_file(
     target: &Path,
     fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
 ) -> Result<()> {
-    write_file_inner(target, fill).map_err(|e| disk_full_remedy(e, target))
+    write_file_releasing(target, Vec::new(), fill)
+}
+
+/// [`write_file`], whose final rename also unregisters `release` ([`commit`]): for a file
+/// (a layout's index.json) that makes what `release` guards part of a finished output.
+pub fn write_file_releasing(
+    target: &Path,
+    release: Vec<Pending>,
+    fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
+) -> Result<()> {
+    write_file_inner(target, release, fill).map_err(|e| disk_full_remedy(e, target))
 }
 
 fn write_file_inner(
     target: &Path,
+    mut release: Vec<Pending>,
     fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
 ) -> Result<()> {
     let parent = parent_of(target);
@@ -137,7 +166,8 @@ fn write_file_inner(
     lease::sweep(&parent, &temp_prefix(target));
     let mut tmp = lease::temp_file_in(&parent, &temp_prefix(target))
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    let _pending = Pending::new(tmp.path());
+    // Released by the rename below: the temp name is gone once it is the target.
+    release.push(Pending::new(tmp.path()));
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w)?;
@@ -150,15 +180,36 @@ fn write_file_inner(
             return Err(e.into());
         }
     }
-    tmp.persist(target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot rename the finished output to {}", target.display()))?;
+    commit(release, || {
+        tmp.persist(target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot rename the finished output to {}", target.display()))
+    })?;
     Ok(())
 }
 
 /// Removes what dead runs left beside `target` while writing it (see [`lease::sweep`]).
 pub fn sweep_beside(target: &Path) -> usize {
     lease::sweep(&parent_of(target), &temp_prefix(target))
+}
+
+/// Removes what dead runs left in `dir` while writing any file there ([`write_file`]'s temps,
+/// `.NAME.tmp-…`), whichever NAME they were writing: [`sweep_beside`] for each NAME found.
+pub fn sweep_dir(dir: &Path) -> usize {
+    let targets: std::collections::BTreeSet<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.to_string();
+                    let end = name.find(".tmp-")?;
+                    name.get(1..end)
+                        .filter(|t| name.starts_with('.') && !t.is_empty())
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.iter().map(|t| sweep_beside(&dir.join(t))).sum()
 }
 
 /// A temp directory beside `target`, named and held as this run's (see [`lease`]), after
@@ -438,6 +489,66 @@ pub fn disk_full_remedy_with(e: anyhow::Error, path: &Path, remedy: &'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registered(p: &Path) -> bool {
+        PENDING.lock().unwrap().iter().any(|q| q == p)
+    }
+
+    /// The race itself (a signal between the rename and the unregistering) cannot be hit
+    /// deterministically; what makes it harmless can be checked: the handler's lock is held
+    /// while `persist` runs, and the paths are unregistered before it is released.
+    #[test]
+    fn commit_persists_and_unregisters_under_the_handlers_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        let release = vec![Pending::new(&blob)];
+        assert!(registered(&blob));
+        let out = commit(release, || {
+            // The interrupt handler would block here, not see a half-done state.
+            assert!(PENDING.try_lock().is_err(), "the handler's lock is free");
+            Ok(7)
+        })
+        .unwrap();
+        assert_eq!(out, 7);
+        assert!(!registered(&blob), "still registered after the commit");
+
+        // write_file_releasing: the target written, its temp and the released paths gone.
+        let index = dir.path().join("index.json");
+        let guarded = dir.path().join("new-blob");
+        write_file_releasing(&index, vec![Pending::new(&guarded)], |w| {
+            Ok(w.write_all(b"{}")?)
+        })
+        .unwrap();
+        assert_eq!(fs::read(&index).unwrap(), b"{}");
+        assert!(!registered(&guarded));
+        assert!(
+            PENDING
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| !p.starts_with(dir.path()))
+        );
+    }
+
+    #[test]
+    fn sweep_dir_removes_dead_runs_temps_of_any_target_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 4194304 is above any pid_max: its owner is gone.
+        let dead = dir.path().join(".0a1b.tmp-4194304-1-AbCdEf");
+        let dead_other = dir.path().join(".index.json.tmp-4194304-1-XyZaBc");
+        let foreign = dir.path().join(".notes.tmp");
+        for f in [&dead, &dead_other, &foreign] {
+            fs::write(f, b"x").unwrap();
+        }
+        let live = lease::temp_file_in(dir.path(), &temp_prefix(&dir.path().join("0a1b"))).unwrap();
+        assert_eq!(sweep_dir(dir.path()), 2);
+        assert!(!dead.exists() && !dead_other.exists());
+        assert!(
+            foreign.exists(),
+            "a file the tool did not write was removed"
+        );
+        assert!(live.path().exists(), "a live run's temp was removed");
+    }
 
     #[test]
     fn a_full_disk_is_recognised_through_wrappers() {
