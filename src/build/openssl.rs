@@ -21,6 +21,7 @@
 use crate::metadata::values::OpensslMode;
 use crate::metadata::{CargoArgs, NativeDep, Project};
 use crate::util::atomic;
+use crate::util::fs::sha256_file;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
@@ -210,8 +211,8 @@ const MANIFEST: &str = "files.json";
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut files = Vec::new();
     for rel in files_below(dir)? {
-        let bytes = std::fs::read(dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
-        files.push((rel, sha256_hex(&bytes)));
+        let digest = sha256_file(&dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
+        files.push((rel, digest));
     }
     for lib in [
         "lib/libssl.a",
@@ -245,7 +246,7 @@ fn complete(dir: &Path) -> bool {
             return Ok(false);
         }
         for (rel, digest) in &listed {
-            if sha256_hex(&std::fs::read(dir.join(rel))?) != *digest {
+            if sha256_file(&dir.join(rel))? != *digest {
                 return Ok(false);
             }
         }
