@@ -288,37 +288,77 @@ fn write_helper(dir: &Path, req: &str, features: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The openssl-src version the helper's lock file pins (resolving it first if there is none).
+/// How old the helper's `Cargo.lock` may get before openssl-src is resolved again. OpenSSL's
+/// security releases reach builds as new openssl-src versions, and the helper builds with
+/// `--locked`, so a lock kept forever would pin the first OpenSSL it saw. The refresh rule:
+/// without `--offline`/`--frozen`, a lock older than this is made again (`cargo
+/// generate-lockfile`: the newest openssl-src the requirement allows), and a new version is a
+/// new cache entry, built once; with them, or when resolving fails (no network), the lock is
+/// used as it is, with a warning in the latter case. The status line names the OpenSSL used.
+const REFRESH_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Whether the helper's lock file at `lock` is due to be resolved again (see [`REFRESH_AFTER`]).
+fn needs_refresh(lock: &Path, offline: bool, max_age: Duration) -> bool {
+    let age = std::fs::metadata(lock)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default());
+    match age {
+        Err(_) => true,
+        Ok(_) if offline => false,
+        Ok(age) => age > max_age,
+    }
+}
+
+/// Resolves the helper's dependencies into its `Cargo.lock` (`cargo generate-lockfile`), and
+/// marks the lock fresh.
+fn resolve(helper: &Path, cwd: &Path, offline: bool) -> Result<()> {
+    let mut cmd = Command::new(crate::build::cargo());
+    cmd.arg("generate-lockfile")
+        .arg("--manifest-path")
+        .arg(helper.join("Cargo.toml"))
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd.output().context("running cargo generate-lockfile")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("cargo failed")
+            .trim_start_matches("error: ");
+        bail!(
+            "resolving the openssl-src crate to build OpenSSL for openssl-sys failed: {first}; {}",
+            if offline {
+                "run once without --offline (or `cargo fetch` a crate that depends on openssl-src), or enable openssl-sys's `vendored` feature"
+            } else {
+                "check the network or your registry configuration, or set openssl = \"off\""
+            }
+        );
+    }
+    // cargo leaves an unchanged lock file as it was: its age is when it was last checked.
+    std::fs::File::options()
+        .write(true)
+        .open(helper.join("Cargo.lock"))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("updating {}", helper.join("Cargo.lock").display()))
+}
+
+/// The openssl-src version the helper's lock file pins, resolving it first if there is none
+/// or it is due for a refresh (see [`REFRESH_AFTER`]).
 fn locked_version(helper: &Path, cwd: &Path, offline: bool) -> Result<String> {
     let lock = helper.join("Cargo.lock");
     if !lock.exists() {
-        let mut cmd = Command::new(crate::build::cargo());
-        cmd.arg("generate-lockfile")
-            .arg("--manifest-path")
-            .arg(helper.join("Cargo.toml"))
-            .current_dir(cwd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if offline {
-            cmd.arg("--offline");
-        }
-        let out = cmd.output().context("running cargo generate-lockfile")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let first = err
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or("cargo failed")
-                .trim_start_matches("error: ");
-            bail!(
-                "resolving the openssl-src crate to build OpenSSL for openssl-sys failed: {first}; {}",
-                if offline {
-                    "run once without --offline (or `cargo fetch` a crate that depends on openssl-src), or enable openssl-sys's `vendored` feature"
-                } else {
-                    "check the network or your registry configuration, or set openssl = \"off\""
-                }
-            );
-        }
+        resolve(helper, cwd, offline)?;
+    } else if needs_refresh(&lock, offline, REFRESH_AFTER)
+        && let Err(e) = resolve(helper, cwd, offline)
+    {
+        eprintln!(
+            "warning: could not check for a newer openssl-src ({e:#}); building with the one resolved before"
+        );
     }
     let text =
         std::fs::read_to_string(&lock).with_context(|| format!("reading {}", lock.display()))?;
@@ -662,6 +702,31 @@ mod tests {
                 && e.contains("building OpenSSL")
                 && e.contains("CARGO_CONTAINERIZE_LOCK_TIMEOUT"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_helpers_lock_is_resolved_again_after_a_day_unless_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("Cargo.lock");
+        let day = Duration::from_secs(24 * 60 * 60);
+        assert!(
+            needs_refresh(&lock, true, day),
+            "none yet: resolved even offline"
+        );
+        std::fs::write(&lock, "").unwrap();
+        assert!(!needs_refresh(&lock, false, day), "fresh");
+        let old = std::time::SystemTime::now() - day - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(needs_refresh(&lock, false, day), "a day old");
+        assert!(
+            !needs_refresh(&lock, true, day),
+            "--offline/--frozen: used as it is"
         );
     }
 
