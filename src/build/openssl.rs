@@ -475,6 +475,8 @@ pub fn ensure(
             );
         }
     };
+    // What killed builds of this entry left beside it (their temps name their owner).
+    atomic::sweep_beside(&dir);
     if complete(&dir) {
         say("Cached", "");
         return Ok(dir);
