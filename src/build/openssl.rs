@@ -260,8 +260,8 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
         return Ok(());
     }
+    // Its errors name the path (and a full disk as such).
     atomic::write_file(path, |w| Ok(w.write_all(contents.as_bytes())?))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn toml_string(s: &str) -> String {
