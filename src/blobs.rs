@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -480,17 +480,7 @@ fn warn_replaced(path: &Path, digest: &str, why: &str) {
 
 /// The sha256 digest of a file's bytes, read in full.
 fn sha256_of_file(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    Ok(format!("sha256:{}", crate::util::fs::sha256_file(path)?))
 }
 
 /// How the store's temp files (in `cache/tmp`) are named: `.blob.tmp-PID-START-XXXXXX`, a

@@ -364,7 +364,7 @@ fn parse_timeout(text: &str) -> Result<Duration> {
         })
 }
 
-/// An exclusive advisory lock (flock) on `DIR/.cargo-containerize.lock`, released on drop.
+/// An exclusive advisory lock (flock) on a lock file, released on drop.
 #[derive(Debug)]
 pub struct DirLock {
     _file: fs::File,
@@ -373,14 +373,25 @@ pub struct DirLock {
 /// Takes the lock of the output directory `dir` (which must exist), waiting for another run
 /// that holds it for at most [`lock_timeout`], and saying so while it waits.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
-    let path = dir.join(LOCK_NAME);
+    lock_file(
+        &dir.join(LOCK_NAME),
+        &format!("the lock on {} held by another run", dir.display()),
+        None,
+    )
+}
+
+/// Takes an exclusive lock on the lock file `path` (created if missing; its directory must
+/// exist). When another run holds it, says so ("Waiting for WHAT (at most …)") and waits for at
+/// most `timeout`, or [`lock_timeout`] when None; then fails naming `what` and the remedy.
+/// `what` names the lock and its holder, e.g. "the lock on DIR held by another run".
+pub fn lock_file(path: &Path, what: &str, timeout: Option<Duration>) -> Result<DirLock> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| disk_full_remedy(e.into(), dir))
+        .open(path)
+        .map_err(|e| disk_full_remedy(e.into(), path))
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
     let take = |f: &fs::File| {
         lease::try_lock(f).with_context(|| format!("cannot lock {}", path.display()))
@@ -388,11 +399,13 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     if take(&file)? {
         return Ok(DirLock { _file: file });
     }
-    let timeout = lock_timeout()?;
+    let timeout = match timeout {
+        Some(t) => t,
+        None => lock_timeout()?,
+    };
     eprintln!(
-        "{:>12} for the lock on {} held by another run (at most {})",
+        "{:>12} for {what} (at most {})",
         "Waiting",
-        dir.display(),
         humantime::format_duration(timeout)
     );
     // Polled, not a blocking flock: a blocking one cannot be given a deadline without a
@@ -406,9 +419,8 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         let now = Instant::now();
         if now >= deadline {
             bail!(
-                "timed out after {} waiting for the lock on {} held by another run; let that run finish, or raise {LOCK_TIMEOUT_VAR}",
+                "timed out after {} waiting for {what}; let that run finish, or raise {LOCK_TIMEOUT_VAR}",
                 humantime::format_duration(timeout),
-                dir.display()
             );
         }
         std::thread::sleep(pause.min(deadline - now));
@@ -590,5 +602,26 @@ mod tests {
         assert!(!lease::try_lock(&other).unwrap());
         drop(first);
         assert!(lease::try_lock(&other).unwrap());
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_times_out_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        fs::write(&path, b"").unwrap();
+        // Another open file description holds it, as another run would.
+        let holder = fs::File::open(&path).unwrap();
+        assert!(lease::try_lock(&holder).unwrap());
+        let what = "the lock on x.lock held by another run building X";
+        let e = lock_file(&path, what, Some(Duration::from_millis(50)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("timed out after 50ms waiting for"), "{e}");
+        assert!(
+            e.contains(what) && e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'),
+            "{e}"
+        );
+        drop(holder);
+        lock_file(&path, what, Some(Duration::from_millis(50))).unwrap();
     }
 }
