@@ -345,23 +345,7 @@ pub const LOCK_TIMEOUT_VAR: &str = "CARGO_CONTAINERIZE_LOCK_TIMEOUT";
 
 /// How long to wait for a lock: [`LOCK_TIMEOUT_VAR`], else 10 minutes.
 pub fn lock_timeout() -> Result<Duration> {
-    match std::env::var_os(LOCK_TIMEOUT_VAR) {
-        None => Ok(Duration::from_secs(600)),
-        Some(raw) => parse_timeout(&raw.to_string_lossy()),
-    }
-}
-
-/// A [`LOCK_TIMEOUT_VAR`] value: whole seconds, or a duration such as `90s` or `2m`.
-fn parse_timeout(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    text.parse::<u64>()
-        .map(Duration::from_secs)
-        .or_else(|_| humantime::parse_duration(text))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{LOCK_TIMEOUT_VAR}={text} is not a duration; give seconds (e.g. 600) or e.g. 10m"
-            )
-        })
+    super::env_duration(LOCK_TIMEOUT_VAR, Duration::from_secs(600))
 }
 
 /// An exclusive advisory lock (flock) on a lock file, released on drop.
@@ -587,9 +571,17 @@ mod tests {
 
     #[test]
     fn lock_timeouts_are_seconds_or_durations() {
-        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
-        let e = parse_timeout("soon").unwrap_err().to_string();
+        assert_eq!(
+            super::super::parse_duration(LOCK_TIMEOUT_VAR, "30").unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            super::super::parse_duration(LOCK_TIMEOUT_VAR, "2m").unwrap(),
+            Duration::from_secs(120)
+        );
+        let e = super::super::parse_duration(LOCK_TIMEOUT_VAR, "soon")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'), "{e}");
     }
 
