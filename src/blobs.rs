@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -326,6 +326,43 @@ impl BlobStore {
             .with_context(|| format!("cannot read {} from the cache", src.display()))
     }
 
+    /// Whether the file at `path` outside the store (a blob of an output, say a layout's
+    /// `blobs/sha256/HEX`) is `size` bytes long and matches `digest`, proven the way the
+    /// store's own blobs are ([`BlobStore::proven`]): hashed once, then trusted while its
+    /// stat is unchanged, the proof recorded under `stat/` keyed by the file's path and the
+    /// digest. Nothing is removed or reported: the caller replaces a file that fails.
+    pub fn file_proven(&self, path: &Path, digest: &str, size: u64) -> bool {
+        let Some(before) = Stat::of(path) else {
+            return false;
+        };
+        if before.len != size {
+            return false;
+        }
+        let record = self.file_proof_path(path, digest);
+        if self.proof_holds_at(&record, digest, &before) {
+            return true;
+        }
+        match sha256_of_file(path) {
+            Ok(actual) if actual == digest => {
+                self.remember_proof_at(&record, digest, path, &before);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Where the proof of `digest` for the file at `path` is recorded.
+    fn file_proof_path(&self, path: &Path, digest: &str) -> PathBuf {
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let mut h = Sha256::new();
+        h.update(canon.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        h.update(digest.as_bytes());
+        self.root
+            .join("stat")
+            .join(format!("file-{}", hex::encode(h.finalize())))
+    }
+
     /// Like [`BlobStore::cached`], for an entry that names a blob: None unless the blob is
     /// [proven](BlobStore::proven) (a damaged one is removed, so the caller makes it again).
     pub fn cached_blob<T: for<'de> Deserialize<'de> + NamesBlob>(&self, key: &str) -> Option<T> {
@@ -343,7 +380,13 @@ impl BlobStore {
     /// Whether a proof recorded for this blob still holds: same digest, same stat, and made
     /// at least [`RACY_NS`] after the blob last changed.
     fn proof_holds(&self, digest: &str, stat: &Stat) -> bool {
-        fs::read(self.proof_path(digest))
+        self.proof_holds_at(&self.proof_path(digest), digest, stat)
+    }
+
+    /// Whether the proof recorded at `record` (a file under `stat/`) holds for a file whose
+    /// stat is now `stat`: same digest, same stat, not racy.
+    fn proof_holds_at(&self, record: &Path, digest: &str, stat: &Stat) -> bool {
+        fs::read(record)
             .ok()
             .and_then(|b| serde_json::from_slice::<StatRecord>(&b).ok())
             .is_some_and(|r| {
@@ -354,15 +397,21 @@ impl BlobStore {
     }
 
     fn remember_proof(&self, digest: &str, path: &Path, before: &Stat) {
+        self.remember_proof_at(&self.proof_path(digest), digest, path, before);
+    }
+
+    /// Records at `record` that `path`, whose stat before it was hashed was `before`, has
+    /// `digest` (nothing if it changed meanwhile).
+    fn remember_proof_at(&self, record: &Path, digest: &str, path: &Path, before: &Stat) {
         if Stat::of(path).as_ref() != Some(before) {
             return; // changed while it was read
         }
-        let record = StatRecord {
+        let record_value = StatRecord {
             stat: before.clone(),
             recorded_ns: now_ns(),
             digest: digest.to_string(),
         };
-        let _ = self.remember_at(&self.proof_path(digest), &record);
+        let _ = self.remember_at(record, &record_value);
     }
 
     /// A cached value stored under an input key. The entry is checked against its seal (see
@@ -432,17 +481,7 @@ fn warn_replaced(path: &Path, digest: &str, why: &str) {
 
 /// The sha256 digest of a file's bytes, read in full.
 fn sha256_of_file(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    Ok(format!("sha256:{}", crate::util::fs::sha256_file(path)?))
 }
 
 /// How the store's temp files (in `cache/tmp`) are named: `.blob.tmp-PID-START-XXXXXX`, a
@@ -768,6 +807,32 @@ mod tests {
             !store.proven(&claimed, 11),
             "a proof of an older stat was trusted"
         );
+    }
+
+    #[test]
+    fn a_file_outside_the_store_is_proven_once_and_its_damage_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let f = dir.path().join("blob");
+        fs::write(&f, b"layer bytes").unwrap();
+        let d = digest_of(b"layer bytes");
+        assert!(store.file_proven(&f, &d, 11));
+        assert!(!store.file_proven(&f, &d, 12), "wrong size proven");
+        assert!(!store.file_proven(&f, &digest_of(b"other"), 11));
+        // One byte flipped, same size: a new stat, so the proof no longer applies.
+        fs::write(&f, b"layer bytez").unwrap();
+        assert!(!store.file_proven(&f, &d, 11), "damaged file proven");
+        // A standing proof (not racy) spares the read: a false one is trusted while the stat
+        // is unchanged, which shows the bytes were not read.
+        let record = StatRecord {
+            stat: Stat::of(&f).unwrap(),
+            recorded_ns: now_ns() + RACY_NS,
+            digest: d.to_string(),
+        };
+        store
+            .remember_at(&store.file_proof_path(&f, &d), &record)
+            .unwrap();
+        assert!(store.file_proven(&f, &d, 11));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! The build's stderr is streamed to the user as it comes and kept (its last few MiB) for this.
 
+use crate::build::openssl::{self, Decision};
 use crate::metadata::Project;
 
 /// The crate whose build failed, as cargo names it: the last `failed to run custom build
@@ -59,6 +60,36 @@ fn version(v: &str) -> Option<(u64, u64, u64)> {
 
 /// One line for a failed build of `triple`, when its output shows a known cause.
 pub fn diagnose(project: &Project, output: &str, triple: &str) -> Option<String> {
+    diagnose_with(project, output, triple, &openssl::decide(project, triple))
+}
+
+/// What to do when openssl-sys found no OpenSSL for `triple`, given what was decided for it.
+fn openssl_remedy(decision: &Decision, triple: &str) -> String {
+    let upper = triple.replace('-', "_").to_uppercase();
+    match decision {
+        Decision::Off => format!(
+            "remove openssl = \"off\" from [package.metadata.containerize] (the tool then builds a static OpenSSL), or enable openssl-sys's `vendored` feature, or set {upper}_OPENSSL_DIR to a static OpenSSL built for {triple}"
+        ),
+        Decision::UserDir(var) => format!(
+            "{var} is set, so openssl-sys looks only there: point {upper}_OPENSSL_DIR at a static OpenSSL built for {triple} (not the build machine's glibc one), or unset {var} (the tool then builds a static OpenSSL), or enable openssl-sys's `vendored` feature"
+        ),
+        Decision::Build { .. } => format!(
+            "the static OpenSSL the tool built was handed to it through {upper}_OPENSSL_DIR; enable openssl-sys's `vendored` feature instead, and report this at the tool's issue tracker"
+        ),
+        Decision::Absent | Decision::Vendored | Decision::OtherBackend(_) => format!(
+            "enable openssl-sys's `vendored` feature, or set {upper}_OPENSSL_DIR to a static OpenSSL built for {triple}"
+        ),
+    }
+}
+
+/// [`diagnose`] with the OpenSSL decision for `triple` given (it shapes the remedy when
+/// openssl-sys finds no OpenSSL).
+fn diagnose_with(
+    project: &Project,
+    output: &str,
+    triple: &str,
+    openssl: &Decision,
+) -> Option<String> {
     let text = strip_ansi(output);
     let failing = failing_crate(&text);
     let who = |fallback: &str| match &failing {
@@ -66,7 +97,6 @@ pub fn diagnose(project: &Project, output: &str, triple: &str) -> Option<String>
         Some((name, None)) => name.clone(),
         None => fallback.to_string(),
     };
-    let upper = triple.replace('-', "_").to_uppercase();
 
     // `time` before 0.3.35 no longer compiles on Rust 1.80 and later (type inference, E0282).
     if text.contains("E0282") && failing.as_ref().is_some_and(|(n, _)| n == "time") {
@@ -79,10 +109,13 @@ pub fn diagnose(project: &Project, output: &str, triple: &str) -> Option<String>
     }
     if text.contains("Could not find directory of OpenSSL installation")
         || text.contains("Could not find openssl via pkg-config")
+        || text.contains("OpenSSL include directory does not exist")
+        || text.contains("OpenSSL library directory does not exist")
     {
         return Some(format!(
-            "{} found no OpenSSL for {triple}; remove openssl = \"off\" from [package.metadata.containerize] (the tool then builds a static OpenSSL), or enable openssl-sys's `vendored` feature, or set {upper}_OPENSSL_DIR to a static OpenSSL built for {triple}",
-            who("openssl-sys")
+            "{} found no OpenSSL for {triple}; {}",
+            who("openssl-sys"),
+            openssl_remedy(openssl, triple)
         ));
     }
     if text.contains("pkg-config has not been configured to support cross-compilation") {
@@ -263,6 +296,43 @@ mod tests {
             "missing-lib-sqlite3.txt",
             ARM64,
             &["libsqlite3", "aarch64-unknown-linux-musl", "from source"],
+        );
+    }
+
+    #[test]
+    fn no_openssl_found_gets_the_remedy_for_what_was_decided() {
+        let out = sample("openssl-not-found.txt");
+        let line = |d: Decision| diagnose_with(&project(), &out, AMD64, &d).unwrap();
+        let off = line(Decision::Off);
+        assert!(off.contains("remove openssl = \"off\""), "{off}");
+        // The user pointed openssl-sys at an OpenSSL of their own and never set `openssl`.
+        let user = line(Decision::UserDir("OPENSSL_DIR".into()));
+        assert!(!user.contains("openssl = \"off\""), "{user}");
+        assert!(
+            user.contains("OPENSSL_DIR is set")
+                && user.contains("unset OPENSSL_DIR")
+                && user.contains("not the build machine's glibc one"),
+            "{user}"
+        );
+        let other = line(Decision::Absent);
+        assert!(!other.contains("openssl = \"off\""), "{other}");
+        assert!(other.contains("`vendored`"), "{other}");
+        for l in [&off, &user, &other] {
+            assert!(!l.contains('\n') && l.starts_with("openssl-sys 0.9.118 found no OpenSSL"));
+        }
+        // openssl-sys's words when the directory a variable names is not there.
+        let missing = "error: failed to run custom build command for `openssl-sys v0.9.118`\n\
+            OpenSSL include directory does not exist: /opt/ssl/include\n";
+        let l = diagnose_with(
+            &project(),
+            missing,
+            AMD64,
+            &Decision::UserDir("X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR".into()),
+        )
+        .unwrap();
+        assert!(
+            l.contains("unset X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR"),
+            "{l}"
         );
     }
 

@@ -11,17 +11,24 @@
 //! `--offline`, mirrors and source replacement in the user's cargo configuration apply to it as
 //! to their own dependencies (cargo runs in the project's directory). The installed libraries
 //! and headers are cached under `<cache>/openssl/<triple>-<version>-<key>`, the key covering the
-//! target, the openssl-src version and features, and the C compiler's identity; the directory is
-//! written under a temporary name and renamed into place, and it is used only after every file
-//! matches the digest in its `files.json`, which is written last.
+//! target, the openssl-src version and features, and the C compiler's identity. An entry is
+//! built under a lock keyed by its directory (`<dir>.lock`, a bounded wait), into a temp
+//! directory of [`crate::util::atomic`] (a [lease](crate::util::lease): a killed run's is swept),
+//! and renamed into place without replacing anything; it is used only after every file
+//! matches the digest in its `files.json`, which is written last. A complete entry is never
+//! removed: a run that finds one under the lock uses it.
 
 use crate::metadata::values::OpensslMode;
 use crate::metadata::{CargoArgs, NativeDep, Project};
+use crate::util::atomic;
+use crate::util::fs::sha256_file;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 pub const OPENSSL_SYS: &str = "openssl-sys";
 
@@ -204,8 +211,8 @@ const MANIFEST: &str = "files.json";
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut files = Vec::new();
     for rel in files_below(dir)? {
-        let bytes = std::fs::read(dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
-        files.push((rel, sha256_hex(&bytes)));
+        let digest = sha256_file(&dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
+        files.push((rel, digest));
     }
     for lib in [
         "lib/libssl.a",
@@ -239,7 +246,7 @@ fn complete(dir: &Path) -> bool {
             return Ok(false);
         }
         for (rel, digest) in &listed {
-            if sha256_hex(&std::fs::read(dir.join(rel))?) != *digest {
+            if sha256_file(&dir.join(rel))? != *digest {
                 return Ok(false);
             }
         }
@@ -253,13 +260,8 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
     if std::fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
         return Ok(());
     }
-    let dir = path.parent().context("helper path has a parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), contents)?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    // Its errors name the path (and a full disk as such).
+    atomic::write_file(path, |w| Ok(w.write_all(contents.as_bytes())?))
 }
 
 fn toml_string(s: &str) -> String {
@@ -286,37 +288,77 @@ fn write_helper(dir: &Path, req: &str, features: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The openssl-src version the helper's lock file pins (resolving it first if there is none).
+/// How old the helper's `Cargo.lock` may get before openssl-src is resolved again. OpenSSL's
+/// security releases reach builds as new openssl-src versions, and the helper builds with
+/// `--locked`, so a lock kept forever would pin the first OpenSSL it saw. The refresh rule:
+/// without `--offline`/`--frozen`, a lock older than this is made again (`cargo
+/// generate-lockfile`: the newest openssl-src the requirement allows), and a new version is a
+/// new cache entry, built once; with them, or when resolving fails (no network), the lock is
+/// used as it is, with a warning in the latter case. The status line names the OpenSSL used.
+const REFRESH_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Whether the helper's lock file at `lock` is due to be resolved again (see [`REFRESH_AFTER`]).
+fn needs_refresh(lock: &Path, offline: bool, max_age: Duration) -> bool {
+    let age = std::fs::metadata(lock)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default());
+    match age {
+        Err(_) => true,
+        Ok(_) if offline => false,
+        Ok(age) => age > max_age,
+    }
+}
+
+/// Resolves the helper's dependencies into its `Cargo.lock` (`cargo generate-lockfile`), and
+/// marks the lock fresh.
+fn resolve(helper: &Path, cwd: &Path, offline: bool) -> Result<()> {
+    let mut cmd = Command::new(crate::build::cargo());
+    cmd.arg("generate-lockfile")
+        .arg("--manifest-path")
+        .arg(helper.join("Cargo.toml"))
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if offline {
+        cmd.arg("--offline");
+    }
+    let out = cmd.output().context("running cargo generate-lockfile")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("cargo failed")
+            .trim_start_matches("error: ");
+        bail!(
+            "resolving the openssl-src crate to build OpenSSL for openssl-sys failed: {first}; {}",
+            if offline {
+                "run once without --offline (or `cargo fetch` a crate that depends on openssl-src), or enable openssl-sys's `vendored` feature"
+            } else {
+                "check the network or your registry configuration, or set openssl = \"off\""
+            }
+        );
+    }
+    // cargo leaves an unchanged lock file as it was: its age is when it was last checked.
+    std::fs::File::options()
+        .write(true)
+        .open(helper.join("Cargo.lock"))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .with_context(|| format!("updating {}", helper.join("Cargo.lock").display()))
+}
+
+/// The openssl-src version the helper's lock file pins, resolving it first if there is none
+/// or it is due for a refresh (see [`REFRESH_AFTER`]).
 fn locked_version(helper: &Path, cwd: &Path, offline: bool) -> Result<String> {
     let lock = helper.join("Cargo.lock");
     if !lock.exists() {
-        let mut cmd = Command::new(crate::build::cargo());
-        cmd.arg("generate-lockfile")
-            .arg("--manifest-path")
-            .arg(helper.join("Cargo.toml"))
-            .current_dir(cwd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if offline {
-            cmd.arg("--offline");
-        }
-        let out = cmd.output().context("running cargo generate-lockfile")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let first = err
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or("cargo failed")
-                .trim_start_matches("error: ");
-            bail!(
-                "resolving the openssl-src crate to build OpenSSL for openssl-sys failed: {first}; {}",
-                if offline {
-                    "run once without --offline (or `cargo fetch` a crate that depends on openssl-src), or enable openssl-sys's `vendored` feature"
-                } else {
-                    "check the network or your registry configuration, or set openssl = \"off\""
-                }
-            );
-        }
+        resolve(helper, cwd, offline)?;
+    } else if needs_refresh(&lock, offline, REFRESH_AFTER)
+        && let Err(e) = resolve(helper, cwd, offline)
+    {
+        crate::util::shell::warn(format!(
+            "could not check for a newer openssl-src ({e:#}); building with the one resolved before"
+        ));
     }
     let text =
         std::fs::read_to_string(&lock).with_context(|| format!("reading {}", lock.display()))?;
@@ -334,93 +376,75 @@ fn locked_version(helper: &Path, cwd: &Path, offline: bool) -> Result<String> {
         .with_context(|| format!("{} does not lock openssl-src", lock.display()))
 }
 
-/// Holds an exclusive lock on `path` while alive; waits (saying so) for another run to finish.
-fn lock_exclusive(path: &Path, quiet: bool) -> Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    // Called through fs4's trait by name: newer std has `File::lock` of its own.
-    let free = match fs4::FileExt::try_lock(&file) {
-        Ok(()) => true,
-        Err(fs4::TryLockError::WouldBlock) => false,
-        Err(fs4::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("locking {}", path.display()));
-        }
-    };
-    if !free {
-        if !quiet {
-            crate::util::shell::status(
-                "Waiting",
-                format!(
-                    "for another cargo-containerize to finish building OpenSSL (lock {})",
-                    path.display()
-                ),
-            );
-        }
-        // Bounded by that other run's OpenSSL build, which cargo bounds no further either.
-        fs4::FileExt::lock(&file).with_context(|| format!("locking {}", path.display()))?;
-    }
-    Ok(file)
+/// The helper crate for one openssl-src requirement, written and resolved.
+struct Helper {
+    dir: PathBuf,
+    /// The openssl-src version its lock file pins, e.g. `300.5.4+3.5.4`.
+    src_version: String,
+    /// Held while the helper's files, lock file and target directory are in use.
+    _lock: atomic::DirLock,
 }
 
-/// What an OpenSSL build depends on: the helper, the target, openssl-src's version, the
-/// features and the C compiler.
-fn build_key(triple: &str, src_version: &str, features: &[String], cc: &CCompiler) -> String {
-    sha256_hex(
+impl Helper {
+    /// The OpenSSL version in openssl-src's version (`300.5.4+3.5.4` → `3.5.4`).
+    fn openssl_version(&self) -> &str {
+        self.src_version
+            .split_once('+')
+            .map_or(self.src_version.as_str(), |(_, v)| v)
+    }
+}
+
+/// Writes the helper crate for `req` and `features` under `root/src` and resolves its
+/// openssl-src, holding the helper's lock (a bounded wait) for as long as the result lives.
+fn prepare_helper(
+    root: &Path,
+    req: &str,
+    features: &[String],
+    cwd: &Path,
+    offline: bool,
+) -> Result<Helper> {
+    let key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
+    let src = root.join("src");
+    std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
+    let lock_path = src.join(format!("{}.lock", &key[..16]));
+    let lock = atomic::lock_file(
+        &lock_path,
+        &format!(
+            "the lock on {} held by another cargo-containerize building OpenSSL",
+            lock_path.display()
+        ),
+        None,
+    )?;
+    let dir = src.join(&key[..16]);
+    write_helper(&dir, req, features)?;
+    let src_version = locked_version(&dir, cwd, offline)?;
+    Ok(Helper {
+        dir,
+        src_version,
+        _lock: lock,
+    })
+}
+
+/// The cache directory of the OpenSSL that `helper` builds for `triple` with `cc`.
+fn entry_dir(
+    root: &Path,
+    helper: &Helper,
+    triple: &str,
+    features: &[String],
+    cc: &CCompiler,
+) -> PathBuf {
+    let key = sha256_hex(
         format!(
-            "{FORMAT}\n{HELPER_BUILD_RS}\n{triple}\n{src_version}\n{features:?}\n{}",
-            cc.identity
+            "{FORMAT}\n{HELPER_BUILD_RS}\n{triple}\n{}\n{features:?}\n{}",
+            helper.src_version, cc.identity
         )
         .as_bytes(),
-    )
-}
-
-/// Removes the temporary directories named `{prefix}…` in `root`.
-fn remove_temps(root: &Path, prefix: &str) {
-    if let Ok(entries) = std::fs::read_dir(root) {
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(prefix) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-}
-
-/// `cargo build` (or zigbuild) of the helper crate for `triple`, installing into `out`.
-fn helper_command(
-    project: &Project,
-    helper: &Path,
-    triple: &str,
-    cc: &CCompiler,
-    out: &Path,
-    offline: bool,
-    quiet: bool,
-) -> Command {
-    let mut cmd = Command::new(crate::build::cargo());
-    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
-        .args(["--release", "--locked", "--target", triple])
-        .arg("--manifest-path")
-        .arg(helper.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(helper.join("target"))
-        .current_dir(&project.package_root)
-        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(if quiet {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
-    if offline {
-        cmd.arg("--offline");
-    }
-    for (k, v) in &cc.env {
-        cmd.env(k, v);
-    }
-    cmd
+    );
+    root.join(format!(
+        "{triple}-{}-{}",
+        helper.openssl_version(),
+        &key[..16]
+    ))
 }
 
 /// The cached static OpenSSL for `triple` (built now when missing), as a directory with
@@ -439,47 +463,125 @@ pub fn ensure(
         .context("no cache directory for OpenSSL: set CARGO_CONTAINERIZE_CACHE or HOME")?
         .join("openssl");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let helper_key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
-    let helper = root.join("src").join(&helper_key[..16]);
-    let _lock = lock_exclusive(&root.join(format!("{}.lock", &helper_key[..16])), quiet)?;
-    // Builds of this helper make their temporary directories only while holding the lock: one
-    // found now was left by a run that was killed, and is removed.
-    let tmp_prefix = format!(".tmp-{}-", &helper_key[..16]);
-    remove_temps(&root, &tmp_prefix);
-    write_helper(&helper, req, features)?;
     let offline = cargo_args.offline || cargo_args.frozen;
-    let src_version = locked_version(&helper, &project.package_root, offline)?;
-    let openssl_version = src_version
-        .split_once('+')
-        .map_or(src_version.as_str(), |(_, v)| v)
-        .to_string();
-    let key = build_key(triple, &src_version, features, cc);
-    let dir = root.join(format!("{triple}-{openssl_version}-{}", &key[..16]));
-    if complete(&dir) {
+    let helper = prepare_helper(&root, req, features, &project.package_root, offline)?;
+    let dir = entry_dir(&root, &helper, triple, features, cc);
+    let version = helper.openssl_version();
+    let say = |verb: &str, note: &str| {
         if !quiet {
             crate::util::shell::status(
-                "Cached",
-                format!("OpenSSL {openssl_version} for {triple} ({})", dir.display()),
+                verb,
+                format!("OpenSSL {version} for {triple} ({note}{})", dir.display()),
             );
         }
+    };
+    // What killed builds of this entry left beside it (their temps name their owner).
+    atomic::sweep_beside(&dir);
+    if complete(&dir) {
+        say("Cached", "");
         return Ok(dir);
     }
     check_tools()?;
-    if !quiet {
-        crate::util::shell::status(
-            "Building",
-            format!(
-                "OpenSSL {openssl_version} for {triple} (once; cached in {})",
-                dir.display()
-            ),
+    let built = publish(&dir, None, |out| {
+        say("Building", "once; cached in ");
+        build_into(project, &helper, triple, cc, offline, quiet, out)
+    })?;
+    if !built {
+        say("Cached", "");
+    }
+    Ok(dir)
+}
+
+/// Makes the cache entry `dir` unless a complete one is there: under the entry's lock
+/// (`<dir>.lock`, waited on for at most `timeout`, or the lock timeout when None), a complete
+/// entry (another run's, made meanwhile) is used as it is; otherwise `build` fills a temp
+/// directory, its `files.json` is written, and it is renamed to `dir` without replacing
+/// anything. An incomplete entry (a damaged one: a rename leaves none) is moved aside and
+/// removed first. Returns whether this call built the entry.
+fn publish(
+    dir: &Path,
+    timeout: Option<Duration>,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<bool> {
+    let name = dir
+        .file_name()
+        .context("a cache entry has a name")?
+        .to_string_lossy()
+        .into_owned();
+    let root = dir.parent().context("a cache entry has a parent")?;
+    let lock_path = root.join(format!("{name}.lock"));
+    let _lock = atomic::lock_file(
+        &lock_path,
+        &format!(
+            "the lock on {} held by another cargo-containerize building OpenSSL",
+            lock_path.display()
+        ),
+        timeout,
+    )?;
+    if complete(dir) {
+        return Ok(false);
+    }
+    if std::fs::symlink_metadata(dir).is_ok() {
+        // Not complete, and no other run writes it while we hold the lock: moved into a temp
+        // of ours (removed when it is dropped), never deleted in place.
+        // Named as `create_dir`'s temps are, so a sweep beside `dir` removes it should this
+        // run be killed before it is dropped.
+        let aside = crate::util::lease::temp_dir_in(root, &format!(".{name}.tmp-"))
+            .with_context(|| format!("creating a directory in {}", root.display()))?;
+        std::fs::rename(dir, aside.path().join("old"))
+            .with_context(|| format!("moving the incomplete {} aside", dir.display()))?;
+    }
+    let created = atomic::create_dir(dir, |out| {
+        build(out)?;
+        write_manifest(out)
+    })
+    .map_err(|e| {
+        atomic::disk_full_remedy_with(e, dir, "set CARGO_CONTAINERIZE_CACHE to another disk")
+    })?;
+    if !created && complete(dir) {
+        // Made meanwhile by a run that did not take the lock; ours is dropped.
+        return Ok(false);
+    }
+    if !complete(dir) {
+        bail!(
+            "the OpenSSL just built for {} does not match its file list; check the disk (df, dmesg) and run again",
+            dir.display()
         );
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(&tmp_prefix)
-        .tempdir_in(&root)
-        .with_context(|| format!("creating a directory in {}", root.display()))?;
-    let out = tmp.path().join("out");
-    let mut cmd = helper_command(project, &helper, triple, cc, &out, offline, quiet);
+    Ok(true)
+}
+
+/// Builds OpenSSL with the helper crate into `out` (which exists).
+fn build_into(
+    project: &Project,
+    helper: &Helper,
+    triple: &str,
+    cc: &CCompiler,
+    offline: bool,
+    quiet: bool,
+    out: &Path,
+) -> Result<()> {
+    let mut cmd = Command::new(crate::build::cargo());
+    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
+        .args(["--release", "--locked", "--target", triple])
+        .arg("--manifest-path")
+        .arg(helper.dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(helper.dir.join("target"))
+        .current_dir(&project.package_root)
+        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out)
+        .stdout(Stdio::null())
+        .stderr(if quiet {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+    if offline {
+        cmd.arg("--offline");
+    }
+    for (k, v) in &cc.env {
+        cmd.env(k, v);
+    }
     let output = cmd
         .output()
         .context("running cargo to build OpenSSL; is cargo on PATH?")?;
@@ -488,23 +590,12 @@ pub fn ensure(
             crate::util::shell::passthrough(&output.stderr);
         }
         bail!(
-            "building OpenSSL {openssl_version} for {triple} (openssl-src {src_version}) failed (cargo's errors are above); fix what they name, or set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)"
+            "building OpenSSL {} for {triple} (openssl-src {}) failed (cargo's errors are above); fix what they name, or set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)",
+            helper.openssl_version(),
+            helper.src_version
         );
     }
-    write_manifest(&out)?;
-    if dir.exists() {
-        // An incomplete entry of ours (the lock keeps other runs out): replaced.
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("removing the incomplete {}", dir.display()))?;
-    }
-    std::fs::rename(&out, &dir).with_context(|| format!("moving OpenSSL to {}", dir.display()))?;
-    if !complete(&dir) {
-        bail!(
-            "the OpenSSL just built in {} does not match its file list; check the disk (df, dmesg) and run again",
-            dir.display()
-        );
-    }
-    Ok(dir)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -531,6 +622,114 @@ mod tests {
         std::fs::remove_file(d.join("lib/extra.a")).unwrap();
         std::fs::remove_file(d.join("lib/libcrypto.a")).unwrap();
         assert!(!complete(d), "a missing file");
+    }
+
+    /// What the helper's build script leaves in its output directory.
+    fn fake_build(out: &Path) -> Result<()> {
+        std::fs::create_dir_all(out.join("lib"))?;
+        std::fs::create_dir_all(out.join("include/openssl"))?;
+        std::fs::write(out.join("lib/libssl.a"), "ssl")?;
+        std::fs::write(out.join("lib/libcrypto.a"), "crypto")?;
+        std::fs::write(out.join("include/openssl/opensslv.h"), "h")?;
+        Ok(())
+    }
+
+    fn inode(p: &Path) -> u64 {
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+    }
+
+    #[test]
+    fn runs_publishing_one_entry_build_it_once_and_never_remove_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root
+            .path()
+            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef");
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    start.wait();
+                    publish(&dir, Some(Duration::from_secs(60)), |out| {
+                        builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        fake_build(out)
+                    })
+                    .unwrap();
+                    // Whichever run built it, the entry is whole once publish returns.
+                    assert!(complete(&dir));
+                });
+            }
+        });
+        assert_eq!(
+            builds.into_inner(),
+            1,
+            "the second run used the first's entry"
+        );
+        // A complete entry is used as it is: not rebuilt, not replaced.
+        let before = inode(&dir);
+        let built = publish(&dir, Some(Duration::from_secs(1)), |_| {
+            panic!("a complete entry is not built again")
+        })
+        .unwrap();
+        assert!(!built);
+        assert_eq!(inode(&dir), before);
+        // Only this entry's temps were made beside it, and none is left.
+        let names: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "the entry and its lock file: {names:?}");
+    }
+
+    #[test]
+    fn an_incomplete_entry_is_rebuilt_and_a_held_lock_times_out() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root
+            .path()
+            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef");
+        fake_build(&dir).unwrap(); // no files.json: incomplete
+        assert!(publish(&dir, None, fake_build).unwrap());
+        assert!(complete(&dir));
+        // Another run holds the entry's lock: the wait is bounded and names the lock.
+        let lock = root
+            .path()
+            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef.lock");
+        let holder = std::fs::File::open(&lock).unwrap();
+        assert!(crate::util::lease::try_lock(&holder).unwrap());
+        let e = publish(&dir, Some(Duration::from_millis(50)), fake_build)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("timed out after 50ms waiting for the lock on")
+                && e.contains("building OpenSSL")
+                && e.contains("CARGO_CONTAINERIZE_LOCK_TIMEOUT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_helpers_lock_is_resolved_again_after_a_day_unless_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("Cargo.lock");
+        let day = Duration::from_secs(24 * 60 * 60);
+        assert!(
+            needs_refresh(&lock, true, day),
+            "none yet: resolved even offline"
+        );
+        std::fs::write(&lock, "").unwrap();
+        assert!(!needs_refresh(&lock, false, day), "fresh");
+        let old = std::time::SystemTime::now() - day - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(needs_refresh(&lock, false, day), "a day old");
+        assert!(
+            !needs_refresh(&lock, true, day),
+            "--offline/--frozen: used as it is"
+        );
     }
 
     #[test]

@@ -55,8 +55,18 @@ pub fn normalize_ref(r: String) -> Result<String> {
     })
 }
 
-fn decompressed(path: &std::path::Path, media_type: &str) -> Result<Box<dyn Read>> {
-    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+/// The uncompressed tar of `layer`, read through [`BlobStore::open_proven`] (an output never
+/// reads a blob not proven to match its digest).
+fn decompressed(store: &BlobStore, layer: &Layer) -> Result<Box<dyn Read>> {
+    let media_type = &layer.media_type;
+    let f = super::oci_layout::Exact {
+        inner: store
+            .open_proven(&layer.digest, layer.size)?
+            .take(layer.size),
+        left: layer.size,
+        digest: layer.digest.to_string(),
+    };
+    let f = std::io::BufReader::with_capacity(1 << 20, f);
     Ok(if media_type.ends_with("+zstd") {
         Box::new(zstd::Decoder::with_buffer(f)?)
     } else if media_type.ends_with("+gzip") {
@@ -140,7 +150,7 @@ pub fn write_tar<W: Write>(
                 continue;
             }
             let mut h = header(tar::EntryType::Regular, 0o644, layer.tar_size);
-            let r = decompressed(&store.path(&layer.digest), &layer.media_type)?;
+            let r = decompressed(store, layer)?;
             t.append_data(&mut h, name, r)
                 .with_context(|| format!("writing layer {} ({})", layer.digest, layer.what))?;
         }

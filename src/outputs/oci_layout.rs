@@ -8,6 +8,12 @@
 //! blobs no tag reaches any more are removed. Its other tags, and every file it holds besides
 //! `blobs/`, `index.json` and `oci-layout`, stay as they were. Any other non-empty directory is
 //! refused.
+//!
+//! A blob already in the layout is reused only once proven to match its digest
+//! ([`BlobStore::file_proven`]: hashed once, then trusted while its stat is unchanged); a
+//! damaged one is replaced whole, with a warning naming it. Unused blobs are removed only when
+//! every kept tag can be followed: a tag whose index or manifest is missing or damaged stops
+//! the removal (with a warning naming it), since the blobs it names are unknown.
 
 use super::{Output, Written};
 use crate::blobs::{BlobStore, hex_of};
@@ -16,7 +22,7 @@ use crate::util::atomic;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -133,16 +139,20 @@ fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Res
     let kept = kept_entries(old, tag);
     let (attached, tagged): (Vec<Value>, Vec<Value>) =
         kept.into_iter().partition(|e| subject_of(dir, e).is_some());
-    let mut live = std::collections::BTreeSet::new();
+    // None when a kept tag cannot be followed: every attachment then stays.
+    let mut live = None;
     if !attached.is_empty() {
-        live = reachable(dir, &tagged);
-        live.extend(image.blobs().map(|b| b.digest.to_string()));
+        live = reachable(dir, &tagged).ok().map(|mut l| {
+            l.extend(image.blobs().map(|b| b.digest.to_string()));
+            l
+        });
     }
     let new = entries(image, tag)?;
     let mut out = tagged;
     for e in attached {
         let subject = subject_of(dir, &e).unwrap_or_default();
-        if live.contains(&subject) && !new.iter().any(|n| n["digest"] == e["digest"]) {
+        let alive = live.as_ref().is_none_or(|l| l.contains(&subject));
+        if alive && !new.iter().any(|n| n["digest"] == e["digest"]) {
             out.push(e);
         }
     }
@@ -156,41 +166,56 @@ fn is_sha256_hex(name: &str) -> bool {
 }
 
 /// Every blob reachable from `entries` in the layout at `dir`: indexes and manifests are read
-/// and followed to their manifests, configs and layers.
-fn reachable(dir: &Path, entries: &[Value]) -> std::collections::BTreeSet<String> {
-    // Registries refuse manifests over 4 MiB; bigger blobs are layers, not read.
+/// and followed to their manifests, configs and layers. Err names the first entry (its tag,
+/// else its digest) with an index or manifest that is missing, unreadable, too big or not
+/// JSON: what it reaches is then unknown, so a caller must not remove anything on this basis.
+fn reachable(dir: &Path, entries: &[Value]) -> Result<std::collections::BTreeSet<String>, String> {
+    // Registries refuse manifests over 4 MiB; a bigger "manifest" is not one.
     const DOCUMENT_MAX: u64 = 4 << 20;
     let mut seen = std::collections::BTreeSet::new();
-    let mut todo: Vec<Value> = entries.to_vec();
-    while let Some(d) = todo.pop() {
-        let Some(digest) = d.get("digest").and_then(Value::as_str) else {
-            continue;
+    for top in entries {
+        let name = || match top.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))) {
+            Some(Value::String(tag)) => format!("tag `{tag}`"),
+            _ => format!(
+                "entry {}",
+                top.get("digest").and_then(Value::as_str).unwrap_or("?")
+            ),
         };
-        let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
-            continue;
-        };
-        if !seen.insert(digest.to_string()) {
-            continue;
-        }
-        let path = dir.join("blobs/sha256").join(hex);
-        let doc = fs::metadata(&path)
-            .ok()
-            .filter(|m| m.len() <= DOCUMENT_MAX)
-            .and_then(|_| fs::read(&path).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        if let Some(doc) = doc {
-            for key in ["manifests", "layers", "blobs"] {
-                todo.extend(
-                    doc.get(key)
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                );
+        // (descriptor, whether it names an index or manifest, to be read and followed)
+        let mut todo: Vec<(Value, bool)> = vec![(top.clone(), true)];
+        while let Some((d, document)) = todo.pop() {
+            let Some(digest) = d.get("digest").and_then(Value::as_str) else {
+                if document {
+                    return Err(name());
+                }
+                continue;
+            };
+            let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
+                if document {
+                    return Err(name());
+                }
+                continue;
+            };
+            if !seen.insert(digest.to_string()) || !document {
+                continue;
             }
-            todo.extend(doc.get("config").cloned());
+            let path = dir.join("blobs/sha256").join(hex);
+            let doc = fs::metadata(&path)
+                .ok()
+                .filter(|m| m.len() <= DOCUMENT_MAX)
+                .and_then(|_| fs::read(&path).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .filter(Value::is_object)
+                .ok_or_else(name)?;
+            let list = |key: &str| doc.get(key).and_then(Value::as_array).cloned();
+            todo.extend(list("manifests").into_iter().flatten().map(|m| (m, true)));
+            for key in ["layers", "blobs"] {
+                todo.extend(list(key).into_iter().flatten().map(|b| (b, false)));
+            }
+            todo.extend(doc.get("config").cloned().map(|c| (c, false)));
         }
     }
-    seen
+    Ok(seen)
 }
 
 /// Writes blob `digest` from the store at `dst`, whole (a temp renamed into place), after the
@@ -299,9 +324,21 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
 
 /// Removes the blobs of `dir` that no entry of its index reaches any more (what only a
 /// replaced tag used), never one of `image`'s. Only files named by a sha256 digest are blobs;
-/// nothing else is touched.
+/// nothing else is touched. When an entry cannot be followed (its manifest is missing or
+/// damaged) nothing is removed, with a warning naming it: the blobs it still names are
+/// unknown, and removing them would lose what is left of it.
 fn collect_garbage(dir: &Path, entries: &[Value], image: &Image) {
-    let keep: std::collections::BTreeSet<String> = reachable(dir, entries)
+    let reached = match reachable(dir, entries) {
+        Ok(r) => r,
+        Err(what) => {
+            crate::util::shell::warn(format!(
+                "{what} in {} cannot be followed (an index or manifest of it is missing, unreadable or not JSON); removed no unused blobs from the layout, so none it may still use is lost; repair or remove that tag",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    let keep: std::collections::BTreeSet<String> = reached
         .iter()
         .map(|d| d.as_str())
         .chain(image.blobs().map(|b| b.digest))
@@ -325,8 +362,9 @@ impl OciLayout {
     }
 
     /// Whether the layout already holds exactly this image under this tag, attachments
-    /// included.
-    fn up_to_date(&self, image: &Image, old: Option<&Value>) -> bool {
+    /// included, every blob of it proven to match its digest ([`BlobStore::file_proven`]:
+    /// hashed once, then trusted while its stat is unchanged, so a no-op rerun reads none).
+    fn up_to_date(&self, image: &Image, old: Option<&Value>, store: &BlobStore) -> bool {
         let Some(old) = old else { return false };
         let has_entries = old
             .get("manifests")
@@ -336,8 +374,8 @@ impl OciLayout {
             });
         has_entries
             && image.blobs().all(|b| {
-                fs::metadata(self.path.join("blobs/sha256").join(hex_of(b.digest)))
-                    .is_ok_and(|m| m.len() == b.size)
+                let path = self.path.join("blobs/sha256").join(hex_of(b.digest));
+                store.file_proven(&path, b.digest, b.size)
             })
     }
 
@@ -355,42 +393,39 @@ impl OciLayout {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
         // Copies of blobs that dead runs were writing here (`.HEX.tmp-PID-…`).
-        let temp_prefixes: std::collections::BTreeSet<String> = fs::read_dir(&blobs)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        let end = name.find(".tmp-")? + ".tmp-".len();
-                        Some(name[..end].to_string())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for prefix in temp_prefixes {
-            crate::util::lease::sweep(&blobs, &prefix);
-        }
+        atomic::sweep_dir(&blobs);
         let mut added = 0;
         // Until the index that uses them is in place, new blobs go if the run is interrupted.
         let mut pending = Vec::new();
         for b in image.blobs() {
             let (digest, size) = (b.digest, b.size);
             let dst = blobs.join(hex_of(digest));
-            match fs::metadata(&dst) {
-                Ok(m) if m.len() == size => continue,
-                // A blob of the wrong size (truncated): replaced, whole.
-                Ok(_) => copy_blob(store, digest, size, &dst)?,
-                Err(_) => {
-                    copy_blob(store, digest, size, &dst)?;
-                    pending.push(atomic::Pending::new(&dst));
-                    placed.push(dst);
+            if fs::symlink_metadata(&dst).is_ok() {
+                // Reused only once proven to match its digest (see `BlobStore::file_proven`).
+                if store.file_proven(&dst, digest, size) {
+                    continue;
                 }
+                // Damaged (a flipped byte, a truncation): replaced, whole.
+                crate::util::shell::warn(format!(
+                    "blob {} does not match its digest {digest}; replaced it with an intact copy",
+                    dst.display()
+                ));
+                copy_blob(store, digest, size, &dst)?;
+            } else {
+                copy_blob(store, digest, size, &dst)?;
+                pending.push(atomic::Pending::new(&dst));
+                placed.push(dst);
             }
             added += size;
         }
         let index = index_json(manifests)?;
-        atomic::write_file(&dir.join("index.json"), |w| Ok(w.write_all(&index)?))?;
+        // The rename of index.json and the unregistering of the blobs it references are one
+        // step for the interrupt handler (see `atomic::commit`): a Ctrl-C right after the
+        // rename must not remove blobs the new index uses.
+        atomic::write_file_releasing(&dir.join("index.json"), pending, |w| {
+            Ok(w.write_all(&index)?)
+        })?;
         placed.clear();
-        drop(pending);
         if !dir.join("oci-layout").is_file() {
             atomic::write_file(&dir.join("oci-layout"), |w| Ok(w.write_all(LAYOUT)?))?;
         }
@@ -423,7 +458,7 @@ impl OciLayout {
         // Looked at again under the lock: what is there may have changed while we waited.
         classify(&self.path)?;
         let old = read_existing(&self.path)?;
-        if self.up_to_date(image, old.as_ref()) {
+        if self.up_to_date(image, old.as_ref(), store) {
             return Ok(0);
         }
         let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag)?;
@@ -459,10 +494,12 @@ impl OciLayout {
                 add_dir(&mut t, "blobs/")?;
                 add_dir(&mut t, "blobs/sha256/")?;
                 for b in image.blobs() {
-                    add_file(
+                    add_blob(
                         &mut t,
                         &format!("blobs/sha256/{}", hex_of(b.digest)),
-                        &store.path(b.digest),
+                        store,
+                        b.digest,
+                        b.size,
                     )?;
                 }
                 t.finish()?;
@@ -553,11 +590,48 @@ pub(crate) fn add_dir<W: Write>(t: &mut tar::Builder<W>, name: &str) -> Result<(
     Ok(())
 }
 
-pub(crate) fn add_file<W: Write>(t: &mut tar::Builder<W>, name: &str, path: &Path) -> Result<()> {
-    let f = fs::File::open(path)
-        .with_context(|| format!("blob {} is missing from the cache", path.display()))?;
-    let len = f.metadata()?.len();
-    let mut h = header(tar::EntryType::Regular, 0o644, len);
-    t.append_data(&mut h, name, std::io::BufReader::with_capacity(1 << 20, f))?;
+/// Appends blob `digest` (`size` bytes) of the store as member `name`, read through
+/// [`BlobStore::open_proven`]: an output never reads a blob not proven to match its digest.
+pub(crate) fn add_blob<W: Write>(
+    t: &mut tar::Builder<W>,
+    name: &str,
+    store: &BlobStore,
+    digest: &str,
+    size: u64,
+) -> Result<()> {
+    let f = store.open_proven(digest, size)?;
+    let mut h = header(tar::EntryType::Regular, 0o644, size);
+    let data = Exact {
+        inner: std::io::BufReader::with_capacity(1 << 20, f).take(size),
+        left: size,
+        digest: digest.to_string(),
+    };
+    t.append_data(&mut h, name, data)
+        .with_context(|| format!("cannot add blob {digest} to the archive"))?;
     Ok(())
+}
+
+/// Reads exactly `left` bytes: ending early is an error, not a short member (tar pads what it
+/// got to the header's size without complaint, which would give a corrupt archive).
+pub(crate) struct Exact<R> {
+    pub inner: R,
+    pub left: u64,
+    pub digest: String,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "blob {} in the cache shrank while this run read it; run again",
+                    self.digest
+                ),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }

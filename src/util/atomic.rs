@@ -38,6 +38,24 @@ impl Drop for Pending {
     }
 }
 
+/// Runs `persist` (the step that makes `release` part of a finished output, e.g. renaming the
+/// index that references them into place) and unregisters `release`, as one step with respect
+/// to the interrupt handler: the [`PENDING`] lock is held across both. A Ctrl-C that lands
+/// meanwhile waits, then finds either everything still registered and nothing persisted (it
+/// removes the lot) or the output persisted and none of `release` registered (it keeps them).
+/// Without this, a Ctrl-C between the rename and the unregistering would remove blobs the new
+/// index references. On error, `release` is dropped, unregistered as usual.
+///
+/// `persist` must not register or drop a [`Pending`] itself (that takes the same lock).
+pub fn commit<T>(release: Vec<Pending>, persist: impl FnOnce() -> Result<T>) -> Result<T> {
+    let mut registered = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let out = persist()?;
+    registered.retain(|p| !release.iter().any(|r| &r.0 == p));
+    drop(registered);
+    drop(release); // already unregistered: their drops find nothing to remove
+    Ok(out)
+}
+
 /// On Ctrl-C or SIGTERM: remove every temp output, say so, exit 130. Finished outputs and the
 /// previous versions of unfinished ones are left as they were.
 pub fn install_interrupt_cleanup() {
@@ -125,11 +143,22 @@ pub fn write_file(
     target: &Path,
     fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
 ) -> Result<()> {
-    write_file_inner(target, fill).map_err(|e| disk_full_remedy(e, target))
+    write_file_releasing(target, Vec::new(), fill)
+}
+
+/// [`write_file`], whose final rename also unregisters `release` ([`commit`]): for a file
+/// (a layout's index.json) that makes what `release` guards part of a finished output.
+pub fn write_file_releasing(
+    target: &Path,
+    release: Vec<Pending>,
+    fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
+) -> Result<()> {
+    write_file_inner(target, release, fill).map_err(|e| disk_full_remedy(e, target))
 }
 
 fn write_file_inner(
     target: &Path,
+    mut release: Vec<Pending>,
     fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> Result<()>,
 ) -> Result<()> {
     let parent = parent_of(target);
@@ -137,7 +166,8 @@ fn write_file_inner(
     lease::sweep(&parent, &temp_prefix(target));
     let mut tmp = lease::temp_file_in(&parent, &temp_prefix(target))
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    let _pending = Pending::new(tmp.path());
+    // Released by the rename below: the temp name is gone once it is the target.
+    release.push(Pending::new(tmp.path()));
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w)?;
@@ -150,15 +180,36 @@ fn write_file_inner(
             return Err(e.into());
         }
     }
-    tmp.persist(target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot rename the finished output to {}", target.display()))?;
+    commit(release, || {
+        tmp.persist(target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot rename the finished output to {}", target.display()))
+    })?;
     Ok(())
 }
 
 /// Removes what dead runs left beside `target` while writing it (see [`lease::sweep`]).
 pub fn sweep_beside(target: &Path) -> usize {
     lease::sweep(&parent_of(target), &temp_prefix(target))
+}
+
+/// Removes what dead runs left in `dir` while writing any file there ([`write_file`]'s temps,
+/// `.NAME.tmp-…`), whichever NAME they were writing: [`sweep_beside`] for each NAME found.
+pub fn sweep_dir(dir: &Path) -> usize {
+    let targets: std::collections::BTreeSet<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.to_string();
+                    let end = name.find(".tmp-")?;
+                    name.get(1..end)
+                        .filter(|t| name.starts_with('.') && !t.is_empty())
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.iter().map(|t| sweep_beside(&dir.join(t))).sum()
 }
 
 /// A temp directory beside `target`, named and held as this run's (see [`lease`]), after
@@ -294,26 +345,10 @@ pub const LOCK_TIMEOUT_VAR: &str = "CARGO_CONTAINERIZE_LOCK_TIMEOUT";
 
 /// How long to wait for a lock: [`LOCK_TIMEOUT_VAR`], else 10 minutes.
 pub fn lock_timeout() -> Result<Duration> {
-    match std::env::var_os(LOCK_TIMEOUT_VAR) {
-        None => Ok(Duration::from_secs(600)),
-        Some(raw) => parse_timeout(&raw.to_string_lossy()),
-    }
+    super::env_duration(LOCK_TIMEOUT_VAR, Duration::from_secs(600))
 }
 
-/// A [`LOCK_TIMEOUT_VAR`] value: whole seconds, or a duration such as `90s` or `2m`.
-fn parse_timeout(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    text.parse::<u64>()
-        .map(Duration::from_secs)
-        .or_else(|_| humantime::parse_duration(text))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{LOCK_TIMEOUT_VAR}={text} is not a duration; give seconds (e.g. 600) or e.g. 10m"
-            )
-        })
-}
-
-/// An exclusive advisory lock (flock) on `DIR/.cargo-containerize.lock`, released on drop.
+/// An exclusive advisory lock (flock) on a lock file, released on drop.
 #[derive(Debug)]
 pub struct DirLock {
     _file: fs::File,
@@ -322,14 +357,25 @@ pub struct DirLock {
 /// Takes the lock of the output directory `dir` (which must exist), waiting for another run
 /// that holds it for at most [`lock_timeout`], and saying so while it waits.
 pub fn lock_dir(dir: &Path) -> Result<DirLock> {
-    let path = dir.join(LOCK_NAME);
+    lock_file(
+        &dir.join(LOCK_NAME),
+        &format!("the lock on {} held by another run", dir.display()),
+        None,
+    )
+}
+
+/// Takes an exclusive lock on the lock file `path` (created if missing; its directory must
+/// exist). When another run holds it, says so ("Waiting for WHAT (at most …)") and waits for at
+/// most `timeout`, or [`lock_timeout`] when None; then fails naming `what` and the remedy.
+/// `what` names the lock and its holder, e.g. "the lock on DIR held by another run".
+pub fn lock_file(path: &Path, what: &str, timeout: Option<Duration>) -> Result<DirLock> {
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| disk_full_remedy(e.into(), dir))
+        .open(path)
+        .map_err(|e| disk_full_remedy(e.into(), path))
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
     let take = |f: &fs::File| {
         lease::try_lock(f).with_context(|| format!("cannot lock {}", path.display()))
@@ -337,12 +383,14 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     if take(&file)? {
         return Ok(DirLock { _file: file });
     }
-    let timeout = lock_timeout()?;
+    let timeout = match timeout {
+        Some(t) => t,
+        None => lock_timeout()?,
+    };
     super::shell::notice(
         "Waiting",
         format!(
-            "for the lock on {} held by another run (at most {})",
-            dir.display(),
+            "for {what} (at most {})",
             humantime::format_duration(timeout)
         ),
     );
@@ -357,9 +405,8 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
         let now = Instant::now();
         if now >= deadline {
             bail!(
-                "timed out after {} waiting for the lock on {} held by another run; let that run finish, or raise {LOCK_TIMEOUT_VAR}",
+                "timed out after {} waiting for {what}; let that run finish, or raise {LOCK_TIMEOUT_VAR}",
                 humantime::format_duration(timeout),
-                dir.display()
             );
         }
         std::thread::sleep(pause.min(deadline - now));
@@ -441,6 +488,66 @@ pub fn disk_full_remedy_with(e: anyhow::Error, path: &Path, remedy: &'static str
 mod tests {
     use super::*;
 
+    fn registered(p: &Path) -> bool {
+        PENDING.lock().unwrap().iter().any(|q| q == p)
+    }
+
+    /// The race itself (a signal between the rename and the unregistering) cannot be hit
+    /// deterministically; what makes it harmless can be checked: the handler's lock is held
+    /// while `persist` runs, and the paths are unregistered before it is released.
+    #[test]
+    fn commit_persists_and_unregisters_under_the_handlers_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = dir.path().join("blob");
+        let release = vec![Pending::new(&blob)];
+        assert!(registered(&blob));
+        let out = commit(release, || {
+            // The interrupt handler would block here, not see a half-done state.
+            assert!(PENDING.try_lock().is_err(), "the handler's lock is free");
+            Ok(7)
+        })
+        .unwrap();
+        assert_eq!(out, 7);
+        assert!(!registered(&blob), "still registered after the commit");
+
+        // write_file_releasing: the target written, its temp and the released paths gone.
+        let index = dir.path().join("index.json");
+        let guarded = dir.path().join("new-blob");
+        write_file_releasing(&index, vec![Pending::new(&guarded)], |w| {
+            Ok(w.write_all(b"{}")?)
+        })
+        .unwrap();
+        assert_eq!(fs::read(&index).unwrap(), b"{}");
+        assert!(!registered(&guarded));
+        assert!(
+            PENDING
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| !p.starts_with(dir.path()))
+        );
+    }
+
+    #[test]
+    fn sweep_dir_removes_dead_runs_temps_of_any_target_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 4194304 is above any pid_max: its owner is gone.
+        let dead = dir.path().join(".0a1b.tmp-4194304-1-AbCdEf");
+        let dead_other = dir.path().join(".index.json.tmp-4194304-1-XyZaBc");
+        let foreign = dir.path().join(".notes.tmp");
+        for f in [&dead, &dead_other, &foreign] {
+            fs::write(f, b"x").unwrap();
+        }
+        let live = lease::temp_file_in(dir.path(), &temp_prefix(&dir.path().join("0a1b"))).unwrap();
+        assert_eq!(sweep_dir(dir.path()), 2);
+        assert!(!dead.exists() && !dead_other.exists());
+        assert!(
+            foreign.exists(),
+            "a file the tool did not write was removed"
+        );
+        assert!(live.path().exists(), "a live run's temp was removed");
+    }
+
     #[test]
     fn a_full_disk_is_recognised_through_wrappers() {
         let enospc = std::io::Error::from_raw_os_error(28);
@@ -466,9 +573,17 @@ mod tests {
 
     #[test]
     fn lock_timeouts_are_seconds_or_durations() {
-        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_timeout("2m").unwrap(), Duration::from_secs(120));
-        let e = parse_timeout("soon").unwrap_err().to_string();
+        assert_eq!(
+            super::super::parse_duration(LOCK_TIMEOUT_VAR, "30").unwrap(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            super::super::parse_duration(LOCK_TIMEOUT_VAR, "2m").unwrap(),
+            Duration::from_secs(120)
+        );
+        let e = super::super::parse_duration(LOCK_TIMEOUT_VAR, "soon")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'), "{e}");
     }
 
@@ -481,5 +596,26 @@ mod tests {
         assert!(!lease::try_lock(&other).unwrap());
         drop(first);
         assert!(lease::try_lock(&other).unwrap());
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_times_out_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        fs::write(&path, b"").unwrap();
+        // Another open file description holds it, as another run would.
+        let holder = fs::File::open(&path).unwrap();
+        assert!(lease::try_lock(&holder).unwrap());
+        let what = "the lock on x.lock held by another run building X";
+        let e = lock_file(&path, what, Some(Duration::from_millis(50)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("timed out after 50ms waiting for"), "{e}");
+        assert!(
+            e.contains(what) && e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'),
+            "{e}"
+        );
+        drop(holder);
+        lock_file(&path, what, Some(Duration::from_millis(50))).unwrap();
     }
 }

@@ -3,8 +3,25 @@
 //! `include`s with it, the layer writer and the ELF check open files through it.
 
 use anyhow::{Context, Result};
+use sha2::{Digest as _, Sha256};
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
+
+/// The sha256 of a file's bytes in hex, read in 1 MiB pieces (never the whole file in memory).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
 
 /// What kind of file this is, for messages about files that are not regular.
 pub fn kind_name(ft: std::fs::FileType) -> &'static str {

@@ -16,18 +16,21 @@ pub fn env_duration(
     var: &str,
     default: std::time::Duration,
 ) -> anyhow::Result<std::time::Duration> {
-    let Some(raw) = std::env::var_os(var) else {
-        return Ok(default);
-    };
-    let text = raw.to_string_lossy();
+    match std::env::var_os(var) {
+        None => Ok(default),
+        Some(raw) => parse_duration(var, &raw.to_string_lossy()),
+    }
+}
+
+/// `text`, the value of `var`: whole seconds, or a duration such as `90s` or `2m`.
+pub fn parse_duration(var: &str, text: &str) -> anyhow::Result<std::time::Duration> {
     let text = text.trim();
     text.parse::<u64>()
         .map(std::time::Duration::from_secs)
         .or_else(|_| humantime::parse_duration(text))
         .map_err(|_| {
             anyhow::anyhow!(
-                "{var}={text} is not a duration; give seconds (e.g. {}) or a duration such as 5m",
-                default.as_secs()
+                "{var}={text} is not a duration; give seconds (e.g. 600) or a duration such as 10m"
             )
         })
 }

@@ -228,17 +228,24 @@ fn openssl_crate_builds_static_with_zero_config_and_talks_tls() {
 #[test]
 fn openssl_is_built_once_and_two_directories_give_one_digest() {
     let first = tls_image();
-    // What a killed OpenSSL build leaves: a temporary directory beside the cache entries.
+    // What a killed OpenSSL build leaves: a temporary directory beside its cache entry, named
+    // by its owner (a process that has exited).
     let openssl_cache = cache_dir().join("openssl");
-    let helper = fs::read_dir(openssl_cache.join("src"))
+    let entry = fs::read_dir(&openssl_cache)
         .unwrap()
         .flatten()
-        .next()
-        .expect("the helper crate")
-        .file_name();
-    let leftover = openssl_cache.join(format!(".tmp-{}-killed", helper.to_string_lossy()));
-    fs::create_dir_all(leftover.join("out/lib")).unwrap();
-    fs::write(leftover.join("out/lib/libssl.a"), "half").unwrap();
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("x86_64-unknown-linux-musl-") && !n.ends_with(".lock"))
+        .expect("the amd64 OpenSSL cache entry");
+    let dead = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let leftover = openssl_cache.join(format!(".{entry}.tmp-{dead}-5-killed"));
+    fs::create_dir_all(leftover.join("lib")).unwrap();
+    fs::write(leftover.join("lib/libssl.a"), "half").unwrap();
     let again = tls_project();
     let (run, _layout, _out) = {
         let out = tempdir();

@@ -810,3 +810,126 @@ fn sigterm_while_writing_leaves_the_previous_output_and_no_temp() {
     }
     panic!("no run was interrupted while writing");
 }
+
+/// Every file under `blobs/sha256` of `dir` whose bytes do not hash to its name.
+fn mismatched_blobs(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir.join("blobs/sha256"))
+        .expect("blobs")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let bytes = fs::read(dir.join("blobs/sha256").join(name)).expect("read blob");
+            sha256_digest(&bytes) != format!("sha256:{name}")
+        })
+        .collect()
+}
+
+#[test]
+fn a_layout_blob_with_a_flipped_byte_is_replaced_not_reused() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let a = Layout::new(out.path().join("image"), "a");
+    let write = |layout: &Layout| {
+        capture(
+            pack(&project, target.path(), &hello_binary())
+                .arg("--output")
+                .arg(layout.reference()),
+        )
+        .assert_success()
+        .clone()
+    };
+    write(&a);
+    // The binary's layer: the biggest blob. One byte flipped, same size.
+    let layer = a
+        .layer_digests()
+        .into_iter()
+        .max_by_key(|d| fs::metadata(a.blob(d)).expect("blob").len())
+        .expect("a layer");
+    let path = a.blob(&layer);
+    let mut bytes = fs::read(&path).expect("read layer");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    fs::write(&path, &bytes).expect("damage layer");
+    assert_eq!(mismatched_blobs(&a.dir).len(), 1);
+
+    let b = Layout::new(a.dir.clone(), "b");
+    let run = write(&b);
+    write(&a);
+    assert_eq!(
+        mismatched_blobs(&a.dir),
+        Vec::<String>::new(),
+        "a damaged blob was reused"
+    );
+    capture(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &a.reference(),
+        &format!("oci:{}:1", out.path().join("copy").display()),
+    ]))
+    .assert_success();
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains(hex_of(&layer)),
+        "no warning naming the damaged blob: {run}"
+    );
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.trim_start_matches("sha256:")
+}
+#[test]
+fn a_tag_whose_manifest_cannot_be_read_keeps_its_blobs_when_another_tag_is_added() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let out = tempdir();
+    let first = Layout::new(out.path().join("first"), "1");
+    capture(
+        pack(&project, target.path(), &hello_binary())
+            .args(["--env", "MODE=other"])
+            .arg("--output")
+            .arg(first.reference()),
+    )
+    .assert_success();
+    let other = Layout::new(out.path().join("shared"), "other");
+    capture(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        &first.reference(),
+        &other.reference(),
+    ]))
+    .assert_success();
+    let layers = other.layer_digests();
+    let config = other.manifest()["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
+    // The other tag's manifest, damaged: no longer JSON.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(other.dir.join("index.json")).expect("index"))
+            .expect("index is JSON");
+    let manifest = index["manifests"][0]["digest"].as_str().expect("digest");
+    fs::write(other.blob(manifest), b"\0not json at all\0").expect("damage manifest");
+
+    let mine = Layout::new(other.dir.clone(), "mine");
+    let run = capture(
+        pack(&project, target.path(), &hello_binary())
+            .args(["--env", "MODE=mine"])
+            .arg("--output")
+            .arg(mine.reference()),
+    );
+    run.assert_success();
+    for d in layers.iter().chain([&config]) {
+        assert!(
+            other.blob(d).is_file(),
+            "blob {d} of tag `other` was removed: {run}"
+        );
+    }
+    assert_eq!(
+        tags(&other.dir),
+        BTreeSet::from(["other".into(), "mine".into()])
+    );
+    assert!(
+        run.stderr.contains("warning:") && run.stderr.contains("other"),
+        "no warning naming the unreadable tag: {run}"
+    );
+}
