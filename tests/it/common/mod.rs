@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -803,4 +805,38 @@ pub fn commit_all(dir: &Path) -> String {
     git(dir, &["add", "-A"]);
     git(dir, &["commit", "-q", "-m", "fixture"]);
     git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Like [`capture`], but a run still going after `limit` is killed and fails the test: it
+/// hung. Returns the run and how long it took.
+pub fn capture_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
+    let command = format!("{cmd:?}");
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let (out, hung) = match rx.recv_timeout(limit) {
+        Ok(out) => (out, false),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            (rx.recv().expect("killed child"), true)
+        }
+    };
+    let out = out.expect("wait for the tool");
+    let run = Run {
+        command,
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!hung, "still running after {limit:?}, killed: {run}");
+    (run, started.elapsed())
 }

@@ -6,8 +6,7 @@ use crate::common::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 /// Long enough for a cold build of the hello fixture on a busy machine; a run that blocks on a
@@ -24,37 +23,7 @@ fn run_bound() -> Duration {
 /// Runs a command with stdin closed, waiting at most `bound`; a run still going then is killed
 /// and the test fails, saying so.
 fn capture_bounded(cmd: &mut Command, bound: Duration) -> Run {
-    let command = format!("{cmd:?}");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(bound) {
-        Ok(out) => {
-            let out = out.expect("wait for the tool");
-            Run {
-                command,
-                status: out.status,
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
-        }
-        Err(_) => {
-            // The child this test started, by its id.
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            let _ = rx.recv_timeout(Duration::from_secs(30));
-            panic!("{command} did not finish within {bound:?}: it hangs");
-        }
-    }
+    capture_within(cmd, bound).0
 }
 
 /// Every file below `dir`, recursively (no symlinks followed).

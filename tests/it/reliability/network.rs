@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -49,40 +48,6 @@ fn hello(args: &[&str]) -> (Project, Command) {
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR");
     (project, cmd)
-}
-
-/// Like [`capture`], but a run still going after `limit` is killed and fails the test: it
-/// hung. Returns the run and how long it took.
-fn capture_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
-    let command = format!("{cmd:?}");
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let (out, hung) = match rx.recv_timeout(limit) {
-        Ok(out) => (out, false),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            (rx.recv().expect("killed child"), true)
-        }
-    };
-    let out = out.expect("wait for the tool");
-    let run = Run {
-        command,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(!hung, "still running after {limit:?}, killed: {run}");
-    (run, started.elapsed())
 }
 
 /// A `DOCKER_CONFIG` directory whose config.json is `json`.
