@@ -535,36 +535,16 @@ pub(crate) mod testing {
     use crate::layers::compress::Codec;
     use crate::metadata::spec::{CaCerts, Compression, TzData};
 
+    /// [`ImageSpec::example`] with what these tests rely on: a PATH, no CA bundle or
+    /// tzdata, one platform, and a `created` time.
     pub fn spec() -> ImageSpec {
         ImageSpec {
-            package: "app".into(),
-            version: "1.0.0".into(),
-            bin: "app".into(),
-            bins: vec!["app".into()],
-            binary_path: "/usr/local/bin/app".into(),
-            entrypoint: vec!["/usr/local/bin/app".into()],
-            cmd: vec![],
             env: vec![("PATH".into(), "/bin".into())],
-            user: "65532:65532".into(),
-            workdir: None,
-            ports: vec![],
-            stop_signal: None,
-            labels: Default::default(),
             created: "1970-01-01T00:00:00Z".into(),
-            created_epoch: 0,
             ca_certs: CaCerts::None,
             tzdata: TzData::None,
-            zones: None,
-            timezone: None,
-            includes: vec![],
-            strip: true,
             platforms: vec![Platform::Amd64],
-            compression: Compression::Gzip,
-            compression_level: 5,
-            git_sha: None,
-            repository: None,
-            source_date_epoch: None,
-            tags: vec![],
+            ..ImageSpec::example()
         }
     }
 
