@@ -413,21 +413,24 @@ fn dead_pid() -> u32 {
     pid
 }
 
+/// A static binary of 24 MiB in `dir` (the hello binary and zeros): writing its uncompressed
+/// docker archive takes long enough to stop the run in the middle.
+fn big_hello(dir: &Path) -> PathBuf {
+    let big = dir.join("big-hello");
+    let mut f = fs::File::create(&big).expect("create");
+    f.write_all(&fs::read(hello_binary()).expect("read binary"))
+        .expect("write");
+    f.set_len(24 << 20).expect("grow");
+    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    big
+}
+
 #[test]
 fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
     let project = Project::copy("hello");
     let target = tempdir();
     let out = tempdir();
-    // A static binary of 24 MiB (the hello binary and zeros), so that writing the
-    // uncompressed docker archive takes long enough to kill the run in the middle.
-    let big = out.path().join("big-hello");
-    {
-        let mut f = fs::File::create(&big).expect("create");
-        f.write_all(&fs::read(hello_binary()).expect("read binary"))
-            .expect("write");
-        f.set_len(24 << 20).expect("grow");
-    }
-    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let big = big_hello(out.path());
     let dir = out.path().join("images");
     fs::create_dir_all(&dir).expect("mkdir");
     // Files that only look like temps: never removed.
@@ -759,14 +762,7 @@ fn sigterm_while_writing_leaves_the_previous_output_and_no_temp() {
     let project = Project::copy("hello");
     let target = tempdir();
     let out = tempdir();
-    let big = out.path().join("big-hello");
-    {
-        let mut f = fs::File::create(&big).expect("create");
-        f.write_all(&fs::read(hello_binary()).expect("read binary"))
-            .expect("write");
-        f.set_len(24 << 20).expect("grow");
-    }
-    fs::set_permissions(&big, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let big = big_hello(out.path());
     let dir = out.path().join("images");
     fs::create_dir_all(&dir).expect("mkdir");
     let archive = dir.join("app.tar");
