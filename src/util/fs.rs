@@ -52,12 +52,22 @@ const NONBLOCKING: i32 = nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY;
 #[cfg(not(target_os = "linux"))]
 const NONBLOCKING: i32 = 0;
 
+/// Opens `path` for reading with O_NONBLOCK | O_NOCTTY (Linux): a FIFO or a terminal swapped
+/// in for the file after its type was read cannot block the open. Callers check the type on
+/// the descriptor.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(NONBLOCKING)
+        .open(path)
+}
+
 /// Opens a regular file for reading, refusing anything else before it is opened: opening a FIFO
 /// blocks until a writer comes, and a device reads as whatever it gives. The type is checked
 /// without opening (stat), then the file is opened with O_NONBLOCK (so that a file swapped for
 /// a FIFO in between cannot block either) and checked again on the open descriptor.
 pub fn open_regular(path: &Path) -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
     let not_regular = |ft: std::fs::FileType| {
         anyhow::anyhow!(
             "{} is {}, not a regular file; give the path of a regular file",
@@ -74,16 +84,12 @@ pub fn open_regular(path: &Path) -> Result<File> {
     if !meta.is_file() {
         return Err(not_regular(meta.file_type()));
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(NONBLOCKING)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot read {}; check the path and its permissions",
-                path.display()
-            )
-        })?;
+    let file = open_nonblocking(path).with_context(|| {
+        format!(
+            "cannot read {}; check the path and its permissions",
+            path.display()
+        )
+    })?;
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read {}", path.display()))?;

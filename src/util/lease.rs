@@ -202,11 +202,7 @@ fn remove_orphan(path: &Path) -> bool {
 /// by a FIFO since its type was read, the open returns at once (and the type check after it
 /// refuses it).
 fn open_entry(path: &Path) -> io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, nix::libc::O_NONBLOCK);
-    options.open(path)
+    super::fs::open_nonblocking(path)
 }
 
 /// This process as `(PID, START)`. None where there is no /proc (then no temp is ever judged
