@@ -50,6 +50,11 @@ struct Plan {
     platform: Platform,
     driver: Driver,
     env: Vec<(String, OsString)>,
+    /// rustc arguments for the binary's own crate only, never its dependencies: what the tool
+    /// links into the binary (its dependency list, a malloc replacement). A plan with any is
+    /// built alone, through `cargo rustc … -- ARGS`, because cargo passes such arguments to
+    /// every target of one run and each target needs its own.
+    final_args: Vec<String>,
 }
 
 fn rustc() -> OsString {
@@ -188,6 +193,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
             platform,
             driver: Driver::Cargo,
             env,
+            final_args: Vec::new(),
         });
     }
     if env_set(&cc_var) || env_set(&format!("CC_{triple}")) {
@@ -195,6 +201,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
             platform,
             driver: Driver::Cargo,
             env,
+            final_args: Vec::new(),
         }); // the user chose; respect it
     }
     let gcc = if cross {
@@ -214,6 +221,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
             platform,
             driver: Driver::Cargo,
             env,
+            final_args: Vec::new(),
         });
     }
     if zigbuild_available() {
@@ -221,6 +229,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
             platform,
             driver: Driver::Zigbuild,
             env,
+            final_args: Vec::new(),
         });
     }
     let install = if cross {
@@ -380,13 +389,16 @@ pub fn build<T>(
             plan.env.extend(openssl::env_for(triple, &dir));
         }
     }
-    let (plain, zig): (Vec<Plan>, Vec<Plan>) =
-        plans.into_iter().partition(|p| p.driver == Driver::Cargo);
+    // Plain cargo builds every target that needs nothing of its own in one run (cargo
+    // schedules them across the cores); each of the others gets a run of its own.
+    let (plain, alone): (Vec<Plan>, Vec<Plan>) = plans
+        .into_iter()
+        .partition(|p| p.driver == Driver::Cargo && p.final_args.is_empty());
     let mut runs: Vec<Vec<Plan>> = Vec::new();
     if !plain.is_empty() {
         runs.push(plain);
     }
-    runs.extend(zig.into_iter().map(|p| vec![p]));
+    runs.extend(alone.into_iter().map(|p| vec![p]));
     let mut built = Vec::new();
     for run in runs {
         built.extend(run_cargo(project, cargo_args, opts, &run, on_built)?);
@@ -478,17 +490,25 @@ fn command_line(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// `cargo build` (or `cargo zigbuild`) for every plan's target at once.
+/// `cargo build` (or `cargo zigbuild`) for every plan's target at once; `cargo rustc` (or
+/// `cargo-zigbuild rustc`) for a plan with arguments of its own for the binary's crate.
 fn cargo_command(
     project: &Project,
     cargo_args: &CargoArgs,
     opts: &BuildOptions,
     plans: &[Plan],
 ) -> Command {
-    let mut cmd = Command::new(cargo());
-    cmd.arg(match plans[0].driver {
-        Driver::Cargo => "build",
-        Driver::Zigbuild => "zigbuild",
+    let final_args = &plans[0].final_args;
+    // cargo-zigbuild's rustc is not a cargo subcommand of its own: it runs directly.
+    let mut cmd = if plans[0].driver == Driver::Zigbuild && !final_args.is_empty() {
+        Command::new("cargo-zigbuild")
+    } else {
+        Command::new(cargo())
+    };
+    cmd.arg(match (plans[0].driver, final_args.is_empty()) {
+        (Driver::Cargo, true) => "build",
+        (Driver::Zigbuild, true) => "zigbuild",
+        (_, false) => "rustc",
     });
     for p in plans {
         cmd.args(["--target", p.platform.musl_triple()]);
@@ -523,6 +543,9 @@ fn cargo_command(
         ]);
     }
     add_rustflags(&mut cmd, remap_flags(project));
+    if !final_args.is_empty() {
+        cmd.arg("--").args(final_args);
+    }
     cmd
 }
 

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod git;
+pub mod graph;
 pub mod settings;
 pub mod spec;
 pub mod values;
@@ -146,6 +147,18 @@ pub struct Project {
     /// to build (see [`crate::build::preflight`]): every `*-sys` package and the others the preflight
     /// knows, sorted by name.
     pub native: Vec<NativeDep>,
+    /// The resolved dependency graph of the binary for each platform (empty without a
+    /// resolve): what the supply-chain documents describe.
+    pub graphs: Vec<graph::DepGraph>,
+}
+
+impl Project {
+    /// The dependency graph of the binary for `platform`, when the metadata was resolved.
+    pub fn graph(&self, platform: crate::platform::Platform) -> Option<&graph::DepGraph> {
+        self.graphs
+            .iter()
+            .find(|g| g.triple == platform.musl_triple())
+    }
 }
 
 /// A package of the resolved graph that the preflight looks at.
@@ -185,6 +198,7 @@ impl Project {
             settings: Default::default(),
             compiles_c: !native.is_empty(),
             native,
+            graphs: Vec::new(),
         }
     }
 }
@@ -278,6 +292,10 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         .unwrap_or(false);
 
     let native = native_deps(metadata, &package.id);
+    let graphs = crate::platform::Platform::ALL
+        .iter()
+        .filter_map(|p| graph::resolve(metadata, &package.id, *p))
+        .collect();
 
     let target_dir = match &args.target_dir {
         Some(d) => std::path::absolute(d).context("resolving --target-dir")?,
@@ -298,6 +316,7 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         settings,
         compiles_c,
         native,
+        graphs,
         package,
     })
 }
