@@ -285,10 +285,17 @@ fn repush_uploads_nothing_and_a_code_change_uploads_only_the_binary_layer_and_co
     let project = Project::copy("hello");
     // Its own target dir: the sources change below.
     let target = tempdir();
+    // The image's own blobs: referrers (and their accounting) are tests/it/referrers.rs's.
     let push = |tag: &str| {
         let mut cmd = tool_in(&project, target.path());
-        cmd.args(["--push", "--message-format", "json", "-t"])
-            .arg(registry.reference(tag));
+        cmd.args([
+            "--provenance=false",
+            "--push",
+            "--message-format",
+            "json",
+            "-t",
+        ])
+        .arg(registry.reference(tag));
         let run = capture(&mut cmd);
         run.assert_success();
         run.json()
@@ -556,7 +563,13 @@ fn push_killed_mid_upload_never_leaves_a_tag_with_missing_blobs() {
     let mut cmd = tool_in(&project, &shared_target_dir("hello"));
     cmd.arg("--binary")
         .arg(big_binary())
-        .args(["--push", "--message-format", "json", "-t"])
+        .args([
+            "--provenance=false",
+            "--push",
+            "--message-format",
+            "json",
+            "-t",
+        ])
         .arg(registry.reference("big:1"));
     let run = capture(&mut cmd);
     run.assert_success();
