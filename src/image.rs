@@ -242,7 +242,7 @@ pub struct Image {
     pub platforms: Vec<PlatformImage>,
     /// Present when the image has more than one platform.
     pub index: Option<Blob>,
-    /// Referrers of the image or of one of its manifests (none are made yet).
+    /// Referrers of the image or of one of its manifests (made by the attest stage).
     pub attachments: Vec<Attachment>,
 }
 
