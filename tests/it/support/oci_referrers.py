@@ -54,6 +54,9 @@ def statement_summary(raw: bytes) -> dict:
         "builderId": rd.builder.id,
         "cargo": ext.get("cargo"),
         "platform": ext.get("platform"),
+        "prebuiltBinary": ext.get("prebuiltBinary"),
+        "rustc": json_format.MessageToDict(bd.internal_parameters).get("rustc"),
+        "byproducts": [{"name": b.name, "digest": dict(b.digest)} for b in rd.byproducts],
         "resolved": [
             {"name": d.name, "uri": d.uri, "digest": dict(d.digest)}
             for d in bd.resolved_dependencies
