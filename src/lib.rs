@@ -8,6 +8,7 @@
 //!   → verify  (goblin: static, right machine → VerifiedBinary)
 //!   → layers  (deterministic tar + compression → Layer blobs)
 //!   → image   (OCI config, manifest, index → Image)
+//!   → attest  (provenance, SBOMs about each manifest → the Image's attachments)
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
 //! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:
@@ -15,6 +16,7 @@
 //! bounded helper programs, safe file opening). A stage imports earlier stages and these,
 //! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
+pub mod attest;
 pub mod blobs;
 pub mod build;
 pub mod cli;
