@@ -288,76 +288,40 @@ fn source(facts: &Facts) -> Vec<Resource> {
 /// Read with toml_edit (already a dependency) rather than the `cargo-lock` crate, and kept on
 /// its own so the resolved per-target graph (`metadata::graph`) can replace it.
 pub fn cargo_lock(workspace_root: &Path) -> Result<Vec<Resource>> {
-    let path = workspace_root.join("Cargo.lock");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        // A prebuilt --binary in a crate never built: nothing pinned to list.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let doc: toml_edit::DocumentMut = text.parse().with_context(|| {
-        format!(
-            "{} is not valid TOML; run `cargo generate-lockfile`",
-            path.display()
-        )
-    })?;
+    use crate::metadata::graph::{self, Source};
     let mut out = Vec::new();
-    let packages = doc
-        .get("package")
-        .and_then(|p| p.as_array_of_tables())
-        .into_iter()
-        .flatten();
-    for p in packages {
-        let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
-        let (Some(name), Some(version), Some(source)) =
-            (field("name"), field("version"), field("source"))
-        else {
-            continue; // a path package: part of the source
-        };
+    for entry in graph::lock_entries(workspace_root)? {
+        // A path package (no source) is part of the source, described by its revision.
+        let Some(raw) = &entry.source else { continue };
+        let (name, version) = (&entry.name, &entry.version);
+        let purl = format!("pkg:cargo/{name}@{version}");
         let mut digest = BTreeMap::new();
         let mut annotations = BTreeMap::new();
-        let uri;
-        if let Some(git) = source.strip_prefix("git+") {
-            // git+URL?branch=x#COMMIT
-            let (url, commit) = git.split_once('#').unwrap_or((git, ""));
-            if !commit.is_empty() {
-                digest.insert("gitCommit".to_string(), commit.to_string());
+        let source = Source::parse(Some(raw), workspace_root, workspace_root);
+        let uri = match &source {
+            Source::Git { url, rev } => {
+                if !rev.is_empty() {
+                    digest.insert("gitCommit".to_string(), rev.clone());
+                }
+                format!("git+{url}")
             }
-            uri = format!("git+{}", url.split('?').next().unwrap_or(url));
-            annotations.insert(
-                "source".to_string(),
-                serde_json::Value::from(source.clone()),
-            );
-        } else {
-            if let Some(sum) = field("checksum") {
-                digest.insert("sha256".to_string(), sum);
+            _ => {
+                if let Some(sum) = &entry.checksum {
+                    digest.insert("sha256".to_string(), sum.clone());
+                }
+                purl.clone()
             }
-            let registry = source
-                .strip_prefix("registry+")
-                .or(source.strip_prefix("sparse+"));
-            uri = format!("pkg:cargo/{name}@{version}");
-            if registry.is_some_and(|r| {
-                !r.contains("github.com/rust-lang/crates.io-index")
-                    && r != "https://index.crates.io/"
-            }) {
-                annotations.insert(
-                    "source".to_string(),
-                    serde_json::Value::from(source.clone()),
-                );
-            }
+        };
+        if source != Source::CratesIo {
+            annotations.insert("source".to_string(), serde_json::Value::from(raw.clone()));
         }
+        annotations.insert("version".into(), serde_json::Value::from(version.clone()));
+        annotations.insert("purl".into(), serde_json::Value::from(purl));
         out.push(Resource {
             name: Some(name.clone()),
             uri: Some(uri),
             digest,
-            annotations: {
-                annotations.insert("version".into(), serde_json::Value::from(version.clone()));
-                annotations.insert(
-                    "purl".into(),
-                    serde_json::Value::from(format!("pkg:cargo/{name}@{version}")),
-                );
-                annotations
-            },
+            annotations,
         });
     }
     out.sort_by(|a, b| (&a.name, &a.uri, &a.digest).cmp(&(&b.name, &b.uri, &b.digest)));

@@ -82,7 +82,7 @@ pub enum Source {
 }
 
 impl Source {
-    fn parse(source: Option<&str>, manifest: &Path, workspace_root: &Path) -> Source {
+    pub fn parse(source: Option<&str>, manifest: &Path, workspace_root: &Path) -> Source {
         let Some(s) = source else {
             let dir = manifest.parent().unwrap_or(manifest);
             let path = match dir.strip_prefix(workspace_root) {
@@ -186,32 +186,62 @@ fn normalise_license(l: &str) -> String {
     }
 }
 
-/// The `checksum` of every registry package in the workspace's Cargo.lock, by
-/// (name, version, source). An absent or unreadable lock file gives none (cargo metadata has
-/// just written it, so that happens only when the lock file is not where cargo keeps it).
+/// One `[[package]]` of Cargo.lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockEntry {
+    pub name: String,
+    pub version: String,
+    /// As cargo writes it (`registry+…`, `sparse+…`, `git+URL?branch=x#COMMIT`); None for the
+    /// workspace's own (path) packages.
+    pub source: Option<String>,
+    /// The sha256 of the `.crate` file, hex; registry packages only.
+    pub checksum: Option<String>,
+}
+
+/// Every package pinned in the workspace's Cargo.lock: the one reader of that file (cargo
+/// metadata does not report checksums). No lock file gives none (a prebuilt `--binary` in a
+/// crate never built); one that cannot be read or parsed is an error naming the remedy.
+pub fn lock_entries(workspace_root: &Path) -> anyhow::Result<Vec<LockEntry>> {
+    use anyhow::Context;
+    let path = workspace_root.join("Cargo.lock");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let doc: toml_edit::DocumentMut = text.parse().with_context(|| {
+        format!(
+            "{} is not valid TOML; run `cargo generate-lockfile`",
+            path.display()
+        )
+    })?;
+    let packages = doc
+        .get("package")
+        .and_then(|p| p.as_array_of_tables())
+        .into_iter()
+        .flatten();
+    Ok(packages
+        .filter_map(|p| {
+            let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
+            Some(LockEntry {
+                name: field("name")?,
+                version: field("version")?,
+                source: field("source"),
+                checksum: field("checksum"),
+            })
+        })
+        .collect())
+}
+
+/// The `checksum` of every registry package in Cargo.lock, by (name, version, source). The
+/// graph is built right after `cargo metadata` wrote the lock file; should it be unreadable
+/// after all, the graph just lacks checksums.
 fn lock_checksums(workspace_root: &Path) -> HashMap<(String, String, String), String> {
-    let mut out = HashMap::new();
-    let Ok(text) = std::fs::read_to_string(workspace_root.join("Cargo.lock")) else {
-        return out;
-    };
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return out;
-    };
-    let Some(packages) = doc.get("package").and_then(|p| p.as_array_of_tables()) else {
-        return out;
-    };
-    for p in packages {
-        let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
-        if let (Some(name), Some(version), Some(source), Some(sum)) = (
-            field("name"),
-            field("version"),
-            field("source"),
-            field("checksum"),
-        ) {
-            out.insert((name, version, source), sum);
-        }
-    }
-    out
+    lock_entries(workspace_root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| Some(((e.name, e.version, e.source?), e.checksum?)))
+        .collect()
 }
 
 /// The host's cfg values, for the build-machine side of the graph: the host's architecture
