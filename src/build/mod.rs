@@ -4,6 +4,7 @@
 //! compiler when the crate compiles C code, remaps the workspace, target and cargo-home paths so
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
+pub mod cached;
 pub mod diagnose;
 pub mod openssl;
 pub mod preflight;
