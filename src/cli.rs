@@ -1,6 +1,7 @@
 //! The command line: `cargo containerize [build]`, `verify`.
 
 use crate::metadata::spec::{CaSource, Compression, TzData};
+use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
@@ -117,6 +118,9 @@ pub struct BuildArgs {
     /// Keep symbols and debug info in the binary
     #[arg(long, help_heading = "Image options")]
     pub no_strip: bool,
+    /// The malloc linked into the binary: musl [default] or mimalloc
+    #[arg(long, value_name = "NAME", help_heading = "Image options")]
+    pub allocator: Option<Allocator>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -213,6 +217,7 @@ impl BuildArgs {
             compression: self.compression,
             compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
+            allocator: self.allocator,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })
@@ -336,6 +341,9 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
                     );
                 } else {
                     println!("{report}");
+                }
+                if let Some(note) = report.allocator_note() {
+                    crate::util::shell::status("Note", note);
                 }
             }
             Err(e) => {

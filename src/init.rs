@@ -108,6 +108,13 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "static OpenSSL for openssl-sys, built once per target; or \"off\"",
         ),
         (
+            format!(
+                "allocator = {}",
+                toml_str(crate::metadata::values::Allocator::default().as_str())
+            ),
+            "musl's own malloc; \"mimalloc\" is faster for allocation-heavy programs",
+        ),
+        (
             "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
             "default: the host's",
         ),

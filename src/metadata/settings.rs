@@ -5,7 +5,8 @@
 use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
 use super::values::{
-    ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User, ZoneName,
+    Allocator, ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User,
+    ZoneName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,6 +59,8 @@ pub struct Settings {
     /// OpenSSL for openssl-sys: "build" (default: a static OpenSSL for the target, built once
     /// and cached) or "off".
     pub openssl: Option<OpensslMode>,
+    /// The malloc linked into the binary: "musl" (default, musl's own) or "mimalloc".
+    pub allocator: Option<Allocator>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -91,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "repository",
     "tags",
     "openssl",
+    "allocator",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -177,6 +181,7 @@ impl Settings {
             repository: over.repository.or(self.repository),
             tags: over.tags.or(self.tags),
             openssl: over.openssl.or(self.openssl),
+            allocator: over.allocator.or(self.allocator),
         }
     }
 }
@@ -219,7 +224,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off"
+            "openssl": "off", "allocator": "mimalloc"
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();
@@ -249,6 +254,11 @@ mod tests {
             (json!({"env": {"A": "a\u{0}"}}), "`env.A`", "NUL"),
             (json!({"entrypoint": [""]}), "`entrypoint`", "program"),
             (json!({"openssl": "vendored"}), "`openssl`", "\"build\""),
+            (
+                json!({"allocator": "tcmalloc"}),
+                "`allocator`",
+                "\"mimalloc\"",
+            ),
             (
                 json!({"stop-signal": "SIGNOPE"}),
                 "`stop-signal`",
