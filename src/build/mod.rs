@@ -330,8 +330,9 @@ pub struct Toolchain {
 
 pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
     let target_installed = target_installed(&project.package_root, platform.musl_triple())?;
-    let c_compiler = if project.compiles_c {
-        match plan(platform, needs_c(project, Allocator::Musl).as_deref()) {
+    let why = needs_c(project, project.settings.allocator.unwrap_or_default());
+    let c_compiler = if why.is_some() {
+        match plan(platform, why.as_deref()) {
             Ok(plan) => Ok(match plan.driver {
                 Driver::Zigbuild => format!("zig through {}", c_compiler(&plan).identity),
                 Driver::Cargo => c_compiler(&plan).identity,
@@ -339,7 +340,7 @@ pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
             Err(e) => Err(e.to_string()),
         }
     } else {
-        Ok("none needed (no crate compiles C code)".to_string())
+        Ok("none needed (no crate compiles C code, and the allocator is musl's)".to_string())
     };
     Ok(Toolchain {
         target_installed,
