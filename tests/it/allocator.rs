@@ -214,6 +214,17 @@ fn an_unstripped_mimalloc_binary_has_mimallocs_malloc_and_none_of_musls() {
     let names = symbols(&binary_of(&default));
     assert!(names.iter().any(|n| n == "__libc_malloc_impl"));
     assert!(!names.iter().any(|n| n == "mi_malloc"));
+    // verify tells them apart with their symbol tables too.
+    let run = verify(&binary_of(&built));
+    assert!(
+        run.code() == Some(0) && !run.stderr.contains("musl's own malloc"),
+        "{run}"
+    );
+    let run = verify(&binary_of(&default));
+    assert!(
+        run.code() == Some(0) && run.stderr.contains("musl's own malloc"),
+        "{run}"
+    );
 }
 
 #[test]
