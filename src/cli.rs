@@ -1,6 +1,7 @@
 //! The command line: `cargo containerize [build]`, `verify`.
 
 use crate::metadata::spec::{CaSource, Compression, TzData};
+use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
@@ -121,6 +122,9 @@ pub struct BuildArgs {
     /// referrer [default: true, or `provenance` in Cargo.toml]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Image options")]
     pub provenance: Option<bool>,
+    /// The malloc linked into the binary: musl [default] or mimalloc
+    #[arg(long, value_name = "NAME", help_heading = "Image options")]
+    pub allocator: Option<Allocator>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -218,6 +222,7 @@ impl BuildArgs {
             compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
             provenance: self.provenance,
+            allocator: self.allocator,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })
@@ -341,6 +346,9 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
                     );
                 } else {
                     println!("{report}");
+                }
+                if let Some(note) = report.allocator_note() {
+                    crate::util::shell::status("Note", note);
                 }
             }
             Err(e) => {

@@ -112,6 +112,13 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "attach a SLSA provenance statement to each platform manifest",
         ),
         (
+            format!(
+                "allocator = {}",
+                toml_str(crate::metadata::values::Allocator::default().as_str())
+            ),
+            "musl's own malloc; \"mimalloc\" is faster for allocation-heavy programs",
+        ),
+        (
             "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
             "default: the host's",
         ),

@@ -316,6 +316,7 @@ fn build_and_layer(
         install_target: req.install_target,
         quiet: req.quiet,
         source_date_epoch: spec.created_epoch,
+        allocator: spec.allocator,
     };
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
@@ -334,17 +335,14 @@ fn build_and_layer(
                 b.platform,
                 indicatif::HumanBytes(bin.size)
             );
-            let fact = if attest {
-                Some(binary_fact(req, project, &build_options, b)?)
-            } else {
-                None
-            };
+            let fact = if attest { Some(binary_fact(b)?) } else { None };
             Ok((layers::binary_layer(spec, &bin, store)?, said, fact))
         };
         let built: Result<BuiltLayers> = match &req.binary {
             Some(p) => on_built(&build::Built {
                 path: p.clone(),
                 platform: spec.platforms[0],
+                cargo_argv: None,
             })
             .map(|done| vec![(spec.platforms[0], done)]),
             None => build::build(project, &req.cargo, &build_options, &mut on_built),
@@ -360,12 +358,7 @@ fn build_and_layer(
 
 /// What documents about the image say of one binary: its sha256 and the cargo command that
 /// built it (none for a prebuilt --binary).
-fn binary_fact(
-    req: &BuildRequest,
-    project: &metadata::Project,
-    opts: &BuildOptions,
-    b: &build::Built,
-) -> Result<BinaryFact> {
+fn binary_fact(b: &build::Built) -> Result<BinaryFact> {
     let file = std::fs::File::open(&b.path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", b.path.display()))?;
     let mut hasher = crate::blobs::HashWriter::new(std::io::sink());
@@ -376,12 +369,7 @@ fn binary_fact(
         platform: b.platform,
         path: b.path.clone(),
         digest: digest.parse().map_err(anyhow::Error::msg)?,
-        cargo_argv: match req.binary {
-            Some(_) => None,
-            None => Some(build::invocation::cargo_argv(
-                project, &req.cargo, opts, b.platform,
-            )?),
-        },
+        cargo_argv: b.cargo_argv.clone(),
     })
 }
 

@@ -21,6 +21,66 @@ pub struct Report {
     pub needed: Vec<String>,
     pub executable: bool,
     pub size: u64,
+    /// The malloc it carries, as far as its bytes tell ([`malloc_of`]).
+    pub malloc: Malloc,
+}
+
+/// Which malloc a binary carries, as far as its bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malloc {
+    /// musl's own: mallocng (musl 1.2.1 and later) or the one before it.
+    Musl,
+    /// A replacement, by name: "mimalloc" or "jemalloc".
+    Replaced(&'static str),
+    /// Not a musl binary, or nothing tells.
+    Unknown,
+}
+
+/// Strings a malloc replacement keeps in .rodata, where stripping leaves them: the prefix of
+/// mimalloc's warnings and errors (`mimalloc: warning: …`), and jemalloc's (`<jemalloc>: …`).
+/// They are there whether the replacement is linked as malloc (`allocator = "mimalloc"`) or
+/// the program set it as its `#[global_allocator]`.
+const REPLACEMENTS: &[(&str, &[u8])] =
+    &[("mimalloc", b"mimalloc: "), ("jemalloc", b"<jemalloc>: ")];
+
+/// Symbols only musl's own malloc defines: mallocng's, and the older malloc's.
+const MUSL_MALLOC_SYMBOLS: &[&str] = &[
+    "__malloc_alloc_meta",
+    "__libc_malloc_impl",
+    "__malloc_context",
+    "__bin_chunk",
+    "__malloc_donate",
+];
+
+/// musl's text for an errno it has no message for (glibc says "Unknown error"): a Rust
+/// program always links strerror (io::Error's Display), so a stripped musl binary has it.
+const MUSL_STRERROR: &[u8] = b"No error information";
+
+/// The heuristic behind [`Report::malloc`]: a replacement is recognised by its messages
+/// ([`REPLACEMENTS`]); failing that, a binary whose symbol table names musl's malloc internals,
+/// or (stripped) one holding musl's strerror text, uses musl's malloc, since musl's malloc is
+/// the one a static musl link takes unless the program's own objects define malloc. A
+/// dynamically linked binary takes its malloc from the loader's libc: unknown.
+fn malloc_of(elf: &Elf, map: &[u8]) -> Malloc {
+    if elf.interpreter.is_some() || !elf.libraries.is_empty() {
+        return Malloc::Unknown;
+    }
+    if let Some((name, _)) = REPLACEMENTS
+        .iter()
+        .find(|(_, mark)| memchr::memmem::find(map, mark).is_some())
+    {
+        return Malloc::Replaced(name);
+    }
+    let symbols = elf
+        .syms
+        .iter()
+        .filter_map(|s| elf.strtab.get_at(s.st_name))
+        .any(|n| MUSL_MALLOC_SYMBOLS.contains(&n));
+    if symbols || memchr::memmem::find(map, MUSL_STRERROR).is_some() {
+        Malloc::Musl
+    } else {
+        Malloc::Unknown
+    }
 }
 
 /// A binary that passed verification, for the layer stage.
@@ -34,6 +94,16 @@ pub struct VerifiedBinary {
 impl Report {
     pub fn is_static(&self) -> bool {
         self.executable && self.interpreter.is_none() && self.needed.is_empty()
+    }
+
+    /// For a static binary with musl's own malloc: the setting that links a faster one.
+    pub fn allocator_note(&self) -> Option<String> {
+        (self.is_static() && self.malloc == Malloc::Musl).then(|| {
+            format!(
+                "{} uses musl's own malloc, which is slow for allocation-heavy programs; set allocator = \"mimalloc\" in [package.metadata.containerize] (or pass --allocator mimalloc) to link mimalloc in its place, with no code change",
+                self.path.display()
+            )
+        })
     }
 
     fn machine_name(&self) -> String {
@@ -158,6 +228,7 @@ pub fn inspect_bytes(path: &Path, map: &[u8]) -> Result<Report> {
             .collect(),
         executable: matches!(elf.header.e_type, ET_EXEC | ET_DYN) && elf.entry != 0,
         size: map.len() as u64,
+        malloc: malloc_of(&elf, map),
     })
 }
 

@@ -2,42 +2,19 @@
 //! and the compiler's version. Asked after the build, from the same functions the build uses,
 //! so the answer is the command that ran; nothing here changes how the build runs.
 
-use super::{BuildOptions, Driver, Plan, cargo_command, cargo_home, plan, rustc};
-use crate::metadata::{CargoArgs, Project};
-use crate::platform::Platform;
+use super::{cargo_home, rustc};
+use crate::metadata::Project;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The arguments of the cargo run that built `platform` (every plain-cargo platform of the
-/// build shares one run), with the local paths written as `$WORKSPACE`, `$TARGET_DIR` and
-/// `$CARGO_HOME`, so the answer is the same from any checkout and still says what ran. The
-/// program is `cargo`; environment variables are left out (they may hold the user's
-/// secrets), and so are options that only change what cargo prints (`--quiet`, colour).
-pub fn cargo_argv(
-    project: &Project,
-    cargo_args: &CargoArgs,
-    opts: &BuildOptions,
-    platform: Platform,
-) -> Result<Vec<String>> {
-    let plans = opts
-        .platforms
-        .iter()
-        .map(|p| plan(project, *p))
-        .collect::<Result<Vec<Plan>>>()?;
-    let Some(mine) = plans.iter().find(|p| p.platform == platform) else {
-        bail!("{platform} is not one of the build's platforms");
-    };
-    let run: Vec<Plan> = match mine.driver {
-        Driver::Cargo => plans
-            .iter()
-            .filter(|p| p.driver == Driver::Cargo)
-            .cloned()
-            .collect(),
-        Driver::Zigbuild => vec![mine.clone()],
-    };
-    let cmd = cargo_command(project, cargo_args, opts, &run);
+/// The arguments of a cargo run as it ran, with the local paths written as `$WORKSPACE`,
+/// `$TARGET_DIR`, `$CARGO_HOME` and `$CACHE` (the tool's cache), so the answer is the same
+/// from any checkout and still says what ran. The program is `cargo`; environment variables
+/// are left out (they may hold the user's secrets), and so are options that only change what
+/// cargo prints (`--quiet`, colour).
+pub(super) fn describe(project: &Project, cmd: &Command) -> Vec<String> {
     let mut maps: Vec<(String, &str)> = vec![
         (project.workspace_root.display().to_string(), "$WORKSPACE"),
         (project.target_dir.display().to_string(), "$TARGET_DIR"),
@@ -45,20 +22,23 @@ pub fn cargo_argv(
     if let Some(home) = cargo_home() {
         maps.push((home.display().to_string(), "$CARGO_HOME"));
     }
+    if let Some(cache) = crate::memo::base() {
+        maps.push((cache.display().to_string(), "$CACHE"));
+    }
     // Most specific first: the target directory usually lies inside the workspace.
     maps.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     let remap = |a: &str| {
         maps.iter()
             .fold(a.to_string(), |s, (from, to)| s.replace(from.as_str(), to))
     };
-    Ok(std::iter::once("cargo".to_string())
+    std::iter::once("cargo".to_string())
         .chain(
             cmd.get_args()
                 .map(|a| remap(&a.to_string_lossy()))
                 // What only changes what cargo prints: -q must not change the provenance.
                 .filter(|a| a != "--color=always" && a != "--quiet"),
         )
-        .collect())
+        .collect()
 }
 
 /// `rustc -vV` of the toolchain that builds in `dir`, as printed (release, commit, host, LLVM).

@@ -4,11 +4,14 @@
 //! compiler when the crate compiles C code, remaps the workspace, target and cargo-home paths so
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
+pub mod allocator;
+pub mod cached;
 pub mod diagnose;
 pub mod invocation;
 pub mod openssl;
 pub mod preflight;
 
+use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
@@ -28,6 +31,8 @@ pub struct BuildOptions {
     /// The image's epoch (`SOURCE_DATE_EPOCH`, else HEAD's commit time, else 0), handed to
     /// cargo as `SOURCE_DATE_EPOCH` unless the user set that variable.
     pub source_date_epoch: u64,
+    /// The malloc linked into the binary.
+    pub allocator: Allocator,
 }
 
 /// The binary the builder produced.
@@ -35,6 +40,9 @@ pub struct BuildOptions {
 pub struct Built {
     pub path: PathBuf,
     pub platform: Platform,
+    /// The cargo command that built it, as [`invocation::describe`] writes it; None for a
+    /// prebuilt binary.
+    pub cargo_argv: Option<Vec<String>>,
 }
 
 /// Which program drives the build of one platform.
@@ -175,9 +183,22 @@ fn env_set(var: &str) -> bool {
     std::env::var_os(var).is_some()
 }
 
+/// Why the build needs a C compiler for the target, if it does: a crate compiles C code, or
+/// the allocator is a malloc written in C.
+fn needs_c(project: &Project, allocator: Allocator) -> Option<String> {
+    if project.compiles_c {
+        return Some(format!(
+            "package `{}` compiles C code (it depends on the cc crate)",
+            project.package.name
+        ));
+    }
+    allocator::needs_c(allocator).map(String::from)
+}
+
 /// How to build `platform`: plain cargo with the right C compiler and linker, or
-/// cargo-zigbuild; an error naming what to install when neither can.
-fn plan(project: &Project, platform: Platform) -> Result<Plan> {
+/// cargo-zigbuild; an error naming what to install when neither can. `needs_c` says why
+/// a C compiler is needed (None: pure Rust, built with the toolchain's own linker).
+fn plan(platform: Platform, needs_c: Option<&str>) -> Result<Plan> {
     let triple = platform.musl_triple();
     let upper = triple.replace('-', "_").to_uppercase();
     let cc_var = format!("CC_{}", triple.replace('-', "_"));
@@ -185,7 +206,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     let cross = Platform::host() != Some(platform);
     let mut env: Vec<(String, OsString)> = Vec::new();
 
-    if !project.compiles_c {
+    let Some(why) = needs_c else {
         // Pure Rust links with the toolchain's own lld and the target's self-contained musl.
         if cross && !env_set(&linker_var) {
             env.push((linker_var, "rust-lld".into()));
@@ -196,7 +217,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
             env,
             final_args: Vec::new(),
         });
-    }
+    };
     if env_set(&cc_var) || env_set(&format!("CC_{triple}")) {
         return Ok(Plan {
             platform,
@@ -240,10 +261,7 @@ fn plan(project: &Project, platform: Platform) -> Result<Plan> {
     } else {
         "musl-tools (`apt-get install musl-tools`), or cargo-zigbuild and zig (`pip install cargo-zigbuild ziglang`)".to_string()
     };
-    bail!(
-        "package `{}` compiles C code (it depends on the cc crate) and no C compiler for {triple} was found; install {install}, or set {cc_var}",
-        project.package.name
-    )
+    bail!("{why} and no C compiler for {triple} was found; install {install}, or set {cc_var}")
 }
 
 /// The first line a program prints for `args` (its version), or "" when it cannot be run.
@@ -316,8 +334,9 @@ pub struct Toolchain {
 
 pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
     let target_installed = target_installed(&project.package_root, platform.musl_triple())?;
-    let c_compiler = if project.compiles_c {
-        match plan(project, platform) {
+    let why = needs_c(project, project.settings.allocator.unwrap_or_default());
+    let c_compiler = if why.is_some() {
+        match plan(platform, why.as_deref()) {
             Ok(plan) => Ok(match plan.driver {
                 Driver::Zigbuild => format!("zig through {}", c_compiler(&plan).identity),
                 Driver::Cargo => c_compiler(&plan).identity,
@@ -325,7 +344,7 @@ pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
             Err(e) => Err(e.to_string()),
         }
     } else {
-        Ok("none needed (no crate compiles C code)".to_string())
+        Ok("none needed (no crate compiles C code, and the allocator is musl's)".to_string())
     };
     Ok(Toolchain {
         target_installed,
@@ -333,7 +352,7 @@ pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
     })
 }
 
-fn cargo_home() -> Option<PathBuf> {
+pub(super) fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::home_dir().map(|h| h.join(".cargo")))
@@ -376,7 +395,7 @@ pub fn build<T>(
         // compiles.
         let preflight = preflight::run(project, p.musl_triple());
         preflight.check()?;
-        let mut plan = plan(project, p)?;
+        let mut plan = plan(p, needs_c(project, opts.allocator).as_deref())?;
         plan.env.extend(preflight.env);
         plans.push(plan);
     }
@@ -389,6 +408,20 @@ pub fn build<T>(
             )?;
             plan.env.extend(openssl::env_for(triple, &dir));
         }
+    }
+    for plan in plans
+        .iter_mut()
+        .filter(|_| opts.allocator != Allocator::Musl)
+    {
+        let args = allocator::link_args(
+            project,
+            cargo_args,
+            opts.allocator,
+            plan.platform.musl_triple(),
+            &c_compiler(plan),
+            opts.quiet,
+        )?;
+        plan.final_args.extend(args);
     }
     // Plain cargo builds every target that needs nothing of its own in one run (cargo
     // schedules them across the cores); each of the others gets a run of its own.
@@ -453,7 +486,8 @@ fn run_cargo<T>(
     let stdout = child.stdout.take().context("cargo's stdout")?;
     let stderr = child.stderr.take().context("cargo's stderr")?;
     let tee = std::thread::spawn(move || tee_stderr(stderr));
-    let (built, failed) = take_artifacts(stdout, &project.bin, plans, on_built);
+    let argv = invocation::describe(project, &cmd);
+    let (built, failed) = take_artifacts(stdout, &project.bin, plans, &argv, on_built);
     let status = child.wait().context("waiting for cargo")?;
     let said = tee.join().unwrap_or_default();
     if !status.success() {
@@ -645,6 +679,7 @@ fn take_artifacts<T>(
     stdout: std::process::ChildStdout,
     bin: &str,
     plans: &[Plan],
+    argv: &[String],
     on_built: &mut dyn FnMut(&Built) -> Result<T>,
 ) -> (Vec<(Platform, T)>, Option<anyhow::Error>) {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -671,7 +706,11 @@ fn take_artifacts<T>(
         if let Some(platform) = platform
             && failed.is_none()
         {
-            match on_built(&Built { path, platform }) {
+            match on_built(&Built {
+                path,
+                platform,
+                cargo_argv: Some(argv.to_vec()),
+            }) {
                 Ok(t) => built.push((platform, t)),
                 Err(e) => failed = Some(e),
             }

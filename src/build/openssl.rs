@@ -11,21 +11,16 @@
 //! `--offline`, mirrors and source replacement in the user's cargo configuration apply to it as
 //! to their own dependencies (cargo runs in the project's directory). The installed libraries
 //! and headers are cached under `<cache>/openssl/<triple>-<version>-<key>`, the key covering the
-//! target, the openssl-src version and features, and the C compiler's identity. An entry is
-//! built under a lock keyed by its directory (`<dir>.lock`, a bounded wait), into a temp
-//! directory of [`crate::util::atomic`] (a [lease](crate::util::lease): a killed run's is swept),
-//! and renamed into place without replacing anything; it is used only after every file
-//! matches the digest in its `files.json`, which is written last. A complete entry is never
-//! removed: a run that finds one under the lock uses it.
+//! target, the openssl-src version and features, and the C compiler's identity: a
+//! [`super::cached`] entry, built once under a lock and used only after every file matches its
+//! digest.
 
+use super::cached::{self, sha256_hex, toml_string, write_if_changed};
 use crate::metadata::values::OpensslMode;
 use crate::metadata::{CargoArgs, NativeDep, Project};
 use crate::util::atomic;
-use crate::util::fs::sha256_file;
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -64,6 +59,16 @@ fn main() {
     copy_dir(artifacts.include_dir(), &out.join("include"), false);
 }
 "#;
+
+/// What a complete OpenSSL cache entry holds.
+const ENTRY: cached::Kind = cached::Kind {
+    what: "OpenSSL",
+    required: &[
+        "lib/libssl.a",
+        "lib/libcrypto.a",
+        "include/openssl/opensslv.h",
+    ],
+};
 
 /// Versions of the cache layout and of the helper: a change to either builds anew.
 const FORMAT: &str = "cargo-containerize openssl cache 1";
@@ -177,95 +182,6 @@ pub fn check_tools() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Every regular file below `dir`, as sorted paths relative to it ('/'-separated).
-fn files_below(dir: &Path) -> Result<Vec<String>> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                walk(base, &entry.path(), out)?;
-            } else {
-                let path = entry.path();
-                let rel = path.strip_prefix(base).unwrap_or(&path);
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out).with_context(|| format!("listing {}", dir.display()))?;
-    out.sort();
-    Ok(out)
-}
-
-const MANIFEST: &str = "files.json";
-
-/// Writes `files.json`: every file's sha256.
-fn write_manifest(dir: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    for rel in files_below(dir)? {
-        let digest = sha256_file(&dir.join(&rel)).with_context(|| format!("reading {rel}"))?;
-        files.push((rel, digest));
-    }
-    for lib in [
-        "lib/libssl.a",
-        "lib/libcrypto.a",
-        "include/openssl/opensslv.h",
-    ] {
-        if !files.iter().any(|(rel, _)| rel == lib) {
-            bail!(
-                "the OpenSSL build wrote no {lib} in {}; report this at the tool's issue tracker with the build's output",
-                dir.display()
-            );
-        }
-    }
-    std::fs::write(dir.join(MANIFEST), serde_json::to_vec_pretty(&files)?)
-        .with_context(|| format!("writing {}", dir.join(MANIFEST).display()))
-}
-
-/// Whether `dir` holds exactly the files its manifest lists, each with its digest.
-fn complete(dir: &Path) -> bool {
-    let check = || -> Result<bool> {
-        let listed: Vec<(String, String)> =
-            serde_json::from_slice(&std::fs::read(dir.join(MANIFEST))?)?;
-        let present: Vec<String> = files_below(dir)?
-            .into_iter()
-            .filter(|f| f != MANIFEST)
-            .collect();
-        if present.len() != listed.len()
-            || present.iter().zip(&listed).any(|(p, (l, _))| p != l)
-            || !present.iter().any(|f| f == "lib/libssl.a")
-        {
-            return Ok(false);
-        }
-        for (rel, digest) in &listed {
-            if sha256_file(&dir.join(rel))? != *digest {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    };
-    check().unwrap_or(false)
-}
-
-/// Writes `path` unless it already holds `contents` (so cargo sees no change).
-fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == contents.as_bytes()) {
-        return Ok(());
-    }
-    // Its errors name the path (and a full disk as such).
-    atomic::write_file(path, |w| Ok(w.write_all(contents.as_bytes())?))
-}
-
-fn toml_string(s: &str) -> String {
-    toml_edit::Value::from(s).to_string()
 }
 
 /// The helper crate for one openssl-src requirement.
@@ -477,12 +393,12 @@ pub fn ensure(
     };
     // What killed builds of this entry left beside it (their temps name their owner).
     atomic::sweep_beside(&dir);
-    if complete(&dir) {
+    if ENTRY.complete(&dir) {
         say("Cached", "");
         return Ok(dir);
     }
     check_tools()?;
-    let built = publish(&dir, None, |out| {
+    let built = ENTRY.publish(&dir, None, |out| {
         say("Building", "once; cached in ");
         build_into(project, &helper, triple, cc, offline, quiet, out)
     })?;
@@ -490,65 +406,6 @@ pub fn ensure(
         say("Cached", "");
     }
     Ok(dir)
-}
-
-/// Makes the cache entry `dir` unless a complete one is there: under the entry's lock
-/// (`<dir>.lock`, waited on for at most `timeout`, or the lock timeout when None), a complete
-/// entry (another run's, made meanwhile) is used as it is; otherwise `build` fills a temp
-/// directory, its `files.json` is written, and it is renamed to `dir` without replacing
-/// anything. An incomplete entry (a damaged one: a rename leaves none) is moved aside and
-/// removed first. Returns whether this call built the entry.
-fn publish(
-    dir: &Path,
-    timeout: Option<Duration>,
-    build: impl FnOnce(&Path) -> Result<()>,
-) -> Result<bool> {
-    let name = dir
-        .file_name()
-        .context("a cache entry has a name")?
-        .to_string_lossy()
-        .into_owned();
-    let root = dir.parent().context("a cache entry has a parent")?;
-    let lock_path = root.join(format!("{name}.lock"));
-    let _lock = atomic::lock_file(
-        &lock_path,
-        &format!(
-            "the lock on {} held by another cargo-containerize building OpenSSL",
-            lock_path.display()
-        ),
-        timeout,
-    )?;
-    if complete(dir) {
-        return Ok(false);
-    }
-    if std::fs::symlink_metadata(dir).is_ok() {
-        // Not complete, and no other run writes it while we hold the lock: moved into a temp
-        // of ours (removed when it is dropped), never deleted in place.
-        // Named as `create_dir`'s temps are, so a sweep beside `dir` removes it should this
-        // run be killed before it is dropped.
-        let aside = crate::util::lease::temp_dir_in(root, &format!(".{name}.tmp-"))
-            .with_context(|| format!("creating a directory in {}", root.display()))?;
-        std::fs::rename(dir, aside.path().join("old"))
-            .with_context(|| format!("moving the incomplete {} aside", dir.display()))?;
-    }
-    let created = atomic::create_dir(dir, |out| {
-        build(out)?;
-        write_manifest(out)
-    })
-    .map_err(|e| {
-        atomic::disk_full_remedy_with(e, dir, "set CARGO_CONTAINERIZE_CACHE to another disk")
-    })?;
-    if !created && complete(dir) {
-        // Made meanwhile by a run that did not take the lock; ours is dropped.
-        return Ok(false);
-    }
-    if !complete(dir) {
-        bail!(
-            "the OpenSSL just built for {} does not match its file list; check the disk (df, dmesg) and run again",
-            dir.display()
-        );
-    }
-    Ok(true)
 }
 
 /// Builds OpenSSL with the helper crate into `out` (which exists).
@@ -601,111 +458,6 @@ fn build_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_manifest_catches_a_changed_missing_or_extra_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("lib")).unwrap();
-        std::fs::create_dir_all(d.join("include/openssl")).unwrap();
-        std::fs::write(d.join("lib/libssl.a"), "ssl").unwrap();
-        std::fs::write(d.join("lib/libcrypto.a"), "crypto").unwrap();
-        std::fs::write(d.join("include/openssl/opensslv.h"), "h").unwrap();
-        assert!(!complete(d), "no manifest yet");
-        write_manifest(d).unwrap();
-        assert!(complete(d));
-        std::fs::write(d.join("lib/libssl.a"), "sst").unwrap();
-        assert!(!complete(d), "changed bytes");
-        std::fs::write(d.join("lib/libssl.a"), "ssl").unwrap();
-        std::fs::write(d.join("lib/extra.a"), "x").unwrap();
-        assert!(!complete(d), "an extra file");
-        std::fs::remove_file(d.join("lib/extra.a")).unwrap();
-        std::fs::remove_file(d.join("lib/libcrypto.a")).unwrap();
-        assert!(!complete(d), "a missing file");
-    }
-
-    /// What the helper's build script leaves in its output directory.
-    fn fake_build(out: &Path) -> Result<()> {
-        std::fs::create_dir_all(out.join("lib"))?;
-        std::fs::create_dir_all(out.join("include/openssl"))?;
-        std::fs::write(out.join("lib/libssl.a"), "ssl")?;
-        std::fs::write(out.join("lib/libcrypto.a"), "crypto")?;
-        std::fs::write(out.join("include/openssl/opensslv.h"), "h")?;
-        Ok(())
-    }
-
-    fn inode(p: &Path) -> u64 {
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
-    }
-
-    #[test]
-    fn runs_publishing_one_entry_build_it_once_and_never_remove_it() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root
-            .path()
-            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef");
-        let builds = std::sync::atomic::AtomicUsize::new(0);
-        let start = std::sync::Barrier::new(2);
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    start.wait();
-                    publish(&dir, Some(Duration::from_secs(60)), |out| {
-                        builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        fake_build(out)
-                    })
-                    .unwrap();
-                    // Whichever run built it, the entry is whole once publish returns.
-                    assert!(complete(&dir));
-                });
-            }
-        });
-        assert_eq!(
-            builds.into_inner(),
-            1,
-            "the second run used the first's entry"
-        );
-        // A complete entry is used as it is: not rebuilt, not replaced.
-        let before = inode(&dir);
-        let built = publish(&dir, Some(Duration::from_secs(1)), |_| {
-            panic!("a complete entry is not built again")
-        })
-        .unwrap();
-        assert!(!built);
-        assert_eq!(inode(&dir), before);
-        // Only this entry's temps were made beside it, and none is left.
-        let names: Vec<String> = std::fs::read_dir(root.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 2, "the entry and its lock file: {names:?}");
-    }
-
-    #[test]
-    fn an_incomplete_entry_is_rebuilt_and_a_held_lock_times_out() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root
-            .path()
-            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef");
-        fake_build(&dir).unwrap(); // no files.json: incomplete
-        assert!(publish(&dir, None, fake_build).unwrap());
-        assert!(complete(&dir));
-        // Another run holds the entry's lock: the wait is bounded and names the lock.
-        let lock = root
-            .path()
-            .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef.lock");
-        let holder = std::fs::File::open(&lock).unwrap();
-        assert!(crate::util::lease::try_lock(&holder).unwrap());
-        let e = publish(&dir, Some(Duration::from_millis(50)), fake_build)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("timed out after 50ms waiting for the lock on")
-                && e.contains("building OpenSSL")
-                && e.contains("CARGO_CONTAINERIZE_LOCK_TIMEOUT"),
-            "{e}"
-        );
-    }
 
     #[test]
     fn the_helpers_lock_is_resolved_again_after_a_day_unless_offline() {

@@ -5,7 +5,8 @@
 use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
 use super::values::{
-    ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User, ZoneName,
+    Allocator, ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User,
+    ZoneName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,6 +61,8 @@ pub struct Settings {
     pub openssl: Option<OpensslMode>,
     /// Attach a provenance statement (in-toto, SLSA v1) to each platform manifest; default true.
     pub provenance: Option<bool>,
+    /// The malloc linked into the binary: "musl" (default, musl's own) or "mimalloc".
+    pub allocator: Option<Allocator>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -94,6 +97,7 @@ pub const KEYS: &[&str] = &[
     "tags",
     "openssl",
     "provenance",
+    "allocator",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -181,6 +185,7 @@ impl Settings {
             tags: over.tags.or(self.tags),
             openssl: over.openssl.or(self.openssl),
             provenance: over.provenance.or(self.provenance),
+            allocator: over.allocator.or(self.allocator),
         }
     }
 }
@@ -223,7 +228,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off", "provenance": false
+            "openssl": "off", "provenance": false, "allocator": "mimalloc"
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();
@@ -253,6 +258,11 @@ mod tests {
             (json!({"env": {"A": "a\u{0}"}}), "`env.A`", "NUL"),
             (json!({"entrypoint": [""]}), "`entrypoint`", "program"),
             (json!({"openssl": "vendored"}), "`openssl`", "\"build\""),
+            (
+                json!({"allocator": "tcmalloc"}),
+                "`allocator`",
+                "\"mimalloc\"",
+            ),
             (
                 json!({"stop-signal": "SIGNOPE"}),
                 "`stop-signal`",

@@ -1,7 +1,7 @@
 //! The resolved image: every setting checked and defaulted. This one value drives the layers,
 //! the image config and the rendered templates, so every path to an image agrees.
 
-use super::values::{ImagePath, Port};
+use super::values::{Allocator, ImagePath, Port};
 use super::{Project, Settings, git::GitInfo};
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
@@ -259,6 +259,8 @@ pub struct ImageSpec {
     pub timezone: Option<String>,
     pub includes: Vec<IncludeFile>,
     pub strip: bool,
+    /// The malloc linked into the binary (`allocator`).
+    pub allocator: Allocator,
     pub platforms: Vec<Platform>,
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
@@ -365,6 +367,7 @@ impl ImageSpec {
             timezone: None,
             includes: vec![],
             strip: true,
+            allocator: Allocator::Musl,
             platforms: vec![],
             compression: Compression::Gzip,
             compression_level: 5,
@@ -915,6 +918,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         timezone,
         includes,
         strip: s.strip.unwrap_or(true),
+        allocator: s.allocator.unwrap_or_default(),
         platforms,
         compression,
         compression_level,

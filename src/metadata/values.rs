@@ -371,6 +371,64 @@ impl From<OpensslMode> for String {
     }
 }
 
+/// `allocator`: the malloc the static binary links. musl's own is small but slow for programs
+/// that allocate a lot from several threads; a replacement is linked in its place, with no
+/// change to the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Allocator {
+    /// musl's own malloc (mallocng).
+    #[default]
+    Musl,
+    /// mimalloc, built from the C sources of the libmimalloc-sys crate and linked as malloc.
+    Mimalloc,
+}
+
+impl Allocator {
+    /// Every value, as written in the settings.
+    pub const NAMES: &[&str] = &["musl", "mimalloc"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allocator::Musl => "musl",
+            Allocator::Mimalloc => "mimalloc",
+        }
+    }
+}
+
+impl TryFrom<String> for Allocator {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for Allocator {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "musl" => Ok(Allocator::Musl),
+            "mimalloc" => Ok(Allocator::Mimalloc),
+            _ => Err(format!(
+                "`{}` is not an allocator; use \"musl\" (musl's own malloc, the default) or \"mimalloc\" (linked in its place, faster for allocation-heavy programs)",
+                text.escape_debug()
+            )),
+        }
+    }
+}
+
+impl From<Allocator> for String {
+    fn from(a: Allocator) -> String {
+        a.as_str().into()
+    }
+}
+
+impl fmt::Display for Allocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +513,22 @@ mod tests {
         assert_eq!(ok::<StopSignal>("64").as_str(), "64");
         for bad in ["SIGFOO", "0", "65", "", "SIG", "-9"] {
             assert!(err::<StopSignal>(bad).contains("SIGTERM"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allocators() {
+        assert_eq!(ok::<Allocator>("mimalloc"), Allocator::Mimalloc);
+        assert_eq!(ok::<Allocator>("musl"), Allocator::default());
+        for name in Allocator::NAMES {
+            assert_eq!(ok::<Allocator>(name).as_str(), *name);
+        }
+        for bad in ["tcmalloc", "MIMALLOC", "", "jemalloc"] {
+            let e = err::<Allocator>(bad);
+            assert!(
+                e.contains("\"musl\"") && e.contains("\"mimalloc\""),
+                "{bad}: {e}"
+            );
         }
     }
 
