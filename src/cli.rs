@@ -117,6 +117,10 @@ pub struct BuildArgs {
     /// Keep symbols and debug info in the binary
     #[arg(long, help_heading = "Image options")]
     pub no_strip: bool,
+    /// Attach a SLSA provenance statement (in-toto) to each platform manifest, as an OCI 1.1
+    /// referrer [default: true, or `provenance` in Cargo.toml]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Image options")]
+    pub provenance: Option<bool>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -213,6 +217,7 @@ impl BuildArgs {
             compression: self.compression,
             compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
+            provenance: self.provenance,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })

@@ -108,6 +108,10 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "static OpenSSL for openssl-sys, built once per target; or \"off\"",
         ),
         (
+            "provenance = true".into(),
+            "attach a SLSA provenance statement to each platform manifest",
+        ),
+        (
             "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
             "default: the host's",
         ),

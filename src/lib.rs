@@ -15,6 +15,7 @@
 //! bounded helper programs, safe file opening). A stage imports earlier stages and these,
 //! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
+pub mod attest;
 pub mod blobs;
 pub mod build;
 pub mod cli;

@@ -1,5 +1,7 @@
-//! The pipeline, stage by stage: metadata → build → verify → layers → image → outputs.
+//! The pipeline, stage by stage: metadata → build → verify → layers → image → attest →
+//! outputs.
 
+use crate::attest::{self, Attached, AttestOptions, BinaryFact};
 use crate::blobs::BlobStore;
 use crate::build::{self, BuildOptions};
 use crate::image::{self, Image};
@@ -74,6 +76,8 @@ pub struct Report {
     pub blobs_uploaded: usize,
     pub blobs_skipped: usize,
     pub blobs_mounted: usize,
+    /// The documents attached to the image's manifests (OCI 1.1 referrers): provenance, SBOMs.
+    pub referrers: Vec<Attached>,
 }
 
 fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
@@ -178,8 +182,9 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
     })
 }
 
-/// Each binary, verified, with its layer and the line that says so.
-type BuiltLayers = Vec<(Platform, (Layer, String))>;
+/// Each binary, verified, with its layer, the line that says so, and (when documents about
+/// it are asked for) its sha256 and where it was built.
+type BuiltLayers = Vec<(Platform, (Layer, String, Option<BinaryFact>))>;
 
 pub fn run(req: &BuildRequest) -> Result<Report> {
     shell::start_timings();
@@ -189,11 +194,13 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     // git answers in the background while the spec and outputs are planned: the build needs
     // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
     let mut git = Some(git::spawn(project.package_root.clone()));
+    let mut git_info = git::GitInfo::default();
     let mut spec = ImageSpec::resolve(&project, &Default::default())?;
     if spec.tags_use_git(&req.tags)
         && let Some(pending) = git.take()
     {
-        spec.apply_git(&pending.wait(), &project.settings);
+        git_info = pending.wait();
+        spec.apply_git(&git_info, &project.settings);
     }
     let outputs = plan_outputs(req, &spec, &project.target_dir)?;
     if req.binary.is_some() && spec.platforms.len() > 1 {
@@ -211,16 +218,59 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     // The build sees the image's epoch: a build script that embeds the build time (vergen,
     // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
     if let Some(pending) = git.take() {
-        spec.apply_git(&pending.wait(), &project.settings);
+        git_info = pending.wait();
+        spec.apply_git(&git_info, &project.settings);
     }
     shell::timing("git");
+    let attest_opts = AttestOptions {
+        provenance: project.settings.provenance.unwrap_or(true),
+    };
     // 2.–4. build, verify, layers
-    let (built, shared, files) =
-        build_and_layer(req, &project, &spec, &store, &shared_inputs, speculated)?;
+    let (built, shared, files) = build_and_layer(
+        req,
+        &project,
+        &spec,
+        &store,
+        &shared_inputs,
+        speculated,
+        attest_opts.any(),
+    )?;
     shell::timing("build");
     // 5. image
-    let image = assemble_image(&spec, built, &shared, files.as_ref(), &store)?;
-    // 6. outputs
+    let (mut image, binaries) = assemble_image(&spec, built, &shared, files.as_ref(), &store)?;
+    // 6. attest
+    let referrers = if attest_opts.any() {
+        let rustc = match req.binary {
+            Some(_) => None,
+            None => Some(build::invocation::rustc_version(&project.package_root)?),
+        };
+        let facts = attest::Facts {
+            project: &project,
+            spec: &spec,
+            cargo: &req.cargo,
+            binaries: &binaries,
+            git: &git_info,
+            rustc: rustc.as_deref(),
+        };
+        let attached = attest::attach(&mut image, &store, &facts, &attest_opts)?;
+        for a in &attached {
+            shell::verbose(
+                "Attached",
+                format!(
+                    "{} {} to {} ({})",
+                    &a.digest[..19],
+                    a.artifact_type,
+                    &a.subject[..19],
+                    a.platform
+                ),
+            );
+        }
+        shell::timing("attest");
+        attached
+    } else {
+        vec![]
+    };
+    // 7. outputs
     let mut written: Vec<Written> = Vec::new();
     for o in &outputs {
         let w = o.write(&image, &store)?;
@@ -228,7 +278,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         written.push(w);
     }
     shell::timing("outputs");
-    Ok(report(&spec, &image, written))
+    Ok(report(&spec, &image, written, referrers))
 }
 
 /// The project, its settings merged with the command line's. A cold `cargo metadata` gets
@@ -258,7 +308,15 @@ fn build_and_layer(
     store: &BlobStore,
     shared_inputs: &SharedInputs,
     speculated: Option<std::thread::JoinHandle<Result<Vec<Layer>>>>,
+    attest: bool,
 ) -> Result<(BuiltLayers, Vec<Layer>, Option<Layer>)> {
+    let build_options = BuildOptions {
+        platforms: spec.platforms.clone(),
+        strip: spec.strip,
+        install_target: req.install_target,
+        quiet: req.quiet,
+        source_date_epoch: spec.created_epoch,
+    };
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
             let shared = match speculated.and_then(|h| h.join().ok()).and_then(|r| r.ok()) {
@@ -268,7 +326,7 @@ fn build_and_layer(
             Ok((shared, layers::files_layer(spec, store)?))
         });
         // What it says waits for cargo to finish, not to cut into cargo's progress bar.
-        let mut on_built = |b: &build::Built| -> Result<(Layer, String)> {
+        let mut on_built = |b: &build::Built| -> Result<(Layer, String, Option<BinaryFact>)> {
             let bin = verify::verify(&b.path, b.platform)?;
             let said = format!(
                 "{} is static, {}, {}",
@@ -276,7 +334,12 @@ fn build_and_layer(
                 b.platform,
                 indicatif::HumanBytes(bin.size)
             );
-            Ok((layers::binary_layer(spec, &bin, store)?, said))
+            let fact = if attest {
+                Some(binary_fact(req, project, &build_options, b)?)
+            } else {
+                None
+            };
+            Ok((layers::binary_layer(spec, &bin, store)?, said, fact))
         };
         let built: Result<BuiltLayers> = match &req.binary {
             Some(p) => on_built(&build::Built {
@@ -284,18 +347,7 @@ fn build_and_layer(
                 platform: spec.platforms[0],
             })
             .map(|done| vec![(spec.platforms[0], done)]),
-            None => build::build(
-                project,
-                &req.cargo,
-                &BuildOptions {
-                    platforms: spec.platforms.clone(),
-                    strip: spec.strip,
-                    install_target: req.install_target,
-                    quiet: req.quiet,
-                    source_date_epoch: spec.created_epoch,
-                },
-                &mut on_built,
-            ),
+            None => build::build(project, &req.cargo, &build_options, &mut on_built),
         };
         let prepared = prepared
             .join()
@@ -306,19 +358,49 @@ fn build_and_layer(
     Ok((built?, shared, files))
 }
 
+/// What documents about the image say of one binary: its sha256 and the cargo command that
+/// built it (none for a prebuilt --binary).
+fn binary_fact(
+    req: &BuildRequest,
+    project: &metadata::Project,
+    opts: &BuildOptions,
+    b: &build::Built,
+) -> Result<BinaryFact> {
+    let file = std::fs::File::open(&b.path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", b.path.display()))?;
+    let mut hasher = crate::blobs::HashWriter::new(std::io::sink());
+    std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", b.path.display()))?;
+    let (_, digest, _) = hasher.finish();
+    Ok(BinaryFact {
+        platform: b.platform,
+        path: b.path.clone(),
+        digest: digest.parse().map_err(anyhow::Error::msg)?,
+        cargo_argv: match req.binary {
+            Some(_) => None,
+            None => Some(build::invocation::cargo_argv(
+                project, &req.cargo, opts, b.platform,
+            )?),
+        },
+    })
+}
+
 /// The image: per platform the shared layers, the files layer and its binary's, on the
 /// empty base (a base image would be one more `Base`); the documents go into the store.
+/// Also returns what documents about it need of each binary (empty when none are asked for).
 fn assemble_image(
     spec: &ImageSpec,
     built: BuiltLayers,
     shared: &[Layer],
     files: Option<&Layer>,
     store: &BlobStore,
-) -> Result<Image> {
+) -> Result<(Image, Vec<BinaryFact>)> {
     let base = image::Base::scratch();
     let mut per_platform = Vec::new();
-    for (platform, (binary_layer, verified)) in built {
+    let mut binaries = Vec::new();
+    for (platform, (binary_layer, verified, fact)) in built {
         shell::status("Verified", verified);
+        binaries.extend(fact);
         let mut platform_layers = shared.to_vec();
         platform_layers.extend(files.cloned());
         platform_layers.push(binary_layer);
@@ -340,11 +422,16 @@ fn assemble_image(
             );
         }
     }
-    Ok(image)
+    Ok((image, binaries))
 }
 
 /// What the run made, as `--message-format json` prints it.
-fn report(spec: &ImageSpec, image: &Image, written: Vec<Written>) -> Report {
+fn report(
+    spec: &ImageSpec,
+    image: &Image,
+    written: Vec<Written>,
+    referrers: Vec<Attached>,
+) -> Report {
     let fresh: std::collections::BTreeSet<&str> = image
         .platforms
         .iter()
@@ -383,5 +470,6 @@ fn report(spec: &ImageSpec, image: &Image, written: Vec<Written>) -> Report {
             .collect(),
         outputs: written.into_iter().map(|w| w.output).collect(),
         layers_built: fresh.len(),
+        referrers,
     }
 }

@@ -5,6 +5,7 @@
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
 pub mod diagnose;
+pub mod invocation;
 pub mod openssl;
 pub mod preflight;
 

@@ -58,6 +58,8 @@ pub struct Settings {
     /// OpenSSL for openssl-sys: "build" (default: a static OpenSSL for the target, built once
     /// and cached) or "off".
     pub openssl: Option<OpensslMode>,
+    /// Attach a provenance statement (in-toto, SLSA v1) to each platform manifest; default true.
+    pub provenance: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -91,6 +93,7 @@ pub const KEYS: &[&str] = &[
     "repository",
     "tags",
     "openssl",
+    "provenance",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -177,6 +180,7 @@ impl Settings {
             repository: over.repository.or(self.repository),
             tags: over.tags.or(self.tags),
             openssl: over.openssl.or(self.openssl),
+            provenance: over.provenance.or(self.provenance),
         }
     }
 }
@@ -219,7 +223,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off"
+            "openssl": "off", "provenance": false
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

@@ -1,0 +1,163 @@
+//! Stage 6 — attest: documents about the image, attached as OCI 1.1 referrers.
+//!
+//! For each platform manifest, [`documents`] makes the files that describe it (a provenance
+//! statement today; an SBOM per format plugs in as one line each); [`attach`] stores each in
+//! the blob store, wraps it in an artifact manifest whose `subject` is that platform's
+//! manifest, and attaches it to the [`Image`], so every output writes or pushes it through
+//! the image's one list of blobs. Deterministic: no clock, no randomness; every time comes
+//! from the image's epoch and no local path goes in, so two checkouts give the same bytes.
+
+pub mod provenance;
+
+use crate::blobs::BlobStore;
+use crate::image::{AttachedBlob, Attachment, Image, PlatformImage};
+use crate::metadata::git::GitInfo;
+use crate::metadata::{CargoArgs, ImageSpec, Project};
+use crate::platform::Platform;
+use crate::util::digest::Digest;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// This tool, as documents name their producer.
+pub const TOOL_NAME: &str = env!("CARGO_PKG_NAME");
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One file attached to one platform manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The referrer's `artifactType` (what a client filters on), e.g. `application/spdx+json`.
+    pub artifact_type: String,
+    /// The media type of the file itself (the artifact manifest's one layer).
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+    /// The artifact manifest's annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One binary the build produced (or `--binary` gave).
+#[derive(Debug, Clone)]
+pub struct BinaryFact {
+    pub platform: Platform,
+    /// Where it was built, on this machine (never written into a document: it differs between
+    /// checkouts).
+    pub path: PathBuf,
+    /// Its sha256 digest.
+    pub digest: Digest,
+    /// The arguments of the cargo run that built it (local paths as `$WORKSPACE`, … see
+    /// [`crate::build::invocation::cargo_argv`]); None for a prebuilt `--binary`.
+    pub cargo_argv: Option<Vec<String>>,
+}
+
+/// Everything a document may need, borrowed from the run. The image itself is handed to
+/// [`documents`] beside it (attaching mutates the image, so the facts cannot borrow it).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub project: &'a Project,
+    pub spec: &'a ImageSpec,
+    pub cargo: &'a CargoArgs,
+    /// One per platform of the image.
+    pub binaries: &'a [BinaryFact],
+    /// What git said about the package's checkout (all None outside git).
+    pub git: &'a GitInfo,
+    /// `rustc -vV` of the toolchain that built the binaries; None for a prebuilt `--binary`.
+    pub rustc: Option<&'a str>,
+}
+
+impl Facts<'_> {
+    /// The binary of `platform`.
+    pub fn binary(&self, platform: Platform) -> Option<&BinaryFact> {
+        self.binaries.iter().find(|b| b.platform == platform)
+    }
+
+    /// The image's epoch (SOURCE_DATE_EPOCH, else HEAD's commit time, else 0).
+    pub fn epoch(&self) -> u64 {
+        self.spec.created_epoch
+    }
+}
+
+/// Which documents to attach. Each kind adds its own field; all on by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestOptions {
+    /// An in-toto statement with a SLSA provenance v1 predicate.
+    pub provenance: bool,
+}
+
+impl Default for AttestOptions {
+    fn default() -> Self {
+        AttestOptions { provenance: true }
+    }
+}
+
+impl AttestOptions {
+    /// Whether any document is asked for.
+    pub fn any(&self) -> bool {
+        self.provenance
+    }
+}
+
+/// A referrer attached by [`attach`], as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attached {
+    /// The referrer's manifest digest.
+    pub digest: String,
+    pub artifact_type: String,
+    /// The manifest it refers to.
+    pub subject: String,
+    pub platform: String,
+}
+
+/// The documents about one platform's manifest, in a fixed order.
+pub fn documents(
+    facts: &Facts,
+    image: &Image,
+    platform: &PlatformImage,
+    opts: &AttestOptions,
+) -> Result<Vec<Document>> {
+    let mut docs = Vec::new();
+    if opts.provenance {
+        docs.push(provenance::document(facts, image, platform)?);
+    }
+    Ok(docs)
+}
+
+/// Attaches the documents of every platform manifest to `image` (their blobs into `store`),
+/// and returns what it attached, in the image's platform order.
+pub fn attach(
+    image: &mut Image,
+    store: &BlobStore,
+    facts: &Facts,
+    opts: &AttestOptions,
+) -> Result<Vec<Attached>> {
+    let mut made = Vec::new();
+    for p in &image.platforms {
+        for doc in documents(facts, image, p, opts)? {
+            let (digest, size) = store.put(&doc.bytes)?;
+            let attachment = Attachment::new(
+                &doc.artifact_type,
+                &p.manifest,
+                vec![AttachedBlob {
+                    digest: digest.to_string(),
+                    size,
+                    media_type: doc.media_type.clone(),
+                }],
+                &doc.annotations,
+            )?;
+            made.push((p.platform, attachment));
+        }
+    }
+    let mut attached = Vec::new();
+    for (platform, a) in made {
+        attached.push(Attached {
+            digest: a.manifest.digest.to_string(),
+            artifact_type: a.artifact_type.clone(),
+            subject: a.subject.clone(),
+            platform: platform.to_string(),
+        });
+        image.attach(a)?;
+    }
+    // The artifact manifests and their empty configs, beside the image's own documents.
+    image.store_documents(store)?;
+    Ok(attached)
+}

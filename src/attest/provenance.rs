@@ -1,0 +1,366 @@
+//! Provenance: an in-toto Statement v1 about one platform manifest, with a SLSA Provenance v1
+//! predicate (<https://slsa.dev/spec/v1.0/provenance>): how the image was built (this tool,
+//! the exact cargo command, the toolchain), from what (the source revision and every
+//! Cargo.lock entry), by whom (this tool and its version). No wall-clock time and no local
+//! path goes in: the same source gives the same bytes.
+
+use super::{Document, Facts, TOOL_NAME, TOOL_VERSION};
+use crate::image::{Image, PlatformImage, canonical_json};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The statement's media type, and the referrer's artifactType.
+pub const MEDIA_TYPE: &str = "application/vnd.in-toto+json";
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
+/// What our externalParameters and internalParameters mean: the buildType of this tool's
+/// builds, versioned with the shape of its parameters.
+pub const BUILD_TYPE: &str = "https://crates.io/crates/cargo-containerize/build-types/image/v1";
+/// The key of the annotation a referrer carries for the predicate type (as cosign and
+/// BuildKit's attestations say it).
+pub const PREDICATE_ANNOTATION: &str = "in-toto.io/predicate-type";
+
+/// An in-toto ResourceDescriptor: at least one of uri and digest.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Resource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub digest: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Statement {
+    #[serde(rename = "_type")]
+    pub statement_type: &'static str,
+    pub subject: Vec<Resource>,
+    #[serde(rename = "predicateType")]
+    pub predicate_type: &'static str,
+    pub predicate: Provenance,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    pub build_definition: BuildDefinition,
+    pub run_details: RunDetails,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildDefinition {
+    pub build_type: &'static str,
+    pub external_parameters: ExternalParameters,
+    pub internal_parameters: InternalParameters,
+    pub resolved_dependencies: Vec<Resource>,
+}
+
+/// What the user chose: the cargo command and the settings that shape the image.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalParameters {
+    pub package: String,
+    pub bin: String,
+    pub profile: String,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub platform: String,
+    /// Every platform of the image.
+    pub platforms: Vec<String>,
+    /// The cargo command line that built this platform's binary, local paths written as
+    /// `$WORKSPACE`, `$TARGET_DIR` and `$CARGO_HOME`; absent for a prebuilt `--binary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cargo: Option<Vec<String>>,
+    /// The binary was given with --binary, not built.
+    pub prebuilt_binary: bool,
+    pub settings: ImageSettings,
+}
+
+/// The settings that change the image (env values are left out: they may be secrets).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSettings {
+    pub binary_path: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub user: String,
+    pub strip: bool,
+    pub ca_certs: String,
+    pub tzdata: crate::metadata::spec::TzData,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub compression: crate::metadata::spec::Compression,
+    pub compression_level: i32,
+}
+
+/// What the builder decided for itself: the toolchain and the epoch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InternalParameters {
+    pub builder_version: &'static str,
+    /// `rustc -vV`, one line per entry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rustc: Vec<String>,
+    pub target: &'static str,
+    /// SOURCE_DATE_EPOCH as the build saw it: the image's `created`, in seconds.
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunDetails {
+    pub builder: Builder,
+    pub metadata: BuildMetadata,
+    /// The binary in the image, by its path there.
+    pub byproducts: Vec<Resource>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Builder {
+    pub id: String,
+    pub version: BTreeMap<String, String>,
+}
+
+/// No startedOn/finishedOn: a wall-clock time would make two builds' statements differ.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildMetadata {
+    pub invocation_id: String,
+}
+
+/// The statement about `platform`'s manifest, as a referrer document.
+pub fn document(facts: &Facts, image: &Image, platform: &PlatformImage) -> Result<Document> {
+    let statement = statement(facts, image, platform)?;
+    let mut annotations = BTreeMap::new();
+    annotations.insert(PREDICATE_ANNOTATION.to_string(), PREDICATE_TYPE.to_string());
+    annotations.insert(
+        "org.opencontainers.image.created".to_string(),
+        facts.spec.created.clone(),
+    );
+    Ok(Document {
+        artifact_type: MEDIA_TYPE.to_string(),
+        media_type: MEDIA_TYPE.to_string(),
+        bytes: canonical_json(&statement)?,
+        annotations,
+    })
+}
+
+fn sha256(digest: &str) -> BTreeMap<String, String> {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    BTreeMap::from([("sha256".to_string(), hex.to_string())])
+}
+
+pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Result<Statement> {
+    let spec = facts.spec;
+    let binary = facts.binary(platform.platform);
+    let mut resolved = source(facts);
+    resolved.extend(
+        cargo_lock(&facts.project.workspace_root)
+            .context("reading Cargo.lock for the provenance statement")?,
+    );
+    let name = match &spec.repository {
+        Some(repo) => format!("{repo}:{}", spec.version),
+        None => format!("{}:{}", spec.bin, spec.version),
+    };
+    Ok(Statement {
+        statement_type: STATEMENT_TYPE,
+        subject: vec![Resource {
+            name: Some(name),
+            uri: None,
+            digest: sha256(&platform.manifest.digest),
+            annotations: BTreeMap::from([(
+                "platform".to_string(),
+                serde_json::Value::from(platform.platform.to_string()),
+            )]),
+        }],
+        predicate_type: PREDICATE_TYPE,
+        predicate: Provenance {
+            build_definition: BuildDefinition {
+                build_type: BUILD_TYPE,
+                external_parameters: ExternalParameters {
+                    package: spec.package.clone(),
+                    bin: spec.bin.clone(),
+                    profile: facts.cargo.profile.clone(),
+                    features: facts.cargo.features(),
+                    all_features: facts.cargo.all_features,
+                    no_default_features: facts.cargo.no_default_features,
+                    platform: platform.platform.to_string(),
+                    platforms: image
+                        .platforms
+                        .iter()
+                        .map(|p| p.platform.to_string())
+                        .collect(),
+                    cargo: binary.and_then(|b| b.cargo_argv.clone()),
+                    prebuilt_binary: binary.is_some_and(|b| b.cargo_argv.is_none()),
+                    settings: ImageSettings {
+                        binary_path: spec.binary_path.clone(),
+                        entrypoint: spec.entrypoint.clone(),
+                        cmd: spec.cmd.clone(),
+                        user: spec.user.clone(),
+                        strip: spec.strip,
+                        ca_certs: match &spec.ca_certs {
+                            crate::metadata::spec::CaCerts::Webpki => "webpki".into(),
+                            // The file's path is local; its content is in the image's layer.
+                            crate::metadata::spec::CaCerts::File(_) => "file".into(),
+                            crate::metadata::spec::CaCerts::None => "none".into(),
+                        },
+                        tzdata: spec.tzdata,
+                        zones: spec.zones.clone(),
+                        timezone: spec.timezone.clone(),
+                        compression: spec.compression,
+                        compression_level: spec.compression_level,
+                    },
+                },
+                internal_parameters: InternalParameters {
+                    builder_version: TOOL_VERSION,
+                    rustc: facts
+                        .rustc
+                        .map(|r| r.lines().map(String::from).collect())
+                        .unwrap_or_default(),
+                    target: platform.platform.musl_triple(),
+                    source_date_epoch: facts.epoch(),
+                },
+                resolved_dependencies: resolved,
+            },
+            run_details: RunDetails {
+                builder: Builder {
+                    id: format!("https://crates.io/crates/{TOOL_NAME}/{TOOL_VERSION}"),
+                    version: BTreeMap::from([(TOOL_NAME.to_string(), TOOL_VERSION.to_string())]),
+                },
+                metadata: BuildMetadata {
+                    // Derived, not random: the same build has the same id.
+                    invocation_id: platform.manifest.digest.to_string(),
+                },
+                byproducts: binary
+                    .map(|b| Resource {
+                        name: Some(spec.binary_path.clone()),
+                        uri: None,
+                        digest: sha256(&b.digest),
+                        annotations: BTreeMap::new(),
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+        },
+    })
+}
+
+/// The source checkout: its repository (Cargo.toml's `repository`, when given) at HEAD.
+fn source(facts: &Facts) -> Vec<Resource> {
+    let Some(sha) = &facts.git.sha else {
+        return vec![];
+    };
+    let mut annotations = BTreeMap::new();
+    if facts
+        .git
+        .revision
+        .as_deref()
+        .is_some_and(|r| r.ends_with("-dirty"))
+    {
+        // Tracked files differed from HEAD: the commit alone does not reproduce the build.
+        annotations.insert("dirty".to_string(), serde_json::Value::Bool(true));
+    }
+    vec![Resource {
+        name: Some("source".into()),
+        uri: facts
+            .project
+            .package
+            .repository
+            .as_ref()
+            .map(|r| format!("git+{r}@{sha}")),
+        digest: BTreeMap::from([("gitCommit".to_string(), sha.clone())]),
+        annotations,
+    }]
+}
+
+/// Every package Cargo.lock pins, but the workspace's own (the source covers those): name,
+/// version and purl; the checksum of registry crates; the commit of git ones.
+///
+/// Read with toml_edit (already a dependency) rather than the `cargo-lock` crate, and kept on
+/// its own so the resolved per-target graph (`metadata::graph`) can replace it.
+pub fn cargo_lock(workspace_root: &Path) -> Result<Vec<Resource>> {
+    let path = workspace_root.join("Cargo.lock");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        // A prebuilt --binary in a crate never built: nothing pinned to list.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let doc: toml_edit::DocumentMut = text.parse().with_context(|| {
+        format!(
+            "{} is not valid TOML; run `cargo generate-lockfile`",
+            path.display()
+        )
+    })?;
+    let mut out = Vec::new();
+    let packages = doc
+        .get("package")
+        .and_then(|p| p.as_array_of_tables())
+        .into_iter()
+        .flatten();
+    for p in packages {
+        let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
+        let (Some(name), Some(version), Some(source)) =
+            (field("name"), field("version"), field("source"))
+        else {
+            continue; // a path package: part of the source
+        };
+        let mut digest = BTreeMap::new();
+        let mut annotations = BTreeMap::new();
+        let uri;
+        if let Some(git) = source.strip_prefix("git+") {
+            // git+URL?branch=x#COMMIT
+            let (url, commit) = git.split_once('#').unwrap_or((git, ""));
+            if !commit.is_empty() {
+                digest.insert("gitCommit".to_string(), commit.to_string());
+            }
+            uri = format!("git+{}", url.split('?').next().unwrap_or(url));
+            annotations.insert(
+                "source".to_string(),
+                serde_json::Value::from(source.clone()),
+            );
+        } else {
+            if let Some(sum) = field("checksum") {
+                digest.insert("sha256".to_string(), sum);
+            }
+            let registry = source
+                .strip_prefix("registry+")
+                .or(source.strip_prefix("sparse+"));
+            uri = format!("pkg:cargo/{name}@{version}");
+            if registry.is_some_and(|r| {
+                !r.contains("github.com/rust-lang/crates.io-index")
+                    && r != "https://index.crates.io/"
+            }) {
+                annotations.insert(
+                    "source".to_string(),
+                    serde_json::Value::from(source.clone()),
+                );
+            }
+        }
+        out.push(Resource {
+            name: Some(name.clone()),
+            uri: Some(uri),
+            digest,
+            annotations: {
+                annotations.insert("version".into(), serde_json::Value::from(version.clone()));
+                annotations.insert(
+                    "purl".into(),
+                    serde_json::Value::from(format!("pkg:cargo/{name}@{version}")),
+                );
+                annotations
+            },
+        });
+    }
+    out.sort_by(|a, b| (&a.name, &a.uri, &a.digest).cmp(&(&b.name, &b.uri, &b.digest)));
+    out.dedup();
+    Ok(out)
+}
