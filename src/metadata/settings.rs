@@ -5,7 +5,8 @@
 use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
 use super::values::{
-    ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User, ZoneName,
+    ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, SbomFormats, StopSignal, User,
+    ZoneName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -60,6 +61,9 @@ pub struct Settings {
     pub openssl: Option<OpensslMode>,
     /// Attach a provenance statement (in-toto, SLSA v1) to each platform manifest; default true.
     pub provenance: Option<bool>,
+    /// SBOM formats attached to each platform manifest: true (default: SPDX and CycloneDX),
+    /// false, or a list such as ["spdx"].
+    pub sbom: Option<SbomFormats>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -94,6 +98,7 @@ pub const KEYS: &[&str] = &[
     "tags",
     "openssl",
     "provenance",
+    "sbom",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -181,6 +186,7 @@ impl Settings {
             tags: over.tags.or(self.tags),
             openssl: over.openssl.or(self.openssl),
             provenance: over.provenance.or(self.provenance),
+            sbom: over.sbom.or(self.sbom),
         }
     }
 }
@@ -223,7 +229,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off", "provenance": false
+            "openssl": "off", "provenance": false, "sbom": ["spdx"]
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();
