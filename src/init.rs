@@ -112,6 +112,10 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "attach a SLSA provenance statement to each platform manifest",
         ),
         (
+            "sbom = [\"spdx\", \"cyclonedx\"]".into(),
+            "SBOMs attached to each platform manifest; or false",
+        ),
+        (
             "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
             "default: the host's",
         ),

@@ -481,6 +481,12 @@ fn the_sbom_setting_chooses_the_formats() {
     run.assert_success();
     let refs = referrers(&layout);
     assert!(refs.contains_key(SPDX) && !refs.contains_key(CDX), "{:?}", refs.keys());
+    // A usage error: exit 2, clap's `error: ` line first, naming the value and the choices.
     let bad = capture(tool(&project.root).args(["build", "--sbom", "spdx,swid"]));
-    assert_one_line_error(&bad, &["swid", "spdx", "cyclonedx"]);
+    assert_eq!(bad.code(), Some(2), "{bad}");
+    let first = bad.stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("error: "), "{bad}");
+    for word in ["swid", "\"spdx\"", "\"cyclonedx\"", "none"] {
+        assert!(first.contains(word), "{word}: {bad}");
+    }
 }
