@@ -139,15 +139,21 @@ impl Attachment {
         })
     }
 
-    /// How an index lists it (index.json, the referrers API): its manifest's descriptor with
-    /// `artifactType`.
+    /// How an index lists it (index.json, the referrers API and its tag schema): its
+    /// manifest's descriptor with `artifactType` and the manifest's annotations.
     pub fn descriptor(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut d = serde_json::json!({
             "mediaType": self.manifest.media_type,
             "digest": self.manifest.digest,
             "size": self.manifest.size(),
             "artifactType": self.artifact_type,
-        })
+        });
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&self.manifest.bytes).unwrap_or_default();
+        if let Some(a) = manifest.get("annotations").filter(|a| a.is_object()) {
+            d["annotations"] = a.clone();
+        }
+        d
     }
 
     /// Its blobs, then its manifest.
@@ -236,7 +242,7 @@ pub struct Image {
     pub platforms: Vec<PlatformImage>,
     /// Present when the image has more than one platform.
     pub index: Option<Blob>,
-    /// Referrers of the image or of one of its manifests (none are made yet).
+    /// Referrers of the image or of one of its manifests (made by the attest stage).
     pub attachments: Vec<Attachment>,
 }
 

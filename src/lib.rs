@@ -8,6 +8,7 @@
 //!   → verify  (goblin: static, right machine → VerifiedBinary)
 //!   → layers  (deterministic tar + compression → Layer blobs)
 //!   → image   (OCI config, manifest, index → Image)
+//!   → attest  (provenance, SBOMs about each manifest → the Image's attachments)
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
 //! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:

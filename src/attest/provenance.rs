@@ -364,3 +364,72 @@ pub fn cargo_lock(workspace_root: &Path) -> Result<Vec<Resource>> {
     out.dedup();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_lock_lists_registry_and_git_packages_but_not_the_workspaces_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let sum = "a".repeat(64);
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        std::fs::write(
+            dir.path().join("Cargo.lock"),
+            format!(
+                r#"version = 4
+
+[[package]]
+name = "app"
+version = "0.1.0"
+dependencies = ["serde", "gitdep"]
+
+[[package]]
+name = "serde"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "{sum}"
+
+[[package]]
+name = "gitdep"
+version = "0.2.0"
+source = "git+https://example.com/o/gitdep?branch=main#{rev}"
+
+[[package]]
+name = "private"
+version = "3.0.0"
+source = "sparse+https://crates.example.com/index/"
+checksum = "{sum}"
+"#
+            ),
+        )
+        .unwrap();
+        let got = cargo_lock(dir.path()).unwrap();
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(got.len(), 3, "{json}");
+        let by = |n: &str| {
+            json.as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["name"] == n)
+                .unwrap_or_else(|| panic!("{n} missing from {json}"))
+                .clone()
+        };
+        let serde = by("serde");
+        assert_eq!(serde["uri"], "pkg:cargo/serde@1.0.0");
+        assert_eq!(serde["digest"]["sha256"], sum.as_str());
+        assert!(serde["annotations"].get("source").is_none(), "{serde}");
+        let git = by("gitdep");
+        assert_eq!(git["uri"], "git+https://example.com/o/gitdep");
+        assert_eq!(git["digest"]["gitCommit"], rev);
+        assert_eq!(git["annotations"]["purl"], "pkg:cargo/gitdep@0.2.0");
+        // Another registry says which.
+        let private = by("private");
+        assert_eq!(
+            private["annotations"]["source"],
+            "sparse+https://crates.example.com/index/"
+        );
+        // No Cargo.lock: nothing pinned.
+        assert!(cargo_lock(&dir.path().join("none")).unwrap().is_empty());
+    }
+}

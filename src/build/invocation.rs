@@ -14,7 +14,7 @@ use std::time::Duration;
 /// build shares one run), with the local paths written as `$WORKSPACE`, `$TARGET_DIR` and
 /// `$CARGO_HOME`, so the answer is the same from any checkout and still says what ran. The
 /// program is `cargo`; environment variables are left out (they may hold the user's
-/// secrets), and so are options that only colour the terminal.
+/// secrets), and so are options that only change what cargo prints (`--quiet`, colour).
 pub fn cargo_argv(
     project: &Project,
     cargo_args: &CargoArgs,
@@ -55,7 +55,8 @@ pub fn cargo_argv(
         .chain(
             cmd.get_args()
                 .map(|a| remap(&a.to_string_lossy()))
-                .filter(|a| a != "--color=always"),
+                // What only changes what cargo prints: -q must not change the provenance.
+                .filter(|a| a != "--color=always" && a != "--quiet"),
         )
         .collect())
 }

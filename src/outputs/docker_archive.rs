@@ -99,6 +99,21 @@ pub fn pick_platform(image: &Image, platform: Option<Platform>) -> Result<&Platf
     }
 }
 
+/// Says (at -v) that the image's referrers stay out of `what`, whose format has no place for
+/// them, and where they do go.
+pub fn note_referrers_left_out(image: &Image, what: &str) {
+    let n = image.attachments.len();
+    if n > 0 {
+        crate::util::shell::verbose(
+            "Note",
+            format!(
+                "{n} referrer{} (provenance, SBOMs) left out of {what}: the format has no place for them; write oci: or oci-archive:, or --push, to keep them",
+                if n == 1 { "" } else { "s" }
+            ),
+        );
+    }
+}
+
 /// Writes the archive for `img` to `w`: what `docker load` and `podman load` read.
 pub fn write_tar<W: Write>(
     w: W,
@@ -188,6 +203,7 @@ impl Output for DockerArchive {
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let img = pick_platform(image, self.platform)?;
+        note_referrers_left_out(image, "docker archives");
         let mut total = 0;
         atomic::write_file(&self.path, |w| {
             total = write_tar(w, img, store, &self.references)?;

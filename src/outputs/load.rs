@@ -1,7 +1,7 @@
 //! `--load`: the image into the local docker or podman, by streaming a docker archive into
 //! `<engine> load`. Nothing touches the disk on the way.
 
-use super::docker_archive::{pick_platform, write_tar};
+use super::docker_archive::{note_referrers_left_out, pick_platform, write_tar};
 use super::registry::remote::sanitize;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
@@ -168,6 +168,7 @@ impl Output for Load {
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let img = pick_platform(image, self.platform)?;
+        note_referrers_left_out(image, "--load");
         let (name, path) = self.engine()?;
         let idle = load_timeout()?;
         let mut cmd = Command::new(&path);

@@ -1,4 +1,4 @@
-//! Stage 6 — outputs: where the image goes. Every kind implements [`Output`]; `--output`
+//! Stage 7 — outputs: where the image goes. Every kind implements [`Output`]; `--output`
 //! takes the transport names skopeo and podman use.
 
 pub mod docker_archive;

@@ -23,6 +23,7 @@ mod metadata;
 mod multiplatform;
 mod outputs;
 mod podman_build;
+mod referrers;
 mod registry;
 mod registry_harness;
 mod reliability;

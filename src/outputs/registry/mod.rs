@@ -4,6 +4,7 @@ pub mod auth;
 pub mod client;
 pub mod progress;
 pub mod push;
+pub mod referrers;
 pub mod remote;
 
 use super::{Output, Pushed, Written};
@@ -206,9 +207,14 @@ impl Output for RegistryOutput {
             written.blobs_uploaded += stats.uploaded;
             written.blobs_skipped += stats.skipped;
             written.blobs_mounted += stats.mounted;
-            // The top manifest under every tag, the others (platforms', attachments') by
-            // digest, each after what it references.
+            // The top manifest under every tag, the platforms' by digest, each after what it
+            // references; then the attachments (referrers), once their subject is in under
+            // every tag.
+            let first_pushed = written.pushed.len();
             for b in push::manifests(image) {
+                if b.is_attachment() {
+                    continue;
+                }
                 let doc = image
                     .document(b.digest)
                     .context("every manifest of an image is one of its documents")?;
@@ -225,6 +231,31 @@ impl Output for RegistryOutput {
                         .pushed
                         .push(self.push_top(&client, t, top, &progress)?);
                 }
+            }
+            if !image.attachments.is_empty() {
+                let pushed: Vec<String> = written.pushed[first_pushed..]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let done = referrers::push(&client, image).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
+                        pushed.join(", ")
+                    )
+                })?;
+                progress.line(
+                    "Attached",
+                    &format!(
+                        "{} referrer{} to {registry}/{repo}{}",
+                        done.manifests,
+                        if done.manifests == 1 { "" } else { "s" },
+                        if done.tags.is_empty() {
+                            ""
+                        } else {
+                            " (no referrers API: listed under the sha256-<subject> tag)"
+                        }
+                    ),
+                );
             }
             done.push((registry.to_string(), repo.to_string()));
         }

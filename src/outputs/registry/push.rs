@@ -260,6 +260,14 @@ pub fn push_blobs(
     Ok(stats.into_inner().expect("stats"))
 }
 
+/// What a registry answered to a manifest's PUT, beyond success.
+#[derive(Debug, Clone, Default)]
+pub struct PutAnswer {
+    /// The `OCI-Subject` header: a registry with the referrers API names the subject of a
+    /// manifest that has one (OCI distribution 1.1); one without it says nothing.
+    pub oci_subject: Option<String>,
+}
+
 /// PUTs a manifest or index under `reference` (a tag or its digest).
 pub fn put_manifest(
     c: &Client,
@@ -267,7 +275,7 @@ pub fn put_manifest(
     bytes: &[u8],
     media_type: &str,
     digest: &str,
-) -> Result<()> {
+) -> Result<PutAnswer> {
     let r = c.retrying("push a manifest", || {
         c.send(|h, _| {
             h.put(c.url(&format!("manifests/{reference}")))
@@ -290,7 +298,13 @@ pub fn put_manifest(
             sanitize(got)
         ));
     }
-    Ok(())
+    Ok(PutAnswer {
+        oci_subject: r
+            .headers()
+            .get("OCI-Subject")
+            .and_then(|h| h.to_str().ok())
+            .map(String::from),
+    })
 }
 
 /// Reads `reference` back after its PUT: a registry (or a proxy in front of it) may answer

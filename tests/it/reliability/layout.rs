@@ -739,7 +739,30 @@ fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
         .chain([&manifest["config"]])
         .map(|d| d["digest"].as_str().expect("digest").to_string())
         .collect();
-    want.insert(digest);
+    want.insert(digest.clone());
+    // The live image's referrers (its provenance) stay with it; the old image's went with it.
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.dir.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    for entry in index["manifests"].as_array().expect("manifests") {
+        if entry.get("artifactType").is_none() {
+            continue;
+        }
+        let referrer = entry["digest"].as_str().expect("digest");
+        let m: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.blob(referrer)).expect("referrer manifest"))
+                .expect("referrer JSON");
+        assert_eq!(m["subject"]["digest"], digest.as_str(), "{m}");
+        want.insert(referrer.to_string());
+        for d in m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .chain([&m["config"]])
+        {
+            want.insert(d["digest"].as_str().expect("digest").to_string());
+        }
+    }
     let mut have: BTreeSet<String> = fs::read_dir(layout.dir.join("blobs/sha256"))
         .expect("blobs")
         .flatten()

@@ -1,0 +1,579 @@
+//! Issue 12: provenance attached to the image as OCI 1.1 referrers, found by clients no one
+//! here wrote. The oras Python SDK reads (and validates) the `oci:` layout and the unpacked
+//! `oci-archive:`, and reads the loopback docker-registry 2.8, which has no referrers API,
+//! through the `sha256-<hex>` tag schema; skopeo reads that tag's index; the in-toto
+//! attestation bindings parse every statement and its SLSA provenance v1 predicate strictly
+//! (tests/it/support/oci_referrers.py drives both). The registry's own access log shows the
+//! order of the PUTs.
+//!
+//! Needs scripts/setup-template-tools (oras and in-toto-attestation in
+//! `$CONTAINERIZE_TOOLS_VENV`, default `$HOME/.cache/cargo-containerize/venv`) and
+//! scripts/setup-test-env (skopeo, docker-registry, the aarch64 musl target).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::*;
+use crate::support::proxy::{Fault, Proxy, Rule};
+use crate::support::registry::Registry;
+use serde_json::Value;
+
+const IN_TOTO: &str = "application/vnd.in-toto+json";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const FOREIGN: &str = "application/vnd.example.signature";
+
+/// The virtualenv's python, which has oras and in-toto-attestation.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("CONTAINERIZE_TOOLS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            Path::new(&home).join(".cache/cargo-containerize/venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing; run scripts/setup-template-tools (it installs oras and in-toto-attestation)",
+        python.display()
+    );
+    python
+}
+
+/// tests/it/support/oci_referrers.py ARGS: its JSON answer.
+fn oci_referrers(args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/oci_referrers.py");
+    let run = capture(Command::new(python()).arg(script).args(args));
+    assert!(run.status.success(), "oci_referrers.py {args:?}: {run}");
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("oci_referrers.py {args:?} printed no JSON ({e}): {run}"))
+}
+
+fn referrers(answer: &Value) -> Vec<Value> {
+    answer["referrers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no referrers array in {answer}"))
+        .clone()
+}
+
+/// hello built once into `oci:<out>/image:test` and `oci-archive:<out>/image.tar:test`, with
+/// `--message-format json`.
+fn hello() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let project = Project::copy("hello");
+        let out = tempdir();
+        let layout = Layout::new(out.path().join("image"), "test");
+        let archive = format!(
+            "oci-archive:{}:test",
+            out.path().join("image.tar").display()
+        );
+        let mut cmd = tool(&project.root);
+        cmd.args([
+            "build",
+            "--locked",
+            "--message-format",
+            "json",
+            "--target-dir",
+        ])
+        .arg(shared_target_dir("hello"))
+        .args(["--output", &layout.reference(), "--output", &archive]);
+        let run = capture(&mut cmd);
+        run.assert_success();
+        Built::new(project, out, layout, run)
+    })
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+/// The image digest's hex, as in-toto subjects give it.
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").expect("a sha256 digest")
+}
+
+/// Checks one referrer as oci_referrers.py read it: a provenance statement about `subject`
+/// (a platform manifest) for `platform`, valid, naming this tool and a cargo command without
+/// local paths.
+fn assert_provenance_of(r: &Value, subject: &str, platform: &str) {
+    assert_eq!(r["artifactType"], IN_TOTO, "{r}");
+    assert_eq!(r["manifestArtifactType"], IN_TOTO, "{r}");
+    assert_eq!(r["layerMediaType"], IN_TOTO, "{r}");
+    assert_eq!(r["subject"], subject, "{r}");
+    let st = &r["statement"];
+    assert_eq!(st["type"], "https://in-toto.io/Statement/v1", "{r}");
+    assert_eq!(st["predicateType"], "https://slsa.dev/provenance/v1", "{r}");
+    assert_eq!(
+        st["subjects"],
+        serde_json::json!([{ "sha256": hex(subject) }]),
+        "{r}"
+    );
+    assert_eq!(st["platform"], platform, "{r}");
+    assert!(
+        str_of(&st["builderId"], "builderId").contains("cargo-containerize"),
+        "{r}"
+    );
+    let cargo: Vec<&str> = st["cargo"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cargo command in {r}"))
+        .iter()
+        .map(|a| str_of(a, "cargo argument"))
+        .collect();
+    assert_eq!(cargo[..2], ["cargo", "build"], "{r}");
+    assert!(cargo.contains(&"--locked"), "{r}");
+    let home = std::env::var("HOME").unwrap_or_default();
+    for a in &cargo {
+        assert!(
+            !a.contains(env!("CARGO_TARGET_TMPDIR")) && (home.is_empty() || !a.contains(&home)),
+            "a local path in the cargo command {a:?}: {r}"
+        );
+    }
+}
+
+#[test]
+fn layout_and_archive_hold_a_valid_provenance_referrer_of_the_manifest() {
+    let built = hello();
+    let report = built.run.json();
+    let digest = str_of(&report["digest"], "digest");
+    // The report lists the referrer.
+    let reported = report["referrers"]
+        .as_array()
+        .expect("referrers in the report");
+    assert_eq!(reported.len(), 1, "{report}");
+    assert_eq!(reported[0]["artifactType"], IN_TOTO, "{report}");
+    assert_eq!(reported[0]["subject"], digest, "{report}");
+    assert_eq!(reported[0]["platform"], "linux/amd64", "{report}");
+
+    // oras reads the layout; the statement validates.
+    let in_layout = referrers(&oci_referrers(&[
+        "layout",
+        built.layout.dir.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(in_layout.len(), 1, "{in_layout:?}");
+    assert_eq!(in_layout[0]["digest"], reported[0]["digest"]);
+    assert_provenance_of(&in_layout[0], digest, "linux/amd64");
+    let cargo = &in_layout[0]["statement"]["cargo"];
+    assert!(
+        cargo
+            .as_array()
+            .expect("argv")
+            .iter()
+            .any(|a| a == "x86_64-unknown-linux-musl"),
+        "{cargo}"
+    );
+
+    // The archive carries the same.
+    let archive = built.out_dir().join("image.tar");
+    let in_archive = referrers(&oci_referrers(&[
+        "archive",
+        archive.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(in_archive, in_layout);
+
+    // And the image is what it was: skopeo reads the tag as the same manifest.
+    assert_eq!(
+        sha256_digest(&skopeo_manifest_bytes(&built.layout.reference())),
+        digest
+    );
+    assert_eq!(
+        sha256_digest(&skopeo_manifest_bytes(&format!(
+            "oci-archive:{}:test",
+            archive.display()
+        ))),
+        digest
+    );
+}
+
+#[test]
+fn without_provenance_there_are_no_referrers_and_the_same_image() {
+    let digest = hello().run.json()["digest"].clone();
+    let off = |extra: &[&str], toml: Option<&str>| {
+        let project = Project::copy("hello");
+        if let Some(t) = toml {
+            project.append_manifest(t);
+        }
+        let mut args = vec!["--message-format", "json"];
+        args.extend(extra);
+        let built = build(project, Some(&shared_target_dir("hello")), &args);
+        let report = built.run.json();
+        let found = referrers(&oci_referrers(&[
+            "layout",
+            built.layout.dir.to_str().expect("utf-8 path"),
+        ]));
+        (report, found)
+    };
+    for (extra, toml) in [
+        (&["--provenance=false"][..], None),
+        (
+            &[][..],
+            Some("\n[package.metadata.containerize]\nprovenance = false\n"),
+        ),
+    ] {
+        let (report, found) = off(extra, toml);
+        assert_eq!(report["digest"], digest, "{report}");
+        assert_eq!(report["referrers"], serde_json::json!([]), "{report}");
+        assert_eq!(found, Vec::<Value>::new());
+    }
+    // The command line wins over Cargo.toml.
+    let (report, found) = off(
+        &["--provenance=true"],
+        Some("\n[package.metadata.containerize]\nprovenance = false\n"),
+    );
+    assert_eq!(report["digest"], digest, "{report}");
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn two_checkouts_attach_byte_identical_provenance() {
+    let first = hello().run.json();
+    // Another copy, another target directory (every local path differs), and cargo's
+    // output shown rather than quiet.
+    let own_target = tempdir();
+    let other = build(Project::copy("hello"), Some(own_target.path()), &[]);
+    assert_eq!(
+        other.run.digest(),
+        first["digest"].as_str().expect("digest")
+    );
+    let found = referrers(&oci_referrers(&[
+        "layout",
+        other.layout.dir.to_str().expect("utf-8 path"),
+    ]));
+    let digests: Vec<&Value> = found.iter().map(|r| &r["digest"]).collect();
+    assert_eq!(digests, [&first["referrers"][0]["digest"]], "{found:?}");
+}
+
+/// The registry's PUTs of manifests, as (uri) in the order it answered them.
+fn manifest_puts(registry: &Registry) -> Vec<String> {
+    registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.uri.contains("/manifests/") && r.status < 300)
+        .map(|r| r.uri)
+        .collect()
+}
+
+#[test]
+fn push_lists_provenance_under_the_tag_schema_after_the_image_and_keeps_foreign_referrers() {
+    let registry = Registry::plain();
+    let host = registry.host();
+    let built = hello();
+    let report = built.run.json();
+    let digest = str_of(&report["digest"], "digest").to_string();
+    let size = fs::read(built.layout.blob(&digest))
+        .expect("manifest")
+        .len();
+    let tag = format!("sha256-{}", hex(&digest));
+
+    // Another tool attached a signature first, and listed it under the fallback tag.
+    let foreign = oci_referrers(&["foreign", &host, "hello", &digest, &size.to_string()]);
+    let foreign = str_of(&foreign["digest"], "foreign digest").to_string();
+
+    let push = || {
+        let mut cmd = tool(&built.project.root);
+        cmd.args([
+            "build",
+            "--locked",
+            "--message-format",
+            "json",
+            "--target-dir",
+        ])
+        .arg(shared_target_dir("hello"))
+        .args(["--push", "-t", &registry.reference("hello:1")])
+        .env("DOCKER_CONFIG", tempdir().keep());
+        let run = capture(&mut cmd);
+        run.assert_success();
+        run.json()
+    };
+    let pushed = push();
+    assert_eq!(pushed["digest"], digest.as_str());
+    let ours = str_of(&pushed["referrers"][0]["digest"], "referrer digest").to_string();
+    assert_eq!(
+        pushed["referrers"], report["referrers"],
+        "the same referrer as the layout's"
+    );
+
+    // oras finds both through the tag schema; ours is the valid statement.
+    let found = referrers(&oci_referrers(&["registry", &host, "hello", &digest]));
+    assert_eq!(found.len(), 2, "{found:?}");
+    let theirs = found.iter().find(|r| r["digest"] == foreign.as_str());
+    assert_eq!(
+        theirs.map(|r| r["artifactType"].clone()),
+        Some(Value::from(FOREIGN)),
+        "the foreign referrer was dropped: {found:?}"
+    );
+    let mine = found
+        .iter()
+        .find(|r| r["digest"] == ours.as_str())
+        .unwrap_or_else(|| panic!("ours is not listed: {found:?}"));
+    assert_provenance_of(mine, &digest, "linux/amd64");
+    assert_eq!(
+        mine["listedAnnotations"]["in-toto.io/predicate-type"],
+        "https://slsa.dev/provenance/v1"
+    );
+
+    // skopeo reads the same index at the tag.
+    let index: Value = serde_json::from_slice(
+        &registry
+            .skopeo_inspect(&format!("hello:{tag}"), true)
+            .expect("skopeo inspect the fallback tag"),
+    )
+    .expect("index JSON");
+    assert_eq!(index["mediaType"], INDEX_MEDIA_TYPE, "{index}");
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| str_of(&m["digest"], "digest"))
+        .collect();
+    assert_eq!(listed, [foreign.as_str(), ours.as_str()], "{index}");
+
+    // The image under its tag, then the referrer, then the tag schema's index.
+    let puts = manifest_puts(&registry);
+    let at = |suffix: &str| {
+        puts.iter()
+            .rposition(|u| u.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no PUT of {suffix} in {puts:?}"))
+    };
+    assert!(
+        at("/manifests/1") < at(&format!("/manifests/{ours}")),
+        "{puts:?}"
+    );
+    assert!(
+        at(&format!("/manifests/{ours}")) < at(&format!("/manifests/{tag}")),
+        "{puts:?}"
+    );
+
+    // Pushing again lists it once, and leaves the index alone.
+    let before = manifest_puts(&registry)
+        .iter()
+        .filter(|u| u.ends_with(&tag))
+        .count();
+    push();
+    let again = referrers(&oci_referrers(&["registry", &host, "hello", &digest]));
+    assert_eq!(again.len(), 2, "{again:?}");
+    let after = manifest_puts(&registry)
+        .iter()
+        .filter(|u| u.ends_with(&tag))
+        .count();
+    assert_eq!(after, before, "the unchanged index was PUT again");
+}
+
+/// A registry with the referrers API names the subject in `OCI-Subject` when it takes a
+/// referrer, and indexes it itself: then no tag schema. (The loopback registry has no such
+/// API: the proxy answers the referrer's PUT as one that has it would.)
+#[test]
+fn a_registry_that_indexes_referrers_gets_no_tag_schema() {
+    let registry = Registry::plain();
+    let report = hello().run.json();
+    let digest = str_of(&report["digest"], "digest").to_string();
+    let referrer = str_of(&report["referrers"][0]["digest"], "referrer").to_string();
+    let proxy = Proxy::start(
+        registry.addr(),
+        vec![
+            Rule::new("PUT", &format!("/manifests/{referrer}")).then(Fault::Respond {
+                status: 201,
+                headers: vec![
+                    ("OCI-Subject".into(), digest.clone()),
+                    ("Docker-Content-Digest".into(), referrer.clone()),
+                ],
+            }),
+        ],
+    );
+    let mut cmd = tool(&hello().project.root);
+    cmd.args(["build", "--locked", "--target-dir"])
+        .arg(shared_target_dir("hello"))
+        .args(["--push", "-t", &format!("{}/hello:api", proxy.host())])
+        .env("DOCKER_CONFIG", tempdir().keep());
+    capture(&mut cmd).assert_success();
+    assert!(proxy.unfired().is_empty(), "{:?}", proxy.unfired());
+    let tags: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.contains("/manifests/sha256-"))
+        .map(|r| format!("{} {}", r.method, r.uri))
+        .collect();
+    assert!(tags.is_empty(), "the tag schema was used: {tags:?}");
+}
+
+#[test]
+fn a_prebuilt_binary_gets_provenance_naming_it_and_no_cargo_command() {
+    let binary = shared_target_dir("hello").join("x86_64-unknown-linux-musl/release/hello");
+    hello(); // built it
+    let bytes = fs::read(&binary).expect("hello's binary");
+    let built = build(
+        Project::copy("hello"),
+        Some(&shared_target_dir("hello")),
+        &["--binary", binary.to_str().expect("utf-8 path")],
+    );
+    let found = referrers(&oci_referrers(&[
+        "layout",
+        built.layout.dir.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let st = &found[0]["statement"];
+    assert_eq!(found[0]["subject"], built.run.digest().as_str());
+    assert_eq!(st["prebuiltBinary"], true, "{st}");
+    assert_eq!(st["cargo"], Value::Null, "{st}");
+    assert_eq!(st["rustc"], Value::Null, "{st}");
+    assert_eq!(
+        st["byproducts"],
+        serde_json::json!([{
+            "name": "/usr/local/bin/hello",
+            "digest": { "sha256": hex(&sha256_digest(&bytes)) }
+        }]),
+        "{st}"
+    );
+}
+
+#[test]
+fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
+    let registry = Registry::plain();
+    let proxy = Proxy::start(
+        registry.addr(),
+        vec![Rule::new("PUT", "/manifests/sha256-").then(Fault::status(400))],
+    );
+    let reference = format!("{}/hello:refused", proxy.host());
+    let mut cmd = tool(&hello().project.root);
+    cmd.args(["build", "--locked", "--target-dir"])
+        .arg(shared_target_dir("hello"))
+        .args(["--push", "-t", &reference])
+        .env("DOCKER_CONFIG", tempdir().keep());
+    let run = capture(&mut cmd);
+    assert_one_line_error(
+        &run,
+        &["the image is pushed", &reference, "referrers", "refused"],
+    );
+    // It is.
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    assert_eq!(
+        sha256_digest(&registry.manifest_bytes("hello:refused")),
+        digest
+    );
+}
+
+#[test]
+fn each_platform_manifest_gets_its_own_provenance_in_the_layout_and_the_registry() {
+    let registry = Registry::plain();
+    let host = registry.host();
+    let built = build_fixture(
+        "hello",
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--message-format",
+            "json",
+            "--push",
+            "-t",
+            &registry.reference("multi:1"),
+        ],
+    );
+    let report = built.run.json();
+    let manifests: Vec<(String, String)> = report["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            (
+                str_of(&m["platform"], "platform").to_string(),
+                str_of(&m["digest"], "digest").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(manifests.len(), 2, "{report}");
+    assert_eq!(
+        report["referrers"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+
+    let in_layout = referrers(&oci_referrers(&[
+        "layout",
+        built.layout.dir.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(in_layout.len(), 2, "{in_layout:?}");
+    let subjects: Vec<&str> = manifests.iter().map(|(_, d)| d.as_str()).collect();
+    let mut args = vec!["registry", host.as_str(), "multi"];
+    args.extend(&subjects);
+    let in_registry = referrers(&oci_referrers(&args));
+    assert_eq!(in_registry.len(), 2, "{in_registry:?}");
+    for (platform, digest) in &manifests {
+        for found in [&in_layout, &in_registry] {
+            let r = found
+                .iter()
+                .find(|r| r["subject"] == digest.as_str())
+                .unwrap_or_else(|| panic!("no referrer of {platform} {digest}: {found:?}"));
+            assert_provenance_of(r, digest, platform);
+            // One cargo run built both: its command names both targets.
+            let cargo = r["statement"]["cargo"].as_array().expect("argv");
+            for triple in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+                assert!(cargo.iter().any(|a| a == triple), "{triple} missing: {r}");
+            }
+        }
+    }
+    // The index itself has none: referrers are about what runs, one platform each.
+    let top = str_of(&report["digest"], "digest");
+    assert!(
+        in_layout.iter().all(|r| r["subject"] != top),
+        "{in_layout:?}"
+    );
+}
+
+/// Cargo.lock's registry packages: (name, version, checksum).
+fn locked_registry_crates(lock: &str) -> Vec<(String, String, String)> {
+    lock.split("[[package]]")
+        .skip(1)
+        .filter_map(|block| {
+            let field = |k: &str| {
+                block.lines().find_map(|l| {
+                    l.strip_prefix(&format!("{k} = \""))
+                        .and_then(|v| v.strip_suffix('"'))
+                        .map(String::from)
+                })
+            };
+            field("source")?.starts_with("registry+").then_some(())?;
+            Some((field("name")?, field("version")?, field("checksum")?))
+        })
+        .collect()
+}
+
+#[test]
+fn provenance_names_the_git_revision_and_every_locked_crate() {
+    let project = Project::copy("cdep");
+    let sha = commit_all(&project.root);
+    let lock = fs::read_to_string(project.root.join("Cargo.lock")).expect("Cargo.lock");
+    let crates = locked_registry_crates(&lock);
+    assert!(crates.len() >= 3, "{crates:?}");
+    let built = build(project, Some(&shared_target_dir("cdep")), &[]);
+    let found = referrers(&oci_referrers(&[
+        "layout",
+        built.layout.dir.to_str().expect("utf-8 path"),
+    ]));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let resolved = found[0]["statement"]["resolved"]
+        .as_array()
+        .expect("resolvedDependencies")
+        .clone();
+    assert!(
+        resolved
+            .iter()
+            .any(|d| d["name"] == "source" && d["digest"]["gitCommit"] == sha.as_str()),
+        "no source at {sha} in {resolved:?}"
+    );
+    for (name, version, checksum) in &crates {
+        assert!(
+            resolved.iter().any(|d| d["name"] == name.as_str()
+                && d["uri"] == format!("pkg:cargo/{name}@{version}")
+                && d["digest"]["sha256"] == checksum.as_str()),
+            "{name} {version} missing from {resolved:?}"
+        );
+    }
+    // The crate itself is the source, not a dependency.
+    assert!(
+        !resolved.iter().any(|d| d["name"] == "cdep"),
+        "{resolved:?}"
+    );
+    assert_eq!(resolved.len(), crates.len() + 1, "{resolved:?}");
+}
