@@ -9,7 +9,6 @@
 //! image's epoch, so the same input gives the same bytes in any checkout.
 
 use crate::files::{Entry, EntryKind, LayerKind, Source};
-use crate::image::Image;
 use crate::metadata::graph::{DepGraph, GraphPackage, Kind};
 use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ImageSpec, TzData, ZONEINFO_DIR};
 use crate::platform::Platform;
@@ -184,7 +183,10 @@ pub fn source_words(p: &GraphPackage) -> String {
         Source::Path { path } if Path::new(path).is_absolute() => {
             "a local directory outside the workspace (not published)".to_string()
         }
-        Source::Path { path } => format!("the local directory {path} of the workspace (not published)"),
+        Source::Path { path } if path == "." => {
+            "the workspace's root directory (local, not published)".to_string()
+        }
+        Source::Path { path } => format!("the workspace's directory {path} (local, not published)"),
     }
 }
 
@@ -242,8 +244,7 @@ fn entry_sha256(e: &Entry) -> Result<Option<String>> {
         Source::Static(b) => sha256_hex(b),
         Source::Owned(b) => sha256_hex(b),
         Source::Path(p) => {
-            let bytes =
-                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
             sha256_hex(&bytes)
         }
     }))
@@ -372,7 +373,6 @@ pub fn image_contents(
 /// The input for the document about one platform manifest of a built image.
 pub fn for_image<'a>(
     facts: &super::Facts<'a>,
-    image: &Image,
     platform: &crate::image::PlatformImage,
 ) -> Result<SbomInput<'a>> {
     let spec = facts.spec;
@@ -381,7 +381,6 @@ pub fn for_image<'a>(
         .iter()
         .find(|l| l.what == LayerKind::Tzdata)
         .map(|l| l.diff_id.to_string());
-    let _ = image;
     let graph = facts.project.graph(platform.platform);
     Ok(SbomInput {
         graph,
@@ -435,9 +434,7 @@ pub(crate) mod tests {
         GraphPackage {
             name: name.into(),
             version: "1.0.0".into(),
-            checksum: source
-                .is_registry()
-                .then(|| sha256_hex(name.as_bytes())),
+            checksum: source.is_registry().then(|| sha256_hex(name.as_bytes())),
             source,
             license: Some("MIT/Apache-2.0".into()),
             license_file: None,
@@ -474,15 +471,23 @@ pub(crate) mod tests {
             index: 4,
             kind: Kind::Build,
         }];
-        let mut local = package("local", Kind::Runtime, Source::Path {
-            path: "crates/local".into(),
-        });
+        let mut local = package(
+            "local",
+            Kind::Runtime,
+            Source::Path {
+                path: "crates/local".into(),
+            },
+        );
         local.license = None;
         local.license_file = Some("LICENSE.txt".into());
-        let mut git = package("gitdep", Kind::Runtime, Source::Git {
-            url: "https://github.com/o/r".into(),
-            rev: "0123456789abcdef".into(),
-        });
+        let mut git = package(
+            "gitdep",
+            Kind::Runtime,
+            Source::Git {
+                url: "https://github.com/o/r".into(),
+                rev: "0123456789abcdef".into(),
+            },
+        );
         git.license = Some("Custom license, see README".into());
         DepGraph {
             triple: "x86_64-unknown-linux-musl".into(),
@@ -518,7 +523,10 @@ pub(crate) mod tests {
                         path: CA_BUNDLE_PATH.into(),
                         sha256: Some(sha256_hex(b"pem")),
                         digest_of: "the bundle file",
-                        download: Some("https://crates.io/api/v1/crates/webpki-root-certs/1.0.11/download".into()),
+                        download: Some(
+                            "https://crates.io/api/v1/crates/webpki-root-certs/1.0.11/download"
+                                .into(),
+                        ),
                         origin: "Mozilla".into(),
                     },
                     Item {
@@ -566,9 +574,13 @@ pub(crate) mod tests {
             download_location(&g.packages[3]).as_deref(),
             Some("git+https://github.com/o/r@0123456789abcdef")
         );
-        let abs = package("x", Kind::Runtime, Source::Path {
-            path: "/home/me/x".into(),
-        });
+        let abs = package(
+            "x",
+            Kind::Runtime,
+            Source::Path {
+                path: "/home/me/x".into(),
+            },
+        );
         assert!(!source_words(&abs).contains("/home/me"));
     }
 

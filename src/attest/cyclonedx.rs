@@ -264,10 +264,14 @@ pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
             components.insert(0, binary);
             let mut holds = BTreeSet::from([binary_ref.clone()]);
             for item in &img.contents {
-                let r = format!("{}:{}", match item.kind {
-                    ItemKind::Data => "data",
-                    ItemKind::File => "file",
-                }, item.key.trim_start_matches("file:"));
+                let r = format!(
+                    "{}:{}",
+                    match item.kind {
+                        ItemKind::Data => "data",
+                        ItemKind::File => "file",
+                    },
+                    item.key.trim_start_matches("file:")
+                );
                 holds.insert(r.clone());
                 deps.entry(r.clone()).or_default();
                 let mut properties = vec![
@@ -400,13 +404,12 @@ mod tests {
         assert!(depends(&d, image_ref, bin_ref));
         assert!(depends(&d, image_ref, "data:ca-certificates"));
         assert!(depends(&d, bin_ref, "pkg:cargo/serde@1.0.0"));
-        assert!(depends(&d, "pkg:cargo/serde@1.0.0", "pkg:cargo/serde_derive@1.0.0"));
-        assert!(
-            d["serialNumber"]
-                .as_str()
-                .unwrap()
-                .starts_with("urn:uuid:")
-        );
+        assert!(depends(
+            &d,
+            "pkg:cargo/serde@1.0.0",
+            "pkg:cargo/serde_derive@1.0.0"
+        ));
+        assert!(d["serialNumber"].as_str().unwrap().starts_with("urn:uuid:"));
     }
 
     #[test]

@@ -33,10 +33,10 @@ pub fn bytes(format: SbomFormat, input: &SbomInput) -> Result<Vec<u8>> {
 pub fn document(
     format: SbomFormat,
     facts: &Facts,
-    image: &Image,
+    _image: &Image,
     platform: &PlatformImage,
 ) -> Result<Document> {
-    let input = contents::for_image(facts, image, platform)?;
+    let input = contents::for_image(facts, platform)?;
     Ok(Document {
         artifact_type: media_type(format).to_string(),
         media_type: media_type(format).to_string(),
@@ -62,14 +62,12 @@ fn written_by_us(bytes: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
-    let spdx = v["creationInfo"]["creators"]
-        .as_array()
-        .is_some_and(|c| {
-            c.iter().any(|c| {
-                c.as_str()
-                    .is_some_and(|c| c.starts_with(&format!("Tool: {}-", super::TOOL_NAME)))
-            })
-        });
+    let spdx = v["creationInfo"]["creators"].as_array().is_some_and(|c| {
+        c.iter().any(|c| {
+            c.as_str()
+                .is_some_and(|c| c.starts_with(&format!("Tool: {}-", super::TOOL_NAME)))
+        })
+    });
     let cdx = v["metadata"]["tools"]["components"]
         .as_array()
         .is_some_and(|c| c.iter().any(|c| c["name"] == super::TOOL_NAME));
@@ -78,7 +76,12 @@ fn written_by_us(bytes: &[u8]) -> bool {
 
 /// Checked before anything is built: `dir` can be written, and no file it would replace was
 /// written by anything but this tool.
-pub fn check_dir(dir: &Path, bin: &str, platforms: &[Platform], formats: &[SbomFormat]) -> Result<()> {
+pub fn check_dir(
+    dir: &Path,
+    bin: &str,
+    platforms: &[Platform],
+    formats: &[SbomFormat],
+) -> Result<()> {
     atomic::check_writable(dir, true, "--sbom-dir")?;
     for p in platforms {
         for f in formats {
@@ -123,7 +126,10 @@ pub fn of_crate(
     platform: Option<Platform>,
     format: SbomFormat,
 ) -> Result<Vec<u8>> {
-    let platform = platform.unwrap_or(spec.platforms[0]);
+    let platform = match platform.or_else(|| spec.platforms.first().copied()) {
+        Some(p) => p,
+        None => bail!("no platform to describe; give one with --platform linux/amd64"),
+    };
     bytes(format, &contents::for_crate(project, spec, platform)?)
 }
 
@@ -150,13 +156,20 @@ mod tests {
         let g = super::contents::tests::graph();
         let doc = bytes(SbomFormat::Spdx, &super::contents::tests::input(&g, true)).unwrap();
         std::fs::write(&ours, &doc).unwrap();
-        let cdx = bytes(SbomFormat::CycloneDx, &super::contents::tests::input(&g, true)).unwrap();
+        let cdx = bytes(
+            SbomFormat::CycloneDx,
+            &super::contents::tests::input(&g, true),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("app-amd64.cdx.json"), &cdx).unwrap();
         check_dir(dir.path(), "app", &[Platform::Amd64], &SbomFormat::ALL).unwrap();
         std::fs::write(dir.path().join("app-amd64.cdx.json"), b"{\"mine\": true}").unwrap();
         let e = check_dir(dir.path(), "app", &[Platform::Amd64], &SbomFormat::ALL)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("app-amd64.cdx.json") && e.contains("move it away"), "{e}");
+        assert!(
+            e.contains("app-amd64.cdx.json") && e.contains("move it away"),
+            "{e}"
+        );
     }
 }

@@ -180,7 +180,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
         checksums: sha256(input.binary_sha256.as_deref()),
         source_info: Some(match (root, input.graph) {
             (Some(r), Some(g)) => format!(
-                "built for {} from {} {} ({})",
+                "built for {} from {} {} in {}",
                 g.triple,
                 r.name,
                 r.version,
@@ -228,8 +228,7 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             name: p.name.clone(),
             version_info: Some(p.version.clone()),
             package_file_name: None,
-            download_location: contents::download_location(p)
-                .unwrap_or_else(|| NOASSERTION.into()),
+            download_location: contents::download_location(p).unwrap_or_else(|| NOASSERTION.into()),
             files_analyzed: false,
             checksums: sha256(p.checksum.as_deref()),
             source_info: Some(format!("from {}", contents::source_words(p))),
@@ -377,7 +376,10 @@ mod tests {
     fn crates_carry_purl_license_checksum_and_location() {
         let d = doc(true);
         let serde = package(&d, "serde");
-        assert_eq!(serde["externalRefs"][0]["referenceLocator"], "pkg:cargo/serde@1.0.0");
+        assert_eq!(
+            serde["externalRefs"][0]["referenceLocator"],
+            "pkg:cargo/serde@1.0.0"
+        );
         assert_eq!(serde["licenseDeclared"], "MIT OR Apache-2.0");
         assert_eq!(serde["checksums"][0]["algorithm"], "SHA256");
         assert_eq!(

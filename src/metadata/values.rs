@@ -449,7 +449,9 @@ impl SbomFormats {
             .split(',')
             .map(str::parse)
             .collect::<Result<Vec<SbomFormat>, String>>()
-            .map_err(|e| format!("{e} (or \"none\"), comma separated, e.g. --sbom spdx,cyclonedx"))?;
+            .map_err(|e| {
+                format!("{e} (or \"none\"), comma separated, e.g. --sbom spdx,cyclonedx")
+            })?;
         Ok(SbomFormats::new(formats))
     }
 }
@@ -473,9 +475,7 @@ impl<'de> Deserialize<'de> for SbomFormats {
                 "{e}; write sbom = true (every format), false, or a list such as [\"spdx\", \"cyclonedx\"]"
             ))
         };
-        match Written::deserialize(d).map_err(|_| {
-            bad("not an SBOM choice".to_string())
-        })? {
+        match Written::deserialize(d).map_err(|_| bad("not an SBOM choice".to_string()))? {
             Written::All(true) => Ok(SbomFormats::default()),
             Written::All(false) => Ok(SbomFormats::none()),
             Written::List(names) => names
@@ -602,7 +602,10 @@ mod tests {
         let e = SbomFormats::parse_arg("spdx,swid").unwrap_err();
         assert!(e.contains("`swid`") && e.contains("cyclonedx"), "{e}");
         let from = |v: serde_json::Value| serde_json::from_value::<SbomFormats>(v);
-        assert_eq!(from(serde_json::json!(true)).unwrap(), SbomFormats::default());
+        assert_eq!(
+            from(serde_json::json!(true)).unwrap(),
+            SbomFormats::default()
+        );
         assert!(from(serde_json::json!(false)).unwrap().formats().is_empty());
         assert_eq!(
             from(serde_json::json!(["cdx"])).unwrap().formats(),

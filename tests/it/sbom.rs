@@ -250,7 +250,11 @@ fn the_sbom_command_gives_the_same_bytes_twice_and_from_another_directory() {
     for format in ["spdx", "cyclonedx"] {
         let first = sbom_of(&a.root, format);
         assert_eq!(first, sbom_of(&a.root, format), "{format}: twice");
-        assert_eq!(first, sbom_of(&b.root, format), "{format}: another directory");
+        assert_eq!(
+            first,
+            sbom_of(&b.root, format),
+            "{format}: another directory"
+        );
         assert!(
             !String::from_utf8_lossy(&first).contains(a.root.to_str().unwrap()),
             "{format} names a local path"
@@ -299,10 +303,9 @@ fn built_twice() -> &'static (Built, Built) {
 
 /// The referrers index.json lists, by artifactType: (subject digest, document bytes).
 fn referrers(layout: &Layout) -> BTreeMap<String, Vec<(String, Vec<u8>)>> {
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(layout.dir.join("index.json")).expect("index.json"),
-    )
-    .expect("index.json is JSON");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.dir.join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
     let mut out: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for entry in index["manifests"].as_array().expect("manifests") {
         let Some(kind) = entry["artifactType"].as_str() else {
@@ -374,7 +377,11 @@ fn the_image_carries_valid_sboms_as_referrers_of_its_manifest() {
             r["spdxElementId"] == *a && r["relationshipType"] == t && r["relatedSpdxElement"] == *b
         })
     };
-    assert!(has(&Value::from("SPDXRef-DOCUMENT"), "DESCRIBES", &image["SPDXID"]));
+    assert!(has(
+        &Value::from("SPDXRef-DOCUMENT"),
+        "DESCRIBES",
+        &image["SPDXID"]
+    ));
     assert!(has(&image["SPDXID"], "CONTAINS", &binary["SPDXID"]));
     let regex = packages.iter().find(|p| p["name"] == "regex").unwrap();
     assert!(has(&binary["SPDXID"], "DEPENDS_ON", &regex["SPDXID"]));
@@ -392,15 +399,28 @@ fn the_image_carries_valid_sboms_as_referrers_of_its_manifest() {
         .find(|e| e.path == CA_BUNDLE)
         .expect("the CA bundle in the image");
     assert_eq!(
-        format!("sha256:{}", ca["checksums"][0]["checksumValue"].as_str().unwrap()),
+        format!(
+            "sha256:{}",
+            ca["checksums"][0]["checksumValue"].as_str().unwrap()
+        ),
         sha256_digest(&ca_file.data)
     );
     assert!(has(&image["SPDXID"], "CONTAINS", &ca["SPDXID"]));
-    let tz = packages.iter().find(|p| p["name"] == "tzdata").expect("tzdata");
+    let tz = packages
+        .iter()
+        .find(|p| p["name"] == "tzdata")
+        .expect("tzdata");
     let diff_ids = built.layout.config()["rootfs"]["diff_ids"].clone();
-    let tz_sum = format!("sha256:{}", tz["checksums"][0]["checksumValue"].as_str().unwrap());
+    let tz_sum = format!(
+        "sha256:{}",
+        tz["checksums"][0]["checksumValue"].as_str().unwrap()
+    );
     assert!(
-        diff_ids.as_array().unwrap().iter().any(|d| *d == tz_sum.as_str()),
+        diff_ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| *d == tz_sum.as_str()),
         "tzdata's checksum {tz_sum} is none of the layers' {diff_ids}"
     );
     assert_eq!(cdx["metadata"]["component"]["type"], "container");
@@ -443,7 +463,11 @@ fn sbom_dir_never_replaces_a_file_it_did_not_write() {
     let project = Project::copy("depgraph");
     let dir = project.parent().join("sboms");
     std::fs::create_dir_all(&dir).unwrap();
-    let arch = if MUSL_TARGET.starts_with("x86_64") { "amd64" } else { "arm64" };
+    let arch = if MUSL_TARGET.starts_with("x86_64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
     let theirs = dir.join(format!("depgraph-{arch}.spdx.json"));
     std::fs::write(&theirs, b"{\"someone\": \"else\"}").unwrap();
     let run = capture(
@@ -453,7 +477,10 @@ fn sbom_dir_never_replaces_a_file_it_did_not_write() {
             .arg("--sbom-dir")
             .arg(&dir),
     );
-    assert_one_line_error(&run, &["--sbom-dir", "not an SBOM written by", "move it away"]);
+    assert_one_line_error(
+        &run,
+        &["--sbom-dir", "not an SBOM written by", "move it away"],
+    );
     assert_eq!(std::fs::read(&theirs).unwrap(), b"{\"someone\": \"else\"}");
 }
 
@@ -463,7 +490,11 @@ fn sbom_none_attaches_no_sbom_and_leaves_the_image_as_it_was() {
     let without = build(false, &["--sbom", "none"]);
     assert_eq!(without.digest, with.digest);
     let refs = referrers(&without.layout);
-    assert!(!refs.contains_key(SPDX) && !refs.contains_key(CDX), "{:?}", refs.keys());
+    assert!(
+        !refs.contains_key(SPDX) && !refs.contains_key(CDX),
+        "{:?}",
+        refs.keys()
+    );
     assert!(!without.sbom_dir.exists());
 }
 
@@ -480,7 +511,11 @@ fn the_sbom_setting_chooses_the_formats() {
     );
     run.assert_success();
     let refs = referrers(&layout);
-    assert!(refs.contains_key(SPDX) && !refs.contains_key(CDX), "{:?}", refs.keys());
+    assert!(
+        refs.contains_key(SPDX) && !refs.contains_key(CDX),
+        "{:?}",
+        refs.keys()
+    );
     // A usage error: exit 2, clap's `error: ` line first, naming the value and the choices.
     let bad = capture(tool(&project.root).args(["build", "--sbom", "spdx,swid"]));
     assert_eq!(bad.code(), Some(2), "{bad}");
