@@ -525,3 +525,37 @@ fn the_sbom_setting_chooses_the_formats() {
         assert!(first.contains(word), "{word}: {bad}");
     }
 }
+
+#[test]
+fn a_prebuilt_binary_gets_valid_sboms_that_claim_no_crates() {
+    // --binary: the crates it was built from are not known, so none are listed; the image,
+    // the binary (with its digest) and the image's other contents are.
+    let binary = cargo_build_musl("hello", "hello");
+    let project = Project::copy("hello");
+    let layout = Layout::new(project.parent().join("image"), "test");
+    let dir = project.parent().join("sboms");
+    let run = capture(
+        tool(&project.root)
+            .args(["build", "--binary"])
+            .arg(&binary)
+            .args(["--output", &layout.reference(), "--sbom-dir"])
+            .arg(&dir),
+    );
+    run.assert_success();
+    let refs = referrers(&layout);
+    let out = tempdir();
+    assert_spdx_valid(&write(out.path(), "bin.spdx.json", &refs[SPDX][0].1));
+    assert_cyclonedx_valid(&write(out.path(), "bin.cdx.json", &refs[CDX][0].1));
+    let cdx: Value = serde_json::from_slice(&refs[CDX][0].1).unwrap();
+    let components = cdx["components"].as_array().unwrap();
+    assert!(components.iter().all(|c| c["type"] != "library"), "{cdx}");
+    let bin = components
+        .iter()
+        .find(|c| c["type"] == "application")
+        .expect("the binary");
+    let want = sha256_digest(&std::fs::read(&binary).unwrap());
+    assert_eq!(
+        bin["hashes"][0]["content"],
+        want.strip_prefix("sha256:").unwrap()
+    );
+}
