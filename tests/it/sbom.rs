@@ -6,6 +6,7 @@
 //! scripts/setup-template-tools (its virtualenv, or `$CONTAINERIZE_TOOLS_BIN`).
 
 use crate::common::*;
+use crate::support::registry::Registry;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -50,13 +51,18 @@ fn assert_spdx_valid(file: &Path) {
 
 /// cyclonedx-python-lib's strict JSON validator for CycloneDX 1.6.
 fn assert_cyclonedx_valid(file: &Path) {
-    let script = "import sys\n\
-from cyclonedx.schema import SchemaVersion\n\
-from cyclonedx.validation.json import JsonStrictValidator\n\
-with open(sys.argv[1]) as f:\n    data = f.read()\n\
-errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(data)\n\
-if errors is not None:\n    print(errors)\n    sys.exit(1)\n\
-print('valid')\n";
+    let script = r#"
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+with open(sys.argv[1]) as f:
+    data = f.read()
+errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(data)
+if errors is not None:
+    print(errors)
+    sys.exit(1)
+print("valid")
+"#;
     let run = capture(
         Command::new(venv_tool("python"))
             .args(["-c", script])
@@ -558,4 +564,75 @@ fn a_prebuilt_binary_gets_valid_sboms_that_claim_no_crates() {
         bin["hashes"][0]["content"],
         want.strip_prefix("sha256:").unwrap()
     );
+}
+
+/// With oras (PyPI `oras`, a client no one here wrote), the SBOMs of `subject` in `repo`: the
+/// registry has no referrers API, so through the `sha256-<hex>` tag schema's index. Writes
+/// each document into `out` as `<artifactType's last word>.json` and returns the paths by
+/// artifactType.
+fn fetch_with_oras(host: &str, repo: &str, subject: &str, out: &Path) -> BTreeMap<String, PathBuf> {
+    let script = r#"
+import json, os, sys
+import oras.provider
+host, repo, subject, out = sys.argv[1:5]
+reg = oras.provider.Registry(insecure=True)
+tag = subject.replace(":", "-", 1)
+index = reg.get_manifest(
+    f"{host}/{repo}:{tag}", allowed_media_type=["application/vnd.oci.image.index.v1+json"]
+)
+found = {}
+for d in index["manifests"]:
+    kind = d.get("artifactType", "")
+    if kind not in ("application/spdx+json", "application/vnd.cyclonedx+json"):
+        continue
+    ref = f"{host}/{repo}@{d['digest']}"
+    manifest = reg.get_manifest(ref)
+    assert manifest["subject"]["digest"] == subject, manifest
+    path = os.path.join(out, kind.rsplit("/", 1)[1] + ".json")
+    reg.download_blob(reg.get_container(ref), manifest["layers"][0]["digest"], path)
+    found[kind] = path
+print(json.dumps(found))
+"#;
+    let run = capture(
+        Command::new(venv_tool("python"))
+            .args(["-c", script, host, repo, subject])
+            .arg(out),
+    );
+    run.assert_success();
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"))
+}
+
+#[test]
+fn pushed_sboms_are_fetched_from_the_registry_by_oras() {
+    let (built, _) = built_twice();
+    let registry = Registry::plain();
+    let run = capture(
+        tool(&built.project.root)
+            .args(["build", "--locked", "--target-dir"])
+            .arg(shared_target_dir("depgraph"))
+            .args(["--push", "-t", &registry.reference("depgraph:1")])
+            .env("DOCKER_CONFIG", tempdir().keep()),
+    );
+    run.assert_success();
+    let pushed = run
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once('@').map(|(_, d)| d.trim().to_string()))
+        .unwrap_or_else(|| panic!("no REF@DIGEST line: {run}"));
+    assert_eq!(pushed, built.digest);
+    let out = tempdir();
+    let found = fetch_with_oras(&registry.host(), "depgraph", &built.digest, out.path());
+    let local = referrers(&built.layout);
+    for kind in [SPDX, CDX] {
+        let path = found
+            .get(kind)
+            .unwrap_or_else(|| panic!("oras found no {kind} referrer: {found:?}"));
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            local[kind][0].1,
+            "{kind}: the pushed document is the layout's"
+        );
+    }
+    assert_spdx_valid(&found[SPDX]);
+    assert_cyclonedx_valid(&found[CDX]);
 }
