@@ -1,7 +1,7 @@
 //! The command line: `cargo containerize [build]`, `verify`.
 
 use crate::metadata::spec::{CaSource, Compression, TzData};
-use crate::metadata::values::Allocator;
+use crate::metadata::values::{Allocator, SbomFormat, SbomFormats};
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
@@ -45,6 +45,8 @@ pub enum Command {
     Init(Box<crate::init::InitArgs>),
     /// Check without building: targets, C compiler, what happens to each C dependency
     Doctor(Box<crate::doctor::DoctorArgs>),
+    /// Print the SBOM of the crate's binary (SPDX 2.3 or CycloneDX 1.6 JSON) without building
+    Sbom(Box<SbomArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -125,6 +127,13 @@ pub struct BuildArgs {
     /// The malloc linked into the binary: musl [default] or mimalloc
     #[arg(long, value_name = "NAME", help_heading = "Image options")]
     pub allocator: Option<Allocator>,
+    /// SBOMs attached to each platform manifest as OCI 1.1 referrers: spdx, cyclonedx (comma
+    /// separated) or none [default: spdx,cyclonedx, or `sbom` in Cargo.toml]
+    #[arg(long, value_name = "FORMATS", value_parser = SbomFormats::parse_arg, help_heading = "Image options")]
+    pub sbom: Option<SbomFormats>,
+    /// Also write the SBOMs to this directory: <bin>-<arch>.spdx.json, <bin>-<arch>.cdx.json
+    #[arg(long, value_name = "DIR", help_heading = "Image options")]
+    pub sbom_dir: Option<PathBuf>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -165,6 +174,26 @@ pub struct BuildArgs {
     /// With several platforms: the one --load and docker-archive outputs take
     #[arg(long, value_name = "PLATFORM", help_heading = "Registry options")]
     pub load_platform: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SbomArgs {
+    #[command(flatten)]
+    pub cargo: CargoArgs,
+    /// Document format
+    #[arg(long, value_name = "FORMAT", default_value = "spdx", value_parser = parse_sbom_format)]
+    pub format: SbomFormat,
+    /// The platform whose dependency graph to describe [default: the image's first platform]
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+}
+
+fn parse_sbom_format(s: &str) -> std::result::Result<SbomFormat, String> {
+    s.parse()
+}
+
+fn parse_platform(s: &str) -> std::result::Result<Platform, String> {
+    Platform::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -223,6 +252,7 @@ impl BuildArgs {
             strip: self.no_strip.then_some(false),
             provenance: self.provenance,
             allocator: self.allocator,
+            sbom: self.sbom.clone(),
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })
@@ -251,7 +281,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Init(a)) => configure_shell(a.quiet, false),
-        Some(Command::Verify(_)) | Some(Command::Doctor(_)) => configure_shell(false, false),
+        Some(Command::Verify(_)) | Some(Command::Doctor(_)) | Some(Command::Sbom(_)) => {
+            configure_shell(false, false)
+        }
         None => configure_shell(
             cli.build.quiet || cli.build.message_format == MessageFormat::Json,
             cli.build.verbose,
@@ -263,6 +295,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Workflow(a)) => crate::render::run_workflow(&a),
         Some(Command::Init(a)) => crate::init::run(&a),
         Some(Command::Doctor(a)) => crate::doctor::run(&a),
+        Some(Command::Sbom(a)) => run_sbom(&a),
         Some(Command::Build(b)) => run_build(*b),
         None => run_build(cli.build),
     }
@@ -317,6 +350,7 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             upload_jobs: args.upload_jobs as usize,
             timeout: std::time::Duration::from_secs(args.registry_timeout),
         },
+        sbom_dir: args.sbom_dir.clone(),
     };
     let report = pipeline::run(&request)?;
     match args.message_format {
@@ -328,6 +362,21 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo containerize sbom`: metadata and the dependency graph only; nothing is built.
+fn run_sbom(args: &SbomArgs) -> Result<ExitCode> {
+    use std::io::Write;
+    let project = crate::metadata::load(&args.cargo.clone().absolutized()?, true)?;
+    let git = crate::metadata::git::inspect(&project.package_root);
+    let mut spec = crate::metadata::ImageSpec::resolve(&project, &git)?;
+    spec.apply_git(&git, &project.settings);
+    let bytes = crate::attest::sbom::of_crate(&project, &spec, args.platform, args.format)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .context("writing the SBOM to standard output")?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -119,6 +119,10 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "musl's own malloc; \"mimalloc\" is faster for allocation-heavy programs",
         ),
         (
+            "sbom = [\"spdx\", \"cyclonedx\"]".into(),
+            "SBOMs attached to each platform manifest; or false",
+        ),
+        (
             "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
             "default: the host's",
         ),

@@ -37,6 +37,8 @@ pub struct BuildRequest {
     /// The platform docker archives and --load take from a multi-platform image.
     pub load_platform: Option<Platform>,
     pub registry: RegistryOptions,
+    /// `--sbom-dir`: also write the SBOMs there.
+    pub sbom_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,6 +211,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             spec.platforms.len()
         );
     }
+    let attest_opts = attest_options(req, &project, &spec)?;
     shell::timing("spec and outputs planned");
     let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
     let shared_inputs = SharedInputs::of(&spec);
@@ -222,9 +225,6 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         spec.apply_git(&git_info, &project.settings);
     }
     shell::timing("git");
-    let attest_opts = AttestOptions {
-        provenance: project.settings.provenance.unwrap_or(true),
-    };
     // 2.–4. build, verify, layers
     let (built, shared, files) = build_and_layer(
         req,
@@ -279,6 +279,35 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     }
     shell::timing("outputs");
     Ok(report(&spec, &image, written, referrers))
+}
+
+/// Which documents to attach, from the settings and flags; `--sbom-dir` is checked here,
+/// before anything is built.
+fn attest_options(
+    req: &BuildRequest,
+    project: &metadata::Project,
+    spec: &ImageSpec,
+) -> Result<AttestOptions> {
+    let sbom = project
+        .settings
+        .sbom
+        .clone()
+        .unwrap_or_default()
+        .formats()
+        .to_vec();
+    if let Some(dir) = &req.sbom_dir {
+        if sbom.is_empty() {
+            bail!(
+                "--sbom-dir writes the SBOMs, but none are made (`--sbom none` or `sbom = false`); drop --sbom-dir or name a format, e.g. --sbom spdx"
+            );
+        }
+        attest::sbom::check_dir(dir, &spec.bin, &spec.platforms, &sbom)?;
+    }
+    Ok(AttestOptions {
+        provenance: project.settings.provenance.unwrap_or(true),
+        sbom,
+        sbom_dir: req.sbom_dir.clone(),
+    })
 }
 
 /// The project, its settings merged with the command line's. A cold `cargo metadata` gets

@@ -7,7 +7,11 @@
 //! the image's one list of blobs. Deterministic: no clock, no randomness; every time comes
 //! from the image's epoch and no local path goes in, so two checkouts give the same bytes.
 
+pub mod contents;
+pub mod cyclonedx;
 pub mod provenance;
+pub mod sbom;
+pub mod spdx;
 
 use crate::blobs::BlobStore;
 use crate::image::{AttachedBlob, Attachment, Image, PlatformImage};
@@ -81,18 +85,27 @@ impl Facts<'_> {
 pub struct AttestOptions {
     /// An in-toto statement with a SLSA provenance v1 predicate.
     pub provenance: bool,
+    /// An SBOM in each of these formats (sorted, each once).
+    pub sbom: Vec<sbom::SbomFormat>,
+    /// Where `--sbom-dir` also writes the SBOMs (checked by [`sbom::check_dir`] before the
+    /// build).
+    pub sbom_dir: Option<PathBuf>,
 }
 
 impl Default for AttestOptions {
     fn default() -> Self {
-        AttestOptions { provenance: true }
+        AttestOptions {
+            provenance: true,
+            sbom: sbom::SbomFormats::default().formats().to_vec(),
+            sbom_dir: None,
+        }
     }
 }
 
 impl AttestOptions {
     /// Whether any document is asked for.
     pub fn any(&self) -> bool {
-        self.provenance
+        self.provenance || !self.sbom.is_empty()
     }
 }
 
@@ -119,6 +132,9 @@ pub fn documents(
     if opts.provenance {
         docs.push(provenance::document(facts, image, platform)?);
     }
+    for format in &opts.sbom {
+        docs.push(sbom::document(*format, facts, image, platform)?);
+    }
     Ok(docs)
 }
 
@@ -131,8 +147,19 @@ pub fn attach(
     opts: &AttestOptions,
 ) -> Result<Vec<Attached>> {
     let mut made = Vec::new();
+    let mut sbom_files = Vec::new();
     for p in &image.platforms {
         for doc in documents(facts, image, p, opts)? {
+            if let Some(format) = opts
+                .sbom
+                .iter()
+                .find(|f| sbom::media_type(**f) == doc.artifact_type)
+            {
+                sbom_files.push((
+                    sbom::file_name(&facts.spec.bin, p.platform, *format),
+                    doc.bytes.clone(),
+                ));
+            }
             let (digest, size) = store.put(&doc.bytes)?;
             let attachment = Attachment::new(
                 &doc.artifact_type,
@@ -159,5 +186,12 @@ pub fn attach(
     }
     // The artifact manifests and their empty configs, beside the image's own documents.
     image.store_documents(store)?;
+    if let Some(dir) = &opts.sbom_dir {
+        let files: Vec<(String, &[u8])> = sbom_files
+            .iter()
+            .map(|(n, b)| (n.clone(), b.as_slice()))
+            .collect();
+        sbom::write_dir(dir, &files)?;
+    }
     Ok(attached)
 }

@@ -153,7 +153,7 @@ impl GraphPackage {
 }
 
 /// Percent-encodes a purl qualifier value (the characters the purl spec reserves).
-fn purl_escape(s: &str) -> String {
+pub(crate) fn purl_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

@@ -5,8 +5,8 @@
 use super::spec::{CaSource, Compression, TzData};
 pub use super::values::Port;
 use super::values::{
-    Allocator, ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, StopSignal, User,
-    ZoneName,
+    Allocator, ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode, SbomFormats, StopSignal,
+    User, ZoneName,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,6 +63,9 @@ pub struct Settings {
     pub provenance: Option<bool>,
     /// The malloc linked into the binary: "musl" (default, musl's own) or "mimalloc".
     pub allocator: Option<Allocator>,
+    /// SBOM formats attached to each platform manifest: true (default: SPDX and CycloneDX),
+    /// false, or a list such as ["spdx"].
+    pub sbom: Option<SbomFormats>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -98,6 +101,7 @@ pub const KEYS: &[&str] = &[
     "openssl",
     "provenance",
     "allocator",
+    "sbom",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -186,6 +190,7 @@ impl Settings {
             openssl: over.openssl.or(self.openssl),
             provenance: over.provenance.or(self.provenance),
             allocator: over.allocator.or(self.allocator),
+            sbom: over.sbom.or(self.sbom),
         }
     }
 }
@@ -228,7 +233,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off", "provenance": false, "allocator": "mimalloc"
+            "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"]
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

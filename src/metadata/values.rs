@@ -429,6 +429,123 @@ impl fmt::Display for Allocator {
     }
 }
 
+/// One SBOM format the tool writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    Spdx,
+    /// CycloneDX 1.6 JSON.
+    CycloneDx,
+}
+
+impl SbomFormat {
+    pub const ALL: [SbomFormat; 2] = [SbomFormat::Spdx, SbomFormat::CycloneDx];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "spdx",
+            SbomFormat::CycloneDx => "cyclonedx",
+        }
+    }
+}
+
+impl std::str::FromStr for SbomFormat {
+    type Err = String;
+    fn from_str(text: &str) -> Result<SbomFormat, String> {
+        match text.trim() {
+            "spdx" => Ok(SbomFormat::Spdx),
+            "cyclonedx" | "cdx" => Ok(SbomFormat::CycloneDx),
+            other => Err(format!(
+                "`{}` is not an SBOM format; use \"spdx\" or \"cyclonedx\"",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SbomFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `sbom` / `--sbom`: the SBOM formats attached to each platform manifest (and written by
+/// `--sbom-dir`), sorted, each once; empty for none. Written in Cargo.toml as `true` (every
+/// format, the default), `false`, or a list (`["spdx"]`); on the command line as a
+/// comma-separated list or `none`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "Vec<String>")]
+pub struct SbomFormats(Vec<SbomFormat>);
+
+impl Default for SbomFormats {
+    fn default() -> SbomFormats {
+        SbomFormats(SbomFormat::ALL.to_vec())
+    }
+}
+
+impl SbomFormats {
+    pub fn none() -> SbomFormats {
+        SbomFormats(Vec::new())
+    }
+
+    pub fn new(mut formats: Vec<SbomFormat>) -> SbomFormats {
+        formats.sort();
+        formats.dedup();
+        SbomFormats(formats)
+    }
+
+    pub fn formats(&self) -> &[SbomFormat] {
+        &self.0
+    }
+
+    /// `--sbom`'s text: `spdx,cyclonedx`, `spdx`, `none`.
+    pub fn parse_arg(text: &str) -> Result<SbomFormats, String> {
+        if text.trim() == "none" {
+            return Ok(SbomFormats::none());
+        }
+        let formats = text
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<SbomFormat>, String>>()
+            .map_err(|e| {
+                format!("{e} (or \"none\"), comma separated, e.g. --sbom spdx,cyclonedx")
+            })?;
+        Ok(SbomFormats::new(formats))
+    }
+}
+
+impl From<SbomFormats> for Vec<String> {
+    fn from(f: SbomFormats) -> Vec<String> {
+        f.0.iter().map(|f| f.name().to_string()).collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for SbomFormats {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SbomFormats, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            All(bool),
+            List(Vec<String>),
+        }
+        let bad = |e: String| {
+            serde::de::Error::custom(format!(
+                "{e}; write sbom = true (every format), false, or a list such as [\"spdx\", \"cyclonedx\"]"
+            ))
+        };
+        match Written::deserialize(d).map_err(|_| bad("not an SBOM choice".to_string()))? {
+            Written::All(true) => Ok(SbomFormats::default()),
+            Written::All(false) => Ok(SbomFormats::none()),
+            Written::List(names) => names
+                .iter()
+                .map(|n| n.parse())
+                .collect::<Result<Vec<SbomFormat>, String>>()
+                .map(SbomFormats::new)
+                .map_err(bad),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +662,35 @@ mod tests {
         assert!(e(&[]).is_err());
         assert!(e(&[""]).is_err());
         assert!(e(&["/app", ""]).is_ok());
+    }
+
+    #[test]
+    fn sbom_formats() {
+        let all = SbomFormats::parse_arg("cyclonedx,spdx").unwrap();
+        assert_eq!(all, SbomFormats::default());
+        assert_eq!(
+            SbomFormats::parse_arg("spdx").unwrap().formats(),
+            [SbomFormat::Spdx]
+        );
+        assert!(SbomFormats::parse_arg("none").unwrap().formats().is_empty());
+        let e = SbomFormats::parse_arg("spdx,swid").unwrap_err();
+        assert!(e.contains("`swid`") && e.contains("cyclonedx"), "{e}");
+        let from = |v: serde_json::Value| serde_json::from_value::<SbomFormats>(v);
+        assert_eq!(
+            from(serde_json::json!(true)).unwrap(),
+            SbomFormats::default()
+        );
+        assert!(from(serde_json::json!(false)).unwrap().formats().is_empty());
+        assert_eq!(
+            from(serde_json::json!(["cdx"])).unwrap().formats(),
+            [SbomFormat::CycloneDx]
+        );
+        let e = from(serde_json::json!("spdx")).unwrap_err().to_string();
+        assert!(e.contains("sbom = true"), "{e}");
+        let e = from(serde_json::json!(["xml"])).unwrap_err().to_string();
+        assert!(e.contains("`xml`"), "{e}");
+        // Round-trips through the settings cache.
+        let back = serde_json::to_value(SbomFormats::parse_arg("spdx").unwrap()).unwrap();
+        assert_eq!(from(back).unwrap().formats(), [SbomFormat::Spdx]);
     }
 }

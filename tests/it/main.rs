@@ -29,6 +29,7 @@ mod registry;
 mod registry_harness;
 mod reliability;
 mod reproducible;
+mod sbom;
 mod sys_crates;
 mod templates;
 mod verify;
