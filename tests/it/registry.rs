@@ -293,6 +293,8 @@ fn repush_uploads_nothing_and_a_code_change_uploads_only_the_binary_layer_and_co
         let mut cmd = tool_in(&project, target.path());
         cmd.args([
             "--provenance=false",
+            "--sbom",
+            "none",
             "--push",
             "--message-format",
             "json",
@@ -568,6 +570,8 @@ fn push_killed_mid_upload_never_leaves_a_tag_with_missing_blobs() {
         .arg(big_binary())
         .args([
             "--provenance=false",
+            "--sbom",
+            "none",
             "--push",
             "--message-format",
             "json",
