@@ -117,6 +117,16 @@ pub struct BuildArgs {
     /// Keep symbols and debug info in the binary
     #[arg(long, help_heading = "Image options")]
     pub no_strip: bool,
+    /// Embed the binary's dependency list for scanners (--auditable=false: don't)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Image options"
+    )]
+    pub auditable: Option<bool>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -213,6 +223,7 @@ impl BuildArgs {
             compression: self.compression,
             compression_level: self.compression_level,
             strip: self.no_strip.then_some(false),
+            auditable: self.auditable,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })

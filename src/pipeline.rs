@@ -293,6 +293,7 @@ fn build_and_layer(
                     install_target: req.install_target,
                     quiet: req.quiet,
                     source_date_epoch: spec.created_epoch,
+                    auditable: spec.auditable,
                 },
                 &mut on_built,
             ),

@@ -4,6 +4,7 @@
 //! compiler when the crate compiles C code, remaps the workspace, target and cargo-home paths so
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
+pub mod auditable;
 pub mod diagnose;
 pub mod openssl;
 pub mod preflight;
@@ -27,6 +28,8 @@ pub struct BuildOptions {
     /// The image's epoch (`SOURCE_DATE_EPOCH`, else HEAD's commit time, else 0), handed to
     /// cargo as `SOURCE_DATE_EPOCH` unless the user set that variable.
     pub source_date_epoch: u64,
+    /// Link the binary's dependency list into it ([`auditable`]; the `auditable` setting).
+    pub auditable: bool,
 }
 
 /// The binary the builder produced.
@@ -305,6 +308,20 @@ fn c_compiler(plan: &Plan) -> openssl::CCompiler {
     }
 }
 
+/// The linker a plan's cargo run uses for its target, when one is set (by the plan, or the
+/// user's `CARGO_TARGET_<TRIPLE>_LINKER`); None: the target's default, a C compiler driver.
+fn linker(plan: &Plan) -> Option<OsString> {
+    let var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        plan.platform.musl_triple().replace('-', "_").to_uppercase()
+    );
+    plan.env
+        .iter()
+        .find(|(k, _)| *k == var)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os(&var))
+}
+
 /// What `doctor` reports about the toolchain for one platform.
 pub struct Toolchain {
     /// Whether the Rust standard library for the musl target is installed.
@@ -387,6 +404,13 @@ pub fn build<T>(
                 project, cargo_args, triple, &req, &features, &cc, opts.quiet,
             )?;
             plan.env.extend(openssl::env_for(triple, &dir));
+        }
+        if opts.auditable
+            && let Some(graph) = project.graph(plan.platform)
+        {
+            let flavor = auditable::LinkerFlavor::of(linker(plan).as_deref());
+            plan.final_args
+                .extend(auditable::link_args(graph, &project.target_dir, flavor)?);
         }
     }
     // Plain cargo builds every target that needs nothing of its own in one run (cargo

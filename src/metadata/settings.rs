@@ -58,6 +58,9 @@ pub struct Settings {
     /// OpenSSL for openssl-sys: "build" (default: a static OpenSSL for the target, built once
     /// and cached) or "off".
     pub openssl: Option<OpensslMode>,
+    /// Embed the binary's dependency list (cargo-auditable's `.dep-v0` section) so scanners
+    /// see its crates; default true.
+    pub auditable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -91,6 +94,7 @@ pub const KEYS: &[&str] = &[
     "repository",
     "tags",
     "openssl",
+    "auditable",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -177,6 +181,7 @@ impl Settings {
             repository: over.repository.or(self.repository),
             tags: over.tags.or(self.tags),
             openssl: over.openssl.or(self.openssl),
+            auditable: over.auditable.or(self.auditable),
         }
     }
 }

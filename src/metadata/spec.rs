@@ -259,6 +259,8 @@ pub struct ImageSpec {
     pub timezone: Option<String>,
     pub includes: Vec<IncludeFile>,
     pub strip: bool,
+    /// Embed the binary's dependency list (`auditable`, default true).
+    pub auditable: bool,
     pub platforms: Vec<Platform>,
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
@@ -365,6 +367,7 @@ impl ImageSpec {
             timezone: None,
             includes: vec![],
             strip: true,
+            auditable: true,
             platforms: vec![],
             compression: Compression::Gzip,
             compression_level: 5,
@@ -915,6 +918,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         timezone,
         includes,
         strip: s.strip.unwrap_or(true),
+        auditable: s.auditable.unwrap_or(true),
         platforms,
         compression,
         compression_level,
