@@ -183,8 +183,9 @@ pub fn link_args(graph: &DepGraph, target_dir: &Path, flavor: LinkerFlavor) -> R
         .join("auditable")
         .join(&graph.triple);
     let path = store(&dir, &bytes)?;
+    // `-Wl,-u,SYM` rather than `-Wl,--undefined=SYM`: zig cc takes only the POSIX form.
     let undefined = match flavor {
-        LinkerFlavor::Cc => vec![format!("-Clink-arg=-Wl,--undefined={SYMBOL}")],
+        LinkerFlavor::Cc => vec![format!("-Clink-arg=-Wl,-u,{SYMBOL}")],
         LinkerFlavor::Bare => vec![format!("-Clink-arg=--undefined={SYMBOL}")],
     };
     let mut args = vec![format!("-Clink-arg={}", path.display())];
@@ -300,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = link_args(&graph(), dir.path(), LinkerFlavor::Cc).unwrap();
         assert_eq!(a.len(), 2);
-        assert_eq!(a[1], format!("-Clink-arg=-Wl,--undefined={SYMBOL}"));
+        assert_eq!(a[1], format!("-Clink-arg=-Wl,-u,{SYMBOL}"));
         let path = PathBuf::from(a[0].strip_prefix("-Clink-arg=").unwrap());
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(path, stored_path(path.parent().unwrap(), &bytes));

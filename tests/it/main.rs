@@ -16,6 +16,7 @@
 mod common;
 mod support;
 
+mod auditable;
 mod bad_input;
 mod build_run;
 mod init;
