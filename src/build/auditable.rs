@@ -157,9 +157,9 @@ impl LinkerFlavor {
             .and_then(|l| Path::new(l).file_stem())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name == "rust-lld" || name == "lld" || name == "ld" || name.ends_with("ld.lld") {
-            LinkerFlavor::Bare
-        } else if name.ends_with("-ld") {
+        // As rustc infers it from the file stem (`ld.lld`'s stem is `ld`); any other name
+        // (cc, musl-gcc, cargo-zigbuild's zig wrapper) gets the musl targets' default, a cc.
+        if name == "rust-lld" || name == "ld" || name.ends_with("-ld") {
             LinkerFlavor::Bare
         } else {
             LinkerFlavor::Cc
