@@ -45,7 +45,8 @@ impl fmt::Display for DependencyList {
             DependencyList::Unreadable => write!(f, "unreadable dependency list"),
             DependencyList::Crates { linked, build } => write!(
                 f,
-                "dependency list of {linked} crates ({build} more used at build time)"
+                "dependency list of {linked} crate{} ({build} more used at build time)",
+                if *linked == 1 { "" } else { "s" }
             ),
         }
     }
