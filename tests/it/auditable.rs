@@ -85,11 +85,18 @@ fn depgraph_arm64() -> &'static Built {
 
 /// The crates syft finds in the layout's image for `platform`.
 fn syft_crates(layout: &Path, platform: &str) -> Crates {
+    syft_scan(&format!("oci-dir:{}", layout.display()), platform)
+}
+
+/// The crates syft finds in `source` (`oci-dir:…`, `registry:…`) for `platform`.
+fn syft_scan(source: &str, platform: &str) -> Crates {
     let run = capture(
         Command::new(scanner("syft"))
             .args(["scan", "-q", "-o", "json", "--platform", platform])
-            .arg(format!("oci-dir:{}", layout.display()))
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false"),
+            .arg(source)
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            // The loopback registry speaks plain HTTP.
+            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
     );
     run.assert_success();
     let doc: Value = serde_json::from_str(&run.stdout).expect("syft's JSON");
@@ -130,6 +137,26 @@ fn syft_lists_every_linked_crate_of_the_arm64_image_too() {
     let built = depgraph_arm64();
     let found = syft_crates(&built.layout.dir, "linux/arm64");
     assert_lists_exactly_the_linked_crates(&found, &linked_crates(ARM64_TARGET), "syft");
+}
+
+/// What a user does after `--push`: scan the image in the registry, each platform of it.
+#[test]
+fn syft_lists_the_crates_of_each_platform_of_a_pushed_multi_platform_image() {
+    let registry = crate::support::registry::Registry::plain();
+    let reference = registry.reference("depgraph:1");
+    let project = Project::copy("depgraph");
+    capture(
+        tool(&project.root)
+            .args(["build", "--locked", "--target-dir"])
+            .arg(shared_target_dir("depgraph"))
+            .args(["--platform", "linux/amd64", "--platform", "linux/arm64"])
+            .args(["--push", "-t", &reference]),
+    )
+    .assert_success();
+    for (platform, triple) in [("linux/amd64", MUSL_TARGET), ("linux/arm64", ARM64_TARGET)] {
+        let found = syft_scan(&format!("registry:{reference}"), platform);
+        assert_lists_exactly_the_linked_crates(&found, &linked_crates(triple), "syft");
+    }
 }
 
 #[test]
