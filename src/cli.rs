@@ -134,6 +134,16 @@ pub struct BuildArgs {
     /// Also write the SBOMs to this directory: <bin>-<arch>.spdx.json, <bin>-<arch>.cdx.json
     #[arg(long, value_name = "DIR", help_heading = "Image options")]
     pub sbom_dir: Option<PathBuf>,
+    /// Embed the binary's dependency list for scanners (--auditable=false: don't)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Image options"
+    )]
+    pub auditable: Option<bool>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -253,6 +263,7 @@ impl BuildArgs {
             provenance: self.provenance,
             allocator: self.allocator,
             sbom: self.sbom.clone(),
+            auditable: self.auditable,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })

@@ -104,6 +104,10 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
         ),
         ("strip = true".into(), "strip symbols and debug info"),
         (
+            "auditable = true".into(),
+            "embed the dependency list scanners read (syft, trivy)",
+        ),
+        (
             "openssl = \"build\"".into(),
             "static OpenSSL for openssl-sys, built once per target; or \"off\"",
         ),

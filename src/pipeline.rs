@@ -346,6 +346,7 @@ fn build_and_layer(
         quiet: req.quiet,
         source_date_epoch: spec.created_epoch,
         allocator: spec.allocator,
+        auditable: spec.auditable,
     };
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {

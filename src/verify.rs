@@ -23,6 +23,8 @@ pub struct Report {
     pub size: u64,
     /// The malloc it carries, as far as its bytes tell ([`malloc_of`]).
     pub malloc: Malloc,
+    /// The dependency list embedded for scanners (cargo-auditable's `.dep-v0` section).
+    pub dependencies: DependencyList,
 }
 
 /// Which malloc a binary carries, as far as its bytes tell.
@@ -80,6 +82,72 @@ fn malloc_of(elf: &Elf, map: &[u8]) -> Malloc {
         Malloc::Musl
     } else {
         Malloc::Unknown
+    }
+}
+
+/// What a binary's `.dep-v0` section says ([`crate::build::auditable`] writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyList {
+    Absent,
+    /// There, but not zlib-compressed JSON in cargo-auditable's format (or over 8 MiB).
+    Unreadable,
+    /// The crates linked into the binary (itself among them) and those only used to build it.
+    Crates {
+        linked: usize,
+        build: usize,
+    },
+}
+
+impl fmt::Display for DependencyList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DependencyList::Absent => write!(f, "no dependency list"),
+            DependencyList::Unreadable => write!(f, "unreadable dependency list"),
+            DependencyList::Crates { linked, build } => write!(
+                f,
+                "dependency list of {linked} crate{} ({build} more used at build time)",
+                if *linked == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+/// Reads the `.dep-v0` section of `elf` (`map` is its file), decompressing at most 8 MiB (the
+/// limit auditable-info uses) so a hostile file cannot exhaust memory.
+fn dependency_list(elf: &Elf, map: &[u8]) -> DependencyList {
+    use std::io::Read;
+    const LIMIT: u64 = 8 << 20;
+    let Some(sh) = elf
+        .section_headers
+        .iter()
+        .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(crate::build::auditable::SECTION))
+    else {
+        return DependencyList::Absent;
+    };
+    let bytes = usize::try_from(sh.sh_offset)
+        .ok()
+        .zip(usize::try_from(sh.sh_size).ok())
+        .and_then(|(at, len)| map.get(at..at.checked_add(len)?));
+    let mut json = Vec::new();
+    let read = bytes.is_some_and(|b| {
+        flate2::read::ZlibDecoder::new(b)
+            .take(LIMIT + 1)
+            .read_to_end(&mut json)
+            .is_ok()
+    });
+    match serde_json::from_slice::<auditable_serde::VersionInfo>(&json) {
+        Ok(info) if read && json.len() as u64 <= LIMIT => {
+            let build = info
+                .packages
+                .iter()
+                .filter(|p| p.kind == auditable_serde::DependencyKind::Build)
+                .count();
+            DependencyList::Crates {
+                linked: info.packages.len() - build,
+                build,
+            }
+        }
+        _ => DependencyList::Unreadable,
     }
 }
 
@@ -161,9 +229,10 @@ impl fmt::Display for Report {
         if self.is_static() {
             write!(
                 f,
-                "{}: static, {arch}, {} bytes",
+                "{}: static, {arch}, {} bytes, {}",
                 self.path.display(),
-                self.size
+                self.size,
+                self.dependencies
             )
         } else {
             write!(f, "{}: NOT static, {arch}", self.path.display())?;
@@ -229,6 +298,7 @@ pub fn inspect_bytes(path: &Path, map: &[u8]) -> Result<Report> {
         executable: matches!(elf.header.e_type, ET_EXEC | ET_DYN) && elf.entry != 0,
         size: map.len() as u64,
         malloc: malloc_of(&elf, map),
+        dependencies: dependency_list(&elf, map),
     })
 }
 

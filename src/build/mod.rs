@@ -5,6 +5,7 @@
 //! two checkouts give byte-identical binaries, and asks cargo where it put the executable.
 
 pub mod allocator;
+pub mod auditable;
 pub mod cached;
 pub mod diagnose;
 pub mod invocation;
@@ -33,6 +34,8 @@ pub struct BuildOptions {
     pub source_date_epoch: u64,
     /// The malloc linked into the binary.
     pub allocator: Allocator,
+    /// Link the binary's dependency list into it ([`auditable`]; the `auditable` setting).
+    pub auditable: bool,
 }
 
 /// The binary the builder produced.
@@ -324,6 +327,20 @@ fn c_compiler(plan: &Plan) -> openssl::CCompiler {
     }
 }
 
+/// The linker a plan's cargo run uses for its target, when one is set (by the plan, or the
+/// user's `CARGO_TARGET_<TRIPLE>_LINKER`); None: the target's default, a C compiler driver.
+fn linker(plan: &Plan) -> Option<OsString> {
+    let var = format!(
+        "CARGO_TARGET_{}_LINKER",
+        plan.platform.musl_triple().replace('-', "_").to_uppercase()
+    );
+    plan.env
+        .iter()
+        .find(|(k, _)| *k == var)
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os(&var))
+}
+
 /// What `doctor` reports about the toolchain for one platform.
 pub struct Toolchain {
     /// Whether the Rust standard library for the musl target is installed.
@@ -407,6 +424,13 @@ pub fn build<T>(
                 project, cargo_args, triple, &req, &features, &cc, opts.quiet,
             )?;
             plan.env.extend(openssl::env_for(triple, &dir));
+        }
+        if opts.auditable
+            && let Some(graph) = project.graph(plan.platform)
+        {
+            let flavor = auditable::LinkerFlavor::of(linker(plan).as_deref());
+            plan.final_args
+                .extend(auditable::link_args(graph, &project.target_dir, flavor)?);
         }
     }
     for plan in plans

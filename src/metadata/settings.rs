@@ -66,6 +66,9 @@ pub struct Settings {
     /// SBOM formats attached to each platform manifest: true (default: SPDX and CycloneDX),
     /// false, or a list such as ["spdx"].
     pub sbom: Option<SbomFormats>,
+    /// Embed the binary's dependency list (cargo-auditable's `.dep-v0` section) so scanners
+    /// see its crates; default true.
+    pub auditable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,6 +105,7 @@ pub const KEYS: &[&str] = &[
     "provenance",
     "allocator",
     "sbom",
+    "auditable",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -191,6 +195,7 @@ impl Settings {
             provenance: over.provenance.or(self.provenance),
             allocator: over.allocator.or(self.allocator),
             sbom: over.sbom.or(self.sbom),
+            auditable: over.auditable.or(self.auditable),
         }
     }
 }
@@ -233,7 +238,7 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"]
+            "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"], "auditable": false
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

@@ -261,6 +261,8 @@ pub struct ImageSpec {
     pub strip: bool,
     /// The malloc linked into the binary (`allocator`).
     pub allocator: Allocator,
+    /// Embed the binary's dependency list (`auditable`, default true).
+    pub auditable: bool,
     pub platforms: Vec<Platform>,
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
@@ -368,6 +370,7 @@ impl ImageSpec {
             includes: vec![],
             strip: true,
             allocator: Allocator::Musl,
+            auditable: true,
             platforms: vec![],
             compression: Compression::Gzip,
             compression_level: 5,
@@ -919,6 +922,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         includes,
         strip: s.strip.unwrap_or(true),
         allocator: s.allocator.unwrap_or_default(),
+        auditable: s.auditable.unwrap_or(true),
         platforms,
         compression,
         compression_level,

@@ -10,6 +10,10 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// The cargo-auditable release the generated Dockerfile installs: it writes the same
+/// `.dep-v0` format `cargo containerize build` links in (format 1: proc-macros marked build).
+pub const CARGO_AUDITABLE_VERSION: &str = "0.7.7";
+
 /// Labels whose value changes with every commit. Templates get them apart from the static
 /// labels (in the Dockerfile they are build arguments), so a generated file stays the same from
 /// one commit to the next.
@@ -57,6 +61,10 @@ pub struct TemplateContext {
     pub cargo_flags: Vec<String>,
     /// Strip symbols and debug info from the binary (`strip`, default true).
     pub strip: bool,
+    /// Embed the binary's dependency list with cargo-auditable (`auditable`, default true).
+    pub auditable: bool,
+    /// The cargo-auditable the Dockerfile installs for that.
+    pub cargo_auditable_version: String,
     /// Whether the build compiles C code through cc-rs (then a musl C compiler is needed).
     pub compiles_c: bool,
     /// The platforms to build, in order: `linux/amd64` before `linux/arm64`.
@@ -457,6 +465,8 @@ impl TemplateContext {
             profile_dir: profile_dir(&cargo.profile),
             cargo_flags,
             strip: spec.strip,
+            auditable: spec.auditable,
+            cargo_auditable_version: CARGO_AUDITABLE_VERSION.into(),
             compiles_c: project.compiles_c,
             platforms: spec
                 .platforms

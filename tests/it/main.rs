@@ -17,6 +17,7 @@ mod common;
 mod support;
 
 mod allocator;
+mod auditable;
 mod bad_input;
 mod build_run;
 mod init;

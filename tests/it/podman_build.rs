@@ -486,6 +486,15 @@ fn the_dockerfile_builds_the_image_build_makes_and_it_runs() {
         .expect("entrypoint")
         .to_string();
     assert_same_files(&built, &reference, &binary);
+    // cargo-auditable in the builder embeds the dependency list `build` links in.
+    let list = |saved: &Saved| {
+        auditable_info::audit_info_from_slice(
+            &saved.contents[binary.trim_start_matches('/')],
+            1 << 20,
+        )
+        .expect("a dependency list")
+    };
+    assert_eq!(list(&built), list(&reference));
     assert!(
         built
             .files

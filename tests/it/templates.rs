@@ -84,11 +84,13 @@ include = [
 ]
 "#;
 
-/// The same, without CA bundle or tzdata (so /etc/localtime is a copied file).
+/// The same, without CA bundle or tzdata (so /etc/localtime is a copied file), nor the
+/// dependency list (a plain `cargo build`, no cargo-auditable).
 const BARE: &str = r#"
 [package.metadata.containerize]
 ca-certs = "none"
 tzdata = "none"
+auditable = false
 timezone = "Europe/Berlin"
 ports = [53]
 "#;
