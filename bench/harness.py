@@ -1454,6 +1454,7 @@ def write_report(results, cfg):
     realworld.write_commands(results, w)
     w("```")
     w("")
+    realworld.write_dockerfiles(results, w)
     REPORT.write_text("\n".join(L))
 
 

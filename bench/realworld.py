@@ -487,9 +487,10 @@ class PodmanLoop(LoopContender):
         return check_podman_image(self.box, self.image, self.platform, self.c, self.root)
 
     def command(self):
-        return (f"podman build --network host --platform {self.platform} --build-arg BUILDPLATFORM={BUILD_PLATFORM} "
-                + " ".join(f"--build-arg {a}" for a in self.build_args)
-                + " -v HOST_DIR:DIR:ro... -f Dockerfile.bench -t " + self.image + " .")
+        return " ".join(["podman build --network host --platform", self.platform,
+                         f"--build-arg BUILDPLATFORM={BUILD_PLATFORM}",
+                         *[f"--build-arg {a}" for a in self.build_args],
+                         "-v $HOST_DIR:$DIR:ro... -f Dockerfile.bench -t", self.image, "."])
 
     def close(self):
         self.box.remove()
@@ -580,10 +581,11 @@ def ensure_cargo_chef():
         sh(["cargo", "install", "cargo-chef", "--locked", "--root", CHEF_DIR,
             "--target-dir", WORK / "tools" / "cargo-chef-target"], timeout=1800)
         H.rm(WORK / "tools" / "cargo-chef-target")
-    return sh([chef, "chef", "--version"]).strip()
+    return "cargo-chef " + sh([chef, "chef", "--version"]).split()[-1]
 
 
 P7_CONTENDERS = (OursLoop, OursDockerfile, Classic, Chef)
+DOCKERFILES = {}  # contender -> the Dockerfile it built (of the first crate), for the report
 
 
 def run_p7(inputs, cfg, results):
@@ -605,6 +607,8 @@ def run_p7(inputs, cfg, results):
             rows[name][cls.key] = loop(cls, c, inputs, cfg, warm_runs, commands)
     results["p7"] = rows
     results["p7_commands"] = commands
+    results["p7_dockerfiles"] = dict(DOCKERFILES)
+    results["p7_storage_driver"] = podman_driver()
 
 
 def loop(cls, c, inputs, cfg, warm_runs, commands):
@@ -613,6 +617,8 @@ def loop(cls, c, inputs, cfg, warm_runs, commands):
     try:
         contender.prepare()
         commands.setdefault(cls.key, contender.command())
+        if isinstance(contender, PodmanLoop):
+            DOCKERFILES.setdefault(cls.key, (contender.dir / "Dockerfile.bench").read_text())
         log(f"P7 {c.name} {cls.key}: cold build")
         row["cold"] = contender.build("cold")
         log(f"P7 {c.name} {cls.key}: cold {H.fs(row['cold'])}")
@@ -1055,7 +1061,9 @@ def write_sections(results, w):
           "the dependencies vendored (`cargo vendor`; no network for crates), on the same builder: "
           "the host's /usr and Rust toolchain, lent read-only to podman's RUN steps. The classic "
           "Dockerfile's warm run rebuilds everything, so it is run fewer times. Ours runs with CARGO "
-          "pointing at a wrapper that times its inner `cargo build`; its own time is the rest.")
+          "pointing at a wrapper that times its inner `cargo build`; its own time is the rest. podman "
+          f"uses the `{results.get('p7_storage_driver', '?')}` storage driver. The Dockerfiles are "
+          "below, under the exact commands.")
         w("")
         for name, r in p7.items():
             w(f"### {name}")
@@ -1068,7 +1076,8 @@ def write_sections(results, w):
                     w(f"| {v['label']} | failed: {v['error']} | | | |")
                     continue
                 ws = v["warm_stats"]
-                warm = f"{H.fs(ws['median'])} ({H.fs(ws['min'])}–{H.fs(ws['max'])}, {ws['n']} runs)" if ws else "—"
+                warm = (f"{H.fs(ws['median'])} ({H.fs(ws['min'])}–{H.fs(ws['max'])}, "
+                        f"{ws['n']} run{'s' if ws['n'] > 1 else ''})" if ws else "—")
                 vs = ratio_text(ws["median"] / base["median"]) if ws and base else "—"
                 w(f"| {v['label']} | {H.fs(v['cold'])} | {warm} | {vs} | {v['check'] or v.get('error') or '—'} |")
             ours = r.get("ours", {})
@@ -1076,7 +1085,8 @@ def write_sections(results, w):
                 w("")
                 w(f"Ours, warm: inner `cargo build` {H.fs(ours['cargo']['median'])}, the tool's own time "
                   f"{H.fs(ours['overhead']['median'])} ({H.fs(ours['overhead']['min'])}–{H.fs(ours['overhead']['max'])}); "
-                  f"layers compressed per run: {', '.join(map(str, ours['layers_built']))}.")
+                  f"layers compressed per run: {', '.join(map(str, ours['layers_built']))} (when 0, the "
+                  "edit, a comment, left the binary's bytes as they were and its layer came from the cache).")
             w("")
         if results.get("p7_chef_version"):
             w(f"cargo-chef: `{results['p7_chef_version']}`, installed with `cargo install cargo-chef --locked`.")
@@ -1147,3 +1157,16 @@ def write_commands(results, w):
             for k, c in cmds.items():
                 w(f"# {k}")
                 w(c)
+
+
+def write_dockerfiles(results, w):
+    """The Dockerfiles P7 and P8 built, after the commands block."""
+    for key, text in results.get("p7_dockerfiles", {}).items():
+        w(f"<details><summary>P7 {key}: Dockerfile</summary>")
+        w("")
+        w("```dockerfile")
+        w(text.rstrip())
+        w("```")
+        w("")
+        w("</details>")
+        w("")
