@@ -1509,6 +1509,8 @@ def main():
     ap.add_argument("--runs", type=int, help="timed runs per measurement (default 5; --quick 3)")
     ap.add_argument("--sizes", help="P1 binary sizes in MB, comma separated (default 1,10,100,500)")
     ap.add_argument("--only", help="measures to run, comma separated (P1,P2,P3,P4,P6,P7,P8,P9; P5 comes with P1)")
+    ap.add_argument("--real-crates",
+                    help="P7-P9: hello-server and/or ripgrep, comma separated (default both; --quick hello-server)")
     ap.add_argument("--settle", type=int, default=120,
                     help="seconds to wait at most for the load average to fall before measuring (default 120)")
     ap.add_argument("--report-only", action="store_true",
@@ -1522,14 +1524,18 @@ def main():
     cfg.p4_size = 10 if cfg.quick else 100
     # P7-P9 (bench/realworld.py): real crates. --quick builds the small fixtures only; the full
     # run adds ripgrep (its emulated arm64 build stopped after cfg.p8_caps seconds).
-    cfg.p7_crates = ["hello-server"] if cfg.quick else ["hello-server", "ripgrep"]
-    cfg.p7_warm_runs = 2 if cfg.quick else 3
-    cfg.p7_classic_warm_runs = 1
-    cfg.p8_crates = ["hello-server"] if cfg.quick else ["hello-server", "ripgrep"]
-    cfg.p8_caps = {"ripgrep": 600}
-    cfg.p9_workloads = ["alloc-churn"] if cfg.quick else ["alloc-churn", "ripgrep"]
+    real = cfg.real_crates.split(",") if cfg.real_crates else (
+        ["hello-server"] if cfg.quick else ["hello-server", "ripgrep"])
+    if set(real) - {"hello-server", "ripgrep"}:
+        sys.exit("bench: --real-crates takes hello-server and/or ripgrep")
+    cfg.p7_crates = real
+    cfg.p7_warm_runs = {"ours": 2 if cfg.quick else 3, "classic": 1}
+    cfg.p7_podman_warm_runs = 2
+    cfg.p8_crates = real
+    cfg.p8_caps = {"ripgrep": 300 if cfg.quick else 480}
+    cfg.p9_workloads = ["alloc-churn"] + (["ripgrep"] if "ripgrep" in real else [])
     cfg.p9_runs = 3 if cfg.quick else 5
-    cfg.p9_corpus_mb = 200
+    cfg.p9_corpus_mb = 50 if cfg.quick else 200
     cfg.p9_churn_args = "5 2 2" if cfg.quick else "10 3 2"
     cfg.cold_timeout = 1800
     cfg.warm_timeout = 900

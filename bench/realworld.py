@@ -88,24 +88,29 @@ class Crate:
             f.write(f"\n// bench/run: edit {n}\n")
 
 
+def vendored(crate_dir):
+    return crate_dir.with_name(crate_dir.name + ".vendored")
+
+
 def vendor(crate_dir):
-    """`cargo vendor` once; afterwards cargo reads the crates from crate_dir/vendor."""
-    config = crate_dir / ".cargo" / "config.toml"
-    if config.exists():
+    """`cargo vendor` once; afterwards cargo reads the crates from crate_dir/vendor (the source
+    replacement is added to the crate's own .cargo/config.toml, which ripgrep has)."""
+    if vendored(crate_dir).exists():
         return
     log(f"vendoring the dependencies of {crate_dir.name} (cargo vendor --locked)")
     sh(["cargo", "vendor", "--locked", "--versioned-dirs", "vendor"], cwd=crate_dir, timeout=900)
+    config = crate_dir / ".cargo" / "config.toml"
     config.parent.mkdir(exist_ok=True)
-    config.write_text(
-        '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
-        '[source.vendored-sources]\ndirectory = "vendor"\n'
-    )
+    with open(config, "a") as f:
+        f.write('\n[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
+                '[source.vendored-sources]\ndirectory = "vendor"\n')
+    vendored(crate_dir).write_text("")
 
 
 def fetch_ripgrep():
     """ripgrep's .crate from crates.io (checked against the index's checksum), unpacked."""
     dest = WORK / "crates" / "ripgrep"
-    if (dest / ".cargo" / "config.toml").exists():
+    if vendored(dest).exists():
         return dest
     archive = WORK / "downloads" / f"ripgrep-{RIPGREP_VERSION}.crate"
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +125,7 @@ def fetch_ripgrep():
         archive.unlink()
         raise H.Failed(f"{archive.name}: sha256 {digest}, expected {RIPGREP_SHA256}; removed it, run again")
     H.rm(dest)
+    H.rm(vendored(dest))
     unpack = WORK / "crates" / "ripgrep.unpack"
     H.fresh_dir(unpack)
     with tarfile.open(archive) as t:
@@ -141,6 +147,7 @@ def fixture(name):
     if dest.exists() and stamp.exists() and stamp.read_text() == key:
         return dest
     H.rm(dest)
+    H.rm(vendored(dest))
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target"))
     vendor(dest)
     stamp.write_text(key)
@@ -603,7 +610,7 @@ def run_p7(inputs, cfg, results):
             if cls is Chef and not results["p7_chef_version"]:
                 rows[name][cls.key] = {"label": cls.label, "error": "cargo-chef could not be installed"}
                 continue
-            warm_runs = cfg.p7_classic_warm_runs if cls is Classic else cfg.p7_warm_runs
+            warm_runs = cfg.p7_warm_runs.get(cls.key, cfg.p7_podman_warm_runs)
             rows[name][cls.key] = loop(cls, c, inputs, cfg, warm_runs, commands)
     results["p7"] = rows
     results["p7_commands"] = commands
@@ -733,10 +740,10 @@ def p8_ours(c, inputs, cfg, commands):
         H.rm(H.USER_CACHE)
         # cargo-zigbuild and zig (scripts/setup-cross-tools) for C code on arm64.
         venv = Path(os.environ.get("CONTAINERIZE_TOOLS_VENV", Path.home() / ".cache/cargo-containerize/venv"))
-        env = dict(os.environ, PATH=f"{os.environ['PATH']}{os.pathsep}{venv / 'bin'}")
+        env = dict(os.environ, PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
         argv = [inputs.tool, "containerize", "--manifest-path", d / "Cargo.toml", "--platform",
                 "linux/amd64,linux/arm64", "-q", "--message-format", "json", "-o", f"oci:{layout}:{TAG}"]
-        commands.setdefault("ours", "PATH=$PATH:$VENV/bin " + H.q(argv))
+        commands.setdefault("ours", "PATH=$VENV/bin:$PATH " + H.q(argv))
         log(f"P8 {c.name} ours: linux/amd64,linux/arm64, cold")
         row["time"], _ = timed(argv, env=env, timeout=cfg.cold_timeout * 2)
         log(f"P8 {c.name} ours: {H.fs(row['time'])}")
@@ -887,7 +894,7 @@ def build_variants(c_name, src, bin, root, tool, cfg):
 
 
 def corpus(mb):
-    """mb MB of generated English-like text in 1 MB files (deterministic)."""
+    """mb MB of generated text in 1 MB files (deterministic): 16 distinct files, repeated."""
     root = WORK / "p9" / f"corpus-{mb}MB"
     stamp = root / ".done"
     if stamp.exists():
@@ -895,16 +902,19 @@ def corpus(mb):
     H.fresh_dir(root)
     log(f"P9: generating a {mb} MB text corpus")
     rng = random.Random(14)
-    words = ["".join(rng.choice("etaoinshrdlucmfwypvbgkjqxz"[: rng.randint(6, 26)]) for _ in range(rng.randint(2, 9)))
+    letters = "etaoinshrdlucmfwypvbgkjqxz"
+    words = ["".join(rng.choice(letters[: rng.randint(6, 26)]) for _ in range(rng.randint(2, 9)))
              for _ in range(5000)]
-    for i in range(mb):
-        lines = []
-        size = 0
+    blocks = []
+    for _ in range(min(mb, 16)):
+        lines, size = [], 0
         while size < H.MB:
             line = " ".join(rng.choices(words, k=rng.randint(4, 14)))
             lines.append(line)
             size += len(line) + 1
-        (root / f"{i:04d}.txt").write_text("\n".join(lines) + "\n")
+        blocks.append("\n".join(lines) + "\n")
+    for i in range(mb):
+        (root / f"{i:04d}.txt").write_text(blocks[i % len(blocks)])
     stamp.write_text("")
     return root
 
