@@ -817,6 +817,8 @@ def no_jemalloc(crate_dir):
         raise H.Failed("could not take jemalloc out of ripgrep's Cargo.toml and main.rs")
     manifest.write_text(text2)
     main.write_text(code2)
+    # Cargo.lock without jemallocator (the builds use --locked); the crates are vendored.
+    sh(["cargo", "metadata", "--format-version", "1", "--offline"], cwd=crate_dir, timeout=300)
 
 
 def set_allocator(crate_dir, allocator):
