@@ -1532,7 +1532,7 @@ def main():
     cfg.p7_warm_runs = {"ours": 2 if cfg.quick else 3, "classic": 1}
     cfg.p7_podman_warm_runs = 2
     cfg.p8_crates = real
-    cfg.p8_caps = {"ripgrep": 300 if cfg.quick else 480}
+    cfg.p8_caps = {"ripgrep": 300}
     cfg.p9_workloads = ["alloc-churn"] + (["ripgrep"] if "ripgrep" in real else [])
     cfg.p9_runs = 3 if cfg.quick else 5
     cfg.p9_corpus_mb = 50 if cfg.quick else 200
