@@ -55,11 +55,52 @@ def sh(argv, **kw):
     return H.sh(argv, **kw)
 
 
+def descendants(pid):
+    """Every process below pid (from /proc: a container's processes hang below runc, below
+    podman, whatever session or process group they are in)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        ppid = int(text.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def timed(argv, *, cwd=None, env=None, timeout):
-    """Runs a command to completion; returns (wall seconds, stdout)."""
-    start = time.perf_counter()
-    out = sh(argv, cwd=cwd, env=env, timeout=timeout)
-    return time.perf_counter() - start, out
+    """Runs a command to completion; returns (wall seconds, stdout). On the timeout its whole
+    process tree is killed (killing podman alone would leave its RUN step's container running,
+    killing the tool alone its cargo)."""
+    argv = [str(a) for a in argv]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=err, start_new_session=True)
+        try:
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+            raise H.Failed(f"timed out after {timeout}s: {H.q(argv)}") from None
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        if rc != 0:
+            said = err.read().decode(errors="replace").strip() or out.read().decode(errors="replace").strip()
+            tail = said.splitlines()[-15:]
+            raise H.Failed(f"exit {rc}: {H.q(argv)}\n    " + "\n    ".join(tail))
+        return seconds, out.read().decode(errors="replace")
 
 
 # --------------------------------------------------------------------------------------------
