@@ -143,9 +143,22 @@ def vendor(crate_dir):
     config = crate_dir / ".cargo" / "config.toml"
     config.parent.mkdir(exist_ok=True)
     with open(config, "a") as f:
-        f.write('\n[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
-                '[source.vendored-sources]\ndirectory = "vendor"\n')
+        f.write(VENDORED)
     vendored(crate_dir).write_text("")
+
+
+VENDORED = ('\n[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
+            '[source.vendored-sources]\ndirectory = "vendor"\n')
+
+
+def unvendor(crate_dir):
+    """Back to crates.io (through the host's cargo registry cache): for builds that fetch
+    crates of their own, as the allocator setting does (libmimalloc-sys)."""
+    config = crate_dir / ".cargo" / "config.toml"
+    config.write_text(config.read_text().replace(VENDORED.strip(), ""))
+    if not config.read_text().strip():
+        config.unlink()
+    H.rm(crate_dir / "vendor")
 
 
 def fetch_ripgrep():
@@ -876,7 +889,8 @@ def no_jemalloc(crate_dir):
         raise H.Failed("could not take jemalloc out of ripgrep's Cargo.toml and main.rs")
     manifest.write_text(text2)
     main.write_text(code2)
-    # Cargo.lock without jemallocator (the builds use --locked); the crates are vendored.
+    # Cargo.lock without jemallocator (the builds use --locked); every crate is in the host's
+    # registry cache since `cargo vendor` fetched them.
     sh(["cargo", "metadata", "--format-version", "1", "--offline"], cwd=crate_dir, timeout=300)
 
 
@@ -905,6 +919,7 @@ def build_variants(c_name, src, bin, root, tool, cfg):
         d = root / name
         H.rm(d)
         sh(["cp", "-a", src, d])
+        unvendor(d)
         if c_name == "ripgrep":
             no_jemalloc(d)
         return d
@@ -932,7 +947,7 @@ def build_variants(c_name, src, bin, root, tool, cfg):
                 sh([tool, "containerize", "--manifest-path", d / "Cargo.toml", "-q", "--target-dir", tdir,
                     "-o", f"oci:{root / ('image-' + key)}:{TAG}"], timeout=cfg.cold_timeout)
             except H.Failed as e:
-                if allocator and "allocator" in str(e):
+                if allocator and "unknown key `allocator`" in str(e):
                     v.error = "not measured: the tool has no allocator option"
                     log(f"P9 {c_name}: {key}: {str(e).splitlines()[-1].strip()}")
                     variants.append(v)
