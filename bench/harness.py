@@ -1503,7 +1503,8 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="fewer sizes (1, 10 MB) and runs (3), one fixture: under 2 minutes")
+                    help="fewer sizes (1, 10 MB) and runs (3), one fixture; P7-P9 on the small "
+                         "fixtures only: P1-P6 under 2 minutes, P7-P9 about 15")
     ap.add_argument("--tool", help="the cargo-containerize binary to measure (bench/run passes it)")
     ap.add_argument("--plot-python", default="", help="a python with matplotlib (for the PNG)")
     ap.add_argument("--runs", type=int, help="timed runs per measurement (default 5; --quick 3)")
