@@ -11,6 +11,10 @@ writes BENCHMARKS.md and bench/pack-time.png:
   P4 push    to a loopback docker-registry: ours vs `skopeo copy` of the same layout
   P5 memory  peak RSS (/usr/bin/time) per pack size
   P6 repro   manifest digests of builds from two directories
+  P7 loop    edit-to-image loop on real crates: ours vs podman build (ours' Dockerfile,
+             classic multi-stage, cargo-chef)                        (bench/realworld.py)
+  P8 arm64   --platform linux/amd64,linux/arm64 vs emulated podman build  (bench/realworld.py)
+  P9 malloc  the binary's speed: glibc, musl, musl + mimalloc         (bench/realworld.py)
 
 Everything it generates lives under bench/work/.
 """
@@ -34,6 +38,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -397,6 +402,13 @@ class Inputs:
         path.chmod(0o755)
         stamp.write_text(key)
         return path
+
+
+class ToolOnly:
+    """What P7-P9 need of Inputs: the tool."""
+
+    def __init__(self, tool):
+        self.tool = str(tool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1019,6 +1031,7 @@ def machine():
             "docker-registry": first(["docker-registry", "--version"]),
             "gzip": first(["gzip", "--version"]),
             "pigz": first(["pigz", "--version"]),
+            "qemu-aarch64-static": first(["qemu-aarch64-static", "--version"]),
         },
     }
 
@@ -1202,13 +1215,16 @@ def write_report(results, cfg):
       "by ours (gzip), so above 1× means ours is faster or smaller; in P3 and P4 it is ours divided "
       "by the reference, as the targets are phrased, so below 1× means ours is faster.")
     w("")
-    w("## Targets (issue 6)")
-    w("")
-    w("| measure | target | measured | verdict |")
-    w("|---|---|---|---|")
-    for r in targets(results):
-        w("| " + " | ".join(str(x) for x in r) + " |")
-    w("")
+    for issue, rows in (("issue 6", targets(results)), ("issue 14", realworld.targets(results))):
+        if not rows:
+            continue
+        w(f"## Targets ({issue})")
+        w("")
+        w("| measure | target | measured | verdict |")
+        w("|---|---|---|---|")
+        for r in rows:
+            w("| " + " | ".join(str(x) for x in r) + " |")
+        w("")
     if results.get("notes"):
         for n in results["notes"]:
             w(f"- {n}")
@@ -1401,6 +1417,8 @@ def write_report(results, cfg):
                 w(f"| {r['fixture']} | `{d}` | `{dg}` |")
         w("")
 
+    realworld.write_sections(results, w)
+
     w("## Exact commands")
     w("")
     w("`$WORK` is `bench/work`, `.` the repository. P1 is shown for its first size; the others "
@@ -1433,8 +1451,10 @@ def write_report(results, cfg):
         for r in results["p6"]:
             for c in r["commands"]:
                 w(c)
+    realworld.write_commands(results, w)
     w("```")
     w("")
+    realworld.write_dockerfiles(results, w)
     REPORT.write_text("\n".join(L))
 
 
@@ -1471,16 +1491,29 @@ def plot(results, plot_python):
 # --------------------------------------------------------------------------------------------
 
 
+# bench/realworld.py (P7-P9) imports this module as `harness`, and uses what is defined above:
+# run as a script, this module is __main__, so make it that one (else its helpers and Failed
+# would exist twice).
+if __name__ == "__main__":
+    sys.modules.setdefault("harness", sys.modules["__main__"])
+import realworld  # noqa: E402
+
+
 def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="fewer sizes (1, 10 MB) and runs (3), one fixture: under 2 minutes")
+                    help="fewer sizes (1, 10 MB) and runs (3), one fixture; P7-P9 on the small "
+                         "fixtures only: P1-P6 under 2 minutes, P7-P9 about 15")
     ap.add_argument("--tool", help="the cargo-containerize binary to measure (bench/run passes it)")
     ap.add_argument("--plot-python", default="", help="a python with matplotlib (for the PNG)")
     ap.add_argument("--runs", type=int, help="timed runs per measurement (default 5; --quick 3)")
     ap.add_argument("--sizes", help="P1 binary sizes in MB, comma separated (default 1,10,100,500)")
-    ap.add_argument("--only", help="measures to run, comma separated (P1,P2,P3,P4,P6; P5 comes with P1)")
+    ap.add_argument("--only", help="measures to run, comma separated (P1,P2,P3,P4,P6,P7,P8,P9; P5 comes with P1)")
+    ap.add_argument("--real-crates",
+                    help="P7-P9: hello-server and/or ripgrep, comma separated (default both; --quick hello-server)")
+    ap.add_argument("--settle", type=int, default=120,
+                    help="seconds to wait at most for the load average to fall before measuring (default 120)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite BENCHMARKS.md and the PNG from bench/work/results.json, measuring nothing")
     cfg = ap.parse_args()
@@ -1490,7 +1523,29 @@ def main():
     cfg.p2_fixtures = ["hello"] if cfg.quick else ["hello", "certs", "tz", "cdep"]
     cfg.p6_fixtures = ["hello"] if cfg.quick else ["hello", "certs", "tz"]
     cfg.p4_size = 10 if cfg.quick else 100
-    only = {s.strip().upper() for s in cfg.only.split(",")} if cfg.only else {"P1", "P2", "P3", "P4", "P6"}
+    # P7-P9 (bench/realworld.py): real crates. --quick builds the small fixtures only; the full
+    # run adds ripgrep (its emulated arm64 build stopped after cfg.p8_caps seconds).
+    real = cfg.real_crates.split(",") if cfg.real_crates else (
+        ["hello-server"] if cfg.quick else ["hello-server", "ripgrep"])
+    if set(real) - {"hello-server", "ripgrep"}:
+        sys.exit("bench: --real-crates takes hello-server and/or ripgrep")
+    cfg.p7_crates = real
+    cfg.p7_warm_runs = {"ours": 2 if cfg.quick else 3, "classic": 1}
+    cfg.p7_podman_warm_runs = 2
+    cfg.p8_crates = real
+    cfg.p8_caps = {"ripgrep": 300}
+    cfg.p9_workloads = ["alloc-churn"] + (["ripgrep"] if "ripgrep" in real else [])
+    cfg.p9_runs = 3 if cfg.quick else 5
+    cfg.p9_corpus_mb = 50 if cfg.quick else 200
+    cfg.p9_churn_args = "5 2 2" if cfg.quick else "10 3 2"
+    cfg.cold_timeout = 1800
+    cfg.warm_timeout = 900
+    sections = {"P1": run_p1, "P2": run_p2, "P3": run_p3, "P4": run_p4, "P6": run_p6,
+                "P7": realworld.run_p7, "P8": realworld.run_p8, "P9": realworld.run_p9}
+    only = {s.strip().upper() for s in cfg.only.split(",")} if cfg.only else set(sections)
+    if only - set(sections) - {"P5"}:
+        sys.exit(f"bench: no section {', '.join(sorted(only - set(sections) - {'P5'}))}; "
+                 f"choose from {', '.join(sections)} (P5 comes with P1)")
     if cfg.report_only:
         results = json.loads((WORK / "results.json").read_text())
         cfg.quick, cfg.runs = results["quick"], results["runs"]
@@ -1521,11 +1576,12 @@ def main():
         "quick": cfg.quick,
         "runs": cfg.runs,
         "warmup_max_mb": cfg.warmup_max_mb,
+        "p9_runs": cfg.p9_runs,
         "notes": [],
     }
     # bench/run has just compiled the tool; let the load average settle (up to two minutes) so
     # the first measurements do not pay for the compile.
-    settle_until = time.monotonic() + 120
+    settle_until = time.monotonic() + cfg.settle
     while (float(Path("/proc/loadavg").read_text().split()[0]) > 0.5 * (os.cpu_count() or 1)
            and time.monotonic() < settle_until):
         time.sleep(5)
@@ -1535,8 +1591,9 @@ def main():
         results["busy_warning"] = (f"1-minute load average {load:.2f} on {os.cpu_count()} cores "
                                    "when the run started.")
     try:
-        inputs = Inputs(cfg.tool)
-        for key, fn in (("P1", run_p1), ("P2", run_p2), ("P3", run_p3), ("P4", run_p4), ("P6", run_p6)):
+        # P1-P6 pack the hello fixture and the image's root files; P7-P9 need only the tool.
+        inputs = Inputs(cfg.tool) if only & {"P1", "P2", "P3", "P4", "P6"} else ToolOnly(cfg.tool)
+        for key, fn in sections.items():
             if key not in only:
                 continue
             try:
@@ -1546,6 +1603,7 @@ def main():
                 results["notes"].append(f"{key} could not be measured: {str(e).splitlines()[0]}")
     finally:
         stop_everything()
+        realworld.drop_binfmt()
     results["loadavg_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     results["duration"] = time.perf_counter() - started
     results["plot_title"] = (f"Pack time, {results['machine']['cpu']} × {results['machine']['cores']} cores"
