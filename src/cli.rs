@@ -144,6 +144,17 @@ pub struct BuildArgs {
         help_heading = "Image options"
     )]
     pub auditable: Option<bool>,
+    /// List the SBOMs and provenance in oci: layouts' and oci-archive: files' index.json too
+    /// [default: false, or `layout-referrers` in Cargo.toml]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Image options"
+    )]
+    pub layout_referrers: Option<bool>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -264,6 +275,7 @@ impl BuildArgs {
             allocator: self.allocator,
             sbom: self.sbom.clone(),
             auditable: self.auditable,
+            layout_referrers: self.layout_referrers,
             platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
             ..Settings::default()
         })

@@ -255,6 +255,16 @@ impl Image {
         &self.top().digest
     }
 
+    /// The same image with nothing attached: what an output that does not carry referrers
+    /// writes.
+    pub fn without_attachments(&self) -> Image {
+        Image {
+            platforms: self.platforms.clone(),
+            index: self.index.clone(),
+            attachments: Vec::new(),
+        }
+    }
+
     /// Attaches a referrer to the image or to one of its platforms' manifests.
     pub fn attach(&mut self, attachment: Attachment) -> Result<()> {
         let subjects = self

@@ -108,6 +108,10 @@ pub fn commented_defaults(spec: &ImageSpec) -> String {
             "embed the dependency list scanners read (syft, trivy)",
         ),
         (
+            "layout-referrers = false".into(),
+            "list SBOMs and provenance in oci: layouts' index.json too",
+        ),
+        (
             "openssl = \"build\"".into(),
             "static OpenSSL for openssl-sys, built once per target; or \"off\"",
         ),

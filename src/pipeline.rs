@@ -103,6 +103,7 @@ fn plan_outputs(
         tag: spec.version.clone(),
         name: spec.bin.clone(),
         platform: req.load_platform,
+        layout_referrers: spec.layout_referrers,
     };
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
@@ -114,6 +115,7 @@ fn plan_outputs(
             path: target_dir.join("containerize").join(&spec.bin),
             tag: spec.version.clone(),
             archive: false,
+            referrers: spec.layout_referrers,
         }));
     }
     if let Some(engine) = req.load {
@@ -272,8 +274,24 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     };
     // 7. outputs
     let mut written: Vec<Written> = Vec::new();
+    let bare = image.without_attachments();
     for o in &outputs {
-        let w = o.write(&image, &store)?;
+        let view = if o.carries_referrers() {
+            &image
+        } else {
+            if !image.attachments.is_empty() {
+                shell::verbose(
+                    "Note",
+                    format!(
+                        "{} referrer(s) (SBOMs, provenance) not listed in {}: layout-referrers is off, so syft, grype and podman load can read it; --layout-referrers lists them, --push carries them, --sbom-dir writes the SBOMs",
+                        image.attachments.len(),
+                        o.describe()
+                    ),
+                );
+            }
+            &bare
+        };
+        let w = o.write(view, &store)?;
         shell::status("Wrote", &w.output);
         written.push(w);
     }

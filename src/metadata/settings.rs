@@ -69,6 +69,9 @@ pub struct Settings {
     /// Embed the binary's dependency list (cargo-auditable's `.dep-v0` section) so scanners
     /// see its crates; default true.
     pub auditable: Option<bool>,
+    /// List the referrers (SBOMs, provenance) in `oci:` layouts' and `oci-archive:` files'
+    /// index.json too; default false.
+    pub layout_referrers: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -106,6 +109,7 @@ pub const KEYS: &[&str] = &[
     "allocator",
     "sbom",
     "auditable",
+    "layout-referrers",
 ];
 
 /// The path (`key`, or `include[i].key`) of the first key the schema does not have.
@@ -196,6 +200,7 @@ impl Settings {
             allocator: over.allocator.or(self.allocator),
             sbom: over.sbom.or(self.sbom),
             auditable: over.auditable.or(self.auditable),
+            layout_referrers: over.layout_referrers.or(self.layout_referrers),
         }
     }
 }
@@ -238,7 +243,8 @@ mod tests {
             "ca-certs": "none", "tzdata": "none", "zones": ["UTC"], "timezone": "UTC",
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
-            "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"], "auditable": false
+            "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"], "auditable": false,
+            "layout-referrers": true
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

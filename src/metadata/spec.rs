@@ -263,6 +263,9 @@ pub struct ImageSpec {
     pub allocator: Allocator,
     /// Embed the binary's dependency list (`auditable`, default true).
     pub auditable: bool,
+    /// List the referrers in layouts' and archives' index.json (`layout-referrers`, default
+    /// false: syft, grype and `podman load` read a layout only when its index lists one image).
+    pub layout_referrers: bool,
     pub platforms: Vec<Platform>,
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
@@ -371,6 +374,7 @@ impl ImageSpec {
             strip: true,
             allocator: Allocator::Musl,
             auditable: true,
+            layout_referrers: false,
             platforms: vec![],
             compression: Compression::Gzip,
             compression_level: 5,
@@ -923,6 +927,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         strip: s.strip.unwrap_or(true),
         allocator: s.allocator.unwrap_or_default(),
         auditable: s.auditable.unwrap_or(true),
+        layout_referrers: s.layout_referrers.unwrap_or(false),
         platforms,
         compression,
         compression_level,

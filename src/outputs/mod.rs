@@ -70,6 +70,11 @@ pub trait Output {
     fn single_platform(&self) -> bool {
         false
     }
+    /// Whether it carries the image's referrers (SBOMs, provenance). One that does not gets
+    /// the image without them (see `pipeline::run`), so it writes exactly the image.
+    fn carries_referrers(&self) -> bool {
+        true
+    }
 }
 
 /// Where an output writes: a file it replaces whole, or a tag in a layout directory (which
@@ -144,6 +149,8 @@ pub struct Defaults {
     pub name: String,
     /// The platform docker archives take from a multi-platform image (--load-platform).
     pub platform: Option<Platform>,
+    /// Whether `oci:` layouts and `oci-archive:` files list the referrers (`layout-referrers`).
+    pub layout_referrers: bool,
 }
 
 /// An `--output` transport and how its values become an [`Output`]. A new kind of output is
@@ -283,6 +290,7 @@ mod tests {
             tag: "1.0.0".into(),
             name: "hello".into(),
             platform: None,
+            layout_referrers: false,
         }
     }
 
@@ -369,6 +377,7 @@ mod tests {
             path: path.to_path_buf(),
             tag: tag.into(),
             archive,
+            referrers: true,
         };
         out("1", false, &layout).write(&image, &store).unwrap();
         assert!(listed(&index_of(&layout)));

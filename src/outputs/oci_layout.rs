@@ -32,6 +32,10 @@ pub struct OciLayout {
     pub path: PathBuf,
     pub tag: String,
     pub archive: bool,
+    /// Whether index.json lists the image's referrers too (`layout-referrers`). Off by
+    /// default: syft and grype (stereoscope) read a layout only when its index lists one
+    /// manifest, and `podman load` an archive only then.
+    pub referrers: bool,
 }
 
 /// `oci:DIR[:TAG]`: the layout directory.
@@ -58,7 +62,12 @@ impl OciLayout {
     ) -> Result<Box<dyn Output>> {
         let tag = tag.unwrap_or(&defaults.tag).to_string();
         check_tag(&tag)?;
-        Ok(Box::new(OciLayout { path, tag, archive }))
+        Ok(Box::new(OciLayout {
+            path,
+            tag,
+            archive,
+            referrers: defaults.layout_referrers,
+        }))
     }
 }
 
@@ -532,6 +541,10 @@ impl Output for OciLayout {
             path: self.path.clone(),
             tag: (!self.archive).then(|| self.tag.clone()),
         })
+    }
+
+    fn carries_referrers(&self) -> bool {
+        self.referrers
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {

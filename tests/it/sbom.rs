@@ -283,7 +283,7 @@ fn build(sbom_dir: bool, extra: &[&str]) -> Built {
     let layout = Layout::new(project.parent().join("image"), "test");
     let dir = project.parent().join("sboms");
     let mut cmd = tool(&project.root);
-    cmd.args(["build", "--locked", "--target-dir"])
+    cmd.args(["build", "--layout-referrers", "--locked", "--target-dir"])
         .arg(shared_target_dir("depgraph"))
         .args(["--output", &layout.reference()])
         .args(extra);
@@ -478,7 +478,7 @@ fn sbom_dir_never_replaces_a_file_it_did_not_write() {
     std::fs::write(&theirs, b"{\"someone\": \"else\"}").unwrap();
     let run = capture(
         tool(&project.root)
-            .args(["build", "--locked", "--target-dir"])
+            .args(["build", "--layout-referrers", "--locked", "--target-dir"])
             .arg(shared_target_dir("depgraph"))
             .arg("--sbom-dir")
             .arg(&dir),
@@ -511,7 +511,7 @@ fn the_sbom_setting_chooses_the_formats() {
     let layout = Layout::new(project.parent().join("image"), "test");
     let run = capture(
         tool(&project.root)
-            .args(["build", "--locked", "--target-dir"])
+            .args(["build", "--layout-referrers", "--locked", "--target-dir"])
             .arg(shared_target_dir("depgraph"))
             .args(["--output", &layout.reference()]),
     );
@@ -542,7 +542,7 @@ fn a_prebuilt_binary_gets_valid_sboms_that_claim_no_crates() {
     let dir = project.parent().join("sboms");
     let run = capture(
         tool(&project.root)
-            .args(["build", "--binary"])
+            .args(["build", "--layout-referrers", "--binary"])
             .arg(&binary)
             .args(["--output", &layout.reference(), "--sbom-dir"])
             .arg(&dir),
@@ -608,7 +608,7 @@ fn pushed_sboms_are_fetched_from_the_registry_by_oras() {
     let registry = Registry::plain();
     let run = capture(
         tool(&built.project.root)
-            .args(["build", "--locked", "--target-dir"])
+            .args(["build", "--layout-referrers", "--locked", "--target-dir"])
             .arg(shared_target_dir("depgraph"))
             .args(["--push", "-t", &registry.reference("depgraph:1")])
             .env("DOCKER_CONFIG", tempdir().keep()),

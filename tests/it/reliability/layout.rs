@@ -719,7 +719,7 @@ fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
     let write = |env: &str| {
         capture(
             pack(&project, target.path(), &hello_binary())
-                .args(["--env", env])
+                .args(["--env", env, "--layout-referrers"])
                 .arg("--output")
                 .arg(layout.reference()),
         )
