@@ -67,10 +67,13 @@ fn malloc_of(elf: &Elf, map: &[u8]) -> Malloc {
     if elf.interpreter.is_some() || !elf.libraries.is_empty() {
         return Malloc::Unknown;
     }
-    if let Some((name, _)) = REPLACEMENTS
-        .iter()
-        .find(|(_, mark)| memchr::memmem::find(map, mark).is_some())
-    {
+    let rodata = read_only_data(elf, map);
+    let holds = |mark: &[u8]| {
+        rodata
+            .iter()
+            .any(|d| memchr::memmem::find(d, mark).is_some())
+    };
+    if let Some((name, _)) = REPLACEMENTS.iter().find(|(_, mark)| holds(mark)) {
         return Malloc::Replaced(name);
     }
     let symbols = elf
@@ -78,11 +81,31 @@ fn malloc_of(elf: &Elf, map: &[u8]) -> Malloc {
         .iter()
         .filter_map(|s| elf.strtab.get_at(s.st_name))
         .any(|n| MUSL_MALLOC_SYMBOLS.contains(&n));
-    if symbols || memchr::memmem::find(map, MUSL_STRERROR).is_some() {
+    if symbols || holds(MUSL_STRERROR) {
         Malloc::Musl
     } else {
         Malloc::Unknown
     }
+}
+
+/// The contents of the `.rodata` sections, where the messages [`malloc_of`] looks for live
+/// (stripping keeps them). Searching these rather than the whole file keeps the cost, and the
+/// pages of a memory-mapped binary read, to a small part of a large binary.
+fn read_only_data<'a>(elf: &Elf, map: &'a [u8]) -> Vec<&'a [u8]> {
+    elf.section_headers
+        .iter()
+        .filter(|sh| sh.sh_type != goblin::elf::section_header::SHT_NOBITS)
+        .filter(|sh| {
+            elf.shdr_strtab
+                .get_at(sh.sh_name)
+                .is_some_and(|n| n == ".rodata" || n.starts_with(".rodata."))
+        })
+        .filter_map(|sh| {
+            let at = usize::try_from(sh.sh_offset).ok()?;
+            let len = usize::try_from(sh.sh_size).ok()?;
+            map.get(at..at.checked_add(len)?)
+        })
+        .collect()
 }
 
 /// What a binary's `.dep-v0` section says ([`crate::build::auditable`] writes it).

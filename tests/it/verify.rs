@@ -165,3 +165,21 @@ fn direct_invocation_of_verify_works_like_the_subcommand() {
     assert_eq!(run.code(), Some(0), "{run}");
     assert!(report_for(&run, static_pie()).contains("static"), "{run}");
 }
+
+/// Bytes after the binary's sections (padding, an appended archive) are not part of what it
+/// runs: a replacement allocator's message there does not hide that it uses musl's malloc.
+/// The search reads only `.rodata`, so verifying a large binary also reads only a small part.
+#[test]
+fn a_malloc_message_outside_rodata_is_not_taken_for_a_replacement() {
+    let dir = tempdir();
+    let padded = dir.path().join("padded");
+    let mut bytes = fs::read(static_pie()).expect("hello binary");
+    bytes.extend_from_slice(b"\0mimalloc: warning: appended, not part of the program\0");
+    fs::write(&padded, &bytes).expect("write");
+    let run = verify(&[&padded]);
+    run.assert_success();
+    assert!(
+        run.stderr.contains("uses musl's own malloc"),
+        "the note on musl's malloc is missing: {run}"
+    );
+}
