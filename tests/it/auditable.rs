@@ -17,27 +17,6 @@ use serde_json::Value;
 
 const ARM64_TARGET: &str = "aarch64-unknown-linux-musl";
 
-/// A scanner installed by scripts/setup-template-tools.
-fn scanner(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CONTAINERIZE_TOOLS_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CONTAINERIZE_TOOLS_VENV").map(|v| PathBuf::from(v).join("bin"))
-        })
-        .unwrap_or_else(|| {
-            std::env::home_dir()
-                .expect("a home directory")
-                .join(".cache/cargo-containerize/venv/bin")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{name} is not installed at {}; run scripts/setup-template-tools (it installs syft and trivy)",
-        path.display()
-    );
-    path
-}
-
 type Crates = BTreeSet<(String, String)>;
 
 /// The crates cargo links into the depgraph binary for `triple`: `cargo tree` over normal
@@ -91,7 +70,7 @@ fn syft_crates(layout: &Path, platform: &str) -> Crates {
 /// The crates syft finds in `source` (`oci-dir:…`, `registry:…`) for `platform`.
 fn syft_scan(source: &str, platform: &str) -> Crates {
     let run = capture(
-        Command::new(scanner("syft"))
+        Command::new(setup_tool("syft"))
             .args(["scan", "-q", "-o", "json", "--platform", platform])
             .arg(source)
             .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
@@ -165,7 +144,7 @@ fn trivy_lists_every_linked_crate_offline() {
     let cache = tempdir();
     // SBOM output needs no vulnerability database: nothing is downloaded.
     let run = capture(
-        Command::new(scanner("trivy"))
+        Command::new(setup_tool("trivy"))
             .args(["image", "--quiet", "--format", "cyclonedx"])
             .args(["--platform", "linux/amd64", "--offline-scan"])
             .args([

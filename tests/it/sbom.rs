@@ -16,31 +16,10 @@ use std::sync::OnceLock;
 const SPDX: &str = "application/spdx+json";
 const CDX: &str = "application/vnd.cyclonedx+json";
 
-/// A program of the validators' virtualenv.
-fn venv_tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CONTAINERIZE_TOOLS_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CONTAINERIZE_TOOLS_VENV").map(|v| PathBuf::from(v).join("bin"))
-        })
-        .unwrap_or_else(|| {
-            std::env::home_dir()
-                .expect("a home directory")
-                .join(".cache/cargo-containerize/venv/bin")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{name} is not installed at {}; run scripts/setup-template-tools (it installs spdx-tools and cyclonedx-python-lib)",
-        path.display()
-    );
-    path
-}
-
 /// `pyspdxtools -i FILE`: it parses the document and validates it against SPDX 2.3, and
 /// prints what is wrong (its exit status says nothing, so its output must be empty).
 fn assert_spdx_valid(file: &Path) {
-    let run = capture(Command::new(venv_tool("pyspdxtools")).arg("-i").arg(file));
+    let run = capture(Command::new(setup_tool("pyspdxtools")).arg("-i").arg(file));
     run.assert_success();
     assert!(
         run.stdout.trim().is_empty() && run.stderr.trim().is_empty(),
@@ -64,7 +43,7 @@ if errors is not None:
 print("valid")
 "#;
     let run = capture(
-        Command::new(venv_tool("python"))
+        Command::new(setup_tool("python"))
             .args(["-c", script])
             .arg(file),
     );
@@ -594,7 +573,7 @@ for d in index["manifests"]:
 print(json.dumps(found))
 "#;
     let run = capture(
-        Command::new(venv_tool("python"))
+        Command::new(setup_tool("python"))
             .args(["-c", script, host, repo, subject])
             .arg(out),
     );

@@ -11,31 +11,10 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// A linter installed by scripts/setup-template-tools.
-fn linter(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CONTAINERIZE_TOOLS_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CONTAINERIZE_TOOLS_VENV").map(|v| PathBuf::from(v).join("bin"))
-        })
-        .unwrap_or_else(|| {
-            std::env::home_dir()
-                .expect("a home directory")
-                .join(".cache/cargo-containerize/venv/bin")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{name} is not installed at {}; run scripts/setup-template-tools (it installs hadolint, actionlint and shellcheck)",
-        path.display()
-    );
-    path
-}
-
 /// Runs hadolint with the strictest threshold: any finding, even a style note, fails.
 fn assert_hadolint_clean(dockerfile: &Path) {
     let run = capture(
-        Command::new(linter("hadolint"))
+        Command::new(setup_tool("hadolint"))
             .args(["--failure-threshold", "style", "--no-color"])
             .arg(dockerfile),
     );
@@ -50,9 +29,12 @@ fn assert_hadolint_clean(dockerfile: &Path) {
 /// Runs actionlint, with shellcheck on every `run:` script.
 fn assert_actionlint_clean(workflow: &Path) {
     let run = capture(
-        Command::new(linter("actionlint"))
+        Command::new(setup_tool("actionlint"))
             .arg("-no-color")
-            .arg(format!("-shellcheck={}", linter("shellcheck").display()))
+            .arg(format!(
+                "-shellcheck={}",
+                setup_tool("shellcheck").display()
+            ))
             .arg(workflow),
     );
     assert!(

@@ -840,3 +840,25 @@ pub fn capture_within(cmd: &mut Command, limit: Duration) -> (Run, Duration) {
     assert!(!hung, "still running after {limit:?}, killed: {run}");
     (run, started.elapsed())
 }
+
+/// A program scripts/setup-template-tools installs (linters, scanners, validators): in
+/// `$CONTAINERIZE_TOOLS_BIN`, else `$CONTAINERIZE_TOOLS_VENV/bin`, else the default virtualenv.
+pub fn setup_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CONTAINERIZE_TOOLS_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CONTAINERIZE_TOOLS_VENV").map(|v| PathBuf::from(v).join("bin"))
+        })
+        .unwrap_or_else(|| {
+            std::env::home_dir()
+                .expect("a home directory")
+                .join(".cache/cargo-containerize/venv/bin")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed at {}; run scripts/setup-template-tools",
+        path.display()
+    );
+    path
+}
