@@ -496,7 +496,11 @@ mod on_this_crate {
     fn graph() -> DepGraph {
         let metadata = cargo_metadata::MetadataCommand::new()
             .manifest_path(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .other_options(vec!["--offline".into()])
+            // Not `--offline`: `cargo metadata` reads the crates of every platform (Windows-only
+            // ones included) while building this crate downloads only the host's, so on a fresh
+            // machine they are not in the cache yet. `scripts/test` fetches them first; a plain
+            // `cargo test` downloads them here, as its own build did the rest.
+            .other_options(vec!["--locked".into()])
             .exec()
             .expect("cargo metadata of this crate");
         let root = metadata.root_package().expect("root").id.clone();
