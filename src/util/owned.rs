@@ -293,9 +293,8 @@ pub fn make_dir(base: &Path, dir: &Path) -> Result<()> {
         );
     };
     // The base is the user's choice (followed, made when missing).
-    fs::create_dir_all(base).map_err(|e| {
-        anyhow::Error::new(e).context(format!("cannot create {}", base.display()))
-    })?;
+    fs::create_dir_all(base)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot create {}", base.display())))?;
     let mut p = base.to_path_buf();
     for part in parts {
         p.push(part);
@@ -412,18 +411,42 @@ fn not_private(p: &Path, meta: &fs::Metadata) -> Option<String> {
         ));
     }
     let mode = meta.mode() & 0o7777;
-    if mode & 0o022 != 0 {
+    if mode & 0o002 != 0 {
+        return Some(format!("writable by everyone (mode {mode:04o})"));
+    }
+    if mode & 0o020 != 0 && !group_is_private(meta.gid()) {
         return Some(format!(
-            "writable by {} (mode {mode:04o})",
-            if mode & 0o002 != 0 {
-                "everyone"
-            } else {
-                "its group"
-            }
+            "writable by its group {} (mode {mode:04o})",
+            meta.gid()
         ));
     }
     let _ = p;
     None
+}
+
+/// Whether the group `gid` is the user's own private group (their primary group, with no
+/// other listed members): where the umask is 002 (Debian and Ubuntu give every user such a
+/// group), everything cargo and the tool make is group-writable, and no one else is in it.
+/// Other users whose primary group it is cannot be listed without reading every account;
+/// systems that share a primary group between users are rare.
+fn group_is_private(gid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::unistd::{Gid, Group, User, getegid, geteuid};
+        if getegid().as_raw() != gid {
+            return false;
+        }
+        let me = User::from_uid(geteuid()).ok().flatten().map(|u| u.name);
+        match Group::from_gid(Gid::from_raw(gid)) {
+            Ok(Some(g)) => g.mem.iter().all(|m| Some(m) == me.as_ref()),
+            _ => false,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = gid;
+        false
+    }
 }
 
 fn nix_euid() -> u32 {
@@ -612,6 +635,26 @@ mod tests {
                 && e.contains("CARGO_CONTAINERIZE_CACHE"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_group_writable_directory_is_trusted_only_for_the_users_private_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("openssl");
+        make_private_dir(root.path(), &dir).unwrap();
+        // umask 002 with a group of one's own: what cargo makes is group-writable.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o775)).unwrap();
+        let mine = nix::unistd::getegid().as_raw();
+        std::os::unix::fs::chown(&dir, None, Some(mine)).unwrap();
+        if group_is_private(mine) {
+            check_private(root.path(), &dir).unwrap();
+        }
+        // A group others are in (or that is not the user's): not trusted.
+        let other = if mine == 65534 { 0 } else { 65534 };
+        std::os::unix::fs::chown(&dir, None, Some(other)).unwrap();
+        let e = check_private(root.path(), &dir).unwrap_err().to_string();
+        assert!(e.contains(&format!("writable by its group {other}")), "{e}");
     }
 
     /// Every removal and rename over a path in src/ goes through this module: no other file
