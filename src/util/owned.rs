@@ -58,7 +58,6 @@ fn below<'p>(base: &Path, path: &'p Path) -> Option<Vec<&'p std::ffi::OsStr>> {
     rest.components()
         .map(|c| match c {
             Component::Normal(n) => Some(n),
-            Component::CurDir => None,
             _ => None,
         })
         .collect()
