@@ -31,6 +31,7 @@
 //! - Configs and manifests are small: they are compared byte for byte whenever they are
 //!   stored again ([`BlobStore::put`]).
 
+use crate::util::owned;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -157,16 +158,33 @@ fn forget_proven(path: &Path) {
 }
 
 impl BlobStore {
+    /// The store of the target directory `target_dir`: `<target_dir>/containerize/cache`,
+    /// refused when a directory of it below `target_dir` is a link (see [`BlobStore::open`]).
+    pub fn for_target(target_dir: &Path) -> Result<BlobStore> {
+        let root = target_dir.join("containerize").join("cache");
+        owned::make_dir(target_dir, &root)?;
+        BlobStore::open(&root)
+    }
+
+    /// The store at `root`. Its directories are made, or checked to be real directories: a
+    /// link planted at `stat`, `layers`, `blobs` or `tmp` is refused (one line naming it),
+    /// never written or cleaned through.
     pub fn open(root: &Path) -> Result<BlobStore> {
+        fs::create_dir_all(root).with_context(|| {
+            format!(
+                "cannot create the cache at {}; make it writable or pass --target-dir",
+                root.display()
+            )
+        })?;
         for sub in ["blobs/sha256", "layers", "stat", "tmp"] {
-            fs::create_dir_all(root.join(sub)).with_context(|| {
+            owned::make_dir(root, &root.join(sub)).with_context(|| {
                 format!(
-                    "cannot create the cache at {}; make it writable or pass --target-dir",
+                    "cannot use the cache at {}; make it writable or pass --target-dir",
                     root.display()
                 )
             })?;
         }
-        sweep_cache_tmp(&root.join("tmp"));
+        sweep_cache_tmp(root);
         let store = BlobStore {
             root: root.to_path_buf(),
         };
@@ -185,26 +203,30 @@ impl BlobStore {
         }
         let _ = fs::write(&stamp, b"");
         let mut referenced = std::collections::BTreeSet::new();
-        for entry in files_in(&self.root.join("layers")) {
-            if older_than(&entry, KEEP_SECS) {
-                let _ = fs::remove_file(&entry);
-            } else if let Some(layer) = fs::read(&entry)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(unseal(&b)?).ok())
-                .and_then(|v| v.get("digest")?.as_str().map(String::from))
+        let root = &self.root;
+        // Listed and removed through `owned`: only regular files named as the store names
+        // them, in its real directories (a link planted at `stat` is never followed).
+        let old = |e: &owned::Listed| e.meta.is_file() && age_over(&e.meta, KEEP_SECS);
+        for entry in owned::list(root, &root.join("layers")) {
+            if old(&entry) {
+                let _ = owned::remove_file(root, &entry.path, owned::Name::Digest);
+            } else if entry.meta.is_file()
+                && let Some(layer) = fs::read(&entry.path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(unseal(&b)?).ok())
+                    .and_then(|v| v.get("digest")?.as_str().map(String::from))
             {
                 referenced.insert(hex_of(&layer).to_string());
             }
         }
-        for blob in files_in(&self.root.join("blobs/sha256")) {
-            let name = blob.file_name().map(|n| n.to_string_lossy().to_string());
-            if older_than(&blob, KEEP_SECS) && !name.is_some_and(|n| referenced.contains(&n)) {
-                let _ = fs::remove_file(&blob);
+        for blob in owned::list(root, &root.join("blobs/sha256")) {
+            if old(&blob) && !referenced.contains(&blob.name) {
+                let _ = owned::remove_file(root, &blob.path, owned::Name::Digest);
             }
         }
-        for record in files_in(&self.root.join("stat")) {
-            if older_than(&record, KEEP_SECS) {
-                let _ = fs::remove_file(&record);
+        for record in owned::list(root, &root.join("stat")) {
+            if old(&record) {
+                let _ = owned::remove_file(root, &record.path, owned::Name::Digest);
             }
         }
     }
@@ -234,9 +256,7 @@ impl BlobStore {
         let path = self.path(&digest);
         // A rename, never a write into the old file: an image written by an older version
         // may still share the old file's inode.
-        tmp.persist(&path)
-            .map_err(|e| e.error)
-            .context("storing a blob in the cache")?;
+        owned::persist(tmp, &path).context("storing a blob in the cache")?;
         mark_proven(&path);
         Ok((digest, size))
     }
@@ -301,9 +321,10 @@ impl BlobStore {
                 // Only the file that was found damaged: a concurrent run may have put a
                 // repaired one in its place meanwhile.
                 if Stat::of(&path).as_ref() == Some(&before) {
-                    let _ = fs::remove_file(&path);
+                    let _ = owned::remove_file(&self.root, &path, owned::Name::Digest);
                 }
-                let _ = fs::remove_file(self.proof_path(digest));
+                let _ =
+                    owned::remove_file(&self.root, &self.proof_path(digest), owned::Name::Digest);
                 false
             }
         }
@@ -428,7 +449,7 @@ impl BlobStore {
                     "cache file {} is damaged (it does not match its checksum); removed it, and it is made again from its inputs",
                     path.display()
                 ));
-                let _ = fs::remove_file(&path);
+                let _ = owned::remove_file(&self.root, &path, owned::Name::Digest);
             }
             return None;
         };
@@ -441,8 +462,7 @@ impl BlobStore {
     pub fn remember<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let mut tmp = self.temp_file()?;
         tmp.write_all(&seal(&serde_json::to_vec(value)?))?;
-        tmp.persist(self.root.join("layers").join(key))
-            .map_err(|e| e.error)?;
+        owned::persist(tmp, &self.root.join("layers").join(key))?;
         Ok(())
     }
 }
@@ -500,19 +520,12 @@ impl BlobStore {
 /// versions of the tool made unlocked temps there, named by tempfile (`.tmpXXXXXX`), whose
 /// owner nothing tells; those go once they are an hour old, no run taking that long to write
 /// one. Only regular files, and only in `cache/tmp`, which holds nothing but the tool's temps.
-fn sweep_cache_tmp(dir: &Path) {
-    crate::util::lease::sweep(dir, TEMP_PREFIX);
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let legacy = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".tmp"));
-        if legacy && entry.file_type().is_ok_and(|t| t.is_file()) && older_than(&entry.path(), 3600)
-        {
-            let _ = fs::remove_file(entry.path());
+fn sweep_cache_tmp(root: &Path) {
+    let dir = root.join("tmp");
+    crate::util::lease::sweep(&dir, TEMP_PREFIX);
+    for entry in owned::list(root, &dir) {
+        if entry.name.starts_with(".tmp") && entry.meta.is_file() && age_over(&entry.meta, 3600) {
+            let _ = owned::remove_file(root, &entry.path, owned::Name::Temp(".tmp"));
         }
     }
 }
@@ -529,15 +542,13 @@ fn touch(path: &Path) -> bool {
 /// How long an unused layer stays in the cache.
 const KEEP_SECS: u64 = 14 * 24 * 3600;
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default()
+fn older_than(path: &Path, secs: u64) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| age_over(&m, secs))
 }
 
-fn older_than(path: &Path, secs: u64) -> bool {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
+/// Whether a file (by its own metadata) was last changed more than `secs` ago.
+fn age_over(meta: &fs::Metadata, secs: u64) -> bool {
+    meta.modified()
         .ok()
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age.as_secs() > secs)
@@ -656,7 +667,7 @@ impl BlobStore {
     fn remember_at<T: Serialize>(&self, dest: &Path, value: &T) -> Result<()> {
         let mut tmp = self.temp_file()?;
         tmp.write_all(&serde_json::to_vec(value)?)?;
-        tmp.persist(dest).map_err(|e| e.error)?;
+        owned::persist(tmp, dest)?;
         Ok(())
     }
 }
@@ -697,11 +708,13 @@ mod tests {
         let (used, _) = store.put(b"used layer").unwrap();
         let (orphan, _) = store.put(b"orphan").unwrap();
         let (stale, _) = store.put(b"stale layer").unwrap();
+        // Entries are named by hex keys, as `memo::key` makes them.
+        let (fresh_key, old_key) = ("f".repeat(64), "0".repeat(64));
         store
-            .remember("fresh", &serde_json::json!({ "digest": used }))
+            .remember(&fresh_key, &serde_json::json!({ "digest": used }))
             .unwrap();
         store
-            .remember("old", &serde_json::json!({ "digest": stale }))
+            .remember(&old_key, &serde_json::json!({ "digest": stale }))
             .unwrap();
         let long_ago =
             std::time::SystemTime::now() - std::time::Duration::from_secs(KEEP_SECS + 60);
@@ -716,7 +729,7 @@ mod tests {
         for d in [&used, &orphan, &stale] {
             age(store.path(d));
         }
-        age(root.join("layers/old"));
+        age(root.join("layers").join(&old_key));
         age(root.join("last-gc"));
         BlobStore::open(&root).unwrap();
         assert!(
@@ -725,7 +738,7 @@ mod tests {
         );
         assert!(!store.has(&orphan), "an old blob no entry names goes");
         assert!(
-            !store.has(&stale) && !root.join("layers/old").exists(),
+            !store.has(&stale) && !root.join("layers").join(&old_key).exists(),
             "an unused entry goes"
         );
     }
@@ -839,24 +852,25 @@ mod tests {
     fn a_damaged_entry_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
+        let k = &"ab".repeat(32); // entries are named by hex keys
         store
-            .remember("k", &serde_json::json!({ "diff_id": "sha256:0a" }))
+            .remember(k, &serde_json::json!({ "diff_id": "sha256:0a" }))
             .unwrap();
-        let path = dir.path().join("layers/k");
+        let path = dir.path().join("layers").join(k);
         let good = fs::read(&path).unwrap();
         assert_eq!(
-            store.cached::<serde_json::Value>("k").unwrap()["diff_id"],
+            store.cached::<serde_json::Value>(k).unwrap()["diff_id"],
             "sha256:0a"
         );
         let flipped = String::from_utf8(good.clone())
             .unwrap()
             .replace("sha256:0a", "sha256:0b");
         fs::write(&path, flipped).unwrap();
-        assert!(store.cached::<serde_json::Value>("k").is_none());
+        assert!(store.cached::<serde_json::Value>(k).is_none());
         assert!(!path.exists(), "a damaged entry was kept");
         // An older version's entry (plain JSON) is a miss, replaced when the layer is made.
         fs::write(&path, br#"{"diff_id":"sha256:0a"}"#).unwrap();
-        assert!(store.cached::<serde_json::Value>("k").is_none());
+        assert!(store.cached::<serde_json::Value>(k).is_none());
     }
 
     #[test]

@@ -304,7 +304,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
         ),
     }
     if let Some(files) = &dockerfile {
-        render::write_dockerfile(files, &spec, args.quiet)?;
+        render::write_dockerfile(files, args.quiet)?;
     }
     if let Some(w) = &workflow {
         render::commit(w, args.quiet)?;

@@ -41,13 +41,43 @@ fn stamp(p: &Path) -> Option<(u64, i128)> {
     Some((m.len(), ns))
 }
 
+/// The user's cache root, absolute: a relative `CARGO_CONTAINERIZE_CACHE` is taken from the
+/// directory the tool was started in, once, where the variable is read (cargo runs the
+/// helpers' builds from other directories).
 pub(crate) fn base() -> Option<PathBuf> {
-    std::env::var_os("CARGO_CONTAINERIZE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("cargo-containerize"))
-        })
-        .or_else(|| std::env::home_dir().map(|h| h.join(".cache/cargo-containerize")))
+    static BASE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let chosen = std::env::var_os(crate::util::CACHE_VAR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|d| PathBuf::from(d).join("cargo-containerize"))
+            })
+            .or_else(|| std::env::home_dir().map(|h| h.join(".cache/cargo-containerize")))?;
+        std::path::absolute(chosen).ok()
+    })
+    .clone()
+}
+
+/// Whether the answers under `base/space` may be read and written: only when the cache root
+/// and the directory are the user's and no one else can write them (see
+/// [`crate::util::owned::check_private`]); otherwise answers are neither used nor stored, and
+/// one warning per run says why.
+fn trusted(base: &Path, space: &str) -> bool {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    match crate::util::owned::make_private_dir(base, &base.join(space)) {
+        Ok(()) => true,
+        Err(e) => {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                crate::util::shell::warn(format!(
+                    "{e:#}; remembered answers are not used meanwhile"
+                ));
+            }
+            false
+        }
+    }
 }
 
 /// A key from parts: the tool's version, then each part length-prefixed.
@@ -73,6 +103,9 @@ pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf])
 }
 
 fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T> {
+    if !trusted(base, space) {
+        return None;
+    }
     let path = base.join(space).join(key);
     let bytes = std::fs::read(&path).ok()?;
     // Sealed like the layer cache's entries: a damaged answer is never used.
@@ -83,7 +116,7 @@ fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T>
                 "cache file {} is damaged (it does not match its checksum); removed it",
                 path.display()
             ));
-            let _ = std::fs::remove_file(&path);
+            let _ = crate::util::owned::remove_file(base, &path, crate::util::owned::Name::Digest);
         }
         return None;
     };
@@ -118,7 +151,7 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     {
         return;
     }
-    if std::fs::create_dir_all(&dir).is_err() {
+    if !trusted(base, space) {
         return;
     }
     // Temps of runs killed here before (SIGKILL) go first; see `crate::util::lease`.
@@ -129,7 +162,7 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     if let Ok(bytes) = serde_json::to_vec(&entry)
         && tmp.write_all(&crate::blobs::seal(&bytes)).is_ok()
     {
-        let _ = tmp.persist(dir.join(key));
+        let _ = crate::util::owned::persist(tmp, &dir.join(key));
     }
 }
 
@@ -189,11 +222,12 @@ mod tests {
     fn a_damaged_answer_is_not_used() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("cache");
-        put_in(&base, "t", "k", &"65532:65532", &[]);
-        let path = base.join("t/k");
+        let k = &"cd".repeat(32); // answers are named by hex keys (`key`)
+        put_in(&base, "t", k, &"65532:65532", &[]);
+        let path = base.join("t").join(k);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("65532:", "65533:")).unwrap();
-        assert_eq!(get_in::<String>(&base, "t", "k"), None);
+        assert_eq!(get_in::<String>(&base, "t", k), None);
         assert!(!path.exists(), "a damaged answer was kept");
     }
 }

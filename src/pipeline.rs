@@ -176,7 +176,7 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
     };
     let (guess, dir) = (inputs.clone(), target_dir.clone());
     let layers = std::thread::spawn(move || {
-        let store = BlobStore::open(&dir.join("containerize").join("cache"))?;
+        let store = BlobStore::for_target(&dir)?;
         layers::shared_layers(&guess, &store)
     });
     Some(Speculation {
@@ -215,7 +215,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     }
     let attest_opts = attest_options(req, &project, &spec)?;
     shell::timing("spec and outputs planned");
-    let store = BlobStore::open(&project.target_dir.join("containerize").join("cache"))?;
+    let store = BlobStore::for_target(&project.target_dir)?;
     let shared_inputs = SharedInputs::of(&spec);
     let speculated = speculation
         .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)

@@ -98,7 +98,7 @@ pub fn link_args(
 fn helper_manifest() -> String {
     format!(
         "# Written by cargo-containerize: builds mimalloc as a malloc replacement with {CRATE}.\n\
-         [package]\nname = \"cargo-containerize-mimalloc\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [package]\nname = \"cargo-containerize-mimalloc\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\nbuild = false\n\n\
          [lib]\npath = \"lib.rs\"\n\n[workspace]\n\n\
          [dependencies]\n{CRATE} = {{ version = {}, default-features = false, features = [\"override\"] }}\n",
         toml_string(&format!("={LIBMIMALLOC_SYS}"))
@@ -114,11 +114,11 @@ struct Helper {
     _lock: atomic::DirLock,
 }
 
-fn prepare_helper(root: &Path, cwd: &Path, offline: bool) -> Result<Helper> {
+fn prepare_helper(base: &Path, root: &Path, cwd: &Path, offline: bool) -> Result<Helper> {
     let manifest = helper_manifest();
     let key = sha256_hex(format!("{FORMAT}\n{manifest}").as_bytes());
     let src = root.join("src");
-    std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
+    crate::util::owned::make_private_dir(base, &src)?;
     let lock_path = src.join(format!("{}.lock", &key[..16]));
     let lock = atomic::lock_file(
         &lock_path,
@@ -129,6 +129,8 @@ fn prepare_helper(root: &Path, cwd: &Path, offline: bool) -> Result<Helper> {
         None,
     )?;
     let dir = src.join(&key[..16]);
+    // Cargo runs what is in this directory as the user: none of it may be another user's.
+    crate::util::owned::check_private_tree(base, &dir)?;
     write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
     write_if_changed(&dir.join("lib.rs"), "")?;
     let lock_file = dir.join("Cargo.lock");
@@ -208,12 +210,9 @@ fn ensure(
     cc: &CCompiler,
     quiet: bool,
 ) -> Result<PathBuf> {
-    let root = crate::memo::base()
-        .context("no cache directory for mimalloc: set CARGO_CONTAINERIZE_CACHE or HOME")?
-        .join("mimalloc");
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let (base, root) = cached::user_dir("mimalloc", "mimalloc")?;
     let offline = cargo_args.offline || cargo_args.frozen;
-    let helper = prepare_helper(&root, &project.package_root, offline)?;
+    let helper = prepare_helper(&base, &root, &project.package_root, offline)?;
     let cflags = c_flags(triple, cc.zig);
     let key = sha256_hex(
         format!(
@@ -236,6 +235,8 @@ fn ensure(
     };
     // What killed builds of this entry left beside it (their temps name their owner).
     atomic::sweep_beside(&dir);
+    // An entry another user could have planted or changed is refused, not used or replaced.
+    ENTRY.check_trusted(&base, &dir)?;
     if ENTRY.complete(&dir) {
         say("Cached", "");
         return Ok(dir);
@@ -294,6 +295,9 @@ fn build_into(
     if !output.status.success() {
         if quiet {
             crate::util::shell::passthrough(&output.stderr);
+        }
+        if let Some(full) = crate::memo::base().and_then(|b| cached::disk_full_note(&b)) {
+            bail!("building mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} failed: {full}");
         }
         bail!(
             "building mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} failed (cargo's errors are above); fix what they name, or leave allocator at \"musl\""

@@ -8,12 +8,12 @@
 //! file matches its digest. A complete entry is never removed: a run that finds one under the
 //! lock uses it.
 
-use crate::util::atomic;
 use crate::util::fs::sha256_file;
+use crate::util::{atomic, owned};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// What kind of entry: what it holds, for messages, and the files it must have.
@@ -61,6 +61,32 @@ pub fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
     atomic::write_file(path, |w| Ok(w.write_all(contents.as_bytes())?))
 }
 
+/// The user's cache directory `<cache>/<sub>` for `what` ("mimalloc"), made private to the
+/// user (0700) or checked to be: the cache root and every directory down to it must be the
+/// user's and writable by no one else ([`owned::check_private`]), else a one-line refusal
+/// naming the path and the fix. Returns the cache root and the directory.
+pub fn user_dir(sub: &str, what: &str) -> Result<(PathBuf, PathBuf)> {
+    let base = crate::memo::base().with_context(|| {
+        format!("no cache directory for {what}: set CARGO_CONTAINERIZE_CACHE or HOME")
+    })?;
+    let dir = base.join(sub);
+    owned::make_private_dir(&base, &dir)?;
+    Ok((base, dir))
+}
+
+/// What to say after a C library's build under the cache failed, when the disk holding the
+/// cache at `root` is (all but) full: cargo's own error is an "os error 28" among many lines.
+pub fn disk_full_note(root: &Path) -> Option<String> {
+    let free = atomic::free_bytes(root)?;
+    (free < 64 << 20).then(|| {
+        format!(
+            "the disk holding the cache at {} is full ({} KiB free: no space left on device); free some space there or set CARGO_CONTAINERIZE_CACHE to a directory on another disk",
+            root.display(),
+            free >> 10
+        )
+    })
+}
+
 pub fn toml_string(s: &str) -> String {
     toml_edit::Value::from(s).to_string()
 }
@@ -84,6 +110,14 @@ impl Kind {
         }
         std::fs::write(dir.join(MANIFEST), serde_json::to_vec_pretty(&files)?)
             .with_context(|| format!("writing {}", dir.join(MANIFEST).display()))
+    }
+
+    /// Refuses the entry `dir` of the cache at `base` unless it, everything in it and every
+    /// directory from `base` down to it is the user's and writable by no one else: an entry
+    /// another user could have planted (a library with their constructor and a matching
+    /// `files.json`) is never used. An entry not there yet passes.
+    pub fn check_trusted(&self, base: &Path, dir: &Path) -> Result<()> {
+        owned::check_private_tree(base, dir)
     }
 
     /// Whether `dir` holds exactly the files its manifest lists, each with its digest, and
@@ -150,7 +184,7 @@ impl Kind {
             // run be killed before it is dropped.
             let aside = crate::util::lease::temp_dir_in(root, &format!(".{name}.tmp-"))
                 .with_context(|| format!("creating a directory in {}", root.display()))?;
-            std::fs::rename(dir, aside.path().join("old"))
+            crate::util::owned::rename(dir, &aside.path().join("old"))
                 .with_context(|| format!("moving the incomplete {} aside", dir.display()))?;
         }
         let created = atomic::create_dir(dir, |out| {

@@ -313,6 +313,7 @@ impl Helper {
 /// Writes the helper crate for `req` and `features` under `root/src` and resolves its
 /// openssl-src, holding the helper's lock (a bounded wait) for as long as the result lives.
 fn prepare_helper(
+    base: &Path,
     root: &Path,
     req: &str,
     features: &[String],
@@ -321,7 +322,7 @@ fn prepare_helper(
 ) -> Result<Helper> {
     let key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
     let src = root.join("src");
-    std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
+    crate::util::owned::make_private_dir(base, &src)?;
     let lock_path = src.join(format!("{}.lock", &key[..16]));
     let lock = atomic::lock_file(
         &lock_path,
@@ -332,6 +333,8 @@ fn prepare_helper(
         None,
     )?;
     let dir = src.join(&key[..16]);
+    // Cargo runs what is in this directory as the user: none of it may be another user's.
+    crate::util::owned::check_private_tree(base, &dir)?;
     write_helper(&dir, req, features)?;
     let src_version = locked_version(&dir, cwd, offline)?;
     Ok(Helper {
@@ -375,12 +378,9 @@ pub fn ensure(
     cc: &CCompiler,
     quiet: bool,
 ) -> Result<PathBuf> {
-    let root = crate::memo::base()
-        .context("no cache directory for OpenSSL: set CARGO_CONTAINERIZE_CACHE or HOME")?
-        .join("openssl");
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let (base, root) = cached::user_dir("openssl", "OpenSSL")?;
     let offline = cargo_args.offline || cargo_args.frozen;
-    let helper = prepare_helper(&root, req, features, &project.package_root, offline)?;
+    let helper = prepare_helper(&base, &root, req, features, &project.package_root, offline)?;
     let dir = entry_dir(&root, &helper, triple, features, cc);
     let version = helper.openssl_version();
     let say = |verb: &str, note: &str| {
@@ -393,6 +393,8 @@ pub fn ensure(
     };
     // What killed builds of this entry left beside it (their temps name their owner).
     atomic::sweep_beside(&dir);
+    // An entry another user could have planted or changed is refused, not used or replaced.
+    ENTRY.check_trusted(&base, &dir)?;
     if ENTRY.complete(&dir) {
         say("Cached", "");
         return Ok(dir);
@@ -445,6 +447,13 @@ fn build_into(
     if !output.status.success() {
         if quiet {
             crate::util::shell::passthrough(&output.stderr);
+        }
+        if let Some(full) = crate::memo::base().and_then(|b| super::cached::disk_full_note(&b)) {
+            bail!(
+                "building OpenSSL {} for {triple} (openssl-src {}) failed: {full}",
+                helper.openssl_version(),
+                helper.src_version
+            );
         }
         bail!(
             "building OpenSSL {} for {triple} (openssl-src {}) failed (cargo's errors are above); fix what they name, or set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)",

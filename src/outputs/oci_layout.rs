@@ -353,14 +353,10 @@ fn collect_garbage(dir: &Path, entries: &[Value], image: &Image) {
         .chain(image.blobs().map(|b| b.digest))
         .map(|d| hex_of(d).to_string())
         .collect();
-    let Ok(files) = fs::read_dir(dir.join("blobs/sha256")) else {
-        return;
-    };
-    for f in files.flatten() {
-        let name = f.file_name().to_string_lossy().into_owned();
-        if is_sha256_hex(&name) && !keep.contains(&name) && f.file_type().is_ok_and(|t| t.is_file())
-        {
-            let _ = fs::remove_file(f.path());
+    use crate::util::owned;
+    for f in owned::list(dir, &dir.join("blobs/sha256")) {
+        if is_sha256_hex(&f.name) && !keep.contains(&f.name) && f.meta.is_file() {
+            let _ = owned::remove_file(dir, &f.path, owned::Name::Digest);
         }
     }
 }
@@ -481,7 +477,11 @@ impl OciLayout {
                 // Blobs no index uses yet: this run's own, and only it could have added them
                 // (it holds the lock).
                 for p in placed {
-                    let _ = fs::remove_file(p);
+                    let _ = crate::util::owned::remove_file(
+                        &self.path,
+                        &p,
+                        crate::util::owned::Name::Made,
+                    );
                 }
                 Err(atomic::disk_full_remedy(e, &self.path))
             }

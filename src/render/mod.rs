@@ -383,6 +383,8 @@ pub struct DockerfileFiles {
     pub dockerignore: Option<Planned>,
     /// Absolute path of the root-files directory.
     pub rootfs_dir: PathBuf,
+    /// The root files to write there, checked against what is there (see [`rootfs::plan`]).
+    pub rootfs: rootfs::Planned,
 }
 
 /// Renders and checks (writes nothing) a Dockerfile for `project`; `output` is where it will
@@ -421,16 +423,19 @@ pub fn plan_dockerfile(
     } else {
         None
     };
+    let rootfs_dir = ws.join(&ctx.rootfs.dir);
+    let rootfs = rootfs::plan(spec, ws, &rootfs_dir, force)?;
     Ok(DockerfileFiles {
         dockerfile,
         dockerignore,
-        rootfs_dir: ws.join(&ctx.rootfs.dir),
+        rootfs_dir,
+        rootfs,
     })
 }
 
 /// Writes the root files, then the Dockerfile (or prints it) and .dockerignore.
-pub fn write_dockerfile(files: &DockerfileFiles, spec: &ImageSpec, quiet: bool) -> Result<()> {
-    let changed = rootfs::write(spec, &files.rootfs_dir)?;
+pub fn write_dockerfile(files: &DockerfileFiles, quiet: bool) -> Result<()> {
+    let changed = rootfs::write(&files.rootfs)?;
     status(
         quiet,
         if changed { "Wrote" } else { "Unchanged" },
@@ -466,7 +471,7 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
         args.dockerignore,
         r.force,
     )?;
-    write_dockerfile(&files, &spec, r.quiet)?;
+    write_dockerfile(&files, r.quiet)?;
     Ok(ExitCode::SUCCESS)
 }
 

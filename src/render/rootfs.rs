@@ -156,6 +156,8 @@ enum Node {
     Dir,
     File(Vec<u8>),
     Symlink(String),
+    /// A FIFO, socket or device found there (never read: a FIFO would block); never wanted.
+    Other,
 }
 
 fn source_bytes(s: &Source) -> Result<Vec<u8>> {
@@ -205,28 +207,147 @@ fn read_tree(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) -> Resul
             Node::Symlink(fs::read_link(path)?.display().to_string())
         } else if kind.is_dir() {
             Node::Dir
-        } else {
+        } else if kind.is_file() {
             Node::File(fs::read(path)?)
+        } else {
+            Node::Other
         };
         out.insert(rel, node);
     }
     Ok(())
 }
 
-/// Writes the root files into `target` (replacing what is there, all at once). Returns false,
-/// and touches nothing, when `target` already holds exactly these files.
-pub fn write(spec: &ImageSpec, target: &Path) -> Result<bool> {
+/// The name of the list of what the tool wrote into a rootfs directory, beside it
+/// (`.containerize/<package>/rootfs.written.json`; not inside it, which the Dockerfile copies).
+const WRITTEN: &str = "rootfs.written.json";
+
+/// What the list records of each path: "dir", "file <sha256>" or "symlink <target>".
+fn record(node: &Node) -> String {
+    match node {
+        Node::Dir => "dir".into(),
+        Node::File(bytes) => format!(
+            "file {}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+        ),
+        Node::Symlink(t) => format!("symlink {t}"),
+        Node::Other => "other".into(),
+    }
+}
+
+/// The root files checked against what is at their directory, ready to be written.
+pub struct Planned {
+    target: std::path::PathBuf,
+    written: std::path::PathBuf,
+    tree: BTreeMap<String, Node>,
+    /// The directory already holds exactly these files.
+    unchanged: bool,
+}
+
+/// Checks that `target` (below the workspace `ws`) may receive the root files: no link on the
+/// way from `ws` (`.containerize`, `.containerize/<package>`, `rootfs`: the tool never writes
+/// or deletes through one, not even with `--force`), and every file already in it either one
+/// the tool wrote there (its list beside the directory says so, with the same bytes) or one it
+/// would write now. Anything else (a file the user put there, or changed) is refused with
+/// one line naming it and `--force`, which replaces the directory whole. Writes nothing.
+pub fn plan(spec: &ImageSpec, ws: &Path, target: &Path, force: bool) -> Result<Planned> {
+    use crate::util::owned;
     let tree = wanted(spec)?;
-    if target.is_dir() {
-        let mut have = BTreeMap::new();
-        if read_tree(target, target, &mut have).is_ok() && have == tree {
-            return Ok(false);
+    let parent = target
+        .parent()
+        .context("the rootfs directory has a parent")?;
+    let written = parent.join(WRITTEN);
+    // The directories on the way: real ones, or none yet.
+    let mut p = ws.to_path_buf();
+    for part in target.strip_prefix(ws).unwrap_or(target).components() {
+        p.push(part);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => anyhow::bail!("{}", owned::link_refused(&p)),
+            Ok(m) if !m.is_dir() => anyhow::bail!(
+                "{} is {}, where cargo-containerize writes the image's root files into a directory; move it away",
+                p.display(),
+                crate::util::fs::kind_name(m.file_type())
+            ),
+            _ => {}
         }
     }
-    atomic::write_dir(target, |tmp| {
+    if fs::symlink_metadata(&written).is_ok_and(|m| !m.is_file()) {
+        anyhow::bail!(
+            "{} is not a regular file; cargo-containerize keeps its list of the root files it wrote there: move it away",
+            written.display()
+        );
+    }
+    let mut planned = Planned {
+        target: target.to_path_buf(),
+        written,
+        tree,
+        unchanged: false,
+    };
+    if !target.exists() {
+        return Ok(planned);
+    }
+    let mut have = BTreeMap::new();
+    read_tree(target, target, &mut have)?;
+    if have == planned.tree {
+        planned.unchanged = true;
+        return Ok(planned);
+    }
+    if force {
+        return Ok(planned);
+    }
+    let recorded: BTreeMap<String, String> = fs::read(&planned.written)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let foreign: Vec<&String> = have
+        .iter()
+        .filter(|(rel, node)| {
+            planned.tree.get(*rel) != Some(*node)
+                && recorded.get(*rel).map(String::as_str) != Some(record(node).as_str())
+        })
+        .map(|(rel, _)| rel)
+        .collect();
+    if let Some(first) = foreign.first() {
+        anyhow::bail!(
+            "{} was not written by cargo-containerize (or was changed since){}; the root files are generated there: move it out of {}, or pass --force to replace that directory with the generated files",
+            target.join(first).display(),
+            match foreign.len() - 1 {
+                0 => String::new(),
+                n => format!(", nor {n} more beside it"),
+            },
+            target.display()
+        );
+    }
+    Ok(planned)
+}
+
+/// Writes the planned root files (replacing what [`plan`] found there, all at once) and the
+/// list of what was written beside them. Returns false, and touches nothing but a missing
+/// list, when the directory already holds exactly these files.
+pub fn write(planned: &Planned) -> Result<bool> {
+    let list: BTreeMap<&String, String> = planned
+        .tree
+        .iter()
+        .map(|(rel, node)| (rel, record(node)))
+        .collect();
+    let list = serde_json::to_vec_pretty(&list)?;
+    let write_list = || {
+        if fs::read(&planned.written).is_ok_and(|old| old == list) {
+            return Ok(());
+        }
+        atomic::write_file(&planned.written, |w| {
+            use std::io::Write;
+            Ok(w.write_all(&list)?)
+        })
+    };
+    if planned.unchanged {
+        write_list()?;
+        return Ok(false);
+    }
+    let tree = &planned.tree;
+    atomic::write_dir(&planned.target, |tmp| {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o755))?;
-        for (rel, node) in &tree {
+        for (rel, node) in tree {
             let path = tmp.join(rel);
             match node {
                 Node::Dir => fs::create_dir_all(&path)
@@ -238,9 +359,11 @@ pub fn write(spec: &ImageSpec, target: &Path) -> Result<bool> {
                 }
                 Node::Symlink(t) => std::os::unix::fs::symlink(t, &path)
                     .with_context(|| format!("cannot create the symlink {}", path.display()))?,
+                Node::Other => {}
             }
         }
         Ok(())
     })?;
+    write_list()?;
     Ok(true)
 }

@@ -62,7 +62,8 @@ pub fn install_interrupt_cleanup() {
     let _ = ctrlc::set_handler(|| {
         if let Ok(v) = PENDING.lock() {
             for p in v.iter() {
-                let _ = fs::remove_dir_all(p).or_else(|_| fs::remove_file(p));
+                // Only temps this run made and registered; never through a link.
+                let _ = super::owned::remove_tree(p, p, super::owned::Name::Made);
             }
         }
         super::shell::error(
@@ -181,8 +182,7 @@ fn write_file_inner(
         }
     }
     commit(release, || {
-        tmp.persist(target)
-            .map_err(|e| e.error)
+        super::owned::persist(tmp, target)
             .with_context(|| format!("cannot rename the finished output to {}", target.display()))
     })?;
     Ok(())
@@ -242,32 +242,8 @@ pub fn create_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resu
 
 /// Renames `from` to `to` unless `to` exists; false if it does.
 fn rename_noreplace(from: &Path, to: &Path) -> Result<bool> {
-    #[cfg(target_os = "linux")]
-    {
-        use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => return Ok(true),
-            Err(nix::errno::Errno::EEXIST) => return Ok(false),
-            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {}
-            Err(e) => {
-                return Err(std::io::Error::from(e)).with_context(|| {
-                    format!("cannot rename the finished output to {}", to.display())
-                });
-            }
-        }
-    }
-    // Without RENAME_NOREPLACE: a directory renamed onto a non-empty one fails anyway; onto an
-    // empty one made meanwhile it replaces nothing of value.
-    if to.exists() {
-        return Ok(false);
-    }
-    match fs::rename(from, to) {
-        Ok(()) => Ok(true),
-        Err(_) if to.exists() => Ok(false),
-        Err(e) => {
-            Err(e).with_context(|| format!("cannot rename the finished output to {}", to.display()))
-        }
-    }
+    super::owned::rename_noreplace(from, to)
+        .with_context(|| format!("cannot rename the finished output to {}", to.display()))
 }
 
 /// Builds a directory through `fill` (given the temp directory), then swaps it in for `target`,
@@ -289,17 +265,17 @@ fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
         // Move the old directory aside first, so there is never a moment with a mix of both.
         let old = lease::temp_dir_in(&parent, &temp_prefix(target))?;
         let old_path = old.path().join("old");
-        fs::rename(target, &old_path)
+        super::owned::rename(target, &old_path)
             .with_context(|| format!("cannot replace {}", target.display()))?;
-        if let Err(e) = fs::rename(tmp.path(), target) {
-            let _ = fs::rename(&old_path, target);
+        if let Err(e) = super::owned::rename(tmp.path(), target) {
+            let _ = super::owned::rename(&old_path, target);
             return Err(e).with_context(|| {
                 format!("cannot rename the finished output to {}", target.display())
             });
         }
         drop(old); // removes the previous output
     } else {
-        fs::rename(tmp.path(), target).with_context(|| {
+        super::owned::rename(tmp.path(), target).with_context(|| {
             format!("cannot rename the finished output to {}", target.display())
         })?;
     }
@@ -310,28 +286,9 @@ fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Res
 
 /// Swaps `new` and `target` in one step where the system can (Linux `renameat2`), so there is
 /// no moment without a complete output. Returns false when the caller must fall back.
-#[cfg(target_os = "linux")]
 fn exchange(new: &Path, target: &Path) -> Result<bool> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    if !target.exists() {
-        return Ok(false);
-    }
-    match renameat2(
-        AT_FDCWD,
-        new,
-        AT_FDCWD,
-        target,
-        RenameFlags::RENAME_EXCHANGE,
-    ) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot replace {}", target.display())),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_new: &Path, _target: &Path) -> Result<bool> {
-    Ok(false)
+    super::owned::exchange(new, target)
+        .with_context(|| format!("cannot replace {}", target.display()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,19 +321,57 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock> {
     )
 }
 
+/// O_NOFOLLOW | O_NONBLOCK where the flags are at hand (nix is a Linux-only dependency).
+#[cfg(target_os = "linux")]
+const LOCK_FLAGS: i32 = nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK;
+#[cfg(not(target_os = "linux"))]
+const LOCK_FLAGS: i32 = 0;
+
+/// Opens (or creates) a lock file without following a link at its name, so a link planted
+/// there (by another user of a shared directory) makes the tool neither create nor lock the
+/// file it points to; and without blocking, so a FIFO there cannot hang it. Only a regular
+/// file is used.
+fn open_lock(path: &Path) -> Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refused = |what: &str| {
+        anyhow::anyhow!(
+            "the lock file {} is {what}; cargo-containerize locks only a regular file of its own: remove it and run again",
+            path.display()
+        )
+    };
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(LOCK_FLAGS)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            return Err(refused("a symbolic link"));
+        }
+        Err(e) => {
+            return Err(disk_full_remedy(e.into(), path))
+                .with_context(|| format!("cannot create the lock file {}", path.display()));
+        }
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read the lock file {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(refused(super::fs::kind_name(meta.file_type())));
+    }
+    Ok(file)
+}
+
 /// Takes an exclusive lock on the lock file `path` (created if missing; its directory must
 /// exist). When another run holds it, says so ("Waiting for WHAT (at most …)") and waits for at
 /// most `timeout`, or [`lock_timeout`] when None; then fails naming `what` and the remedy.
 /// `what` names the lock and its holder, e.g. "the lock on DIR held by another run".
 pub fn lock_file(path: &Path, what: &str, timeout: Option<Duration>) -> Result<DirLock> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| disk_full_remedy(e.into(), path))
-        .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+    let file = open_lock(path)?;
     let take = |f: &fs::File| {
         lease::try_lock(f).with_context(|| format!("cannot lock {}", path.display()))
     };
@@ -443,6 +438,25 @@ impl std::fmt::Display for DiskFull {
 }
 
 impl std::error::Error for DiskFull {}
+
+/// The bytes free for this user on the file system holding `path` (its nearest existing
+/// ancestor), if the system says.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut p = path;
+        while !p.exists() {
+            p = p.parent()?;
+        }
+        let st = nix::sys::statvfs::statvfs(p).ok()?;
+        Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
+}
 
 /// Whether an I/O error is ENOSPC or EDQUOT, as `Some(quota)`.
 fn full_kind(e: &std::io::Error) -> Option<bool> {
@@ -596,6 +610,28 @@ mod tests {
         assert!(!lease::try_lock(&other).unwrap());
         drop(first);
         assert!(lease::try_lock(&other).unwrap());
+    }
+
+    /// A link planted at a lock file's name (another user of a shared cache) must not make
+    /// the tool create or lock the file it points to.
+    #[test]
+    fn a_lock_file_planted_as_a_link_is_refused_and_its_target_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("victim");
+        let lock = dir.path().join("entry.lock");
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let e = lock_file(&lock, "the lock on entry", Some(Duration::from_millis(10)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("is a symbolic link") && e.contains("remove it"),
+            "{e}"
+        );
+        assert!(!target.exists(), "the link's target was created");
+        // A link to an existing file: refused too, the file untouched.
+        fs::write(&target, b"theirs").unwrap();
+        assert!(lock_file(&lock, "the lock on entry", Some(Duration::from_millis(10))).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"theirs");
     }
 
     #[test]

@@ -190,12 +190,8 @@ fn remove_orphan(path: &Path) -> bool {
     {
         return false;
     }
-    let removed = if meta.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    removed.is_ok()
+    // Named by its owner's prefix (checked by the caller); never through a link.
+    super::owned::remove_tree(path, path, super::owned::Name::Made).is_ok_and(|r| r)
 }
 
 /// Opens an entry to lock it. On Linux without blocking: should the entry have been replaced

@@ -6,9 +6,13 @@ pub mod ca;
 pub mod digest;
 pub mod fs;
 pub mod lease;
+pub mod owned;
 pub mod process;
 pub mod reference;
 pub mod shell;
+
+/// The environment variable that moves the user's cache (see `memo`).
+pub const CACHE_VAR: &str = "CARGO_CONTAINERIZE_CACHE";
 
 /// A duration from the environment variable `var` (whole seconds, or e.g. `90s`, `5m`), else
 /// `default`; a value that is not a duration is an error naming the variable.
