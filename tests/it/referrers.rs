@@ -596,6 +596,39 @@ fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str])
     (run, reference)
 }
 
+/// With `--message-format json`, a push whose referrers fail still prints the report: the
+/// image's digest, the reference it is pushed under, and the referrer error; the run fails.
+#[test]
+fn a_failed_referrer_push_still_reports_the_pushed_image_in_json() {
+    let registry = Registry::plain();
+    let (run, reference) = push_through(
+        &registry,
+        vec![Rule::new("PUT", "/manifests/sha256-").then(Fault::status(400))],
+        "json",
+        &["--message-format", "json"],
+    );
+    assert!(!run.status.success(), "{run}");
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    let report = run.json();
+    assert_eq!(report["digest"], digest.as_str(), "{report}");
+    assert_eq!(
+        report["pushed"],
+        serde_json::json!([format!("{reference}@{digest}")]),
+        "{report}"
+    );
+    let error = str_of(&report["error"], "error");
+    assert!(
+        error.contains("the image is pushed") && error.contains("referrers"),
+        "{error}"
+    );
+    assert_eq!(
+        report["referrers"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_one_line_error(&run, &["the image is pushed", "referrers"]);
+}
+
 /// A 403 on the `sha256-…` tag, after the same credentials pushed the image: the message
 /// names that tag and the likely rule (immutable tags), not "the credentials may not push".
 #[test]
