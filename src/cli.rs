@@ -375,7 +375,18 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         },
         sbom_dir: args.sbom_dir.clone(),
     };
-    let report = pipeline::run(&request)?;
+    let report = match pipeline::run(&request) {
+        Ok(report) => report,
+        Err(e) => {
+            // Part was written (an image pushed without its referrers): say what, then fail.
+            if args.message_format == MessageFormat::Json
+                && let Some(incomplete) = e.downcast_ref::<pipeline::Incomplete>()
+            {
+                println!("{}", serde_json::to_string(&incomplete.report)?);
+            }
+            return Err(e);
+        }
+    };
     match args.message_format {
         MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
         MessageFormat::Human => {

@@ -80,6 +80,19 @@ pub struct Report {
     pub blobs_mounted: usize,
     /// The documents attached to the image's manifests (OCI 1.1 referrers): provenance, SBOMs.
     pub referrers: Vec<Attached>,
+    /// Why the run stopped after writing part of its outputs (then the run fails, and the
+    /// report says what was written: e.g. an image pushed without its referrers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A run that failed after an output wrote part of what it was asked: the report of what is
+/// written (its `error` set), for `--message-format json`. Prints as the error alone.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct Incomplete {
+    pub report: Box<Report>,
+    pub error: anyhow::Error,
 }
 
 fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
@@ -291,7 +304,22 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             }
             &bare
         };
-        let w = o.write(view, &store)?;
+        let w = match o.write(view, &store) {
+            Ok(w) => w,
+            Err(e) => match e.downcast::<outputs::PartlyWritten>() {
+                Ok(partial) => {
+                    written.push(partial.written);
+                    let mut report = report(&spec, &image, written, referrers);
+                    report.error = Some(crate::error_line(&partial.error));
+                    return Err(Incomplete {
+                        report: Box::new(report),
+                        error: partial.error,
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e),
+            },
+        };
         shell::status("Wrote", &w.output);
         written.push(w);
     }
@@ -507,5 +535,6 @@ fn report(
         outputs: written.into_iter().map(|w| w.output).collect(),
         layers_built: fresh.len(),
         referrers,
+        error: None,
     }
 }

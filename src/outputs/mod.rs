@@ -31,6 +31,16 @@ pub struct Written {
     pub blobs_mounted: usize,
 }
 
+/// An output that wrote part of what it was asked and then failed: `write` returns it as its
+/// error so that the run can still report what is written (`pipeline::Incomplete`). It
+/// prints as the error alone.
+#[derive(Debug, thiserror::Error)]
+#[error("{error:#}")]
+pub struct PartlyWritten {
+    pub written: Written,
+    pub error: anyhow::Error,
+}
+
 /// A reference a registry now serves the image under. Shown (and serialized) as
 /// `REF@sha256:…`: the reference as given, without any digest it named, then the digest pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -460,6 +460,86 @@ fn a_prebuilt_binary_gets_provenance_naming_it_and_no_cargo_command() {
     );
 }
 
+/// `cargo containerize build --push -t REFERENCE` of the hello fixture with `args`, started
+/// (not waited for).
+fn start_push(reference: &str, args: &[&str]) -> std::process::Child {
+    let mut cmd = tool(&hello().project.root);
+    cmd.args([
+        "build",
+        "--locked",
+        "--message-format",
+        "json",
+        "--target-dir",
+    ])
+    .arg(shared_target_dir("hello"))
+    .args(args)
+    .args(["--push", "-t", reference])
+    .env("DOCKER_CONFIG", tempdir().keep())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("start the tool")
+}
+
+fn finish(child: std::process::Child, what: &str) -> Value {
+    let out = child.wait_with_output().expect("wait for the tool");
+    let run = format!(
+        "{what} -> {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{run}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {run}"))
+}
+
+/// Two pushes of one image at once, one attaching the provenance (`--sbom none`), one the two
+/// SBOMs (`--provenance=false`), to a registry without the referrers API: both read the
+/// `sha256-<digest>` index, add theirs and PUT it back, so without a read-back the second PUT
+/// drops the first one's entries. The proxy holds the answers to the first reads of that
+/// index for a second (a slow registry), so the two read-modify-write cycles overlap every
+/// time; each round is a fresh repository.
+#[test]
+fn concurrent_pushes_of_one_image_keep_every_referrer() {
+    let registry = Registry::plain();
+    hello(); // built once, so both pushes find the binary built
+    let proxy = Proxy::start(registry.addr(), vec![]);
+    for round in 0..3 {
+        let repo = format!("together-{round}");
+        proxy.add_rule(
+            Rule::new("GET", &format!("/v2/{repo}/manifests/sha256-"))
+                .then(Fault::DelayAnswer(std::time::Duration::from_secs(1)))
+                .then(Fault::DelayAnswer(std::time::Duration::from_secs(1))),
+        );
+        let reference = format!("{}/{repo}:1", proxy.host());
+        let provenance = start_push(&reference, &["--sbom", "none"]);
+        let sboms = start_push(&reference, &["--provenance=false"]);
+        let a = finish(provenance, "the push with provenance");
+        let b = finish(sboms, "the push with SBOMs");
+        assert_eq!(a["digest"], b["digest"], "one image");
+        let digest = str_of(&a["digest"], "digest");
+        let mut expected: Vec<String> = [&a, &b]
+            .iter()
+            .flat_map(|r| r["referrers"].as_array().expect("referrers").clone())
+            .map(|r| str_of(&r["digest"], "referrer").to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(expected.len(), 3, "{a}\n{b}");
+        let index = registry.manifest(&format!("{repo}:sha256-{}", hex(digest)));
+        let mut listed: Vec<String> = index["manifests"]
+            .as_array()
+            .expect("manifests")
+            .iter()
+            .map(|m| str_of(&m["digest"], "listed digest").to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(
+            listed, expected,
+            "round {round}: referrers were lost: {index}"
+        );
+    }
+}
+
 #[test]
 fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
     let registry = Registry::plain();
@@ -491,6 +571,120 @@ fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
         sha256_digest(&registry.manifest_bytes("hello:refused")),
         digest
     );
+}
+
+/// hello pushed with `--sbom none` (the provenance its one referrer) through a proxy with
+/// `rules` in front of `registry`, to `PROXY/hello:TAG`, with `args` added.
+fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str]) -> (Run, String) {
+    let proxy = Proxy::start(registry.addr(), rules);
+    let reference = format!("{}/hello:{tag}", proxy.host());
+    let mut cmd = tool(&hello().project.root);
+    cmd.args([
+        "build",
+        "--sbom",
+        "none",
+        "--layout-referrers",
+        "--locked",
+        "--target-dir",
+    ])
+    .arg(shared_target_dir("hello"))
+    .args(args)
+    .args(["--push", "-t", &reference])
+    .env("DOCKER_CONFIG", tempdir().keep());
+    let run = capture(&mut cmd);
+    assert!(proxy.unfired().is_empty(), "{:?}: {run}", proxy.unfired());
+    (run, reference)
+}
+
+/// With `--message-format json`, a push whose referrers fail still prints the report: the
+/// image's digest, the reference it is pushed under, and the referrer error; the run fails.
+#[test]
+fn a_failed_referrer_push_still_reports_the_pushed_image_in_json() {
+    let registry = Registry::plain();
+    let (run, reference) = push_through(
+        &registry,
+        vec![Rule::new("PUT", "/manifests/sha256-").then(Fault::status(400))],
+        "json",
+        &["--message-format", "json"],
+    );
+    assert!(!run.status.success(), "{run}");
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    let report = run.json();
+    assert_eq!(report["digest"], digest.as_str(), "{report}");
+    assert_eq!(
+        report["pushed"],
+        serde_json::json!([format!("{reference}@{digest}")]),
+        "{report}"
+    );
+    let error = str_of(&report["error"], "error");
+    assert!(
+        error.contains("the image is pushed") && error.contains("referrers"),
+        "{error}"
+    );
+    assert_eq!(
+        report["referrers"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_one_line_error(&run, &["the image is pushed", "referrers"]);
+}
+
+/// A 403 on the `sha256-…` tag, after the same credentials pushed the image: the message
+/// names that tag and the likely rule (immutable tags), not "the credentials may not push".
+#[test]
+fn a_forbidden_referrers_tag_is_named_in_the_error() {
+    let registry = Registry::plain();
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    let (run, _) = push_through(
+        &registry,
+        vec![Rule::new("PUT", "/manifests/sha256-").then(Fault::status(403))],
+        "forbidden",
+        &[],
+    );
+    let tag = format!("sha256-{}", hex(&digest));
+    assert_one_line_error(&run, &["the image is pushed", &tag, "403", "immutable"]);
+    assert!(!error_line(&run).contains("may not push"), "{run}");
+}
+
+/// Entries of a registry's `sha256-…` index that are not descriptors are dropped (with a
+/// warning), not pushed back. docker-registry refuses to store such an index, so the proxy
+/// serves it for the first read.
+#[test]
+fn junk_in_the_referrers_index_is_dropped_with_a_warning() {
+    let registry = Registry::plain();
+    let junk = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [1, "x", null, {"digest": 5}],
+    });
+    let (run, _) = push_through(
+        &registry,
+        vec![
+            Rule::new("GET", "/manifests/sha256-").then(Fault::RespondBody {
+                status: 200,
+                headers: vec![("Content-Type".into(), INDEX_MEDIA_TYPE.into())],
+                body: junk.to_string().into_bytes(),
+            }),
+        ],
+        "junk",
+        &[],
+    );
+    run.assert_success();
+    assert!(
+        run.stderr.contains("4 entries that are not descriptors")
+            && run.stderr.contains("dropping"),
+        "no warning: {run}"
+    );
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    let ours = str_of(&hello().run.json()["referrers"][0]["digest"], "referrer").to_string();
+    let index = registry.manifest(&format!("hello:sha256-{}", hex(&digest)));
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| str_of(&m["digest"], "digest"))
+        .collect();
+    assert_eq!(listed, [ours.as_str()], "{index}");
 }
 
 #[test]

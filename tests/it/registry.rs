@@ -1183,3 +1183,108 @@ fn credentials_never_follow_an_upload_location_to_another_origin() {
     assert_one_line_error(&run, &["401"]);
     assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
 }
+
+/// A registry with Basic auth behind proxy `front`; `other` is a second server on another
+/// loopback port (another origin) that records every request it gets.
+fn registry_and_another_origin() -> (Registry, Proxy, Proxy) {
+    let registry = Registry::start(crate::support::registry::Options {
+        tls: false,
+        auth: Some(Credentials::new(USER, PASSWORD)),
+        token: None,
+    });
+    let other = Proxy::start(registry.addr(), vec![]);
+    let front = Proxy::start(registry.addr(), vec![]);
+    (registry, front, other)
+}
+
+/// `other` answers requests whose path holds `path` with 401 and a Bearer challenge whose
+/// token realm is on `other` itself.
+fn ask_for_credentials(other: &Proxy, method: &str, path: &str) {
+    let challenge = format!(
+        r#"Bearer realm="http://{}/token",service="storage""#,
+        other.host()
+    );
+    let mut rule = Rule::new(method, path);
+    for _ in 0..5 {
+        rule = rule.then(Fault::Respond {
+            status: 401,
+            headers: vec![("WWW-Authenticate".into(), challenge.clone())],
+        });
+    }
+    other.add_rule(rule);
+}
+
+/// Pushes hello through `front` with the test's user and password; the run and what `other`
+/// saw, after asserting that no request to `other` carried credentials or asked its realm.
+fn push_past_another_origin(front: &Proxy, other: &Proxy, tag: &str) -> Run {
+    let reference = format!("{}/hello:{tag}", front.host());
+    let (_project, mut cmd) = push_hello(&[
+        "--username",
+        USER,
+        "--password-stdin",
+        "--retries",
+        "0",
+        "--sbom",
+        "none",
+        "--provenance=false",
+        "-t",
+        &reference,
+    ]);
+    let run = capture_with_stdin(&mut cmd, &format!("{PASSWORD}\n"));
+    let seen = other.exchanges();
+    assert!(
+        seen.iter().any(|e| e.status == Some(401)),
+        "the other origin was never asked: {seen:?}\n{run}"
+    );
+    assert!(
+        seen.iter().all(|e| !e.authorized),
+        "credentials were sent to the other origin: {seen:?}\n{run}"
+    );
+    assert!(
+        seen.iter().all(|e| !e.target.contains("/token")),
+        "the other origin's token realm was asked (with the user's password): {seen:?}\n{run}"
+    );
+    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+    run
+}
+
+/// The registry sends the upload to another origin (its `Location`), which answers the PUT
+/// with 401 and a token realm of its own: its challenge is not answered (the user's password
+/// would go to that realm), and the error names that origin, not the registry.
+#[test]
+fn a_401_from_the_upload_host_is_not_answered_and_the_error_names_that_host() {
+    let (_registry, front, other) = registry_and_another_origin();
+    front.add_rule(Rule::new("POST", "/blobs/uploads/").then(Fault::SetHost(other.host())));
+    ask_for_credentials(&other, "PUT", "/blobs/uploads/");
+    let run = push_past_another_origin(&front, &other, "upload-elsewhere");
+    assert_one_line_error(&run, &[&other.host(), "401", "none were sent"]);
+    let line = error_line(&run);
+    assert!(
+        !line.contains(&format!("registry {} refused", front.host())),
+        "the registry is blamed for the other host's answer: {line}"
+    );
+}
+
+/// A 307 from the registry to another origin: reqwest follows it without the Authorization
+/// header, and when the other origin asks for credentials, its challenge is not answered.
+#[test]
+fn a_redirect_to_another_origin_gets_no_credentials_and_its_401_is_not_answered() {
+    let (_registry, front, other) = registry_and_another_origin();
+    front.add_rule(Rule::new("HEAD", "/blobs/sha256:").then(Fault::Respond {
+        status: 307,
+        headers: vec![(
+            "Location".into(),
+            format!("http://{}/v2/hello/blobs/moved", other.host()),
+        )],
+    }));
+    ask_for_credentials(&other, "HEAD", "/blobs/moved");
+    let run = push_past_another_origin(&front, &other, "redirected");
+    assert!(
+        other
+            .exchanges()
+            .iter()
+            .any(|e| e.method == "HEAD" && e.target.contains("/blobs/moved")),
+        "the redirect was not followed: {run}"
+    );
+    assert_one_line_error(&run, &[&other.host(), "401", "none were sent"]);
+}

@@ -220,6 +220,65 @@ fn from_helper(
     }))
 }
 
+/// The one rule for where a registry's credentials go: the registry's own origin (scheme,
+/// host and port of the address its API answered on). Every request the registry client
+/// makes asks it twice — whether the request may carry the Authorization header (the user's
+/// password, or a token bought with it), and whether a 401's challenge may be answered at all
+/// (answering it sends the credentials to the challenge's token realm, which may live on
+/// another host, as Docker Hub's does). A 401 from anywhere else — an upload `Location` on a
+/// storage host, the end of a redirect — is [`Foreign`], never answered.
+///
+/// (reqwest itself drops Authorization when it follows a redirect to another origin; a
+/// redirect that ends on another origin is caught here, by the answer's final URL.)
+#[derive(Debug, Clone)]
+pub struct Home {
+    base: reqwest::Url,
+}
+
+/// A 401 from an origin that is not the registry's: its challenge is not answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreign {
+    /// `scheme://host:port` of the server that asked.
+    pub origin: String,
+}
+
+impl Home {
+    /// The registry at `base` (`https://host[:port]`).
+    pub fn new(base: &str) -> Result<Home> {
+        let base = reqwest::Url::parse(base)
+            .map_err(|e| anyhow::anyhow!("the registry address {base} is not a URL ({e})"))?;
+        Ok(Home { base })
+    }
+
+    /// Whether `url` is the registry's origin: the only place its credentials go.
+    pub fn owns(&self, url: &reqwest::Url) -> bool {
+        url.origin() == self.base.origin()
+    }
+
+    /// `scheme://host:port` of the registry, for messages.
+    pub fn origin(&self) -> String {
+        self.base.origin().ascii_serialization()
+    }
+
+    /// The challenge a 401 carries, when it may be answered: the answer came (after any
+    /// redirects) from the registry's origin. None when it names no method this client knows.
+    pub fn challenge(
+        &self,
+        answered_by: &reqwest::Url,
+        headers: &reqwest::header::HeaderMap,
+    ) -> Result<Option<Challenge>, Foreign> {
+        if !self.owns(answered_by) {
+            return Err(Foreign {
+                origin: answered_by.origin().ascii_serialization(),
+            });
+        }
+        Ok(headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(parse_challenge))
+    }
+}
+
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -293,6 +352,35 @@ mod tests {
             parse_challenge(r#"Basic realm="Registry Realm""#),
             Some(Challenge::Basic)
         );
+    }
+
+    #[test]
+    fn only_the_registrys_origin_is_home() {
+        let home = Home::new("http://127.0.0.1:5100").unwrap();
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(home.owns(&url("http://127.0.0.1:5100/v2/a/blobs/uploads/x?_state=1")));
+        for other in [
+            "http://127.0.0.1:5101/upload/x",
+            "https://127.0.0.1:5100/v2/",
+            "http://localhost:5100/v2/",
+        ] {
+            assert!(!home.owns(&url(other)), "{other}");
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::WWW_AUTHENTICATE,
+            r#"Bearer realm="http://127.0.0.1:5101/token""#.parse().unwrap(),
+        );
+        assert_eq!(
+            home.challenge(&url("http://127.0.0.1:5101/upload/x"), &headers),
+            Err(Foreign {
+                origin: "http://127.0.0.1:5101".into()
+            })
+        );
+        assert!(matches!(
+            home.challenge(&url("http://127.0.0.1:5100/v2/"), &headers),
+            Ok(Some(Challenge::Bearer { .. }))
+        ));
     }
 
     #[test]

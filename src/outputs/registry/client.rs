@@ -8,13 +8,13 @@
 //! retries nothing.
 
 use super::RegistryOptions;
-use super::auth::{Challenge, Credential, parse_challenge};
+use super::auth::{Challenge, Credential, Home};
 use super::remote::{ERROR_BODY_LIMIT, TOKEN_BODY_LIMIT, read_capped, read_prefix, sanitize};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
-use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -165,6 +165,13 @@ fn net_failure(e: &reqwest::Error, who: &str, request: &str, policy: &Policy) ->
         u.host_str()
             .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
     });
+    if e.is_redirect() {
+        // The redirect policy refused: asking again gets the same redirect.
+        return Failure::Fatal(anyhow!(
+            "{who} answered {request} with a redirect this tool does not follow ({}); check the registry's address and proxy settings",
+            sanitize(&NetError::of(e).to_string())
+        ));
+    }
     match NetError::of(e) {
         NetError::Certificate(detail) => Failure::Fatal(anyhow!(
             "the TLS certificate of {who} is not trusted ({detail}); pass --registry-ca FILE with the CA that signed it"
@@ -198,6 +205,8 @@ pub struct Client {
     http: Http,
     /// `https://host` or `http://host`.
     base: String,
+    /// The registry's origin: where its credentials go (see [`Home`]).
+    home: Home,
     /// The registry as the user named it (for messages and credential lookup).
     pub registry: String,
     pub repo: String,
@@ -353,6 +362,7 @@ impl Client {
             // Uploads get a limit of their own that grows with their size (see push::upload).
             .timeout(opts.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
+            .redirect(redirects())
             .build()
             .context("setting up the HTTP client")
     }
@@ -404,6 +414,7 @@ impl Client {
         })?;
         let client = Client {
             http: http.clone(),
+            home: Home::new(&base)?,
             base,
             registry: registry.to_string(),
             repo: repo.to_string(),
@@ -414,11 +425,9 @@ impl Client {
         };
         match resp.status() {
             StatusCode::UNAUTHORIZED => {
-                let challenge = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(parse_challenge)
+                let probe = reqwest::Url::parse(&format!("{}/v2/", client.base))?;
+                let challenge = client
+                    .challenge(&resp, &reqwest::Method::GET, &probe)?
                     .with_context(|| format!("registry {registry} asks for authentication but names no method it accepts"))?;
                 client.authenticate(&challenge)?;
             }
@@ -558,9 +567,9 @@ impl Client {
             })?;
             // Credentials go only to the registry itself: an upload Location may name another
             // host (a storage service, a misconfigured proxy), which must not receive them.
-            let same_origin =
-                reqwest::Url::parse(&self.base).is_ok_and(|b| b.origin() == req.url().origin());
-            if same_origin && let Some(a) = self.authorization.lock().expect("auth lock").clone() {
+            if self.home.owns(req.url())
+                && let Some(a) = self.authorization.lock().expect("auth lock").clone()
+            {
                 let value = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
                     Failure::Fatal(anyhow!(
                         "registry {} issued a token that is not a valid header",
@@ -569,20 +578,18 @@ impl Client {
                 })?;
                 req.headers_mut().insert(AUTHORIZATION, value);
             }
-            let request = describe_request(req.method(), req.url());
+            let (method, sent_to) = (req.method().clone(), req.url().clone());
+            let request = describe_request(&method, &sent_to);
             crate::util::shell::verbose("Request", &request);
             let resp = match self.http.execute(req) {
                 Ok(r) => r,
                 Err(e) => return Err(net_failure(&e, &who, &request, &self.policy)),
             };
-            if resp.status() == StatusCode::UNAUTHORIZED && !fresh {
-                // An expired token: ask again, once.
-                if let Some(ch) = resp
-                    .headers()
-                    .get(WWW_AUTHENTICATE)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(parse_challenge)
-                {
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                // Another origin's 401 is an error here; the registry's is answered (an expired
+                // token: ask again, once).
+                let challenge = self.challenge(&resp, &method, &sent_to)?;
+                if let Some(ch) = challenge.filter(|_| !fresh) {
                     self.authenticate(&ch)?;
                     continue;
                 }
@@ -590,6 +597,31 @@ impl Client {
             return classify(resp);
         }
         unreachable!("the loop returns on its second pass")
+    }
+
+    /// The challenge of a 401 answer to the request `method` `sent_to`, if it may be answered
+    /// (see [`Home`]): a 401 from any origin but the registry's is an error naming that origin.
+    fn challenge(
+        &self,
+        resp: &Response,
+        method: &reqwest::Method,
+        sent_to: &reqwest::Url,
+    ) -> Result<Option<Challenge>> {
+        self.home
+            .challenge(resp.url(), resp.headers())
+            .map_err(|foreign| {
+                let request = describe_request(method, sent_to);
+                let how = if self.home.owns(sent_to) {
+                    format!("registry {} redirected {request} to {}", self.registry, foreign.origin)
+                } else {
+                    format!("registry {} sent {request} to another host", self.registry)
+                };
+                anyhow!(
+                    "{how}, and {0} asked for credentials (401); {0} is not the registry ({1}), whose credentials go only to itself and the token service it names, so none were sent; check the registry's storage or proxy settings",
+                    foreign.origin,
+                    self.home.origin()
+                )
+            })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -625,6 +657,17 @@ impl Client {
 
     /// The error for a refused request: registry, repository, what, and the remedy.
     pub fn refused(&self, resp: Response, what: &str) -> anyhow::Error {
+        // The server that answered: the registry, or where it sent the request (an upload
+        // Location, a redirect, its token service).
+        let who = if self.home.owns(resp.url()) {
+            format!("registry {}", self.registry)
+        } else {
+            format!(
+                "{}, where registry {} sent the request,",
+                resp.url().origin().ascii_serialization(),
+                self.registry
+            )
+        };
         let reason = RegistryError::read(resp);
         let (reg, repo) = (&self.registry, &self.repo);
         let remedy = match reason.status {
@@ -640,8 +683,29 @@ impl Client {
             }
             _ => "check the image reference and the registry's logs".to_string(),
         };
-        anyhow!("registry {reg} refused {what} for repository {repo} ({reason}); {remedy}")
+        anyhow!("{who} refused {what} for repository {repo} ({reason}); {remedy}")
     }
+}
+
+/// Which redirects a request follows: at most 10, and none from https to plain http (the
+/// request's body, a manifest, would go out in the clear). reqwest drops Authorization (and
+/// cookies) on a hop to another origin — scheme, host or port — itself; where the last hop
+/// asks for credentials, [`Home`] refuses to answer.
+fn redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(format!(
+                "redirected from https to {to}, which is plain HTTP; refusing to send the request in the clear"
+            ))
+        } else if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Sorts a response into success, retry or "the caller decides" (other 4xx).

@@ -237,12 +237,20 @@ impl Output for RegistryOutput {
                     .iter()
                     .map(ToString::to_string)
                     .collect();
-                let done = referrers::push(&client, image).map_err(|e| {
-                    anyhow::anyhow!(
-                        "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
-                        pushed.join(", ")
-                    )
-                })?;
+                let done = match referrers::push(&client, image) {
+                    Ok(done) => done,
+                    // What is pushed is reported (--message-format json prints it) with the error.
+                    Err(e) => {
+                        return Err(super::PartlyWritten {
+                            written,
+                            error: anyhow::anyhow!(
+                                "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
+                                pushed.join(", ")
+                            ),
+                        }
+                        .into());
+                    }
+                };
                 progress.line(
                     "Attached",
                     &format!(

@@ -276,6 +276,20 @@ pub fn put_manifest(
     media_type: &str,
     digest: &str,
 ) -> Result<PutAnswer> {
+    put_manifest_or(c, reference, bytes, media_type, digest, |r| {
+        c.refused(r, &format!("the manifest {reference}"))
+    })
+}
+
+/// [`put_manifest`], with `refused` making the error for an answer that is no success.
+pub fn put_manifest_or(
+    c: &Client,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+    digest: &str,
+    refused: impl FnOnce(reqwest::blocking::Response) -> anyhow::Error,
+) -> Result<PutAnswer> {
     let r = c.retrying("push a manifest", || {
         c.send(|h, _| {
             h.put(c.url(&format!("manifests/{reference}")))
@@ -284,7 +298,7 @@ pub fn put_manifest(
         })
     })?;
     if !r.status().is_success() {
-        return Err(c.refused(r, &format!("the manifest {reference}")));
+        return Err(refused(r));
     }
     if let Some(got) = r
         .headers()

@@ -3,16 +3,30 @@
 //! itself and says so with `OCI-Subject`. One that does not (docker distribution 2.8, GHCR)
 //! gets the referrers tag schema of the distribution spec instead: the image index under the
 //! tag `sha256-<hex of the subject>` lists the subject's referrers. What other tools listed
-//! there (signatures, their own SBOMs) stays; ours are added once.
+//! there (signatures, their own SBOMs) stays; ours are added once; entries that are not
+//! descriptors are dropped, with a warning.
+//!
+//! The tag schema has no compare-and-swap (docker distribution ignores `If-Match`): two pushes
+//! that read the index at once each PUT their own version, and the later one drops the
+//! other's entries. So the index is read back after its PUT, once the other writer has had
+//! time to PUT too (twice as long as our own read and PUT took), and merged again while ours
+//! are missing — a bounded number of rounds.
 
 use super::client::{Client, Failure};
-use super::push::put_manifest;
+use super::push::{put_manifest, put_manifest_or};
 use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::image::{Attachment, INDEX_MEDIA_TYPE, Image, canonical_json};
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Rounds of read, merge, PUT and read back before a push gives up on the index.
+const ROUNDS: u32 = 5;
+/// The shortest and longest wait between a PUT of the index and its read-back.
+const SETTLE_MIN: Duration = Duration::from_millis(100);
+const SETTLE_MAX: Duration = Duration::from_secs(2);
 
 /// The tag the referrers tag schema keeps `subject`'s referrers under: `sha256-<hex>`.
 pub fn fallback_tag(subject: &str) -> String {
@@ -64,8 +78,8 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
     Ok(done)
 }
 
-/// The index under `tag`, if there is one: its `manifests`.
-fn read_fallback(c: &Client, tag: &str) -> Result<Vec<Value>> {
+/// The index under `tag`, if there is one: its descriptors.
+fn read_fallback(c: &Client, tag: &str) -> Result<Listed> {
     let what = format!("the referrers index {}:{tag}", c.repo);
     let r = c.retrying("read the referrers index", || {
         c.send(|h, _| {
@@ -78,50 +92,167 @@ fn read_fallback(c: &Client, tag: &str) -> Result<Vec<Value>> {
         })
     })?;
     if r.status() == StatusCode::NOT_FOUND {
-        return Ok(vec![]);
+        return Ok(Listed::default());
     }
     let length = r.content_length();
     let body = read_capped(r, length, MANIFEST_BODY_LIMIT, &what, &c.registry)?;
-    let index: Value = serde_json::from_slice(&body).map_err(|e| {
-        anyhow!(
-            "registry {} serves {what} as something that is not JSON ({}); delete that tag (it belongs to the referrers tag schema) and push again",
-            c.registry,
-            sanitize(&e.to_string())
-        )
-    })?;
+    parse_index(&body).map_err(|e| match e {
+        IndexError::NotJson(detail) => anyhow!(
+            "registry {} serves {what} as something that is not JSON ({detail}); delete that tag (it belongs to the referrers tag schema) and push again",
+            c.registry
+        ),
+        IndexError::NotAnIndex(kind) => anyhow!(
+            "registry {} holds {what}, but it is a {kind}, not an image index; that tag belongs to the referrers tag schema: delete it, then push again",
+            c.registry
+        ),
+    })
+}
+
+/// The entries of a referrers index, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// Its descriptors, in order.
+    pub manifests: Vec<Value>,
+    /// Entries that are not descriptors (dropped).
+    pub dropped: usize,
+}
+
+/// Why a `sha256-…` tag's document is no referrers index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexError {
+    /// Not JSON (the parser's message, sanitized).
+    NotJson(String),
+    /// JSON, but no image index: what it is (sanitized).
+    NotAnIndex(String),
+}
+
+/// Parses the document under a `sha256-…` tag: an image index (a `manifests` array, and an
+/// index `mediaType` if any). Entries that are not descriptors are counted and left out.
+pub fn parse_index(body: &[u8]) -> Result<Listed, IndexError> {
+    let index: Value =
+        serde_json::from_slice(body).map_err(|e| IndexError::NotJson(sanitize(&e.to_string())))?;
     let media_type = index.get("mediaType").and_then(Value::as_str);
     match index.get("manifests").and_then(Value::as_array) {
-        Some(m) if media_type.is_none_or(|t| t == INDEX_MEDIA_TYPE) => Ok(m.clone()),
-        _ => Err(anyhow!(
-            "registry {} holds {what}, but it is a {}, not an image index; that tag belongs to the referrers tag schema: delete it, then push again",
-            c.registry,
-            sanitize(media_type.unwrap_or("document without manifests"))
-        )),
+        Some(m) if media_type.is_none_or(|t| t == INDEX_MEDIA_TYPE) => {
+            let manifests: Vec<Value> = m.iter().filter(|d| is_descriptor(d)).cloned().collect();
+            Ok(Listed {
+                dropped: m.len() - manifests.len(),
+                manifests,
+            })
+        }
+        _ => Err(IndexError::NotAnIndex(sanitize(
+            media_type.unwrap_or("document without manifests"),
+        ))),
     }
 }
 
-/// Adds `ours` to the index under `tag` (made when missing), keeping every other entry; PUTs
-/// it only if something was added. Returns whether it did.
-fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
-    let mut manifests = read_fallback(c, tag)?;
-    let before = manifests.len();
+/// An OCI descriptor, as far as an index entry must be one to be kept: an object with a
+/// string `mediaType`, a `digest` of the form `algorithm:encoded` (the image spec's grammar)
+/// and a non-negative integer `size`.
+pub fn is_descriptor(v: &Value) -> bool {
+    let digest_ok = v.get("digest").and_then(Value::as_str).is_some_and(|d| {
+        let Some((algorithm, encoded)) = d.split_once(':') else {
+            return false;
+        };
+        let component = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        algorithm.split(['+', '.', '_', '-']).all(component)
+            && !encoded.is_empty()
+            && encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
+    });
+    v.is_object()
+        && digest_ok
+        && v.get("mediaType").is_some_and(Value::is_string)
+        && v.get("size").is_some_and(Value::is_u64)
+}
+
+/// `listed` with each of `ours` whose digest it lacks appended, in order; everything listed
+/// stays. Returns None when nothing of ours is missing.
+pub fn merge(listed: &[Value], ours: &[Value]) -> Option<Vec<Value>> {
+    let mut merged = listed.to_vec();
     for d in ours {
-        if !manifests.iter().any(|m| m.get("digest") == d.get("digest")) {
-            manifests.push(d);
+        if !merged.iter().any(|m| m.get("digest") == d.get("digest")) {
+            merged.push(d.clone());
         }
     }
-    if manifests.len() == before {
-        return Ok(false);
+    (merged.len() > listed.len()).then_some(merged)
+}
+
+/// Adds `ours` to the index under `tag` (made when missing), keeping every other descriptor;
+/// PUTs it only if something of ours was missing, then reads it back after a while and
+/// merges again while something is (another push may have PUT its own version meanwhile),
+/// at most [`ROUNDS`] times. Returns whether it PUT the index.
+fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
+    let mut wrote = false;
+    let mut warned = false;
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        let listed = read_fallback(c, tag)?;
+        let Some(manifests) = merge(&listed.manifests, &ours) else {
+            return Ok(wrote);
+        };
+        if listed.dropped > 0 && !warned {
+            warned = true;
+            crate::util::shell::warn(format!(
+                "registry {} lists {} under {}:{tag} (the referrers tag schema); dropping {} from the index pushed back",
+                c.registry,
+                if listed.dropped == 1 {
+                    "1 entry that is not a descriptor".to_string()
+                } else {
+                    format!("{} entries that are not descriptors", listed.dropped)
+                },
+                c.repo,
+                if listed.dropped == 1 { "it" } else { "them" },
+            ));
+        }
+        if round > 1 {
+            crate::util::shell::verbose(
+                "Referrers",
+                format!(
+                    "{}/{}:{tag} lost referrers of this push to another writer; merging again (round {round} of {ROUNDS})",
+                    c.registry, c.repo
+                ),
+            );
+        }
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX_MEDIA_TYPE,
+            "manifests": manifests,
+        });
+        let bytes = canonical_json(&index)?;
+        let digest = crate::blobs::digest_of(&bytes);
+        put_manifest_or(c, tag, &bytes, INDEX_MEDIA_TYPE, &digest, |r| {
+            if r.status() == StatusCode::FORBIDDEN {
+                // The image went in with these credentials: what is refused is the tag.
+                let reason = super::client::RegistryError::read(r);
+                anyhow!(
+                    "registry {} refused the tag {tag} in {} ({reason}), which lists the image's referrers for registries without the referrers API; the repository may not allow that tag (immutable tags, or a tag-name rule): allow tags matching sha256-*, or push to a registry with the referrers API",
+                    c.registry,
+                    c.repo
+                )
+            } else {
+                c.refused(r, &format!("the referrers index {tag}"))
+            }
+        })?;
+        wrote = true;
+        // A push that read the index before this PUT PUTs its own version about as long
+        // after its read as ours took: wait that long twice before reading back.
+        std::thread::sleep((started.elapsed() * 2).clamp(SETTLE_MIN, SETTLE_MAX));
     }
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX_MEDIA_TYPE,
-        "manifests": manifests,
-    });
-    let bytes = canonical_json(&index)?;
-    let digest = crate::blobs::digest_of(&bytes);
-    put_manifest(c, tag, &bytes, INDEX_MEDIA_TYPE, &digest)?;
-    Ok(true)
+    let listed = read_fallback(c, tag)?;
+    if merge(&listed.manifests, &ours).is_none() {
+        return Ok(wrote);
+    }
+    bail!(
+        "registry {} lost referrers of this push from {}:{tag} {ROUNDS} times (another push of the same image keeps rewriting that index); push again once the other push is done",
+        c.registry,
+        c.repo
+    )
 }
 
 #[cfg(test)]
@@ -132,5 +263,34 @@ mod tests {
     fn the_tag_schema_names_the_subject() {
         let d = format!("sha256:{}", "ab".repeat(32));
         assert_eq!(fallback_tag(&d), format!("sha256-{}", "ab".repeat(32)));
+    }
+
+    #[test]
+    fn junk_entries_are_dropped_and_descriptors_kept() {
+        let d = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", "ab".repeat(32)), "size": 5});
+        let body = json!({"schemaVersion": 2, "manifests": [1, "x", null, {"digest": 5}, {"digest": "nocolon", "mediaType": "m", "size": 1}, {"digest": "sha256:ab", "mediaType": "m", "size": -1}, d.clone()]});
+        let listed = parse_index(body.to_string().as_bytes()).unwrap();
+        assert_eq!(listed.manifests, vec![d.clone()]);
+        assert_eq!(listed.dropped, 6);
+        assert!(matches!(
+            parse_index(b"[1]"),
+            Err(IndexError::NotAnIndex(_))
+        ));
+        assert!(matches!(parse_index(b"{"), Err(IndexError::NotJson(_))));
+    }
+
+    #[test]
+    fn merge_adds_only_what_is_missing() {
+        let a = json!({"mediaType": "m", "digest": "sha256:aa", "size": 1});
+        let b = json!({"mediaType": "m", "digest": "sha256:bb", "size": 2});
+        assert_eq!(
+            merge(std::slice::from_ref(&a), std::slice::from_ref(&a)),
+            None
+        );
+        assert_eq!(
+            merge(std::slice::from_ref(&a), &[a.clone(), b.clone()]),
+            Some(vec![a.clone(), b.clone()])
+        );
+        assert_eq!(merge(&[], std::slice::from_ref(&b)), Some(vec![b]));
     }
 }

@@ -36,6 +36,10 @@ pub enum Fault {
     /// Relay the request with its Host header replaced: the registry builds the upload
     /// `Location` from it, so the client is sent to that other origin.
     SetHost(String),
+    /// Relay the request, and hold the registry's answer this long before passing it on: the
+    /// registry has answered (a read saw the state of that moment), the client learns of it
+    /// late — a slow registry, where two clients' read-modify-write cycles overlap.
+    DelayAnswer(Duration),
     /// Like `Respond`, with this body (as is) instead of the canned JSON error.
     RespondBody {
         status: u16,
@@ -74,6 +78,7 @@ impl Fault {
             Fault::DropMidBody => "drop mid-body".into(),
             Fault::StripQuery => "strip query".into(),
             Fault::SetHost(h) => format!("set host {h}"),
+            Fault::DelayAnswer(d) => format!("delay the answer {d:?}"),
             Fault::RespondBody { status, .. } => format!("respond {status} with a body"),
             Fault::HugeBody { status, bytes, .. } => format!("respond {status} with {bytes} bytes"),
         }
@@ -556,6 +561,10 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
         let has_body =
             matches!(framing, Framing::Chunked) || matches!(framing, Framing::Length(n) if n > 0);
         let fault = shared.take_fault(&method, &target, has_body);
+        let delay = match &fault {
+            Some(Fault::DelayAnswer(d)) => Some(*d),
+            _ => None,
+        };
         let authorized = String::from_utf8_lossy(&request.raw)
             .to_ascii_lowercase()
             .contains("\nauthorization:");
@@ -696,7 +705,7 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                     .collect();
                 request.raw = replaced.join("\r\n").into_bytes();
             }
-            None => {}
+            Some(Fault::DelayAnswer(_)) | None => {}
         }
         if upstream.is_none() {
             let up = TcpStream::connect(shared.upstream)?;
@@ -734,6 +743,9 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 let _ = client_out.shutdown(Shutdown::Both);
                 return Ok(());
             };
+            if let Some(d) = delay {
+                std::thread::sleep(d);
+            }
             client_out.write_all(&response.raw)?;
             let status: u16 = response
                 .first_line
