@@ -460,3 +460,242 @@ fn an_include_outside_the_build_context_is_refused() {
     assert_error(&run, 1, &["link.txt", "outside"]);
     assert!(!project.root.join("Dockerfile").exists());
 }
+
+const TOOL_COMMIT: &str = "3f2a9c1e5b7d4f6a8c0e2b4d6f8a0c2e4b6d8f0a";
+
+/// The steps of the job that installs the tool, as text: the install command and the cache.
+fn install_lines(workflow: &str) -> Vec<&str> {
+    workflow
+        .lines()
+        .filter(|l| l.contains("cargo install") || l.contains("key: cargo-containerize-bin-"))
+        .map(str::trim)
+        .collect()
+}
+
+/// The workflow installs cargo-containerize from one explicit, pinned source (a crate at one
+/// exact version, or a repository at one full commit), with `--locked`, and caches the
+/// installed binary under a key that names that source and version, skipping the install on
+/// a hit. By default the source is this build's own package and version from crates.io, and a
+/// comment says so. (Before: `cargo install cargo-containerize --locked --version 0.1.0`, which
+/// takes any release semver-compatible with 0.1.0 from whoever owns the name.)
+#[test]
+fn the_workflow_installs_a_pinned_tool_from_an_explicit_source_and_caches_it() {
+    let version = env!("CARGO_PKG_VERSION");
+    let package = env!("CARGO_PKG_NAME");
+    let sources: [(&str, Vec<String>, String, String); 3] = [
+        (
+            "default",
+            vec![],
+            format!(
+                "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize {package} --version ={version}"
+            ),
+            format!("crates.io-{package}-{version}"),
+        ),
+        (
+            "crate",
+            vec![
+                "--tool-source".into(),
+                "crates.io:containerize-cli@2.3.4".into(),
+            ],
+            "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize containerize-cli --version =2.3.4".into(),
+            "crates.io-containerize-cli-2.3.4".into(),
+        ),
+        (
+            "git",
+            vec![
+                "--tool-source".into(),
+                format!("git:https://github.com/example/cargo-containerize#{TOOL_COMMIT}"),
+            ],
+            format!(
+                "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize --git https://github.com/example/cargo-containerize --rev {TOOL_COMMIT}"
+            ),
+            format!("git-{TOOL_COMMIT}"),
+        ),
+    ];
+    for split in [false, true] {
+        for (name, args, install, key) in &sources {
+            let case = Case::new("hello", Project::copy("hello"), &[]);
+            let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+            if split {
+                extra.push("--split-platforms");
+            }
+            let (_, path) = render(&case, "workflow", "container.yml", &extra);
+            assert_actionlint_clean(&path);
+            let text = fs::read_to_string(&path).expect("read workflow");
+            let lines = install_lines(&text);
+            let what = format!("{name} source, split {split}:\n{text}");
+            assert!(
+                lines.iter().any(|l| l.ends_with(install.as_str())),
+                "no `{install}` in the {what}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("key: cargo-containerize-bin-")
+                        && l.ends_with(key.as_str())),
+                "the binary's cache key does not name {key}: {what}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.contains("cargo install"))
+                    .all(|l| {
+                        l.contains("--locked")
+                            && (l.contains(" --version =") || l.contains(" --rev "))
+                    }),
+                "an unpinned install in the {what}"
+            );
+            assert!(
+                text.contains("if: steps.tool-cache.outputs.cache-hit != 'true'"),
+                "the install does not skip on a cache hit: {what}"
+            );
+            assert!(
+                text.contains("path: ~/.cache/cargo-containerize"),
+                "the tool's own cache is not cached: {what}"
+            );
+            if *name == "default" {
+                assert!(
+                    text.contains(
+                        "package and version of the cargo-containerize that wrote this file"
+                    ),
+                    "the default source is not explained: {what}"
+                );
+            } else {
+                // Regenerating keeps the source.
+                assert!(
+                    text.lines().any(|l| l.contains("# Regenerate")
+                        && l.contains("--tool-source")
+                        && l.contains(args[1].as_str())),
+                    "the regenerate command drops --tool-source: {what}"
+                );
+            }
+        }
+    }
+}
+
+/// The split workflow says the arm64 runner may be missing and what to do then; every action
+/// is at its current major version.
+#[test]
+fn the_split_workflow_documents_the_arm_runner_fallback_and_actions_are_current() {
+    let case = Case::new("hello", Project::copy("hello"), &["--split-platforms"]);
+    let (_, path) = render(&case, "workflow", "container.yml", &[]);
+    let text = fs::read_to_string(&path).expect("read workflow");
+    assert!(
+        text.contains("ubuntu-24.04-arm") && text.contains("private repository"),
+        "{text}"
+    );
+    assert!(
+        text.contains("render\n# without --split-platforms"),
+        "{text}"
+    );
+    for action in [
+        "actions/checkout@v7",
+        "docker/login-action@v4",
+        "docker/metadata-action@v6",
+        "actions/attest-build-provenance@v4",
+        "actions/upload-artifact@v7",
+        "actions/download-artifact@v8",
+        "actions/cache@v5",
+        "docker/setup-buildx-action@v4",
+    ] {
+        assert!(text.contains(action), "no {action}:\n{text}");
+    }
+}
+
+/// A source that could come to name other code, or would publish a credential, is refused in
+/// one line naming the fix; the token is never repeated, and nothing is written.
+#[test]
+fn tool_sources_that_are_not_pinned_or_hold_a_credential_are_refused() {
+    let project = Project::copy("hello");
+    let token = "ghp_0123456789abcdefSECRET";
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            "crates.io:cargo-containerize@^0.1".into(),
+            &["--tool-source", "exact version"],
+        ),
+        (
+            "crates.io:cargo-containerize".into(),
+            &["--tool-source", "no version"],
+        ),
+        (
+            "git:https://github.com/o/r#main".into(),
+            &["--tool-source", "full commit"],
+        ),
+        (
+            format!("git:https://github.com/o/r#{}", &TOOL_COMMIT[..7]),
+            &["--tool-source", "full commit"],
+        ),
+        (
+            format!("git:http://github.com/o/r#{TOOL_COMMIT}"),
+            &["--tool-source", "https"],
+        ),
+        (
+            format!("git:https://x-access-token:{token}@github.com/o/r#{TOOL_COMMIT}"),
+            &["--tool-source", "user information"],
+        ),
+        (
+            "ghcr.io/o/tool:1.0".into(),
+            &["--tool-source", "crates.io:NAME@X.Y.Z"],
+        ),
+    ];
+    for (value, keywords) in cases {
+        let before = snapshot(&project.root);
+        let run = capture(tool(&project.root).args([
+            "workflow",
+            "-o",
+            "wf.yml",
+            "--tool-source",
+            &value,
+        ]));
+        assert_error(&run, 2, keywords);
+        assert!(
+            !run.stderr.contains(token) && !run.stdout.contains(token),
+            "the token was repeated: {run}"
+        );
+        assert_eq!(snapshot(&project.root), before, "{run}");
+    }
+}
+
+/// `dockerfile --no-syntax-line` leaves out `# syntax=docker/dockerfile:1` (BuildKit then uses
+/// its built-in frontend, which needs no pull) and nothing else; by default it is the first
+/// line. Both pass hadolint, and the regenerate command keeps the choice.
+#[test]
+fn the_syntax_line_is_first_by_default_and_left_out_on_request() {
+    let case = Case::new("hello", Project::copy("hello"), &[]);
+    let (_, with) = render(&case, "dockerfile", "Dockerfile", &[]);
+    let (_, without) = render(
+        &case,
+        "dockerfile",
+        "Dockerfile.nosyntax",
+        &["--no-syntax-line"],
+    );
+    assert_hadolint_clean(&with);
+    assert_hadolint_clean(&without);
+    let with = fs::read_to_string(&with).expect("read");
+    let without = fs::read_to_string(&without).expect("read");
+    assert_eq!(with.lines().next(), Some("# syntax=docker/dockerfile:1"));
+    assert!(!without.contains("# syntax="), "{without}");
+    assert!(
+        without.contains("built-in Dockerfile frontend"),
+        "the render does not say what builds it without the line:\n{without}"
+    );
+    let strip = |t: &str| -> String {
+        t.lines()
+            .filter(|l| {
+                !l.contains("syntax")
+                    && !l.contains("cargo containerize dockerfile")
+                    && !l.contains(" -f Dockerfile")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&with),
+        strip(&without),
+        "the renders differ beyond that line"
+    );
+    assert!(
+        without.contains("--no-syntax-line -o Dockerfile.nosyntax --force"),
+        "the regenerate command drops --no-syntax-line:\n{without}"
+    );
+}
