@@ -129,6 +129,14 @@ impl Load {
             };
         };
         let Some(why) = docker_daemon_silent(&docker) else {
+            crate::util::shell::status(
+                "Loading",
+                if podman.is_some() {
+                    "into docker (its daemon answers; `--load podman` loads into podman instead)"
+                } else {
+                    "into docker (its daemon answers)"
+                },
+            );
             return Ok(("docker".into(), docker));
         };
         match podman {

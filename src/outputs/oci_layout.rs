@@ -511,6 +511,9 @@ impl OciLayout {
                         b.size,
                     )?;
                 }
+                if let Some(manifest) = docker_manifest(image) {
+                    add_bytes(&mut t, "manifest.json", &manifest)?;
+                }
                 t.finish()?;
             }
             total = out.n;
@@ -518,6 +521,33 @@ impl OciLayout {
         })?;
         Ok(total)
     }
+}
+
+/// The `manifest.json` that lets Docker Engines before 25 (which read only docker archives)
+/// `docker load` the archive too, as `docker save` of Docker 25+ writes beside `index.json`:
+/// the config and the layers, by their blob paths. Docker's older loader takes gzip-compressed
+/// or plain layers, not zstd, and one image, so a zstd or multi-platform archive has none (it
+/// still loads into Docker 25+, which reads `index.json`). No `RepoTags`: the archive's tag is
+/// not a full image name, so docker loads the image by its id.
+fn docker_manifest(image: &Image) -> Option<Vec<u8>> {
+    let [img] = image.platforms.as_slice() else {
+        return None;
+    };
+    let legacy_readable = img.layers.iter().all(|l| {
+        l.media_type.ends_with(".tar+gzip")
+            || l.media_type.ends_with(".tar")
+            || l.media_type.ends_with(".tar.gzip")
+    });
+    if !legacy_readable {
+        return None;
+    }
+    let path = |digest: &str| format!("blobs/sha256/{}", hex_of(digest));
+    let manifest = serde_json::json!([{
+        "Config": path(&img.config.digest),
+        "RepoTags": null,
+        "Layers": img.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    serde_json::to_vec(&manifest).ok()
 }
 
 impl Output for OciLayout {

@@ -20,6 +20,7 @@ mod allocator;
 mod auditable;
 mod bad_input;
 mod build_run;
+mod docker;
 mod init;
 mod metadata;
 mod multiplatform;
