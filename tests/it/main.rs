@@ -21,6 +21,7 @@ mod auditable;
 mod bad_input;
 mod build_run;
 mod docker;
+mod docker_build;
 mod init;
 mod metadata;
 mod multiplatform;

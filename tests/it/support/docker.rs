@@ -136,3 +136,38 @@ impl Drop for Docker {
         }
     }
 }
+
+/// A docker client that builds with BuildKit, and how: `docker buildx build --load` where the
+/// buildx plugin is installed; else a client from before Docker 23 (such as Debian 12's
+/// docker.io 20.10), whose `docker build` has BuildKit built in (`DOCKER_BUILDKIT=1`). Newer
+/// clients without buildx fall back to the legacy builder, which has no cache mounts. None,
+/// after saying so, where there is neither.
+pub fn buildkit_client() -> Option<(std::path::PathBuf, Vec<&'static str>)> {
+    let clients: Vec<std::path::PathBuf> = which::which_all("docker")
+        .map(|all| all.collect())
+        .unwrap_or_default();
+    for client in &clients {
+        let buildx = capture(Command::new(client).args(["buildx", "version"]));
+        if buildx.status.success() {
+            return Some((client.clone(), vec!["buildx", "build", "--load"]));
+        }
+    }
+    for client in &clients {
+        let version =
+            capture(Command::new(client).args(["version", "--format", "{{.Client.Version}}"]));
+        let major: u32 = version
+            .stdout
+            .trim()
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(u32::MAX);
+        if major < 23 {
+            return Some((client.clone(), vec!["build"]));
+        }
+    }
+    eprintln!(
+        "skipping: no docker client here builds with BuildKit (no buildx plugin, and every client on PATH is Docker 23 or later: {clients:?})"
+    );
+    None
+}
