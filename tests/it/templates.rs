@@ -699,3 +699,87 @@ fn the_syntax_line_is_first_by_default_and_left_out_on_request() {
         "the regenerate command drops --no-syntax-line:\n{without}"
     );
 }
+
+/// The `run:` script of the step named `step` in a generated workflow (a block scalar, read
+/// by its indentation).
+fn step_script(workflow: &str, step: &str) -> String {
+    let mut lines = workflow
+        .lines()
+        .skip_while(|l| l.trim() != format!("- name: {step}"));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no step {step:?}:\n{workflow}"));
+    let mut lines = lines.skip_while(|l| l.trim() != "run: |");
+    let run = lines
+        .next()
+        .unwrap_or_else(|| panic!("step {step:?} has no run: |"));
+    let indent = run.len() - run.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The workflow's "Build and push" step, run here by bash as the runner would (the tags
+/// metadata-action would give, `GITHUB_OUTPUT`, cargo finding `cargo-containerize` on PATH),
+/// pushing to a registry on loopback: the index it reports as `digest` is under every tag,
+/// with both platforms.
+#[test]
+fn the_workflows_build_step_pushes_both_platforms_to_a_loopback_registry() {
+    let registry = crate::support::registry::Registry::plain();
+    let project = Project::copy("hello");
+    commit_all(&project.root);
+    let case = Case::new("hello", project, &[]);
+    let (_, path) = render(&case, "workflow", "container.yml", &[]);
+    let script = step_script(&fs::read_to_string(&path).expect("read"), "Build and push");
+    assert!(script.contains("cargo containerize"), "{script}");
+
+    let tags: Vec<String> = ["1.2.3", "1.2", "sha-0123abc"]
+        .iter()
+        .map(|t| format!("{}/example/hello:{t}", registry.host()))
+        .collect();
+    let out = tempdir();
+    let github_output = out.path().join("github_output");
+    let bin_dir = tool_path().parent().expect("bin dir");
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&case.cwd)
+        .env("PATH", path)
+        .env("TAGS", tags.join("\n") + "\n")
+        .env("SOURCE", "https://github.com/example/hello")
+        .env("GITHUB_OUTPUT", &github_output)
+        .env("CARGO_TARGET_DIR", shared_target_dir("hello"))
+        .env("DOCKER_CONFIG", out.path())
+        .env("CARGO_TERM_COLOR", "never")
+        .env("GIT_CEILING_DIRECTORIES", scratch_root())
+        .env_remove("SOURCE_DATE_EPOCH");
+    let (run, took) = capture_within(&mut cmd, std::time::Duration::from_secs(1200));
+    run.assert_success();
+    eprintln!("the workflow's build step took {took:?}");
+    let output = fs::read_to_string(&github_output).expect("GITHUB_OUTPUT");
+    let digest = output
+        .lines()
+        .find_map(|l| l.strip_prefix("digest="))
+        .unwrap_or_else(|| panic!("no digest= in GITHUB_OUTPUT: {output:?}\n{run}"));
+    assert!(is_sha256_digest(digest), "{output}");
+    for tag in ["1.2.3", "1.2", "sha-0123abc"] {
+        let raw = registry
+            .skopeo_inspect(&format!("example/hello:{tag}"), true)
+            .unwrap_or_else(|e| panic!("{tag} is not in the registry: {e}"));
+        assert_eq!(sha256_digest(&raw), digest, "{tag} names another manifest");
+        let index: serde_json::Value = serde_json::from_slice(&raw).expect("index json");
+        let mut platforms: Vec<&str> = index["manifests"]
+            .as_array()
+            .expect("an index")
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str())
+            .collect();
+        platforms.sort();
+        assert_eq!(platforms, ["amd64", "arm64"], "{index}");
+    }
+}
