@@ -341,17 +341,18 @@ fn docker_load_reads_the_docker_archive_the_oci_archive_and_one_listing_referrer
     }
 }
 
-/// Two platforms into docker: the engine here keeps images in its own (graph driver) store,
-/// which holds one platform per name, so `--load` needs `--load-platform`, refused before any
-/// build without it; with it, docker gets that platform's image (arm64, from an amd64 host).
+/// Two platforms into docker. An engine with the containerd image store takes both in one
+/// `--load` (an OCI archive streamed into `docker load`) and runs the amd64 one. An engine
+/// without it (Docker's graph-driver store, as here) holds one platform per name, so `--load`
+/// needs `--load-platform`, refused before any build without it; with it, docker gets that
+/// platform's image (arm64, from an amd64 host).
 #[test]
-fn load_of_two_platforms_into_docker_takes_the_load_platform() {
+fn load_of_two_platforms_into_docker_takes_both_or_the_load_platform() {
     let Some(d) = Docker::connect() else { return };
+    let containerd_store = d.containerd_store();
     eprintln!(
-        "docker {}.{}, containerd image store: {}",
-        d.server_version.0,
-        d.server_version.1,
-        d.containerd_store()
+        "docker {}.{}, containerd image store: {containerd_store}",
+        d.server_version.0, d.server_version.1,
     );
     let project = Project::copy("hello");
     let name = d.name("hello", "two");
@@ -365,7 +366,15 @@ fn load_of_two_platforms_into_docker_takes_the_load_platform() {
         &name,
     ]);
     let run = capture(&mut cmd);
-    assert_one_line_error(&run, &["--load-platform"]);
+    if containerd_store {
+        run.assert_success();
+        let ran = d.run(&["--platform", "linux/amd64"], &name, &[]);
+        ran.assert_success();
+        assert_eq!(ran.stdout.lines().next(), Some(GREETING), "{ran}");
+        return;
+    }
+    eprintln!("this engine has no containerd image store: checking --load-platform instead");
+    assert_one_line_error(&run, &["--load-platform", "containerd image store"]);
     assert!(
         !run.stderr.contains("Compiling"),
         "it built before refusing: {run}"
@@ -424,4 +433,86 @@ fn only_single_platform_gzip_oci_archives_carry_a_docker_manifest() {
         .expect("the single-platform gzip archive has a manifest.json");
     let manifest: serde_json::Value = serde_json::from_slice(&manifest.data).expect("json");
     assert_eq!(manifest.as_array().map(Vec::len), Some(1), "{manifest}");
+}
+
+/// What `--load` streams into a docker whose `docker info` reports the containerd image store,
+/// for a two-platform build without `--load-platform`: an OCI archive holding both platforms,
+/// each reference named the way containerd's importer reads it. The engine is a script that
+/// answers as such a docker does and keeps what `docker load` gets (this machine's docker has
+/// no containerd store; the test above loads into a real one where there is one); skopeo
+/// reads the result and copies every platform, checking every blob's digest.
+#[test]
+fn load_into_a_containerd_store_docker_streams_every_platform_as_an_oci_archive() {
+    let dir = tempdir();
+    let captured = dir.path().join("loaded.tar");
+    let engine = dir.path().join("bin");
+    std::fs::create_dir_all(&engine).expect("mkdir");
+    let script = engine.join("docker");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  version) echo 27.0.0 ;;\n  info) echo '[[\"driver-type\",\"io.containerd.snapshotter.v1\"]]' ;;\n  load) cat >'{}' && echo 'Loaded image: x' ;;\n  *) exit 1 ;;\nesac\n",
+            captured.display()
+        ),
+    )
+    .expect("write script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        engine.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let project = Project::copy("hello");
+    let mut cmd = tool_in(&project, &shared_target_dir("hello"));
+    cmd.env("PATH", path).args([
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--load",
+        "docker",
+        "-t",
+        "cct.test/hello:one",
+        "-t",
+        "cct.test/hello:two",
+    ]);
+    capture(&mut cmd).assert_success();
+
+    let entries = tar_entries(std::fs::File::open(&captured).expect("captured load"));
+    let index = entries
+        .iter()
+        .find(|e| e.path == "index.json")
+        .expect("an OCI archive");
+    let index: serde_json::Value = serde_json::from_slice(&index.data).expect("index.json");
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|m| m["annotations"]["io.containerd.image.name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["cct.test/hello:one", "cct.test/hello:two"],
+        "{index}"
+    );
+    for tag in ["one", "two"] {
+        let reference = format!("oci-archive:{}:{tag}", captured.display());
+        let top = skopeo_manifest(&reference);
+        let mut platforms: Vec<&str> = top["manifests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{tag} is not an index: {top}"))
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str())
+            .collect();
+        platforms.sort();
+        assert_eq!(platforms, ["amd64", "arm64"], "{top}");
+    }
+    let copy = dir.path().join("copy");
+    capture(
+        Command::new("skopeo")
+            .args(["copy", "--all", "-q"])
+            .arg(format!("oci-archive:{}:one", captured.display()))
+            .arg(format!("oci:{}:one", copy.display())),
+    )
+    .assert_success();
 }
