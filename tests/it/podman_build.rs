@@ -433,8 +433,9 @@ pub(crate) fn comparable_config(config: &Value) -> Value {
     })
 }
 
-/// Same paths, kinds, modes and owners, and the same bytes everywhere but the binary (the
-/// builder links it with rust-lld, `build` with the host's linker).
+/// Same paths, kinds, modes and owners, and the same bytes everywhere but the binary, which
+/// callers compare themselves (the podman builds here embed the dependency list with
+/// cargo-auditable, `build` with its own object; `docker_build` compares the bytes).
 pub(crate) fn assert_same_files(built: &Saved, reference: &Saved, binary: &str) {
     let binary = binary.trim_start_matches('/');
     let strip = |files: &BTreeMap<String, FileFacts>| -> BTreeMap<String, FileFacts> {
