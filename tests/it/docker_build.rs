@@ -375,6 +375,8 @@ fn docker_buildkit_builds_the_dockerfile_without_the_syntax_line_and_a_rebuild_r
         ),
     )
     .expect("edit");
+    // A tag of its own, so the first image stays named (and is removed) rather than dangling.
+    let tag = d.name("hello-dockerfile", "edited");
     let (second, second_took) = buildkit_build(&project.root, &tag, &build_args);
     second.assert_success();
     eprintln!("second docker build, after a one-line edit, took {second_took:?}");
