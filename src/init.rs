@@ -259,6 +259,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
             None,
             true,
             args.force,
+            true,
         )?)
     } else {
         None
@@ -271,6 +272,7 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
             &args.cargo,
             &args.platform,
             args.split_platforms,
+            None,
             None,
             Some(&path),
         )?;

@@ -210,8 +210,11 @@ fn plan(platform: Platform, needs_c: Option<&str>) -> Result<Plan> {
     let mut env: Vec<(String, OsString)> = Vec::new();
 
     let Some(why) = needs_c else {
-        // Pure Rust links with the toolchain's own lld and the target's self-contained musl.
-        if cross && !env_set(&linker_var) {
+        // Pure Rust links with the toolchain's own lld and the target's self-contained musl,
+        // for the host's platform too (the musl target's default would be the host's cc): the
+        // same linker on every machine and platform, and the one the generated Dockerfile
+        // uses, so `build` and `docker build` of one commit give byte-identical binaries.
+        if !env_set(&linker_var) {
             env.push((linker_var, "rust-lld".into()));
         }
         return Ok(Plan {

@@ -1,5 +1,6 @@
 //! `--load`: the image into the local docker or podman, by streaming a docker archive into
-//! `<engine> load`. Nothing touches the disk on the way.
+//! `<engine> load` (or, for every platform of an image, an OCI archive into a docker that uses
+//! the containerd image store). Nothing touches the disk on the way.
 
 use super::docker_archive::{note_referrers_left_out, pick_platform, write_tar};
 use super::registry::remote::sanitize;
@@ -42,6 +43,8 @@ pub struct Load {
     pub platform: Option<Platform>,
     /// The engine picked, once (preflight and write both need it; probing costs a process).
     picked: OnceLock<Result<(String, PathBuf), String>>,
+    /// Whether the picked engine holds multi-platform images, once.
+    multi: OnceLock<bool>,
 }
 
 /// The environment variable that bounds how long `<engine> load` may make no progress
@@ -81,6 +84,20 @@ fn docker_daemon_silent(path: &Path) -> Option<String> {
     }
 }
 
+/// Whether the docker daemon at `path` keeps images in containerd's image store (Docker 24+
+/// with the containerd snapshotter), which holds every platform of an image under one name:
+/// `docker info` lists its driver type as `io.containerd.snapshotter.v1`. False when it does
+/// not say so within [`PROBE_TIMEOUT`].
+fn docker_containerd_store(path: &Path) -> bool {
+    let mut cmd = Command::new(path);
+    cmd.args(["info", "--format", "{{json .DriverStatus}}"]);
+    matches!(
+        run_bounded(&mut cmd, b"", PROBE_TIMEOUT),
+        Ok(Outcome::Finished(f)) if f.status.success()
+            && String::from_utf8_lossy(&f.stdout).contains("io.containerd.snapshotter")
+    )
+}
+
 impl Load {
     /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
     /// gives `<bin>:<version>`), each checked and given `:latest` if it has no tag.
@@ -98,6 +115,16 @@ impl Load {
                 .collect::<Result<_>>()?,
             platform: defaults.platform,
             picked: OnceLock::new(),
+            multi: OnceLock::new(),
+        })
+    }
+
+    /// Whether the engine takes every platform of an image in one load: docker with the
+    /// containerd image store. Asked only of a multi-platform build without --load-platform.
+    fn multi_platform(&self) -> bool {
+        *self.multi.get_or_init(|| match self.engine() {
+            Ok((name, path)) if name == "docker" => docker_containerd_store(&path),
+            _ => false,
         })
     }
 
@@ -129,6 +156,14 @@ impl Load {
             };
         };
         let Some(why) = docker_daemon_silent(&docker) else {
+            crate::util::shell::status(
+                "Loading",
+                if podman.is_some() {
+                    "into docker (its daemon answers; `--load podman` loads into podman instead)"
+                } else {
+                    "into docker (its daemon answers)"
+                },
+            );
             return Ok(("docker".into(), docker));
         };
         match podman {
@@ -163,11 +198,18 @@ impl Output for Load {
     }
 
     fn single_platform(&self) -> bool {
-        true
+        !self.multi_platform()
     }
 
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
-        let img = pick_platform(image, self.platform)?;
+        // Every platform, as an OCI archive, into an engine that holds them all (checked by
+        // `check_platforms` through `single_platform`); else one platform's docker archive.
+        let all_platforms = image.platforms.len() > 1 && self.platform.is_none();
+        let img = if all_platforms {
+            None
+        } else {
+            Some(pick_platform(image, self.platform)?)
+        };
         note_referrers_left_out(image, "--load");
         let (name, path) = self.engine()?;
         let idle = load_timeout()?;
@@ -199,7 +241,15 @@ impl Output for Load {
         // The engine must keep reading, and exit once the stream ends: no progress for `idle`
         // and it is stopped.
         let dog = Watchdog::start(child.id(), idle);
-        let sent = write_tar(dog.writer(stdin), img, store, &self.references);
+        let sent = match img {
+            Some(img) => write_tar(dog.writer(stdin), img, store, &self.references),
+            None => {
+                let image = image.without_attachments();
+                super::oci_layout::named_entries(&image, &self.references).and_then(|entries| {
+                    super::oci_layout::write_tar(dog.writer(stdin), &image, store, entries, None)
+                })
+            }
+        };
         dog.poke();
         let status = child.wait().context("waiting for the engine")?;
         let stalled = dog.finish();

@@ -285,7 +285,7 @@ pub fn check_platforms(
             "--load-platform {p} is not among the platforms built ({list}); choose one of them"
         ),
         None if built.len() > 1 && outputs.iter().any(|o| o.single_platform()) => bail!(
-            "docker archives and --load hold one platform but {list} were asked for; choose one with --load-platform"
+            "docker archives and --load hold one platform but {list} were asked for; choose one with --load-platform (--load takes every platform only into docker with the containerd image store)"
         ),
         _ => Ok(()),
     }

@@ -490,34 +490,93 @@ impl OciLayout {
 
     fn write_archive(&self, image: &Image, store: &BlobStore) -> Result<u64> {
         let mut total = 0;
+        let entries = entries(image, &self.tag)?;
         atomic::write_file(&self.path, |w| {
-            let mut out = CountingWriter { inner: w, n: 0 };
-            {
-                let mut t = tar::Builder::new(&mut out);
-                add_bytes(&mut t, "oci-layout", LAYOUT)?;
-                add_bytes(
-                    &mut t,
-                    "index.json",
-                    &index_json(entries(image, &self.tag)?)?,
-                )?;
-                add_dir(&mut t, "blobs/")?;
-                add_dir(&mut t, "blobs/sha256/")?;
-                for b in image.blobs() {
-                    add_blob(
-                        &mut t,
-                        &format!("blobs/sha256/{}", hex_of(b.digest)),
-                        store,
-                        b.digest,
-                        b.size,
-                    )?;
-                }
-                t.finish()?;
-            }
-            total = out.n;
+            total = write_tar(w, image, store, entries, docker_manifest(image).as_deref())?;
             Ok(())
         })?;
         Ok(total)
     }
+}
+
+/// Writes an OCI layout as a tar to `w`: `oci-layout`, an `index.json` listing `entries`,
+/// every blob of `image`, and docker's `manifest.json` when given. Returns the bytes written.
+pub(crate) fn write_tar<W: Write>(
+    w: W,
+    image: &Image,
+    store: &BlobStore,
+    entries: Vec<Value>,
+    docker_manifest: Option<&[u8]>,
+) -> Result<u64> {
+    let mut out = CountingWriter { inner: w, n: 0 };
+    {
+        let mut t = tar::Builder::new(&mut out);
+        add_bytes(&mut t, "oci-layout", LAYOUT)?;
+        add_bytes(&mut t, "index.json", &index_json(entries)?)?;
+        add_dir(&mut t, "blobs/")?;
+        add_dir(&mut t, "blobs/sha256/")?;
+        for b in image.blobs() {
+            add_blob(
+                &mut t,
+                &format!("blobs/sha256/{}", hex_of(b.digest)),
+                store,
+                b.digest,
+                b.size,
+            )?;
+        }
+        if let Some(manifest) = docker_manifest {
+            add_bytes(&mut t, "manifest.json", manifest)?;
+        }
+        t.finish()?;
+    }
+    out.flush()?;
+    Ok(out.n)
+}
+
+/// index.json's entries naming `image` (its attachments left out) once per reference, the
+/// way containerd's importer (Docker's containerd image store) names what it loads: the full
+/// reference as `io.containerd.image.name`, its tag as `org.opencontainers.image.ref.name`.
+pub(crate) fn named_entries(image: &Image, references: &[String]) -> Result<Vec<Value>> {
+    references
+        .iter()
+        .map(|r| {
+            let parsed = crate::util::reference::Reference::parse(r)?;
+            let tag = parsed.tag.as_deref().unwrap_or("latest");
+            let mut e = entry(image, tag)?;
+            // The full name, as docker's containerd store keeps it (`app:1` is
+            // `docker.io/library/app:1`).
+            e["annotations"]["io.containerd.image.name"] =
+                Value::String(format!("{}/{}:{tag}", parsed.registry, parsed.repository));
+            Ok(e)
+        })
+        .collect()
+}
+
+/// The `manifest.json` that lets Docker Engines before 25 (which read only docker archives)
+/// `docker load` the archive too, as `docker save` of Docker 25+ writes beside `index.json`:
+/// the config and the layers, by their blob paths. Docker's older loader takes gzip-compressed
+/// or plain layers, not zstd, and one image, so a zstd or multi-platform archive has none (it
+/// still loads into Docker 25+, which reads `index.json`). No `RepoTags`: the archive's tag is
+/// not a full image name, so docker loads the image by its id.
+fn docker_manifest(image: &Image) -> Option<Vec<u8>> {
+    let [img] = image.platforms.as_slice() else {
+        return None;
+    };
+    let legacy_readable = img.layers.iter().all(|l| {
+        l.media_type.ends_with(".tar+gzip")
+            || l.media_type.ends_with(".tar")
+            || l.media_type.ends_with(".tar.gzip")
+    });
+    if !legacy_readable {
+        return None;
+    }
+    let path = |digest: &str| format!("blobs/sha256/{}", hex_of(digest));
+    let manifest = serde_json::json!([{
+        "Config": path(&img.config.digest),
+        "RepoTags": null,
+        "Layers": img.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    serde_json::to_vec(&manifest).ok()
 }
 
 impl Output for OciLayout {

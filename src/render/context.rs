@@ -195,6 +195,11 @@ pub struct RenderOptions {
     /// The command that renders this file again, run from the workspace root, e.g.
     /// `cargo containerize dockerfile -p app --bin alpha -o app/Dockerfile --force`.
     pub regenerate: String,
+    /// Where the workflow installs cargo-containerize from (`workflow --tool-source`).
+    pub tool: super::tool_source::ToolContext,
+    /// The Dockerfile starts with `# syntax=docker/dockerfile:1` (false with `dockerfile
+    /// --no-syntax-line`: BuildKit's built-in frontend, for machines that cannot pull).
+    pub syntax_line: bool,
 }
 
 pub(crate) fn profile_dir(profile: &str) -> String {

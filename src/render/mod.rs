@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod rootfs;
+pub mod tool_source;
 
 pub use context::{RenderOptions, TemplateContext};
 
@@ -364,6 +365,10 @@ pub struct DockerfileArgs {
     /// Also write .dockerignore at the workspace root, the build context
     #[arg(long)]
     pub dockerignore: bool,
+    /// Leave out the `# syntax=docker/dockerfile:1` line, so BuildKit uses its built-in
+    /// frontend instead of pulling the newest one (for machines that cannot pull)
+    #[arg(long)]
+    pub no_syntax_line: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -375,6 +380,10 @@ pub struct WorkflowArgs {
     /// One job per platform on its own runner, and a final job merging them into one index
     #[arg(long)]
     pub split_platforms: bool,
+    /// Where the workflow installs cargo-containerize from, pinned: crates.io:NAME@X.Y.Z, or
+    /// git:https://HOST/PATH#<full commit hash> [default: crates.io:<this package>@<this version>]
+    #[arg(long, value_name = "SOURCE", value_parser = tool_source::ToolSourceParser)]
+    pub tool_source: Option<tool_source::ToolSource>,
 }
 
 /// The Dockerfile's text and everything it needs written beside it.
@@ -399,13 +408,21 @@ pub fn plan_dockerfile(
     template: Option<&Path>,
     dockerignore: bool,
     force: bool,
+    syntax_line: bool,
 ) -> Result<DockerfileFiles> {
     let ws = &project.workspace_root;
     let dockerfile = output.map_or_else(|| "Dockerfile".into(), |o| context_path(o, ws));
+    let extra: &[&str] = if syntax_line {
+        &[]
+    } else {
+        &["--no-syntax-line"]
+    };
     let options = RenderOptions {
         split_platforms: false,
-        regenerate: regenerate_command("dockerfile", cargo, platforms, &[], &dockerfile),
+        regenerate: regenerate_command("dockerfile", cargo, platforms, extra, &dockerfile),
         dockerfile,
+        tool: tool_source::ToolSource::default().context(true),
+        syntax_line,
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     let text = render(Template::Dockerfile, template, &ctx)?;
@@ -470,6 +487,7 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
         r.template.as_deref(),
         args.dockerignore,
         r.force,
+        !args.no_syntax_line,
     )?;
     write_dockerfile(&files, r.quiet)?;
     Ok(ExitCode::SUCCESS)
@@ -479,12 +497,14 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
 pub const WORKFLOW_PATH: &str = ".github/workflows/container.yml";
 
 /// Renders the workflow for `project`; `output` is where it will go (stdout when none).
+#[allow(clippy::too_many_arguments)]
 pub fn render_workflow(
     project: &Project,
     spec: &ImageSpec,
     cargo: &CargoArgs,
     platforms: &[String],
     split_platforms: bool,
+    tool_source: Option<&tool_source::ToolSource>,
     template: Option<&Path>,
     output: Option<&Path>,
 ) -> Result<String> {
@@ -492,15 +512,24 @@ pub fn render_workflow(
         || WORKFLOW_PATH.into(),
         |o| context_path(o, &project.workspace_root),
     );
-    let split: &[&str] = if split_platforms {
-        &["--split-platforms"]
-    } else {
-        &[]
+    let mut extra: Vec<String> = Vec::new();
+    if split_platforms {
+        extra.push("--split-platforms".into());
+    }
+    if let Some(t) = tool_source {
+        extra.extend(["--tool-source".into(), t.to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let tool = match tool_source {
+        Some(t) => t.context(false),
+        None => tool_source::ToolSource::default().context(true),
     };
     let options = RenderOptions {
         split_platforms,
         dockerfile: "Dockerfile".into(),
-        regenerate: regenerate_command("workflow", cargo, platforms, split, &path),
+        regenerate: regenerate_command("workflow", cargo, platforms, &extra, &path),
+        tool,
+        syntax_line: true,
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     render(Template::Workflow, template, &ctx)
@@ -516,6 +545,7 @@ pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
         &args.cargo,
         &r.platform,
         args.split_platforms,
+        args.tool_source.as_ref(),
         r.template.as_deref(),
         r.output.as_deref(),
     )?;

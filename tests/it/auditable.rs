@@ -316,6 +316,11 @@ fn auditable_false_builds_exactly_what_plain_cargo_builds() {
             .arg("--target-dir")
             .arg(&plain_target)
             .args(["--config", "profile.release.strip=\"symbols\""])
+            // `build` links pure Rust with the toolchain's rust-lld on every platform.
+            .args([
+                "--config",
+                &format!("target.{MUSL_TARGET}.linker=\"rust-lld\""),
+            ])
             .args([
                 "--config",
                 &format!("build.rustflags=[{}]", flags.join(", ")),

@@ -20,6 +20,8 @@ mod allocator;
 mod auditable;
 mod bad_input;
 mod build_run;
+mod docker;
+mod docker_build;
 mod init;
 mod metadata;
 mod multiplatform;

@@ -122,7 +122,7 @@ fn git_commit(dir: &Path) {
 }
 
 /// `ARG NAME=default` of the Dockerfile.
-fn arg_default(dockerfile: &str, name: &str) -> String {
+pub(crate) fn arg_default(dockerfile: &str, name: &str) -> String {
     dockerfile
         .lines()
         .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
@@ -132,7 +132,7 @@ fn arg_default(dockerfile: &str, name: &str) -> String {
 }
 
 /// The builder image the Dockerfile names, with its ARGs' defaults filled in.
-fn builder_reference(dockerfile: &str) -> String {
+pub(crate) fn builder_reference(dockerfile: &str) -> String {
     let from = dockerfile
         .lines()
         .find(|l| l.starts_with("FROM ") && l.ends_with(" AS builder"))
@@ -279,15 +279,15 @@ fn podman_build_in(
 }
 
 /// The saved image: its config, its files and their bytes.
-struct Saved {
-    config: Value,
-    files: BTreeMap<String, FileFacts>,
-    contents: BTreeMap<String, Vec<u8>>,
+pub(crate) struct Saved {
+    pub(crate) config: Value,
+    pub(crate) files: BTreeMap<String, FileFacts>,
+    pub(crate) contents: BTreeMap<String, Vec<u8>>,
 }
 
 /// What is compared per path: kind, mode, owner, and the bytes' digest (files only).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileFacts {
+pub(crate) struct FileFacts {
     kind: &'static str,
     mode: u32,
     uid: u64,
@@ -303,7 +303,7 @@ fn normalize(path: &str) -> String {
 }
 
 /// Applies layers' entries in order; hard links become files with their target's bytes.
-fn add_entries(
+pub(crate) fn add_entries(
     files: &mut BTreeMap<String, FileFacts>,
     contents: &mut BTreeMap<String, Vec<u8>>,
     entries: Vec<TarEntry>,
@@ -415,7 +415,7 @@ fn save(s: &Setup, image: &str) -> Saved {
 }
 
 /// The config fields both images must agree on. Labels lose podman's own `io.buildah.version`.
-fn comparable_config(config: &Value) -> Value {
+pub(crate) fn comparable_config(config: &Value) -> Value {
     let c = &config["config"];
     let mut labels = c["Labels"].clone();
     if let Some(m) = labels.as_object_mut() {
@@ -433,9 +433,10 @@ fn comparable_config(config: &Value) -> Value {
     })
 }
 
-/// Same paths, kinds, modes and owners, and the same bytes everywhere but the binary (the
-/// builder links it with rust-lld, `build` with the host's linker).
-fn assert_same_files(built: &Saved, reference: &Saved, binary: &str) {
+/// Same paths, kinds, modes and owners, and the same bytes everywhere but the binary, which
+/// callers compare themselves (the podman builds here embed the dependency list with
+/// cargo-auditable, `build` with its own object; `docker_build` compares the bytes).
+pub(crate) fn assert_same_files(built: &Saved, reference: &Saved, binary: &str) {
     let binary = binary.trim_start_matches('/');
     let strip = |files: &BTreeMap<String, FileFacts>| -> BTreeMap<String, FileFacts> {
         files

@@ -460,3 +460,326 @@ fn an_include_outside_the_build_context_is_refused() {
     assert_error(&run, 1, &["link.txt", "outside"]);
     assert!(!project.root.join("Dockerfile").exists());
 }
+
+const TOOL_COMMIT: &str = "3f2a9c1e5b7d4f6a8c0e2b4d6f8a0c2e4b6d8f0a";
+
+/// The steps of the job that installs the tool, as text: the install command and the cache.
+fn install_lines(workflow: &str) -> Vec<&str> {
+    workflow
+        .lines()
+        .filter(|l| l.contains("cargo install") || l.contains("key: cargo-containerize-bin-"))
+        .map(str::trim)
+        .collect()
+}
+
+/// The workflow installs cargo-containerize from one explicit, pinned source (a crate at one
+/// exact version, or a repository at one full commit), with `--locked`, and caches the
+/// installed binary under a key that names that source and version, skipping the install on
+/// a hit. By default the source is this build's own package and version from crates.io, and a
+/// comment says so. (Before: `cargo install cargo-containerize --locked --version 0.1.0`, which
+/// takes any release semver-compatible with 0.1.0 from whoever owns the name.)
+#[test]
+fn the_workflow_installs_a_pinned_tool_from_an_explicit_source_and_caches_it() {
+    let version = env!("CARGO_PKG_VERSION");
+    let package = env!("CARGO_PKG_NAME");
+    let sources: [(&str, Vec<String>, String, String); 3] = [
+        (
+            "default",
+            vec![],
+            format!(
+                "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize {package} --version ={version}"
+            ),
+            format!("crates.io-{package}-{version}"),
+        ),
+        (
+            "crate",
+            vec![
+                "--tool-source".into(),
+                "crates.io:containerize-cli@2.3.4".into(),
+            ],
+            "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize containerize-cli --version =2.3.4".into(),
+            "crates.io-containerize-cli-2.3.4".into(),
+        ),
+        (
+            "git",
+            vec![
+                "--tool-source".into(),
+                format!("git:https://github.com/example/cargo-containerize#{TOOL_COMMIT}"),
+            ],
+            format!(
+                "cargo install --locked --root ~/.cargo-containerize-tool --bin cargo-containerize --git https://github.com/example/cargo-containerize --rev {TOOL_COMMIT}"
+            ),
+            format!("git-{TOOL_COMMIT}"),
+        ),
+    ];
+    for split in [false, true] {
+        for (name, args, install, key) in &sources {
+            let case = Case::new("hello", Project::copy("hello"), &[]);
+            let mut extra: Vec<&str> = args.iter().map(String::as_str).collect();
+            if split {
+                extra.push("--split-platforms");
+            }
+            let (_, path) = render(&case, "workflow", "container.yml", &extra);
+            assert_actionlint_clean(&path);
+            let text = fs::read_to_string(&path).expect("read workflow");
+            let lines = install_lines(&text);
+            let what = format!("{name} source, split {split}:\n{text}");
+            assert!(
+                lines.iter().any(|l| l.ends_with(install.as_str())),
+                "no `{install}` in the {what}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("key: cargo-containerize-bin-")
+                        && l.ends_with(key.as_str())),
+                "the binary's cache key does not name {key}: {what}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.contains("cargo install"))
+                    .all(|l| {
+                        l.contains("--locked")
+                            && (l.contains(" --version =") || l.contains(" --rev "))
+                    }),
+                "an unpinned install in the {what}"
+            );
+            assert!(
+                text.contains("if: steps.tool-cache.outputs.cache-hit != 'true'"),
+                "the install does not skip on a cache hit: {what}"
+            );
+            assert!(
+                text.contains("path: ~/.cache/cargo-containerize"),
+                "the tool's own cache is not cached: {what}"
+            );
+            if *name == "default" {
+                assert!(
+                    text.contains(
+                        "package and version of the cargo-containerize that wrote this file"
+                    ),
+                    "the default source is not explained: {what}"
+                );
+            } else {
+                // Regenerating keeps the source.
+                assert!(
+                    text.lines().any(|l| l.contains("# Regenerate")
+                        && l.contains("--tool-source")
+                        && l.contains(args[1].as_str())),
+                    "the regenerate command drops --tool-source: {what}"
+                );
+            }
+        }
+    }
+}
+
+/// The split workflow says the arm64 runner may be missing and what to do then; every action
+/// is at its current major version.
+#[test]
+fn the_split_workflow_documents_the_arm_runner_fallback_and_actions_are_current() {
+    let case = Case::new("hello", Project::copy("hello"), &["--split-platforms"]);
+    let (_, path) = render(&case, "workflow", "container.yml", &[]);
+    let text = fs::read_to_string(&path).expect("read workflow");
+    assert!(
+        text.contains("ubuntu-24.04-arm") && text.contains("private repository"),
+        "{text}"
+    );
+    assert!(
+        text.contains("render\n# without --split-platforms"),
+        "{text}"
+    );
+    for action in [
+        "actions/checkout@v7",
+        "docker/login-action@v4",
+        "docker/metadata-action@v6",
+        "actions/attest-build-provenance@v4",
+        "actions/upload-artifact@v7",
+        "actions/download-artifact@v8",
+        "actions/cache@v5",
+        "docker/setup-buildx-action@v4",
+    ] {
+        assert!(text.contains(action), "no {action}:\n{text}");
+    }
+}
+
+/// A source that could come to name other code, or would publish a credential, is refused in
+/// one line naming the fix; the token is never repeated, and nothing is written.
+#[test]
+fn tool_sources_that_are_not_pinned_or_hold_a_credential_are_refused() {
+    let project = Project::copy("hello");
+    let token = "ghp_0123456789abcdefSECRET";
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            "crates.io:cargo-containerize@^0.1".into(),
+            &["--tool-source", "exact version"],
+        ),
+        (
+            "crates.io:cargo-containerize".into(),
+            &["--tool-source", "no version"],
+        ),
+        (
+            "git:https://github.com/o/r#main".into(),
+            &["--tool-source", "full commit"],
+        ),
+        (
+            format!("git:https://github.com/o/r#{}", &TOOL_COMMIT[..7]),
+            &["--tool-source", "full commit"],
+        ),
+        (
+            format!("git:http://github.com/o/r#{TOOL_COMMIT}"),
+            &["--tool-source", "https"],
+        ),
+        (
+            format!("git:https://x-access-token:{token}@github.com/o/r#{TOOL_COMMIT}"),
+            &["--tool-source", "user information"],
+        ),
+        (
+            "ghcr.io/o/tool:1.0".into(),
+            &["--tool-source", "crates.io:NAME@X.Y.Z"],
+        ),
+    ];
+    for (value, keywords) in cases {
+        let before = snapshot(&project.root);
+        let run = capture(tool(&project.root).args([
+            "workflow",
+            "-o",
+            "wf.yml",
+            "--tool-source",
+            &value,
+        ]));
+        assert_error(&run, 2, keywords);
+        assert!(
+            !run.stderr.contains(token) && !run.stdout.contains(token),
+            "the token was repeated: {run}"
+        );
+        assert_eq!(snapshot(&project.root), before, "{run}");
+    }
+}
+
+/// `dockerfile --no-syntax-line` leaves out `# syntax=docker/dockerfile:1` (BuildKit then uses
+/// its built-in frontend, which needs no pull) and nothing else; by default it is the first
+/// line. Both pass hadolint, and the regenerate command keeps the choice.
+#[test]
+fn the_syntax_line_is_first_by_default_and_left_out_on_request() {
+    let case = Case::new("hello", Project::copy("hello"), &[]);
+    let (_, with) = render(&case, "dockerfile", "Dockerfile", &[]);
+    let (_, without) = render(
+        &case,
+        "dockerfile",
+        "Dockerfile.nosyntax",
+        &["--no-syntax-line"],
+    );
+    assert_hadolint_clean(&with);
+    assert_hadolint_clean(&without);
+    let with = fs::read_to_string(&with).expect("read");
+    let without = fs::read_to_string(&without).expect("read");
+    assert_eq!(with.lines().next(), Some("# syntax=docker/dockerfile:1"));
+    assert!(!without.contains("# syntax="), "{without}");
+    assert!(
+        without.contains("built-in Dockerfile frontend"),
+        "the render does not say what builds it without the line:\n{without}"
+    );
+    let strip = |t: &str| -> String {
+        t.lines()
+            .filter(|l| {
+                !l.contains("syntax")
+                    && !l.contains("cargo containerize dockerfile")
+                    && !l.contains(" -f Dockerfile")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&with),
+        strip(&without),
+        "the renders differ beyond that line"
+    );
+    assert!(
+        without.contains("--no-syntax-line -o Dockerfile.nosyntax --force"),
+        "the regenerate command drops --no-syntax-line:\n{without}"
+    );
+}
+
+/// The `run:` script of the step named `step` in a generated workflow (a block scalar, read
+/// by its indentation).
+fn step_script(workflow: &str, step: &str) -> String {
+    let mut lines = workflow
+        .lines()
+        .skip_while(|l| l.trim() != format!("- name: {step}"));
+    lines
+        .next()
+        .unwrap_or_else(|| panic!("no step {step:?}:\n{workflow}"));
+    let mut lines = lines.skip_while(|l| l.trim() != "run: |");
+    let run = lines
+        .next()
+        .unwrap_or_else(|| panic!("step {step:?} has no run: |"));
+    let indent = run.len() - run.trim_start().len() + 2;
+    lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The workflow's "Build and push" step, run here by bash as the runner would (the tags
+/// metadata-action would give, `GITHUB_OUTPUT`, cargo finding `cargo-containerize` on PATH),
+/// pushing to a registry on loopback: the index it reports as `digest` is under every tag,
+/// with both platforms.
+#[test]
+fn the_workflows_build_step_pushes_both_platforms_to_a_loopback_registry() {
+    let registry = crate::support::registry::Registry::plain();
+    let project = Project::copy("hello");
+    commit_all(&project.root);
+    let case = Case::new("hello", project, &[]);
+    let (_, path) = render(&case, "workflow", "container.yml", &[]);
+    let script = step_script(&fs::read_to_string(&path).expect("read"), "Build and push");
+    assert!(script.contains("cargo containerize"), "{script}");
+
+    let tags: Vec<String> = ["1.2.3", "1.2", "sha-0123abc"]
+        .iter()
+        .map(|t| format!("{}/example/hello:{t}", registry.host()))
+        .collect();
+    let out = tempdir();
+    let github_output = out.path().join("github_output");
+    let bin_dir = tool_path().parent().expect("bin dir");
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let mut cmd = Command::new("bash");
+    cmd.args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&case.cwd)
+        .env("PATH", path)
+        .env("TAGS", tags.join("\n") + "\n")
+        .env("SOURCE", "https://github.com/example/hello")
+        .env("GITHUB_OUTPUT", &github_output)
+        .env("CARGO_TARGET_DIR", shared_target_dir("hello"))
+        .env("DOCKER_CONFIG", out.path())
+        .env("CARGO_TERM_COLOR", "never")
+        .env("GIT_CEILING_DIRECTORIES", scratch_root())
+        .env_remove("SOURCE_DATE_EPOCH");
+    let (run, took) = capture_within(&mut cmd, std::time::Duration::from_secs(1200));
+    run.assert_success();
+    eprintln!("the workflow's build step took {took:?}");
+    let output = fs::read_to_string(&github_output).expect("GITHUB_OUTPUT");
+    let digest = output
+        .lines()
+        .find_map(|l| l.strip_prefix("digest="))
+        .unwrap_or_else(|| panic!("no digest= in GITHUB_OUTPUT: {output:?}\n{run}"));
+    assert!(is_sha256_digest(digest), "{output}");
+    for tag in ["1.2.3", "1.2", "sha-0123abc"] {
+        let raw = registry
+            .skopeo_inspect(&format!("example/hello:{tag}"), true)
+            .unwrap_or_else(|e| panic!("{tag} is not in the registry: {e}"));
+        assert_eq!(sha256_digest(&raw), digest, "{tag} names another manifest");
+        let index: serde_json::Value = serde_json::from_slice(&raw).expect("index json");
+        let mut platforms: Vec<&str> = index["manifests"]
+            .as_array()
+            .expect("an index")
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str())
+            .collect();
+        platforms.sort();
+        assert_eq!(platforms, ["amd64", "arm64"], "{index}");
+    }
+}

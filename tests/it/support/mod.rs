@@ -4,6 +4,7 @@
 //! variables only, so that the tool's own `podman load` uses the same private storage as the
 //! test.
 
+pub mod docker;
 pub mod podman;
 pub mod proxy;
 pub mod registry;
