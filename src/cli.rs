@@ -297,20 +297,16 @@ fn configure_shell(quiet: bool, verbose: bool) {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Some(Command::Build(b)) => configure_shell(
-            b.quiet || b.message_format == MessageFormat::Json,
-            b.verbose,
-        ),
+        // As cargo does, `--message-format json` puts JSON on stdout and keeps the human
+        // progress on stderr.
+        Some(Command::Build(b)) => configure_shell(b.quiet, b.verbose),
         Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Init(a)) => configure_shell(a.quiet, false),
         Some(Command::Verify(_)) | Some(Command::Doctor(_)) | Some(Command::Sbom(_)) => {
             configure_shell(false, false)
         }
-        None => configure_shell(
-            cli.build.quiet || cli.build.message_format == MessageFormat::Json,
-            cli.build.verbose,
-        ),
+        None => configure_shell(cli.build.quiet, cli.build.verbose),
     }
     match cli.command {
         Some(Command::Verify(v)) => run_verify(&v),
@@ -324,8 +320,23 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A build; with `--message-format json`, a failure also prints one JSON object on stdout,
+/// `{"success":false,"error":"<the error line>"}`, so a program reading stdout always gets an
+/// answer (the error line still ends stderr).
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
-    let quiet = args.quiet || args.message_format == MessageFormat::Json;
+    let json = args.message_format == MessageFormat::Json;
+    build(args).inspect_err(|e| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "success": false, "error": crate::error_line(e) })
+            );
+        }
+    })
+}
+
+fn build(args: BuildArgs) -> Result<ExitCode> {
+    let quiet = args.quiet;
     if !args.tags.is_empty() && !args.push && args.load.is_none() {
         bail!(
             "-t {} names an image to push or load, but neither --push nor --load was given; add --push (or --load), or drop -t",
