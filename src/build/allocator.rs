@@ -368,6 +368,8 @@ mod tests {
             deps: vec![],
             targets: vec!["x86_64-unknown-linux-musl".into()],
             host: false,
+            links: None,
+            build_deps: vec![],
         };
         let project = Project::for_test(vec![sys]);
         let cc = CCompiler {

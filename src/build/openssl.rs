@@ -493,6 +493,8 @@ mod tests {
             deps: vec![],
             targets: vec!["x86_64-unknown-linux-musl".into()],
             host: false,
+            links: None,
+            build_deps: vec![],
         };
         let decide_for = |f: &[&str]| {
             decide(
@@ -524,6 +526,8 @@ mod tests {
             features: vec![],
             targets: vec![],
             host: false,
+            links: None,
+            build_deps: vec![],
             deps: vec![(
                 "openssl-src".into(),
                 "^300.2.0".into(),
