@@ -370,6 +370,7 @@ mod tests {
             host: false,
             links: None,
             build_deps: vec![],
+            enabled_via: vec![],
         };
         let project = Project::for_test(vec![sys]);
         let cc = CCompiler {

@@ -495,6 +495,7 @@ mod tests {
             host: false,
             links: None,
             build_deps: vec![],
+            enabled_via: vec![],
         };
         let decide_for = |f: &[&str]| {
             decide(
@@ -528,6 +529,7 @@ mod tests {
             host: false,
             links: None,
             build_deps: vec![],
+            enabled_via: vec![],
             deps: vec![(
                 "openssl-src".into(),
                 "^300.2.0".into(),

@@ -267,7 +267,8 @@ fn cargo_add(dep: &NativeDep, feature: &str) -> String {
 
 /// How to turn on one of `features` of `dep`, least intrusive first: a feature of the package
 /// being built that already turns it on (diesel_cli's `sqlite-bundled`), else cargo's
-/// `--features DEP/FEATURE` when `dep` is a direct dependency, else an edit (`cargo add`).
+/// `--features DEP/FEATURE` for the direct dependency that has one turning it on (rusqlite's
+/// `bundled`) or when `dep` is itself a direct dependency, else an edit (`cargo add`).
 fn feature_remedy(project: &Project, dep: &NativeDep, features: &[&str]) -> String {
     let package = &project.package;
     let wants = |value: &str| {
@@ -304,6 +305,18 @@ fn feature_remedy(project: &Project, dep: &NativeDep, features: &[&str]) -> Stri
         return format!(
             "package `{}`'s own feature `{name}` turns on {}'s `{feature}`: add `--features {name}` to the cargo containerize command",
             package.name, dep.name
+        );
+    }
+    // A feature of a direct dependency that turns it on (rusqlite's `bundled`), named the
+    // same as the feature first.
+    let via = dep
+        .enabled_via
+        .iter()
+        .filter(|(_, _, f)| features.contains(&f.as_str()))
+        .min_by_key(|(_, their, f)| their != f);
+    if let Some((direct, their, _)) = via {
+        return format!(
+            "its feature `{feature}` is turned on by {direct}'s feature `{their}`: add `--features {direct}/{their}` to the cargo containerize command"
         );
     }
     let direct = package
@@ -626,6 +639,7 @@ mod tests {
             host: false,
             links: None,
             build_deps: vec!["cc".into()],
+            enabled_via: vec![],
         }
     }
 

@@ -207,6 +207,10 @@ pub struct NativeDep {
     /// The names of its build-dependencies as resolved (those its build script can use:
     /// `cc`, `cmake`, `pkg-config`, …).
     pub build_deps: Vec<String>,
+    /// The features of the package's direct dependencies that turn on one of this crate's
+    /// features (rusqlite's `bundled` turns on libsqlite3-sys's `bundled`): (the dependency as
+    /// the package names it, its feature, this crate's feature), the most direct first.
+    pub enabled_via: Vec<(String, String, String)>,
 }
 
 #[cfg(test)]
@@ -456,6 +460,7 @@ fn walk_graph(
     }
     let packages: HashMap<&cargo_metadata::PackageId, &Package> =
         metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let via = features_via_direct_deps(&packages, &nodes, root);
     let mut native = Vec::new();
     let mut locked = Vec::new();
     for n in &resolve.nodes {
@@ -503,11 +508,78 @@ fn walk_graph(
                 .filter(|d| d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build))
                 .filter_map(|d| packages.get(&d.pkg).map(|p| p.name.to_string()))
                 .collect(),
+            enabled_via: via.get(p.name.as_str()).cloned().unwrap_or_default(),
         });
     }
     native.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     locked.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     (native, locked)
+}
+
+/// For each crate, the features of the root's direct (non-dev) dependencies that turn on one
+/// of its features, with that feature: cargo can turn those on from the command line
+/// (`--features DEP/FEATURE`). Sorted by how much else each turns on, least first.
+fn features_via_direct_deps(
+    packages: &std::collections::HashMap<&cargo_metadata::PackageId, &Package>,
+    nodes: &std::collections::HashMap<&cargo_metadata::PackageId, &cargo_metadata::Node>,
+    root: &cargo_metadata::PackageId,
+) -> std::collections::HashMap<String, Vec<(String, String, String)>> {
+    let mut found: std::collections::HashMap<String, Vec<(usize, String, String, String)>> =
+        Default::default();
+    let (Some(root_pkg), Some(root_node)) = (packages.get(root), nodes.get(root)) else {
+        return Default::default();
+    };
+    for dep in &root_node.deps {
+        if dep
+            .dep_kinds
+            .iter()
+            .all(|k| k.kind == cargo_metadata::DependencyKind::Development)
+        {
+            continue;
+        }
+        let Some(pkg) = packages.get(&dep.pkg) else {
+            continue;
+        };
+        // As the root's Cargo.toml names it (a rename, or the package's name).
+        let named = root_pkg
+            .dependencies
+            .iter()
+            .find(|d| d.name == pkg.name.as_str())
+            .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+            .unwrap_or_else(|| pkg.name.to_string());
+        for feature in pkg.features.keys() {
+            let mut todo = vec![feature];
+            let mut seen = std::collections::BTreeSet::new();
+            let mut turns_on = Vec::new();
+            while let Some(f) = todo.pop() {
+                if !seen.insert(f) {
+                    continue;
+                }
+                for v in pkg.features.get(f).into_iter().flatten() {
+                    if pkg.features.contains_key(v) {
+                        todo.push(v);
+                    } else if let Some((krate, feat)) = v.split_once('/') {
+                        turns_on.push((krate.trim_end_matches('?').to_string(), feat.to_string()));
+                    }
+                }
+            }
+            for (krate, feat) in turns_on {
+                found.entry(krate).or_default().push((
+                    seen.len(),
+                    named.clone(),
+                    feature.clone(),
+                    feat,
+                ));
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort();
+            (k, v.into_iter().map(|(_, d, f, t)| (d, f, t)).collect())
+        })
+        .collect()
 }
 
 /// The root package's features that are on: cargo's answer with a resolve; else the closure

@@ -181,6 +181,53 @@ fn an_optional_sys_crate_behind_the_packages_own_bundled_feature_is_fixed_with_t
 }
 
 #[test]
+fn an_indirect_sys_crate_no_feature_above_turns_on_gets_cargo_add_and_it_works() {
+    // libsqlite3-sys reached through a crate of the user's with no feature for it: only an
+    // edit of Cargo.toml can turn `bundled` on.
+    let project = Project::copy("dbcli");
+    project.write(
+        "wrap/Cargo.toml",
+        "[package]\nname = \"wrap\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlibsqlite3-sys = \"0.40\"\n",
+    );
+    project.write(
+        "wrap/src/lib.rs",
+        "pub fn version() -> i32 { unsafe { libsqlite3_sys::sqlite3_libversion_number() } }\n",
+    );
+    project.write(
+        "Cargo.toml",
+        "[package]\nname = \"dbcli\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[workspace]\n\n[dependencies]\nwrap = { path = \"wrap\" }\n",
+    );
+    project.write(
+        "src/main.rs",
+        "fn main() { println!(\"sqlite {}\", wrap::version()); }\n",
+    );
+    capture(
+        Command::new("cargo")
+            .args(["generate-lockfile", "--offline"])
+            .current_dir(&project.root),
+    )
+    .assert_success();
+    let target = tempdir();
+    let (run, _layout, out) = build_in(&project, target.path(), &[]);
+    assert_refused_before_compiling(
+        &run,
+        target.path(),
+        out.path(),
+        &[
+            "libsqlite3-sys 0.40.0 links the system's SQLite",
+            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
+        ],
+    );
+    run_remedy(&project.root, &quoted(error_line(&run), "cargo add "));
+    build_and_run(
+        project,
+        &shared_target_dir("dbcli-wrapped"),
+        &[],
+        "sqlite 3",
+    );
+}
+
+#[test]
 fn a_locked_time_that_no_longer_compiles_is_refused_before_compiling_and_cargo_update_fixes_it() {
     // rathole 0.5.0's shape: Cargo.lock locks time 0.3.29 (E0282 on Rust 1.80 and later).
     let project = Project::copy("oldtime");

@@ -355,7 +355,8 @@ fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
         &[
             "libsqlite3-sys 0.40.0",
             "statically",
-            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
+            // rusqlite, a direct dependency, has the feature that turns it on.
+            "turned on by rusqlite's feature `bundled`: add `--features rusqlite/bundled`",
         ],
         "40 + 2 = 42",
     );
@@ -393,9 +394,7 @@ fn doctor_reports_each_c_dependency_and_fails_on_a_refused_one() {
             && run.stdout.contains(
                 "libsqlite3-sys 0.40.0  REFUSED: libsqlite3-sys 0.40.0 links the system's SQLite"
             )
-            && run
-                .stdout
-                .contains("`cargo add libsqlite3-sys@0.40.0 --features bundled`"),
+            && run.stdout.contains("`--features rusqlite/bundled`"),
         "{run}"
     );
 
