@@ -493,6 +493,9 @@ struct Broken {
     fixed_in: &'static str,
     /// From this rustc release on.
     rust_from: &'static str,
+    /// The features that compile the broken code: each inner list is "one of these", and
+    /// every list must hold (empty: always).
+    features: &'static [&'static [&'static str]],
     why: &'static str,
 }
 
@@ -502,6 +505,9 @@ const BROKEN: &[Broken] = &[Broken {
     name: "time",
     fixed_in: "0.3.35",
     rust_from: "1.80.0",
+    // format_description::parse (`collect::<Result<Box<_>, _>>()`), compiled with `alloc`
+    // and `formatting` or `parsing`.
+    features: &[&["alloc"], &["formatting", "parsing"]],
     why: "type inference, error E0282",
 }];
 
@@ -523,7 +529,11 @@ fn lock_findings(project: &Project, triple: &str, rustc: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     for p in &built {
         for b in BROKEN.iter().filter(|b| b.name == p.name) {
-            if older(&p.version, b.fixed_in) && !older(rustc, b.rust_from) {
+            let compiled = b
+                .features
+                .iter()
+                .all(|any| any.iter().any(|f| p.features.iter().any(|on| on == f)));
+            if compiled && older(&p.version, b.fixed_in) && !older(rustc, b.rust_from) {
                 findings.push(Finding {
                     name: p.name.clone(),
                     version: p.version.clone(),
@@ -777,6 +787,7 @@ mod tests {
             name: name.into(),
             version: version.into(),
             rust_version: rust_version.map(String::from),
+            features: ["alloc", "std", "formatting"].map(String::from).to_vec(),
             registry: true,
             targets: vec![AMD64.into()],
             host: false,
@@ -796,8 +807,11 @@ mod tests {
                 && err.contains("`cargo update -p time`"),
             "{err}"
         );
-        // Rust before 1.80 compiles it; a fixed version passes.
+        // Rust before 1.80 compiles it; so does this one without the code that breaks.
         assert!(run_with(&p, AMD64, Some("1.79.0")).check().is_ok());
+        p.locked[0].features = ["alloc", "std"].map(String::from).to_vec();
+        assert!(run_with(&p, AMD64, Some("1.95.0")).check().is_ok());
+        // A fixed version passes.
         p.locked = vec![locked("time", "0.3.35", None)];
         assert!(run_with(&p, AMD64, Some("1.95.0")).check().is_ok());
     }

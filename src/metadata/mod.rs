@@ -169,6 +169,8 @@ pub struct LockedPackage {
     pub version: String,
     /// Its manifest's `rust-version`, when it has one.
     pub rust_version: Option<String>,
+    /// Its features as resolved for this build.
+    pub features: Vec<String>,
     /// Whether it comes from a registry (`cargo update` can change its version); path and git
     /// packages cannot be updated that way.
     pub registry: bool,
@@ -480,6 +482,7 @@ fn walk_graph(
             name: p.name.to_string(),
             version: p.version.to_string(),
             rust_version: p.rust_version.as_ref().map(|v| v.to_string()),
+            features: n.features.iter().map(|f| f.to_string()).collect(),
             registry: p
                 .source
                 .as_ref()
