@@ -742,6 +742,21 @@ mod tests {
     }
 
     #[test]
+    fn mimalloc_and_libgit2_are_known_and_built_from_source() {
+        let r = verdicts(vec![
+            dep("libmimalloc-sys", "0.1.43", &[]),
+            dep("libgit2-sys", "0.18.2+1.9.1", &[]),
+        ]);
+        for f in &r.findings {
+            assert!(
+                matches!(&f.verdict, Verdict::Source(how) if how.contains("bundled")),
+                "{f:?}"
+            );
+        }
+        assert_eq!(r.findings.len(), 2);
+    }
+
+    #[test]
     fn a_build_script_that_links_nothing_is_not_listed() {
         // dirs-sys, inotify-sys: bindings with no build script of consequence.
         let mut d = dep("dirs-sys", "0.5.0", &[]);
