@@ -297,20 +297,16 @@ fn configure_shell(quiet: bool, verbose: bool) {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
-        Some(Command::Build(b)) => configure_shell(
-            b.quiet || b.message_format == MessageFormat::Json,
-            b.verbose,
-        ),
+        // As cargo does, `--message-format json` puts JSON on stdout and keeps the human
+        // progress on stderr.
+        Some(Command::Build(b)) => configure_shell(b.quiet, b.verbose),
         Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
         Some(Command::Init(a)) => configure_shell(a.quiet, false),
         Some(Command::Verify(_)) | Some(Command::Doctor(_)) | Some(Command::Sbom(_)) => {
             configure_shell(false, false)
         }
-        None => configure_shell(
-            cli.build.quiet || cli.build.message_format == MessageFormat::Json,
-            cli.build.verbose,
-        ),
+        None => configure_shell(cli.build.quiet, cli.build.verbose),
     }
     match cli.command {
         Some(Command::Verify(v)) => run_verify(&v),
@@ -324,8 +320,32 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A build; with `--message-format json`, a failure also prints one JSON object on stdout, so
+/// a program reading stdout always gets an answer (the error line still ends stderr): the
+/// report of what was written, with `"success":false` and `error`, when part was written (an
+/// image pushed without its referrers), else `{"success":false,"error":"<the error line>"}`.
 fn run_build(args: BuildArgs) -> Result<ExitCode> {
-    let quiet = args.quiet || args.message_format == MessageFormat::Json;
+    let json = args.message_format == MessageFormat::Json;
+    build(args).inspect_err(|e| {
+        if !json {
+            return;
+        }
+        let partial = e
+            .downcast_ref::<pipeline::Incomplete>()
+            .and_then(|incomplete| serde_json::to_value(&incomplete.report).ok());
+        let object = match partial {
+            Some(serde_json::Value::Object(mut report)) => {
+                report.insert("success".into(), false.into());
+                serde_json::Value::Object(report)
+            }
+            _ => serde_json::json!({ "success": false, "error": crate::error_line(e) }),
+        };
+        println!("{object}");
+    })
+}
+
+fn build(args: BuildArgs) -> Result<ExitCode> {
+    let quiet = args.quiet;
     if !args.tags.is_empty() && !args.push && args.load.is_none() {
         bail!(
             "-t {} names an image to push or load, but neither --push nor --load was given; add --push (or --load), or drop -t",
@@ -375,18 +395,9 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
         },
         sbom_dir: args.sbom_dir.clone(),
     };
-    let report = match pipeline::run(&request) {
-        Ok(report) => report,
-        Err(e) => {
-            // Part was written (an image pushed without its referrers): say what, then fail.
-            if args.message_format == MessageFormat::Json
-                && let Some(incomplete) = e.downcast_ref::<pipeline::Incomplete>()
-            {
-                println!("{}", serde_json::to_string(&incomplete.report)?);
-            }
-            return Err(e);
-        }
-    };
+    // A failure after part was written (an image pushed without its referrers) is a
+    // `pipeline::Incomplete`, whose report `run_build` prints.
+    let report = pipeline::run(&request)?;
     match args.message_format {
         MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
         MessageFormat::Human => {

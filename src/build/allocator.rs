@@ -372,6 +372,9 @@ mod tests {
             deps: vec![],
             targets: vec!["x86_64-unknown-linux-musl".into()],
             host: false,
+            links: None,
+            build_deps: vec![],
+            enabled_via: vec![],
         };
         let project = Project::for_test(vec![sys]);
         let cc = CCompiler {

@@ -120,8 +120,9 @@ fn diagnose_with(
     }
     if text.contains("pkg-config has not been configured to support cross-compilation") {
         return Some(format!(
-            "{} looks for a system library with pkg-config, which has none built for {triple}; enable the crate's feature that builds the library from source (often `bundled`, `static` or `vendored`; `cargo containerize doctor` knows the common ones)",
-            who("a -sys crate")
+            "{} looks for a system library with pkg-config, which has none built for {triple}; enable the crate's feature that builds the library from source if it has one (often `bundled`, `static` or `vendored`; `cargo containerize doctor` knows the common ones), else build the library as a static library for {triple} and set PKG_CONFIG_PATH_{} to the directory of its .pc file",
+            who("a -sys crate"),
+            triple.replace('-', "_")
         ));
     }
     if let Some(why) = missing_tool(&text, triple, &who) {
@@ -198,7 +199,7 @@ fn link_failure(project: &Project, text: &str, triple: &str) -> Option<String> {
         let sys = project
             .native
             .iter()
-            .filter(|d| d.targets.iter().any(|t| t == triple))
+            .filter(|d| d.targets.iter().any(|t| t == triple) && super::preflight::concerns(d))
             .map(|d| d.name.as_str())
             .collect::<Vec<_>>();
         return Some(format!(

@@ -685,7 +685,14 @@ fn announce(project: &Project, cargo_args: &CargoArgs, driver: Driver, names: &[
         .bins
         .iter()
         .filter(|b| **b != project.bin)
-        .map(|b| format!("bin `{b}`"))
+        .map(
+            |b| match project.bins_off.iter().find(|(off, _)| off == b) {
+                Some((_, missing)) => {
+                    format!("bin `{b}` (it needs `--features {}`)", missing.join(","))
+                }
+                None => format!("bin `{b}`"),
+            },
+        )
         .collect();
     if !others.is_empty() {
         shell::status(

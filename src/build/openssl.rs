@@ -502,6 +502,9 @@ mod tests {
             deps: vec![],
             targets: vec!["x86_64-unknown-linux-musl".into()],
             host: false,
+            links: None,
+            build_deps: vec![],
+            enabled_via: vec![],
         };
         let decide_for = |f: &[&str]| {
             decide(
@@ -533,6 +536,9 @@ mod tests {
             features: vec![],
             targets: vec![],
             host: false,
+            links: None,
+            build_deps: vec![],
+            enabled_via: vec![],
             deps: vec![(
                 "openssl-src".into(),
                 "^300.2.0".into(),

@@ -3,8 +3,13 @@
 //! source by its own build script, handled by the tool (OpenSSL), provided by the user, or not
 //! static-linkable as configured: then the build stops before it starts, with the fix.
 //!
-//! [`RULES`] is the one table of what the tool knows; `cargo containerize doctor` prints it per
-//! crate, and README.md's "C dependencies" section is this table in words.
+//! It also stops a build that Cargo.lock alone shows will fail: a locked version that no
+//! longer compiles with this Rust ([`BROKEN`]), or a package whose `rust-version` is newer than
+//! the toolchain.
+//!
+//! [`RULES`] is the one table of what the tool knows about C libraries, [`BROKEN`] the one
+//! table of known incompatibilities; `cargo containerize doctor` prints the verdicts per crate,
+//! and README.md's "C dependencies" section is these tables in words.
 
 use crate::build::openssl::{self, Decision};
 use crate::metadata::{NativeDep, Project};
@@ -60,7 +65,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         name: "mysqlclient-sys",
-        library: "the MySQL client library",
+        library: "MySQL client library",
         source_features: &["bundled"],
         source_by_default: false,
         system_features: &[],
@@ -161,6 +166,28 @@ const RULES: &[Rule] = &[
         needs_from: "",
     },
     Rule {
+        name: "libmimalloc-sys",
+        library: "mimalloc",
+        source_features: &[],
+        source_by_default: true,
+        system_features: &[],
+        force_env: None,
+        needs: &[],
+        needs_from: "",
+    },
+    Rule {
+        name: "libgit2-sys",
+        library: "libgit2",
+        // Without `vendored` it asks pkg-config first, which refuses to answer for a musl
+        // target, and then builds its bundled libgit2.
+        source_features: &["vendored"],
+        source_by_default: true,
+        system_features: &[],
+        force_env: None,
+        needs: &[],
+        needs_from: "",
+    },
+    Rule {
         name: "prost-build",
         library: "(none: it runs protoc at build time)",
         source_features: &[],
@@ -218,7 +245,7 @@ impl Report {
             [] => Ok(()),
             [one] => bail!("{one}"),
             [first, rest @ ..] => bail!(
-                "{first} (and {} more crate(s) cannot link statically; `cargo containerize doctor` lists them)",
+                "{first} (and {} more problem(s); `cargo containerize doctor` lists them)",
                 rest.len()
             ),
         }
@@ -236,6 +263,73 @@ fn cargo_add(dep: &NativeDep, feature: &str) -> String {
         "`cargo add {}@{} --features {feature}`",
         dep.name, dep.version
     )
+}
+
+/// How to turn on one of `features` of `dep`, least intrusive first: a feature of the package
+/// being built that already turns it on (diesel_cli's `sqlite-bundled`), else cargo's
+/// `--features DEP/FEATURE` for the direct dependency that has one turning it on (rusqlite's
+/// `bundled`) or when `dep` is itself a direct dependency, else an edit (`cargo add`).
+fn feature_remedy(project: &Project, dep: &NativeDep, features: &[&str]) -> String {
+    let package = &project.package;
+    let wants = |value: &str| {
+        features
+            .iter()
+            .any(|f| value == format!("{}/{f}", dep.name) || value == format!("{}?/{f}", dep.name))
+    };
+    // Each of the package's features with everything it turns on, the smallest first (the
+    // most direct way to the dependency's feature).
+    let mut own: Vec<(usize, &String)> = package
+        .features
+        .keys()
+        .filter_map(|name| {
+            let mut todo = vec![name];
+            let mut seen = std::collections::BTreeSet::new();
+            let mut hit = false;
+            while let Some(f) = todo.pop() {
+                if !seen.insert(f.clone()) {
+                    continue;
+                }
+                for v in package.features.get(f).into_iter().flatten() {
+                    hit |= wants(v);
+                    if package.features.contains_key(v) {
+                        todo.push(v);
+                    }
+                }
+            }
+            hit.then_some((seen.len(), name))
+        })
+        .collect();
+    own.sort();
+    let feature = features.first().copied().unwrap_or("bundled");
+    if let Some((_, name)) = own.first() {
+        return format!(
+            "package `{}`'s own feature `{name}` turns on {}'s `{feature}`: add `--features {name}` to the cargo containerize command",
+            package.name, dep.name
+        );
+    }
+    // A feature of a direct dependency that turns it on (rusqlite's `bundled`), named the
+    // same as the feature first.
+    let via = dep
+        .enabled_via
+        .iter()
+        .filter(|(_, _, f)| features.contains(&f.as_str()))
+        .min_by_key(|(_, their, f)| their != f);
+    if let Some((direct, their, _)) = via {
+        return format!(
+            "its feature `{feature}` is turned on by {direct}'s feature `{their}`: add `--features {direct}/{their}` to the cargo containerize command"
+        );
+    }
+    let direct = package
+        .dependencies
+        .iter()
+        .find(|d| d.name == dep.name && d.kind != cargo_metadata::DependencyKind::Development);
+    if let Some(d) = direct {
+        return format!(
+            "add `--features {}/{feature}` to the cargo containerize command",
+            d.rename.as_deref().unwrap_or(&d.name)
+        );
+    }
+    cargo_add(dep, feature)
 }
 
 /// Whether version `v` is older than `from` (both `X.Y.Z`; false when `from` is empty).
@@ -281,7 +375,7 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
         };
     }
     let Some(rule) = RULES.iter().find(|r| r.name == dep.name) else {
-        return Verdict::Unknown;
+        return unknown_crate(dep, triple);
     };
     if let Some(f) = rule.system_features.iter().find(|f| on(dep, f)) {
         return Verdict::Refused(format!(
@@ -291,13 +385,12 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
     }
     let source = rule.source_features.iter().find(|f| on(dep, f));
     if source.is_none() && !rule.source_by_default {
-        let feature = rule.source_features.first().copied().unwrap_or("bundled");
         return Verdict::Refused(format!(
-            "{} {} links the system's {}, which cannot be linked statically for {triple}; build it from source with {}",
+            "{} {} links the system's {}, which cannot be linked statically for {triple}; build it from source: {}",
             dep.name,
             dep.version,
             rule.library,
-            cargo_add(dep, feature)
+            feature_remedy(project, dep, rule.source_features)
         ));
     }
     let needs = if older(&dep.version, rule.needs_from) {
@@ -329,10 +422,179 @@ fn verdict(project: &Project, dep: &NativeDep, triple: &str) -> Verdict {
     })
 }
 
-/// The verdict on every known or `*-sys` crate of the graph, for `triple`.
+/// Build-dependencies that compile C or C++ sources a crate carries.
+const BUILDERS: &[&str] = &["cc", "cmake", "autotools", "cxx-build", "nasm-rs"];
+/// Build-dependencies that look for a library installed on the build machine.
+const PROBES: &[&str] = &["pkg-config", "system-deps", "vcpkg", "pkgconf"];
+
+fn builds_c(dep: &NativeDep) -> bool {
+    dep.build_deps
+        .iter()
+        .any(|d| BUILDERS.contains(&d.as_str()) || d.ends_with("-src"))
+}
+
+fn probes(dep: &NativeDep) -> bool {
+    dep.build_deps.iter().any(|d| PROBES.contains(&d.as_str()))
+}
+
+/// Whether the preflight (and `doctor`) has anything to say about a package with a build
+/// script: one the tables know, or one that declares a native library or whose build script
+/// can compile or look for one. (A build script that only sets cfg flags, as dirs-sys's and
+/// serde's do, links nothing.)
+pub fn concerns(dep: &NativeDep) -> bool {
+    RULES.iter().any(|r| r.name == dep.name)
+        || dep.name == openssl::OPENSSL_SYS
+        || crate::metadata::HOST_TOOL_CRATES.contains(&dep.name.as_str())
+        || dep.links.is_some()
+        || builds_c(dep)
+        || probes(dep)
+}
+
+/// The variable pkg-config-rs reads for `triple` only: set, it points pkg-config at the user's
+/// libraries built for that target.
+fn pkg_config_path_var(triple: &str) -> String {
+    format!("PKG_CONFIG_PATH_{}", triple.replace('-', "_"))
+}
+
+/// A crate the table does not know, judged by its build script's build-dependencies.
+fn unknown_crate(dep: &NativeDep, triple: &str) -> Verdict {
+    let lib = match &dep.links {
+        Some(l) => format!("the C library `{l}`"),
+        None => "its C library".to_string(),
+    };
+    if probes(dep) && !builds_c(dep) {
+        // It can only find a library that is installed, and the build machine's are built
+        // for glibc: only a library the user built for the target can be linked.
+        let var = pkg_config_path_var(triple);
+        if std::env::var_os(&var).is_some() {
+            return Verdict::User(format!("{lib} through pkg-config, from ${var}"));
+        }
+        return Verdict::Refused(format!(
+            "{} {} looks for {lib} on the build machine (its build script uses {}) and has no way to build it from source, and the build machine's libraries are not built for {triple}; build that library as a static library for {triple} (e.g. with musl-gcc) and set {var} to the directory of its .pc file",
+            dep.name,
+            dep.version,
+            dep.build_deps
+                .iter()
+                .find(|d| PROBES.contains(&d.as_str()))
+                .map(String::as_str)
+                .unwrap_or("pkg-config"),
+        ));
+    }
+    if builds_c(dep) && !probes(dep) && dep.links.is_none() {
+        return Verdict::Source("its build script compiles the C code it carries".into());
+    }
+    Verdict::Unknown
+}
+
+/// A version known not to compile with a Rust release and later, and the version that fixed it.
+struct Broken {
+    name: &'static str,
+    /// Versions older than this one are broken.
+    fixed_in: &'static str,
+    /// From this rustc release on.
+    rust_from: &'static str,
+    /// The features that compile the broken code: each inner list is "one of these", and
+    /// every list must hold (empty: always).
+    features: &'static [&'static [&'static str]],
+    why: &'static str,
+}
+
+/// Known incompatibilities Cargo.lock shows before anything compiles. (`diagnose` still
+/// recognises them in cargo's output, for a toolchain the tool could not ask.)
+const BROKEN: &[Broken] = &[Broken {
+    name: "time",
+    fixed_in: "0.3.35",
+    rust_from: "1.80.0",
+    // format_description::parse (`collect::<Result<Box<_>, _>>()`), compiled with `alloc`
+    // and `formatting` or `parsing`.
+    features: &[&["alloc"], &["formatting", "parsing"]],
+    why: "type inference, error E0282",
+}];
+
+/// The release of `rustc -vV` (`release: 1.95.0`).
+pub fn rustc_release(version_output: &str) -> Option<String> {
+    version_output
+        .lines()
+        .find_map(|l| l.strip_prefix("release: "))
+        .map(|r| r.trim().to_string())
+}
+
+/// The preflight's findings from Cargo.lock alone, for the packages built for `triple`.
+fn lock_findings(project: &Project, triple: &str, rustc: &str) -> Vec<Finding> {
+    let built: Vec<&crate::metadata::LockedPackage> = project
+        .locked
+        .iter()
+        .filter(|p| p.host || p.targets.iter().any(|t| t == triple))
+        .collect();
+    let mut findings = Vec::new();
+    for p in &built {
+        for b in BROKEN.iter().filter(|b| b.name == p.name) {
+            let compiled = b
+                .features
+                .iter()
+                .all(|any| any.iter().any(|f| p.features.iter().any(|on| on == f)));
+            if compiled && older(&p.version, b.fixed_in) && !older(rustc, b.rust_from) {
+                findings.push(Finding {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    verdict: Verdict::Refused(format!(
+                        "{} {} (locked in Cargo.lock) does not compile with rustc {} and later ({}; fixed in {} {}), and this toolchain is rustc {rustc}; run `cargo update -p {}` to lock a fixed version, then run cargo containerize again",
+                        p.name,
+                        p.version,
+                        b.rust_from.trim_end_matches(".0"),
+                        b.why,
+                        p.name,
+                        b.fixed_in,
+                        p.name
+                    )),
+                });
+            }
+        }
+    }
+    let too_new: Vec<&&crate::metadata::LockedPackage> = built
+        .iter()
+        .filter(|p| p.rust_version.as_deref().is_some_and(|rv| older(rustc, rv)))
+        .collect();
+    let updatable: Vec<&str> = too_new
+        .iter()
+        .filter(|p| p.registry)
+        .map(|p| p.name.as_str())
+        .collect();
+    for p in &too_new {
+        let rv = p.rust_version.as_deref().unwrap_or_default();
+        let older_versions = if p.registry {
+            format!(
+                ", or lock versions that support rustc {rustc}: run `CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo update {}` (cargo then picks the newest version of each that this toolchain can build)",
+                updatable.join(" ")
+            )
+        } else {
+            String::new()
+        };
+        findings.push(Finding {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            verdict: Verdict::Refused(format!(
+                "{} {} needs rustc {rv} or newer (its rust-version) and this toolchain is rustc {rustc}; build with a newer toolchain (`rustup update`, or a rust-toolchain.toml naming {rv}){older_versions}",
+                p.name, p.version
+            )),
+        });
+    }
+    findings
+}
+
+/// The verdict on every crate of the graph that builds or links native code, and on what
+/// Cargo.lock shows, for `triple`, with the toolchain that builds in the package.
 pub fn run(project: &Project, triple: &str) -> Report {
+    let rustc = super::invocation::rustc_version(&project.package_root)
+        .ok()
+        .and_then(|v| rustc_release(&v));
+    run_with(project, triple, rustc.as_deref())
+}
+
+/// [`run`] with the toolchain's release given (None: the lock checks are left to cargo).
+pub fn run_with(project: &Project, triple: &str, rustc: Option<&str>) -> Report {
     let mut report = Report::default();
-    for dep in &project.native {
+    for dep in project.native.iter().filter(|d| concerns(d)) {
         // A library matters where it is linked; a host program wherever it runs.
         let linked = dep.targets.iter().any(|t| t == triple);
         let runs_here = dep.host && crate::metadata::HOST_TOOL_CRATES.contains(&dep.name.as_str());
@@ -348,11 +610,25 @@ pub fn run(project: &Project, triple: &str) -> Report {
         {
             report.env.push((var.to_string(), value.into()));
         }
+        // The user's libraries for this target: pkg-config-rs refuses to answer for another
+        // target unless told it may.
+        let allow = format!("PKG_CONFIG_ALLOW_CROSS_{}", triple.replace('-', "_"));
+        if matches!(&verdict, Verdict::User(how) if how.contains("pkg-config"))
+            && std::env::var_os(&allow).is_none()
+            && !report.env.iter().any(|(k, _)| *k == allow)
+        {
+            report.env.push((allow, "1".into()));
+        }
         report.findings.push(Finding {
             name: dep.name.clone(),
             version: dep.version.clone(),
             verdict,
         });
+    }
+    if let Some(rustc) = rustc {
+        report
+            .findings
+            .extend(lock_findings(project, triple, rustc));
     }
     report
 }
@@ -371,11 +647,14 @@ mod tests {
             deps: vec![],
             targets: vec![AMD64.into()],
             host: false,
+            links: None,
+            build_deps: vec!["cc".into()],
+            enabled_via: vec![],
         }
     }
 
     fn verdicts(deps: Vec<NativeDep>) -> Report {
-        run(&Project::for_test(deps), AMD64)
+        run_with(&Project::for_test(deps), AMD64, None)
     }
 
     #[test]
@@ -387,7 +666,11 @@ mod tests {
             dep("libz-sys", "1.1.22", &[]),
             dep("zstd-sys", "2.0.15", &["pkg-config"]),
             dep("rdkafka-sys", "4.9.0", &["dynamic-linking"]),
-            dep("mystery-sys", "1.0.0", &[]),
+            {
+                let mut d = dep("mystery-sys", "1.0.0", &[]);
+                d.links = Some("mystery".into());
+                d
+            },
         ]);
         let by = |name: &str| {
             r.findings
@@ -418,7 +701,7 @@ mod tests {
         );
         let err = r.check().unwrap_err().to_string();
         assert!(
-            err.contains("and 1 more crate(s)") && err.contains("doctor"),
+            err.contains("and 1 more problem(s)") && err.contains("doctor"),
             "{err}"
         );
     }
@@ -450,13 +733,129 @@ mod tests {
     }
 
     #[test]
-    fn every_crate_of_the_table_is_one_the_graph_walk_records() {
+    fn every_crate_of_the_table_is_listed_whatever_its_build_script_uses() {
         for rule in RULES {
+            let mut d = dep(rule.name, "1.0.0", &[]);
+            d.build_deps.clear();
+            assert!(concerns(&d), "{} is in RULES but not listed", rule.name);
+        }
+    }
+
+    #[test]
+    fn mimalloc_and_libgit2_are_known_and_built_from_source() {
+        let r = verdicts(vec![
+            dep("libmimalloc-sys", "0.1.43", &[]),
+            dep("libgit2-sys", "0.18.2+1.9.1", &[]),
+        ]);
+        for f in &r.findings {
             assert!(
-                crate::metadata::is_native(rule.name),
-                "{} is in RULES but metadata::is_native leaves it out of Project.native",
-                rule.name
+                matches!(&f.verdict, Verdict::Source(how) if how.contains("bundled")),
+                "{f:?}"
             );
         }
+        assert_eq!(r.findings.len(), 2);
+    }
+
+    #[test]
+    fn a_build_script_that_links_nothing_is_not_listed() {
+        // dirs-sys, inotify-sys: bindings with no build script of consequence.
+        let mut d = dep("dirs-sys", "0.5.0", &[]);
+        d.build_deps.clear();
+        assert!(verdicts(vec![d]).findings.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_crate_is_judged_by_its_build_dependencies() {
+        let mut builds = dep("ring", "0.17.14", &[]);
+        builds.build_deps = vec!["cc".into()];
+        let mut probes = dep("libxml", "0.3.9", &[]);
+        probes.build_deps = vec!["pkg-config".into(), "bindgen".into()];
+        probes.links = Some("xml2".into());
+        let mut both = dep("foo-sys", "1.0.0", &[]);
+        both.build_deps = vec!["cc".into(), "pkg-config".into()];
+        let r = verdicts(vec![builds, probes, both]);
+        let by = |name: &str| {
+            r.findings
+                .iter()
+                .find(|f| f.name == name)
+                .unwrap()
+                .verdict
+                .clone()
+        };
+        assert!(matches!(by("ring"), Verdict::Source(_)));
+        assert!(
+            matches!(by("libxml"), Verdict::Refused(why)
+                if why.starts_with("libxml 0.3.9 looks for the C library `xml2`")
+                    && why.contains("PKG_CONFIG_PATH_x86_64_unknown_linux_musl")),
+            "{:?}",
+            by("libxml")
+        );
+        assert_eq!(by("foo-sys"), Verdict::Unknown);
+    }
+
+    fn locked(
+        name: &str,
+        version: &str,
+        rust_version: Option<&str>,
+    ) -> crate::metadata::LockedPackage {
+        crate::metadata::LockedPackage {
+            name: name.into(),
+            version: version.into(),
+            rust_version: rust_version.map(String::from),
+            features: ["alloc", "std", "formatting"].map(String::from).to_vec(),
+            registry: true,
+            targets: vec![AMD64.into()],
+            host: false,
+        }
+    }
+
+    #[test]
+    fn the_lock_shows_a_time_that_no_longer_compiles() {
+        let mut p = Project::for_test(vec![]);
+        p.locked = vec![locked("time", "0.3.29", Some("1.67.0"))];
+        let err = run_with(&p, AMD64, Some("1.95.0"))
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("time 0.3.29 (locked in Cargo.lock) does not compile with rustc 1.80")
+                && err.contains("`cargo update -p time`"),
+            "{err}"
+        );
+        // Rust before 1.80 compiles it; so does this one without the code that breaks.
+        assert!(run_with(&p, AMD64, Some("1.79.0")).check().is_ok());
+        p.locked[0].features = ["alloc", "std"].map(String::from).to_vec();
+        assert!(run_with(&p, AMD64, Some("1.95.0")).check().is_ok());
+        // A fixed version passes.
+        p.locked = vec![locked("time", "0.3.35", None)];
+        assert!(run_with(&p, AMD64, Some("1.95.0")).check().is_ok());
+    }
+
+    #[test]
+    fn a_rust_version_newer_than_the_toolchain_names_both_ways_out() {
+        let mut p = Project::for_test(vec![]);
+        p.locked = vec![
+            locked("a", "1.0.0", Some("1.96")),
+            locked("b", "2.0.0", Some("1.97.1")),
+            locked("c", "1.0.0", Some("1.95")),
+        ];
+        let r = run_with(&p, AMD64, Some("1.95.0"));
+        assert_eq!(r.findings.len(), 2, "{:?}", r.findings);
+        let err = r.check().unwrap_err().to_string();
+        assert!(
+            err.starts_with("a 1.0.0 needs rustc 1.96 or newer")
+                && err.contains("rustup update")
+                && err.contains(
+                    "`CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo update a b`"
+                )
+                && err.contains("and 1 more problem(s)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rustc_release_is_read_from_rustc_vv() {
+        let vv = "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\nrelease: 1.95.0\nLLVM version: 20.1.8\n";
+        assert_eq!(rustc_release(vv).as_deref(), Some("1.95.0"));
     }
 }

@@ -140,6 +140,9 @@ pub struct Project {
     pub bin: String,
     /// Every binary target of the package.
     pub bins: Vec<String>,
+    /// The binaries cargo would not build with the features on (their `required-features`),
+    /// each with the features it lacks.
+    pub bins_off: Vec<(String, Vec<String>)>,
     pub settings: Settings,
     /// Whether anything in the build graph compiles C code through cc-rs.
     pub compiles_c: bool,
@@ -150,6 +153,31 @@ pub struct Project {
     /// The resolved dependency graph of the binary for each platform (empty without a
     /// resolve): what the supply-chain documents describe.
     pub graphs: Vec<graph::DepGraph>,
+    /// Every package of the resolved graph that a build of the binary compiles, for one musl
+    /// target or the build machine, as locked (empty without a resolve): what the preflight
+    /// checks against known incompatibilities and the toolchain's version.
+    pub locked: Vec<LockedPackage>,
+    /// The package's own features that are on for this build (as cargo resolves them, or
+    /// from its `[features]` table and the feature flags without a resolve).
+    pub features: Vec<String>,
+}
+
+/// A package of the resolved graph, as Cargo.lock and its manifest give it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockedPackage {
+    pub name: String,
+    pub version: String,
+    /// Its manifest's `rust-version`, when it has one.
+    pub rust_version: Option<String>,
+    /// Its features as resolved for this build.
+    pub features: Vec<String>,
+    /// Whether it comes from a registry (`cargo update` can change its version); path and git
+    /// packages cannot be updated that way.
+    pub registry: bool,
+    /// The musl triples whose binary links it.
+    pub targets: Vec<String>,
+    /// Whether it is built for the build machine (a build-dependency, a proc macro).
+    pub host: bool,
 }
 
 impl Project {
@@ -176,6 +204,15 @@ pub struct NativeDep {
     pub targets: Vec<String>,
     /// Whether it is built for the build machine (reached through a build-dependency).
     pub host: bool,
+    /// Its manifest's `links` key: the native library it declares it links.
+    pub links: Option<String>,
+    /// The names of its build-dependencies as resolved (those its build script can use:
+    /// `cc`, `cmake`, `pkg-config`, …).
+    pub build_deps: Vec<String>,
+    /// The features of the package's direct dependencies that turn on one of this crate's
+    /// features (rusqlite's `bundled` turns on libsqlite3-sys's `bundled`): (the dependency as
+    /// the package names it, its feature, this crate's feature), the most direct first.
+    pub enabled_via: Vec<(String, String, String)>,
 }
 
 #[cfg(test)]
@@ -195,10 +232,13 @@ impl Project {
             target_dir: "/app/target".into(),
             bin: "app".into(),
             bins: vec!["app".into()],
+            bins_off: Vec::new(),
             settings: Default::default(),
             compiles_c: !native.is_empty(),
             native,
             graphs: Vec::new(),
+            locked: Vec::new(),
+            features: Vec::new(),
         }
     }
 }
@@ -265,15 +305,33 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
     )?;
     let settings = ws.merge(pkg);
 
+    let features = enabled_features(metadata, &package, args);
     let bins: Vec<String> = package
         .targets
         .iter()
         .filter(|t| t.kind.contains(&TargetKind::Bin))
         .map(|t| t.name.clone())
         .collect();
+    // Binaries whose `required-features` are not all on: cargo skips them. (A requirement
+    // on a dependency's feature, `dep/feat`, is taken as met: cargo checks it.)
+    let bins_off: Vec<(String, Vec<String>)> = package
+        .targets
+        .iter()
+        .filter(|t| t.kind.contains(&TargetKind::Bin))
+        .filter_map(|t| {
+            let missing: Vec<String> = t
+                .required_features
+                .iter()
+                .filter(|r| !r.contains('/') && !features.contains(r))
+                .cloned()
+                .collect();
+            (!missing.is_empty()).then(|| (t.name.clone(), missing))
+        })
+        .collect();
     let bin = select_bin(
         &package,
         &bins,
+        &bins_off,
         args.bin.as_deref(),
         settings.bin.as_deref(),
     )?;
@@ -291,7 +349,7 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         })
         .unwrap_or(false);
 
-    let native = native_deps(metadata, &package.id);
+    let (native, locked) = walk_graph(metadata, &package.id);
     let graphs = crate::platform::Platform::ALL
         .iter()
         .filter_map(|p| graph::resolve(metadata, &package.id, *p))
@@ -313,10 +371,13 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         target_dir,
         bin,
         bins,
+        bins_off,
         settings,
         compiles_c,
         native,
         graphs,
+        locked,
+        features,
         package,
     })
 }
@@ -339,29 +400,35 @@ fn musl_cfgs(platform: crate::platform::Platform) -> Vec<cargo_platform::Cfg> {
     .collect()
 }
 
-/// `*-sys` crates that are Rust bindings to the kernel or the OS, with no C library to link.
-pub const PURE_RUST_SYS: &[&str] = &["linux-raw-sys", "windows-sys", "js-sys", "web-sys"];
-
-/// Crates that are not `*-sys` but whose build needs a host program the preflight checks for.
+/// Crates that need a host program to build, whatever their build script looks like (the
+/// preflight checks for the program).
 pub const HOST_TOOL_CRATES: &[&str] = &["prost-build"];
 
-/// Whether a package is one the preflight looks at: it binds a C library, or its build
-/// needs a host program. (The preflight's table says what happens to each; a unit test there
-/// keeps its names within this rule.)
-pub fn is_native(name: &str) -> bool {
-    (name.ends_with("-sys") && !PURE_RUST_SYS.contains(&name)) || HOST_TOOL_CRATES.contains(&name)
+/// Whether a package is one the preflight looks at: it declares a native library (`links`), has
+/// a build script (which may compile or look for one: the preflight reads its
+/// build-dependencies to tell), or its build needs a host program.
+pub fn is_native(package: &Package) -> bool {
+    package.links.is_some()
+        || package
+            .targets
+            .iter()
+            .any(|t| t.kind.contains(&TargetKind::CustomBuild))
+        || HOST_TOOL_CRATES.contains(&package.name.as_str())
 }
 
-/// The packages of the resolved graph the preflight looks at, with the targets that link them:
-/// cargo's graph holds every platform's dependencies, so the root's dependencies are walked
-/// the way cargo builds them for each musl target (normal dependencies whose conditions hold
-/// for it link into the binary; build-dependencies and everything below them run on the build
-/// machine; dev-dependencies are not built).
-fn native_deps(metadata: &Metadata, root: &cargo_metadata::PackageId) -> Vec<NativeDep> {
+/// The packages of the resolved graph a build compiles, with the targets that link them, and
+/// the subset the preflight looks at: cargo's graph holds every platform's dependencies, so
+/// the root's dependencies are walked the way cargo builds them for each musl target (normal
+/// dependencies whose conditions hold for it link into the binary; build-dependencies and
+/// everything below them run on the build machine; dev-dependencies are not built).
+fn walk_graph(
+    metadata: &Metadata,
+    root: &cargo_metadata::PackageId,
+) -> (Vec<NativeDep>, Vec<LockedPackage>) {
     use cargo_metadata::DependencyKind;
     use std::collections::{BTreeSet, HashMap};
     let Some(resolve) = &metadata.resolve else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let nodes: HashMap<&cargo_metadata::PackageId, &cargo_metadata::Node> =
         resolve.nodes.iter().map(|n| (&n.id, n)).collect();
@@ -393,40 +460,157 @@ fn native_deps(metadata: &Metadata, root: &cargo_metadata::PackageId) -> Vec<Nat
             }
         }
     }
-    let mut found: Vec<NativeDep> = resolve
-        .nodes
-        .iter()
-        .filter_map(|n| {
-            let p = metadata.packages.iter().find(|p| p.id == n.id)?;
-            let name = p.name.as_str();
-            if !is_native(name) {
-                return None;
-            }
-            let targets: Vec<String> = seen
+    let packages: HashMap<&cargo_metadata::PackageId, &Package> =
+        metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let via = features_via_direct_deps(&packages, &nodes, root);
+    let mut native = Vec::new();
+    let mut locked = Vec::new();
+    for n in &resolve.nodes {
+        let Some(p) = packages.get(&n.id) else {
+            continue;
+        };
+        let targets: Vec<String> = seen
+            .iter()
+            .filter(|(id, ctx)| **id == n.id && ctx.is_some())
+            .filter_map(|(_, ctx)| ctx.map(String::from))
+            .collect();
+        let host = seen.contains(&(&n.id, None));
+        if targets.is_empty() && !host {
+            continue;
+        }
+        locked.push(LockedPackage {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            rust_version: p.rust_version.as_ref().map(|v| v.to_string()),
+            features: n.features.iter().map(|f| f.to_string()).collect(),
+            registry: p
+                .source
+                .as_ref()
+                .is_some_and(|s| s.repr.starts_with("registry+") || s.repr.starts_with("sparse+")),
+            targets: targets.clone(),
+            host,
+        });
+        if !is_native(p) {
+            continue;
+        }
+        native.push(NativeDep {
+            name: p.name.to_string(),
+            version: p.version.to_string(),
+            features: n.features.iter().map(|f| f.to_string()).collect(),
+            deps: p
+                .dependencies
                 .iter()
-                .filter(|(id, ctx)| **id == n.id && ctx.is_some())
-                .filter_map(|(_, ctx)| ctx.map(String::from))
-                .collect();
-            let host = seen.contains(&(&n.id, None));
-            if targets.is_empty() && !host {
-                return None;
+                .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
+                .collect(),
+            targets,
+            host,
+            links: p.links.clone(),
+            build_deps: n
+                .deps
+                .iter()
+                .filter(|d| d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build))
+                .filter_map(|d| packages.get(&d.pkg).map(|p| p.name.to_string()))
+                .collect(),
+            enabled_via: via.get(p.name.as_str()).cloned().unwrap_or_default(),
+        });
+    }
+    native.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    locked.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    (native, locked)
+}
+
+/// For each crate, the features of the root's direct (non-dev) dependencies that turn on one
+/// of its features, with that feature: cargo can turn those on from the command line
+/// (`--features DEP/FEATURE`). Sorted by how much else each turns on, least first.
+fn features_via_direct_deps(
+    packages: &std::collections::HashMap<&cargo_metadata::PackageId, &Package>,
+    nodes: &std::collections::HashMap<&cargo_metadata::PackageId, &cargo_metadata::Node>,
+    root: &cargo_metadata::PackageId,
+) -> std::collections::HashMap<String, Vec<(String, String, String)>> {
+    let mut found: std::collections::HashMap<String, Vec<(usize, String, String, String)>> =
+        Default::default();
+    let (Some(root_pkg), Some(root_node)) = (packages.get(root), nodes.get(root)) else {
+        return Default::default();
+    };
+    for dep in &root_node.deps {
+        if dep
+            .dep_kinds
+            .iter()
+            .all(|k| k.kind == cargo_metadata::DependencyKind::Development)
+        {
+            continue;
+        }
+        let Some(pkg) = packages.get(&dep.pkg) else {
+            continue;
+        };
+        // As the root's Cargo.toml names it (a rename, or the package's name).
+        let named = root_pkg
+            .dependencies
+            .iter()
+            .find(|d| d.name == pkg.name.as_str())
+            .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+            .unwrap_or_else(|| pkg.name.to_string());
+        for feature in pkg.features.keys() {
+            let mut todo = vec![feature];
+            let mut seen = std::collections::BTreeSet::new();
+            let mut turns_on = Vec::new();
+            while let Some(f) = todo.pop() {
+                if !seen.insert(f) {
+                    continue;
+                }
+                for v in pkg.features.get(f).into_iter().flatten() {
+                    if pkg.features.contains_key(v) {
+                        todo.push(v);
+                    } else if let Some((krate, feat)) = v.split_once('/') {
+                        turns_on.push((krate.trim_end_matches('?').to_string(), feat.to_string()));
+                    }
+                }
             }
-            Some(NativeDep {
-                name: name.to_string(),
-                version: p.version.to_string(),
-                features: n.features.iter().map(|f| f.to_string()).collect(),
-                deps: p
-                    .dependencies
-                    .iter()
-                    .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
-                    .collect(),
-                targets,
-                host,
-            })
-        })
-        .collect();
-    found.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+            for (krate, feat) in turns_on {
+                found.entry(krate).or_default().push((
+                    seen.len(),
+                    named.clone(),
+                    feature.clone(),
+                    feat,
+                ));
+            }
+        }
+    }
     found
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort();
+            (k, v.into_iter().map(|(_, d, f, t)| (d, f, t)).collect())
+        })
+        .collect()
+}
+
+/// The root package's features that are on: cargo's answer with a resolve; else the closure
+/// of `default` (unless `--no-default-features`) and the named features over its
+/// `[features]` table, as cargo computes it.
+fn enabled_features(metadata: &Metadata, package: &Package, args: &CargoArgs) -> Vec<String> {
+    if let Some(node) = metadata
+        .resolve
+        .as_ref()
+        .and_then(|r| r.nodes.iter().find(|n| n.id == package.id))
+    {
+        return node.features.iter().map(|f| f.to_string()).collect();
+    }
+    let mut todo: Vec<String> = if args.all_features {
+        package.features.keys().cloned().collect()
+    } else {
+        args.features()
+    };
+    if !args.no_default_features && package.features.contains_key("default") {
+        todo.push("default".into());
+    }
+    let mut on = std::collections::BTreeSet::new();
+    while let Some(f) = todo.pop() {
+        if package.features.contains_key(&f) && on.insert(f.clone()) {
+            todo.extend(package.features[&f].iter().cloned());
+        }
+    }
+    on.into_iter().collect()
 }
 
 fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {
@@ -473,9 +657,7 @@ fn run_cargo_metadata(args: &CargoArgs, resolve: bool) -> Result<Metadata> {
                 };
                 anyhow::anyhow!("cargo metadata failed: {text} at {at}; fix the manifest there")
             }
-            None => anyhow::anyhow!(
-                "cargo metadata failed: {text}; run this inside a Cargo project or pass --manifest-path"
-            ),
+            None => anyhow::anyhow!("cargo metadata failed: {text}{}", metadata_remedy(&text)),
         }
     })
 }
@@ -541,17 +723,42 @@ fn cargo_error(stderr: &str) -> (String, Option<String>) {
             return (what, Some(format!("{manifest}:{pos}")));
         }
     }
-    // Other errors: the error line and the first `Caused by` reason, if any.
-    if let Some(cause) = rest
+    // Other errors: every line cargo gave (its reasons, the candidates it saw, its own
+    // `help:`), on one line.
+    for line in rest
         .iter()
-        .skip_while(|l| **l != "Caused by:")
-        .nth(1)
-        .filter(|l| !snippet(l))
+        .filter(|l| **l != "Caused by:" && !snippet(l) && !l.starts_with("warning:"))
     {
         message.push_str(": ");
-        message.push_str(cause);
+        message.push_str(line.trim_start_matches("error:").trim());
     }
     (message, None)
+}
+
+/// What to do about a `cargo metadata` failure that is not in a manifest, when cargo's words
+/// (`text`) show a cause the tool knows; nothing when cargo's own lines are the whole story.
+fn metadata_remedy(text: &str) -> String {
+    if text.contains("could not find `Cargo.toml`") {
+        return "; run this inside a Cargo project or pass --manifest-path".into();
+    }
+    // `failed to select a version for the requirement `NAME = "^1.0.10"` (locked to 1.0.11)`:
+    // Cargo.lock names a version the registry's index does not have (yanked, or an index
+    // that is older than the lock).
+    if let Some(rest) = text
+        .split("failed to select a version for the requirement `")
+        .nth(1)
+        && text.contains("(locked to ")
+        && let Some(name) = rest.split([' ', '=', '`']).next().filter(|n| !n.is_empty())
+    {
+        return format!(
+            "; Cargo.lock names a version of {name} that the registry does not have: run `cargo update -p {name}` (it picks one the registry has), then run cargo containerize again"
+        );
+    }
+    if text.contains("does not contain this feature") || text.contains("does not have the feature")
+    {
+        return "; check the names given with --features against the package's [features] table and its optional dependencies".into();
+    }
+    String::new()
 }
 
 fn select_package<'a>(metadata: &'a Metadata, spec: Option<&str>) -> Result<&'a Package> {
@@ -599,12 +806,25 @@ fn select_package<'a>(metadata: &'a Metadata, spec: Option<&str>) -> Result<&'a 
 fn select_bin(
     package: &Package,
     bins: &[String],
+    bins_off: &[(String, Vec<String>)],
     cli: Option<&str>,
     setting: Option<&str>,
 ) -> Result<String> {
     let list = || bins.join(", ");
+    let needs = |bin: &str| {
+        bins_off
+            .iter()
+            .find(|(b, _)| b == bin)
+            .map(|(_, missing)| missing.join(","))
+    };
     if let Some(want) = cli.or(setting) {
         if bins.iter().any(|b| b == want) {
+            if let Some(missing) = needs(want) {
+                bail!(
+                    "bin `{want}` of package `{}` needs feature(s) `{missing}` (its required-features), which are off; add `--features {missing}`",
+                    package.name
+                );
+            }
             return Ok(want.to_string());
         }
         if bins.is_empty() {
@@ -619,15 +839,36 @@ fn select_bin(
             list()
         );
     }
-    match bins {
-        [one] => Ok(one.clone()),
-        [] => bail!(
+    // What cargo would build with these features.
+    let buildable: Vec<&String> = bins.iter().filter(|b| needs(b).is_none()).collect();
+    match (bins, buildable.as_slice()) {
+        ([], _) => bail!(
             "package `{}` has no binary target; add src/main.rs or a [[bin]] section",
             package.name
         ),
-        _ => {
-            if let Some(d) = &package.default_run {
+        (_, []) => {
+            let (bin, missing) = &bins_off[0];
+            bail!(
+                "no binary of package `{}` can be built with the features on (each needs features that are off: {}); add `--features {missing}` to build bin `{bin}`",
+                package.name,
+                bins_off
+                    .iter()
+                    .map(|(b, m)| format!("bin `{b}` needs `{}`", m.join(",")))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                missing = missing.join(",")
+            )
+        }
+        (_, [one]) => Ok((*one).clone()),
+        (_, many) => {
+            if let Some(d) = &package.default_run
+                && many.contains(&d)
+            {
                 return Ok(d.clone());
+            }
+            // Several can be built: the one named like the package is its main program.
+            if let Some(b) = many.iter().find(|b| ***b == *package.name) {
+                return Ok((*b).clone());
             }
             bail!(
                 "package `{}` has several binaries ({}); choose one with --bin NAME or `bin = \"NAME\"` in [package.metadata.containerize]",
@@ -640,7 +881,33 @@ fn select_bin(
 
 #[cfg(test)]
 mod tests {
-    use super::cargo_error;
+    use super::{cargo_error, metadata_remedy};
+
+    #[test]
+    fn a_lock_naming_a_missing_version_keeps_cargos_lines_and_names_cargo_update() {
+        // cargo 1.95 on tealdeer 1.9.1, whose lock names webpki-roots 1.0.11.
+        let stderr = "error: failed to select a version for the requirement `webpki-roots = \"^1.0.10\"` (locked to 1.0.11)\ncandidate versions found which didn't match: 1.0.10, 1.0.9\nlocation searched: crates.io index\nrequired by package `ureq v3.1.2`\n    ... which satisfies dependency `ureq = \"^3\"` of package `tealdeer v1.9.1`\n";
+        let (text, at) = cargo_error(stderr);
+        assert_eq!(at, None);
+        assert!(
+            text.starts_with("failed to select a version for the requirement `webpki-roots")
+                && text.contains("candidate versions found which didn't match: 1.0.10, 1.0.9")
+                && text.contains("of package `tealdeer v1.9.1`")
+                && !text.contains('\n'),
+            "{text}"
+        );
+        let remedy = metadata_remedy(&text);
+        assert!(
+            remedy.contains("`cargo update -p webpki-roots`"),
+            "{remedy}"
+        );
+        assert!(!remedy.contains("--manifest-path"), "{remedy}");
+        assert!(
+            metadata_remedy("could not find `Cargo.toml` in `/x` or any parent directory")
+                .contains("--manifest-path")
+        );
+        assert_eq!(metadata_remedy("something cargo explains itself"), "");
+    }
 
     #[test]
     fn manifest_syntax_errors_keep_file_line_and_column() {

@@ -27,6 +27,7 @@ mod metadata;
 mod multiplatform;
 mod outputs;
 mod podman_build;
+mod real_crates;
 mod referrers;
 mod registry;
 mod registry_harness;

@@ -291,8 +291,9 @@ fn cargo_add_remedy(line: &str) -> Vec<String> {
 }
 
 /// Builds a copy of `fixture`, which the preflight must refuse before compiling anything with
-/// a one-line error holding `keywords` and a `cargo add` remedy; then runs that remedy word for
-/// word, builds again (statically) and runs the image: its stdout must contain `expect`.
+/// a one-line error holding `keywords` and a remedy (`cargo add …`, or `--features …` for the
+/// tool's command); then follows that remedy word for word, builds again (statically) and runs
+/// the image: its stdout must contain `expect`.
 fn refused_then_remedied(fixture: &str, keywords: &[&str], expect: &str) {
     let project = Project::copy(fixture);
     let target = tempdir();
@@ -315,19 +316,29 @@ fn refused_then_remedied(fixture: &str, keywords: &[&str], expect: &str) {
     );
     assert!(snapshot(out.path()).is_empty(), "an output was written");
 
-    let args = cargo_add_remedy(error_line(&run));
-    capture(
-        Command::new("cargo")
-            .args(&args[1..])
-            .current_dir(&project.root),
-    )
-    .assert_success();
+    // The remedy is an edit (`cargo add …`, run here) or flags for the tool's command.
+    let line = error_line(&run);
+    let mut flags = Vec::new();
+    if line.contains("`cargo add ") {
+        let args = cargo_add_remedy(line);
+        capture(
+            Command::new("cargo")
+                .args(&args[1..])
+                .current_dir(&project.root),
+        )
+        .assert_success();
+    } else {
+        let start = line.find("`--features ").expect("a remedy") + 1;
+        let end = start + line[start..].find('`').expect("closing backtick");
+        flags.extend(line[start..end].split_whitespace().map(String::from));
+    }
     let remedied = format!("{fixture}-remedied");
     let run = capture(
         tool_with_cache(&project.root)
             .args(["build", "--locked", "--output", &layout.reference()])
             .arg("--target-dir")
-            .arg(shared_target_dir(&remedied)),
+            .arg(shared_target_dir(&remedied))
+            .args(&flags),
     );
     run.assert_success();
     assert!(run.stderr.contains("is static"), "{run}");
@@ -344,7 +355,8 @@ fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
         &[
             "libsqlite3-sys 0.40.0",
             "statically",
-            "`cargo add libsqlite3-sys@0.40.0 --features bundled`",
+            // rusqlite, a direct dependency, has the feature that turns it on.
+            "turned on by rusqlite's feature `bundled`: add `--features rusqlite/bundled`",
         ],
         "40 + 2 = 42",
     );
@@ -357,7 +369,8 @@ fn libpq_without_bundled_fails_before_compiling_and_the_remedy_works() {
         &[
             "pq-sys 0.7.8",
             "statically",
-            "`cargo add pq-sys@0.7.8 --features bundled`",
+            // A direct dependency: cargo turns its feature on from the command line.
+            "add `--features pq-sys/bundled` to the cargo containerize command",
         ],
         "libpq 1",
     );
@@ -381,9 +394,7 @@ fn doctor_reports_each_c_dependency_and_fails_on_a_refused_one() {
             && run.stdout.contains(
                 "libsqlite3-sys 0.40.0  REFUSED: libsqlite3-sys 0.40.0 links the system's SQLite"
             )
-            && run
-                .stdout
-                .contains("`cargo add libsqlite3-sys@0.40.0 --features bundled`"),
+            && run.stdout.contains("`--features rusqlite/bundled`"),
         "{run}"
     );
 

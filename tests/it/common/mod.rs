@@ -95,6 +95,11 @@ impl Project {
         Project { _dir: dir, root }
     }
 
+    /// A crate a test wrote at `root`, inside `dir` (removed with it).
+    pub fn in_dir(dir: TempDir, root: PathBuf) -> Project {
+        Project { _dir: dir, root }
+    }
+
     /// The directory that holds the copy; a place for files outside the package.
     pub fn parent(&self) -> &Path {
         self._dir.path()
