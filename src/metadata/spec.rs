@@ -798,29 +798,44 @@ fn env(s: &Settings, ca_certs: &CaCerts, timezone: Option<&str>) -> Vec<(String,
     env
 }
 
-/// The OCI labels derived from Cargo.toml, with the user's `labels` over them.
+/// The OCI labels derived from Cargo.toml, with the user's `labels` over them. Every derived
+/// value goes through [`one_line`] (a label written into a Dockerfile cannot hold a line
+/// break, and `build` must make the image the Dockerfile describes); the links are
+/// [`PublicUrl`]s, without credentials.
 fn labels(pkg: &cargo_metadata::Package, s: &Settings) -> BTreeMap<String, String> {
+    use crate::util::public_url::PublicUrl;
     let mut labels = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
+        if let Some(v) = v.map(|v| one_line(&v)).filter(|v| !v.is_empty()) {
             labels.insert(format!("org.opencontainers.image.{k}"), v);
         }
     };
+    let link = |v: &Option<String>| v.as_deref().map(|u| PublicUrl::new(u).into());
     put("title", Some(pkg.name.to_string()));
-    put(
-        "description",
-        pkg.description
-            .clone()
-            .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")),
-    );
+    put("description", pkg.description.clone());
     put("version", Some(pkg.version.to_string()));
     put("licenses", pkg.license.clone());
-    put("source", pkg.repository.clone());
-    put("url", pkg.homepage.clone());
-    put("documentation", pkg.documentation.clone());
-    put("authors", Some(pkg.authors.join(", ")));
+    put("source", link(&pkg.repository));
+    put("url", link(&pkg.homepage));
+    put("documentation", link(&pkg.documentation));
+    put(
+        "authors",
+        Some(
+            pkg.authors
+                .iter()
+                .map(|a| one_line(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    );
     labels.extend(s.labels.clone().unwrap_or_default());
     labels
+}
+
+/// Text from Cargo.toml as one line: runs of whitespace (line breaks too) become one space,
+/// and none is left at either end. The one rule for every label derived from Cargo.toml.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The platforms to build: the setting's, sorted and deduplicated, else the host's.

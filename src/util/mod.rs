@@ -7,6 +7,7 @@ pub mod digest;
 pub mod fs;
 pub mod lease;
 pub mod process;
+pub mod public_url;
 pub mod reference;
 pub mod shell;
 

@@ -25,6 +25,7 @@ mod metadata;
 mod multiplatform;
 mod outputs;
 mod podman_build;
+mod public_urls;
 mod referrers;
 mod registry;
 mod registry_harness;
