@@ -422,7 +422,7 @@ pub fn for_crate<'a>(
         version: spec.version.clone(),
         binary_sha256: None,
         image: None,
-        epoch: spec.created_epoch,
+        epoch: spec.epoch.seconds(),
     })
 }
 

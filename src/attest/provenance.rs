@@ -145,7 +145,7 @@ pub fn document(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resul
     annotations.insert(PREDICATE_ANNOTATION.to_string(), PREDICATE_TYPE.to_string());
     annotations.insert(
         "org.opencontainers.image.created".to_string(),
-        facts.spec.created.clone(),
+        facts.spec.created(),
     );
     Ok(Document {
         artifact_type: MEDIA_TYPE.to_string(),
@@ -190,7 +190,7 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
                 external_parameters: ExternalParameters {
                     package: spec.package.clone(),
                     bin: spec.bin.clone(),
-                    profile: facts.cargo.profile.clone(),
+                    profile: facts.cargo.profile.to_string(),
                     features: facts.cargo.features(),
                     all_features: facts.cargo.all_features,
                     no_default_features: facts.cargo.no_default_features,

@@ -51,7 +51,7 @@ pub struct CargoArgs {
         default_value = "release",
         help_heading = "Cargo options"
     )]
-    pub profile: String,
+    pub profile: values::ProfileName,
     /// Assert that Cargo.lock will remain unchanged
     #[arg(long, help_heading = "Cargo options")]
     pub locked: bool,

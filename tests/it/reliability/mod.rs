@@ -10,3 +10,4 @@ mod cache;
 mod input;
 mod layout;
 mod network;
+mod published;
