@@ -324,7 +324,6 @@ impl Epoch {
     }
 }
 
-
 impl ImageSpec {
     pub fn resolve(project: &Project, git: &GitInfo) -> Result<ImageSpec> {
         resolve(project, &project.settings, git)

@@ -130,7 +130,8 @@ pub fn notice(verb: &str, message: impl AsRef<str>) {
 /// bars), unless quiet.
 pub fn status_to(verb: &str, message: &str, sink: impl FnOnce(String)) {
     if !is_quiet() {
-        sink(status_line(verb, message));
+        let line = status_line(verb, message);
+        sink(super::public_url::scrub_text(&line).into_owned());
     }
 }
 
