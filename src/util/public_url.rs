@@ -169,13 +169,13 @@ fn scrub_pass(given: &str, depth: usize) -> Cow<'_, str> {
             changed = true;
         }
         if let Some(q) = u.query()
-            && let Cow::Owned(kept) = filter_params(q, depth)
+            && let Cow::Owned(kept) = filter_params(q, Bare::Name, depth)
         {
             u.set_query((!kept.is_empty()).then_some(kept.as_str()));
             changed = true;
         }
         if let Some(f) = u.fragment()
-            && let Cow::Owned(kept) = filter_params(f, depth)
+            && let Cow::Owned(kept) = filter_params(f, Bare::Value, depth)
         {
             u.set_fragment((!kept.is_empty()).then_some(kept.as_str()));
             changed = true;
@@ -215,9 +215,9 @@ fn scrub_text_form(given: &str, depth: usize) -> Cow<'_, str> {
         }
         None => out.push_str(after),
     }
-    for (sep, part) in [('?', query), ('#', fragment)] {
+    for (sep, part, bare) in [('?', query, Bare::Name), ('#', fragment, Bare::Value)] {
         let Some(part) = part else { continue };
-        let kept = filter_params(part, depth);
+        let kept = filter_params(part, bare, depth);
         if let Cow::Owned(_) = kept {
             changed = true;
         }
@@ -233,17 +233,27 @@ fn scrub_text_form(given: &str, depth: usize) -> Cow<'_, str> {
     }
 }
 
+/// What a part without `=` is.
+#[derive(Clone, Copy)]
+enum Bare {
+    /// In a query, a name with an empty value (`?token` is `token=`, as `url` reads it).
+    Name,
+    /// In a fragment, a value: a git commit, cargo's `name@version`, secret only by prefix.
+    Value,
+}
+
 /// `a=1&token=x&b=2` → `a=1&b=2`: the `&`-separated parameters that are not secret, each as
 /// written (a nested URL in a kept value scrubbed).
-fn filter_params(params: &str, depth: usize) -> Cow<'_, str> {
+fn filter_params(params: &str, bare: Bare, depth: usize) -> Cow<'_, str> {
     let mut changed = false;
     let mut kept: Vec<Cow<'_, str>> = Vec::new();
     for part in params.split('&') {
         let (key, value) = match part.split_once('=') {
             Some((k, v)) => (decode(k), decode(v)),
-            // A bare part (a git commit in a fragment, `name@version` in a package id) is a
-            // value, secret only by its prefix.
-            None => (String::new(), decode(part)),
+            None => match bare {
+                Bare::Name => (decode(part), String::new()),
+                Bare::Value => (String::new(), decode(part)),
+            },
         };
         if is_secret_param(&key, &value) {
             changed = true;
@@ -382,6 +392,14 @@ mod tests {
             "https://h/x?keep=1"
         );
         assert_eq!(scrub("host/p?password=1&x=2"), "host/p?x=2");
+        // A bare query part is a name (found by fuzzing: `?x-amz-o/rin` was kept); a bare
+        // fragment part is a value (a commit, cargo's `key@0.1.0`) and stays.
+        assert_eq!(
+            scrub("git+https://u:p@h/o/r?x-amz-o/rin#0123abc"),
+            "git+https://h/o/r#0123abc"
+        );
+        assert_eq!(scrub("https://h/p?token&a=1"), "https://h/p?a=1");
+        same("git+https://h/o/r#key@0.1.0");
     }
 
     #[test]
