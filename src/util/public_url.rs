@@ -315,8 +315,10 @@ pub fn scrub_text(text: &str) -> Cow<'_, str> {
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let start = rest[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
-            .map_or(0, |p| p + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |(p, c)| p + c.len_utf8());
         let end = rest[i..]
             .find(|c: char| c.is_whitespace() || "\"'`<>()[]{}|\\^".contains(c))
             .map_or(rest.len(), |e| i + e);
@@ -440,6 +442,8 @@ mod tests {
             scrub_text("see `https://a:b@h/x` and 'http://h/y?token=1'."),
             "see `https://h/x` and 'http://h/y'."
         );
+        // A scheme right after a multi-byte character (found by fuzzing: it panicked).
+        assert_eq!(scrub_text("gi獪t+ittps://u:p@h/x"), "gi獪t+ittps://h/x");
         assert!(matches!(
             scrub_text("no urls: a@b, x=1, https://h/p ok"),
             Cow::Borrowed(_)
