@@ -442,7 +442,7 @@ fn configure(base: &Config, spec: &ImageSpec) -> Config {
 /// The history entry of a layer this tool appends.
 fn history_of(spec: &ImageSpec, layer: &Layer) -> Result<History> {
     Ok(HistoryBuilder::default()
-        .created(spec.created.clone())
+        .created(spec.created())
         .created_by(format!(
             "cargo-containerize {}: {}",
             env!("CARGO_PKG_VERSION"),
@@ -468,7 +468,7 @@ pub fn assemble(
     let mut layers = base.layers.clone();
     layers.extend(appended);
     let mut config = ImageConfigurationBuilder::default()
-        .created(spec.created.clone())
+        .created(spec.created())
         .architecture(oci_arch(platform))
         .os(Os::Linux)
         .config(configure(&base.config, spec))
@@ -552,11 +552,10 @@ pub(crate) mod testing {
     use crate::metadata::spec::{CaCerts, Compression, TzData};
 
     /// [`ImageSpec::example`] with what these tests rely on: a PATH, no CA bundle or
-    /// tzdata, one platform, and a `created` time.
+    /// tzdata, one platform, and a `created` time (the default epoch, 1970).
     pub fn spec() -> ImageSpec {
         ImageSpec {
             env: vec![("PATH".into(), "/bin".into())],
-            created: "1970-01-01T00:00:00Z".into(),
             ca_certs: CaCerts::None,
             tzdata: TzData::None,
             platforms: vec![Platform::Amd64],

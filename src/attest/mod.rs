@@ -76,7 +76,7 @@ impl Facts<'_> {
 
     /// The image's epoch (SOURCE_DATE_EPOCH, else HEAD's commit time, else 0).
     pub fn epoch(&self) -> u64 {
-        self.spec.created_epoch
+        self.spec.epoch.seconds()
     }
 }
 

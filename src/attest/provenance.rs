@@ -6,6 +6,7 @@
 
 use super::{Document, Facts, TOOL_NAME, TOOL_VERSION};
 use crate::image::{Image, PlatformImage, canonical_json};
+use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ pub struct Resource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
+    pub uri: Option<PublicUrl>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub digest: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -144,7 +145,7 @@ pub fn document(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resul
     annotations.insert(PREDICATE_ANNOTATION.to_string(), PREDICATE_TYPE.to_string());
     annotations.insert(
         "org.opencontainers.image.created".to_string(),
-        facts.spec.created.clone(),
+        facts.spec.created(),
     );
     Ok(Document {
         artifact_type: MEDIA_TYPE.to_string(),
@@ -189,7 +190,7 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
                 external_parameters: ExternalParameters {
                     package: spec.package.clone(),
                     bin: spec.bin.clone(),
-                    profile: facts.cargo.profile.clone(),
+                    profile: facts.cargo.profile.to_string(),
                     features: facts.cargo.features(),
                     all_features: facts.cargo.all_features,
                     no_default_features: facts.cargo.no_default_features,
@@ -275,8 +276,10 @@ fn source(facts: &Facts) -> Vec<Resource> {
             .project
             .package
             .repository
-            .as_ref()
-            .map(|r| format!("git+{r}@{sha}")),
+            .as_deref()
+            // Scrubbed where the package was read (`metadata::public_links`); again here, as
+            // every URL of a document is a `PublicUrl`.
+            .map(|r| PublicUrl::new(r).wrapped("git+", &format!("@{sha}"))),
         digest: BTreeMap::from([("gitCommit".to_string(), sha.clone())]),
         annotations,
     }]
@@ -297,23 +300,26 @@ pub fn cargo_lock(workspace_root: &Path) -> Result<Vec<Resource>> {
         let purl = format!("pkg:cargo/{name}@{version}");
         let mut digest = BTreeMap::new();
         let mut annotations = BTreeMap::new();
-        let source = Source::parse(Some(raw), workspace_root, workspace_root);
+        let source = Source::parse(Some(raw.as_str()), workspace_root, workspace_root);
         let uri = match &source {
             Source::Git { url, rev } => {
                 if !rev.is_empty() {
                     digest.insert("gitCommit".to_string(), rev.clone());
                 }
-                format!("git+{url}")
+                url.wrapped("git+", "")
             }
             _ => {
                 if let Some(sum) = &entry.checksum {
                     digest.insert("sha256".to_string(), sum.clone());
                 }
-                purl.clone()
+                PublicUrl::new(&purl)
             }
         };
         if source != Source::CratesIo {
-            annotations.insert("source".to_string(), serde_json::Value::from(raw.clone()));
+            annotations.insert(
+                "source".to_string(),
+                serde_json::Value::from(raw.to_string()),
+            );
         }
         annotations.insert("version".into(), serde_json::Value::from(version.clone()));
         annotations.insert("purl".into(), serde_json::Value::from(purl));

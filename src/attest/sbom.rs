@@ -43,7 +43,7 @@ pub fn document(
         bytes: bytes(format, &input)?,
         annotations: BTreeMap::from([(
             "org.opencontainers.image.created".to_string(),
-            facts.spec.created.clone(),
+            facts.spec.created(),
         )]),
     })
 }

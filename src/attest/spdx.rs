@@ -15,6 +15,7 @@
 
 use super::contents::{self, ItemKind, License, SbomInput};
 use crate::metadata::graph::Kind;
+use crate::util::public_url::PublicUrl;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,7 +57,7 @@ struct Package {
     version_info: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     package_file_name: Option<String>,
-    download_location: String,
+    download_location: PublicUrl,
     files_analyzed: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checksums: Vec<Checksum>,

@@ -471,17 +471,26 @@ pub fn build<T>(
 /// How much of cargo's stderr is kept for [`crate::build::diagnose`]: its end, where the errors are.
 const STDERR_KEPT: usize = 4 << 20;
 
-/// Copies cargo's stderr to ours as it comes, and returns its last [`STDERR_KEPT`] bytes.
+/// Copies cargo's stderr to ours line by line as it comes (through
+/// [`crate::util::shell::passthrough`], which takes credentials out of URLs, so it needs whole
+/// lines; a progress bar's `\r` ends one), and returns its last [`STDERR_KEPT`] bytes.
 fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
-    use std::io::Write;
     let mut kept = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
-    let mut to = std::io::stderr();
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                let _ = to.write_all(&buf[..n]);
+                pending.extend_from_slice(&buf[..n]);
+                if let Some(end) = pending.iter().rposition(|b| matches!(b, b'\n' | b'\r')) {
+                    crate::util::shell::passthrough(&pending[..=end]);
+                    pending.drain(..=end);
+                } else if pending.len() > 1 << 16 {
+                    // No line end in 64 KiB: not a line a URL could be scrubbed in anyway.
+                    crate::util::shell::passthrough(&pending);
+                    pending.clear();
+                }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > 2 * STDERR_KEPT {
                     kept.drain(..kept.len() - STDERR_KEPT);
@@ -490,6 +499,9 @@ fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
+    }
+    if !pending.is_empty() {
+        crate::util::shell::passthrough(&pending);
     }
     kept
 }

@@ -45,10 +45,12 @@ impl crate::blobs::NamesBlob for Layer {
     }
 }
 
-/// The mtime stamped on the crate's own layers: SOURCE_DATE_EPOCH's value or the epoch. The
-/// crate-independent layers always use 0 so that they are shared by every crate.
+/// The mtime stamped on the crate's own layers: the image's epoch
+/// ([`crate::metadata::spec::Epoch`]: SOURCE_DATE_EPOCH, else the commit's time, else 0), the
+/// same time its `created` says. The crate-independent layers always use 0 so that they are
+/// shared by every crate.
 pub fn crate_mtime(spec: &ImageSpec) -> u64 {
-    spec.source_date_epoch.unwrap_or(0)
+    spec.epoch.seconds()
 }
 
 /// Everything the layers shared by every crate depend on.

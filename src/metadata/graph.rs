@@ -11,6 +11,7 @@
 
 use super::musl_cfgs;
 use crate::platform::Platform;
+use crate::util::public_url::PublicUrl;
 use cargo_metadata::{DependencyKind, Metadata, PackageId, TargetKind, cargo_platform};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -44,8 +45,9 @@ pub struct GraphPackage {
     /// What it depends on in this graph: indices into [`DepGraph::packages`], sorted.
     pub deps: Vec<Dep>,
     pub description: Option<String>,
-    pub repository: Option<String>,
-    pub homepage: Option<String>,
+    /// `repository` and `homepage`, without credentials: they go into documents.
+    pub repository: Option<PublicUrl>,
+    pub homepage: Option<PublicUrl>,
     pub authors: Vec<String>,
 }
 
@@ -72,10 +74,11 @@ pub enum Kind {
 pub enum Source {
     /// crates.io (`registry+https://github.com/rust-lang/crates.io-index` or its sparse form).
     CratesIo,
-    /// Another registry: its index URL (without the `registry+`/`sparse+` prefix).
-    Registry { index: String },
-    /// A git repository at a commit.
-    Git { url: String, rev: String },
+    /// Another registry: its index URL (without the `registry+`/`sparse+` prefix), without
+    /// credentials.
+    Registry { index: PublicUrl },
+    /// A git repository at a commit; the URL without credentials.
+    Git { url: PublicUrl, rev: String },
     /// A directory of the workspace (or elsewhere on disk): its path relative to the workspace
     /// root when it is inside, else absolute. Never published anywhere.
     Path { path: String },
@@ -102,7 +105,7 @@ impl Source {
             .or_else(|| s.strip_prefix("sparse+"))
         {
             return Source::Registry {
-                index: index.to_string(),
+                index: PublicUrl::new(index),
             };
         }
         if let Some(git) = s.strip_prefix("git+") {
@@ -110,12 +113,12 @@ impl Source {
             // `?branch=…`/`?tag=…`/`?rev=…` say how it was asked for; the commit is what counts.
             let url = url.split_once('?').map_or(url, |(u, _)| u);
             return Source::Git {
-                url: url.to_string(),
+                url: PublicUrl::new(url),
                 rev: rev.to_string(),
             };
         }
         Source::Registry {
-            index: s.to_string(),
+            index: PublicUrl::new(s),
         }
     }
 
@@ -142,7 +145,9 @@ impl GraphPackage {
         let base = format!("pkg:cargo/{}@{}", self.name, self.version);
         match &self.source {
             Source::CratesIo => base,
-            Source::Registry { index } => format!("{base}?repository_url={}", purl_escape(index)),
+            Source::Registry { index } => {
+                format!("{base}?repository_url={}", purl_escape(index.as_str()))
+            }
             Source::Git { url, rev } => format!(
                 "{base}?vcs_url={}",
                 purl_escape(&format!("git+{url}@{rev}"))
@@ -191,9 +196,9 @@ fn normalise_license(l: &str) -> String {
 pub struct LockEntry {
     pub name: String,
     pub version: String,
-    /// As cargo writes it (`registry+…`, `sparse+…`, `git+URL?branch=x#COMMIT`); None for the
-    /// workspace's own (path) packages.
-    pub source: Option<String>,
+    /// As cargo writes it (`registry+…`, `sparse+…`, `git+URL?branch=x#COMMIT`) without
+    /// credentials; None for the workspace's own (path) packages.
+    pub source: Option<PublicUrl>,
     /// The sha256 of the `.crate` file, hex; registry packages only.
     pub checksum: Option<String>,
 }
@@ -226,7 +231,7 @@ pub fn lock_entries(workspace_root: &Path) -> anyhow::Result<Vec<LockEntry>> {
             Some(LockEntry {
                 name: field("name")?,
                 version: field("version")?,
-                source: field("source"),
+                source: field("source").as_deref().map(PublicUrl::new),
                 checksum: field("checksum"),
             })
         })
@@ -240,7 +245,7 @@ fn lock_checksums(workspace_root: &Path) -> HashMap<(String, String, String), St
     lock_entries(workspace_root)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|e| Some(((e.name, e.version, e.source?), e.checksum?)))
+        .filter_map(|e| Some(((e.name, e.version, e.source?.into()), e.checksum?)))
         .collect()
 }
 
@@ -380,7 +385,11 @@ pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Opt
                 license,
                 checksum: source_repr.and_then(|s| {
                     checksums
-                        .get(&(p.name.to_string(), p.version.to_string(), s.to_string()))
+                        .get(&(
+                            p.name.to_string(),
+                            p.version.to_string(),
+                            PublicUrl::new(s).into(),
+                        ))
                         .cloned()
                 }),
                 kind: kind_of[id],
@@ -390,8 +399,8 @@ pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Opt
                     .unwrap_or_default(),
                 deps,
                 description: p.description.clone(),
-                repository: p.repository.clone(),
-                homepage: p.homepage.clone(),
+                repository: p.repository.as_deref().map(PublicUrl::new),
+                homepage: p.homepage.as_deref().map(PublicUrl::new),
                 authors: p.authors.clone(),
             }
         })
@@ -445,6 +454,24 @@ mod tests {
         );
         assert_eq!(
             Source::parse(Some("sparse+https://my.reg/index/"), m, ws),
+            Source::Registry {
+                index: "https://my.reg/index/".into()
+            }
+        );
+        // Credentials in a source never reach the graph.
+        assert_eq!(
+            Source::parse(
+                Some("git+https://alice:ghp_T@git.example.com/o/r?branch=main#0123abc"),
+                m,
+                ws
+            ),
+            Source::Git {
+                url: "https://git.example.com/o/r".into(),
+                rev: "0123abc".into()
+            }
+        );
+        assert_eq!(
+            Source::parse(Some("sparse+https://u:p@my.reg/index/?token=1"), m, ws),
             Source::Registry {
                 index: "https://my.reg/index/".into()
             }

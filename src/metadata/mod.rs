@@ -51,7 +51,7 @@ pub struct CargoArgs {
         default_value = "release",
         help_heading = "Cargo options"
     )]
-    pub profile: String,
+    pub profile: values::ProfileName,
     /// Assert that Cargo.lock will remain unchanged
     #[arg(long, help_heading = "Cargo options")]
     pub locked: bool,
@@ -245,7 +245,26 @@ impl Project {
 
 /// The remembered answer, when nothing it depends on has changed.
 pub fn load_cached(args: &CargoArgs, resolve: bool) -> Option<Project> {
-    cache::get(args, resolve)
+    cache::get(args, resolve).map(|mut p| {
+        public_links(&mut p.package);
+        p
+    })
+}
+
+/// The package's `repository`, `homepage` and `documentation` without credentials
+/// ([`crate::util::public_url`]): they become labels, annotations, provenance and lines of
+/// generated files, so they are scrubbed where they enter, once, for every reader.
+fn public_links(package: &mut Package) {
+    use crate::util::public_url::PublicUrl;
+    for link in [
+        &mut package.repository,
+        &mut package.homepage,
+        &mut package.documentation,
+    ] {
+        if let Some(url) = link.as_mut() {
+            *url = PublicUrl::new(url).into();
+        }
+    }
 }
 
 /// Selects the package and binary: from the cache when nothing changed, else by running
@@ -280,7 +299,8 @@ pub fn load_fresh(args: &CargoArgs, resolve: bool) -> Result<Project> {
 }
 
 fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
-    let package = select_package(metadata, args.package.as_deref())?.clone();
+    let mut package = select_package(metadata, args.package.as_deref())?.clone();
+    public_links(&mut package);
     let origin_ws = format!(
         "[workspace.metadata.containerize] of {}/Cargo.toml",
         metadata.workspace_root

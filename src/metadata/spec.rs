@@ -250,9 +250,8 @@ pub struct ImageSpec {
     pub ports: Vec<String>,
     pub stop_signal: Option<String>,
     pub labels: BTreeMap<String, String>,
-    /// RFC 3339 creation time: SOURCE_DATE_EPOCH, else HEAD's commit time, else the epoch.
-    pub created: String,
-    pub created_epoch: u64,
+    /// The image's one time ([`Epoch`]): SOURCE_DATE_EPOCH, else HEAD's commit time, else 0.
+    pub epoch: Epoch,
     pub ca_certs: CaCerts,
     pub tzdata: TzData,
     pub zones: Option<Vec<String>>,
@@ -276,8 +275,53 @@ pub struct ImageSpec {
     /// Tags for `repository` (`tags`, default ["{version}"]), as written: placeholders are
     /// expanded only when pushing, so {git_sha} never stops a build outside git.
     pub tags: Vec<String>,
-    /// SOURCE_DATE_EPOCH, when set: also the mtime of the crate's own layer entries.
-    pub source_date_epoch: Option<u64>,
+}
+
+/// The image's one time, whichever way it arrives: SOURCE_DATE_EPOCH when set (it wins),
+/// else HEAD's commit time, else 0. It is the config's `created` and the `created` label,
+/// the time of every document, the mtime of the crate's own layer entries and the
+/// SOURCE_DATE_EPOCH cargo's build scripts see, so setting SOURCE_DATE_EPOCH to the commit's
+/// time gives the image leaving it unset gives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Epoch {
+    seconds: u64,
+    from_environment: bool,
+}
+
+impl Epoch {
+    /// SOURCE_DATE_EPOCH when set (checked here, where it enters), else 0 until
+    /// [`Epoch::or_commit`] learns the commit's time.
+    pub fn from_env() -> Result<Epoch> {
+        Ok(match source_date_epoch()? {
+            Some(seconds) => Epoch {
+                seconds,
+                from_environment: true,
+            },
+            None => Epoch::default(),
+        })
+    }
+
+    /// This epoch, or HEAD's commit time when SOURCE_DATE_EPOCH is not set.
+    pub fn or_commit(self, commit_time: Option<u64>) -> Epoch {
+        if self.from_environment {
+            self
+        } else {
+            Epoch {
+                seconds: commit_time.unwrap_or(0),
+                from_environment: false,
+            }
+        }
+    }
+
+    /// Seconds since 1970.
+    pub fn seconds(self) -> u64 {
+        self.seconds
+    }
+
+    /// As RFC 3339, e.g. `2024-01-01T00:00:00Z`.
+    pub fn rfc3339(self) -> String {
+        rfc3339(self.seconds)
+    }
 }
 
 impl ImageSpec {
@@ -285,19 +329,21 @@ impl ImageSpec {
         resolve(project, &project.settings, git)
     }
 
+    /// The creation time, RFC 3339: the [`Epoch`]'s.
+    pub fn created(&self) -> String {
+        self.epoch.rfc3339()
+    }
+
     /// Fills in what comes from git: {git_sha}, the revision label and, without
     /// SOURCE_DATE_EPOCH, `created` (labels the user set stay theirs). A build resolves without
     /// git first and applies it once git has answered.
     pub fn apply_git(&mut self, git: &GitInfo, settings: &Settings) {
         self.git_sha = git.sha.clone();
-        if self.source_date_epoch.is_none() {
-            self.created_epoch = git.commit_time.unwrap_or(0);
-            self.created = rfc3339(self.created_epoch);
-        }
+        self.epoch = self.epoch.or_commit(git.commit_time);
         let user = settings.labels.as_ref();
         for (name, value) in [
             ("revision", git.revision.clone()),
-            ("created", Some(self.created.clone())),
+            ("created", Some(self.created())),
         ] {
             let key = format!("org.opencontainers.image.{name}");
             if user.is_some_and(|u| u.contains_key(&key)) {
@@ -364,8 +410,7 @@ impl ImageSpec {
             ports: vec![],
             stop_signal: None,
             labels: BTreeMap::new(),
-            created: String::new(),
-            created_epoch: 0,
+            epoch: Epoch::default(),
             ca_certs: CaCerts::Webpki,
             tzdata: TzData::Bundled,
             zones: None,
@@ -381,7 +426,6 @@ impl ImageSpec {
             git_sha: None,
             repository: None,
             tags: vec![],
-            source_date_epoch: None,
         }
     }
 }
@@ -798,29 +842,44 @@ fn env(s: &Settings, ca_certs: &CaCerts, timezone: Option<&str>) -> Vec<(String,
     env
 }
 
-/// The OCI labels derived from Cargo.toml, with the user's `labels` over them.
+/// The OCI labels derived from Cargo.toml, with the user's `labels` over them. Every derived
+/// value goes through [`one_line`] (a label written into a Dockerfile cannot hold a line
+/// break, and `build` must make the image the Dockerfile describes); the links are
+/// [`PublicUrl`]s, without credentials.
 fn labels(pkg: &cargo_metadata::Package, s: &Settings) -> BTreeMap<String, String> {
+    use crate::util::public_url::PublicUrl;
     let mut labels = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v.filter(|v| !v.is_empty()) {
+        if let Some(v) = v.map(|v| one_line(&v)).filter(|v| !v.is_empty()) {
             labels.insert(format!("org.opencontainers.image.{k}"), v);
         }
     };
+    let link = |v: &Option<String>| v.as_deref().map(|u| PublicUrl::new(u).into());
     put("title", Some(pkg.name.to_string()));
-    put(
-        "description",
-        pkg.description
-            .clone()
-            .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" ")),
-    );
+    put("description", pkg.description.clone());
     put("version", Some(pkg.version.to_string()));
     put("licenses", pkg.license.clone());
-    put("source", pkg.repository.clone());
-    put("url", pkg.homepage.clone());
-    put("documentation", pkg.documentation.clone());
-    put("authors", Some(pkg.authors.join(", ")));
+    put("source", link(&pkg.repository));
+    put("url", link(&pkg.homepage));
+    put("documentation", link(&pkg.documentation));
+    put(
+        "authors",
+        Some(
+            pkg.authors
+                .iter()
+                .map(|a| one_line(a))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    );
     labels.extend(s.labels.clone().unwrap_or_default());
     labels
+}
+
+/// Text from Cargo.toml as one line: runs of whitespace (line breaks too) become one space,
+/// and none is left at either end. The one rule for every label derived from Cargo.toml.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The platforms to build: the setting's, sorted and deduplicated, else the host's.
@@ -891,9 +950,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
     )?;
     let includes: Vec<IncludeFile> = expanded.into_iter().flat_map(|(_, _, f)| f).collect();
 
-    let source_date_epoch = source_date_epoch()?;
-    let created_epoch = source_date_epoch.unwrap_or(0);
-    let created = rfc3339(created_epoch);
+    let epoch = Epoch::from_env()?;
 
     let labels = labels(pkg, s);
 
@@ -917,8 +974,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         ports,
         stop_signal: s.stop_signal.as_ref().map(|s| s.to_string()),
         labels,
-        created,
-        created_epoch,
+        epoch,
         ca_certs,
         tzdata,
         zones,
@@ -933,7 +989,6 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         compression_level,
         git_sha: None,
         repository: s.repository.clone(),
-        source_date_epoch,
         tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
     };
     spec.apply_git(git, s);

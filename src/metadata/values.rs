@@ -123,6 +123,43 @@ impl ConfigString {
     }
 }
 
+/// A cargo profile name (`--profile`), checked as cargo checks it: letters, digits, `-` and
+/// `_`, not empty. It is written into cargo's command line, the generated Dockerfile's `RUN`
+/// lines and the workflow, so nothing else (quotes, `$(…)`, spaces) may get in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProfileName(String);
+text_value!(ProfileName);
+
+impl ProfileName {
+    fn parse(s: &str) -> Result<String, String> {
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "`{}` is not a cargo profile name; a profile name has only letters, digits, `-` and `_`, e.g. release",
+                s.escape_default()
+            ));
+        }
+        Ok(s.to_string())
+    }
+}
+
+impl Default for ProfileName {
+    fn default() -> ProfileName {
+        ProfileName("release".into())
+    }
+}
+
+impl std::ops::Deref for ProfileName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An environment variable's name: not empty, no `=`, no NUL (the runtime splits NAME=value at
 /// the first `=`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
@@ -692,5 +729,18 @@ mod tests {
         // Round-trips through the settings cache.
         let back = serde_json::to_value(SbomFormats::parse_arg("spdx").unwrap()).unwrap();
         assert_eq!(from(back).unwrap().formats(), [SbomFormat::Spdx]);
+    }
+
+    #[test]
+    fn profile_names_are_checked_as_cargo_checks_them() {
+        for ok in ["release", "dev", "release-lto", "my_profile2"] {
+            assert_eq!(ok.parse::<ProfileName>().unwrap().as_str(), ok);
+        }
+        for bad in ["", "x'$(id)'", "a b", "rel;ease", "a/b", "x\ny", "é"] {
+            let e = bad.parse::<ProfileName>().unwrap_err().to_string();
+            assert!(e.contains("letters, digits"), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert_eq!(ProfileName::default().as_str(), "release");
     }
 }

@@ -23,7 +23,8 @@ pub struct DockerArchive {
     pub platform: Option<Platform>,
 }
 
-/// `docker-archive:FILE[:REF]`: what `docker load` reads; REF defaults to `<bin>:<version>`.
+/// `docker-archive:FILE[:REF]`: what `docker load` reads; REF defaults to `<bin>:<version>`
+/// made valid ([`super::Defaults::docker_reference`]).
 pub const KIND: super::Kind = super::Kind {
     transport: "docker-archive",
     syntax: "docker-archive:FILE[:REF]",
@@ -31,7 +32,7 @@ pub const KIND: super::Kind = super::Kind {
         let reference = normalize_ref(
             reference
                 .map(String::from)
-                .unwrap_or_else(|| format!("{}:{}", defaults.name, defaults.tag)),
+                .unwrap_or_else(|| defaults.docker_reference()),
         )?;
         Ok(Box::new(DockerArchive {
             path,

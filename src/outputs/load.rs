@@ -100,10 +100,11 @@ fn docker_containerd_store(path: &Path) -> bool {
 
 impl Load {
     /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
-    /// gives `<bin>:<version>`), each checked and given `:latest` if it has no tag.
+    /// gives `<bin>:<version>` made valid, [`super::Defaults::docker_reference`]), each checked
+    /// and given `:latest` if it has no tag.
     pub fn new(engine: LoadEngine, tags: &[String], defaults: &super::Defaults) -> Result<Load> {
         let references = if tags.is_empty() {
-            vec![format!("{}:{}", defaults.name, defaults.tag)]
+            vec![defaults.docker_reference()]
         } else {
             tags.to_vec()
         };

@@ -163,6 +163,30 @@ pub struct Defaults {
     pub layout_referrers: bool,
 }
 
+impl Defaults {
+    /// The reference a docker archive and `--load` get when the user names none:
+    /// `<name>:<tag>` made valid, since the user wrote nothing to correct. The name is
+    /// lower-cased (a docker name has no capitals: a package `MyApp` gives `myapp`), keeps
+    /// only letters, digits, `.`, `_` and `-`, with no run of more than two `_` and no
+    /// separator at either end; the tag's `+` (semver build metadata, `1.0.0+abc`) becomes
+    /// `_`. A reference the user wrote is checked as written, never changed.
+    pub fn docker_reference(&self) -> String {
+        let mut name = String::new();
+        for c in self.name.chars().flat_map(char::to_lowercase) {
+            if !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+                continue;
+            }
+            if c == '_' && name.ends_with("__") {
+                continue;
+            }
+            name.push(c);
+        }
+        let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+        let name = if name.is_empty() { "image" } else { name };
+        format!("{name}:{}", self.tag.replace('+', "_"))
+    }
+}
+
 /// An `--output` transport and how its values become an [`Output`]. A new kind of output is
 /// one file (its `Output` impl and its `Kind`) and one line in [`KINDS`].
 pub struct Kind {
@@ -302,6 +326,50 @@ mod tests {
             platform: None,
             layout_referrers: false,
         }
+    }
+
+    #[test]
+    fn the_default_docker_reference_is_valid_whatever_the_package_is_named() {
+        let named = |name: &str, tag: &str| {
+            Defaults {
+                name: name.into(),
+                tag: tag.into(),
+                ..d()
+            }
+            .docker_reference()
+        };
+        assert_eq!(named("hello", "1.0.0"), "hello:1.0.0");
+        assert_eq!(named("MyApp", "0.1.0"), "myapp:0.1.0");
+        assert_eq!(named("My_App-2", "1.0.0+build.5"), "my_app-2:1.0.0_build.5");
+        assert_eq!(named("_x___y-", "1.0.0"), "x__y:1.0.0");
+        for (n, t) in [("MyApp", "0.1.0"), ("a___b", "1.0.0+x"), ("__", "1.0.0")] {
+            let r = named(n, t);
+            crate::util::reference::Reference::parse(&r).unwrap_or_else(|e| panic!("{r}: {e}"));
+        }
+        // A reference the user wrote is checked as written.
+        let mine = parse("docker-archive:a.tar:MyApp:1", &d()).map(|o| o.describe());
+        assert!(mine.is_err(), "{mine:?}");
+        assert_eq!(
+            parse(
+                "docker-archive:a.tar",
+                &Defaults {
+                    name: "MyApp".into(),
+                    ..d()
+                }
+            )
+            .unwrap()
+            .describe(),
+            "docker-archive:a.tar:myapp:1.0.0"
+        );
+        let load = load::Load::new(
+            load::LoadEngine::Docker,
+            &[],
+            &Defaults {
+                name: "MyApp".into(),
+                ..d()
+            },
+        );
+        assert!(load.is_ok(), "--load: {:?}", load.err());
     }
 
     #[test]

@@ -353,7 +353,7 @@ fn cargo_flags(spec: &ImageSpec, cargo: &CargoArgs) -> Vec<String> {
     let mut cargo_flags: Vec<String> = vec![
         "--locked".into(),
         "--profile".into(),
-        cargo.profile.clone(),
+        cargo.profile.to_string(),
         "-p".into(),
         spec.package.clone(),
         "--bin".into(),
@@ -466,7 +466,7 @@ impl TemplateContext {
             features,
             all_features: cargo.all_features,
             no_default_features: cargo.no_default_features,
-            profile: cargo.profile.clone(),
+            profile: cargo.profile.to_string(),
             profile_dir: profile_dir(&cargo.profile),
             cargo_flags,
             strip: spec.strip,

@@ -319,8 +319,8 @@ fn regenerate_command(
     if let Some(b) = &cargo.bin {
         words.extend(["--bin".into(), b.clone()]);
     }
-    if cargo.profile != "release" {
-        words.extend(["--profile".into(), cargo.profile.clone()]);
+    if cargo.profile.as_str() != "release" {
+        words.extend(["--profile".into(), cargo.profile.to_string()]);
     }
     let features = cargo.feature_flags();
     words.extend(features);

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod lease;
 pub mod owned;
 pub mod process;
+pub mod public_url;
 pub mod reference;
 pub mod shell;
 

@@ -105,7 +105,10 @@ pub fn status_line(verb: &str, message: &str) -> String {
     format!("{} {message}", paint(GREEN, &format!("{verb:>12}")))
 }
 
+/// Every line the tool writes on stderr: URLs in it lose their credentials
+/// ([`super::public_url::scrub_text`]), whoever composed the message.
 fn print(line: &str) {
+    let line = super::public_url::scrub_text(line);
     let _guard = LOCK.lock();
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
@@ -127,7 +130,8 @@ pub fn notice(verb: &str, message: impl AsRef<str>) {
 /// bars), unless quiet.
 pub fn status_to(verb: &str, message: &str, sink: impl FnOnce(String)) {
     if !is_quiet() {
-        sink(status_line(verb, message));
+        let line = status_line(verb, message);
+        sink(super::public_url::scrub_text(&line).into_owned());
     }
 }
 
@@ -157,10 +161,14 @@ pub fn error(message: impl AsRef<str>) {
     print(&format!("{}: {}", paint(RED, "error"), message.as_ref()));
 }
 
-/// Another program's own output (cargo's errors), as it wrote it, at every verbosity.
+/// Another program's own output (cargo's), as it wrote it but for the credentials in its URLs
+/// ([`super::public_url::scrub_text`]; cargo prints a git dependency's URL as written), at
+/// every verbosity. Give it whole lines: a URL cut in two is not recognised.
 pub fn passthrough(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let text = super::public_url::scrub_text(&text);
     let _guard = LOCK.lock();
-    let _ = std::io::stderr().lock().write_all(bytes);
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// With `CARGO_CONTAINERIZE_TIMINGS` set: `Timing STAGE at N ms` since the first call.

@@ -27,6 +27,7 @@ mod metadata;
 mod multiplatform;
 mod outputs;
 mod podman_build;
+mod public_urls;
 mod real_crates;
 mod referrers;
 mod registry;

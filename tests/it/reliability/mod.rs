@@ -11,3 +11,4 @@ mod input;
 mod layout;
 mod network;
 mod ownership;
+mod published;

@@ -182,6 +182,11 @@ impl Registry {
         self.auth.as_ref()
     }
 
+    /// The registry's storage: every blob and manifest pushed to it, as files.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The registry's own log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
