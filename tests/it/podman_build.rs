@@ -152,7 +152,19 @@ fn lent_dirs() -> Vec<(PathBuf, String)> {
     let home = std::env::home_dir().expect("home");
     let rustup =
         std::env::var_os("RUSTUP_HOME").map_or_else(|| home.join(".rustup"), PathBuf::from);
-    let cargo = std::env::var_os("CARGO_HOME").map_or_else(|| home.join(".cargo"), PathBuf::from);
+    // rustup's proxies (cargo, rustc -> rustup): the directory of the `cargo` on PATH. That is
+    // CARGO_HOME/bin on a default install, but CI points CARGO_HOME at an empty cache and
+    // keeps the proxies on PATH.
+    let proxies = std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .find(|dir| dir.join("cargo").is_file() && dir.join("rustup").is_file())
+        })
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_HOME")
+                .map_or_else(|| home.join(".cargo"), PathBuf::from)
+                .join("bin")
+        });
     let mut dirs: Vec<(PathBuf, String)> = [
         "usr/bin",
         "usr/sbin",
@@ -173,7 +185,7 @@ fn lent_dirs() -> Vec<(PathBuf, String)> {
         }
     }
     dirs.push((rustup, "/usr/local/rustup".into()));
-    dirs.push((cargo.join("bin"), "/usr/local/cargo/bin".into()));
+    dirs.push((proxies, "/usr/local/cargo/bin".into()));
     dirs.retain(|(host, _)| host.exists());
     dirs
 }
