@@ -445,6 +445,24 @@ pub(crate) fn comparable_config(config: &Value) -> Value {
     })
 }
 
+/// The image a Dockerfile built is the one `build` made: the same config (but for what a
+/// builder may set differently, see [`comparable_config`]), amd64, and the same files.
+/// Returns the binary's path (the entrypoint).
+pub(crate) fn assert_same_amd64_image(built: &Saved, reference: &Saved) -> String {
+    assert_eq!(
+        comparable_config(&built.config),
+        comparable_config(&reference.config),
+        "image configs differ"
+    );
+    assert_eq!(built.config["architecture"], "amd64");
+    let binary = reference.config["config"]["Entrypoint"][0]
+        .as_str()
+        .expect("entrypoint")
+        .to_string();
+    assert_same_files(built, reference, &binary);
+    binary
+}
+
 /// Same paths, kinds, modes and owners, and the same bytes everywhere but the binary, which
 /// callers compare themselves (the podman builds here embed the dependency list with
 /// cargo-auditable, `build` with its own object; `docker_build` compares the bytes).
@@ -488,17 +506,7 @@ fn the_dockerfile_builds_the_image_build_makes_and_it_runs() {
     let built = save(s, &image);
     let reference = reference_image(s);
 
-    assert_eq!(
-        comparable_config(&built.config),
-        comparable_config(&reference.config),
-        "image configs differ"
-    );
-    assert_eq!(built.config["architecture"], "amd64");
-    let binary = reference.config["config"]["Entrypoint"][0]
-        .as_str()
-        .expect("entrypoint")
-        .to_string();
-    assert_same_files(&built, &reference, &binary);
+    let binary = assert_same_amd64_image(&built, &reference);
     // cargo-auditable in the builder embeds the dependency list `build` links in.
     let list = |saved: &Saved| {
         auditable_info::audit_info_from_slice(
