@@ -111,6 +111,24 @@ mod at {
         Ok(fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
     }
 
+    /// The open directory holding `name` (reached from `base` through `parts`, never a link)
+    /// and what `name` is there; None when the directory or the entry does not exist.
+    pub fn entry(
+        base: &Path,
+        parts: &[&OsStr],
+        name: &OsStr,
+    ) -> io::Result<Option<(OwnedFd, FileStat)>> {
+        let dir = match open_dir(base, parts) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            other => other?,
+        };
+        match stat(&dir, name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+            Ok(st) => Ok(Some((dir, st))),
+        }
+    }
+
     pub fn is(st: &FileStat, kind: SFlag) -> bool {
         SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind
     }
@@ -144,13 +162,8 @@ pub fn remove_file(base: &Path, path: &Path, name: Name) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::stat::SFlag;
-        let dir = match at::open_dir(root, dirs) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            other => other?,
-        };
-        let st = match at::stat(&dir, file) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            other => other?,
+        let Some((dir, st)) = at::entry(root, dirs, file)? else {
+            return Ok(false);
         };
         if !(at::is(&st, SFlag::S_IFREG) || at::is(&st, SFlag::S_IFLNK)) {
             return Ok(false);
@@ -186,13 +199,8 @@ pub fn remove_tree(base: &Path, path: &Path, name: Name) -> io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::stat::SFlag;
-        let dir = match at::open_dir(root, dirs) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            other => other?,
-        };
-        let st = match at::stat(&dir, last) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            other => other?,
+        let Some((dir, st)) = at::entry(root, dirs, last)? else {
+            return Ok(false);
         };
         if !at::is(&st, SFlag::S_IFDIR) {
             return remove_file(base, path, name);
