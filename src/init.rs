@@ -51,6 +51,7 @@ fn toml_str(s: &str) -> String {
 }
 
 /// The commented body of the section: every key, with this crate's default where it has one.
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn commented_defaults(spec: &ImageSpec) -> String {
     use crate::metadata::spec::{CaSource, Compression, TzData};
     let default_path = format!("/usr/local/bin/{}", spec.bin);

@@ -203,6 +203,7 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
 /// it are asked for) its sha256 and where it was built.
 type BuiltLayers = Vec<(Platform, (Layer, String, Option<BinaryFact>))>;
 
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn run(req: &BuildRequest) -> Result<Report> {
     shell::start_timings();
     // 1. metadata

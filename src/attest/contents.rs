@@ -267,6 +267,7 @@ fn file_item(e: &Entry, origin: String) -> Result<Option<Item>> {
 
 /// What the image holds besides the binary, from the resolved settings (the same functions
 /// that write its layers) and, for the time zone database, the layer's diff_id.
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn image_contents(
     spec: &ImageSpec,
     package_root: &Path,

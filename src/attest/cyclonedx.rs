@@ -151,6 +151,7 @@ fn licenses(l: License) -> (Vec<LicenseChoice>, Option<Property>) {
 }
 
 /// The CycloneDX 1.6 JSON document for `input`, pretty-printed with a final newline.
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
     let mut components = Vec::new();
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

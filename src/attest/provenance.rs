@@ -160,6 +160,7 @@ fn sha256(digest: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("sha256".to_string(), hex.to_string())])
 }
 
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Result<Statement> {
     let spec = facts.spec;
     let binary = facts.binary(platform.platform);

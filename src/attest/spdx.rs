@@ -154,6 +154,7 @@ fn join(parts: impl IntoIterator<Item = Option<String>>) -> Option<String> {
 }
 
 /// The SPDX 2.3 JSON document for `input`, pretty-printed with a final newline.
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
     let mut packages = Vec::new();
     let mut relationships = BTreeSet::new();

@@ -276,6 +276,7 @@ fn host_triple() -> String {
 }
 
 /// The graph of `root`'s binary for `platform`. None when `metadata` has no resolve.
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Option<DepGraph> {
     let resolve = metadata.resolve.as_ref()?;
     let nodes: HashMap<&PackageId, &cargo_metadata::Node> =

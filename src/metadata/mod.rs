@@ -298,6 +298,7 @@ pub fn load_fresh(args: &CargoArgs, resolve: bool) -> Result<Project> {
     Ok(project)
 }
 
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
     let mut package = select_package(metadata, args.package.as_deref())?.clone();
     public_links(&mut package);
@@ -441,6 +442,7 @@ pub fn is_native(package: &Package) -> bool {
 /// the root's dependencies are walked the way cargo builds them for each musl target (normal
 /// dependencies whose conditions hold for it link into the binary; build-dependencies and
 /// everything below them run on the build machine; dev-dependencies are not built).
+#[allow(clippy::too_many_lines, reason = "older than the lint")]
 fn walk_graph(
     metadata: &Metadata,
     root: &cargo_metadata::PackageId,

@@ -160,6 +160,7 @@ impl Output for RegistryOutput {
         Ok(())
     }
 
+    #[allow(clippy::too_many_lines, reason = "older than the lint")]
     fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
         let http = Client::http(&self.options)?;
         let progress = progress::Progress::new();
