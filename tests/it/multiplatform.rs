@@ -248,6 +248,7 @@ fn cdep_command(project: &Project, target_dir: &Path, layout: &Layout, path: &Os
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn two_platform_build_writes_an_index_whose_manifests_configs_say_amd64_and_arm64() {
     let built = hello_multi();
     let (_, index) = index_of(&built.layout);
@@ -291,6 +292,7 @@ fn two_platform_build_writes_an_index_whose_manifests_configs_say_amd64_and_arm6
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn json_report_gives_the_index_digest_and_each_platforms_manifest() {
     let built = hello_multi();
     let json = built.run.json();
@@ -343,6 +345,7 @@ fn json_report_gives_the_index_digest_and_each_platforms_manifest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn platform_independent_layers_are_shared_and_only_the_binary_layer_differs() {
     let built = hello_multi();
     let (_, index) = index_of(&built.layout);
@@ -370,6 +373,7 @@ fn platform_independent_layers_are_shared_and_only_the_binary_layer_differs() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn skopeo_copy_override_arch_arm64_picks_the_arm64_manifest() {
     let built = hello_multi();
     let json = built.run.json();
@@ -384,6 +388,7 @@ fn skopeo_copy_override_arch_arm64_picks_the_arm64_manifest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo, umoci, runc"]
 fn amd64_image_copied_out_of_the_index_runs_under_runc() {
     let built = hello_multi();
     let json = built.run.json();
@@ -405,6 +410,7 @@ fn amd64_image_copied_out_of_the_index_runs_under_runc() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn arm64_binary_taken_out_of_the_image_is_static_aarch64_and_runs_under_qemu() {
     let built = hello_multi();
     let json = built.run.json();
@@ -423,6 +429,7 @@ fn arm64_binary_taken_out_of_the_image_is_static_aarch64_and_runs_under_qemu() {
 }
 
 #[test]
+#[ignore = "heavy: needs skopeo"]
 fn cdep_builds_for_arm64_with_cargo_zigbuild_and_both_binaries_print_c_says_5() {
     let tools = cross_tools_bin();
     let has = |name: &str| tools.join(name).is_file();
@@ -483,6 +490,7 @@ fn cdep_for_arm64_without_a_c_cross_compiler_or_zig_fails_before_building_naming
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo, podman"]
 fn pushed_index_is_in_the_registry_and_podman_pull_arch_arm64_gets_the_arm64_manifest() {
     let registry = Registry::plain();
     let reference = registry.reference("hello:multi");
@@ -557,6 +565,7 @@ fn pushed_index_is_in_the_registry_and_podman_pull_arch_arm64_gets_the_arm64_man
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn building_both_platforms_from_two_directories_gives_the_same_index_digest() {
     let first = hello_multi();
     let target = fresh_target_dir();
@@ -585,6 +594,7 @@ fn building_both_platforms_from_two_directories_gives_the_same_index_digest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn metadata_platforms_build_the_same_index_as_the_platform_flag() {
     let project = Project::copy("hello");
     project.append_manifest(
@@ -641,6 +651,7 @@ fn docker_archive_of_two_platforms_without_load_platform_fails_before_building()
 }
 
 #[test]
+#[ignore = "heavy: needs podman"]
 fn load_of_two_platforms_without_load_platform_fails_before_building() {
     let project = Project::copy("hello");
     let target = fresh_target_dir();
@@ -676,6 +687,7 @@ fn load_platform_that_is_not_built_is_refused_naming_both() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn docker_archive_with_load_platform_arm64_holds_the_arm64_image() {
     let reference = hello_multi();
     let project = Project::copy("hello");
@@ -745,16 +757,19 @@ fn assert_refused_naming_both_architectures(built: &str, asked: &str) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn aarch64_binary_is_refused_for_linux_amd64_naming_both_architectures() {
     assert_refused_naming_both_architectures("linux/arm64", "linux/amd64");
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn x86_64_binary_is_refused_for_linux_arm64_naming_both_architectures() {
     assert_refused_naming_both_architectures("linux/amd64", "linux/arm64");
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn prebuilt_aarch64_binary_for_linux_arm64_makes_the_same_manifest_as_the_built_one() {
     let arm = hello_binary("linux/arm64");
     let (run, layout, _out) = package_binary(&arm, "linux/arm64");

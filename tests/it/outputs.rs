@@ -100,6 +100,7 @@ fn layer_index_of(path: &str) -> usize {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn every_transport_holds_the_same_config_and_layer_count() {
     let [oci, oci_archive, docker_archive] = outputs().all_refs();
     let manifests: Vec<Value> = [&oci, &oci_archive, &docker_archive]
@@ -130,6 +131,7 @@ fn every_transport_holds_the_same_config_and_layer_count() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn printed_digest_is_the_sha256_of_the_stored_manifest() {
     let printed = outputs().built.run.digest();
     let oci = skopeo_manifest_bytes(&layout().reference());
@@ -155,6 +157,7 @@ fn printed_digest_is_the_sha256_of_the_stored_manifest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn stdout_ends_with_the_digest_and_logs_go_to_stderr() {
     let run = &outputs().built.run;
     let lines: Vec<&str> = run
@@ -171,6 +174,7 @@ fn stdout_ends_with_the_digest_and_logs_go_to_stderr() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn manifest_and_config_use_oci_media_types() {
     let manifest = layout().manifest();
     assert_eq!(manifest["schemaVersion"], 2);
@@ -191,6 +195,7 @@ fn manifest_and_config_use_oci_media_types() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn blobs_match_their_digests_and_diff_ids_hash_the_uncompressed_layers() {
     let manifest = layout().manifest();
     let config = layout().config();
@@ -220,6 +225,7 @@ fn blobs_match_their_digests_and_diff_ids_hash_the_uncompressed_layers() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn labels_come_from_cargo_toml_in_every_transport() {
     let package = outputs().built.project.package_metadata();
     let expected = [
@@ -242,6 +248,7 @@ fn labels_come_from_cargo_toml_in_every_transport() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn layers_are_base_then_certs_then_tzdata_then_the_binary_last() {
     let layers = layer_paths();
     let base = layer_index_of("etc/passwd");
@@ -264,6 +271,7 @@ fn layers_are_base_then_certs_then_tzdata_then_the_binary_last() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn layer_tarballs_have_numeric_owners_fixed_mtimes_and_parents_first() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -319,6 +327,7 @@ fn layer_tarballs_have_numeric_owners_fixed_mtimes_and_parents_first() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs podman"]
 fn docker_archive_loads_into_podman_and_runs_as_nonroot() {
     let podman = Podman::new();
     let loaded = podman.load(&outputs().docker_archive);
@@ -339,6 +348,7 @@ fn docker_archive_loads_into_podman_and_runs_as_nonroot() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs podman"]
 fn oci_archive_loads_into_podman_and_runs() {
     let podman = Podman::new();
     // `podman load -i` takes only an archive whose index.json lists one manifest: the
@@ -355,6 +365,7 @@ fn oci_archive_loads_into_podman_and_runs() {
 }
 
 #[test]
+#[ignore = "heavy: needs skopeo, umoci, runc"]
 fn default_output_is_an_oci_layout_under_target_dir_tagged_with_the_version() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -377,6 +388,7 @@ fn default_output_is_an_oci_layout_under_target_dir_tagged_with_the_version() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn json_message_format_prints_one_object_describing_the_image() {
     let project = Project::copy("hello");
     let out = tempdir();
@@ -457,6 +469,7 @@ fn quiet_mode_prints_only_the_digest_and_no_logs() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn successful_build_leaves_only_its_outputs_beside_them() {
     let outputs = outputs();
     let archives = outputs.oci_archive.parent().expect("archive dir");
@@ -472,6 +485,7 @@ fn successful_build_leaves_only_its_outputs_beside_them() {
 }
 
 #[test]
+#[ignore = "heavy: needs skopeo"]
 fn rebuilding_into_the_same_layout_keeps_one_manifest_per_tag() {
     let project = Project::copy("hello");
     let out = tempdir();

@@ -500,6 +500,7 @@ pub(crate) fn assert_same_files(built: &Saved, reference: &Saved, binary: &str) 
 }
 
 #[test]
+#[ignore = "heavy: needs umoci, runc, podman"]
 fn the_dockerfile_builds_the_image_build_makes_and_it_runs() {
     let s = setup();
     let image = podman_build(s, "linux/amd64");
@@ -559,6 +560,7 @@ fn the_dockerfile_builds_the_image_build_makes_and_it_runs() {
 }
 
 #[test]
+#[ignore = "heavy: needs podman"]
 fn the_arm64_image_holds_a_static_arm64_binary() {
     let s = setup();
     let image = podman_build(s, "linux/arm64");
@@ -602,6 +604,7 @@ fn the_arm64_image_holds_a_static_arm64_binary() {
 /// through the Dockerfile's SOURCE_DATE_EPOCH argument, given as its header says, and so
 /// embeds what the image `cargo containerize build` makes of the same commit embeds.
 #[test]
+#[ignore = "heavy: needs umoci, runc, podman"]
 fn the_dockerfile_hands_the_commit_time_to_build_scripts() {
     let s = setup();
     let project = Project::copy("stamp");

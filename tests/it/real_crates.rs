@@ -152,6 +152,7 @@ fn app_with_vendored_leaf(versions: &[(&str, &str)], locked: &str) -> Project {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn an_optional_sys_crate_behind_the_packages_own_bundled_feature_is_fixed_with_that_feature() {
     // diesel_cli's shape: libsqlite3-sys is optional, turned on by the package's `sqlite`
     // feature; its own `sqlite-bundled` feature turns on libsqlite3-sys/bundled. `cargo add`
@@ -181,6 +182,7 @@ fn an_optional_sys_crate_behind_the_packages_own_bundled_feature_is_fixed_with_t
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn an_indirect_sys_crate_no_feature_above_turns_on_gets_cargo_add_and_it_works() {
     // libsqlite3-sys reached through a crate of the user's with no feature for it: only an
     // edit of Cargo.toml can turn `bundled` on.
@@ -228,6 +230,7 @@ fn an_indirect_sys_crate_no_feature_above_turns_on_gets_cargo_add_and_it_works()
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_locked_time_that_no_longer_compiles_is_refused_before_compiling_and_cargo_update_fixes_it() {
     // rathole 0.5.0's shape: Cargo.lock locks time 0.3.29 (E0282 on Rust 1.80 and later).
     let project = Project::copy("oldtime");
@@ -258,6 +261,7 @@ fn a_locked_time_that_no_longer_compiles_is_refused_before_compiling_and_cargo_u
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_lock_naming_a_version_the_registry_lacks_keeps_cargos_words_and_names_cargo_update() {
     // tealdeer 1.9.1's shape: Cargo.lock locks leaf 1.0.11, which the registry does not have.
     let project = app_with_vendored_leaf(&[("1.0.10", ""), ("1.0.12", "")], "1.0.11");
@@ -282,6 +286,7 @@ fn a_lock_naming_a_version_the_registry_lacks_keeps_cargos_words_and_names_cargo
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_dependency_needing_a_newer_rustc_is_refused_before_compiling_with_both_ways_out() {
     // cargo-generate 0.26.0's shape: the lock picks a version whose rust-version is newer
     // than the toolchain; an older version supports it.
@@ -318,6 +323,7 @@ fn a_dependency_needing_a_newer_rustc_is_refused_before_compiling_with_both_ways
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_build_script_that_only_asks_pkg_config_is_refused_and_a_library_built_for_musl_works() {
     // hurl's libxml shape: fakexml's build script asks pkg-config for libfakexml and has no
     // source build; the build machine's libraries are glibc's.
@@ -395,6 +401,7 @@ fn build_in_env(
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn the_only_binary_the_features_build_is_picked_and_the_other_named_with_its_feature() {
     // sccache's shape: bin `twobins-dist` needs the non-default feature `dist`.
     let project = Project::copy("twobins");

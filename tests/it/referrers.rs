@@ -140,6 +140,7 @@ fn assert_provenance_of(r: &Value, subject: &str, platform: &str) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn layout_and_archive_hold_a_valid_provenance_referrer_of_the_manifest() {
     let built = hello();
     let report = built.run.json();
@@ -194,6 +195,7 @@ fn layout_and_archive_hold_a_valid_provenance_referrer_of_the_manifest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn without_provenance_there_are_no_referrers_and_the_same_image() {
     let digest = hello().run.json()["digest"].clone();
     let off = |extra: &[&str], toml: Option<&str>| {
@@ -239,6 +241,7 @@ fn without_provenance_there_are_no_referrers_and_the_same_image() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn two_checkouts_attach_byte_identical_provenance() {
     let first = hello().run.json();
     // Another copy, another target directory (every local path differs), and cargo's
@@ -272,6 +275,7 @@ fn manifest_puts(registry: &Registry) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn push_lists_provenance_under_the_tag_schema_after_the_image_and_keeps_foreign_referrers() {
     let registry = Registry::plain();
     let host = registry.host();
@@ -384,6 +388,7 @@ fn push_lists_provenance_under_the_tag_schema_after_the_image_and_keeps_foreign_
 /// referrer, and indexes it itself: then no tag schema. (The loopback registry has no such
 /// API: the proxy answers the referrer's PUT as one that has it would.)
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_registry_that_indexes_referrers_gets_no_tag_schema() {
     let registry = Registry::plain();
     let report = hello().run.json();
@@ -425,6 +430,7 @@ fn a_registry_that_indexes_referrers_gets_no_tag_schema() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_prebuilt_binary_gets_provenance_naming_it_and_no_cargo_command() {
     let binary = shared_target_dir("hello").join("x86_64-unknown-linux-musl/release/hello");
     hello(); // built it
@@ -500,6 +506,7 @@ fn finish(child: std::process::Child, what: &str) -> Value {
 /// index for a second (a slow registry), so the two read-modify-write cycles overlap every
 /// time; each round is a fresh repository.
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn concurrent_pushes_of_one_image_keep_every_referrer() {
     let registry = Registry::plain();
     hello(); // built once, so both pushes find the binary built
@@ -541,6 +548,7 @@ fn concurrent_pushes_of_one_image_keep_every_referrer() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
     let registry = Registry::plain();
     let proxy = Proxy::start(
@@ -599,6 +607,7 @@ fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str])
 /// With `--message-format json`, a push whose referrers fail still prints the report: the
 /// image's digest, the reference it is pushed under, and the referrer error; the run fails.
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_failed_referrer_push_still_reports_the_pushed_image_in_json() {
     let registry = Registry::plain();
     let (run, reference) = push_through(
@@ -632,6 +641,7 @@ fn a_failed_referrer_push_still_reports_the_pushed_image_in_json() {
 /// A 403 on the `sha256-…` tag, after the same credentials pushed the image: the message
 /// names that tag and the likely rule (immutable tags), not "the credentials may not push".
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_forbidden_referrers_tag_is_named_in_the_error() {
     let registry = Registry::plain();
     let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
@@ -650,6 +660,7 @@ fn a_forbidden_referrers_tag_is_named_in_the_error() {
 /// warning), not pushed back. docker-registry refuses to store such an index, so the proxy
 /// serves it for the first read.
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn junk_in_the_referrers_index_is_dropped_with_a_warning() {
     let registry = Registry::plain();
     let junk = serde_json::json!({
@@ -688,6 +699,7 @@ fn junk_in_the_referrers_index_is_dropped_with_a_warning() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn each_platform_manifest_gets_its_own_provenance_in_the_layout_and_the_registry() {
     let registry = Registry::plain();
     let host = registry.host();
@@ -779,6 +791,7 @@ fn locked_registry_crates(lock: &str) -> Vec<(String, String, String)> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn provenance_names_the_git_revision_and_every_locked_crate() {
     let project = Project::copy("cdep");
     let sha = commit_all(&project.root);

@@ -195,6 +195,7 @@ fn copy_back(registry: &Registry, name: &str) -> Layout {
 // Plain HTTP
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo, podman"]
 fn push_over_plain_http_to_loopback_is_readable_by_skopeo_and_runs_in_podman() {
     let registry = Registry::plain();
     let refs = [
@@ -265,6 +266,7 @@ fn push_over_plain_http_to_loopback_is_readable_by_skopeo_and_runs_in_podman() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry"]
 fn quiet_push_prints_nothing_on_stderr_and_the_ref_on_stdout() {
     let registry = Registry::plain();
     let reference = registry.reference("quiet/hello:1");
@@ -283,6 +285,7 @@ fn quiet_push_prints_nothing_on_stderr_and_the_ref_on_stdout() {
 // Upload accounting
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn repush_uploads_nothing_and_a_code_change_uploads_only_the_binary_layer_and_config() {
     let registry = Registry::plain();
     let project = Project::copy("hello");
@@ -403,6 +406,7 @@ fn repush_uploads_nothing_and_a_code_change_uploads_only_the_binary_layer_and_co
 // Faults
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn push_survives_dropped_uploads_408_500_and_429_with_retry_after() {
     let registry = Registry::plain();
     let proxy = Proxy::start(
@@ -478,6 +482,7 @@ fn push_survives_dropped_uploads_408_500_and_429_with_retry_after() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn push_gives_up_after_the_retries_with_a_one_line_error() {
     let registry = Registry::plain();
     let mut rule = Rule::new("PUT", "/manifests/");
@@ -520,6 +525,7 @@ fn big_binary() -> &'static Path {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn push_killed_mid_upload_never_leaves_a_tag_with_missing_blobs() {
     let registry = Registry::plain();
     // Holds any request body past 1 MiB: only the big binary layer gets there.
@@ -598,6 +604,7 @@ fn push_killed_mid_upload_never_leaves_a_tag_with_missing_blobs() {
 // Cross-repository mounts
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn one_push_to_two_repositories_sends_each_blob_once() {
     let registry = Registry::plain();
     let refs = [
@@ -653,6 +660,7 @@ fn one_push_to_two_repositories_sends_each_blob_once() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn a_mount_answered_202_is_followed_by_a_normal_upload() {
     let registry = Registry::plain();
     // The first cross-repository mount reaches the registry as a plain upload start: it
@@ -697,6 +705,7 @@ fn a_mount_answered_202_is_followed_by_a_normal_upload() {
 // Tags from the metadata
 
 #[test]
+#[ignore = "heavy: needs docker-registry"]
 fn metadata_repository_and_tags_push_every_tag_to_one_digest() {
     let registry = Registry::plain();
     let project = Project::copy("hello");
@@ -762,6 +771,7 @@ fn assert_pushed_securely(registry: &Registry, run: &Run, name: &str) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn tls_push_with_docker_config_auth_and_registry_ca() {
     let registry = secure_registry();
     let config = docker_config(&auths(
@@ -778,6 +788,7 @@ fn tls_push_with_docker_config_auth_and_registry_ca() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn tls_push_with_username_and_password_stdin() {
     let registry = secure_registry();
     let reference = registry.reference("hello:stdin");
@@ -798,6 +809,7 @@ fn tls_push_with_username_and_password_stdin() {
 /// `-v` shows the cargo command line the build runs and each registry request (method and
 /// URL), and still no credential.
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn verbose_push_shows_the_cargo_command_and_registry_requests_but_no_credential() {
     let registry = secure_registry();
     let reference = registry.reference("hello:verbose");
@@ -833,6 +845,7 @@ fn verbose_push_shows_the_cargo_command_and_registry_requests_but_no_credential(
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo, podman"]
 fn tls_push_with_podman_registry_auth_file() {
     let registry = secure_registry();
     let auth_file = tempdir().keep().join("auth.json");
@@ -854,6 +867,7 @@ fn tls_push_with_podman_registry_auth_file() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn tls_push_with_a_docker_credential_helper() {
     let registry = secure_registry();
     let bin = tempdir().keep();
@@ -884,6 +898,7 @@ fn tls_push_with_a_docker_credential_helper() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn tls_wrong_or_missing_credentials_fail_at_once_with_a_login_remedy() {
     let registry = secure_registry();
     let wrong = Credentials::new(USER, "wrong-Pa55w0rd-also-secret");
@@ -927,6 +942,7 @@ fn tls_wrong_or_missing_credentials_fail_at_once_with_a_login_remedy() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs docker-registry, skopeo"]
 fn tls_push_without_registry_ca_fails_fast_with_a_certificate_error() {
     let registry = secure_registry();
     let config = docker_config(&auths(
@@ -954,6 +970,7 @@ fn tls_push_without_registry_ca_fails_fast_with_a_certificate_error() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn insecure_registry_flag_does_not_turn_off_tls_verification() {
     let registry = secure_registry();
     let config = docker_config(&auths(
@@ -988,6 +1005,7 @@ fn is_push_scope(scope: &str, name: &str) -> bool {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn bearer_token_flow_pushes_with_a_pull_push_scope_and_never_prints_the_token() {
     let credentials = Credentials::new(USER, PASSWORD);
     let tokens = TokenServer::start(credentials.clone());
@@ -1023,6 +1041,7 @@ fn bearer_token_flow_pushes_with_a_pull_push_scope_and_never_prints_the_token() 
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn bearer_token_refused_for_a_wrong_password_is_a_login_error() {
     let credentials = Credentials::new(USER, PASSWORD);
     let tokens = TokenServer::start(credentials.clone());
@@ -1072,6 +1091,7 @@ fn path_without_docker() -> String {
 }
 
 #[test]
+#[ignore = "heavy: needs podman"]
 fn load_podman_then_podman_run_prints_the_greeting() {
     let podman = Podman::new();
     let project = Project::copy("hello");
@@ -1092,6 +1112,7 @@ fn load_podman_then_podman_run_prints_the_greeting() {
 }
 
 #[test]
+#[ignore = "heavy: needs podman, docker"]
 fn load_without_an_engine_name_uses_podman_when_docker_is_absent_and_names_it_bin_version() {
     let podman = Podman::new();
     let project = Project::copy("hello");
@@ -1113,6 +1134,7 @@ fn load_without_an_engine_name_uses_podman_when_docker_is_absent_and_names_it_bi
 }
 
 #[test]
+#[ignore = "heavy: needs docker"]
 fn load_docker_without_docker_is_a_clear_error() {
     let project = Project::copy("hello");
     let mut cmd = tool_in(&project, &shared_target_dir("hello"));
@@ -1128,6 +1150,7 @@ fn load_docker_without_docker_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "heavy: needs podman"]
 fn load_into_a_failing_podman_is_a_clear_error() {
     let podman = Podman::new();
     let broken = tempdir().keep().join("storage.conf");
@@ -1147,6 +1170,7 @@ fn load_into_a_failing_podman_is_a_clear_error() {
 }
 
 #[test]
+#[ignore = "heavy: needs docker-registry"]
 fn credentials_never_follow_an_upload_location_to_another_origin() {
     // Proxy A fronts the registry and rewrites the Host of the first upload start, so the
     // registry itself answers with a Location on proxy B: another origin.
@@ -1252,6 +1276,7 @@ fn push_past_another_origin(front: &Proxy, other: &Proxy, tag: &str) -> Run {
 /// with 401 and a token realm of its own: its challenge is not answered (the user's password
 /// would go to that realm), and the error names that origin, not the registry.
 #[test]
+#[ignore = "heavy: needs docker-registry"]
 fn a_401_from_the_upload_host_is_not_answered_and_the_error_names_that_host() {
     let (_registry, front, other) = registry_and_another_origin();
     front.add_rule(Rule::new("POST", "/blobs/uploads/").then(Fault::SetHost(other.host())));
@@ -1268,6 +1293,7 @@ fn a_401_from_the_upload_host_is_not_answered_and_the_error_names_that_host() {
 /// A 307 from the registry to another origin: reqwest follows it without the Authorization
 /// header, and when the other origin asks for credentials, its challenge is not answered.
 #[test]
+#[ignore = "heavy: needs docker-registry"]
 fn a_redirect_to_another_origin_gets_no_credentials_and_its_401_is_not_answered() {
     let (_registry, front, other) = registry_and_another_origin();
     front.add_rule(Rule::new("HEAD", "/blobs/sha256:").then(Fault::Respond {

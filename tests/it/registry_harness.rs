@@ -35,6 +35,7 @@ fn base64_matches_rfc4648_vectors() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn plain_registry_takes_a_skopeo_push_and_logs_requests() {
     let registry = Registry::plain();
     registry.skopeo_push(&image().layout.reference(), "hello:1");
@@ -50,6 +51,7 @@ fn plain_registry_takes_a_skopeo_push_and_logs_requests() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn tls_registry_with_htpasswd_takes_a_skopeo_push_and_refuses_anonymous_reads() {
     let registry = Registry::secure(Credentials::new("cct", "harness-secret"));
     registry.skopeo_push(&image().layout.reference(), "hello:1");
@@ -81,6 +83,7 @@ fn tls_registry_with_htpasswd_takes_a_skopeo_push_and_refuses_anonymous_reads() 
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn proxy_relays_a_skopeo_push_and_injects_its_faults() {
     let registry = Registry::plain();
     // skopeo does not retry a failed request by itself: only faults it survives here are
@@ -140,6 +143,7 @@ fn http_status(host: &str, method: &str, path: &str) -> u16 {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn proxy_drops_an_upload_mid_body() {
     let registry = Registry::plain();
     let proxy = Proxy::start(
@@ -173,6 +177,7 @@ fn proxy_drops_an_upload_mid_body() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn token_server_and_registry_do_the_bearer_flow_with_skopeo() {
     let credentials = Credentials::new("cct", "token-harness-secret");
     let tokens = TokenServer::start(credentials.clone());

@@ -61,6 +61,7 @@ fn hello_twins() -> &'static (Independent, Independent) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn hello_built_in_two_directories_has_the_same_digest() {
     let (a, b) = hello_twins();
     assert_eq!(a.built.run.digest(), b.built.run.digest());
@@ -68,6 +69,7 @@ fn hello_built_in_two_directories_has_the_same_digest() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn hello_oci_archives_built_in_two_directories_are_byte_identical() {
     let (a, b) = hello_twins();
     let (a_bytes, b_bytes) = (
@@ -78,6 +80,7 @@ fn hello_oci_archives_built_in_two_directories_are_byte_identical() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn cdep_built_in_two_directories_has_the_same_digest() {
     let (a, b) = twin_builds("cdep");
     assert_eq!(a.built.run.digest(), b.built.run.digest());
@@ -107,6 +110,7 @@ fn json_layers(fixture: &str) -> (Vec<Value>, Layout) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn base_certs_and_tzdata_layers_are_identical_between_different_programs() {
     let (hello, hello_layout) = json_layers("hello");
     let (tz, _) = json_layers("tz");
@@ -164,6 +168,7 @@ fn committed_hello() -> Project {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn image_outside_git_and_without_source_date_epoch_is_created_at_the_epoch() {
     let (a, _) = hello_twins();
     let created = a.built.layout.config()["created"]
@@ -195,6 +200,7 @@ fn source_date_epoch_sets_the_creation_time() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn git_checkout_sets_the_revision_label_and_the_commit_time_as_creation_time() {
     let project = committed_hello();
     let head = git(&project.root, &["rev-parse", "HEAD"]);
@@ -212,6 +218,7 @@ fn git_checkout_sets_the_revision_label_and_the_commit_time_as_creation_time() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn uncommitted_changes_mark_the_revision_dirty() {
     let project = committed_hello();
     let head = git(&project.root, &["rev-parse", "HEAD"]);
@@ -226,6 +233,7 @@ fn uncommitted_changes_mark_the_revision_dirty() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn clones_of_one_commit_in_two_directories_have_the_same_digest() {
     let original = committed_hello();
     let clone_dir = tempdir();
@@ -295,6 +303,7 @@ impl Stamp {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_build_script_stamping_the_build_time_sees_the_commit_time() {
     let (a, b) = (Stamp::build(true, None), Stamp::build(true, None));
     assert_eq!(a.run.digest(), b.run.digest(), "{}\n{}", a.run, b.run);
@@ -302,6 +311,7 @@ fn a_build_script_stamping_the_build_time_sees_the_commit_time() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn a_build_script_stamping_the_build_time_sees_epoch_0_outside_git() {
     let (a, b) = (Stamp::build(false, None), Stamp::build(false, None));
     assert_eq!(a.run.digest(), b.run.digest(), "{}\n{}", a.run, b.run);
@@ -309,12 +319,14 @@ fn a_build_script_stamping_the_build_time_sees_epoch_0_outside_git() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn the_users_source_date_epoch_reaches_the_build_script() {
     let built = Stamp::build(true, Some(1_700_000_000));
     assert_eq!(built.output(), "built=epoch 1700000000");
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn the_build_log_names_the_binary_packed_and_the_others() {
     let built = Stamp::build(false, None);
     let note = "package `stamp` also has bin `other`; choose another with --bin NAME";

@@ -207,6 +207,7 @@ fn run_against(built: &Built, addr: &str) -> Run {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn openssl_crate_builds_static_with_zero_config_and_talks_tls() {
     let built = tls_image();
     let stderr = &built.run.stderr;
@@ -226,6 +227,7 @@ fn openssl_crate_builds_static_with_zero_config_and_talks_tls() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL"]
 fn openssl_is_built_once_and_two_directories_give_one_digest() {
     let first = tls_image();
     // What a killed OpenSSL build leaves: a temporary directory beside its cache entry, named
@@ -349,6 +351,7 @@ fn refused_then_remedied(fixture: &str, keywords: &[&str], expect: &str) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs umoci, runc"]
 fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
     refused_then_remedied(
         "sqlite",
@@ -363,6 +366,7 @@ fn sqlite_without_bundled_fails_before_compiling_and_the_remedy_works() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn libpq_without_bundled_fails_before_compiling_and_the_remedy_works() {
     refused_then_remedied(
         "libpq",
@@ -385,6 +389,7 @@ fn doctor(project: &Project, extra: &[&str]) -> Run {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL"]
 fn doctor_reports_each_c_dependency_and_fails_on_a_refused_one() {
     let run = doctor(&Project::copy("sqlite"), &[]);
     assert_eq!(run.code(), Some(1), "{run}");
@@ -453,6 +458,7 @@ fn a_c_dependency_of_another_os_is_not_refused() {
 }
 
 #[test]
+#[ignore = "heavy: builds a fixture's C dependency"]
 fn a_failed_build_ends_with_the_cause_and_the_fix() {
     // The user's own C compiler for the target does not exist: cc-rs fails in cdep's build
     // script, and the tool's last line says so in the user's terms.
@@ -500,6 +506,7 @@ fn cross_tools_bin() -> PathBuf {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn openssl_crate_builds_for_arm64_with_zig_and_talks_tls_under_qemu() {
     let tools = cross_tools_bin();
     assert!(
@@ -558,6 +565,7 @@ fn openssl_crate_builds_for_arm64_with_zig_and_talks_tls_under_qemu() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL"]
 fn without_perl_the_openssl_build_is_refused_first_with_the_install_line() {
     // A PATH with cargo, rustup's proxies and musl-gcc, but no perl and no make; and a cache
     // without OpenSSL, so the tool would have to build it.

@@ -163,6 +163,7 @@ fn render(case: &Case, command: &str, out: &str, extra: &[&str]) -> (Run, PathBu
 }
 
 #[test]
+#[ignore = "heavy: needs the setup-template-tools checkers"]
 fn dockerfiles_pass_hadolint_and_match_their_snapshots() {
     for case in dockerfile_cases() {
         let (_, path) = render(&case, "dockerfile", "Dockerfile", &["--dockerignore"]);
@@ -214,6 +215,7 @@ fn dockerignore_keeps_the_root_files_and_drops_target_and_git() {
 }
 
 #[test]
+#[ignore = "heavy: needs the setup-template-tools checkers"]
 fn workflows_pass_actionlint_and_match_their_snapshots() {
     let with_repo = Project::copy("hello");
     with_repo.append_manifest(
@@ -479,6 +481,7 @@ fn install_lines(workflow: &str) -> Vec<&str> {
 /// comment says so. (Before: `cargo install cargo-containerize --locked --version 0.1.0`, which
 /// takes any release semver-compatible with 0.1.0 from whoever owns the name.)
 #[test]
+#[ignore = "heavy: needs the setup-template-tools checkers"]
 fn the_workflow_installs_a_pinned_tool_from_an_explicit_source_and_caches_it() {
     let version = env!("CARGO_PKG_VERSION");
     let package = env!("CARGO_PKG_NAME");
@@ -660,6 +663,7 @@ fn tool_sources_that_are_not_pinned_or_hold_a_credential_are_refused() {
 /// its built-in frontend, which needs no pull) and nothing else; by default it is the first
 /// line. Both pass hadolint, and the regenerate command keeps the choice.
 #[test]
+#[ignore = "heavy: needs the setup-template-tools checkers"]
 fn the_syntax_line_is_first_by_default_and_left_out_on_request() {
     let case = Case::new("hello", Project::copy("hello"), &[]);
     let (_, with) = render(&case, "dockerfile", "Dockerfile", &[]);
@@ -726,6 +730,7 @@ fn step_script(workflow: &str, step: &str) -> String {
 /// pushing to a registry on loopback: the index it reports as `digest` is under every tag,
 /// with both platforms.
 #[test]
+#[ignore = "heavy: needs docker-registry, skopeo"]
 fn the_workflows_build_step_pushes_both_platforms_to_a_loopback_registry() {
     let registry = crate::support::registry::Registry::plain();
     let project = Project::copy("hello");

@@ -60,6 +60,7 @@ fn report_for(run: &Run, file: &Path) -> String {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn static_pie_musl_binary_passes() {
     let elf_bytes = fs::read(static_pie()).expect("binary");
     let elf = goblin::elf::Elf::parse(&elf_bytes).expect("ELF");
@@ -111,6 +112,7 @@ fn dynamic_bin_ls_fails_and_the_report_lists_its_libraries() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn one_dynamic_file_among_static_ones_fails_and_each_file_is_reported() {
     let ls = Path::new("/bin/ls");
     let run = verify(&[static_pie(), ls, static_non_pie()]);
@@ -154,6 +156,7 @@ fn verify_without_files_is_a_usage_error() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn direct_invocation_of_verify_works_like_the_subcommand() {
     let cwd = tempdir();
     let run = capture(
@@ -170,6 +173,7 @@ fn direct_invocation_of_verify_works_like_the_subcommand() {
 /// runs: a replacement allocator's message there does not hide that it uses musl's malloc.
 /// The search reads only `.rodata`, so verifying a large binary also reads only a small part.
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn a_malloc_message_outside_rodata_is_not_taken_for_a_replacement() {
     let dir = tempdir();
     let padded = dir.path().join("padded");

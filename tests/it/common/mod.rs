@@ -38,6 +38,11 @@ pub fn fixtures_dir() -> PathBuf {
 /// Root of everything this test binary writes (`.../containerize-tests/it`). Wiped the first
 /// time it is used in a run, so leftovers of images cached in statics (never dropped) do not
 /// pile up across runs.
+///
+/// Under cargo-nextest (`scripts/test`) every test is a process of its own, several at once,
+/// so each process gets `it/nextest/<run id>/<pid>` and wipes only that; the first use in a
+/// process also removes what earlier nextest runs left (another run's directory, never one of
+/// this run's).
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -51,15 +56,33 @@ pub fn scratch_root() -> &'static Path {
         let name = stem
             .rsplit_once('-')
             .map_or(stem.as_str(), |(name, _)| name);
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        let mut root = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("containerize-tests")
             .join(name);
+        if let Some(run) = std::env::var_os("NEXTEST_RUN_ID") {
+            let runs = root.join("nextest");
+            sweep_other_runs(&runs, &run);
+            root = runs.join(run).join(std::process::id().to_string());
+        }
         if root.exists() {
             fs::remove_dir_all(&root).unwrap_or_else(|e| panic!("wiping {root:?}: {e}"));
         }
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {root:?}: {e}"));
         root
     })
+}
+
+/// Removes the scratch directories of nextest runs other than `current`. Other processes of
+/// this run sweep at the same time, so an entry that is already gone is no error.
+fn sweep_other_runs(runs: &Path, current: &OsStr) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() != current {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A fresh, empty directory inside this test binary's scratch root.

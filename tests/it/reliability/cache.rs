@@ -163,6 +163,7 @@ fn flip_byte(path: &Path, at: u64) {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn flipped_byte_in_a_cached_layer_is_repaired_not_shipped() {
     let c = Cached::new();
     let (run, first) = c.build("first");
@@ -185,6 +186,7 @@ fn flipped_byte_in_a_cached_layer_is_repaired_not_shipped() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn truncated_cached_layer_is_repaired_not_shipped() {
     let c = Cached::new();
     let (run, first) = c.build("first");
@@ -207,6 +209,7 @@ fn truncated_cached_layer_is_repaired_not_shipped() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn editing_a_written_layout_does_not_reach_the_cache() {
     let c = Cached::new();
     let (run, first) = c.build("first");
@@ -220,6 +223,7 @@ fn editing_a_written_layout_does_not_reach_the_cache() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn damaged_cache_entry_is_repaired_not_served() {
     let c = Cached::new();
     let (run, first) = c.build("first");
@@ -247,6 +251,7 @@ fn damaged_cache_entry_is_repaired_not_served() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn edited_cached_config_is_repaired_not_reused() {
     let c = Cached::new();
     let (run, first) = c.build("first");
@@ -338,6 +343,7 @@ impl Drop for Started {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn killed_runs_temps_are_removed_and_live_runs_kept() {
     let c = Cached::new();
     let work = tempdir();

@@ -113,6 +113,7 @@ fn cert_and_key(dir: &Path) -> (String, String) {
 // --- 1. secrets into the image -------------------------------------------------------------
 
 #[test]
+#[ignore = "heavy: builds OpenSSL"]
 fn ca_certs_holding_a_private_key_is_refused_and_the_key_goes_nowhere() {
     let scratch = tempdir();
     let (cert, key) = cert_and_key(scratch.path());
@@ -162,6 +163,7 @@ fn ca_certs_holding_a_private_key_is_refused_and_the_key_goes_nowhere() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL; needs umoci, runc"]
 fn ca_certs_bundle_contributes_only_its_certificates() {
     let project = Project::copy("hello");
     project.append_manifest("[package.metadata.containerize]\nca-certs = \"bundle.pem\"\n");
@@ -191,6 +193,7 @@ fn ca_certs_bundle_contributes_only_its_certificates() {
 }
 
 #[test]
+#[ignore = "heavy: builds OpenSSL"]
 fn ca_certs_without_a_certificate_is_refused() {
     let scratch = tempdir();
     let (_cert, key) = cert_and_key(scratch.path());

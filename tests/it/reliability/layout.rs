@@ -74,6 +74,7 @@ fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
 // 1. Only an OCI layout is treated as one; foreign files are never deleted.
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn oci_output_refuses_a_directory_that_is_not_a_layout_and_leaves_it_as_it_was() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -114,6 +115,7 @@ fn oci_output_refuses_a_directory_that_is_not_a_layout_and_leaves_it_as_it_was()
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo, umoci, runc"]
 fn updating_a_skopeo_written_layout_keeps_the_files_beside_it_and_its_other_tags() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -180,6 +182,7 @@ fn updating_a_skopeo_written_layout_keeps_the_files_beside_it_and_its_other_tags
 // 2. Concurrent writers of one layout take turns: no tag is lost.
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn concurrent_runs_into_one_layout_keep_every_tag() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -261,6 +264,7 @@ impl Drop for HeldLock {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn waiting_for_a_layout_held_by_another_run_is_bounded_and_says_so() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -309,6 +313,7 @@ fn waiting_for_a_layout_held_by_another_run_is_bounded_and_says_so() {
 // 3. Two outputs of one run that write the same place are refused before any build.
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn outputs_writing_the_same_place_are_refused_before_any_build() {
     let project = Project::copy("hello");
     let out = tempdir();
@@ -426,6 +431,7 @@ fn big_hello(dir: &Path) -> PathBuf {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -500,6 +506,7 @@ fn temp_files_of_a_killed_run_are_removed_by_the_next_run() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn temp_files_of_live_runs_are_kept_and_of_dead_runs_removed() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -587,6 +594,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_full_disk_names_the_output_and_the_remedy_and_leaves_nothing_behind() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -628,6 +636,7 @@ fn a_full_disk_names_the_output_and_the_remedy_and_leaves_nothing_behind() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_full_disk_while_adding_to_a_layout_leaves_the_layout_as_it_was() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -681,6 +690,7 @@ fn a_full_disk_while_adding_to_a_layout_leaves_the_layout_as_it_was() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn a_truncated_blob_in_a_layout_is_replaced_whole_by_the_next_write() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -711,6 +721,7 @@ fn a_truncated_blob_in_a_layout_is_replaced_whole_by_the_next_write() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -781,6 +792,7 @@ fn replacing_a_tag_removes_only_the_blobs_no_tag_uses() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn sigterm_while_writing_leaves_the_previous_output_and_no_temp() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -844,6 +856,7 @@ fn mismatched_blobs(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn a_layout_blob_with_a_flipped_byte_is_replaced_not_reused() {
     let project = Project::copy("hello");
     let target = tempdir();
@@ -897,6 +910,7 @@ fn hex_of(digest: &str) -> &str {
     digest.trim_start_matches("sha256:")
 }
 #[test]
+#[ignore = "heavy: builds fixture images; needs skopeo"]
 fn a_tag_whose_manifest_cannot_be_read_keeps_its_blobs_when_another_tag_is_added() {
     let project = Project::copy("hello");
     let target = tempdir();

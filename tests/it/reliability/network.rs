@@ -99,6 +99,7 @@ fn bearer_challenge(realm: &str) -> Fault {
 // Hangs
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_registry_that_accepts_and_never_answers_fails_within_the_timeout_naming_the_request() {
     let silent = Silent::start();
     let reference = format!("{}/hello:hang", silent.host());
@@ -128,6 +129,7 @@ fn a_registry_that_accepts_and_never_answers_fails_within_the_timeout_naming_the
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn a_credential_helper_that_never_answers_is_stopped_and_named() {
     let registry = Registry::plain();
     let pids = tempdir().keep();
@@ -182,6 +184,7 @@ const HUGE: u64 = 400 << 20;
 const READ_AT_MOST: u64 = 32 << 20;
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_400_mb_token_response_is_refused_at_1_mib_without_reading_it() {
     let registry = Registry::plain();
     let proxy = Proxy::start(registry.addr(), vec![]);
@@ -209,6 +212,7 @@ fn a_400_mb_token_response_is_refused_at_1_mib_without_reading_it() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_400_mb_error_body_is_read_only_up_to_its_cap() {
     let registry = Registry::plain();
     let proxy = Proxy::start(
@@ -239,6 +243,7 @@ fn a_400_mb_error_body_is_read_only_up_to_its_cap() {
 // A manifest "stored" that is not
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn a_manifest_put_answered_201_but_not_stored_is_an_error() {
     let registry = Registry::plain();
     let proxy = Proxy::start(
@@ -254,6 +259,7 @@ fn a_manifest_put_answered_201_but_not_stored_is_an_error() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn a_manifest_read_back_is_capped_at_4_mib() {
     let registry = Registry::plain();
     // The HEAD answers without a Docker-Content-Digest, so the manifest itself is read.
@@ -279,6 +285,7 @@ fn a_manifest_read_back_is_capped_at_4_mib() {
 // Hostile text
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn registry_error_text_is_printed_without_escapes_or_newlines() {
     let registry = Registry::plain();
     let body = r#"{"errors":[{"code":"MANIFEST_INVALID","message":"\u001b[31mred alert\u001b[0m\nsecond line\r\u009b2J"}]}"#;
@@ -313,6 +320,7 @@ fn registry_error_text_is_printed_without_escapes_or_newlines() {
 // Bad addresses
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_port_out_of_range_is_refused_before_any_build() {
     let (_project, mut cmd) = hello(&["--push", "-t", "localhost:99999/app:1"]);
     let (run, _) = capture_within(&mut cmd, LIMIT);
@@ -321,6 +329,7 @@ fn a_port_out_of_range_is_refused_before_any_build() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_loopback_port_nothing_listens_on_fails_at_once_without_retries() {
     let port = free_port();
     let reference = format!("127.0.0.1:{port}/hello:refused");
@@ -337,6 +346,7 @@ fn a_loopback_port_nothing_listens_on_fails_at_once_without_retries() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_tag_without_push_or_load_is_an_error_and_writes_nothing() {
     let out = tempdir();
     let layout = out.path().join("image");
@@ -355,6 +365,7 @@ fn a_tag_without_push_or_load_is_an_error_and_writes_nothing() {
 // TLS
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn an_untrusted_token_service_names_registry_ca() {
     // A TLS server whose CA the tool is not given: a secure registry's port serves as the
     // token realm of a plain registry behind the proxy.
@@ -383,6 +394,7 @@ fn an_untrusted_token_service_names_registry_ca() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn ssl_cert_file_is_announced_as_a_trust_source() {
     let registry = Registry::plain();
     let bundle = tempdir().keep().join("bundle.pem");
@@ -444,6 +456,7 @@ fn docker_without_daemon() -> Option<PathBuf> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs podman"]
 fn load_without_an_engine_name_picks_podman_when_the_docker_daemon_does_not_answer() {
     let podman = Podman::new();
     let (_project, mut cmd) = hello(&["--load"]);
@@ -487,6 +500,7 @@ fn huge_binary() -> &'static Path {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo"]
 fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
     let registry = Registry::plain();
     // Stops reading any request body past 1 MiB: only the binary layer gets there. Without
@@ -522,6 +536,7 @@ fn an_upload_the_registry_stops_reading_fails_within_the_timeout() {
 /// `docker load` that never reads the image (a wedged daemon): the tool stops it once it
 /// makes no progress for CARGO_CONTAINERIZE_LOAD_TIMEOUT, and says so in one line.
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn a_load_the_engine_stops_reading_is_stopped_and_named() {
     let engine = script_dir("docker", "exec sleep 600\n");
     let (_project, mut cmd) = hello(&["--load", "docker"]);

@@ -145,6 +145,7 @@ fn dockerfile_never_writes_or_deletes_through_a_symlinked_package_directory() {
 // The layer cache's clean-up.
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn the_cache_clean_up_never_deletes_through_a_planted_symlink() {
     let project = Project::copy("hello");
     let binary = cargo_build_musl("hello", "hello");
@@ -201,6 +202,7 @@ fn mimalloc_build(project: &Project, cwd: &Path, cache: &Path, out: &Path) -> Ru
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn a_cache_others_can_write_is_refused_before_anything_is_built_or_used() {
     let project = Project::copy("hello");
     project.append_manifest(MIMALLOC);
@@ -241,6 +243,7 @@ fn a_cache_others_can_write_is_refused_before_anything_is_built_or_used() {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn remembered_answers_in_a_cache_others_can_write_are_neither_used_nor_stored() {
     let project = Project::copy("hello");
     let binary = cargo_build_musl("hello", "hello");
@@ -276,6 +279,7 @@ fn remembered_answers_in_a_cache_others_can_write_are_neither_used_nor_stored() 
 /// entry with a matching files.json (refused, never shipped) and a build.rs in the helper
 /// crate (never run).
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn a_planted_mimalloc_entry_never_ships_and_a_planted_build_script_never_runs() {
     let project = Project::copy("hello");
     project.append_manifest(MIMALLOC);
@@ -345,6 +349,7 @@ fn a_planted_mimalloc_entry_never_ships_and_a_planted_build_script_never_runs() 
 }
 
 #[test]
+#[ignore = "heavy: builds mimalloc"]
 fn a_full_disk_while_building_mimalloc_names_the_disk_and_the_cache_variable() {
     let project = Project::copy("hello");
     project.append_manifest(MIMALLOC);

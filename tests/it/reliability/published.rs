@@ -54,6 +54,7 @@ fn my_app() -> Project {
 }
 
 #[test]
+#[ignore = "heavy: needs podman"]
 fn a_package_named_in_capitals_gets_a_valid_default_reference_in_archives_and_load() {
     let project = my_app();
     let podman = Podman::new();
@@ -95,6 +96,7 @@ fn a_package_named_in_capitals_gets_a_valid_default_reference_in_archives_and_lo
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images"]
 fn an_author_with_a_line_break_is_folded_as_a_description_is_in_the_dockerfile_and_the_image() {
     let project = Project::copy("hello");
     let path = project.manifest();
