@@ -9,6 +9,15 @@
 //! (images built once behind a `OnceLock`) are private to their module; everything a test
 //! writes goes below `common::scratch_root()` or a `common::tempdir()`.
 //!
+//! Under `cargo test` every module runs in one process; under cargo-nextest (`scripts/test`)
+//! every test runs in a process of its own, so nothing may rely on another test having run
+//! first in the same process.
+//!
+//! Tiers: a test that needs a program outside Rust (runc, skopeo, podman, docker,
+//! docker-registry...), builds OpenSSL, mimalloc, arm64 or in two directories, or takes more
+//! than a few seconds, carries `#[ignore = "heavy: <what it needs>"]`: a plain `cargo test`
+//! lists it as ignored, `scripts/test` runs it (ARCHITECTURE.md, "Tests").
+//!
 //! A new area is a file `tests/it/NAME.rs` (starting with `use crate::common::*;` and, for
 //! the registry harness, `use crate::support::...;`) and one line `mod NAME;` below. Its
 //! insta snapshots are `tests/it/snapshots/it__NAME__SNAPSHOT.snap`.
