@@ -9,6 +9,7 @@ use crate::outputs::registry::RegistryOptions;
 use crate::outputs::registry::auth::{Credential, Secret};
 use crate::pipeline::{self, BuildRequest};
 use crate::platform::Platform;
+use crate::util::shell::{ColorChoice, Shell, Verbosity};
 use crate::verify;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -29,6 +30,32 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// What every subcommand takes: how much the shell says and whether in colour.
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Print nothing on stderr but warnings and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also show the cargo command line, layer cache hits and misses, and registry requests
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Colour on stderr: auto, always or never [default: CARGO_TERM_COLOR, else auto]
+    #[arg(long, value_name = "WHEN", value_enum, global = true)]
+    pub color: Option<ColorChoice>,
+}
+
+impl GlobalArgs {
+    /// The run's shell, on the process's stdout and stderr.
+    pub fn shell(&self) -> Shell {
+        Shell::new(
+            Verbosity::of_flags(self.quiet, self.verbose),
+            ColorChoice::resolve(self.color),
+        )
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,12 +101,6 @@ pub struct BuildArgs {
     /// Output format on stdout
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
-    /// Print nothing on stderr but errors
-    #[arg(short, long, conflicts_with = "verbose")]
-    pub quiet: bool,
-    /// Also show the cargo command line, layer cache hits and misses, and registry requests
-    #[arg(short, long)]
-    pub verbose: bool,
 
     /// Target platforms, comma separated [supported: linux/amd64, linux/arm64; default: the host's]
     #[arg(
@@ -282,41 +303,18 @@ impl BuildArgs {
     }
 }
 
-/// The shell's verbosity for a command's `-q`/`-v` (colour from the environment).
-fn configure_shell(quiet: bool, verbose: bool) {
-    use crate::util::shell::{self, ColorChoice, Verbosity};
-    let verbosity = if quiet {
-        Verbosity::Quiet
-    } else if verbose {
-        Verbosity::Verbose
-    } else {
-        Verbosity::Normal
-    };
-    shell::configure(verbosity, ColorChoice::from_env());
-}
-
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    match &cli.command {
+pub fn run(cli: Cli, shell: &Shell) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Verify(v)) => run_verify(&v, shell),
+        Some(Command::Dockerfile(a)) => crate::render::run_dockerfile(&a, shell),
+        Some(Command::Workflow(a)) => crate::render::run_workflow(&a, shell),
+        Some(Command::Init(a)) => crate::init::run(&a, shell),
+        Some(Command::Doctor(a)) => crate::doctor::run(&a, shell),
+        Some(Command::Sbom(a)) => run_sbom(&a, shell),
         // As cargo does, `--message-format json` puts JSON on stdout and keeps the human
         // progress on stderr.
-        Some(Command::Build(b)) => configure_shell(b.quiet, b.verbose),
-        Some(Command::Dockerfile(a)) => configure_shell(a.render.quiet, false),
-        Some(Command::Workflow(a)) => configure_shell(a.render.quiet, false),
-        Some(Command::Init(a)) => configure_shell(a.quiet, false),
-        Some(Command::Verify(_)) | Some(Command::Doctor(_)) | Some(Command::Sbom(_)) => {
-            configure_shell(false, false)
-        }
-        None => configure_shell(cli.build.quiet, cli.build.verbose),
-    }
-    match cli.command {
-        Some(Command::Verify(v)) => run_verify(&v),
-        Some(Command::Dockerfile(a)) => crate::render::run_dockerfile(&a),
-        Some(Command::Workflow(a)) => crate::render::run_workflow(&a),
-        Some(Command::Init(a)) => crate::init::run(&a),
-        Some(Command::Doctor(a)) => crate::doctor::run(&a),
-        Some(Command::Sbom(a)) => run_sbom(&a),
-        Some(Command::Build(b)) => run_build(*b),
-        None => run_build(cli.build),
+        Some(Command::Build(b)) => run_build(*b, shell),
+        None => run_build(cli.build, shell),
     }
 }
 
@@ -324,9 +322,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// a program reading stdout always gets an answer (the error line still ends stderr): the
 /// report of what was written, with `"success":false` and `error`, when part was written (an
 /// image pushed without its referrers), else `{"success":false,"error":"<the error line>"}`.
-fn run_build(args: BuildArgs) -> Result<ExitCode> {
+fn run_build(args: BuildArgs, shell: &Shell) -> Result<ExitCode> {
     let json = args.message_format == MessageFormat::Json;
-    build(args).inspect_err(|e| {
+    build(args, shell).inspect_err(|e| {
         if !json {
             return;
         }
@@ -340,12 +338,11 @@ fn run_build(args: BuildArgs) -> Result<ExitCode> {
             }
             _ => serde_json::json!({ "success": false, "error": crate::error_line(e) }),
         };
-        println!("{object}");
+        shell.out_line(object.to_string());
     })
 }
 
-fn build(args: BuildArgs) -> Result<ExitCode> {
-    let quiet = args.quiet;
+fn build(args: BuildArgs, shell: &Shell) -> Result<ExitCode> {
     if !args.tags.is_empty() && !args.push && args.load.is_none() {
         bail!(
             "-t {} names an image to push or load, but neither --push nor --load was given; add --push (or --load), or drop -t",
@@ -376,7 +373,6 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
         outputs: args.outputs.clone(),
         binary: args.binary.clone(),
         install_target: args.install_target,
-        quiet,
         tags: args.tags.clone(),
         push: args.push,
         load: args.load,
@@ -397,13 +393,13 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
     };
     // A failure after part was written (an image pushed without its referrers) is a
     // `pipeline::Incomplete`, whose report `run_build` prints.
-    let report = pipeline::run(&request)?;
+    let report = pipeline::run(&request, shell)?;
     match args.message_format {
-        MessageFormat::Json => println!("{}", serde_json::to_string(&report)?),
+        MessageFormat::Json => shell.out_line(serde_json::to_string(&report)?),
         MessageFormat::Human => {
-            println!("{}", report.digest);
+            shell.out_line(&report.digest);
             for line in &report.pushed {
-                println!("{line}");
+                shell.out_line(line.to_string());
             }
         }
     }
@@ -411,21 +407,19 @@ fn build(args: BuildArgs) -> Result<ExitCode> {
 }
 
 /// `cargo containerize sbom`: metadata and the dependency graph only; nothing is built.
-fn run_sbom(args: &SbomArgs) -> Result<ExitCode> {
-    use std::io::Write;
-    let project = crate::metadata::load(&args.cargo.clone().absolutized()?, true)?;
-    let git = crate::metadata::git::inspect(&project.package_root);
+fn run_sbom(args: &SbomArgs, shell: &Shell) -> Result<ExitCode> {
+    let project = crate::metadata::load(&args.cargo.clone().absolutized()?, true, shell)?;
+    let git = crate::metadata::git::inspect(&project.package_root, shell);
     let mut spec = crate::metadata::ImageSpec::resolve(&project, &git)?;
     spec.apply_git(&git, &project.settings);
     let bytes = crate::attest::sbom::of_crate(&project, &spec, args.platform, args.format)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&bytes)
-        .and_then(|()| out.flush())
+    shell
+        .out_bytes(&bytes)
         .context("writing the SBOM to standard output")?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
+fn run_verify(args: &VerifyArgs, shell: &Shell) -> Result<ExitCode> {
     let want = args.platform.as_deref().map(Platform::parse).transpose()?;
     let mut all_ok = true;
     for f in &args.files {
@@ -434,20 +428,20 @@ fn run_verify(args: &VerifyArgs) -> Result<ExitCode> {
                 let wrong_arch = want.is_some_and(|p| report.platform != Some(p));
                 all_ok &= report.is_static() && !wrong_arch;
                 if wrong_arch {
-                    println!(
+                    shell.out_line(format!(
                         "{report}; wrong platform, want {}",
                         want.map(|p| p.to_string()).unwrap_or_default()
-                    );
+                    ));
                 } else {
-                    println!("{report}");
+                    shell.out_line(report.to_string());
                 }
                 if let Some(note) = report.allocator_note() {
-                    crate::util::shell::status("Note", note);
+                    shell.status("Note", note);
                 }
             }
             Err(e) => {
                 all_ok = false;
-                crate::util::shell::error(crate::error_line(&e));
+                shell.error(crate::error_line(&e));
             }
         }
     }

@@ -11,6 +11,7 @@ pub use context::{RenderOptions, TemplateContext};
 
 use crate::metadata::{self, CargoArgs, ImageSpec, Project, Settings, git};
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
@@ -179,8 +180,12 @@ pub fn render(template: Template, user: Option<&Path>, ctx: &TemplateContext) ->
 /// The project and image spec, with `--platform` laid over the metadata's `platforms`. With
 /// neither, every supported platform rather than the host's: generated files describe release
 /// builds, which serve every platform (and must not depend on the machine that rendered them).
-pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSpec)> {
-    let mut project = metadata::load(cargo, true)?;
+pub fn load(
+    cargo: &CargoArgs,
+    platforms: &[String],
+    shell: &Shell,
+) -> Result<(Project, ImageSpec)> {
+    let mut project = metadata::load(cargo, true, shell)?;
     let platforms = if platforms.is_empty() && project.settings.platforms.is_none() {
         crate::platform::Platform::ALL
             .iter()
@@ -194,7 +199,7 @@ pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSp
         ..Settings::default()
     };
     project.settings = project.settings.clone().merge(overrides);
-    let git = git::inspect(&project.package_root);
+    let git = git::inspect(&project.package_root, shell);
     let spec = ImageSpec::resolve(&project, &git)?;
     Ok((project, spec))
 }
@@ -260,22 +265,15 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Writes a planned file (all or nothing) and says so on stderr.
-pub fn commit(p: &Planned, quiet: bool) -> Result<()> {
+pub fn commit(p: &Planned, shell: &Shell) -> Result<()> {
     if !p.unchanged {
         write_text(&p.path, &p.text)?;
     }
-    status(
-        quiet,
+    shell.status(
         if p.unchanged { "Unchanged" } else { "Wrote" },
-        &p.path.display().to_string(),
+        p.path.display().to_string(),
     );
     Ok(())
-}
-
-pub(crate) fn status(quiet: bool, verb: &str, what: &str) {
-    if !quiet {
-        crate::util::shell::status(verb, what);
-    }
 }
 
 /// `path` as the build context (the workspace root) sees it: relative when inside it.
@@ -351,9 +349,6 @@ pub struct RenderArgs {
     /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
     #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
-    /// Print nothing on stderr but errors
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -451,33 +446,30 @@ pub fn plan_dockerfile(
 }
 
 /// Writes the root files, then the Dockerfile (or prints it) and .dockerignore.
-pub fn write_dockerfile(files: &DockerfileFiles, quiet: bool) -> Result<()> {
+pub fn write_dockerfile(files: &DockerfileFiles, shell: &Shell) -> Result<()> {
     let changed = rootfs::write(&files.rootfs)?;
-    status(
-        quiet,
+    shell.status(
         if changed { "Wrote" } else { "Unchanged" },
-        &format!(
+        format!(
             "{} (the image's root files, which the Dockerfile copies)",
             files.rootfs_dir.display()
         ),
     );
     if files.dockerfile.path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        out.write_all(files.dockerfile.text.as_bytes())?;
-        out.flush()?;
+        shell.out_bytes(files.dockerfile.text.as_bytes())?;
     } else {
-        commit(&files.dockerfile, quiet)?;
+        commit(&files.dockerfile, shell)?;
     }
     if let Some(d) = &files.dockerignore {
-        commit(d, quiet)?;
+        commit(d, shell)?;
     }
     Ok(())
 }
 
 /// `cargo containerize dockerfile`.
-pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
+pub fn run_dockerfile(args: &DockerfileArgs, shell: &Shell) -> Result<ExitCode> {
     let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform)?;
+    let (project, spec) = load(&args.cargo, &r.platform, shell)?;
     let files = plan_dockerfile(
         &project,
         &spec,
@@ -489,7 +481,7 @@ pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
         r.force,
         !args.no_syntax_line,
     )?;
-    write_dockerfile(&files, r.quiet)?;
+    write_dockerfile(&files, shell)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -536,9 +528,9 @@ pub fn render_workflow(
 }
 
 /// `cargo containerize workflow`.
-pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
+pub fn run_workflow(args: &WorkflowArgs, shell: &Shell) -> Result<ExitCode> {
     let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform)?;
+    let (project, spec) = load(&args.cargo, &r.platform, shell)?;
     let text = render_workflow(
         &project,
         &spec,
@@ -552,12 +544,10 @@ pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
     match &r.output {
         Some(path) => {
             let planned = plan(path, text, r.force)?;
-            commit(&planned, r.quiet)?;
+            commit(&planned, shell)?;
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
+            shell.out_bytes(text.as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)
