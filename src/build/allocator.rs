@@ -278,13 +278,7 @@ fn build_into(
         .arg(helper.dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(helper.dir.join("target"))
-        .current_dir(&project.package_root)
-        .stdout(Stdio::piped())
-        .stderr(if shell.is_quiet() {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
+        .current_dir(&project.package_root);
     if offline {
         cmd.arg("--offline");
     }
@@ -295,8 +289,7 @@ fn build_into(
         // mimalloc's banner names the day and time it was compiled (__DATE__, __TIME__): GCC
         // and clang take them from SOURCE_DATE_EPOCH, so every build of an entry says the same.
         .env("SOURCE_DATE_EPOCH", "0");
-    let output = cmd
-        .output()
+    let output = super::helper_output(&mut cmd, shell)
         .context("running cargo to build mimalloc; is cargo on PATH?")?;
     if !output.status.success() {
         if shell.is_quiet() {

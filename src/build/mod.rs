@@ -21,7 +21,7 @@ use cargo_metadata::{Message, TargetKind};
 use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// What the builder needs beyond the project.
 #[derive(Debug, Clone)]
@@ -501,6 +501,39 @@ fn tee_stderr(mut from: impl std::io::Read, shell: &Shell) -> Vec<u8> {
         shell.passthrough(&pending);
     }
     kept
+}
+
+/// Runs a helper crate's cargo (OpenSSL, mimalloc) and returns its output: its stderr is
+/// passed on as it comes through [`Shell::passthrough`] (under the shell's lock, credentials
+/// out of URLs), unless quiet, and kept (its last [`STDERR_KEPT`] bytes) for the caller.
+pub(super) fn helper_output(cmd: &mut Command, shell: &Shell) -> std::io::Result<Output> {
+    use std::io::Read;
+    if !shell.is_quiet() {
+        keep_terminal_output(cmd);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take();
+    let tee_shell = shell.clone();
+    let tee = std::thread::spawn(move || match stderr {
+        Some(from) if !tee_shell.is_quiet() => tee_stderr(from, &tee_shell),
+        Some(mut from) => {
+            let mut kept = Vec::new();
+            let _ = from.read_to_end(&mut kept);
+            kept
+        }
+        None => Vec::new(),
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut from) = child.stdout.take() {
+        from.read_to_end(&mut stdout)?;
+    }
+    let status = child.wait()?;
+    let stderr = tee.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 fn run_cargo<T>(

@@ -437,21 +437,14 @@ fn build_into(
         .arg("--target-dir")
         .arg(helper.dir.join("target"))
         .current_dir(&project.package_root)
-        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(if shell.is_quiet() {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
+        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out);
     if offline {
         cmd.arg("--offline");
     }
     for (k, v) in &cc.env {
         cmd.env(k, v);
     }
-    let output = cmd
-        .output()
+    let output = super::helper_output(&mut cmd, shell)
         .context("running cargo to build OpenSSL; is cargo on PATH?")?;
     if !output.status.success() {
         if shell.is_quiet() {

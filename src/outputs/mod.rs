@@ -463,14 +463,18 @@ mod tests {
             archive,
             referrers: true,
         };
-        out("1", false, &layout).write(&image, &store, &crate::util::shell::Shell::discard()).unwrap();
+        out("1", false, &layout)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert!(listed(&index_of(&layout)));
         for d in [sbom_blob, &*sbom.manifest.digest, &*sbom.config.digest] {
             assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
         }
         // A second tag of the same image keeps one entry for it; retagging "1" to an image
         // without it keeps it while "2" still holds its subject.
-        out("2", false, &layout).write(&image, &store, &crate::util::shell::Shell::discard()).unwrap();
+        out("2", false, &layout)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         let n = |i: &serde_json::Value| {
             i["manifests"]
                 .as_array()
@@ -496,15 +500,21 @@ mod tests {
             img.store_documents(&store).unwrap();
             img
         };
-        out("1", false, &layout).write(&other, &store, &crate::util::shell::Shell::discard()).unwrap();
+        out("1", false, &layout)
+            .write(&other, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(n(&index_of(&layout)), 1, "tag 2 still holds the subject");
-        out("2", false, &layout).write(&other, &store, &crate::util::shell::Shell::discard()).unwrap();
+        out("2", false, &layout)
+            .write(&other, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(n(&index_of(&layout)), 0);
         assert!(!layout.join("blobs/sha256").join(hex(sbom_blob)).exists());
 
         // oci-archive: listed and carried.
         let archive = dir.path().join("a.tar");
-        out("1", true, &archive).write(&image, &store, &crate::util::shell::Shell::discard()).unwrap();
+        out("1", true, &archive)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         let unpacked = dir.path().join("unpacked");
         tar::Archive::new(std::fs::File::open(&archive).unwrap())
             .unpack(&unpacked)
@@ -529,8 +539,12 @@ mod tests {
             references: vec!["app:1".into()],
             platform: None,
         };
-        docker(&with).write(&image, &store, &crate::util::shell::Shell::discard()).unwrap();
-        docker(&without).write(&plain, &store, &crate::util::shell::Shell::discard()).unwrap();
+        docker(&with)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
+        docker(&without)
+            .write(&plain, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(
             std::fs::read(&with).unwrap(),
             std::fs::read(&without).unwrap()
