@@ -10,21 +10,13 @@ use crate::util::shell::Shell;
 use anyhow::Result;
 use std::process::ExitCode;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct DoctorArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    /// Target platforms, comma separated [default: the `platforms` setting, else the host's]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
-    pub platform: Vec<String>,
-}
-
-pub fn run(args: &DoctorArgs, shell: &Shell) -> Result<ExitCode> {
-    let cargo = args.cargo.clone().absolutized()?;
+/// The report for `cargo` (the cargo flags) and `platforms` (none: the settings' own).
+pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<ExitCode> {
+    let cargo = cargo.clone().absolutized()?;
     let mut project = metadata::load(&cargo, true, shell)?;
-    if !args.platform.is_empty() {
+    if !platforms.is_empty() {
         project.settings = project.settings.clone().merge(Settings {
-            platforms: Some(args.platform.clone()),
+            platforms: Some(platforms.to_vec()),
             ..Settings::default()
         });
     }

@@ -9,29 +9,18 @@ use crate::render::{self, Planned};
 use crate::util::atomic;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use std::path::Path;
 use std::process::ExitCode;
 use toml_edit::{DocumentMut, Item, Table};
 
-#[derive(Debug, Clone, Args)]
-pub struct InitArgs {
-    #[command(flatten)]
+/// What `cargo containerize init` is asked to write (its flags, `commands::init::InitArgs`).
+#[derive(Debug, Clone)]
+pub struct InitOptions {
     pub cargo: CargoArgs,
-    /// Also write a Dockerfile in the package and .dockerignore at the workspace root
-    #[arg(long)]
     pub dockerfile: bool,
-    /// Also write the release workflow .github/workflows/container.yml at the workspace root
-    #[arg(long)]
     pub workflow: bool,
-    /// With --workflow: one job per platform on its own runner, merged into one index
-    #[arg(long)]
     pub split_platforms: bool,
-    /// Platforms the generated files build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
-    /// Overwrite generated files that exist with other contents
-    #[arg(long)]
     pub force: bool,
 }
 
@@ -240,7 +229,7 @@ pub fn add_section(manifest: &str, origin: &Path, body: &str) -> Result<Manifest
 }
 
 /// `cargo containerize init`.
-pub fn run(args: &InitArgs, shell: &Shell) -> Result<ExitCode> {
+pub fn run(args: &InitOptions, shell: &Shell) -> Result<ExitCode> {
     let (project, spec) = render::load(&args.cargo, &args.platform, shell)?;
     let manifest_path = project.package.manifest_path.clone().into_std_path_buf();
     let text = std::fs::read_to_string(&manifest_path)

@@ -13,11 +13,9 @@ use crate::metadata::{self, CargoArgs, ImageSpec, Project, Settings, git};
 use crate::util::atomic;
 use crate::util::shell::Shell;
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// The builder image's repository and the variant its tag ends with (Debian 12, slim).
 pub const RUST_IMAGE: &str = "docker.io/library/rust";
@@ -334,53 +332,6 @@ fn regenerate_command(
         .join(" ")
 }
 
-/// Command-line options every rendering command takes.
-#[derive(Debug, Clone, Args)]
-pub struct RenderArgs {
-    /// Write to FILE instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Overwrite FILE (and the files written beside it) when it exists with other contents
-    #[arg(long)]
-    pub force: bool,
-    /// Render this minijinja template instead of the built-in one, with the same context
-    #[arg(long, value_name = "FILE")]
-    pub template: Option<PathBuf>,
-    /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
-    pub platform: Vec<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DockerfileArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    #[command(flatten)]
-    pub render: RenderArgs,
-    /// Also write .dockerignore at the workspace root, the build context
-    #[arg(long)]
-    pub dockerignore: bool,
-    /// Leave out the `# syntax=docker/dockerfile:1` line, so BuildKit uses its built-in
-    /// frontend instead of pulling the newest one (for machines that cannot pull)
-    #[arg(long)]
-    pub no_syntax_line: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WorkflowArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    #[command(flatten)]
-    pub render: RenderArgs,
-    /// One job per platform on its own runner, and a final job merging them into one index
-    #[arg(long)]
-    pub split_platforms: bool,
-    /// Where the workflow installs cargo-containerize from, pinned: crates.io:NAME@X.Y.Z, or
-    /// git:https://HOST/PATH#<full commit hash> [default: crates.io:<this package>@<this version>]
-    #[arg(long, value_name = "SOURCE", value_parser = tool_source::ToolSourceParser)]
-    pub tool_source: Option<tool_source::ToolSource>,
-}
-
 /// The Dockerfile's text and everything it needs written beside it.
 pub struct DockerfileFiles {
     pub dockerfile: Planned,
@@ -466,25 +417,6 @@ pub fn write_dockerfile(files: &DockerfileFiles, shell: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// `cargo containerize dockerfile`.
-pub fn run_dockerfile(args: &DockerfileArgs, shell: &Shell) -> Result<ExitCode> {
-    let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform, shell)?;
-    let files = plan_dockerfile(
-        &project,
-        &spec,
-        &args.cargo,
-        &r.platform,
-        r.output.as_deref(),
-        r.template.as_deref(),
-        args.dockerignore,
-        r.force,
-        !args.no_syntax_line,
-    )?;
-    write_dockerfile(&files, shell)?;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The workflow's usual place, context-relative.
 pub const WORKFLOW_PATH: &str = ".github/workflows/container.yml";
 
@@ -525,32 +457,6 @@ pub fn render_workflow(
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     render(Template::Workflow, template, &ctx)
-}
-
-/// `cargo containerize workflow`.
-pub fn run_workflow(args: &WorkflowArgs, shell: &Shell) -> Result<ExitCode> {
-    let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform, shell)?;
-    let text = render_workflow(
-        &project,
-        &spec,
-        &args.cargo,
-        &r.platform,
-        args.split_platforms,
-        args.tool_source.as_ref(),
-        r.template.as_deref(),
-        r.output.as_deref(),
-    )?;
-    match &r.output {
-        Some(path) => {
-            let planned = plan(path, text, r.force)?;
-            commit(&planned, shell)?;
-        }
-        None => {
-            shell.out_bytes(text.as_bytes())?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
