@@ -32,6 +32,7 @@
 //!   stored again ([`BlobStore::put`]).
 
 use crate::util::owned;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -122,6 +123,8 @@ impl<W: Write> Write for HashWriter<W> {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Where a damaged entry's warning goes.
+    shell: Shell,
 }
 
 /// A blob being written: a temp file in the store, hashed as it is written.
@@ -160,16 +163,16 @@ fn forget_proven(path: &Path) {
 impl BlobStore {
     /// The store of the target directory `target_dir`: `<target_dir>/containerize/cache`,
     /// refused when a directory of it below `target_dir` is a link (see [`BlobStore::open`]).
-    pub fn for_target(target_dir: &Path) -> Result<BlobStore> {
+    pub fn for_target(target_dir: &Path, shell: &Shell) -> Result<BlobStore> {
         let root = target_dir.join("containerize").join("cache");
         owned::make_dir(target_dir, &root)?;
-        BlobStore::open(&root)
+        BlobStore::open(&root, shell)
     }
 
     /// The store at `root`. Its directories are made, or checked to be real directories: a
     /// link planted at `stat`, `layers`, `blobs` or `tmp` is refused (one line naming it),
     /// never written or cleaned through.
-    pub fn open(root: &Path) -> Result<BlobStore> {
+    pub fn open(root: &Path, shell: &Shell) -> Result<BlobStore> {
         fs::create_dir_all(root).with_context(|| {
             format!(
                 "cannot create the cache at {}; make it writable or pass --target-dir",
@@ -187,9 +190,16 @@ impl BlobStore {
         sweep_cache_tmp(root);
         let store = BlobStore {
             root: root.to_path_buf(),
+            shell: shell.clone(),
         };
         store.collect_garbage();
         Ok(store)
+    }
+
+    /// The run's shell: what the store's users say about its entries (cache hits and misses,
+    /// damaged entries) goes there.
+    pub fn shell(&self) -> &Shell {
+        &self.shell
     }
 
     /// At most once a day: forgets layers unused for [`KEEP_SECS`] (a hit touches its entry),
@@ -273,6 +283,7 @@ impl BlobStore {
                 return Ok((digest, bytes.len() as u64));
             }
             Ok(old) if old != bytes => warn_replaced(
+                &self.shell,
                 &path,
                 &digest,
                 &mismatch(old.len() as u64, bytes.len() as u64),
@@ -317,7 +328,7 @@ impl BlobStore {
                 true
             }
             Some(why) => {
-                warn_replaced(&path, digest, &why);
+                warn_replaced(&self.shell, &path, digest, &why);
                 // Only the file that was found damaged: a concurrent run may have put a
                 // repaired one in its place meanwhile.
                 if Stat::of(&path).as_ref() == Some(&before) {
@@ -445,7 +456,7 @@ impl BlobStore {
         let Some(json) = unseal(&bytes) else {
             // An entry of an older version (plain JSON, unsealed) is simply replaced.
             if bytes.first() != Some(&b'{') && bytes.first() != Some(&b'[') {
-                crate::util::shell::warn(format!(
+                self.shell.warn(format!(
                     "cache file {} is damaged (it does not match its checksum); removed it, and it is made again from its inputs",
                     path.display()
                 ));
@@ -492,8 +503,8 @@ fn mismatch(actual: u64, want: u64) -> String {
 }
 
 /// The one line said when a cache file is found damaged.
-fn warn_replaced(path: &Path, digest: &str, why: &str) {
-    crate::util::shell::warn(format!(
+fn warn_replaced(shell: &Shell, path: &Path, digest: &str, why: &str) {
+    shell.warn(format!(
         "cache file {} does not match its digest {digest} ({why}); removed it, and it is made again from its inputs",
         path.display()
     ));
@@ -679,7 +690,11 @@ mod tests {
     #[test]
     fn known_digest_follows_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let store = BlobStore::open(
+            &dir.path().join("cache"),
+            &crate::util::shell::Shell::discard(),
+        )
+        .unwrap();
         let f = dir.path().join("bin");
         fs::write(&f, b"one").unwrap();
         assert_eq!(store.known_digest(&f), None);
@@ -704,7 +719,7 @@ mod tests {
     fn garbage_collection_keeps_what_recent_layers_use() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("cache");
-        let store = BlobStore::open(&root).unwrap();
+        let store = BlobStore::open(&root, &crate::util::shell::Shell::discard()).unwrap();
         let (used, _) = store.put(b"used layer").unwrap();
         let (orphan, _) = store.put(b"orphan").unwrap();
         let (stale, _) = store.put(b"stale layer").unwrap();
@@ -731,7 +746,7 @@ mod tests {
         }
         age(root.join("layers").join(&old_key));
         age(root.join("last-gc"));
-        BlobStore::open(&root).unwrap();
+        BlobStore::open(&root, &crate::util::shell::Shell::discard()).unwrap();
         assert!(
             store.has(&used),
             "a recent layer's blob must stay, however old the blob"
@@ -753,7 +768,7 @@ mod tests {
     #[test]
     fn a_damaged_blob_is_not_proven_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let damages: [fn(&Path); 2] = [
             |p| {
                 let mut b = fs::read(p).unwrap();
@@ -783,7 +798,7 @@ mod tests {
     #[test]
     fn a_standing_proof_spares_the_read_and_a_racy_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         // A proof whose digest the bytes do not have: trusting it shows the file was not read.
         let claimed = digest_of(b"other bytes");
         let path = store.path(&claimed);
@@ -825,7 +840,11 @@ mod tests {
     #[test]
     fn a_file_outside_the_store_is_proven_once_and_its_damage_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let store = BlobStore::open(
+            &dir.path().join("cache"),
+            &crate::util::shell::Shell::discard(),
+        )
+        .unwrap();
         let f = dir.path().join("blob");
         fs::write(&f, b"layer bytes").unwrap();
         let d = digest_of(b"layer bytes");
@@ -851,7 +870,7 @@ mod tests {
     #[test]
     fn a_damaged_entry_is_not_served() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let k = &"ab".repeat(32); // entries are named by hex keys
         store
             .remember(k, &serde_json::json!({ "diff_id": "sha256:0a" }))
@@ -876,7 +895,7 @@ mod tests {
     #[test]
     fn put_replaces_an_edited_document() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let (d, _) = store.put(br#"{"a":1}"#).unwrap();
         fs::write(store.path(&d), br#"{"a":2}"#).unwrap();
         store.put(br#"{"a":1}"#).unwrap();
@@ -887,7 +906,7 @@ mod tests {
     fn temps_of_gone_runs_are_swept_and_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("cache");
-        let store = BlobStore::open(&root).unwrap();
+        let store = BlobStore::open(&root, &crate::util::shell::Shell::discard()).unwrap();
         let live = store.writer().unwrap();
         let live_path = live.inner.get_ref().path().to_path_buf();
         assert!(
@@ -914,7 +933,7 @@ mod tests {
             .unwrap()
             .set_modified(long_ago)
             .unwrap();
-        BlobStore::open(&root).unwrap();
+        BlobStore::open(&root, &crate::util::shell::Shell::discard()).unwrap();
         assert!(
             foreign.exists(),
             "a file the tool did not write was removed"
@@ -929,7 +948,7 @@ mod tests {
     #[test]
     fn put_is_content_addressed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let (d, n) = store.put(b"hello").unwrap();
         assert_eq!(
             d,

@@ -6,68 +6,67 @@ use crate::build;
 use crate::build::preflight::{self, Verdict};
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings};
 use crate::platform::Platform;
+use crate::util::shell::Shell;
 use anyhow::Result;
 use std::process::ExitCode;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct DoctorArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    /// Target platforms, comma separated [default: the `platforms` setting, else the host's]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
-    pub platform: Vec<String>,
-}
-
-pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
-    let cargo = args.cargo.clone().absolutized()?;
-    let mut project = metadata::load(&cargo, true)?;
-    if !args.platform.is_empty() {
+/// The report for `cargo` (the cargo flags) and `platforms` (none: the settings' own).
+pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<ExitCode> {
+    let cargo = cargo.clone().absolutized()?;
+    let mut project = metadata::load(&cargo, true, shell)?;
+    if !platforms.is_empty() {
         project.settings = project.settings.clone().merge(Settings {
-            platforms: Some(args.platform.clone()),
+            platforms: Some(platforms.to_vec()),
             ..Settings::default()
         });
     }
     let spec = ImageSpec::resolve(&project, &Default::default())?;
     let mut problems = 0;
-    println!(
+    shell.out_line(format!(
         "package {} {} (bin {})",
         project.package.name, project.package.version, project.bin
-    );
+    ));
     for &platform in &spec.platforms {
-        problems += platform_report(&project, platform)?;
+        problems += platform_report(&project, platform, shell)?;
     }
     if problems == 0 {
-        println!("ok: nothing stops a build");
+        shell.out_line("ok: nothing stops a build");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{problems} problem(s) would stop a build; each line above names its fix");
+        shell.out_line(format!(
+            "{problems} problem(s) would stop a build; each line above names its fix"
+        ));
         Ok(ExitCode::from(1))
     }
 }
 
-fn platform_report(project: &metadata::Project, platform: Platform) -> Result<usize> {
+fn platform_report(
+    project: &metadata::Project,
+    platform: Platform,
+    shell: &Shell,
+) -> Result<usize> {
     let triple = platform.musl_triple();
     let mut problems = 0;
-    println!("{platform} ({triple})");
-    let tc = build::toolchain(project, platform)?;
+    shell.out_line(format!("{platform} ({triple})"));
+    let tc = build::toolchain(project, platform, shell)?;
     if tc.target_installed {
-        println!("  rust target   installed");
+        shell.out_line("  rust target   installed");
     } else {
         problems += 1;
-        println!(
+        shell.out_line(format!(
             "  rust target   MISSING: run `rustup target add {triple}` (or build with --install-target)"
-        );
+        ));
     }
     match &tc.c_compiler {
-        Ok(cc) => println!("  C compiler    {cc}"),
+        Ok(cc) => shell.out_line(format!("  C compiler    {cc}")),
         Err(e) => {
             problems += 1;
-            println!("  C compiler    MISSING: {e}");
+            shell.out_line(format!("  C compiler    MISSING: {e}"));
         }
     }
-    let report = preflight::run(project, triple);
+    let report = preflight::run(project, triple, shell);
     if report.findings.is_empty() {
-        println!("  C libraries   none");
+        shell.out_line("  C libraries   none");
     }
     for f in &report.findings {
         let what = match &f.verdict {
@@ -80,7 +79,7 @@ fn platform_report(project: &metadata::Project, platform: Platform) -> Result<us
             }
             Verdict::Unknown => "unknown to the tool: the build will tell".to_string(),
         };
-        println!("  {} {}  {what}", f.name, f.version);
+        shell.out_line(format!("  {} {}  {what}", f.name, f.version));
     }
     Ok(problems)
 }

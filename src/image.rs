@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn appends_to_the_base() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let ours = testing::image(&store, &[Platform::Amd64]).platforms[0].layers[0].clone();
         let below = Layer {
             what: crate::files::LayerKind::Other("base image layer".into()),
@@ -651,7 +651,7 @@ mod tests {
     #[test]
     fn scratch_adds_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let img = testing::image(&store, &[Platform::Amd64]);
         let config: serde_json::Value =
             serde_json::from_slice(&img.platforms[0].config.bytes).unwrap();
@@ -662,7 +662,7 @@ mod tests {
     #[test]
     fn blobs_come_before_what_references_them_and_attachments_last() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let mut img = testing::image(&store, &[Platform::Amd64, Platform::Arm64]);
         let sbom = testing::sbom(&store, &img);
         img.attach(sbom.clone()).unwrap();

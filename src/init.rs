@@ -7,34 +7,21 @@ use crate::metadata::CargoArgs;
 use crate::metadata::spec::ImageSpec;
 use crate::render::{self, Planned};
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use std::path::Path;
 use std::process::ExitCode;
 use toml_edit::{DocumentMut, Item, Table};
 
-#[derive(Debug, Clone, Args)]
-pub struct InitArgs {
-    #[command(flatten)]
+/// What `cargo containerize init` is asked to write (its flags, `commands::init::InitArgs`).
+#[derive(Debug, Clone)]
+pub struct InitOptions {
     pub cargo: CargoArgs,
-    /// Also write a Dockerfile in the package and .dockerignore at the workspace root
-    #[arg(long)]
     pub dockerfile: bool,
-    /// Also write the release workflow .github/workflows/container.yml at the workspace root
-    #[arg(long)]
     pub workflow: bool,
-    /// With --workflow: one job per platform on its own runner, merged into one index
-    #[arg(long)]
     pub split_platforms: bool,
-    /// Platforms the generated files build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
     pub platform: Vec<String>,
-    /// Overwrite generated files that exist with other contents
-    #[arg(long)]
     pub force: bool,
-    /// Print nothing on stderr but errors
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// Formats a commented `key = value` line, the comment aligned.
@@ -242,8 +229,8 @@ pub fn add_section(manifest: &str, origin: &Path, body: &str) -> Result<Manifest
 }
 
 /// `cargo containerize init`.
-pub fn run(args: &InitArgs) -> Result<ExitCode> {
-    let (project, spec) = render::load(&args.cargo, &args.platform)?;
+pub fn run(args: &InitOptions, shell: &Shell) -> Result<ExitCode> {
+    let (project, spec) = render::load(&args.cargo, &args.platform, shell)?;
     let manifest_path = project.package.manifest_path.clone().into_std_path_buf();
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read {}", manifest_path.display()))?;
@@ -288,29 +275,27 @@ pub fn run(args: &InitArgs) -> Result<ExitCode> {
     match &edit {
         ManifestEdit::Add(new) => {
             render::write_text(&manifest_path, new)?;
-            render::status(
-                args.quiet,
+            shell.status(
                 "Added",
-                &format!(
+                format!(
                     "[package.metadata.containerize] to {}",
                     manifest_path.display()
                 ),
             );
         }
-        ManifestEdit::Present => render::status(
-            args.quiet,
+        ManifestEdit::Present => shell.status(
             "Unchanged",
-            &format!(
+            format!(
                 "{} (it has [package.metadata.containerize])",
                 manifest_path.display()
             ),
         ),
     }
     if let Some(files) = &dockerfile {
-        render::write_dockerfile(files, args.quiet)?;
+        render::write_dockerfile(files, shell)?;
     }
     if let Some(w) = &workflow {
-        render::commit(w, args.quiet)?;
+        render::commit(w, shell)?;
     }
     Ok(ExitCode::SUCCESS)
 }

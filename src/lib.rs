@@ -11,7 +11,8 @@
 //!   → attest  (provenance, SBOMs about each manifest → the Image's attachments)
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
-//! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:
+//! [`pipeline`] runs them in that order; [`cli`] is the command line and [`commands`] its
+//! subcommands, one file each. Below every stage:
 //! [`files`] (the image's file entries and base files) and [`util`] (CA roots, references,
 //! bounded helper programs, safe file opening). A stage imports earlier stages and these,
 //! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
@@ -23,6 +24,7 @@ pub mod attest;
 pub mod blobs;
 pub mod build;
 pub mod cli;
+pub mod commands;
 pub mod doctor;
 pub mod files;
 pub mod image;

@@ -14,10 +14,16 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        cargo_containerize::util::shell::error(format!(
-            "internal error in cargo-containerize ({}{at}); please report it with the command you ran",
+        // The last resort: written straight to stderr, since the panic may have happened while
+        // the shell's lock was held. Scrubbed like every line the shell writes.
+        let line = format!(
+            "error: internal error in cargo-containerize ({}{at}); please report it with the command you ran",
             msg.replace('\n', " ")
-        ));
+        );
+        eprintln!(
+            "{}",
+            cargo_containerize::util::public_url::scrub_text(&line)
+        );
     }));
     // cargo runs `cargo-containerize containerize ARGS…`; accept being run directly too.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -25,11 +31,12 @@ fn main() -> ExitCode {
         args.remove(1);
     }
     let cli = cargo_containerize::cli::Cli::parse_from(args);
-    cargo_containerize::util::atomic::install_interrupt_cleanup();
-    match cargo_containerize::cli::run(cli) {
+    let shell = std::sync::Arc::new(cli.global.shell());
+    cargo_containerize::util::atomic::install_interrupt_cleanup(shell.clone());
+    match cargo_containerize::cli::run(cli, &shell) {
         Ok(code) => code,
         Err(e) => {
-            cargo_containerize::util::shell::error(cargo_containerize::error_line(&e));
+            shell.error(cargo_containerize::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 //! the same coarse timestamp tick would go unseen (git calls these "racily clean"), so such an
 //! answer is simply not stored.
 
+use crate::util::shell::Shell;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -65,16 +66,13 @@ pub(crate) fn base() -> Option<PathBuf> {
 /// and the directory are the user's and no one else can write them (see
 /// [`crate::util::owned::check_private`]); otherwise answers are neither used nor stored, and
 /// one warning per run says why.
-fn trusted(base: &Path, space: &str) -> bool {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+fn trusted(base: &Path, space: &str, shell: &Shell) -> bool {
     match crate::util::owned::make_private_dir(base, &base.join(space)) {
         Ok(()) => true,
         Err(e) => {
-            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                crate::util::shell::warn(format!(
-                    "{e:#}; remembered answers are not used meanwhile"
-                ));
-            }
+            shell.warn_once("memo untrusted", || {
+                format!("{e:#}; remembered answers are not used meanwhile")
+            });
             false
         }
     }
@@ -91,19 +89,19 @@ pub fn key(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn get<T: DeserializeOwned>(space: &str, key: &str) -> Option<T> {
-    get_in(&base()?, space, key)
+pub fn get<T: DeserializeOwned>(space: &str, key: &str, shell: &Shell) -> Option<T> {
+    get_in(&base()?, space, key, shell)
 }
 
 /// Best effort: an answer that cannot be stored only costs the next run some time.
-pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf]) {
+pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf], shell: &Shell) {
     if let Some(base) = base() {
-        put_in(&base, space, key, value, watched);
+        put_in(&base, space, key, value, watched, shell);
     }
 }
 
-fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T> {
-    if !trusted(base, space) {
+fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str, shell: &Shell) -> Option<T> {
+    if !trusted(base, space, shell) {
         return None;
     }
     let path = base.join(space).join(key);
@@ -112,7 +110,7 @@ fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T>
     let Some(json) = crate::blobs::unseal(&bytes) else {
         // An answer of an older version (plain JSON) is simply replaced.
         if bytes.first() != Some(&b'{') {
-            crate::util::shell::warn(format!(
+            shell.warn(format!(
                 "cache file {} is damaged (it does not match its checksum); removed it",
                 path.display()
             ));
@@ -128,7 +126,14 @@ fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str) -> Option<T>
         .then_some(entry.value)
 }
 
-fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched: &[PathBuf]) {
+fn put_in<T: Serialize>(
+    base: &Path,
+    space: &str,
+    key: &str,
+    value: &T,
+    watched: &[PathBuf],
+    shell: &Shell,
+) {
     let dir = base.join(space);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -151,7 +156,7 @@ fn put_in<T: Serialize>(base: &Path, space: &str, key: &str, value: &T, watched:
     {
         return;
     }
-    if !trusted(base, space) {
+    if !trusted(base, space, shell) {
         return;
     }
     // Temps of runs killed here before (SIGKILL) go first; see `crate::util::lease`.
@@ -176,9 +181,16 @@ mod tests {
         let base = dir.path().join("cache");
         let f = dir.path().join("Cargo.toml");
         std::fs::write(&f, "a").unwrap();
-        put_in(&base, "t", "k", &1u32, std::slice::from_ref(&f));
+        put_in(
+            &base,
+            "t",
+            "k",
+            &1u32,
+            std::slice::from_ref(&f),
+            &Shell::discard(),
+        );
         assert_eq!(
-            get_in::<u32>(&base, "t", "k"),
+            get_in::<u32>(&base, "t", "k", &Shell::discard()),
             None,
             "a fresh file is not trusted"
         );
@@ -190,11 +202,18 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        put_in(&base, "t", "k", &1u32, std::slice::from_ref(&f));
-        assert_eq!(get_in::<u32>(&base, "t", "k"), Some(1));
+        put_in(
+            &base,
+            "t",
+            "k",
+            &1u32,
+            std::slice::from_ref(&f),
+            &Shell::discard(),
+        );
+        assert_eq!(get_in::<u32>(&base, "t", "k", &Shell::discard()), Some(1));
         std::fs::write(&f, "bb").unwrap();
         assert_eq!(
-            get_in::<u32>(&base, "t", "k"),
+            get_in::<u32>(&base, "t", "k", &Shell::discard()),
             None,
             "a changed file invalidates"
         );
@@ -204,18 +223,18 @@ mod tests {
     fn a_killed_runs_temp_goes_with_the_next_answer_stored() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("cache");
-        put_in(&base, "t", "k", &1u32, &[]);
+        put_in(&base, "t", "k", &1u32, &[], &Shell::discard());
         // What a run killed between writing a temp and renaming it leaves (nobody holds it).
         let leftover = base.join("t/.answer.tmp-4194304-1-AbCdEf");
         std::fs::write(&leftover, b"{").unwrap();
-        put_in(&base, "t", "k2", &2u32, &[]);
+        put_in(&base, "t", "k2", &2u32, &[], &Shell::discard());
         assert!(!leftover.exists());
         assert_eq!(
-            get_in::<u32>(&base, "t", "k"),
+            get_in::<u32>(&base, "t", "k", &Shell::discard()),
             Some(1),
             "an answer was swept"
         );
-        assert_eq!(get_in::<u32>(&base, "t", "k2"), Some(2));
+        assert_eq!(get_in::<u32>(&base, "t", "k2", &Shell::discard()), Some(2));
     }
 
     #[test]
@@ -223,11 +242,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("cache");
         let k = &"cd".repeat(32); // answers are named by hex keys (`key`)
-        put_in(&base, "t", k, &"65532:65532", &[]);
+        put_in(&base, "t", k, &"65532:65532", &[], &Shell::discard());
         let path = base.join("t").join(k);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("65532:", "65533:")).unwrap();
-        assert_eq!(get_in::<String>(&base, "t", k), None);
+        assert_eq!(get_in::<String>(&base, "t", k, &Shell::discard()), None);
         assert!(!path.exists(), "a damaged answer was kept");
     }
 }

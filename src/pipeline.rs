@@ -13,7 +13,7 @@ use crate::outputs::registry::{RegistryOptions, RegistryOutput};
 use crate::outputs::{self, Defaults, Output, OutputSpec, Pushed, Written};
 use crate::platform::Platform;
 use crate::util::digest::Digest;
-use crate::util::shell;
+use crate::util::shell::Shell;
 use crate::verify;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -28,7 +28,6 @@ pub struct BuildRequest {
     pub outputs: Vec<OutputSpec>,
     pub binary: Option<PathBuf>,
     pub install_target: bool,
-    pub quiet: bool,
     /// `-t` references (placeholders allowed).
     pub tags: Vec<String>,
     pub push: bool,
@@ -111,6 +110,7 @@ fn plan_outputs(
     req: &BuildRequest,
     spec: &ImageSpec,
     target_dir: &std::path::Path,
+    shell: &Shell,
 ) -> Result<Vec<Box<dyn Output>>> {
     let defaults = Defaults {
         tag: spec.version.clone(),
@@ -137,7 +137,7 @@ fn plan_outputs(
             .iter()
             .map(|t| spec.expand(t))
             .collect::<Result<Vec<_>>>()?;
-        list.push(Box::new(Load::new(engine, &tags, &defaults)?));
+        list.push(Box::new(Load::new(engine, &tags, &defaults, shell)?));
     }
     if req.push {
         list.push(Box::new(RegistryOutput::new(
@@ -163,7 +163,7 @@ struct Speculation {
     layers: std::thread::JoinHandle<Result<Vec<Layer>>>,
 }
 
-fn speculate(req: &BuildRequest) -> Option<Speculation> {
+fn speculate(req: &BuildRequest, shell: &Shell) -> Option<Speculation> {
     use crate::metadata::spec::{CaSource, TzData};
     let o = &req.overrides;
     if o.ca_certs.is_some() || o.tzdata.is_some() || o.zones.is_some() {
@@ -187,9 +187,9 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
             level: o.compression_level.unwrap_or(kind.default_level()),
         },
     };
-    let (guess, dir) = (inputs.clone(), target_dir.clone());
+    let (guess, dir, shell) = (inputs.clone(), target_dir.clone(), shell.clone());
     let layers = std::thread::spawn(move || {
-        let store = BlobStore::for_target(&dir)?;
+        let store = BlobStore::for_target(&dir, &shell)?;
         layers::shared_layers(&guess, &store)
     });
     Some(Speculation {
@@ -204,14 +204,14 @@ fn speculate(req: &BuildRequest) -> Option<Speculation> {
 type BuiltLayers = Vec<(Platform, (Layer, String, Option<BinaryFact>))>;
 
 #[allow(clippy::too_many_lines, reason = "older than the lint")]
-pub fn run(req: &BuildRequest) -> Result<Report> {
-    shell::start_timings();
+pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
+    shell.start_timings();
     // 1. metadata
-    let (project, speculation) = load_project(req)?;
-    shell::timing("metadata");
+    let (project, speculation) = load_project(req, shell)?;
+    shell.timing("metadata");
     // git answers in the background while the spec and outputs are planned: the build needs
     // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
-    let mut git = Some(git::spawn(project.package_root.clone()));
+    let mut git = Some(git::spawn(project.package_root.clone(), shell.clone()));
     let mut git_info = git::GitInfo::default();
     let mut spec = ImageSpec::resolve(&project, &Default::default())?;
     if spec.tags_use_git(&req.tags)
@@ -220,7 +220,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
     }
-    let outputs = plan_outputs(req, &spec, &project.target_dir)?;
+    let outputs = plan_outputs(req, &spec, &project.target_dir, shell)?;
     if req.binary.is_some() && spec.platforms.len() > 1 {
         bail!(
             "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
@@ -228,8 +228,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         );
     }
     let attest_opts = attest_options(req, &project, &spec)?;
-    shell::timing("spec and outputs planned");
-    let store = BlobStore::for_target(&project.target_dir)?;
+    shell.timing("spec and outputs planned");
+    let store = BlobStore::for_target(&project.target_dir, shell)?;
     let shared_inputs = SharedInputs::of(&spec);
     let speculated = speculation
         .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
@@ -240,7 +240,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
     }
-    shell::timing("git");
+    shell.timing("git");
     // 2.–4. build, verify, layers
     let (built, shared, files) = build_and_layer(
         req,
@@ -250,15 +250,20 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         &shared_inputs,
         speculated,
         attest_opts.any(),
+        shell,
     )?;
-    shell::timing("build");
+    shell.timing("build");
     // 5. image
-    let (mut image, binaries) = assemble_image(&spec, built, &shared, files.as_ref(), &store)?;
+    let (mut image, binaries) =
+        assemble_image(&spec, built, &shared, files.as_ref(), &store, shell)?;
     // 6. attest
     let referrers = if attest_opts.any() {
         let rustc = match req.binary {
             Some(_) => None,
-            None => Some(build::invocation::rustc_version(&project.package_root)?),
+            None => Some(build::invocation::rustc_version(
+                &project.package_root,
+                shell,
+            )?),
         };
         let facts = attest::Facts {
             project: &project,
@@ -270,7 +275,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         };
         let attached = attest::attach(&mut image, &store, &facts, &attest_opts)?;
         for a in &attached {
-            shell::verbose(
+            shell.verbose(
                 "Attached",
                 format!(
                     "{} {} to {} ({})",
@@ -281,7 +286,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 ),
             );
         }
-        shell::timing("attest");
+        shell.timing("attest");
         attached
     } else {
         vec![]
@@ -294,7 +299,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             &image
         } else {
             if !image.attachments.is_empty() {
-                shell::verbose(
+                shell.verbose(
                     "Note",
                     format!(
                         "{} referrer(s) (SBOMs, provenance) not listed in {}: layout-referrers is off, so syft, grype and podman load can read it; --layout-referrers lists them, --push carries them, --sbom-dir writes the SBOMs",
@@ -305,7 +310,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             }
             &bare
         };
-        let w = match o.write(view, &store) {
+        let w = match o.write(view, &store, shell) {
             Ok(w) => w,
             Err(e) => match e.downcast::<outputs::PartlyWritten>() {
                 Ok(partial) => {
@@ -321,10 +326,10 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 Err(e) => return Err(e),
             },
         };
-        shell::status("Wrote", &w.output);
+        shell.status("Wrote", &w.output);
         written.push(w);
     }
-    shell::timing("outputs");
+    shell.timing("outputs");
     Ok(report(&spec, &image, written, referrers))
 }
 
@@ -359,15 +364,18 @@ fn attest_options(
 
 /// The project, its settings merged with the command line's. A cold `cargo metadata` gets
 /// the shared layers speculated alongside.
-fn load_project(req: &BuildRequest) -> Result<(metadata::Project, Option<Speculation>)> {
+fn load_project(
+    req: &BuildRequest,
+    shell: &Shell,
+) -> Result<(metadata::Project, Option<Speculation>)> {
     // A prebuilt --binary needs no dependency graph (it only tells the build about C code).
     let resolve = req.binary.is_none();
     let mut speculation = None;
-    let mut project = match metadata::load_cached(&req.cargo, resolve) {
+    let mut project = match metadata::load_cached(&req.cargo, resolve, shell) {
         Some(p) => p,
         None => {
-            speculation = speculate(req);
-            metadata::load_fresh(&req.cargo, resolve)?
+            speculation = speculate(req, shell);
+            metadata::load_fresh(&req.cargo, resolve, shell)?
         }
     };
     project.settings = project.settings.clone().merge(req.overrides.clone());
@@ -377,6 +385,10 @@ fn load_project(req: &BuildRequest) -> Result<(metadata::Project, Option<Specula
 /// Build (every platform at once, or the prebuilt --binary) while another thread writes the
 /// layers that do not depend on the binary; verify each binary and write its layer as soon as
 /// it is built. Returns the binaries' layers, the shared layers and the files layer.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the run's values, each borrowed once; the shell is the eighth"
+)]
 fn build_and_layer(
     req: &BuildRequest,
     project: &metadata::Project,
@@ -385,12 +397,12 @@ fn build_and_layer(
     shared_inputs: &SharedInputs,
     speculated: Option<std::thread::JoinHandle<Result<Vec<Layer>>>>,
     attest: bool,
+    shell: &Shell,
 ) -> Result<(BuiltLayers, Vec<Layer>, Option<Layer>)> {
     let build_options = BuildOptions {
         platforms: spec.platforms.clone(),
         strip: spec.strip,
         install_target: req.install_target,
-        quiet: req.quiet,
         source_date_epoch: spec.epoch.seconds(),
         allocator: spec.allocator,
         auditable: spec.auditable,
@@ -422,7 +434,7 @@ fn build_and_layer(
                 cargo_argv: None,
             })
             .map(|done| vec![(spec.platforms[0], done)]),
-            None => build::build(project, &req.cargo, &build_options, &mut on_built),
+            None => build::build(project, &req.cargo, &build_options, &mut on_built, shell),
         };
         let prepared = prepared
             .join()
@@ -459,24 +471,25 @@ fn assemble_image(
     shared: &[Layer],
     files: Option<&Layer>,
     store: &BlobStore,
+    shell: &Shell,
 ) -> Result<(Image, Vec<BinaryFact>)> {
     let base = image::Base::scratch();
     let mut per_platform = Vec::new();
     let mut binaries = Vec::new();
     for (platform, (binary_layer, verified, fact)) in built {
-        shell::status("Verified", verified);
+        shell.status("Verified", verified);
         binaries.extend(fact);
         let mut platform_layers = shared.to_vec();
         platform_layers.extend(files.cloned());
         platform_layers.push(binary_layer);
         per_platform.push(image::assemble(spec, platform, &base, platform_layers)?);
     }
-    shell::timing("layers, config");
+    shell.timing("layers, config");
     let image: Image = image::finish(spec, per_platform)?;
     image.store_documents(store)?;
     for p in &image.platforms {
         for l in &p.layers {
-            shell::status(
+            shell.status(
                 if l.fresh { "Layer" } else { "Cached" },
                 format!(
                     "{} {} ({})",

@@ -33,6 +33,7 @@ use super::openssl::CCompiler;
 use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Project};
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,7 +69,7 @@ pub fn link_args(
     allocator: Allocator,
     triple: &str,
     cc: &CCompiler,
-    quiet: bool,
+    shell: &Shell,
 ) -> Result<Vec<String>> {
     if allocator == Allocator::Musl {
         return Ok(Vec::new());
@@ -85,7 +86,7 @@ pub fn link_args(
             project.package.name
         );
     }
-    let dir = ensure(project, cargo_args, triple, cc, quiet)?;
+    let dir = ensure(project, cargo_args, triple, cc, shell)?;
     Ok(vec![
         "-l".into(),
         format!("static:+whole-archive={LIB}"),
@@ -114,7 +115,13 @@ struct Helper {
     _lock: atomic::DirLock,
 }
 
-fn prepare_helper(base: &Path, root: &Path, cwd: &Path, offline: bool) -> Result<Helper> {
+fn prepare_helper(
+    base: &Path,
+    root: &Path,
+    cwd: &Path,
+    offline: bool,
+    shell: &Shell,
+) -> Result<Helper> {
     let manifest = helper_manifest();
     let key = sha256_hex(format!("{FORMAT}\n{manifest}").as_bytes());
     let src = root.join("src");
@@ -127,6 +134,7 @@ fn prepare_helper(base: &Path, root: &Path, cwd: &Path, offline: bool) -> Result
             lock_path.display()
         ),
         None,
+        shell,
     )?;
     let dir = src.join(&key[..16]);
     // Cargo runs what is in this directory as the user: none of it may be another user's.
@@ -208,11 +216,11 @@ fn ensure(
     cargo_args: &CargoArgs,
     triple: &str,
     cc: &CCompiler,
-    quiet: bool,
+    shell: &Shell,
 ) -> Result<PathBuf> {
     let (base, root) = cached::user_dir("mimalloc", "mimalloc")?;
     let offline = cargo_args.offline || cargo_args.frozen;
-    let helper = prepare_helper(&base, &root, &project.package_root, offline)?;
+    let helper = prepare_helper(&base, &root, &project.package_root, offline, shell)?;
     let cflags = c_flags(triple, cc.zig);
     let key = sha256_hex(
         format!(
@@ -223,15 +231,13 @@ fn ensure(
     );
     let dir = root.join(format!("{triple}-{LIBMIMALLOC_SYS}-{}", &key[..16]));
     let say = |verb: &str, note: &str| {
-        if !quiet {
-            crate::util::shell::status(
-                verb,
-                format!(
-                    "mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} ({note}{})",
-                    dir.display()
-                ),
-            );
-        }
+        shell.status(
+            verb,
+            format!(
+                "mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} ({note}{})",
+                dir.display()
+            ),
+        );
     };
     // What killed builds of this entry left beside it (their temps name their owner).
     atomic::sweep_beside(&dir);
@@ -241,9 +247,9 @@ fn ensure(
         say("Cached", "");
         return Ok(dir);
     }
-    let built = ENTRY.publish(&dir, None, |out| {
+    let built = ENTRY.publish(&dir, None, shell, |out| {
         say("Building", "once; cached in ");
-        build_into(project, &helper, triple, cc, &cflags, offline, quiet, out)
+        build_into(project, &helper, triple, cc, &cflags, offline, shell, out)
     })?;
     if !built {
         say("Cached", "");
@@ -261,7 +267,7 @@ fn build_into(
     cc: &CCompiler,
     cflags: &str,
     offline: bool,
-    quiet: bool,
+    shell: &Shell,
     out: &Path,
 ) -> Result<()> {
     let mut cmd = Command::new(super::cargo());
@@ -272,13 +278,7 @@ fn build_into(
         .arg(helper.dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(helper.dir.join("target"))
-        .current_dir(&project.package_root)
-        .stdout(Stdio::piped())
-        .stderr(if quiet {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
+        .current_dir(&project.package_root);
     if offline {
         cmd.arg("--offline");
     }
@@ -289,12 +289,11 @@ fn build_into(
         // mimalloc's banner names the day and time it was compiled (__DATE__, __TIME__): GCC
         // and clang take them from SOURCE_DATE_EPOCH, so every build of an entry says the same.
         .env("SOURCE_DATE_EPOCH", "0");
-    let output = cmd
-        .output()
+    let output = super::helper_output(&mut cmd, shell)
         .context("running cargo to build mimalloc; is cargo on PATH?")?;
     if !output.status.success() {
-        if quiet {
-            crate::util::shell::passthrough(&output.stderr);
+        if shell.is_quiet() {
+            shell.passthrough(&output.stderr);
         }
         if let Some(full) = crate::memo::base().and_then(|b| cached::disk_full_note(&b)) {
             bail!("building mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} failed: {full}");
@@ -388,7 +387,7 @@ mod tests {
             Allocator::Mimalloc,
             "x86_64-unknown-linux-musl",
             &cc,
-            true,
+            &Shell::discard(),
         )
         .unwrap_err()
         .to_string();
@@ -403,7 +402,7 @@ mod tests {
                 Allocator::Musl,
                 "x86_64-unknown-linux-musl",
                 &cc,
-                true
+                &Shell::discard()
             )
             .unwrap(),
             Vec::<String>::new()

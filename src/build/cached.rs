@@ -9,6 +9,7 @@
 //! lock uses it.
 
 use crate::util::fs::sha256_file;
+use crate::util::shell::Shell;
 use crate::util::{atomic, owned};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
@@ -156,6 +157,7 @@ impl Kind {
         &self,
         dir: &Path,
         timeout: Option<Duration>,
+        shell: &Shell,
         build: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<bool> {
         let name = dir
@@ -173,6 +175,7 @@ impl Kind {
                 self.what
             ),
             timeout,
+            shell,
         )?;
         if self.complete(dir) {
             return Ok(false);
@@ -271,10 +274,15 @@ mod tests {
                 s.spawn(|| {
                     start.wait();
                     OPENSSL
-                        .publish(&dir, Some(Duration::from_secs(60)), |out| {
-                            builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            fake_build(out)
-                        })
+                        .publish(
+                            &dir,
+                            Some(Duration::from_secs(60)),
+                            &Shell::discard(),
+                            |out| {
+                                builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                fake_build(out)
+                            },
+                        )
                         .unwrap();
                     // Whichever run built it, the entry is whole once publish returns.
                     assert!(OPENSSL.complete(&dir));
@@ -289,9 +297,12 @@ mod tests {
         // A complete entry is used as it is: not rebuilt, not replaced.
         let before = inode(&dir);
         let built = OPENSSL
-            .publish(&dir, Some(Duration::from_secs(1)), |_| {
-                panic!("a complete entry is not built again")
-            })
+            .publish(
+                &dir,
+                Some(Duration::from_secs(1)),
+                &Shell::discard(),
+                |_| panic!("a complete entry is not built again"),
+            )
             .unwrap();
         assert!(!built);
         assert_eq!(inode(&dir), before);
@@ -310,7 +321,11 @@ mod tests {
             .path()
             .join("x86_64-unknown-linux-musl-3.5.4-0123456789abcdef");
         fake_build(&dir).unwrap(); // no files.json: incomplete
-        assert!(OPENSSL.publish(&dir, None, fake_build).unwrap());
+        assert!(
+            OPENSSL
+                .publish(&dir, None, &Shell::discard(), fake_build)
+                .unwrap()
+        );
         assert!(OPENSSL.complete(&dir));
         // Another run holds the entry's lock: the wait is bounded and names the lock.
         let lock = root
@@ -319,7 +334,12 @@ mod tests {
         let holder = std::fs::File::open(&lock).unwrap();
         assert!(crate::util::lease::try_lock(&holder).unwrap());
         let e = OPENSSL
-            .publish(&dir, Some(Duration::from_millis(50)), fake_build)
+            .publish(
+                &dir,
+                Some(Duration::from_millis(50)),
+                &Shell::discard(),
+                fake_build,
+            )
             .unwrap_err()
             .to_string();
         assert!(

@@ -44,7 +44,7 @@ pub(super) fn describe(project: &Project, cmd: &Command) -> Vec<String> {
 /// `rustc -vV` of the toolchain that builds in `dir`, as printed (release, commit, host, LLVM).
 /// Waits at most 30 s; remembered like the sysroot while rustup's settings and every
 /// rust-toolchain file that could apply are unchanged.
-pub fn rustc_version(dir: &Path) -> Result<String> {
+pub fn rustc_version(dir: &Path, shell: &crate::util::shell::Shell) -> Result<String> {
     let custom_rustc = std::env::var_os("RUSTC").is_some();
     let cwd = std::env::current_dir().unwrap_or_default();
     let env: String = ["RUSTC", "RUSTUP_TOOLCHAIN", "RUSTUP_HOME", "PATH"]
@@ -57,7 +57,7 @@ pub fn rustc_version(dir: &Path) -> Result<String> {
         cwd.as_os_str().as_encoded_bytes(),
         env.as_bytes(),
     ]);
-    if !custom_rustc && let Some(v) = crate::memo::get::<String>("rustc-version", &key) {
+    if !custom_rustc && let Some(v) = crate::memo::get::<String>("rustc-version", &key, shell) {
         return Ok(v);
     }
     let mut cmd = Command::new(rustc());
@@ -88,7 +88,7 @@ pub fn rustc_version(dir: &Path) -> Result<String> {
             watched.push(d.join("rust-toolchain"));
             watched.push(d.join("rust-toolchain.toml"));
         }
-        crate::memo::put("rustc-version", &key, &version, &watched);
+        crate::memo::put("rustc-version", &key, &version, &watched, shell);
     }
     Ok(version)
 }

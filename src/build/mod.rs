@@ -15,12 +15,13 @@ pub mod preflight;
 use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, TargetKind};
 use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// What the builder needs beyond the project.
 #[derive(Debug, Clone)]
@@ -28,7 +29,6 @@ pub struct BuildOptions {
     pub platforms: Vec<Platform>,
     pub strip: bool,
     pub install_target: bool,
-    pub quiet: bool,
     /// The image's epoch (`SOURCE_DATE_EPOCH`, else HEAD's commit time, else 0), handed to
     /// cargo as `SOURCE_DATE_EPOCH` unless the user set that variable.
     pub source_date_epoch: u64,
@@ -78,7 +78,7 @@ pub(crate) fn cargo() -> OsString {
 }
 
 /// The sysroot of the toolchain that builds in `dir`.
-fn sysroot(dir: &Path) -> Result<PathBuf> {
+fn sysroot(dir: &Path, shell: &Shell) -> Result<PathBuf> {
     // Run as `cargo containerize`, CARGO is the toolchain's own cargo, <sysroot>/bin/cargo:
     // that answers without starting rustc through the rustup proxy.
     if std::env::var_os("RUSTC").is_none()
@@ -107,7 +107,7 @@ fn sysroot(dir: &Path) -> Result<PathBuf> {
         env.as_bytes(),
     ]);
     if !custom_rustc
-        && let Some(root) = crate::memo::get::<PathBuf>("sysroot", &key)
+        && let Some(root) = crate::memo::get::<PathBuf>("sysroot", &key, shell)
         && root.join("lib/rustlib").is_dir()
     {
         return Ok(root);
@@ -134,22 +134,22 @@ fn sysroot(dir: &Path) -> Result<PathBuf> {
             watched.push(d.join("rust-toolchain"));
             watched.push(d.join("rust-toolchain.toml"));
         }
-        crate::memo::put("sysroot", &key, &root, &watched);
+        crate::memo::put("sysroot", &key, &root, &watched, shell);
     }
     Ok(root)
 }
 
 /// Whether the toolchain that builds in `dir` has the standard library for `triple`.
-fn target_installed(dir: &Path, triple: &str) -> Result<bool> {
-    Ok(sysroot(dir)?
+fn target_installed(dir: &Path, triple: &str, shell: &Shell) -> Result<bool> {
+    Ok(sysroot(dir, shell)?
         .join("lib/rustlib")
         .join(triple)
         .join("lib")
         .is_dir())
 }
 
-fn ensure_target(dir: &Path, triple: &str, install: bool, quiet: bool) -> Result<()> {
-    if target_installed(dir, triple)? {
+fn ensure_target(dir: &Path, triple: &str, install: bool, shell: &Shell) -> Result<()> {
+    if target_installed(dir, triple, shell)? {
         return Ok(());
     }
     if !install {
@@ -157,19 +157,17 @@ fn ensure_target(dir: &Path, triple: &str, install: bool, quiet: bool) -> Result
             "the Rust target {triple} is not installed; run `rustup target add {triple}` (or pass --install-target)"
         );
     }
-    if !quiet {
-        crate::util::shell::status(
-            "Installing",
-            format!("Rust target {triple} (rustup target add {triple})"),
-        );
-    }
+    shell.status(
+        "Installing",
+        format!("Rust target {triple} (rustup target add {triple})"),
+    );
     let status = Command::new("rustup")
         .args(["target", "add", triple])
         .current_dir(dir)
         .stdout(Stdio::null())
         .status()
         .context("running rustup; --install-target needs rustup on PATH")?;
-    if !status.success() || !target_installed(dir, triple)? {
+    if !status.success() || !target_installed(dir, triple, shell)? {
         bail!(
             "`rustup target add {triple}` failed; run it by hand to see why, or install the target another way"
         );
@@ -352,8 +350,8 @@ pub struct Toolchain {
     pub c_compiler: std::result::Result<String, String>,
 }
 
-pub fn toolchain(project: &Project, platform: Platform) -> Result<Toolchain> {
-    let target_installed = target_installed(&project.package_root, platform.musl_triple())?;
+pub fn toolchain(project: &Project, platform: Platform, shell: &Shell) -> Result<Toolchain> {
+    let target_installed = target_installed(&project.package_root, platform.musl_triple(), shell)?;
     let why = needs_c(project, project.settings.allocator.unwrap_or_default());
     let c_compiler = if why.is_some() {
         match plan(platform, why.as_deref()) {
@@ -402,6 +400,7 @@ pub fn build<T>(
     cargo_args: &CargoArgs,
     opts: &BuildOptions,
     on_built: &mut dyn FnMut(&Built) -> Result<T>,
+    shell: &Shell,
 ) -> Result<Vec<(Platform, T)>> {
     let mut plans = Vec::new();
     for &p in &opts.platforms {
@@ -409,11 +408,11 @@ pub fn build<T>(
             &project.package_root,
             p.musl_triple(),
             opts.install_target,
-            opts.quiet,
+            shell,
         )?;
         // Every crate that cannot link statically stops the build here, before anything
         // compiles.
-        let preflight = preflight::run(project, p.musl_triple());
+        let preflight = preflight::run(project, p.musl_triple(), shell);
         preflight.check()?;
         let mut plan = plan(p, needs_c(project, opts.allocator).as_deref())?;
         plan.env.extend(preflight.env);
@@ -423,9 +422,7 @@ pub fn build<T>(
         let triple = plan.platform.musl_triple();
         if let openssl::Decision::Build { req, features } = openssl::decide(project, triple) {
             let cc = c_compiler(plan);
-            let dir = openssl::ensure(
-                project, cargo_args, triple, &req, &features, &cc, opts.quiet,
-            )?;
+            let dir = openssl::ensure(project, cargo_args, triple, &req, &features, &cc, shell)?;
             plan.env.extend(openssl::env_for(triple, &dir));
         }
         if opts.auditable
@@ -446,7 +443,7 @@ pub fn build<T>(
             opts.allocator,
             plan.platform.musl_triple(),
             &c_compiler(plan),
-            opts.quiet,
+            shell,
         )?;
         plan.final_args.extend(args);
     }
@@ -462,7 +459,7 @@ pub fn build<T>(
     runs.extend(alone.into_iter().map(|p| vec![p]));
     let mut built = Vec::new();
     for run in runs {
-        built.extend(run_cargo(project, cargo_args, opts, &run, on_built)?);
+        built.extend(run_cargo(project, cargo_args, opts, &run, on_built, shell)?);
     }
     built.sort_by_key(|(p, _)| *p);
     Ok(built)
@@ -472,9 +469,9 @@ pub fn build<T>(
 const STDERR_KEPT: usize = 4 << 20;
 
 /// Copies cargo's stderr to ours line by line as it comes (through
-/// [`crate::util::shell::passthrough`], which takes credentials out of URLs, so it needs whole
+/// [`Shell::passthrough`], which takes credentials out of URLs, so it needs whole
 /// lines; a progress bar's `\r` ends one), and returns its last [`STDERR_KEPT`] bytes.
-fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
+fn tee_stderr(mut from: impl std::io::Read, shell: &Shell) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
@@ -484,11 +481,11 @@ fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
                 if let Some(end) = pending.iter().rposition(|b| matches!(b, b'\n' | b'\r')) {
-                    crate::util::shell::passthrough(&pending[..=end]);
+                    shell.passthrough(&pending[..=end]);
                     pending.drain(..=end);
                 } else if pending.len() > 1 << 16 {
                     // No line end in 64 KiB: not a line a URL could be scrubbed in anyway.
-                    crate::util::shell::passthrough(&pending);
+                    shell.passthrough(&pending);
                     pending.clear();
                 }
                 kept.extend_from_slice(&buf[..n]);
@@ -501,9 +498,42 @@ fn tee_stderr(mut from: impl std::io::Read) -> Vec<u8> {
         }
     }
     if !pending.is_empty() {
-        crate::util::shell::passthrough(&pending);
+        shell.passthrough(&pending);
     }
     kept
+}
+
+/// Runs a helper crate's cargo (OpenSSL, mimalloc) and returns its output: its stderr is
+/// passed on as it comes through [`Shell::passthrough`] (under the shell's lock, credentials
+/// out of URLs), unless quiet, and kept (its last [`STDERR_KEPT`] bytes) for the caller.
+pub(super) fn helper_output(cmd: &mut Command, shell: &Shell) -> std::io::Result<Output> {
+    use std::io::Read;
+    if !shell.is_quiet() {
+        keep_terminal_output(cmd);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take();
+    let tee_shell = shell.clone();
+    let tee = std::thread::spawn(move || match stderr {
+        Some(from) if !tee_shell.is_quiet() => tee_stderr(from, &tee_shell),
+        Some(mut from) => {
+            let mut kept = Vec::new();
+            let _ = from.read_to_end(&mut kept);
+            kept
+        }
+        None => Vec::new(),
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut from) = child.stdout.take() {
+        from.read_to_end(&mut stdout)?;
+    }
+    let status = child.wait()?;
+    let stderr = tee.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 fn run_cargo<T>(
@@ -512,19 +542,21 @@ fn run_cargo<T>(
     opts: &BuildOptions,
     plans: &[Plan],
     on_built: &mut dyn FnMut(&Built) -> Result<T>,
+    shell: &Shell,
 ) -> Result<Vec<(Platform, T)>> {
     let driver = plans[0].driver;
-    let mut cmd = cargo_command(project, cargo_args, opts, plans);
+    let mut cmd = cargo_command(project, cargo_args, opts, plans, shell);
     let names: Vec<String> = plans.iter().map(|p| p.platform.to_string()).collect();
-    announce(project, cargo_args, driver, &names);
-    crate::util::shell::verbose("Running", format!("`{}`", command_line(&cmd)));
+    announce(project, cargo_args, driver, &names, shell);
+    shell.verbose("Running", format!("`{}`", command_line(&cmd)));
     let mut child = cmd.spawn().with_context(|| match driver {
         Driver::Cargo => "running cargo; is it on PATH?".to_string(),
         Driver::Zigbuild => "running cargo zigbuild; is cargo-zigbuild on PATH?".to_string(),
     })?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
     let stderr = child.stderr.take().context("cargo's stderr")?;
-    let tee = std::thread::spawn(move || tee_stderr(stderr));
+    let tee_shell = shell.clone();
+    let tee = std::thread::spawn(move || tee_stderr(stderr, &tee_shell));
     let argv = invocation::describe(project, &cmd);
     let (built, failed) = take_artifacts(stdout, &project.bin, plans, &argv, on_built);
     let status = child.wait().context("waiting for cargo")?;
@@ -571,6 +603,7 @@ fn cargo_command(
     cargo_args: &CargoArgs,
     opts: &BuildOptions,
     plans: &[Plan],
+    shell: &Shell,
 ) -> Command {
     let final_args = &plans[0].final_args;
     // cargo-zigbuild's rustc is not a cargo subcommand of its own: it runs directly.
@@ -601,7 +634,7 @@ fn cargo_command(
         .current_dir(&project.package_root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if opts.quiet {
+    if shell.is_quiet() {
         cmd.arg("--quiet");
     }
     keep_terminal_output(&mut cmd);
@@ -676,9 +709,14 @@ fn add_rustflags(cmd: &mut Command, ours: Vec<String>) {
 }
 
 /// `Building BIN (PACKAGE) for PLATFORMS`, and a note naming the package's other binaries.
-fn announce(project: &Project, cargo_args: &CargoArgs, driver: Driver, names: &[String]) {
-    use crate::util::shell;
-    shell::status(
+fn announce(
+    project: &Project,
+    cargo_args: &CargoArgs,
+    driver: Driver,
+    names: &[String],
+    shell: &Shell,
+) {
+    shell.status(
         "Building",
         format!(
             "{} ({}) for {} (profile {}{})",
@@ -707,7 +745,7 @@ fn announce(project: &Project, cargo_args: &CargoArgs, driver: Driver, names: &[
         )
         .collect();
     if !others.is_empty() {
-        shell::status(
+        shell.status(
             "Note",
             format!(
                 "package `{}` also has {}; choose another with --bin NAME",

@@ -19,6 +19,7 @@ use super::cached::{self, sha256_hex, toml_string, write_if_changed};
 use crate::metadata::values::OpensslMode;
 use crate::metadata::{CargoArgs, NativeDep, Project};
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -265,14 +266,14 @@ fn resolve(helper: &Path, cwd: &Path, offline: bool) -> Result<()> {
 
 /// The openssl-src version the helper's lock file pins, resolving it first if there is none
 /// or it is due for a refresh (see [`REFRESH_AFTER`]).
-fn locked_version(helper: &Path, cwd: &Path, offline: bool) -> Result<String> {
+fn locked_version(helper: &Path, cwd: &Path, offline: bool, shell: &Shell) -> Result<String> {
     let lock = helper.join("Cargo.lock");
     if !lock.exists() {
         resolve(helper, cwd, offline)?;
     } else if needs_refresh(&lock, offline, REFRESH_AFTER)
         && let Err(e) = resolve(helper, cwd, offline)
     {
-        crate::util::shell::warn(format!(
+        shell.warn(format!(
             "could not check for a newer openssl-src ({e:#}); building with the one resolved before"
         ));
     }
@@ -319,6 +320,7 @@ fn prepare_helper(
     features: &[String],
     cwd: &Path,
     offline: bool,
+    shell: &Shell,
 ) -> Result<Helper> {
     let key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
     let src = root.join("src");
@@ -331,12 +333,13 @@ fn prepare_helper(
             lock_path.display()
         ),
         None,
+        shell,
     )?;
     let dir = src.join(&key[..16]);
     // Cargo runs what is in this directory as the user: none of it may be another user's.
     crate::util::owned::check_private_tree(base, &dir)?;
     write_helper(&dir, req, features)?;
-    let src_version = locked_version(&dir, cwd, offline)?;
+    let src_version = locked_version(&dir, cwd, offline, shell)?;
     Ok(Helper {
         dir,
         src_version,
@@ -376,20 +379,26 @@ pub fn ensure(
     req: &str,
     features: &[String],
     cc: &CCompiler,
-    quiet: bool,
+    shell: &Shell,
 ) -> Result<PathBuf> {
     let (base, root) = cached::user_dir("openssl", "OpenSSL")?;
     let offline = cargo_args.offline || cargo_args.frozen;
-    let helper = prepare_helper(&base, &root, req, features, &project.package_root, offline)?;
+    let helper = prepare_helper(
+        &base,
+        &root,
+        req,
+        features,
+        &project.package_root,
+        offline,
+        shell,
+    )?;
     let dir = entry_dir(&root, &helper, triple, features, cc);
     let version = helper.openssl_version();
     let say = |verb: &str, note: &str| {
-        if !quiet {
-            crate::util::shell::status(
-                verb,
-                format!("OpenSSL {version} for {triple} ({note}{})", dir.display()),
-            );
-        }
+        shell.status(
+            verb,
+            format!("OpenSSL {version} for {triple} ({note}{})", dir.display()),
+        );
     };
     // What killed builds of this entry left beside it (their temps name their owner).
     atomic::sweep_beside(&dir);
@@ -400,9 +409,9 @@ pub fn ensure(
         return Ok(dir);
     }
     check_tools()?;
-    let built = ENTRY.publish(&dir, None, |out| {
+    let built = ENTRY.publish(&dir, None, shell, |out| {
         say("Building", "once; cached in ");
-        build_into(project, &helper, triple, cc, offline, quiet, out)
+        build_into(project, &helper, triple, cc, offline, shell, out)
     })?;
     if !built {
         say("Cached", "");
@@ -417,7 +426,7 @@ fn build_into(
     triple: &str,
     cc: &CCompiler,
     offline: bool,
-    quiet: bool,
+    shell: &Shell,
     out: &Path,
 ) -> Result<()> {
     let mut cmd = Command::new(crate::build::cargo());
@@ -428,25 +437,18 @@ fn build_into(
         .arg("--target-dir")
         .arg(helper.dir.join("target"))
         .current_dir(&project.package_root)
-        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out)
-        .stdout(Stdio::null())
-        .stderr(if quiet {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
+        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out);
     if offline {
         cmd.arg("--offline");
     }
     for (k, v) in &cc.env {
         cmd.env(k, v);
     }
-    let output = cmd
-        .output()
+    let output = super::helper_output(&mut cmd, shell)
         .context("running cargo to build OpenSSL; is cargo on PATH?")?;
     if !output.status.success() {
-        if quiet {
-            crate::util::shell::passthrough(&output.stderr);
+        if shell.is_quiet() {
+            shell.passthrough(&output.stderr);
         }
         if let Some(full) = crate::memo::base().and_then(|b| super::cached::disk_full_note(&b)) {
             bail!(

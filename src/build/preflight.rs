@@ -584,8 +584,8 @@ fn lock_findings(project: &Project, triple: &str, rustc: &str) -> Vec<Finding> {
 
 /// The verdict on every crate of the graph that builds or links native code, and on what
 /// Cargo.lock shows, for `triple`, with the toolchain that builds in the package.
-pub fn run(project: &Project, triple: &str) -> Report {
-    let rustc = super::invocation::rustc_version(&project.package_root)
+pub fn run(project: &Project, triple: &str, shell: &crate::util::shell::Shell) -> Report {
+    let rustc = super::invocation::rustc_version(&project.package_root, shell)
         .ok()
         .and_then(|v| rustc_release(&v));
     run_with(project, triple, rustc.as_deref())

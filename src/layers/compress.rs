@@ -246,7 +246,7 @@ impl<W: Write> Write for Encoder<W> {
 /// cache. The sample is small (a cold run computes it before its first layer); the block and
 /// job sizes that shape longer streams are named in the answer, and any other change to how
 /// streams are cut must bump the layer format (`tar::LAYER_FORMAT`).
-pub fn fingerprint(codec: Codec) -> io::Result<String> {
+pub fn fingerprint(codec: Codec, shell: &crate::util::shell::Shell) -> io::Result<String> {
     use std::collections::HashMap;
     use std::sync::OnceLock;
     static SEEN: OnceLock<Mutex<HashMap<Codec, String>>> = OnceLock::new();
@@ -265,7 +265,7 @@ pub fn fingerprint(codec: Codec) -> io::Result<String> {
     ]);
     let v = match exe
         .as_ref()
-        .and_then(|_| crate::memo::get::<String>("compressor", &key))
+        .and_then(|_| crate::memo::get::<String>("compressor", &key, shell))
     {
         Some(v) => v,
         None => {
@@ -281,7 +281,7 @@ pub fn fingerprint(codec: Codec) -> io::Result<String> {
                 crate::blobs::digest_of(&enc.finish()?)
             );
             if let Some(exe) = exe {
-                crate::memo::put("compressor", &key, &v, &[exe]);
+                crate::memo::put("compressor", &key, &v, &[exe], shell);
             }
             v
         }

@@ -100,6 +100,7 @@ fn cache_key(
     entries: &[Entry],
     digests: &[Option<String>],
     codec: Codec,
+    shell: &crate::util::shell::Shell,
 ) -> Result<Option<String>> {
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {
@@ -108,7 +109,7 @@ fn cache_key(
     };
     field(LAYER_FORMAT.as_bytes());
     field(env!("CARGO_PKG_VERSION").as_bytes());
-    let compressor = super::compress::fingerprint(codec)?;
+    let compressor = super::compress::fingerprint(codec, shell)?;
     field(format!("{codec:?} {compressor} {}", content.mtime).as_bytes());
     for (i, e) in entries.iter().enumerate() {
         field(e.tar_name().as_bytes());
@@ -217,18 +218,18 @@ pub fn write_layer_keyed(
 ) -> Result<(Layer, String)> {
     let entries = normalize(&content.entries)?;
     let mut digests = known_digests(&entries, store);
-    if let Some(key) = cache_key(content, &entries, &digests, codec)?
+    if let Some(key) = cache_key(content, &entries, &digests, codec, store.shell())?
         // Reused only once its blob is proven to match its digest; a damaged blob is removed
         // and the layer compressed again below.
         && let Some(layer) = store.cached_blob::<Layer>(&key)
     {
-        crate::util::shell::verbose(
+        store.shell().verbose(
             "Cache hit",
             format!("{} layer {}", content.what, &layer.digest[..19]),
         );
         return Ok((layer, key));
     }
-    crate::util::shell::verbose(
+    store.shell().verbose(
         "Cache miss",
         format!("{} layer: compressing it", content.what),
     );
@@ -245,7 +246,7 @@ pub fn write_layer_keyed(
         }
         digests[i] = Some(digest);
     }
-    let key = cache_key(content, &entries, &digests, codec)?
+    let key = cache_key(content, &entries, &digests, codec, store.shell())?
         .context("a file of the layer vanished while it was packed; run again")?;
     let (digest, size) = store.commit(blob)?;
     let layer = Layer {
@@ -293,7 +294,7 @@ mod tests {
     #[test]
     fn parents_first_sorted_root_owned() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let content = LayerContent {
             what: crate::files::LayerKind::Other("t".into()),
             entries: vec![
@@ -329,8 +330,8 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let content = super::super::base::content();
-        let sa = BlobStore::open(a.path()).unwrap();
-        let sb = BlobStore::open(b.path()).unwrap();
+        let sa = BlobStore::open(a.path(), &crate::util::shell::Shell::discard()).unwrap();
+        let sb = BlobStore::open(b.path(), &crate::util::shell::Shell::discard()).unwrap();
         let la = write_layer(&content, &sa, GZIP).unwrap();
         let lb = write_layer(&content, &sb, GZIP).unwrap();
         assert_eq!(la, lb);
@@ -343,7 +344,7 @@ mod tests {
     #[test]
     fn another_codec_is_never_served_from_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(dir.path()).unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
         let content = super::super::base::content();
         let six = write_layer(&content, &store, GZIP).unwrap();
         let one = write_layer(&content, &store, Codec { level: 1, ..GZIP }).unwrap();

@@ -4,6 +4,7 @@
 //! (manifests of path packages, Cargo.lock, cargo config files) has the size and mtime it had.
 
 use super::{CargoArgs, Project};
+use crate::util::shell::Shell;
 use std::path::PathBuf;
 
 fn key(args: &CargoArgs, resolve: bool) -> String {
@@ -57,10 +58,10 @@ pub fn watched_paths(project: &Project, path_manifests: &[PathBuf]) -> Vec<PathB
     paths
 }
 
-pub fn get(args: &CargoArgs, resolve: bool) -> Option<Project> {
-    crate::memo::get("metadata", &key(args, resolve))
+pub fn get(args: &CargoArgs, resolve: bool, shell: &Shell) -> Option<Project> {
+    crate::memo::get("metadata", &key(args, resolve), shell)
 }
 
-pub fn put(args: &CargoArgs, resolve: bool, project: &Project, watched: &[PathBuf]) {
-    crate::memo::put("metadata", &key(args, resolve), project, watched);
+pub fn put(args: &CargoArgs, resolve: bool, project: &Project, watched: &[PathBuf], shell: &Shell) {
+    crate::memo::put("metadata", &key(args, resolve), project, watched, shell);
 }

@@ -5,6 +5,7 @@
 //! A build asks in the background ([`spawn`]): the answer is needed only once the image config
 //! is written, and git takes milliseconds a no-op rerun should not wait for.
 
+use crate::util::shell::Shell;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -93,20 +94,20 @@ fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
 
 /// A commit's committer time. A commit never changes, so the answer is remembered by its hash
 /// and a rerun needs one git process, not two.
-fn commit_time(dir: &Path, sha: &str) -> Option<u64> {
+fn commit_time(dir: &Path, sha: &str, shell: &Shell) -> Option<u64> {
     let key = crate::memo::key(&[b"commit time", sha.as_bytes()]);
-    if let Some(t) = crate::memo::get::<u64>("git", &key) {
+    if let Some(t) = crate::memo::get::<u64>("git", &key, shell) {
         return Some(t);
     }
     let t: u64 = finish(start(dir, &["log", "-1", "--format=%ct", sha]))?
         .parse()
         .ok()?;
-    crate::memo::put("git", &key, &t, &[]);
+    crate::memo::put("git", &key, &t, &[], shell);
     Some(t)
 }
 
 /// Asks git.
-pub fn inspect(dir: &Path) -> GitInfo {
+pub fn inspect(dir: &Path, shell: &Shell) -> GitInfo {
     let Some((sha, dirty)) = head_and_dirty(dir) else {
         return GitInfo::default();
     };
@@ -116,7 +117,7 @@ pub fn inspect(dir: &Path) -> GitInfo {
         } else {
             sha.clone()
         }),
-        commit_time: commit_time(dir, &sha),
+        commit_time: commit_time(dir, &sha, shell),
         sha: Some(sha),
     }
 }
@@ -124,8 +125,8 @@ pub fn inspect(dir: &Path) -> GitInfo {
 /// [`inspect`] on another thread; [`Pending::wait`] collects the answer.
 pub struct Pending(std::thread::JoinHandle<GitInfo>);
 
-pub fn spawn(dir: PathBuf) -> Pending {
-    Pending(std::thread::spawn(move || inspect(&dir)))
+pub fn spawn(dir: PathBuf, shell: Shell) -> Pending {
+    Pending(std::thread::spawn(move || inspect(&dir, &shell)))
 }
 
 impl Pending {

@@ -14,6 +14,7 @@ pub mod values;
 pub use settings::Settings;
 pub use spec::ImageSpec;
 
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{CargoOpt, Metadata, MetadataCommand, Package, TargetKind, cargo_platform};
 use std::path::PathBuf;
@@ -244,8 +245,8 @@ impl Project {
 }
 
 /// The remembered answer, when nothing it depends on has changed.
-pub fn load_cached(args: &CargoArgs, resolve: bool) -> Option<Project> {
-    cache::get(args, resolve).map(|mut p| {
+pub fn load_cached(args: &CargoArgs, resolve: bool, shell: &Shell) -> Option<Project> {
+    cache::get(args, resolve, shell).map(|mut p| {
         public_links(&mut p.package);
         p
     })
@@ -272,15 +273,15 @@ fn public_links(package: &mut Package) {
 ///
 /// `resolve` asks for the dependency graph, which only a build needs (to know whether C code is
 /// compiled); without it cargo answers faster and `compiles_c` is false.
-pub fn load(args: &CargoArgs, resolve: bool) -> Result<Project> {
-    match load_cached(args, resolve) {
+pub fn load(args: &CargoArgs, resolve: bool, shell: &Shell) -> Result<Project> {
+    match load_cached(args, resolve, shell) {
         Some(project) => Ok(project),
-        None => load_fresh(args, resolve),
+        None => load_fresh(args, resolve, shell),
     }
 }
 
 /// Runs `cargo metadata` (and remembers the answer), whatever the cache holds.
-pub fn load_fresh(args: &CargoArgs, resolve: bool) -> Result<Project> {
+pub fn load_fresh(args: &CargoArgs, resolve: bool, shell: &Shell) -> Result<Project> {
     let metadata = run_cargo_metadata(args, resolve)?;
     let project = from_metadata(&metadata, args)?;
     let path_manifests: Vec<PathBuf> = metadata
@@ -294,6 +295,7 @@ pub fn load_fresh(args: &CargoArgs, resolve: bool) -> Result<Project> {
         resolve,
         &project,
         &cache::watched_paths(&project, &path_manifests),
+        shell,
     );
     Ok(project)
 }

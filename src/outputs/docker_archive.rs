@@ -9,6 +9,7 @@ use crate::image::{BlobKind, Image, PlatformImage};
 use crate::layers::Layer;
 use crate::platform::Platform;
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use std::io::Read;
@@ -102,10 +103,10 @@ pub fn pick_platform(image: &Image, platform: Option<Platform>) -> Result<&Platf
 
 /// Says (at -v) that the image's referrers stay out of `what`, whose format has no place for
 /// them, and where they do go.
-pub fn note_referrers_left_out(image: &Image, what: &str) {
+pub fn note_referrers_left_out(image: &Image, what: &str, shell: &Shell) {
     let n = image.attachments.len();
     if n > 0 {
-        crate::util::shell::verbose(
+        shell.verbose(
             "Note",
             format!(
                 "{n} referrer{} (provenance, SBOMs) left out of {what}: the format has no place for them; write oci: or oci-archive:, or --push, to keep them",
@@ -202,9 +203,9 @@ impl Output for DockerArchive {
         true
     }
 
-    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
+    fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
         let img = pick_platform(image, self.platform)?;
-        note_referrers_left_out(image, "docker archives");
+        note_referrers_left_out(image, "docker archives", shell);
         let mut total = 0;
         atomic::write_file(&self.path, |w| {
             total = write_tar(w, img, store, &self.references)?;

@@ -9,6 +9,7 @@ use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
 use crate::util::process::{Outcome, Watchdog, run_bounded};
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,8 @@ pub struct Load {
     picked: OnceLock<Result<(String, PathBuf), String>>,
     /// Whether the picked engine holds multi-platform images, once.
     multi: OnceLock<bool>,
+    /// Where the pick is said (it is made at preflight, before the write).
+    shell: Shell,
 }
 
 /// The environment variable that bounds how long `<engine> load` may make no progress
@@ -102,7 +105,12 @@ impl Load {
     /// `--load` into `engine` (None: whichever answers) under `tags` (already expanded; none
     /// gives `<bin>:<version>` made valid, [`super::Defaults::docker_reference`]), each checked
     /// and given `:latest` if it has no tag.
-    pub fn new(engine: LoadEngine, tags: &[String], defaults: &super::Defaults) -> Result<Load> {
+    pub fn new(
+        engine: LoadEngine,
+        tags: &[String],
+        defaults: &super::Defaults,
+        shell: &Shell,
+    ) -> Result<Load> {
         let references = if tags.is_empty() {
             vec![defaults.docker_reference()]
         } else {
@@ -117,6 +125,7 @@ impl Load {
             platform: defaults.platform,
             picked: OnceLock::new(),
             multi: OnceLock::new(),
+            shell: shell.clone(),
         })
     }
 
@@ -157,7 +166,7 @@ impl Load {
             };
         };
         let Some(why) = docker_daemon_silent(&docker) else {
-            crate::util::shell::status(
+            self.shell.status(
                 "Loading",
                 if podman.is_some() {
                     "into docker (its daemon answers; `--load podman` loads into podman instead)"
@@ -169,7 +178,7 @@ impl Load {
         };
         match podman {
             Some(p) => {
-                crate::util::shell::status(
+                self.shell.status(
                     "Loading",
                     format!(
                         "into podman (docker is installed but its daemon does not answer: {why})"
@@ -202,7 +211,7 @@ impl Output for Load {
         !self.multi_platform()
     }
 
-    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
+    fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
         // Every platform, as an OCI archive, into an engine that holds them all (checked by
         // `check_platforms` through `single_platform`); else one platform's docker archive.
         let all_platforms = image.platforms.len() > 1 && self.platform.is_none();
@@ -211,7 +220,7 @@ impl Output for Load {
         } else {
             Some(pick_platform(image, self.platform)?)
         };
-        note_referrers_left_out(image, "--load");
+        note_referrers_left_out(image, "--load", shell);
         let (name, path) = self.engine()?;
         let idle = load_timeout()?;
         let mut cmd = Command::new(&path);

@@ -9,6 +9,7 @@ pub mod registry;
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
+use crate::util::shell::Shell;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -70,7 +71,7 @@ pub trait Output {
     /// Fails before any build work when the destination cannot be written.
     fn preflight(&self) -> Result<()>;
     /// Writes the image; all or nothing.
-    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written>;
+    fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written>;
     /// The file or directory this output writes on this machine, if any.
     fn destination(&self) -> Option<Destination> {
         None
@@ -368,6 +369,7 @@ mod tests {
                 name: "MyApp".into(),
                 ..d()
             },
+            &crate::util::shell::Shell::discard(),
         );
         assert!(load.is_ok(), "--load: {:?}", load.err());
     }
@@ -431,7 +433,11 @@ mod tests {
         use crate::image::testing;
         use crate::platform::Platform;
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(&dir.path().join("cache")).unwrap();
+        let store = BlobStore::open(
+            &dir.path().join("cache"),
+            &crate::util::shell::Shell::discard(),
+        )
+        .unwrap();
         let plain = testing::image(&store, &[Platform::Amd64]);
         let mut image = plain.clone();
         let sbom = testing::sbom(&store, &image);
@@ -457,14 +463,18 @@ mod tests {
             archive,
             referrers: true,
         };
-        out("1", false, &layout).write(&image, &store).unwrap();
+        out("1", false, &layout)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert!(listed(&index_of(&layout)));
         for d in [sbom_blob, &*sbom.manifest.digest, &*sbom.config.digest] {
             assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
         }
         // A second tag of the same image keeps one entry for it; retagging "1" to an image
         // without it keeps it while "2" still holds its subject.
-        out("2", false, &layout).write(&image, &store).unwrap();
+        out("2", false, &layout)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         let n = |i: &serde_json::Value| {
             i["manifests"]
                 .as_array()
@@ -490,15 +500,21 @@ mod tests {
             img.store_documents(&store).unwrap();
             img
         };
-        out("1", false, &layout).write(&other, &store).unwrap();
+        out("1", false, &layout)
+            .write(&other, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(n(&index_of(&layout)), 1, "tag 2 still holds the subject");
-        out("2", false, &layout).write(&other, &store).unwrap();
+        out("2", false, &layout)
+            .write(&other, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(n(&index_of(&layout)), 0);
         assert!(!layout.join("blobs/sha256").join(hex(sbom_blob)).exists());
 
         // oci-archive: listed and carried.
         let archive = dir.path().join("a.tar");
-        out("1", true, &archive).write(&image, &store).unwrap();
+        out("1", true, &archive)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         let unpacked = dir.path().join("unpacked");
         tar::Archive::new(std::fs::File::open(&archive).unwrap())
             .unpack(&unpacked)
@@ -523,8 +539,12 @@ mod tests {
             references: vec!["app:1".into()],
             platform: None,
         };
-        docker(&with).write(&image, &store).unwrap();
-        docker(&without).write(&plain, &store).unwrap();
+        docker(&with)
+            .write(&image, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
+        docker(&without)
+            .write(&plain, &store, &crate::util::shell::Shell::discard())
+            .unwrap();
         assert_eq!(
             std::fs::read(&with).unwrap(),
             std::fs::read(&without).unwrap()

@@ -19,6 +19,7 @@ use super::{Output, Written};
 use crate::blobs::{BlobStore, hex_of};
 use crate::image::Image;
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::fs;
@@ -336,11 +337,11 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
 /// nothing else is touched. When an entry cannot be followed (its manifest is missing or
 /// damaged) nothing is removed, with a warning naming it: the blobs it still names are
 /// unknown, and removing them would lose what is left of it.
-fn collect_garbage(dir: &Path, entries: &[Value], image: &Image) {
+fn collect_garbage(dir: &Path, entries: &[Value], image: &Image, shell: &Shell) {
     let reached = match reachable(dir, entries) {
         Ok(r) => r,
         Err(what) => {
-            crate::util::shell::warn(format!(
+            shell.warn(format!(
                 "{what} in {} cannot be followed (an index or manifest of it is missing, unreadable or not JSON); removed no unused blobs from the layout, so none it may still use is lost; repair or remove that tag",
                 dir.display()
             ));
@@ -394,6 +395,7 @@ impl OciLayout {
         store: &BlobStore,
         manifests: Vec<Value>,
         placed: &mut Vec<PathBuf>,
+        shell: &Shell,
     ) -> Result<u64> {
         let blobs = dir.join("blobs/sha256");
         fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
@@ -411,7 +413,7 @@ impl OciLayout {
                     continue;
                 }
                 // Damaged (a flipped byte, a truncation): replaced, whole.
-                crate::util::shell::warn(format!(
+                shell.warn(format!(
                     "blob {} does not match its digest {digest}; replaced it with an intact copy",
                     dst.display()
                 ));
@@ -440,7 +442,7 @@ impl OciLayout {
     /// Writes the layout directory: a new one whole (temp directory, then rename); an
     /// existing one in place, under its lock, so files others put there stay and concurrent
     /// runs add their tags one after the other.
-    fn write_dir(&self, image: &Image, store: &BlobStore) -> Result<u64> {
+    fn write_dir(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<u64> {
         atomic::sweep_beside(&self.path);
         if classify(&self.path)? == Existing::Absent {
             let mut added = 0;
@@ -451,6 +453,7 @@ impl OciLayout {
                     store,
                     entries(image, &self.tag)?,
                     &mut Vec::new(),
+                    shell,
                 )?;
                 Ok(())
             })?;
@@ -459,7 +462,7 @@ impl OciLayout {
             }
             // Another run made it meanwhile: add to it.
         }
-        let _lock = atomic::lock_dir(&self.path)?;
+        let _lock = atomic::lock_dir(&self.path, shell)?;
         // Looked at again under the lock: what is there may have changed while we waited.
         classify(&self.path)?;
         let old = read_existing(&self.path)?;
@@ -468,9 +471,16 @@ impl OciLayout {
         }
         let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag)?;
         let mut placed = Vec::new();
-        match self.place(&self.path, image, store, manifests.clone(), &mut placed) {
+        match self.place(
+            &self.path,
+            image,
+            store,
+            manifests.clone(),
+            &mut placed,
+            shell,
+        ) {
             Ok(added) => {
-                collect_garbage(&self.path, &manifests, image);
+                collect_garbage(&self.path, &manifests, image, shell);
                 Ok(added)
             }
             Err(e) => {
@@ -606,11 +616,11 @@ impl Output for OciLayout {
         self.referrers
     }
 
-    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
+    fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
         let bytes = if self.archive {
             self.write_archive(image, store)
         } else {
-            self.write_dir(image, store)
+            self.write_dir(image, store, shell)
         }
         .map_err(|e| atomic::disk_full_remedy(e, &self.path))?;
         let abs = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());

@@ -11,12 +11,11 @@ pub use context::{RenderOptions, TemplateContext};
 
 use crate::metadata::{self, CargoArgs, ImageSpec, Project, Settings, git};
 use crate::util::atomic;
+use crate::util::shell::Shell;
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 /// The builder image's repository and the variant its tag ends with (Debian 12, slim).
 pub const RUST_IMAGE: &str = "docker.io/library/rust";
@@ -179,8 +178,12 @@ pub fn render(template: Template, user: Option<&Path>, ctx: &TemplateContext) ->
 /// The project and image spec, with `--platform` laid over the metadata's `platforms`. With
 /// neither, every supported platform rather than the host's: generated files describe release
 /// builds, which serve every platform (and must not depend on the machine that rendered them).
-pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSpec)> {
-    let mut project = metadata::load(cargo, true)?;
+pub fn load(
+    cargo: &CargoArgs,
+    platforms: &[String],
+    shell: &Shell,
+) -> Result<(Project, ImageSpec)> {
+    let mut project = metadata::load(cargo, true, shell)?;
     let platforms = if platforms.is_empty() && project.settings.platforms.is_none() {
         crate::platform::Platform::ALL
             .iter()
@@ -194,7 +197,7 @@ pub fn load(cargo: &CargoArgs, platforms: &[String]) -> Result<(Project, ImageSp
         ..Settings::default()
     };
     project.settings = project.settings.clone().merge(overrides);
-    let git = git::inspect(&project.package_root);
+    let git = git::inspect(&project.package_root, shell);
     let spec = ImageSpec::resolve(&project, &git)?;
     Ok((project, spec))
 }
@@ -260,22 +263,15 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Writes a planned file (all or nothing) and says so on stderr.
-pub fn commit(p: &Planned, quiet: bool) -> Result<()> {
+pub fn commit(p: &Planned, shell: &Shell) -> Result<()> {
     if !p.unchanged {
         write_text(&p.path, &p.text)?;
     }
-    status(
-        quiet,
+    shell.status(
         if p.unchanged { "Unchanged" } else { "Wrote" },
-        &p.path.display().to_string(),
+        p.path.display().to_string(),
     );
     Ok(())
-}
-
-pub(crate) fn status(quiet: bool, verb: &str, what: &str) {
-    if !quiet {
-        crate::util::shell::status(verb, what);
-    }
 }
 
 /// `path` as the build context (the workspace root) sees it: relative when inside it.
@@ -334,56 +330,6 @@ fn regenerate_command(
         .map(filter_sh)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Command-line options every rendering command takes.
-#[derive(Debug, Clone, Args)]
-pub struct RenderArgs {
-    /// Write to FILE instead of stdout
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Overwrite FILE (and the files written beside it) when it exists with other contents
-    #[arg(long)]
-    pub force: bool,
-    /// Render this minijinja template instead of the built-in one, with the same context
-    #[arg(long, value_name = "FILE")]
-    pub template: Option<PathBuf>,
-    /// Platforms to build, comma separated [default: the metadata's, else linux/amd64,linux/arm64]
-    #[arg(long, value_name = "PLATFORMS", value_delimiter = ',')]
-    pub platform: Vec<String>,
-    /// Print nothing on stderr but errors
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DockerfileArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    #[command(flatten)]
-    pub render: RenderArgs,
-    /// Also write .dockerignore at the workspace root, the build context
-    #[arg(long)]
-    pub dockerignore: bool,
-    /// Leave out the `# syntax=docker/dockerfile:1` line, so BuildKit uses its built-in
-    /// frontend instead of pulling the newest one (for machines that cannot pull)
-    #[arg(long)]
-    pub no_syntax_line: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WorkflowArgs {
-    #[command(flatten)]
-    pub cargo: CargoArgs,
-    #[command(flatten)]
-    pub render: RenderArgs,
-    /// One job per platform on its own runner, and a final job merging them into one index
-    #[arg(long)]
-    pub split_platforms: bool,
-    /// Where the workflow installs cargo-containerize from, pinned: crates.io:NAME@X.Y.Z, or
-    /// git:https://HOST/PATH#<full commit hash> [default: crates.io:<this package>@<this version>]
-    #[arg(long, value_name = "SOURCE", value_parser = tool_source::ToolSourceParser)]
-    pub tool_source: Option<tool_source::ToolSource>,
 }
 
 /// The Dockerfile's text and everything it needs written beside it.
@@ -451,46 +397,24 @@ pub fn plan_dockerfile(
 }
 
 /// Writes the root files, then the Dockerfile (or prints it) and .dockerignore.
-pub fn write_dockerfile(files: &DockerfileFiles, quiet: bool) -> Result<()> {
+pub fn write_dockerfile(files: &DockerfileFiles, shell: &Shell) -> Result<()> {
     let changed = rootfs::write(&files.rootfs)?;
-    status(
-        quiet,
+    shell.status(
         if changed { "Wrote" } else { "Unchanged" },
-        &format!(
+        format!(
             "{} (the image's root files, which the Dockerfile copies)",
             files.rootfs_dir.display()
         ),
     );
     if files.dockerfile.path == Path::new("-") {
-        let mut out = std::io::stdout().lock();
-        out.write_all(files.dockerfile.text.as_bytes())?;
-        out.flush()?;
+        shell.out_bytes(files.dockerfile.text.as_bytes())?;
     } else {
-        commit(&files.dockerfile, quiet)?;
+        commit(&files.dockerfile, shell)?;
     }
     if let Some(d) = &files.dockerignore {
-        commit(d, quiet)?;
+        commit(d, shell)?;
     }
     Ok(())
-}
-
-/// `cargo containerize dockerfile`.
-pub fn run_dockerfile(args: &DockerfileArgs) -> Result<ExitCode> {
-    let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform)?;
-    let files = plan_dockerfile(
-        &project,
-        &spec,
-        &args.cargo,
-        &r.platform,
-        r.output.as_deref(),
-        r.template.as_deref(),
-        args.dockerignore,
-        r.force,
-        !args.no_syntax_line,
-    )?;
-    write_dockerfile(&files, r.quiet)?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The workflow's usual place, context-relative.
@@ -533,34 +457,6 @@ pub fn render_workflow(
     };
     let ctx = TemplateContext::new(project, spec, cargo, options)?;
     render(Template::Workflow, template, &ctx)
-}
-
-/// `cargo containerize workflow`.
-pub fn run_workflow(args: &WorkflowArgs) -> Result<ExitCode> {
-    let r = &args.render;
-    let (project, spec) = load(&args.cargo, &r.platform)?;
-    let text = render_workflow(
-        &project,
-        &spec,
-        &args.cargo,
-        &r.platform,
-        args.split_platforms,
-        args.tool_source.as_ref(),
-        r.template.as_deref(),
-        r.output.as_deref(),
-    )?;
-    match &r.output {
-        Some(path) => {
-            let planned = plan(path, text, r.force)?;
-            commit(&planned, r.quiet)?;
-        }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! a killed run (SIGKILL, power loss) left behind, and never a live run's temp.
 
 use crate::util::lease;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -58,15 +59,15 @@ pub fn commit<T>(release: Vec<Pending>, persist: impl FnOnce() -> Result<T>) -> 
 
 /// On Ctrl-C or SIGTERM: remove every temp output, say so, exit 130. Finished outputs and the
 /// previous versions of unfinished ones are left as they were.
-pub fn install_interrupt_cleanup() {
-    let _ = ctrlc::set_handler(|| {
+pub fn install_interrupt_cleanup(shell: std::sync::Arc<super::shell::Shell>) {
+    let _ = ctrlc::set_handler(move || {
         if let Ok(v) = PENDING.lock() {
             for p in v.iter() {
                 // Only temps this run made and registered; never through a link.
                 let _ = super::owned::remove_tree(p, p, super::owned::Name::Made);
             }
         }
-        super::shell::error(
+        shell.error(
             "interrupted; unfinished outputs were removed and existing ones left as they were",
         );
         std::process::exit(130);
@@ -313,11 +314,12 @@ pub struct DirLock {
 
 /// Takes the lock of the output directory `dir` (which must exist), waiting for another run
 /// that holds it for at most [`lock_timeout`], and saying so while it waits.
-pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+pub fn lock_dir(dir: &Path, shell: &Shell) -> Result<DirLock> {
     lock_file(
         &dir.join(LOCK_NAME),
         &format!("the lock on {} held by another run", dir.display()),
         None,
+        shell,
     )
 }
 
@@ -370,7 +372,12 @@ fn open_lock(path: &Path) -> Result<fs::File> {
 /// exist). When another run holds it, says so ("Waiting for WHAT (at most …)") and waits for at
 /// most `timeout`, or [`lock_timeout`] when None; then fails naming `what` and the remedy.
 /// `what` names the lock and its holder, e.g. "the lock on DIR held by another run".
-pub fn lock_file(path: &Path, what: &str, timeout: Option<Duration>) -> Result<DirLock> {
+pub fn lock_file(
+    path: &Path,
+    what: &str,
+    timeout: Option<Duration>,
+    shell: &Shell,
+) -> Result<DirLock> {
     let file = open_lock(path)?;
     let take = |f: &fs::File| {
         lease::try_lock(f).with_context(|| format!("cannot lock {}", path.display()))
@@ -382,7 +389,7 @@ pub fn lock_file(path: &Path, what: &str, timeout: Option<Duration>) -> Result<D
         Some(t) => t,
         None => lock_timeout()?,
     };
-    super::shell::notice(
+    shell.notice(
         "Waiting",
         format!(
             "for {what} (at most {})",
@@ -604,7 +611,7 @@ mod tests {
     #[test]
     fn the_lock_is_exclusive_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let first = lock_dir(dir.path()).unwrap();
+        let first = lock_dir(dir.path(), &Shell::discard()).unwrap();
         // Another open file description of the same lock file: flock conflicts with it.
         let other = fs::File::open(dir.path().join(LOCK_NAME)).unwrap();
         assert!(!lease::try_lock(&other).unwrap());
@@ -620,9 +627,14 @@ mod tests {
         let target = dir.path().join("victim");
         let lock = dir.path().join("entry.lock");
         std::os::unix::fs::symlink(&target, &lock).unwrap();
-        let e = lock_file(&lock, "the lock on entry", Some(Duration::from_millis(10)))
-            .unwrap_err()
-            .to_string();
+        let e = lock_file(
+            &lock,
+            "the lock on entry",
+            Some(Duration::from_millis(10)),
+            &Shell::discard(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("is a symbolic link") && e.contains("remove it"),
             "{e}"
@@ -630,7 +642,15 @@ mod tests {
         assert!(!target.exists(), "the link's target was created");
         // A link to an existing file: refused too, the file untouched.
         fs::write(&target, b"theirs").unwrap();
-        assert!(lock_file(&lock, "the lock on entry", Some(Duration::from_millis(10))).is_err());
+        assert!(
+            lock_file(
+                &lock,
+                "the lock on entry",
+                Some(Duration::from_millis(10)),
+                &Shell::discard()
+            )
+            .is_err()
+        );
         assert_eq!(fs::read(&target).unwrap(), b"theirs");
     }
 
@@ -643,15 +663,26 @@ mod tests {
         let holder = fs::File::open(&path).unwrap();
         assert!(lease::try_lock(&holder).unwrap());
         let what = "the lock on x.lock held by another run building X";
-        let e = lock_file(&path, what, Some(Duration::from_millis(50)))
-            .unwrap_err()
-            .to_string();
+        let e = lock_file(
+            &path,
+            what,
+            Some(Duration::from_millis(50)),
+            &Shell::discard(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("timed out after 50ms waiting for"), "{e}");
         assert!(
             e.contains(what) && e.contains(LOCK_TIMEOUT_VAR) && !e.contains('\n'),
             "{e}"
         );
         drop(holder);
-        lock_file(&path, what, Some(Duration::from_millis(50))).unwrap();
+        lock_file(
+            &path,
+            what,
+            Some(Duration::from_millis(50)),
+            &Shell::discard(),
+        )
+        .unwrap();
     }
 }

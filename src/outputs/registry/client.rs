@@ -10,6 +10,7 @@
 use super::RegistryOptions;
 use super::auth::{Challenge, Credential, Home};
 use super::remote::{ERROR_BODY_LIMIT, TOKEN_BODY_LIMIT, read_capped, read_prefix, sanitize};
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine as _;
 use reqwest::StatusCode;
@@ -214,6 +215,8 @@ pub struct Client {
     scopes: Vec<String>,
     authorization: Mutex<Option<String>>,
     pub policy: Policy,
+    /// Where the session says what it does (requests with -v, retries).
+    pub shell: Shell,
 }
 
 /// True for hosts that may be reached over plain HTTP without being named insecure.
@@ -315,7 +318,7 @@ impl RegistryError {
 }
 
 impl Client {
-    pub fn http(opts: &RegistryOptions) -> Result<Http> {
+    pub fn http(opts: &RegistryOptions, shell: &Shell) -> Result<Http> {
         // ring, not aws-lc: no cmake or large C build for users compiling this tool. Installing
         // twice is harmless (the second call reports the first provider).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -338,7 +341,7 @@ impl Client {
         // variable set for something else then decides whom a push trusts.
         for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
             if let Some(v) = std::env::var_os(var) {
-                crate::util::shell::status(
+                shell.status(
                     "Trusting",
                     format!(
                         "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
@@ -376,6 +379,7 @@ impl Client {
         repo: &str,
         credential: Credential,
         mount_from: &[String],
+        shell: &Shell,
     ) -> Result<Client> {
         let host = api_host(registry);
         let mut scopes = vec![format!("repository:{repo}:pull,push")];
@@ -383,7 +387,7 @@ impl Client {
         let policy = Policy::of(opts);
         let who = format!("registry {registry}");
         let mut base = format!("https://{host}");
-        let resp = retry(&policy, registry, repo, "reach the registry", || {
+        let resp = retry(&policy, registry, repo, "reach the registry", shell, || {
             // A host that may be plain HTTP gets a short TLS probe before the fallback.
             let may_fall_back = base.starts_with("https://") && http_allowed(opts, host);
             let url = format!("{base}/v2/");
@@ -391,7 +395,7 @@ impl Client {
             if may_fall_back {
                 probe = probe.timeout(policy.timeout.min(Duration::from_secs(5)));
             }
-            crate::util::shell::verbose("Request", format!("GET {url}"));
+            shell.verbose("Request", format!("GET {url}"));
             match probe.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => {
@@ -399,7 +403,7 @@ impl Client {
                     if may_fall_back && !certificate {
                         // A loopback or --insecure-registry host that does not speak TLS.
                         let plain = format!("http://{host}/v2/");
-                        crate::util::shell::verbose("Request", format!("GET {plain}"));
+                        shell.verbose("Request", format!("GET {plain}"));
                         return match http.get(&plain).send() {
                             Ok(resp) => {
                                 base = format!("http://{host}");
@@ -418,6 +422,7 @@ impl Client {
             base,
             registry: registry.to_string(),
             repo: repo.to_string(),
+            shell: shell.clone(),
             credential,
             scopes,
             authorization: Mutex::new(None),
@@ -527,7 +532,7 @@ impl Client {
                 Credential::IdentityToken(_) => format!("POST {origin}{}", url.path()),
                 _ => format!("GET {origin}{}", url.path()),
             };
-            crate::util::shell::verbose("Request", &request);
+            c.shell.verbose("Request", &request);
             match req.send() {
                 Ok(resp) => classify(resp),
                 Err(e) => Err(net_failure(&e, &who, &request, &c.policy)),
@@ -555,7 +560,14 @@ impl Client {
 
     /// Runs `op` up to the configured number of tries.
     pub fn retrying<T>(&self, what: &str, op: impl FnMut() -> Result<T, Failure>) -> Result<T> {
-        retry(&self.policy, &self.registry, &self.repo, what, op)
+        retry(
+            &self.policy,
+            &self.registry,
+            &self.repo,
+            what,
+            &self.shell,
+            op,
+        )
     }
 
     /// One attempt of an authenticated request; refreshes the token once on 401.
@@ -580,7 +592,7 @@ impl Client {
             }
             let (method, sent_to) = (req.method().clone(), req.url().clone());
             let request = describe_request(&method, &sent_to);
-            crate::util::shell::verbose("Request", &request);
+            self.shell.verbose("Request", &request);
             let resp = match self.http.execute(req) {
                 Ok(r) => r,
                 Err(e) => return Err(net_failure(&e, &who, &request, &self.policy)),
@@ -732,6 +744,7 @@ pub fn retry<T>(
     registry: &str,
     repo: &str,
     what: &str,
+    shell: &Shell,
     mut op: impl FnMut() -> Result<T, Failure>,
 ) -> Result<T> {
     let tries = policy.tries;
@@ -744,7 +757,7 @@ pub fn retry<T>(
                 last = reason;
                 if attempt < tries {
                     let wait = after.unwrap_or_else(|| backoff(attempt));
-                    crate::util::shell::status(
+                    shell.status(
                         "Retrying",
                         format!(
                             "to {what} (try {} of {tries}, in {}): {last}",

@@ -11,6 +11,7 @@ use super::{Output, Pushed, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::util::reference::Reference;
+use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use auth::Credential;
 use client::Client;
@@ -161,9 +162,9 @@ impl Output for RegistryOutput {
     }
 
     #[allow(clippy::too_many_lines, reason = "older than the lint")]
-    fn write(&self, image: &Image, store: &BlobStore) -> Result<Written> {
-        let http = Client::http(&self.options)?;
-        let progress = progress::Progress::new();
+    fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
+        let http = Client::http(&self.options, shell)?;
+        let progress = progress::Progress::new(shell);
         let blobs = push::blob_jobs(image, store);
         let top = image.top();
         let mut written = Written {
@@ -194,6 +195,7 @@ impl Output for RegistryOutput {
                 repo,
                 credential,
                 mount_from.as_slice(),
+                shell,
             )
             .with_context(|| format!("pushing to {registry}/{repo}"))
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;

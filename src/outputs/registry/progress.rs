@@ -2,12 +2,13 @@
 //! with -q.
 
 use super::push::{BlobJob, Observer, Upload};
+use crate::util::shell::Shell;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 pub struct Progress {
     bars: Option<MultiProgress>,
+    shell: Shell,
 }
 
 /// One blob's upload.
@@ -20,27 +21,23 @@ fn short(d: &str) -> &str {
     &d[..d.len().min(19)]
 }
 
-impl Default for Progress {
-    fn default() -> Progress {
-        Progress::new()
-    }
-}
-
 impl Progress {
     /// Bars on a terminal unless the shell is quiet; the shell decides what the lines show.
-    pub fn new() -> Progress {
-        let quiet = crate::util::shell::is_quiet();
-        let bars = (!quiet && std::io::stderr().is_terminal())
+    pub fn new(shell: &Shell) -> Progress {
+        let bars = (!shell.is_quiet() && shell.err_is_terminal())
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Progress { bars }
+        Progress {
+            bars,
+            shell: shell.clone(),
+        }
     }
 
     pub fn line(&self, verb: &str, text: &str) {
         match &self.bars {
-            Some(m) => crate::util::shell::status_to(verb, text, |line| {
+            Some(m) => self.shell.status_to(verb, text, |line| {
                 let _ = m.println(line);
             }),
-            None => crate::util::shell::status(verb, text),
+            None => self.shell.status(verb, text),
         }
     }
 

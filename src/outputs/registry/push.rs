@@ -343,7 +343,7 @@ pub fn verify_manifest(c: &Client, reference: &str, media_type: &str, digest: &s
         }
         let wait = backoff(attempt);
         attempt += 1;
-        crate::util::shell::status(
+        c.shell.status(
             "Retrying",
             format!(
                 "to read manifest {reference} back (try {attempt} of {}, in {}): registry {} answered 404",

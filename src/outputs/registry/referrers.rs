@@ -65,7 +65,7 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
         let tag = fallback_tag(subject);
         let ours: Vec<Value> = attachments.iter().map(|a| a.descriptor()).collect();
         if update_fallback(c, &tag, ours)? {
-            crate::util::shell::verbose(
+            c.shell.verbose(
                 "Referrers",
                 format!(
                     "{}/{}:{tag} lists the referrers of {subject} (the registry has no referrers API)",
@@ -198,7 +198,7 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
         };
         if listed.dropped > 0 && !warned {
             warned = true;
-            crate::util::shell::warn(format!(
+            c.shell.warn(format!(
                 "registry {} lists {} under {}:{tag} (the referrers tag schema); dropping {} from the index pushed back",
                 c.registry,
                 if listed.dropped == 1 {
@@ -211,7 +211,7 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
             ));
         }
         if round > 1 {
-            crate::util::shell::verbose(
+            c.shell.verbose(
                 "Referrers",
                 format!(
                     "{}/{}:{tag} lost referrers of this push to another writer; merging again (round {round} of {ROUNDS})",
