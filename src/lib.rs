@@ -33,6 +33,7 @@ pub mod metadata;
 pub mod outputs;
 pub mod pipeline;
 pub mod platform;
+pub mod registry;
 pub mod render;
 pub mod util;
 pub mod verify;
