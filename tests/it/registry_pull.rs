@@ -213,7 +213,7 @@ fn pull_with_basic_auth_over_tls_and_a_wrong_password_is_a_one_line_error() {
         "auth/hello",
     )
     .and_then(|p| p.manifest("1"));
-    let e = format!("{:#}", wrong.err().expect("a wrong password fails"));
+    let e = format!("{:#}", wrong.expect_err("a wrong password fails"));
     assert!(!e.contains('\n'), "{e}");
     assert!(e.contains("401"), "{e}");
     assert!(e.contains("docker login"), "{e}");
