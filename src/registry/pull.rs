@@ -137,7 +137,11 @@ impl Puller {
         let c = &self.client;
         let r = c.get_manifest(reqwest::Method::HEAD, reference, &ACCEPTED.join(", "))?;
         let media_type = media_type_of(&r);
-        let size = r.content_length();
+        // The header itself: reqwest's content_length() is that of the (empty) HEAD body.
+        let size = r
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|h| h.to_str().ok()?.parse::<u64>().ok());
         match (content_digest(&r), size) {
             (Some(d), Some(size)) if check_media_type(c, reference, &media_type).is_ok() => {
                 let digest = Digest::try_from(d.clone()).map_err(|_| {
