@@ -12,8 +12,9 @@
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
 //! [`pipeline`] runs them in that order; [`cli`] is the command line. Below every stage:
-//! [`files`] (the image's file entries and base files) and [`util`] (CA roots, references,
-//! bounded helper programs, safe file opening). A stage imports earlier stages and these,
+//! [`files`] (the image's file entries and base files), [`util`] (CA roots, references,
+//! bounded helper programs, safe file opening) and [`registry`] (registry access: transport,
+//! auth, retries, the push's primitives and pull). A stage imports earlier stages and these,
 //! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
 // No function in the stages over 80 lines (clippy.toml) unless it is flat data and says so.
