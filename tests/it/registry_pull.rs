@@ -74,6 +74,7 @@ fn fresh_store(dir: &Path) -> BlobStore {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn pull_returns_the_pushed_two_platform_image_and_refuses_a_corrupted_blob() {
     let registry = Registry::plain();
     let out = tempdir();
@@ -179,6 +180,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry, skopeo, htpasswd"]
 fn pull_with_basic_auth_over_tls_and_a_wrong_password_is_a_one_line_error() {
     let registry = Registry::secure(Credentials::new(USER, PASSWORD));
     let source = build_fixture("hello", &[]);
