@@ -13,8 +13,9 @@
 //! ```
 //! [`pipeline`] runs them in that order; [`cli`] is the command line and [`commands`] its
 //! subcommands, one file each. Below every stage:
-//! [`files`] (the image's file entries and base files) and [`util`] (CA roots, references,
-//! bounded helper programs, safe file opening). A stage imports earlier stages and these,
+//! [`files`] (the image's file entries and base files), [`util`] (CA roots, references,
+//! bounded helper programs, safe file opening) and [`registry`] (registry access: transport,
+//! auth, retries, the push's primitives and pull). A stage imports earlier stages and these,
 //! never a later stage (`scripts/import-graph` checks; ARCHITECTURE.md has the map).
 
 // No function in the stages over 80 lines (clippy.toml) unless it is flat data and says so.
@@ -35,6 +36,7 @@ pub mod metadata;
 pub mod outputs;
 pub mod pipeline;
 pub mod platform;
+pub mod registry;
 pub mod render;
 pub mod util;
 pub mod verify;

@@ -5,10 +5,10 @@ use crate::metadata::values::{Allocator, SbomFormats};
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
-use crate::outputs::registry::RegistryOptions;
-use crate::outputs::registry::auth::{Credential, Secret};
 use crate::pipeline::{self, BuildRequest};
 use crate::platform::Platform;
+use crate::registry::RegistryOptions;
+use crate::registry::auth::{Credential, Secret};
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -142,10 +142,10 @@ pub struct BuildArgs {
     #[arg(long, requires = "username", help_heading = "Registry options")]
     pub password_stdin: bool,
     /// Retries of a failed registry request, after its first try
-    #[arg(long, value_name = "N", default_value_t = crate::outputs::registry::DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Registry options")]
+    #[arg(long, value_name = "N", default_value_t = crate::registry::DEFAULT_RETRIES, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Registry options")]
     pub retries: u32,
     /// Blobs uploaded at once (`--jobs` is an old name for it)
-    #[arg(long, alias = "jobs", value_name = "N", default_value_t = crate::outputs::registry::DEFAULT_UPLOAD_JOBS as u64, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
+    #[arg(long, alias = "jobs", value_name = "N", default_value_t = crate::registry::DEFAULT_UPLOAD_JOBS as u64, value_parser = clap::value_parser!(u64).range(1..=64), help_heading = "Registry options")]
     pub upload_jobs: u64,
     /// Seconds to wait for a registry, token service or credential helper to answer
     #[arg(long, value_name = "SECONDS", env = "CARGO_CONTAINERIZE_REGISTRY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), help_heading = "Registry options")]

@@ -3,11 +3,11 @@
 //! the containerd image store). Nothing touches the disk on the way.
 
 use super::docker_archive::{note_referrers_left_out, pick_platform, write_tar};
-use super::registry::remote::sanitize;
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::platform::Platform;
+use crate::registry::transport::sanitize;
 use crate::util::process::{Outcome, Watchdog, run_bounded};
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};

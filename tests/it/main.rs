@@ -41,6 +41,7 @@ mod real_crates;
 mod referrers;
 mod registry;
 mod registry_harness;
+mod registry_pull;
 mod reliability;
 mod reproducible;
 mod sbom;

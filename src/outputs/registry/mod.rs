@@ -1,61 +1,19 @@
 //! `--push`: the image to one or more registry references.
 
-pub mod auth;
-pub mod client;
 pub mod progress;
 pub mod push;
 pub mod referrers;
-pub mod remote;
 
 use super::{Output, Pushed, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
+use crate::registry::RegistryOptions;
+use crate::registry::client::{Access, Client};
+use crate::registry::{auth, transport};
 use crate::util::reference::Reference;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
-use auth::Credential;
-use client::Client;
-use std::path::PathBuf;
-
-/// How to reach registries.
-#[derive(Debug, Clone)]
-pub struct RegistryOptions {
-    /// Hosts (`host` or `host:port`) that may be reached over plain HTTP.
-    pub insecure: Vec<String>,
-    /// An extra CA to trust for TLS.
-    pub ca_file: Option<PathBuf>,
-    /// Credentials from the command line, used for every registry of this run.
-    pub credential: Option<Credential>,
-    /// Retries per request after its first try (`--retries`).
-    pub retries: u32,
-    /// Blobs uploaded at once (`--upload-jobs`).
-    pub upload_jobs: usize,
-    /// The longest wait for a registry, token service or credential helper to answer (for a
-    /// connection, the next bytes of an answer, or a helper's reply).
-    pub timeout: std::time::Duration,
-}
-
-/// `--retries`' default: five tries in all.
-pub const DEFAULT_RETRIES: u32 = 4;
-
-/// `--upload-jobs`' default.
-pub const DEFAULT_UPLOAD_JOBS: usize = 4;
-
-/// `--registry-timeout`'s default.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        RegistryOptions {
-            insecure: vec![],
-            ca_file: None,
-            credential: None,
-            retries: DEFAULT_RETRIES,
-            upload_jobs: DEFAULT_UPLOAD_JOBS,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-}
+use push::BlobJob;
 
 /// One reference to push to.
 #[derive(Debug, Clone)]
@@ -140,8 +98,8 @@ impl RegistryOutput {
             );
         }
         let reference = t.tag.clone().unwrap_or_else(|| top.digest.to_string());
-        push::put_manifest(client, &reference, &top.bytes, top.media_type, &top.digest)?;
-        push::verify_manifest(client, &reference, top.media_type, &top.digest)?;
+        client.put_manifest(&reference, &top.bytes, top.media_type, &top.digest)?;
+        client.verify_manifest(&reference, top.media_type, &top.digest)?;
         let pushed = Pushed {
             reference: t.given.split('@').next().unwrap_or(&t.given).to_string(),
             digest: top.digest.clone(),
@@ -149,6 +107,143 @@ impl RegistryOutput {
         progress.line("Pushed", &pushed.to_string());
         Ok(pushed)
     }
+}
+
+impl RegistryOutput {
+    /// The repositories to push to, each once, in the order the references name them.
+    fn repositories(&self) -> Vec<(&str, &str)> {
+        let mut repos: Vec<(&str, &str)> = Vec::new();
+        for t in &self.targets {
+            if !repos.contains(&(t.registry.as_str(), t.repository.as_str())) {
+                repos.push((&t.registry, &t.repository));
+            }
+        }
+        repos
+    }
+
+    /// A session with `registry`/`repo`, with the command line's credentials or, without
+    /// them, what docker's and podman's stores hold for the registry.
+    fn connect(
+        &self,
+        http: &reqwest::blocking::Client,
+        registry: &str,
+        repo: &str,
+        mount_from: &[String],
+        shell: &Shell,
+    ) -> Result<Client> {
+        let credential = match &self.options.credential {
+            Some(c) => c.clone(),
+            None => auth::lookup(registry, self.options.timeout)?,
+        };
+        let access = Access::Push { mount_from };
+        Client::connect(
+            http,
+            &self.options,
+            registry,
+            repo,
+            credential,
+            &access,
+            shell,
+        )
+        .with_context(|| format!("pushing to {registry}/{repo}"))
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
+    /// Every blob into the repository, counted into `written`.
+    fn push_blobs(
+        &self,
+        client: &Client,
+        blobs: &[BlobJob],
+        mount_from: Option<&str>,
+        progress: &progress::Progress,
+        written: &mut Written,
+    ) -> Result<()> {
+        let stats = push::push_blobs(
+            client,
+            blobs,
+            mount_from,
+            self.options.upload_jobs,
+            progress,
+        )?;
+        written.bytes_uploaded += stats.bytes;
+        written.blobs_uploaded += stats.uploaded;
+        written.blobs_skipped += stats.skipped;
+        written.blobs_mounted += stats.mounted;
+        Ok(())
+    }
+
+    /// The top manifest under every tag of this repository, the platforms' by digest, each
+    /// after what it references (attachments are left to [`RegistryOutput::push_referrers`]).
+    fn push_manifests(
+        &self,
+        client: &Client,
+        image: &Image,
+        progress: &progress::Progress,
+        written: &mut Written,
+    ) -> Result<()> {
+        let top = image.top();
+        for b in push::manifests(image).filter(|b| !b.is_attachment()) {
+            let doc = image
+                .document(b.digest)
+                .context("every manifest of an image is one of its documents")?;
+            if b.digest != top.digest {
+                client.put_manifest(b.digest, &doc.bytes, doc.media_type, b.digest)?;
+                continue;
+            }
+            for t in self
+                .targets
+                .iter()
+                .filter(|t| t.registry == client.registry && t.repository == client.repo)
+            {
+                written
+                    .pushed
+                    .push(self.push_top(client, t, top, progress)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The attachments (referrers), once their subject is in under every tag. A failure is
+/// [`super::PartlyWritten`]: the image itself is pushed, under `written.pushed[first..]`.
+fn push_referrers(
+    client: &Client,
+    image: &Image,
+    progress: &progress::Progress,
+    written: Written,
+    first: usize,
+) -> Result<Written> {
+    let done = match referrers::push(client, image) {
+        Ok(done) => done,
+        // What is pushed is reported (--message-format json prints it) with the error.
+        Err(e) => {
+            let pushed: Vec<String> = written.pushed[first..]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let error = anyhow::anyhow!(
+                "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
+                pushed.join(", ")
+            );
+            return Err(super::PartlyWritten { written, error }.into());
+        }
+    };
+    progress.line(
+        "Attached",
+        &format!(
+            "{} referrer{} to {}/{}{}",
+            done.manifests,
+            if done.manifests == 1 { "" } else { "s" },
+            client.registry,
+            client.repo,
+            if done.tags.is_empty() {
+                ""
+            } else {
+                " (no referrers API: listed under the sha256-<subject> tag)"
+            }
+        ),
+    );
+    Ok(written)
 }
 
 impl Output for RegistryOutput {
@@ -161,114 +256,37 @@ impl Output for RegistryOutput {
         Ok(())
     }
 
-    #[allow(clippy::too_many_lines, reason = "older than the lint")]
+    /// Each repository in turn: its blobs (mounted from one pushed before in this run, on
+    /// the same registry, where possible), its manifests, then the referrers.
     fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
-        let http = Client::http(&self.options, shell)?;
+        let http = transport::http(&self.options, shell)?;
         let progress = progress::Progress::new(shell);
         let blobs = push::blob_jobs(image, store);
-        let top = image.top();
         let mut written = Written {
             output: self.describe(),
             ..Written::default()
         };
         // Repositories already holding every blob, by registry: mount sources for the next.
-        let mut done: Vec<(String, String)> = Vec::new();
-        let mut repos: Vec<(&str, &str)> = Vec::new();
-        for t in &self.targets {
-            if !repos.contains(&(t.registry.as_str(), t.repository.as_str())) {
-                repos.push((&t.registry, &t.repository));
-            }
-        }
-        for (registry, repo) in repos {
-            let mount_from = done
+        let mut done: Vec<(&str, &str)> = Vec::new();
+        for (registry, repo) in self.repositories() {
+            let mount_from: Option<String> = done
                 .iter()
-                .find(|(r, _)| r == registry)
-                .map(|(_, repo)| repo.clone());
-            let credential = match &self.options.credential {
-                Some(c) => c.clone(),
-                None => auth::lookup(registry, self.options.timeout)?,
-            };
-            let client = Client::connect(
-                &http,
-                &self.options,
-                registry,
-                repo,
-                credential,
-                mount_from.as_slice(),
-                shell,
-            )
-            .with_context(|| format!("pushing to {registry}/{repo}"))
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let stats = push::push_blobs(
+                .find(|(r, _)| *r == registry)
+                .map(|(_, repo)| (*repo).to_string());
+            let client = self.connect(&http, registry, repo, mount_from.as_slice(), shell)?;
+            self.push_blobs(
                 &client,
                 &blobs,
                 mount_from.as_deref(),
-                self.options.upload_jobs,
                 &progress,
+                &mut written,
             )?;
-            written.bytes_uploaded += stats.bytes;
-            written.blobs_uploaded += stats.uploaded;
-            written.blobs_skipped += stats.skipped;
-            written.blobs_mounted += stats.mounted;
-            // The top manifest under every tag, the platforms' by digest, each after what it
-            // references; then the attachments (referrers), once their subject is in under
-            // every tag.
-            let first_pushed = written.pushed.len();
-            for b in push::manifests(image) {
-                if b.is_attachment() {
-                    continue;
-                }
-                let doc = image
-                    .document(b.digest)
-                    .context("every manifest of an image is one of its documents")?;
-                if b.digest != top.digest {
-                    push::put_manifest(&client, b.digest, &doc.bytes, doc.media_type, b.digest)?;
-                    continue;
-                }
-                for t in self
-                    .targets
-                    .iter()
-                    .filter(|t| t.registry == registry && t.repository == repo)
-                {
-                    written
-                        .pushed
-                        .push(self.push_top(&client, t, top, &progress)?);
-                }
-            }
+            let first = written.pushed.len();
+            self.push_manifests(&client, image, &progress, &mut written)?;
             if !image.attachments.is_empty() {
-                let pushed: Vec<String> = written.pushed[first_pushed..]
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let done = match referrers::push(&client, image) {
-                    Ok(done) => done,
-                    // What is pushed is reported (--message-format json prints it) with the error.
-                    Err(e) => {
-                        return Err(super::PartlyWritten {
-                            written,
-                            error: anyhow::anyhow!(
-                                "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
-                                pushed.join(", ")
-                            ),
-                        }
-                        .into());
-                    }
-                };
-                progress.line(
-                    "Attached",
-                    &format!(
-                        "{} referrer{} to {registry}/{repo}{}",
-                        done.manifests,
-                        if done.manifests == 1 { "" } else { "s" },
-                        if done.tags.is_empty() {
-                            ""
-                        } else {
-                            " (no referrers API: listed under the sha256-<subject> tag)"
-                        }
-                    ),
-                );
+                written = push_referrers(&client, image, &progress, written, first)?;
             }
-            done.push((registry.to_string(), repo.to_string()));
+            done.push((registry, repo));
         }
         Ok(written)
     }

@@ -2,6 +2,7 @@
 //! with -q.
 
 use super::push::{BlobJob, Observer, Upload};
+use crate::registry::client;
 use crate::util::shell::Shell;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Arc;
@@ -69,7 +70,7 @@ impl Progress {
     }
 }
 
-impl Upload for Transfer {
+impl client::Transfer for Transfer {
     fn sent(&self, n: u64) {
         if let Some(b) = &self.bar {
             b.inc(n);
@@ -80,6 +81,9 @@ impl Upload for Transfer {
             b.set_position(0);
         }
     }
+}
+
+impl Upload for Transfer {
     fn finished(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();

@@ -12,10 +12,11 @@
 //! time to PUT too (twice as long as our own read and PUT took), and merged again while ours
 //! are missing — a bounded number of rounds.
 
-use super::client::{Client, Failure};
-use super::push::{put_manifest, put_manifest_or};
-use super::remote::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use crate::image::{Attachment, INDEX_MEDIA_TYPE, Image, canonical_json};
+use crate::registry::client::Client;
+use crate::registry::error::RegistryError;
+use crate::registry::retry::Failure;
+use crate::registry::transport::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
 use anyhow::{Result, anyhow, bail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -49,8 +50,7 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
     let mut unindexed: BTreeMap<&str, Vec<&Attachment>> = BTreeMap::new();
     let mut done = Referred::default();
     for a in &image.attachments {
-        let answer = put_manifest(
-            c,
+        let answer = c.put_manifest(
             &a.manifest.digest,
             &a.manifest.bytes,
             a.manifest.media_type,
@@ -65,7 +65,7 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
         let tag = fallback_tag(subject);
         let ours: Vec<Value> = attachments.iter().map(|a| a.descriptor()).collect();
         if update_fallback(c, &tag, ours)? {
-            c.shell.verbose(
+            c.shell().verbose(
                 "Referrers",
                 format!(
                     "{}/{}:{tag} lists the referrers of {subject} (the registry has no referrers API)",
@@ -198,7 +198,7 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
         };
         if listed.dropped > 0 && !warned {
             warned = true;
-            c.shell.warn(format!(
+            c.shell().warn(format!(
                 "registry {} lists {} under {}:{tag} (the referrers tag schema); dropping {} from the index pushed back",
                 c.registry,
                 if listed.dropped == 1 {
@@ -211,7 +211,7 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
             ));
         }
         if round > 1 {
-            c.shell.verbose(
+            c.shell().verbose(
                 "Referrers",
                 format!(
                     "{}/{}:{tag} lost referrers of this push to another writer; merging again (round {round} of {ROUNDS})",
@@ -226,10 +226,10 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
         });
         let bytes = canonical_json(&index)?;
         let digest = crate::blobs::digest_of(&bytes);
-        put_manifest_or(c, tag, &bytes, INDEX_MEDIA_TYPE, &digest, |r| {
+        c.put_manifest_or(tag, &bytes, INDEX_MEDIA_TYPE, &digest, |r| {
             if r.status() == StatusCode::FORBIDDEN {
                 // The image went in with these credentials: what is refused is the tag.
-                let reason = super::client::RegistryError::read(r);
+                let reason = RegistryError::read(r);
                 anyhow!(
                     "registry {} refused the tag {tag} in {} ({reason}), which lists the image's referrers for registries without the referrers API; the repository may not allow that tag (immutable tags, or a tag-name rule): allow tags matching sha256-*, or push to a registry with the referrers API",
                     c.registry,
