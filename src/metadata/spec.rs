@@ -3,11 +3,12 @@
 
 use super::values::{Allocator, CaSource, Compression, ImagePath, Port, TzData};
 use super::{Project, Settings, git::GitInfo};
+use crate::files::include::IncludeFile;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
@@ -72,18 +73,6 @@ impl TzData {
         }
         Ok(self)
     }
-}
-
-/// One file or directory to copy into the image, already confined to the package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IncludeFile {
-    /// Absolute path on the host, inside the package root.
-    pub src: PathBuf,
-    /// Absolute path in the image.
-    pub dest: String,
-    pub is_dir: bool,
-    /// 0755 for directories and executables, else 0644: the host's umask never leaks in.
-    pub mode: u32,
 }
 
 /// Everything about the image, resolved. Shared by `build` and the templates.
@@ -346,109 +335,6 @@ fn zone_exists(tz: &TzData, zone: &str) -> bool {
     }
 }
 
-/// A directory's entries with their paths in the image, sorted by name. (Hand-written, not
-/// walkdir: the include walk confines and checks each entry on its own, following symbolic
-/// links with a loop check and messages that name the include.)
-fn children(dir: &Path, dest: &str) -> Result<Vec<(PathBuf, String)>> {
-    let mut children: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .collect::<std::io::Result<Vec<_>>>()?;
-    children.sort_by_key(|c| c.file_name());
-    Ok(children
-        .into_iter()
-        .map(|c| {
-            let name = c.file_name().to_string_lossy().to_string();
-            (c.path(), format!("{dest}/{name}"))
-        })
-        .collect())
-}
-
-/// 0755 for an executable file, else 0644: the host's umask never leaks in.
-fn file_mode(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    }
-}
-
-/// Expands one `include` into files and directories, each confined to the package root.
-fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<IncludeFile>> {
-    let real_root = root.canonicalize().context("resolving the package root")?;
-    let top = confine(root, src)?;
-    let mut out = Vec::new();
-    // "/" (the image root) is the empty prefix of its children's paths.
-    let mut stack = vec![(top, dest.as_str().trim_end_matches('/').to_string())];
-    let mut visited = std::collections::BTreeSet::new();
-    while let Some((path, dest)) = stack.pop() {
-        // The paths of a directory's files come from their names: the same rules as a `dest`.
-        if !dest.is_empty()
-            && let Err(e) = ImagePath::try_from(dest.clone())
-        {
-            bail!(
-                "include `{src}` holds {}, which cannot go into the image: {e}",
-                path.display()
-            );
-        }
-        let real = path
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", path.display()))?;
-        if !real.starts_with(&real_root) {
-            bail!(
-                "include `{src}` contains {} which leads outside the package (to {}); copy the file into the package instead",
-                path.display(),
-                real.display()
-            );
-        }
-        let meta =
-            std::fs::metadata(&real).with_context(|| format!("cannot read {}", real.display()))?;
-        if meta.is_dir() {
-            if !visited.insert(real.clone()) {
-                bail!(
-                    "include `{src}` loops: {} leads back to {}; remove the symlink or include the directories separately",
-                    path.display(),
-                    real.display()
-                );
-            }
-            // dest "/" is the image root, which exists already.
-            if !dest.is_empty() {
-                out.push(IncludeFile {
-                    src: real.clone(),
-                    dest: dest.clone(),
-                    is_dir: true,
-                    mode: 0o755,
-                });
-            }
-            // Reversed onto the stack: taken off in name order.
-            stack.extend(children(&path, &dest)?.into_iter().rev());
-        } else if !meta.is_file() {
-            // Never opened: opening a FIFO blocks until a writer comes, and a device would be
-            // packed as whatever reading it gives.
-            bail!(
-                "include `{src}` holds {}, which is {}: only regular files and directories can be included; remove it from the package or point `src` elsewhere",
-                path.display(),
-                crate::util::fs::kind_name(meta.file_type())
-            );
-        } else {
-            // Only a directory can go at "/" (the image root, which exists already).
-            if dest.is_empty() {
-                let name = real.file_name().unwrap_or_default().to_string_lossy();
-                bail!(
-                    "include `{src}` is a file, so its dest cannot be the image root `/`; give its path in the image, e.g. dest = \"/{name}\""
-                );
-            }
-            out.push(IncludeFile {
-                src: real,
-                dest,
-                is_dir: false,
-                mode: file_mode(&meta),
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// How a path in the image is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -596,30 +482,6 @@ fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, own
     taken
         .entry(path.to_string())
         .or_insert_with(|| (used, owner.to_string()));
-}
-
-/// Confines an include's source to the package root: no `..`, no absolute path, and no
-/// symlink that leads outside.
-fn confine(root: &Path, src: &str) -> Result<PathBuf> {
-    let rel = Path::new(src);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        bail!(
-            "include src `{src}` escapes the package; give a path inside {} without `..`",
-            root.display()
-        );
-    }
-    let joined = root.join(rel);
-    let real = joined.canonicalize().with_context(|| {
-        format!("include src `{src}` does not exist in {}; fix the path in [package.metadata.containerize]", root.display())
-    })?;
-    let real_root = root.canonicalize().context("resolving the package root")?;
-    if !real.starts_with(&real_root) {
-        bail!(
-            "include src `{src}` leads outside the package (to {}) through a symlink; copy the file into the package instead",
-            real.display()
-        );
-    }
-    Ok(real)
 }
 
 /// Where the binary goes in the image, and the entrypoint (by default, that path).
@@ -789,8 +651,13 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
 
     let mut expanded = Vec::new();
     for (i, inc) in s.include.iter().flatten().enumerate() {
-        let files = expand_include(&project.package_root, &inc.src, &inc.dest)
-            .with_context(|| format!("include[{i}]"))?;
+        let files = crate::files::include::expand(
+            &project.package_root,
+            &inc.src,
+            inc.dest.as_str(),
+            |d| ImagePath::try_from(d.to_string()).map(drop),
+        )
+        .with_context(|| format!("include[{i}]"))?;
         expanded.push((i, inc, files));
     }
     check_image_paths(
@@ -877,22 +744,5 @@ mod tests {
     fn rfc3339_of_epoch_and_later() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_704_067_200), "2024-01-01T00:00:00Z");
-    }
-
-    /// Caught by the checks of fuzz/fuzz_targets/settings.rs (on a hand-written input; the
-    /// fuzzer had not reached it in 3 minutes): `include = [{ src = "FILE", dest = "/" }]`
-    /// resolved to a file with an empty image path, refused only later by the layer writer
-    /// with a message that named neither the include nor the fix.
-    #[test]
-    fn a_file_included_at_the_image_root_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("app.toml"), "").unwrap();
-        let path = |p: &str| ImagePath::try_from(p.to_string()).unwrap();
-        let err = expand_include(dir.path(), "app.toml", &path("/"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("dest = \"/app.toml\""), "{err}");
-        let ok = expand_include(dir.path(), "app.toml", &path("/etc/app.toml")).unwrap();
-        assert_eq!(ok[0].dest, "/etc/app.toml");
     }
 }
