@@ -549,7 +549,8 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
 pub(crate) mod testing {
     use super::*;
     use crate::layers::compress::Codec;
-    use crate::metadata::spec::{CaCerts, Compression, TzData};
+    use crate::metadata::spec::CaCerts;
+    use crate::metadata::values::{Compression, TzData};
 
     /// [`ImageSpec::example`] with what these tests rely on: a PATH, no CA bundle or
     /// tzdata, one platform, and a `created` time (the default epoch, 1970).

@@ -33,122 +33,22 @@ fn line(out: &mut String, key_value: &str, note: &str) {
     }
 }
 
-fn toml_str(s: &str) -> String {
-    toml_edit::Value::from(s).to_string().trim().to_string()
-}
-
-/// The commented body of the section: every key, with this crate's default where it has one.
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
+/// The commented body of the section: every key (as `metadata::settings` declares it), with
+/// this crate's default where it has one, else an example.
 pub fn commented_defaults(spec: &ImageSpec) -> String {
-    use crate::metadata::spec::{CaSource, Compression, TzData};
-    let default_path = format!("/usr/local/bin/{}", spec.bin);
-    // The defaults shown are the settings' own (each defined once, on its type).
-    let compression = Compression::default();
-    let lines: Vec<(String, &str)> = vec![
-        (
-            format!("bin = {}", toml_str(&spec.bin)),
-            "the binary target, when the package has several",
-        ),
-        (
-            format!("binary-path = {}", toml_str(&default_path)),
-            "where the binary goes in the image",
-        ),
-        (
-            format!("entrypoint = [{}]", toml_str(&default_path)),
-            "exec form",
-        ),
-        ("args = []".into(), "the image's Cmd"),
-        (
-            "env = { RUST_LOG = \"info\" }".into(),
-            "added to PATH, SSL_CERT_FILE and TZ",
-        ),
-        (
-            format!("user = {}", toml_str(crate::metadata::spec::DEFAULT_USER)),
-            "numeric UID:GID (65532 is nonroot)",
-        ),
-        ("workdir = \"/\"".into(), ""),
-        ("ports = [8080, \"53/udp\"]".into(), "exposed ports"),
-        ("stop-signal = \"SIGTERM\"".into(), ""),
-        (
-            "labels = { \"org.opencontainers.image.vendor\" = \"Example\" }".into(),
-            "",
-        ),
-        (
-            format!("ca-certs = {}", toml_str(&CaSource::default().to_string())),
-            "embedded Mozilla roots; \"host\", \"none\" or a PEM file",
-        ),
-        (
-            format!("tzdata = {}", toml_str(TzData::default().name())),
-            "embedded IANA data; \"host\" or \"none\"",
-        ),
-        (
-            "zones = [\"UTC\", \"Europe/Berlin\"]".into(),
-            "only these zones (default: all)",
-        ),
-        ("timezone = \"UTC\"".into(), "sets TZ and /etc/localtime"),
-        (
-            "include = [{ src = \"config/app.toml\", dest = \"/etc/app/app.toml\" }]".into(),
-            "",
-        ),
-        ("strip = true".into(), "strip symbols and debug info"),
-        (
-            "auditable = true".into(),
-            "embed the dependency list scanners read (syft, trivy)",
-        ),
-        (
-            "layout-referrers = false".into(),
-            "list SBOMs and provenance in oci: layouts' index.json too",
-        ),
-        (
-            "openssl = \"build\"".into(),
-            "static OpenSSL for openssl-sys, built once per target; or \"off\"",
-        ),
-        (
-            "provenance = true".into(),
-            "attach a SLSA provenance statement to each platform manifest",
-        ),
-        (
-            format!(
-                "allocator = {}",
-                toml_str(crate::metadata::values::Allocator::default().as_str())
-            ),
-            "musl's own malloc; \"mimalloc\" is faster for allocation-heavy programs",
-        ),
-        (
-            "sbom = [\"spdx\", \"cyclonedx\"]".into(),
-            "SBOMs attached to each platform manifest; or false",
-        ),
-        (
-            "platforms = [\"linux/amd64\", \"linux/arm64\"]".into(),
-            "default: the host's",
-        ),
-        (
-            format!("compression = {}", toml_str(compression.name())),
-            "or \"zstd\"",
-        ),
-        (
-            format!("compression-level = {}", compression.default_level()),
-            "gzip 1-12 (default 5), zstd 1-19 (default 7)",
-        ),
-        (
-            format!(
-                "repository = {}",
-                toml_str(&format!("ghcr.io/owner/{}", spec.package))
-            ),
-            "where --push goes",
-        ),
-        (
-            "tags = [\"{version}\", \"latest\"]".into(),
-            "also {git_sha}, {git_short_sha}",
-        ),
-    ];
+    use crate::metadata::settings::{DECLARED, Example};
+    let example = Example {
+        bin: &spec.bin,
+        package: &spec.package,
+    };
     let mut o = String::from(
         "# Settings of `cargo containerize` (also read by its dockerfile and workflow commands).\n\
          # Every key is optional: uncomment one to change it. Values shown are the defaults,\n\
          # or examples where there is none.\n",
     );
-    for (key_value, note) in &lines {
-        line(&mut o, key_value, note);
+    for setting in DECLARED {
+        let key_value = format!("{} = {}", setting.key, (setting.example)(&example));
+        line(&mut o, &key_value, setting.note);
     }
     o
 }

@@ -165,7 +165,7 @@ struct Speculation {
 }
 
 fn speculate(req: &BuildRequest, shell: &Shell) -> Option<Speculation> {
-    use crate::metadata::spec::{CaSource, TzData};
+    use crate::metadata::values::{CaSource, TzData};
     let o = &req.overrides;
     if o.ca_certs.is_some() || o.tzdata.is_some() || o.zones.is_some() {
         return None;

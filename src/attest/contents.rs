@@ -10,7 +10,8 @@
 
 use crate::files::{Entry, EntryKind, LayerKind, Source};
 use crate::metadata::graph::{DepGraph, GraphPackage, Kind};
-use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ImageSpec, TzData, ZONEINFO_DIR};
+use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ImageSpec, ZONEINFO_DIR};
+use crate::metadata::values::TzData;
 use crate::platform::Platform;
 use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};

@@ -94,12 +94,12 @@ pub struct ImageSettings {
     pub user: String,
     pub strip: bool,
     pub ca_certs: String,
-    pub tzdata: crate::metadata::spec::TzData,
+    pub tzdata: crate::metadata::values::TzData,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zones: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    pub compression: crate::metadata::spec::Compression,
+    pub compression: crate::metadata::values::Compression,
     pub compression_level: i32,
 }
 

@@ -1,7 +1,7 @@
 //! `cargo containerize [build]`, the default command: the image, built from the flags.
 
-use crate::metadata::spec::{CaSource, Compression, TzData};
-use crate::metadata::values::{Allocator, SbomFormats};
+use crate::metadata::settings::SettingsFlags;
+
 use crate::metadata::{CargoArgs, Settings};
 use crate::outputs::OutputSpec;
 use crate::outputs::load::LoadEngine;
@@ -12,7 +12,6 @@ use crate::registry::auth::{Credential, Secret};
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,80 +41,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
     pub message_format: MessageFormat,
 
-    /// Target platforms, comma separated [supported: linux/amd64, linux/arm64; default: the host's]
-    #[arg(
-        long,
-        value_name = "PLATFORMS",
-        value_delimiter = ',',
-        help_heading = "Image options"
-    )]
-    pub platform: Vec<String>,
-    /// Set an environment variable (repeatable)
-    #[arg(long = "env", value_name = "KEY=VALUE", help_heading = "Image options")]
-    pub env: Vec<String>,
-    /// Set a label and annotation (repeatable)
-    #[arg(
-        long = "label",
-        value_name = "KEY=VALUE",
-        help_heading = "Image options"
-    )]
-    pub labels: Vec<String>,
-    /// User to run as, numeric UID[:GID] [default: 65532:65532]
-    #[arg(long, help_heading = "Image options")]
-    pub user: Option<String>,
-    /// Time zone for TZ and /etc/localtime, e.g. Asia/Kolkata
-    #[arg(long, help_heading = "Image options")]
-    pub timezone: Option<String>,
-    /// CA bundle: webpki, host, none or a PEM file
-    #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
-    pub ca_certs: Option<CaSource>,
-    /// Time zone database: bundled, host or none
-    #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
-    pub tzdata: Option<TzData>,
-    /// Layer compression: gzip or zstd
-    #[arg(long, value_name = "ALGORITHM", help_heading = "Image options")]
-    pub compression: Option<Compression>,
-    /// Compression level: gzip 1-12 [default: 5], zstd 1-19 [default: 7]
-    #[arg(long, value_name = "N", help_heading = "Image options")]
-    pub compression_level: Option<i32>,
-    /// Keep symbols and debug info in the binary
-    #[arg(long, help_heading = "Image options")]
-    pub no_strip: bool,
-    /// Attach a SLSA provenance statement (in-toto) to each platform manifest, as an OCI 1.1
-    /// referrer [default: true, or `provenance` in Cargo.toml]
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, help_heading = "Image options")]
-    pub provenance: Option<bool>,
-    /// The malloc linked into the binary: musl [default] or mimalloc
-    #[arg(long, value_name = "NAME", help_heading = "Image options")]
-    pub allocator: Option<Allocator>,
-    /// SBOMs attached to each platform manifest as OCI 1.1 referrers: spdx, cyclonedx (comma
-    /// separated) or none [default: spdx,cyclonedx, or `sbom` in Cargo.toml]
-    #[arg(long, value_name = "FORMATS", value_parser = SbomFormats::parse_arg, help_heading = "Image options")]
-    pub sbom: Option<SbomFormats>,
+    #[command(flatten)]
+    pub settings: SettingsFlags,
     /// Also write the SBOMs to this directory: <bin>-<arch>.spdx.json, <bin>-<arch>.cdx.json
     #[arg(long, value_name = "DIR", help_heading = "Image options")]
     pub sbom_dir: Option<PathBuf>,
-    /// Embed the binary's dependency list for scanners (--auditable=false: don't)
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = "Image options"
-    )]
-    pub auditable: Option<bool>,
-    /// List the SBOMs and provenance in oci: layouts' and oci-archive: files' index.json too
-    /// [default: false, or `layout-referrers` in Cargo.toml]
-    #[arg(
-        long,
-        value_name = "BOOL",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        help_heading = "Image options"
-    )]
-    pub layout_referrers: Option<bool>,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -158,58 +88,10 @@ pub struct BuildArgs {
     pub load_platform: Option<String>,
 }
 
-fn key_values(flag: &str, items: &[String]) -> Result<Option<BTreeMap<String, String>>> {
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let mut m = BTreeMap::new();
-    for item in items {
-        let Some((k, v)) = item.split_once('=') else {
-            bail!("{flag} `{item}` is not KEY=VALUE; write it as {flag} NAME=value");
-        };
-        m.insert(k.to_string(), v.to_string());
-    }
-    Ok(Some(m))
-}
-
 impl BuildArgs {
     /// The settings given on the command line; they win over Cargo.toml's.
     pub fn settings(&self) -> Result<Settings> {
-        Ok(Settings {
-            env: key_values("--env", &self.env)?
-                .map(|m| {
-                    m.into_iter()
-                        .map(|(k, v)| Ok((k.parse()?, v.parse()?)))
-                        .collect::<Result<_>>()
-                })
-                .transpose()
-                .context("--env")?,
-            labels: key_values("--label", &self.labels)?,
-            user: self
-                .user
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--user")?,
-            timezone: self
-                .timezone
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .context("--timezone")?,
-            ca_certs: self.ca_certs.clone(),
-            tzdata: self.tzdata,
-            compression: self.compression,
-            compression_level: self.compression_level,
-            strip: self.no_strip.then_some(false),
-            provenance: self.provenance,
-            allocator: self.allocator,
-            sbom: self.sbom.clone(),
-            auditable: self.auditable,
-            layout_referrers: self.layout_referrers,
-            platforms: (!self.platform.is_empty()).then(|| self.platform.clone()),
-            ..Settings::default()
-        })
+        self.settings.settings()
     }
 }
 

@@ -4,6 +4,7 @@
 //! as tars, the Dockerfile renderer writes them into the build context.
 
 pub mod base;
+pub mod include;
 
 use std::path::PathBuf;
 

@@ -28,7 +28,7 @@ const BLOCK: usize = 1024 * 1024;
 /// The gzip levels libdeflate offers (10–12 are its slow, near-optimal parsers), as the
 /// `compression-level` setting accepts them.
 pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> =
-    crate::metadata::spec::Compression::Gzip.levels();
+    crate::metadata::values::Compression::Gzip.levels();
 
 struct Job {
     input: Vec<u8>,
@@ -186,7 +186,7 @@ pub fn zstd_encoder<W: Write>(
 /// An algorithm and its level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Codec {
-    pub kind: crate::metadata::spec::Compression,
+    pub kind: crate::metadata::values::Compression,
     pub level: i32,
 }
 
@@ -200,7 +200,7 @@ impl Codec {
 
     /// Compresses everything written to the returned writer into `out`; `finish` ends it.
     pub fn encoder<W: Write + Send + 'static>(self, out: W) -> io::Result<Encoder<W>> {
-        use crate::metadata::spec::Compression;
+        use crate::metadata::values::Compression;
         Ok(match self.kind {
             Compression::Gzip => {
                 let level = self.level.clamp(*GZIP_LEVELS.start(), *GZIP_LEVELS.end());
@@ -368,7 +368,7 @@ mod tests {
             }
         }
         let codec = |level| Codec {
-            kind: crate::metadata::spec::Compression::Gzip,
+            kind: crate::metadata::values::Compression::Gzip,
             level,
         };
         let via_codec = |level| {

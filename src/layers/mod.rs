@@ -12,7 +12,8 @@ pub mod tzdata;
 
 use crate::blobs::BlobStore;
 use crate::metadata::ImageSpec;
-use crate::metadata::spec::{CaCerts, Compression, TzData};
+use crate::metadata::spec::CaCerts;
+use crate::metadata::values::{Compression, TzData};
 use crate::verify::VerifiedBinary;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

@@ -287,7 +287,7 @@ mod tests {
     }
 
     const GZIP: Codec = Codec {
-        kind: crate::metadata::spec::Compression::Gzip,
+        kind: crate::metadata::values::Compression::Gzip,
         level: 6,
     };
 
@@ -351,7 +351,7 @@ mod tests {
         assert!(one.fresh, "a new level must compress again");
         assert_eq!(one.diff_id, six.diff_id);
         let zstd = Codec {
-            kind: crate::metadata::spec::Compression::Zstd,
+            kind: crate::metadata::values::Compression::Zstd,
             level: 3,
         };
         let z = write_layer(&content, &store, zstd).unwrap();

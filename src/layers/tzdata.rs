@@ -3,7 +3,8 @@
 //! stored once and hard-linked, which keeps the whole database small.
 
 use crate::files::{Entry, LayerContent, Source};
-use crate::metadata::spec::{TzData, ZONEINFO_DIR};
+use crate::metadata::spec::ZONEINFO_DIR;
+use crate::metadata::values::TzData;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::path::Path;

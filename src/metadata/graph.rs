@@ -276,13 +276,76 @@ fn host_triple() -> String {
 }
 
 /// The graph of `root`'s binary for `platform`. None when `metadata` has no resolve.
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Option<DepGraph> {
     let resolve = metadata.resolve.as_ref()?;
     let nodes: HashMap<&PackageId, &cargo_metadata::Node> =
         resolve.nodes.iter().map(|n| (&n.id, n)).collect();
     let packages: HashMap<&PackageId, &cargo_metadata::Package> =
         metadata.packages.iter().map(|p| (&p.id, p)).collect();
+    let (kind_of, edges) = walk(&nodes, &packages, root, platform);
+
+    let checksums = lock_checksums(metadata.workspace_root.as_std_path());
+    let mut ids: Vec<&PackageId> = kind_of.keys().copied().filter(|id| *id != root).collect();
+    ids.sort_by_key(|id| {
+        let p = packages[id];
+        (
+            p.name.to_string(),
+            p.version.clone(),
+            p.source.as_ref().map(|s| s.repr.clone()),
+        )
+    });
+    ids.insert(0, root);
+    let index: HashMap<&PackageId, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let out = ids
+        .iter()
+        .map(|id| {
+            let mut deps: Vec<Dep> = edges
+                .iter()
+                .filter(|((from, _), _)| from == id)
+                .map(|((_, to), kind)| Dep {
+                    index: index[to],
+                    kind: *kind,
+                })
+                .collect();
+            deps.sort();
+            deps.dedup_by_key(|d| d.index);
+            let features = nodes
+                .get(id)
+                .map(|n| n.features.iter().map(|f| f.to_string()).collect())
+                .unwrap_or_default();
+            graph_package(
+                metadata,
+                packages[id],
+                &checksums,
+                kind_of[id],
+                features,
+                deps,
+            )
+        })
+        .collect();
+    Some(DepGraph {
+        triple: platform.musl_triple().to_string(),
+        packages: out,
+    })
+}
+
+/// The edges between packages (the kind an edge carries) and each package's kind, found by
+/// walking (package, context) from `root`. Runtime context tests conditions against the
+/// target; build context (below a build-dependency or a proc-macro) against the host.
+#[allow(
+    clippy::type_complexity,
+    reason = "two maps the caller takes apart at once"
+)]
+fn walk<'a>(
+    nodes: &HashMap<&'a PackageId, &'a cargo_metadata::Node>,
+    packages: &HashMap<&'a PackageId, &'a cargo_metadata::Package>,
+    root: &'a PackageId,
+    platform: Platform,
+) -> (
+    BTreeMap<&'a PackageId, Kind>,
+    BTreeMap<(&'a PackageId, &'a PackageId), Kind>,
+) {
     let is_proc_macro = |id: &PackageId| {
         packages.get(id).is_some_and(|p| {
             p.targets
@@ -294,9 +357,6 @@ pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Opt
     let target_cfgs = musl_cfgs(platform);
     let host_cfgs = host_cfgs();
     let host = host_triple();
-
-    // Walk: (package, context). Runtime context tests conditions against the target; build
-    // context (below a build-dependency or a proc-macro) against the host.
     let mut kind_of: BTreeMap<&PackageId, Kind> = BTreeMap::new();
     let mut edges: BTreeMap<(&PackageId, &PackageId), Kind> = BTreeMap::new();
     let mut seen: std::collections::HashSet<(&PackageId, Kind)> = Default::default();
@@ -334,82 +394,57 @@ pub fn resolve(metadata: &Metadata, root: &PackageId, platform: Platform) -> Opt
             }
         }
     }
+    (kind_of, edges)
+}
 
-    let checksums = lock_checksums(metadata.workspace_root.as_std_path());
-    let mut ids: Vec<&PackageId> = kind_of.keys().copied().filter(|id| *id != root).collect();
-    ids.sort_by_key(|id| {
-        let p = packages[id];
-        (
-            p.name.to_string(),
-            p.version.clone(),
-            p.source.as_ref().map(|s| s.repr.clone()),
-        )
-    });
-    ids.insert(0, root);
-    let index: HashMap<&PackageId, usize> =
-        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let out = ids
-        .iter()
-        .map(|id| {
-            let p = packages[id];
-            let source_repr = p.source.as_ref().map(|s| s.repr.as_str());
-            let mut deps: Vec<Dep> = edges
-                .iter()
-                .filter(|((from, _), _)| from == id)
-                .map(|((_, to), kind)| Dep {
-                    index: index[to],
-                    kind: *kind,
-                })
-                .collect();
-            deps.sort();
-            deps.dedup_by_key(|d| d.index);
-            let license = p.license.as_deref().map(normalise_license);
-            GraphPackage {
-                name: p.name.to_string(),
-                version: p.version.to_string(),
-                source: Source::parse(
-                    source_repr,
-                    p.manifest_path.as_std_path(),
-                    metadata.workspace_root.as_std_path(),
-                ),
-                license_file: match license {
-                    Some(_) => None,
-                    None => p.license_file.as_ref().map(|f| {
-                        let dir = p.manifest_path.parent().map(|d| d.as_std_path());
-                        let f = f.as_std_path();
-                        dir.and_then(|d| f.strip_prefix(d).ok())
-                            .unwrap_or(f)
-                            .display()
-                            .to_string()
-                    }),
-                },
-                license,
-                checksum: source_repr.and_then(|s| {
-                    checksums
-                        .get(&(
-                            p.name.to_string(),
-                            p.version.to_string(),
-                            PublicUrl::new(s).into(),
-                        ))
-                        .cloned()
-                }),
-                kind: kind_of[id],
-                features: nodes
-                    .get(id)
-                    .map(|n| n.features.iter().map(|f| f.to_string()).collect())
-                    .unwrap_or_default(),
-                deps,
-                description: p.description.clone(),
-                repository: p.repository.as_deref().map(PublicUrl::new),
-                homepage: p.homepage.as_deref().map(PublicUrl::new),
-                authors: p.authors.clone(),
-            }
-        })
-        .collect();
-    Some(DepGraph {
-        triple: triple.to_string(),
-        packages: out,
-    })
+/// One package of the graph, as the SBOMs describe it.
+fn graph_package(
+    metadata: &Metadata,
+    p: &cargo_metadata::Package,
+    checksums: &HashMap<(String, String, String), String>,
+    kind: Kind,
+    features: Vec<String>,
+    deps: Vec<Dep>,
+) -> GraphPackage {
+    let source_repr = p.source.as_ref().map(|s| s.repr.as_str());
+    let license = p.license.as_deref().map(normalise_license);
+    GraphPackage {
+        name: p.name.to_string(),
+        version: p.version.to_string(),
+        source: Source::parse(
+            source_repr,
+            p.manifest_path.as_std_path(),
+            metadata.workspace_root.as_std_path(),
+        ),
+        license_file: match license {
+            Some(_) => None,
+            None => p.license_file.as_ref().map(|f| {
+                let dir = p.manifest_path.parent().map(|d| d.as_std_path());
+                let f = f.as_std_path();
+                dir.and_then(|d| f.strip_prefix(d).ok())
+                    .unwrap_or(f)
+                    .display()
+                    .to_string()
+            }),
+        },
+        license,
+        checksum: source_repr.and_then(|s| {
+            checksums
+                .get(&(
+                    p.name.to_string(),
+                    p.version.to_string(),
+                    PublicUrl::new(s).into(),
+                ))
+                .cloned()
+        }),
+        kind,
+        features,
+        deps,
+        description: p.description.clone(),
+        repository: p.repository.as_deref().map(PublicUrl::new),
+        homepage: p.homepage.as_deref().map(PublicUrl::new),
+        authors: p.authors.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -300,57 +300,12 @@ pub fn load_fresh(args: &CargoArgs, resolve: bool, shell: &Shell) -> Result<Proj
     Ok(project)
 }
 
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
 fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
     let mut package = select_package(metadata, args.package.as_deref())?.clone();
     public_links(&mut package);
-    let origin_ws = format!(
-        "[workspace.metadata.containerize] of {}/Cargo.toml",
-        metadata.workspace_root
-    );
-    let origin_pkg = format!(
-        "[package.metadata.containerize] of {}",
-        package.manifest_path
-    );
-    let ws = Settings::from_value(
-        metadata
-            .workspace_metadata
-            .get("containerize")
-            .unwrap_or(&serde_json::Value::Null),
-        &origin_ws,
-    )?;
-    let pkg = Settings::from_value(
-        package
-            .metadata
-            .get("containerize")
-            .unwrap_or(&serde_json::Value::Null),
-        &origin_pkg,
-    )?;
-    let settings = ws.merge(pkg);
-
+    let settings = settings_of(metadata, &package)?;
     let features = enabled_features(metadata, &package, args);
-    let bins: Vec<String> = package
-        .targets
-        .iter()
-        .filter(|t| t.kind.contains(&TargetKind::Bin))
-        .map(|t| t.name.clone())
-        .collect();
-    // Binaries whose `required-features` are not all on: cargo skips them. (A requirement
-    // on a dependency's feature, `dep/feat`, is taken as met: cargo checks it.)
-    let bins_off: Vec<(String, Vec<String>)> = package
-        .targets
-        .iter()
-        .filter(|t| t.kind.contains(&TargetKind::Bin))
-        .filter_map(|t| {
-            let missing: Vec<String> = t
-                .required_features
-                .iter()
-                .filter(|r| !r.contains('/') && !features.contains(r))
-                .cloned()
-                .collect();
-            (!missing.is_empty()).then(|| (t.name.clone(), missing))
-        })
-        .collect();
+    let (bins, bins_off) = bins_of(&package, &features);
     let bin = select_bin(
         &package,
         &bins,
@@ -359,18 +314,7 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         settings.bin.as_deref(),
     )?;
 
-    let compiles_c = metadata
-        .resolve
-        .as_ref()
-        .map(|r| {
-            r.nodes.iter().any(|n| {
-                metadata
-                    .packages
-                    .iter()
-                    .any(|p| p.id == n.id && p.name.as_str() == "cc")
-            })
-        })
-        .unwrap_or(false);
+    let compiles_c = compiles_c(metadata);
 
     let (native, locked) = walk_graph(metadata, &package.id);
     let graphs = crate::platform::Platform::ALL
@@ -403,6 +347,74 @@ fn from_metadata(metadata: &Metadata, args: &CargoArgs) -> Result<Project> {
         features,
         package,
     })
+}
+
+/// The workspace's `[workspace.metadata.containerize]` with the package's table laid over it.
+fn settings_of(metadata: &Metadata, package: &Package) -> Result<Settings> {
+    let origin_ws = format!(
+        "[workspace.metadata.containerize] of {}/Cargo.toml",
+        metadata.workspace_root
+    );
+    let origin_pkg = format!(
+        "[package.metadata.containerize] of {}",
+        package.manifest_path
+    );
+    let ws = Settings::from_value(
+        metadata
+            .workspace_metadata
+            .get("containerize")
+            .unwrap_or(&serde_json::Value::Null),
+        &origin_ws,
+    )?;
+    let pkg = Settings::from_value(
+        package
+            .metadata
+            .get("containerize")
+            .unwrap_or(&serde_json::Value::Null),
+        &origin_pkg,
+    )?;
+    Ok(ws.merge(pkg))
+}
+
+/// The package's binaries, and those whose `required-features` are not all on (cargo skips
+/// them; a requirement on a dependency's feature, `dep/feat`, is taken as met: cargo checks
+/// it), each with the features it misses.
+fn bins_of(package: &Package, features: &[String]) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let bin_targets = || {
+        package
+            .targets
+            .iter()
+            .filter(|t| t.kind.contains(&TargetKind::Bin))
+    };
+    let bins = bin_targets().map(|t| t.name.clone()).collect();
+    let bins_off = bin_targets()
+        .filter_map(|t| {
+            let missing: Vec<String> = t
+                .required_features
+                .iter()
+                .filter(|r| !r.contains('/') && !features.contains(r))
+                .cloned()
+                .collect();
+            (!missing.is_empty()).then(|| (t.name.clone(), missing))
+        })
+        .collect();
+    (bins, bins_off)
+}
+
+/// Whether the resolved graph holds the `cc` crate (something compiles C).
+fn compiles_c(metadata: &Metadata) -> bool {
+    metadata
+        .resolve
+        .as_ref()
+        .map(|r| {
+            r.nodes.iter().any(|n| {
+                metadata
+                    .packages
+                    .iter()
+                    .any(|p| p.id == n.id && p.name.as_str() == "cc")
+            })
+        })
+        .unwrap_or(false)
 }
 
 /// The cfg values of a musl target, as `[target.'cfg(…)'.dependencies]` test them.
@@ -444,46 +456,17 @@ pub fn is_native(package: &Package) -> bool {
 /// the root's dependencies are walked the way cargo builds them for each musl target (normal
 /// dependencies whose conditions hold for it link into the binary; build-dependencies and
 /// everything below them run on the build machine; dev-dependencies are not built).
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
 fn walk_graph(
     metadata: &Metadata,
     root: &cargo_metadata::PackageId,
 ) -> (Vec<NativeDep>, Vec<LockedPackage>) {
-    use cargo_metadata::DependencyKind;
-    use std::collections::{BTreeSet, HashMap};
+    use std::collections::HashMap;
     let Some(resolve) = &metadata.resolve else {
         return (Vec::new(), Vec::new());
     };
     let nodes: HashMap<&cargo_metadata::PackageId, &cargo_metadata::Node> =
         resolve.nodes.iter().map(|n| (&n.id, n)).collect();
-    // (package, None for the build machine or Some(triple))
-    let mut seen: BTreeSet<(&cargo_metadata::PackageId, Option<&str>)> = BTreeSet::new();
-    for platform in crate::platform::Platform::ALL {
-        let triple = platform.musl_triple();
-        let cfgs = musl_cfgs(platform);
-        let mut stack = vec![(root, Some(triple))];
-        while let Some((id, ctx)) = stack.pop() {
-            if !seen.insert((id, ctx)) {
-                continue;
-            }
-            let Some(node) = nodes.get(id) else { continue };
-            for dep in &node.deps {
-                for kind in &dep.dep_kinds {
-                    let next = match (kind.kind, ctx) {
-                        (DependencyKind::Development, _) => continue,
-                        (DependencyKind::Build, _) | (_, None) => None,
-                        (_, Some(t)) => {
-                            if kind.target.as_ref().is_some_and(|p| !p.matches(t, &cfgs)) {
-                                continue;
-                            }
-                            Some(t)
-                        }
-                    };
-                    stack.push((&dep.pkg, next));
-                }
-            }
-        }
-    }
+    let seen = reached(&nodes, root);
     let packages: HashMap<&cargo_metadata::PackageId, &Package> =
         metadata.packages.iter().map(|p| (&p.id, p)).collect();
     let via = features_via_direct_deps(&packages, &nodes, root);
@@ -517,30 +500,83 @@ fn walk_graph(
         if !is_native(p) {
             continue;
         }
-        native.push(NativeDep {
-            name: p.name.to_string(),
-            version: p.version.to_string(),
-            features: n.features.iter().map(|f| f.to_string()).collect(),
-            deps: p
-                .dependencies
-                .iter()
-                .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
-                .collect(),
-            targets,
-            host,
-            links: p.links.clone(),
-            build_deps: n
-                .deps
-                .iter()
-                .filter(|d| d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build))
-                .filter_map(|d| packages.get(&d.pkg).map(|p| p.name.to_string()))
-                .collect(),
-            enabled_via: via.get(p.name.as_str()).cloned().unwrap_or_default(),
-        });
+        native.push(native_dep(p, n, &packages, targets, host, &via));
     }
     native.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     locked.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     (native, locked)
+}
+
+/// Every (package, context) the build compiles, walked from `root` for each musl target:
+/// the context is `Some(triple)` for a package linked into that target's binary, `None` for
+/// one that runs on the build machine.
+fn reached<'a>(
+    nodes: &std::collections::HashMap<&'a cargo_metadata::PackageId, &'a cargo_metadata::Node>,
+    root: &'a cargo_metadata::PackageId,
+) -> std::collections::BTreeSet<(&'a cargo_metadata::PackageId, Option<&'static str>)> {
+    use cargo_metadata::DependencyKind;
+    use std::collections::BTreeSet;
+    // (package, None for the build machine or Some(triple))
+    let mut seen: BTreeSet<(&cargo_metadata::PackageId, Option<&str>)> = BTreeSet::new();
+    for platform in crate::platform::Platform::ALL {
+        let triple = platform.musl_triple();
+        let cfgs = musl_cfgs(platform);
+        let mut stack = vec![(root, Some(triple))];
+        while let Some((id, ctx)) = stack.pop() {
+            if !seen.insert((id, ctx)) {
+                continue;
+            }
+            let Some(node) = nodes.get(id) else { continue };
+            for dep in &node.deps {
+                for kind in &dep.dep_kinds {
+                    let next = match (kind.kind, ctx) {
+                        (DependencyKind::Development, _) => continue,
+                        (DependencyKind::Build, _) | (_, None) => None,
+                        (_, Some(t)) => {
+                            if kind.target.as_ref().is_some_and(|p| !p.matches(t, &cfgs)) {
+                                continue;
+                            }
+                            Some(t)
+                        }
+                    };
+                    stack.push((&dep.pkg, next));
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// A package the preflight looks at, as `walk_graph` found it.
+fn native_dep(
+    p: &Package,
+    n: &cargo_metadata::Node,
+    packages: &std::collections::HashMap<&cargo_metadata::PackageId, &Package>,
+    targets: Vec<String>,
+    host: bool,
+    via: &std::collections::HashMap<String, Vec<(String, String, String)>>,
+) -> NativeDep {
+    use cargo_metadata::DependencyKind;
+    NativeDep {
+        name: p.name.to_string(),
+        version: p.version.to_string(),
+        features: n.features.iter().map(|f| f.to_string()).collect(),
+        deps: p
+            .dependencies
+            .iter()
+            .map(|d| (d.name.clone(), d.req.to_string(), d.features.clone()))
+            .collect(),
+        targets,
+        host,
+        links: p.links.clone(),
+        build_deps: n
+            .deps
+            .iter()
+            .filter(|d| d.dep_kinds.iter().any(|k| k.kind == DependencyKind::Build))
+            .filter_map(|d| packages.get(&d.pkg).map(|p| p.name.to_string()))
+            .collect(),
+        enabled_via: via.get(p.name.as_str()).cloned().unwrap_or_default(),
+    }
 }
 
 /// For each crate, the features of the root's direct (non-dev) dependencies that turn on one

