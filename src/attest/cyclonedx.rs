@@ -12,8 +12,9 @@
 //! component that is not part of the runtime — and the property
 //! `cargo-containerize:dependency-kind` says which is which.
 
-use super::contents::{self, ItemKind, License, SbomInput};
-use crate::metadata::graph::Kind;
+use super::contents::{self, ImageFacts, Item, ItemKind, License, SbomInput};
+use super::sbom::{Generator, SbomFormat};
+use crate::metadata::graph::{GraphPackage, Kind};
 use crate::util::public_url::PublicUrl;
 use anyhow::Result;
 use serde::Serialize;
@@ -21,6 +22,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The document's media type, and the referrer's artifactType.
 pub const MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
+
+pub const GENERATOR: Generator = Generator {
+    format: SbomFormat::CycloneDx,
+    media_type: MEDIA_TYPE,
+    artifact_type: None,
+    extension: "cdx.json",
+    generate: cyclonedx,
+    written_by_us,
+};
+
+/// Whether the BOM's tools name this tool.
+fn written_by_us(v: &serde_json::Value) -> bool {
+    v["metadata"]["tools"]["components"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["name"] == super::TOOL_NAME))
+}
 
 const PROPERTY_PREFIX: &str = "cargo-containerize:";
 
@@ -126,7 +143,8 @@ fn property(name: &str, value: impl Into<String>) -> Property {
     }
 }
 
-fn sha256(hex: Option<&str>) -> Vec<Hash> {
+/// The `hashes` of a component whose sha256 is `hex`.
+fn hashes(hex: Option<&str>) -> Vec<Hash> {
     hex.map(|h| Hash {
         alg: "SHA-256",
         content: h.to_string(),
@@ -150,15 +168,78 @@ fn licenses(l: License) -> (Vec<LicenseChoice>, Option<Property>) {
     }
 }
 
-/// The CycloneDX 1.6 JSON document for `input`, pretty-printed with a final newline.
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
-pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
-    let mut components = Vec::new();
-    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+/// What each component depends on (or holds), by bom-ref.
+type Dependencies = BTreeMap<String, BTreeSet<String>>;
 
-    // The binary: the root package compiled for the platform.
-    let root = input.graph.map(|g| g.root());
+/// The CycloneDX 1.6 JSON document for `input`, pretty-printed with a final newline.
+pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
+    let mut deps = Dependencies::new();
     let binary_ref = format!("binary:{}", input.bin);
+    let binary = binary_component(input, &binary_ref);
+    deps.entry(binary_ref.clone()).or_default();
+    let mut components = crate_components(input, &binary_ref, &mut deps);
+    // The image: the BOM's subject, holding the binary and everything else.
+    let subject = match &input.image {
+        Some(img) => {
+            let image_ref = format!("image:{}@{}", img.name, img.manifest_digest);
+            components.insert(0, binary);
+            let mut holds = BTreeSet::from([binary_ref]);
+            for item in &img.contents {
+                let r = format!(
+                    "{}:{}",
+                    item_kind(item),
+                    item.key.trim_start_matches("file:")
+                );
+                holds.insert(r.clone());
+                deps.entry(r.clone()).or_default();
+                components.push(item_component(item, r));
+            }
+            deps.insert(image_ref.clone(), holds);
+            image_component(input, img, image_ref)
+        }
+        None => binary,
+    };
+    let bom = Bom {
+        schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
+        bom_format: "CycloneDX",
+        spec_version: "1.6",
+        serial_number: format!("urn:uuid:{}", input.uuid("cyclonedx")),
+        version: 1,
+        metadata: metadata(input, subject),
+        components,
+        dependencies: deps
+            .into_iter()
+            .map(|(reference, on)| Dependency {
+                reference,
+                depends_on: on.into_iter().collect(),
+            })
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&bom)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The BOM's metadata: its time, this tool, and its subject.
+fn metadata(input: &SbomInput, subject: Component) -> Metadata {
+    Metadata {
+        timestamp: input.created(),
+        tools: Tools {
+            components: vec![Component {
+                kind: "application",
+                name: super::TOOL_NAME.to_string(),
+                version: Some(super::TOOL_VERSION.to_string()),
+                ..Component::default()
+            }],
+        },
+        component: subject,
+        properties: vec![property("platform", input.platform.to_string())],
+    }
+}
+
+/// The binary: the root package compiled for the platform.
+fn binary_component(input: &SbomInput, binary_ref: &str) -> Component {
+    let root = input.graph.map(|g| g.root());
     let (lic, lic_prop) = root.map_or((vec![], None), |r| licenses(contents::license(r)));
     let mut binary_props = vec![property("kind", "binary")];
     if let Some(img) = &input.image {
@@ -175,23 +256,29 @@ pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
         )),
     }
     binary_props.extend(lic_prop);
-    let binary = Component {
+    Component {
         kind: "application",
-        bom_ref: Some(binary_ref.clone()),
+        bom_ref: Some(binary_ref.to_string()),
         name: input.bin.clone(),
         version: Some(input.version.clone()),
         description: root.and_then(|r| r.description.clone()),
-        hashes: sha256(input.binary_sha256.as_deref()),
+        hashes: hashes(input.binary_sha256.as_deref()),
         licenses: lic,
         purl: root.map(|r| r.purl()),
         properties: binary_props,
         ..Component::default()
-    };
-    deps.entry(binary_ref.clone()).or_default();
+    }
+}
 
-    // The crates and the graph's edges (the root is the binary).
-    let mut refs: BTreeMap<usize, String> = BTreeMap::from([(0, binary_ref.clone())]);
-    let mut taken: BTreeSet<String> = BTreeSet::from([binary_ref.clone()]);
+/// The crates, and the graph's edges into `deps` (the root is the binary).
+fn crate_components(
+    input: &SbomInput,
+    binary_ref: &str,
+    deps: &mut Dependencies,
+) -> Vec<Component> {
+    let mut components = Vec::new();
+    let mut refs: BTreeMap<usize, String> = BTreeMap::from([(0, binary_ref.to_string())]);
+    let mut taken: BTreeSet<String> = BTreeSet::from([binary_ref.to_string()]);
     for (i, p) in input.crates() {
         let mut r = p.purl();
         if !taken.insert(r.clone()) {
@@ -200,53 +287,7 @@ pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
         }
         refs.insert(i, r.clone());
         deps.entry(r.clone()).or_default();
-        let (lic, lic_prop) = licenses(contents::license(p));
-        let mut external_references = Vec::new();
-        match &p.source {
-            crate::metadata::graph::Source::Git { url, rev } => {
-                external_references.push(ExternalReference {
-                    kind: "vcs",
-                    url: url.clone(),
-                    comment: Some(format!("commit {rev}")),
-                })
-            }
-            _ => {
-                if let Some(url) = contents::download_location(p) {
-                    external_references.push(ExternalReference {
-                        kind: "distribution",
-                        url,
-                        comment: None,
-                    });
-                }
-            }
-        }
-        let mut properties = vec![
-            property(
-                "dependency-kind",
-                match p.kind {
-                    Kind::Runtime => "runtime",
-                    Kind::Build => "build",
-                },
-            ),
-            property("source", contents::source_words(p)),
-        ];
-        properties.extend(lic_prop);
-        components.push(Component {
-            kind: "library",
-            bom_ref: Some(r),
-            name: p.name.clone(),
-            version: Some(p.version.clone()),
-            description: p.description.clone(),
-            scope: Some(match p.kind {
-                Kind::Runtime => "required",
-                Kind::Build => "excluded",
-            }),
-            hashes: sha256(p.checksum.as_deref()),
-            licenses: lic,
-            purl: Some(p.purl()),
-            external_references,
-            properties,
-        });
+        components.push(crate_component(p, r));
     }
     if let Some(g) = input.graph {
         for (i, p) in g.packages.iter().enumerate() {
@@ -258,99 +299,109 @@ pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
             }
         }
     }
+    components
+}
 
-    // The image: the BOM's subject, holding the binary and everything else.
-    let subject = match &input.image {
-        Some(img) => {
-            let image_ref = format!("image:{}@{}", img.name, img.manifest_digest);
-            components.insert(0, binary);
-            let mut holds = BTreeSet::from([binary_ref.clone()]);
-            for item in &img.contents {
-                let r = format!(
-                    "{}:{}",
-                    match item.kind {
-                        ItemKind::Data => "data",
-                        ItemKind::File => "file",
-                    },
-                    item.key.trim_start_matches("file:")
-                );
-                holds.insert(r.clone());
-                deps.entry(r.clone()).or_default();
-                let mut properties = vec![
-                    property("path", item.path.clone()),
-                    property("source", item.origin.clone()),
-                ];
-                if item.sha256.is_some() {
-                    properties.push(property("digest-of", item.digest_of));
-                }
-                components.push(Component {
-                    kind: match item.kind {
-                        ItemKind::Data => "data",
-                        ItemKind::File => "file",
-                    },
-                    bom_ref: Some(r),
-                    name: item.name.clone(),
-                    version: item.version.clone(),
-                    hashes: sha256(item.sha256.as_deref()),
-                    external_references: item
-                        .download
-                        .iter()
-                        .map(|url| ExternalReference {
-                            kind: "distribution",
-                            url: url.clone(),
-                            comment: None,
-                        })
-                        .collect(),
-                    properties,
-                    ..Component::default()
+/// One crate of the graph, as the component `bom_ref`.
+fn crate_component(p: &GraphPackage, bom_ref: String) -> Component {
+    let (lic, lic_prop) = licenses(contents::license(p));
+    let mut external_references = Vec::new();
+    match &p.source {
+        crate::metadata::graph::Source::Git { url, rev } => {
+            external_references.push(ExternalReference {
+                kind: "vcs",
+                url: url.clone(),
+                comment: Some(format!("commit {rev}")),
+            })
+        }
+        _ => {
+            if let Some(url) = contents::download_location(p) {
+                external_references.push(ExternalReference {
+                    kind: "distribution",
+                    url,
+                    comment: None,
                 });
             }
-            deps.insert(image_ref.clone(), holds);
-            Component {
-                kind: "container",
-                bom_ref: Some(image_ref),
-                name: img.name.clone(),
-                version: Some(img.tag.clone()),
-                hashes: sha256(img.manifest_digest.strip_prefix("sha256:")),
-                purl: input.image_purl(),
-                properties: vec![property("digest-of", "the image manifest")],
-                ..Component::default()
-            }
         }
-        None => binary,
-    };
-
-    let bom = Bom {
-        schema: "http://cyclonedx.org/schema/bom-1.6.schema.json",
-        bom_format: "CycloneDX",
-        spec_version: "1.6",
-        serial_number: format!("urn:uuid:{}", input.uuid("cyclonedx")),
-        version: 1,
-        metadata: Metadata {
-            timestamp: input.created(),
-            tools: Tools {
-                components: vec![Component {
-                    kind: "application",
-                    name: super::TOOL_NAME.to_string(),
-                    version: Some(super::TOOL_VERSION.to_string()),
-                    ..Component::default()
-                }],
+    }
+    let mut properties = vec![
+        property(
+            "dependency-kind",
+            match p.kind {
+                Kind::Runtime => "runtime",
+                Kind::Build => "build",
             },
-            component: subject,
-            properties: vec![property("platform", input.platform.to_string())],
-        },
-        components,
-        dependencies: deps
-            .into_iter()
-            .map(|(reference, on)| Dependency {
-                reference,
-                depends_on: on.into_iter().collect(),
+        ),
+        property("source", contents::source_words(p)),
+    ];
+    properties.extend(lic_prop);
+    Component {
+        kind: "library",
+        bom_ref: Some(bom_ref),
+        name: p.name.clone(),
+        version: Some(p.version.clone()),
+        description: p.description.clone(),
+        scope: Some(match p.kind {
+            Kind::Runtime => "required",
+            Kind::Build => "excluded",
+        }),
+        hashes: hashes(p.checksum.as_deref()),
+        licenses: lic,
+        purl: Some(p.purl()),
+        external_references,
+        properties,
+    }
+}
+
+/// An item's component type.
+fn item_kind(item: &Item) -> &'static str {
+    match item.kind {
+        ItemKind::Data => "data",
+        ItemKind::File => "file",
+    }
+}
+
+/// One thing the image holds besides the binary, as the component `bom_ref`.
+fn item_component(item: &Item, bom_ref: String) -> Component {
+    let mut properties = vec![
+        property("path", item.path.clone()),
+        property("source", item.origin.clone()),
+    ];
+    if item.sha256.is_some() {
+        properties.push(property("digest-of", item.digest_of));
+    }
+    Component {
+        kind: item_kind(item),
+        bom_ref: Some(bom_ref),
+        name: item.name.clone(),
+        version: item.version.clone(),
+        hashes: hashes(item.sha256.as_deref()),
+        external_references: item
+            .download
+            .iter()
+            .map(|url| ExternalReference {
+                kind: "distribution",
+                url: url.clone(),
+                comment: None,
             })
             .collect(),
-    };
-    let mut bytes = serde_json::to_vec_pretty(&bom)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+        properties,
+        ..Component::default()
+    }
+}
+
+/// The image itself, the BOM's subject, as the component `image_ref`.
+fn image_component(input: &SbomInput, img: &ImageFacts, image_ref: String) -> Component {
+    Component {
+        kind: "container",
+        bom_ref: Some(image_ref),
+        name: img.name.clone(),
+        version: Some(img.tag.clone()),
+        hashes: hashes(img.manifest_digest.strip_prefix("sha256:")),
+        purl: input.image_purl(),
+        properties: vec![property("digest-of", "the image manifest")],
+        ..Component::default()
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use super::{Document, Facts, TOOL_NAME, TOOL_VERSION};
 use crate::image::{Image, PlatformImage, canonical_json};
+use crate::util::digest::Digest;
 use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -155,15 +156,14 @@ pub fn document(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resul
     })
 }
 
-fn sha256(digest: &str) -> BTreeMap<String, String> {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    BTreeMap::from([("sha256".to_string(), hex.to_string())])
+/// A ResourceDescriptor's `digest` (a DigestSet) holding `digest`.
+fn digest_set(digest: &Digest) -> BTreeMap<String, String> {
+    BTreeMap::from([("sha256".to_string(), digest.hex().to_string())])
 }
 
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
+/// The statement about `platform`'s manifest of `image`.
 pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Result<Statement> {
     let spec = facts.spec;
-    let binary = facts.binary(platform.platform);
     let mut resolved = source(facts);
     resolved.extend(
         cargo_lock(&facts.project.workspace_root)
@@ -178,7 +178,7 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
         subject: vec![Resource {
             name: Some(name),
             uri: None,
-            digest: sha256(&platform.manifest.digest),
+            digest: digest_set(&platform.manifest.digest),
             annotations: BTreeMap::from([(
                 "platform".to_string(),
                 serde_json::Value::from(platform.platform.to_string()),
@@ -188,40 +188,7 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
         predicate: Provenance {
             build_definition: BuildDefinition {
                 build_type: BUILD_TYPE,
-                external_parameters: ExternalParameters {
-                    package: spec.package.clone(),
-                    bin: spec.bin.clone(),
-                    profile: facts.cargo.profile.to_string(),
-                    features: facts.cargo.features(),
-                    all_features: facts.cargo.all_features,
-                    no_default_features: facts.cargo.no_default_features,
-                    platform: platform.platform.to_string(),
-                    platforms: image
-                        .platforms
-                        .iter()
-                        .map(|p| p.platform.to_string())
-                        .collect(),
-                    cargo: binary.and_then(|b| b.cargo_argv.clone()),
-                    prebuilt_binary: binary.is_some_and(|b| b.cargo_argv.is_none()),
-                    settings: ImageSettings {
-                        binary_path: spec.binary_path.clone(),
-                        entrypoint: spec.entrypoint.clone(),
-                        cmd: spec.cmd.clone(),
-                        user: spec.user.clone(),
-                        strip: spec.strip,
-                        ca_certs: match &spec.ca_certs {
-                            crate::metadata::spec::CaCerts::Webpki => "webpki".into(),
-                            // The file's path is local; its content is in the image's layer.
-                            crate::metadata::spec::CaCerts::File(_) => "file".into(),
-                            crate::metadata::spec::CaCerts::None => "none".into(),
-                        },
-                        tzdata: spec.tzdata,
-                        zones: spec.zones.clone(),
-                        timezone: spec.timezone.clone(),
-                        compression: spec.compression,
-                        compression_level: spec.compression_level,
-                    },
-                },
+                external_parameters: external_parameters(facts, image, platform),
                 internal_parameters: InternalParameters {
                     builder_version: TOOL_VERSION,
                     rustc: facts
@@ -233,27 +200,82 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
                 },
                 resolved_dependencies: resolved,
             },
-            run_details: RunDetails {
-                builder: Builder {
-                    id: format!("https://crates.io/crates/{TOOL_NAME}/{TOOL_VERSION}"),
-                    version: BTreeMap::from([(TOOL_NAME.to_string(), TOOL_VERSION.to_string())]),
-                },
-                metadata: BuildMetadata {
-                    // Derived, not random: the same build has the same id.
-                    invocation_id: platform.manifest.digest.to_string(),
-                },
-                byproducts: binary
-                    .map(|b| Resource {
-                        name: Some(spec.binary_path.clone()),
-                        uri: None,
-                        digest: sha256(&b.digest),
-                        annotations: BTreeMap::new(),
-                    })
-                    .into_iter()
-                    .collect(),
-            },
+            run_details: run_details(facts, platform),
         },
     })
+}
+
+/// What the user chose for `platform`'s build: the cargo command and the image's settings.
+fn external_parameters(
+    facts: &Facts,
+    image: &Image,
+    platform: &PlatformImage,
+) -> ExternalParameters {
+    let spec = facts.spec;
+    let binary = facts.binary(platform.platform);
+    ExternalParameters {
+        package: spec.package.clone(),
+        bin: spec.bin.clone(),
+        profile: facts.cargo.profile.to_string(),
+        features: facts.cargo.features(),
+        all_features: facts.cargo.all_features,
+        no_default_features: facts.cargo.no_default_features,
+        platform: platform.platform.to_string(),
+        platforms: image
+            .platforms
+            .iter()
+            .map(|p| p.platform.to_string())
+            .collect(),
+        cargo: binary.and_then(|b| b.cargo_argv.clone()),
+        prebuilt_binary: binary.is_some_and(|b| b.cargo_argv.is_none()),
+        settings: image_settings(spec),
+    }
+}
+
+/// The settings that change the image, as the statement records them.
+fn image_settings(spec: &crate::metadata::ImageSpec) -> ImageSettings {
+    ImageSettings {
+        binary_path: spec.binary_path.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.cmd.clone(),
+        user: spec.user.clone(),
+        strip: spec.strip,
+        ca_certs: match &spec.ca_certs {
+            crate::metadata::spec::CaCerts::Webpki => "webpki".into(),
+            // The file's path is local; its content is in the image's layer.
+            crate::metadata::spec::CaCerts::File(_) => "file".into(),
+            crate::metadata::spec::CaCerts::None => "none".into(),
+        },
+        tzdata: spec.tzdata,
+        zones: spec.zones.clone(),
+        timezone: spec.timezone.clone(),
+        compression: spec.compression,
+        compression_level: spec.compression_level,
+    }
+}
+
+/// Who built it (this tool), the invocation's id and the binary in the image.
+fn run_details(facts: &Facts, platform: &PlatformImage) -> RunDetails {
+    RunDetails {
+        builder: Builder {
+            id: format!("https://crates.io/crates/{TOOL_NAME}/{TOOL_VERSION}"),
+            version: BTreeMap::from([(TOOL_NAME.to_string(), TOOL_VERSION.to_string())]),
+        },
+        metadata: BuildMetadata {
+            // Derived, not random: the same build has the same id.
+            invocation_id: platform.manifest.digest.to_string(),
+        },
+        byproducts: facts
+            .binary(platform.platform)
+            .map(|b| Resource {
+                name: Some(facts.spec.binary_path.clone()),
+                uri: None,
+                digest: digest_set(&b.digest),
+                annotations: BTreeMap::new(),
+            })
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// The source checkout: its repository (Cargo.toml's `repository`, when given) at HEAD.

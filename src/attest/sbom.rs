@@ -13,20 +13,51 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-/// The document's media type, also the referrer's artifactType.
-pub fn media_type(format: SbomFormat) -> &'static str {
-    match format {
-        SbomFormat::Spdx => super::spdx::MEDIA_TYPE,
-        SbomFormat::CycloneDx => super::cyclonedx::MEDIA_TYPE,
+/// One SBOM format: what makes its document and how the tool attaches, names and recognises
+/// it. Each format's file defines one as `GENERATOR`; [`GENERATORS`] lists them (as
+/// `outputs::KINDS` lists the outputs).
+pub struct Generator {
+    pub format: SbomFormat,
+    /// The document's media type (the artifact manifest's one layer).
+    pub media_type: &'static str,
+    /// The referrer's artifactType, when it is not the media type.
+    pub artifact_type: Option<&'static str>,
+    /// What ends the name of the file `--sbom-dir` writes: `spdx.json` for
+    /// `<bin>-<arch>.spdx.json`.
+    pub extension: &'static str,
+    /// The document about `input`.
+    pub generate: fn(&SbomInput) -> Result<Vec<u8>>,
+    /// Whether a JSON document names this tool as its author, where this format says who
+    /// wrote it: `--sbom-dir` replaces only such files.
+    pub written_by_us: fn(&serde_json::Value) -> bool,
+}
+
+/// Every SBOM format the tool writes, one entry each.
+pub const GENERATORS: &[Generator] = &[super::spdx::GENERATOR, super::cyclonedx::GENERATOR];
+
+/// The generator of `format`.
+pub fn generator(format: SbomFormat) -> &'static Generator {
+    GENERATORS
+        .iter()
+        .find(|g| g.format == format)
+        .expect("GENERATORS has every SbomFormat (a unit test checks)")
+}
+
+impl Generator {
+    /// The referrer's artifactType.
+    pub fn artifact_type(&self) -> &'static str {
+        self.artifact_type.unwrap_or(self.media_type)
     }
+}
+
+/// The document's media type.
+pub fn media_type(format: SbomFormat) -> &'static str {
+    generator(format).media_type
 }
 
 /// The document in `format`.
 pub fn bytes(format: SbomFormat, input: &SbomInput) -> Result<Vec<u8>> {
-    match format {
-        SbomFormat::Spdx => super::spdx::spdx(input),
-        SbomFormat::CycloneDx => super::cyclonedx::cyclonedx(input),
-    }
+    (generator(format).generate)(input)
 }
 
 /// The SBOM in `format` about one platform manifest of `image`.
@@ -37,10 +68,11 @@ pub fn document(
     platform: &PlatformImage,
 ) -> Result<Document> {
     let input = contents::for_image(facts, platform)?;
+    let generator = generator(format);
     Ok(Document {
-        artifact_type: media_type(format).to_string(),
-        media_type: media_type(format).to_string(),
-        bytes: bytes(format, &input)?,
+        artifact_type: generator.artifact_type().to_string(),
+        media_type: generator.media_type.to_string(),
+        bytes: (generator.generate)(&input)?,
         annotations: BTreeMap::from([(
             "org.opencontainers.image.created".to_string(),
             facts.spec.created(),
@@ -50,28 +82,16 @@ pub fn document(
 
 /// The file `--sbom-dir` writes a document to: `<bin>-<arch>.spdx.json`, `<bin>-<arch>.cdx.json`.
 pub fn file_name(bin: &str, platform: Platform, format: SbomFormat) -> String {
-    let ext = match format {
-        SbomFormat::Spdx => "spdx.json",
-        SbomFormat::CycloneDx => "cdx.json",
-    };
-    format!("{bin}-{}.{ext}", platform.arch())
+    format!("{bin}-{}.{}", platform.arch(), generator(format).extension)
 }
 
-/// Whether `bytes` is an SBOM this tool wrote (its creator or tool names this tool).
+/// Whether `bytes` is an SBOM this tool wrote, in any of its formats (the format's creator or
+/// tool names this tool).
 fn written_by_us(bytes: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
-    let spdx = v["creationInfo"]["creators"].as_array().is_some_and(|c| {
-        c.iter().any(|c| {
-            c.as_str()
-                .is_some_and(|c| c.starts_with(&format!("Tool: {}-", super::TOOL_NAME)))
-        })
-    });
-    let cdx = v["metadata"]["tools"]["components"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["name"] == super::TOOL_NAME));
-    spdx || cdx
+    GENERATORS.iter().any(|g| (g.written_by_us)(&v))
 }
 
 /// Checked before anything is built: `dir` can be written, and no file it would replace was
@@ -136,6 +156,18 @@ pub fn of_crate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_format_has_one_generator() {
+        for format in SbomFormat::ALL {
+            assert_eq!(
+                GENERATORS.iter().filter(|g| g.format == format).count(),
+                1,
+                "{format}"
+            );
+        }
+        assert_eq!(GENERATORS.len(), SbomFormat::ALL.len());
+    }
 
     #[test]
     fn file_names_say_binary_platform_and_format() {

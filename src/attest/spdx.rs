@@ -13,8 +13,9 @@
 //! it for code in the image. (Both relationship types are SPDX 2.3's own; pyspdxtools accepts
 //! them and syft/trivy read every package whatever its relationships.)
 
-use super::contents::{self, ItemKind, License, SbomInput};
-use crate::metadata::graph::Kind;
+use super::contents::{self, ImageFacts, Item, ItemKind, License, SbomInput};
+use super::sbom::{Generator, SbomFormat};
+use crate::metadata::graph::{GraphPackage, Kind};
 use crate::util::public_url::PublicUrl;
 use anyhow::Result;
 use serde::Serialize;
@@ -22,6 +23,25 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The document's media type, and the referrer's artifactType.
 pub const MEDIA_TYPE: &str = "application/spdx+json";
+
+pub const GENERATOR: Generator = Generator {
+    format: SbomFormat::Spdx,
+    media_type: MEDIA_TYPE,
+    artifact_type: None,
+    extension: "spdx.json",
+    generate: spdx,
+    written_by_us,
+};
+
+/// Whether the document's creators name this tool (`Tool: cargo-containerize-<version>`).
+fn written_by_us(v: &serde_json::Value) -> bool {
+    v["creationInfo"]["creators"].as_array().is_some_and(|c| {
+        c.iter().any(|c| {
+            c.as_str()
+                .is_some_and(|c| c.starts_with(&format!("Tool: {}-", super::TOOL_NAME)))
+        })
+    })
+}
 
 const NOASSERTION: &str = "NOASSERTION";
 
@@ -98,7 +118,8 @@ struct Relationship {
     related_spdx_element: String,
 }
 
-fn sha256(hex: Option<&str>) -> Vec<Checksum> {
+/// The `checksums` of a package whose sha256 is `hex`.
+fn checksums(hex: Option<&str>) -> Vec<Checksum> {
     hex.map(|h| Checksum {
         algorithm: "SHA256",
         checksum_value: h.to_string(),
@@ -153,33 +174,92 @@ fn join(parts: impl IntoIterator<Item = Option<String>>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(". "))
 }
 
-/// The SPDX 2.3 JSON document for `input`, pretty-printed with a final newline.
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
-pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
-    let mut packages = Vec::new();
-    let mut relationships = BTreeSet::new();
-    let mut rel = |a: &str, t: &'static str, b: &str| {
-        relationships.insert(Relationship {
-            spdx_element_id: a.to_string(),
-            relationship_type: t,
-            related_spdx_element: b.to_string(),
-        });
-    };
+/// The document's relationships, each once, in a fixed order.
+type Relationships = BTreeSet<Relationship>;
 
-    // The binary: the root package compiled for the platform.
+fn relate(rels: &mut Relationships, a: &str, t: &'static str, b: &str) {
+    rels.insert(Relationship {
+        spdx_element_id: a.to_string(),
+        relationship_type: t,
+        related_spdx_element: b.to_string(),
+    });
+}
+
+/// The SPDX 2.3 JSON document for `input`, pretty-printed with a final newline.
+pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
+    let mut relationships = Relationships::new();
     let binary_id = id("Binary", &input.bin);
+    let mut packages = vec![binary_package(input, &binary_id)];
+    packages.extend(crate_packages(input, &binary_id, &mut relationships));
+    // The image, containing the binary and everything else it holds.
+    let described = match &input.image {
+        Some(img) => {
+            let image_id = id("Image", &input.document_name());
+            packages.push(image_package(input, img, &image_id));
+            relate(&mut relationships, &image_id, "CONTAINS", &binary_id);
+            for item in &img.contents {
+                let item = item_package(item);
+                relate(&mut relationships, &image_id, "CONTAINS", &item.spdx_id);
+                packages.push(item);
+            }
+            image_id
+        }
+        None => binary_id,
+    };
+    relate(
+        &mut relationships,
+        "SPDXRef-DOCUMENT",
+        "DESCRIBES",
+        &described,
+    );
+    let doc = Document {
+        spdx_version: "SPDX-2.3",
+        data_license: "CC0-1.0",
+        spdx_id: "SPDXRef-DOCUMENT",
+        name: input.document_name(),
+        document_namespace: format!(
+            "https://spdx.org/spdxdocs/{}-{}",
+            input.document_name(),
+            input.uuid("spdx")
+        ),
+        creation_info: creation_info(input),
+        packages,
+        relationships: relationships.into_iter().collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&doc)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn creation_info(input: &SbomInput) -> CreationInfo {
+    CreationInfo {
+        created: input.created(),
+        creators: vec![format!(
+            "Tool: {}-{}",
+            super::TOOL_NAME,
+            super::TOOL_VERSION
+        )],
+        comment: format!(
+            "The time is the image's epoch (SOURCE_DATE_EPOCH or the commit's time), so the same source gives the same document; platform {}",
+            input.platform
+        ),
+    }
+}
+
+/// The binary: the root package compiled for the platform.
+fn binary_package(input: &SbomInput, binary_id: &str) -> Package {
     let root = input.graph.map(|g| g.root());
     let (license, license_comment) = root.map_or((NOASSERTION.into(), None), |r| {
         declared(contents::license(r))
     });
-    packages.push(Package {
-        spdx_id: binary_id.clone(),
+    Package {
+        spdx_id: binary_id.to_string(),
         name: input.bin.clone(),
         version_info: Some(input.version.clone()),
         package_file_name: input.image.as_ref().map(|i| i.binary_path.clone()),
         download_location: NOASSERTION.into(),
         files_analyzed: false,
-        checksums: sha256(input.binary_sha256.as_deref()),
+        checksums: checksums(input.binary_sha256.as_deref()),
         source_info: Some(match (root, input.graph) {
             (Some(r), Some(g)) => format!(
                 "built for {} from {} {} in {}",
@@ -208,40 +288,22 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
         ]),
         external_refs: root.map(|r| purl(r.purl())).into_iter().collect(),
         primary_package_purpose: "APPLICATION",
-    });
+    }
+}
 
-    // The crates, and the graph's edges between them (the root is the binary).
-    let crates = input.crates();
-    let mut ids: BTreeMap<usize, String> = BTreeMap::from([(0, binary_id.clone())]);
-    let mut taken: BTreeSet<String> = BTreeSet::from([binary_id.clone()]);
-    for (i, p) in &crates {
+/// The crates, and the graph's edges between them into `rels` (the root is the binary).
+fn crate_packages(input: &SbomInput, binary_id: &str, rels: &mut Relationships) -> Vec<Package> {
+    let mut packages = Vec::new();
+    let mut ids: BTreeMap<usize, String> = BTreeMap::from([(0, binary_id.to_string())]);
+    let mut taken: BTreeSet<String> = BTreeSet::from([binary_id.to_string()]);
+    for (i, p) in input.crates() {
         let mut pid = id("Package-cargo", &format!("{}-{}", p.name, p.version));
         if !taken.insert(pid.clone()) {
             pid = format!("{pid}-{i}");
             taken.insert(pid.clone());
         }
-        ids.insert(*i, pid.clone());
-        let (license, license_comment) = declared(contents::license(p));
-        let build_only = (p.kind == Kind::Build).then(|| {
-            "Build-time only (a build script's dependency or a proc-macro): runs on the build machine, not linked into the binary".to_string()
-        });
-        packages.push(Package {
-            spdx_id: pid,
-            name: p.name.clone(),
-            version_info: Some(p.version.clone()),
-            package_file_name: None,
-            download_location: contents::download_location(p).unwrap_or_else(|| NOASSERTION.into()),
-            files_analyzed: false,
-            checksums: sha256(p.checksum.as_deref()),
-            source_info: Some(format!("from {}", contents::source_words(p))),
-            license_concluded: NOASSERTION,
-            license_declared: license,
-            copyright_text: NOASSERTION,
-            description: p.description.clone(),
-            comment: join([build_only, license_comment]),
-            external_refs: vec![purl(p.purl())],
-            primary_package_purpose: "LIBRARY",
-        });
+        ids.insert(i, pid.clone());
+        packages.push(crate_package(p, pid));
     }
     if let Some(g) = input.graph {
         for (i, p) in g.packages.iter().enumerate() {
@@ -250,103 +312,93 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
                     continue;
                 };
                 match d.kind {
-                    Kind::Runtime => rel(from, "DEPENDS_ON", to),
-                    Kind::Build => rel(to, "BUILD_DEPENDENCY_OF", from),
+                    Kind::Runtime => relate(rels, from, "DEPENDS_ON", to),
+                    Kind::Build => relate(rels, to, "BUILD_DEPENDENCY_OF", from),
                 }
             }
         }
     }
+    packages
+}
 
-    // The image, containing the binary and everything else it holds.
-    let described = match &input.image {
-        Some(img) => {
-            let image_id = id("Image", &input.document_name());
-            packages.push(Package {
-                spdx_id: image_id.clone(),
-                name: img.name.clone(),
-                version_info: Some(img.tag.clone()),
-                package_file_name: None,
-                download_location: NOASSERTION.into(),
-                files_analyzed: false,
-                checksums: sha256(img.manifest_digest.strip_prefix("sha256:")),
-                source_info: None,
-                license_concluded: NOASSERTION,
-                license_declared: NOASSERTION.into(),
-                copyright_text: NOASSERTION,
-                description: None,
-                comment: Some(format!(
-                    "The OCI image for {}; its checksum is its manifest's digest",
-                    input.platform
-                )),
-                external_refs: input.image_purl().map(purl).into_iter().collect(),
-                primary_package_purpose: "CONTAINER",
-            });
-            rel(&image_id, "CONTAINS", &binary_id);
-            for item in &img.contents {
-                let kind = match item.kind {
-                    ItemKind::Data => "Data",
-                    ItemKind::File => "File",
-                };
-                let item_id = id(kind, item.key.trim_start_matches("file:"));
-                packages.push(Package {
-                    spdx_id: item_id.clone(),
-                    name: item.name.clone(),
-                    version_info: item.version.clone(),
-                    package_file_name: Some(item.path.clone()),
-                    download_location: item.download.clone().unwrap_or_else(|| NOASSERTION.into()),
-                    files_analyzed: false,
-                    checksums: sha256(item.sha256.as_deref()),
-                    source_info: Some(item.origin.clone()),
-                    license_concluded: NOASSERTION,
-                    license_declared: NOASSERTION.into(),
-                    copyright_text: NOASSERTION,
-                    description: None,
-                    comment: item
-                        .sha256
-                        .as_ref()
-                        .map(|_| format!("The checksum is the sha256 of {}", item.digest_of)),
-                    external_refs: vec![],
-                    primary_package_purpose: match item.kind {
-                        ItemKind::Data => "OTHER",
-                        ItemKind::File => "FILE",
-                    },
-                });
-                rel(&image_id, "CONTAINS", &item_id);
-            }
-            image_id
-        }
-        None => binary_id,
+/// One crate of the graph, as the package `spdx_id`.
+fn crate_package(p: &GraphPackage, spdx_id: String) -> Package {
+    let (license, license_comment) = declared(contents::license(p));
+    let build_only = (p.kind == Kind::Build).then(|| {
+        "Build-time only (a build script's dependency or a proc-macro): runs on the build machine, not linked into the binary".to_string()
+    });
+    Package {
+        spdx_id,
+        name: p.name.clone(),
+        version_info: Some(p.version.clone()),
+        package_file_name: None,
+        download_location: contents::download_location(p).unwrap_or_else(|| NOASSERTION.into()),
+        files_analyzed: false,
+        checksums: checksums(p.checksum.as_deref()),
+        source_info: Some(format!("from {}", contents::source_words(p))),
+        license_concluded: NOASSERTION,
+        license_declared: license,
+        copyright_text: NOASSERTION,
+        description: p.description.clone(),
+        comment: join([build_only, license_comment]),
+        external_refs: vec![purl(p.purl())],
+        primary_package_purpose: "LIBRARY",
+    }
+}
+
+/// The image itself, as the package `image_id`.
+fn image_package(input: &SbomInput, img: &ImageFacts, image_id: &str) -> Package {
+    Package {
+        spdx_id: image_id.to_string(),
+        name: img.name.clone(),
+        version_info: Some(img.tag.clone()),
+        package_file_name: None,
+        download_location: NOASSERTION.into(),
+        files_analyzed: false,
+        checksums: checksums(img.manifest_digest.strip_prefix("sha256:")),
+        source_info: None,
+        license_concluded: NOASSERTION,
+        license_declared: NOASSERTION.into(),
+        copyright_text: NOASSERTION,
+        description: None,
+        comment: Some(format!(
+            "The OCI image for {}; its checksum is its manifest's digest",
+            input.platform
+        )),
+        external_refs: input.image_purl().map(purl).into_iter().collect(),
+        primary_package_purpose: "CONTAINER",
+    }
+}
+
+/// One thing the image holds besides the binary.
+fn item_package(item: &Item) -> Package {
+    let kind = match item.kind {
+        ItemKind::Data => "Data",
+        ItemKind::File => "File",
     };
-    rel("SPDXRef-DOCUMENT", "DESCRIBES", &described);
-
-    let doc = Document {
-        spdx_version: "SPDX-2.3",
-        data_license: "CC0-1.0",
-        spdx_id: "SPDXRef-DOCUMENT",
-        name: input.document_name(),
-        document_namespace: format!(
-            "https://spdx.org/spdxdocs/{}-{}",
-            input.document_name(),
-            input.uuid("spdx")
-        ),
-        creation_info: CreationInfo {
-            created: input.created(),
-            creators: vec![format!(
-                "Tool: {}-{}",
-                super::TOOL_NAME,
-                super::TOOL_VERSION
-            )],
-            comment: format!(
-                "The time is the image's epoch (SOURCE_DATE_EPOCH or the commit's time), so the same source gives the same document; platform {}",
-                input.platform
-            ),
+    Package {
+        spdx_id: id(kind, item.key.trim_start_matches("file:")),
+        name: item.name.clone(),
+        version_info: item.version.clone(),
+        package_file_name: Some(item.path.clone()),
+        download_location: item.download.clone().unwrap_or_else(|| NOASSERTION.into()),
+        files_analyzed: false,
+        checksums: checksums(item.sha256.as_deref()),
+        source_info: Some(item.origin.clone()),
+        license_concluded: NOASSERTION,
+        license_declared: NOASSERTION.into(),
+        copyright_text: NOASSERTION,
+        description: None,
+        comment: item
+            .sha256
+            .as_ref()
+            .map(|_| format!("The checksum is the sha256 of {}", item.digest_of)),
+        external_refs: vec![],
+        primary_package_purpose: match item.kind {
+            ItemKind::Data => "OTHER",
+            ItemKind::File => "FILE",
         },
-        packages,
-        relationships: relationships.into_iter().collect(),
-    };
-    let mut bytes = serde_json::to_vec_pretty(&doc)?;
-    bytes.push(b'\n');
-    Ok(bytes)
+    }
 }
 
 #[cfg(test)]

@@ -28,15 +28,16 @@
 //! same way (the eagerly loaded object defines malloc, so libc.a's malloc members are never
 //! fetched).
 
-use super::cached::{self, sha256_hex, toml_string, write_if_changed};
-use super::openssl::CCompiler;
+use super::cached::{self, toml_string};
+use super::cc::CCompiler;
+use super::helper_crate::{HelperCrate, Scaffold};
 use crate::metadata::values::Allocator;
 use crate::metadata::{CargoArgs, Project};
 use crate::util::atomic;
+use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The libmimalloc-sys release whose C sources (mimalloc 3.x) the tool builds. Pinned, so the
 /// same tool builds the same malloc; a new pin is a new cache entry.
@@ -96,12 +97,21 @@ pub fn link_args(
 }
 
 /// The helper crate: its only dependency is libmimalloc-sys with `override`.
-fn helper_manifest() -> String {
+fn scaffold(dependency: &str) -> Scaffold<'_> {
+    Scaffold {
+        what: "mimalloc",
+        name: "mimalloc",
+        purpose: "builds mimalloc as a malloc replacement with libmimalloc-sys.",
+        table: "dependencies",
+        dependency,
+        build_rs: None,
+    }
+}
+
+/// libmimalloc-sys's line in the helper's manifest: the pinned version, `override` only.
+fn dependency() -> String {
     format!(
-        "# Written by cargo-containerize: builds mimalloc as a malloc replacement with {CRATE}.\n\
-         [package]\nname = \"cargo-containerize-mimalloc\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\nbuild = false\n\n\
-         [lib]\npath = \"lib.rs\"\n\n[workspace]\n\n\
-         [dependencies]\n{CRATE} = {{ version = {}, default-features = false, features = [\"override\"] }}\n",
+        "{CRATE} = {{ version = {}, default-features = false, features = [\"override\"] }}",
         toml_string(&format!("={LIBMIMALLOC_SYS}"))
     )
 }
@@ -110,9 +120,8 @@ fn helper_manifest() -> String {
 /// wait) for as long as it is in use. Its Cargo.lock is made once and kept: the crate is
 /// pinned, and what else it pins (cc-rs) is part of the cache key.
 struct Helper {
-    dir: PathBuf,
+    krate: HelperCrate,
     lock_file: String,
-    _lock: atomic::DirLock,
 }
 
 fn prepare_helper(
@@ -122,62 +131,30 @@ fn prepare_helper(
     offline: bool,
     shell: &Shell,
 ) -> Result<Helper> {
-    let manifest = helper_manifest();
-    let key = sha256_hex(format!("{FORMAT}\n{manifest}").as_bytes());
-    let src = root.join("src");
-    crate::util::owned::make_private_dir(base, &src)?;
-    let lock_path = src.join(format!("{}.lock", &key[..16]));
-    let lock = atomic::lock_file(
-        &lock_path,
-        &format!(
-            "the lock on {} held by another cargo-containerize building mimalloc",
-            lock_path.display()
-        ),
-        None,
+    let dependency = dependency();
+    let scaffold = scaffold(&dependency);
+    let krate = scaffold.write(
+        base,
+        root,
+        &format!("{FORMAT}\n{}", scaffold.manifest()),
         shell,
     )?;
-    let dir = src.join(&key[..16]);
-    // Cargo runs what is in this directory as the user: none of it may be another user's.
-    crate::util::owned::check_private_tree(base, &dir)?;
-    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
-    write_if_changed(&dir.join("lib.rs"), "")?;
-    let lock_file = dir.join("Cargo.lock");
+    let lock_file = krate.lock_file();
     if !lock_file.exists() {
-        let mut cmd = Command::new(super::cargo());
-        cmd.arg("generate-lockfile")
-            .arg("--manifest-path")
-            .arg(dir.join("Cargo.toml"))
-            .current_dir(cwd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if offline {
-            cmd.arg("--offline");
-        }
-        let out = cmd.output().context("running cargo generate-lockfile")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let first = err
-                .lines()
-                .find(|l| l.starts_with("error"))
-                .unwrap_or("cargo failed")
-                .trim_start_matches("error: ");
-            bail!(
+        krate.resolve(cwd, offline, |first| {
+            anyhow::anyhow!(
                 "resolving the {CRATE} crate {LIBMIMALLOC_SYS} to build mimalloc failed: {first}; {}",
                 if offline {
                     "run once without --offline, or leave allocator at \"musl\""
                 } else {
                     "check the network or your registry configuration, or leave allocator at \"musl\""
                 }
-            );
-        }
+            )
+        })?;
     }
     let lock_file = std::fs::read_to_string(&lock_file)
         .with_context(|| format!("reading {}", lock_file.display()))?;
-    Ok(Helper {
-        dir,
-        lock_file,
-        _lock: lock,
-    })
+    Ok(Helper { krate, lock_file })
 }
 
 /// The C flags the helper's build gets for `triple`: the user's (as cc-rs would pick them),
@@ -222,14 +199,14 @@ fn ensure(
     let offline = cargo_args.offline || cargo_args.frozen;
     let helper = prepare_helper(&base, &root, &project.package_root, offline, shell)?;
     let cflags = c_flags(triple, cc.zig);
-    let key = sha256_hex(
+    let key = Digest::sha256_of(
         format!(
             "{FORMAT}\n{triple}\n{}\n{cflags}\n{}",
             helper.lock_file, cc.identity
         )
         .as_bytes(),
     );
-    let dir = root.join(format!("{triple}-{LIBMIMALLOC_SYS}-{}", &key[..16]));
+    let dir = root.join(format!("{triple}-{LIBMIMALLOC_SYS}-{}", &key.hex()[..16]));
     let say = |verb: &str, note: &str| {
         shell.status(
             verb,
@@ -270,38 +247,25 @@ fn build_into(
     shell: &Shell,
     out: &Path,
 ) -> Result<()> {
-    let mut cmd = Command::new(super::cargo());
-    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
-        .args(["--release", "--locked", "--target", triple])
-        .arg("--message-format=json-render-diagnostics")
-        .arg("--manifest-path")
-        .arg(helper.dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(helper.dir.join("target"))
-        .current_dir(&project.package_root);
-    if offline {
-        cmd.arg("--offline");
-    }
-    for (k, v) in &cc.env {
-        cmd.env(k, v);
-    }
-    cmd.env(format!("CFLAGS_{triple}"), cflags)
-        // mimalloc's banner names the day and time it was compiled (__DATE__, __TIME__): GCC
-        // and clang take them from SOURCE_DATE_EPOCH, so every build of an entry says the same.
-        .env("SOURCE_DATE_EPOCH", "0");
-    let output = super::helper_output(&mut cmd, shell)
-        .context("running cargo to build mimalloc; is cargo on PATH?")?;
-    if !output.status.success() {
-        if shell.is_quiet() {
-            shell.passthrough(&output.stderr);
-        }
-        if let Some(full) = crate::memo::base().and_then(|b| cached::disk_full_note(&b)) {
-            bail!("building mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} failed: {full}");
-        }
-        bail!(
-            "building mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple} failed (cargo's errors are above); fix what they name, or leave allocator at \"musl\""
-        );
-    }
+    let output = helper.krate.build(
+        project,
+        triple,
+        cc,
+        offline,
+        shell,
+        |cmd| {
+            cmd.arg("--message-format=json-render-diagnostics")
+                .env(format!("CFLAGS_{triple}"), cflags)
+                // mimalloc's banner names the day and time it was compiled (__DATE__, __TIME__):
+                // GCC and clang take them from SOURCE_DATE_EPOCH, so every build of an entry
+                // says the same.
+                .env("SOURCE_DATE_EPOCH", "0");
+        },
+        (
+            &format!("mimalloc ({CRATE} {LIBMIMALLOC_SYS}) for {triple}"),
+            "leave allocator at \"musl\"",
+        ),
+    )?;
     let out_dir = built_out_dir(&output.stdout).with_context(|| {
         format!(
             "cargo reported no build script run of {CRATE}; report this at the tool's issue tracker"
@@ -332,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_helper_pins_the_crate_with_its_override_feature() {
-        let m: toml_edit::DocumentMut = helper_manifest().parse().unwrap();
+        let m: toml_edit::DocumentMut = scaffold(&dependency()).manifest().parse().unwrap();
         let dep = &m["dependencies"][CRATE];
         assert_eq!(
             dep["version"].as_str(),

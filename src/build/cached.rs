@@ -12,7 +12,6 @@ use crate::util::fs::sha256_file;
 use crate::util::shell::Shell;
 use crate::util::{atomic, owned};
 use anyhow::{Context, Result, bail};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,10 +25,6 @@ pub struct Kind {
 }
 
 const MANIFEST: &str = "files.json";
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// Every regular file below `dir`, as sorted paths relative to it ('/'-separated).
 fn files_below(dir: &Path) -> Result<Vec<String>> {

@@ -2,10 +2,10 @@
 //! and the compiler's version. Asked after the build, from the same functions the build uses,
 //! so the answer is the command that ran; nothing here changes how the build runs.
 
-use super::{cargo_home, rustc};
+use super::{cargo_home, rustc, toolchain_files};
 use crate::metadata::Project;
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -77,18 +77,13 @@ pub fn rustc_version(dir: &Path, shell: &crate::util::shell::Shell) -> Result<St
     };
     let version = String::from_utf8_lossy(&out).trim().to_string();
     if !custom_rustc {
-        let rustup_home = std::env::var_os("RUSTUP_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")));
-        let mut watched: Vec<PathBuf> = rustup_home
-            .into_iter()
-            .map(|h| h.join("settings.toml"))
-            .collect();
-        for d in dir.ancestors().chain(cwd.ancestors()) {
-            watched.push(d.join("rust-toolchain"));
-            watched.push(d.join("rust-toolchain.toml"));
-        }
-        crate::memo::put("rustc-version", &key, &version, &watched, shell);
+        crate::memo::put(
+            "rustc-version",
+            &key,
+            &version,
+            &toolchain_files(dir, &cwd),
+            shell,
+        );
     }
     Ok(version)
 }

@@ -7,7 +7,9 @@
 pub mod allocator;
 pub mod auditable;
 pub mod cached;
+pub mod cc;
 pub mod diagnose;
+mod helper_crate;
 pub mod invocation;
 pub mod openssl;
 pub mod preflight;
@@ -123,20 +125,27 @@ fn sysroot(dir: &Path, shell: &Shell) -> Result<PathBuf> {
     }
     let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     if !custom_rustc {
-        let rustup_home = std::env::var_os("RUSTUP_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")));
-        let mut watched: Vec<PathBuf> = rustup_home
-            .into_iter()
-            .map(|h| h.join("settings.toml"))
-            .collect();
-        for d in dir.ancestors().chain(cwd.ancestors()) {
-            watched.push(d.join("rust-toolchain"));
-            watched.push(d.join("rust-toolchain.toml"));
-        }
-        crate::memo::put("sysroot", &key, &root, &watched, shell);
+        crate::memo::put("sysroot", &key, &root, &toolchain_files(dir, &cwd), shell);
     }
     Ok(root)
+}
+
+/// The files whose change can change which toolchain builds in `dir` (run from `cwd`):
+/// rustup's settings, and every `rust-toolchain` / `rust-toolchain.toml` that could apply.
+/// What the toolchain's memoised answers (sysroot, `rustc -vV`) watch.
+fn toolchain_files(dir: &Path, cwd: &Path) -> Vec<PathBuf> {
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")));
+    let mut watched: Vec<PathBuf> = rustup_home
+        .into_iter()
+        .map(|h| h.join("settings.toml"))
+        .collect();
+    for d in dir.ancestors().chain(cwd.ancestors()) {
+        watched.push(d.join("rust-toolchain"));
+        watched.push(d.join("rust-toolchain.toml"));
+    }
+    watched
 }
 
 /// Whether the toolchain that builds in `dir` has the standard library for `triple`.
@@ -291,7 +300,7 @@ fn version_line(program: &std::ffi::OsStr, args: &[&str]) -> String {
 /// The C compiler a plan builds the target's C code with: what it is, what identifies it
 /// (path and version, so a changed compiler is a different one), and the variables that
 /// choose it.
-fn c_compiler(plan: &Plan) -> openssl::CCompiler {
+fn c_compiler(plan: &Plan) -> cc::CCompiler {
     let triple = plan.platform.musl_triple();
     let cc_var = format!("CC_{}", triple.replace('-', "_"));
     let cc = plan
@@ -321,7 +330,7 @@ fn c_compiler(plan: &Plan) -> openssl::CCompiler {
         ),
         (Driver::Cargo, None) => "cc-rs default".to_string(),
     };
-    openssl::CCompiler {
+    cc::CCompiler {
         zig: plan.driver == Driver::Zigbuild,
         env: plan.env.clone(),
         identity,

@@ -15,15 +15,17 @@
 //! [`super::cached`] entry, built once under a lock and used only after every file matches its
 //! digest.
 
-use super::cached::{self, sha256_hex, toml_string, write_if_changed};
+use super::cached::{self, toml_string};
+use super::cc::CCompiler;
+use super::helper_crate::{HelperCrate, Scaffold};
 use crate::metadata::values::OpensslMode;
 use crate::metadata::{CargoArgs, NativeDep, Project};
 use crate::util::atomic;
+use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub const OPENSSL_SYS: &str = "openssl-sys";
@@ -139,17 +141,6 @@ fn openssl_src_requirement(sys: &NativeDep) -> (String, Vec<String>) {
         .unwrap_or_else(|| ("^300".to_string(), Vec::new()))
 }
 
-/// How the build compiles C for the target.
-#[derive(Debug, Clone)]
-pub struct CCompiler {
-    /// cargo-zigbuild drives the build (zig is the compiler).
-    pub zig: bool,
-    /// Variables the build sets for it (`CC_<triple>`…).
-    pub env: Vec<(String, OsString)>,
-    /// What identifies it: its path and `--version`.
-    pub identity: String,
-}
-
 /// The variables that hand the OpenSSL in `dir` to openssl-sys for `triple`.
 pub fn env_for(triple: &str, dir: &Path) -> Vec<(String, OsString)> {
     let upper = triple.replace('-', "_").to_uppercase();
@@ -185,24 +176,29 @@ pub fn check_tools() -> Result<()> {
     Ok(())
 }
 
-/// The helper crate for one openssl-src requirement.
-fn write_helper(dir: &Path, req: &str, features: &[String]) -> Result<()> {
+/// The helper crate for one openssl-src requirement (`dependency`: its line).
+fn scaffold(dependency: &str) -> Scaffold<'_> {
+    Scaffold {
+        what: "OpenSSL",
+        name: "openssl",
+        purpose: "builds a static OpenSSL with openssl-src.",
+        table: "build-dependencies",
+        dependency,
+        build_rs: Some(HELPER_BUILD_RS),
+    }
+}
+
+/// openssl-src's line in the helper's manifest, at `req` with `features`.
+fn dependency(req: &str, features: &[String]) -> String {
     let features = features
         .iter()
         .map(|f| toml_string(f))
         .collect::<Vec<_>>()
         .join(", ");
-    let manifest = format!(
-        "# Written by cargo-containerize: builds a static OpenSSL with openssl-src.\n\
-         [package]\nname = \"cargo-containerize-openssl\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\nbuild = \"build.rs\"\n\n\
-         [lib]\npath = \"lib.rs\"\n\n[workspace]\n\n\
-         [build-dependencies]\nopenssl-src = {{ version = {}, features = [{features}] }}\n",
+    format!(
+        "openssl-src = {{ version = {}, features = [{features}] }}",
         toml_string(req)
-    );
-    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
-    write_if_changed(&dir.join("build.rs"), HELPER_BUILD_RS)?;
-    write_if_changed(&dir.join("lib.rs"), "")?;
-    Ok(())
+    )
 }
 
 /// How old the helper's `Cargo.lock` may get before openssl-src is resolved again. OpenSSL's
@@ -228,46 +224,35 @@ fn needs_refresh(lock: &Path, offline: bool, max_age: Duration) -> bool {
 
 /// Resolves the helper's dependencies into its `Cargo.lock` (`cargo generate-lockfile`), and
 /// marks the lock fresh.
-fn resolve(helper: &Path, cwd: &Path, offline: bool) -> Result<()> {
-    let mut cmd = Command::new(crate::build::cargo());
-    cmd.arg("generate-lockfile")
-        .arg("--manifest-path")
-        .arg(helper.join("Cargo.toml"))
-        .current_dir(cwd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if offline {
-        cmd.arg("--offline");
-    }
-    let out = cmd.output().context("running cargo generate-lockfile")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let first = err
-            .lines()
-            .find(|l| l.starts_with("error"))
-            .unwrap_or("cargo failed")
-            .trim_start_matches("error: ");
-        bail!(
+fn resolve(helper: &HelperCrate, cwd: &Path, offline: bool) -> Result<()> {
+    helper.resolve(cwd, offline, |first| {
+        anyhow::anyhow!(
             "resolving the openssl-src crate to build OpenSSL for openssl-sys failed: {first}; {}",
             if offline {
                 "run once without --offline (or `cargo fetch` a crate that depends on openssl-src), or enable openssl-sys's `vendored` feature"
             } else {
                 "check the network or your registry configuration, or set openssl = \"off\""
             }
-        );
-    }
+        )
+    })?;
     // cargo leaves an unchanged lock file as it was: its age is when it was last checked.
+    let lock = helper.lock_file();
     std::fs::File::options()
         .write(true)
-        .open(helper.join("Cargo.lock"))
+        .open(&lock)
         .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-        .with_context(|| format!("updating {}", helper.join("Cargo.lock").display()))
+        .with_context(|| format!("updating {}", lock.display()))
 }
 
 /// The openssl-src version the helper's lock file pins, resolving it first if there is none
 /// or it is due for a refresh (see [`REFRESH_AFTER`]).
-fn locked_version(helper: &Path, cwd: &Path, offline: bool, shell: &Shell) -> Result<String> {
-    let lock = helper.join("Cargo.lock");
+fn locked_version(
+    helper: &HelperCrate,
+    cwd: &Path,
+    offline: bool,
+    shell: &Shell,
+) -> Result<String> {
+    let lock = helper.lock_file();
     if !lock.exists() {
         resolve(helper, cwd, offline)?;
     } else if needs_refresh(&lock, offline, REFRESH_AFTER)
@@ -293,13 +278,11 @@ fn locked_version(helper: &Path, cwd: &Path, offline: bool, shell: &Shell) -> Re
         .with_context(|| format!("{} does not lock openssl-src", lock.display()))
 }
 
-/// The helper crate for one openssl-src requirement, written and resolved.
+/// The helper crate for one openssl-src requirement, written and resolved (its lock held).
 struct Helper {
-    dir: PathBuf,
+    krate: HelperCrate,
     /// The openssl-src version its lock file pins, e.g. `300.5.4+3.5.4`.
     src_version: String,
-    /// Held while the helper's files, lock file and target directory are in use.
-    _lock: atomic::DirLock,
 }
 
 impl Helper {
@@ -322,29 +305,15 @@ fn prepare_helper(
     offline: bool,
     shell: &Shell,
 ) -> Result<Helper> {
-    let key = sha256_hex(format!("{FORMAT}\n{req}\n{features:?}").as_bytes());
-    let src = root.join("src");
-    crate::util::owned::make_private_dir(base, &src)?;
-    let lock_path = src.join(format!("{}.lock", &key[..16]));
-    let lock = atomic::lock_file(
-        &lock_path,
-        &format!(
-            "the lock on {} held by another cargo-containerize building OpenSSL",
-            lock_path.display()
-        ),
-        None,
+    let dependency = dependency(req, features);
+    let krate = scaffold(&dependency).write(
+        base,
+        root,
+        &format!("{FORMAT}\n{req}\n{features:?}"),
         shell,
     )?;
-    let dir = src.join(&key[..16]);
-    // Cargo runs what is in this directory as the user: none of it may be another user's.
-    crate::util::owned::check_private_tree(base, &dir)?;
-    write_helper(&dir, req, features)?;
-    let src_version = locked_version(&dir, cwd, offline, shell)?;
-    Ok(Helper {
-        dir,
-        src_version,
-        _lock: lock,
-    })
+    let src_version = locked_version(&krate, cwd, offline, shell)?;
+    Ok(Helper { krate, src_version })
 }
 
 /// The cache directory of the OpenSSL that `helper` builds for `triple` with `cc`.
@@ -355,7 +324,7 @@ fn entry_dir(
     features: &[String],
     cc: &CCompiler,
 ) -> PathBuf {
-    let key = sha256_hex(
+    let key = Digest::sha256_of(
         format!(
             "{FORMAT}\n{HELPER_BUILD_RS}\n{triple}\n{}\n{features:?}\n{}",
             helper.src_version, cc.identity
@@ -365,7 +334,7 @@ fn entry_dir(
     root.join(format!(
         "{triple}-{}-{}",
         helper.openssl_version(),
-        &key[..16]
+        &key.hex()[..16]
     ))
 }
 
@@ -429,40 +398,24 @@ fn build_into(
     shell: &Shell,
     out: &Path,
 ) -> Result<()> {
-    let mut cmd = Command::new(crate::build::cargo());
-    cmd.arg(if cc.zig { "zigbuild" } else { "build" })
-        .args(["--release", "--locked", "--target", triple])
-        .arg("--manifest-path")
-        .arg(helper.dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(helper.dir.join("target"))
-        .current_dir(&project.package_root)
-        .env("CARGO_CONTAINERIZE_OPENSSL_OUT", out);
-    if offline {
-        cmd.arg("--offline");
-    }
-    for (k, v) in &cc.env {
-        cmd.env(k, v);
-    }
-    let output = super::helper_output(&mut cmd, shell)
-        .context("running cargo to build OpenSSL; is cargo on PATH?")?;
-    if !output.status.success() {
-        if shell.is_quiet() {
-            shell.passthrough(&output.stderr);
-        }
-        if let Some(full) = crate::memo::base().and_then(|b| super::cached::disk_full_note(&b)) {
-            bail!(
-                "building OpenSSL {} for {triple} (openssl-src {}) failed: {full}",
+    helper.krate.build(
+        project,
+        triple,
+        cc,
+        offline,
+        shell,
+        |cmd| {
+            cmd.env("CARGO_CONTAINERIZE_OPENSSL_OUT", out);
+        },
+        (
+            &format!(
+                "OpenSSL {} for {triple} (openssl-src {})",
                 helper.openssl_version(),
                 helper.src_version
-            );
-        }
-        bail!(
-            "building OpenSSL {} for {triple} (openssl-src {}) failed (cargo's errors are above); fix what they name, or set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)",
-            helper.openssl_version(),
-            helper.src_version
-        );
-    }
+            ),
+            "set openssl = \"off\" and provide OpenSSL yourself (OPENSSL_DIR, or openssl-sys's `vendored` feature)",
+        ),
+    )?;
     Ok(())
 }
 
