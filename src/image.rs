@@ -7,19 +7,18 @@
 //! Built with oci-spec's types and serialized canonically (keys sorted, no whitespace): the
 //! digest is over these exact bytes, so they must not depend on hash-map order.
 
-use crate::blobs::{BlobStore, digest_of};
+use crate::blobs::BlobStore;
 use crate::layers::Layer;
 use crate::metadata::ImageSpec;
 use crate::platform::Platform;
 use crate::util::digest::Digest;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use oci_spec::image::{
     Arch, Config, Descriptor, History, HistoryBuilder, ImageConfigurationBuilder,
     ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::str::FromStr;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
@@ -38,7 +37,7 @@ pub struct Blob {
 impl Blob {
     fn new(bytes: Vec<u8>, media_type: &'static str) -> Blob {
         Blob {
-            digest: digest_of(&bytes),
+            digest: Digest::sha256_of(&bytes),
             bytes,
             media_type,
         }
@@ -81,7 +80,7 @@ impl PlatformImage {
 /// A blob an attachment carries (an SBOM document, a signature), already in the blob store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachedBlob {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
 }
@@ -95,7 +94,7 @@ pub struct AttachedBlob {
 pub struct Attachment {
     pub artifact_type: String,
     /// The digest of the manifest or index it refers to.
-    pub subject: String,
+    pub subject: Digest,
     pub config: Blob,
     pub blobs: Vec<AttachedBlob>,
     pub manifest: Blob,
@@ -132,7 +131,7 @@ impl Attachment {
         }
         Ok(Attachment {
             artifact_type: artifact_type.to_string(),
-            subject: subject.digest.to_string(),
+            subject: subject.digest.clone(),
             config,
             blobs,
             manifest: Blob::new(canonical_json(&manifest)?, MANIFEST_MEDIA_TYPE),
@@ -192,7 +191,7 @@ pub enum BlobKind<'a> {
 /// One blob of an image, as [`Image::blobs`] lists them.
 #[derive(Debug, Clone, Copy)]
 pub struct BlobRef<'a> {
-    pub digest: &'a str,
+    pub digest: &'a Digest,
     pub size: u64,
     pub media_type: &'a str,
     pub kind: BlobKind<'a>,
@@ -251,7 +250,7 @@ impl Image {
     pub fn top(&self) -> &Blob {
         self.index.as_ref().unwrap_or(&self.platforms[0].manifest)
     }
-    pub fn digest(&self) -> &str {
+    pub fn digest(&self) -> &Digest {
         &self.top().digest
     }
 
@@ -295,7 +294,7 @@ impl Image {
     }
 
     /// The JSON document (config, manifest, index) with this digest.
-    pub fn document(&self, digest: &str) -> Option<&Blob> {
+    pub fn document(&self, digest: &Digest) -> Option<&Blob> {
         let platforms = self.platforms.iter().flat_map(|p| [&p.config, &p.manifest]);
         let attachments = self
             .attachments
@@ -304,7 +303,7 @@ impl Image {
         platforms
             .chain(&self.index)
             .chain(attachments)
-            .find(|b| b.digest == digest)
+            .find(|b| b.digest == *digest)
     }
 
     /// Every blob the image and its attachments need, each once, in an order where each comes
@@ -362,9 +361,12 @@ fn oci_arch(p: Platform) -> Arch {
     }
 }
 
-pub(crate) fn descriptor(media_type: &str, size: u64, digest: &str) -> Result<Descriptor> {
-    let digest = oci_spec::image::Digest::from_str(digest).context("invalid digest")?;
-    Ok(Descriptor::new(MediaType::from(media_type), size, digest))
+pub(crate) fn descriptor(media_type: &str, size: u64, digest: &Digest) -> Result<Descriptor> {
+    Ok(Descriptor::new(
+        MediaType::from(media_type),
+        size,
+        digest.to_oci(),
+    ))
 }
 
 pub(crate) fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
@@ -590,7 +592,7 @@ pub(crate) mod testing {
             "application/spdx+json",
             image.top(),
             vec![AttachedBlob {
-                digest: digest.to_string(),
+                digest,
                 size,
                 media_type: "application/spdx+json".into(),
             }],
@@ -667,8 +669,8 @@ mod tests {
         let mut img = testing::image(&store, &[Platform::Amd64, Platform::Arm64]);
         let sbom = testing::sbom(&store, &img);
         img.attach(sbom.clone()).unwrap();
-        let order: Vec<&str> = img.blobs().map(|b| b.digest).collect();
-        let at = |d: &str| order.iter().position(|x| *x == d).unwrap();
+        let order: Vec<&Digest> = img.blobs().map(|b| b.digest).collect();
+        let at = |d: &Digest| order.iter().position(|x| *x == d).unwrap();
         for p in &img.platforms {
             assert!(at(&p.layers[0].digest) < at(&p.manifest.digest));
             assert!(at(&p.config.digest) < at(&p.manifest.digest));
@@ -684,7 +686,7 @@ mod tests {
         let m: serde_json::Value = serde_json::from_slice(&sbom.manifest.bytes).unwrap();
         assert_eq!(m["artifactType"], "application/spdx+json");
         assert_eq!(m["config"]["mediaType"], EMPTY_MEDIA_TYPE);
-        assert_eq!(m["subject"]["digest"], img.digest());
+        assert_eq!(m["subject"]["digest"], img.digest().as_str());
         assert_eq!(m["subject"]["mediaType"], INDEX_MEDIA_TYPE);
         // The image's size leaves attachments out.
         let own: u64 = img.platforms[0].layers[0].size
@@ -697,7 +699,7 @@ mod tests {
         assert_eq!(img.size(), own);
         // A referrer of something else is refused.
         let mut other = sbom;
-        other.subject = format!("sha256:{}", "0".repeat(64));
+        other.subject = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
         assert!(img.attach(other).is_err());
     }
 

@@ -31,6 +31,7 @@ pub mod files;
 pub mod image;
 pub mod init;
 pub mod layers;
+pub mod machine_message;
 pub mod memo;
 pub mod metadata;
 pub mod outputs;

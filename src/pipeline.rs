@@ -6,18 +6,17 @@ use crate::blobs::BlobStore;
 use crate::build::{self, BuildOptions};
 use crate::image::{self, Image};
 use crate::layers::{self, Layer, SharedInputs};
+use crate::machine_message::Report;
 use crate::metadata::{self, CargoArgs, ImageSpec, Settings, git};
 use crate::outputs::load::{Load, LoadEngine};
 use crate::outputs::oci_layout::OciLayout;
 use crate::outputs::registry::RegistryOutput;
-use crate::outputs::{self, Defaults, Output, OutputSpec, Pushed, Written};
+use crate::outputs::{self, Defaults, Output, OutputSpec, Written};
 use crate::platform::Platform;
 use crate::registry::RegistryOptions;
-use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use crate::verify;
 use anyhow::{Result, bail};
-use serde::Serialize;
 use std::path::PathBuf;
 
 /// Everything `cargo containerize build` was asked to do.
@@ -41,51 +40,6 @@ pub struct BuildRequest {
     pub sbom_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    pub digest: Digest,
-    pub size: u64,
-    pub what: crate::files::LayerKind,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ManifestReport {
-    pub platform: String,
-    pub digest: Digest,
-    pub size: u64,
-    pub layers: Vec<LayerReport>,
-}
-
-/// The result, as `--message-format json` prints it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub bin: String,
-    /// The platform, or a comma-separated list for an index.
-    pub platform: String,
-    /// The digest of the manifest (or of the index, for several platforms).
-    pub digest: String,
-    /// Bytes of the image: manifests, configs and layers (shared layers once).
-    pub size: u64,
-    /// The first platform's layers.
-    pub layers: Vec<LayerReport>,
-    pub manifests: Vec<ManifestReport>,
-    pub outputs: Vec<String>,
-    /// Layers compressed by this run (the others came from the cache).
-    pub layers_built: usize,
-    /// Every pushed reference (`REF@sha256:…` in JSON).
-    pub pushed: Vec<Pushed>,
-    pub bytes_uploaded: u64,
-    pub blobs_uploaded: usize,
-    pub blobs_skipped: usize,
-    pub blobs_mounted: usize,
-    /// The documents attached to the image's manifests (OCI 1.1 referrers): provenance, SBOMs.
-    pub referrers: Vec<Attached>,
-    /// Why the run stopped after writing part of its outputs (then the run fails, and the
-    /// report says what was written: e.g. an image pushed without its referrers).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// A run that failed after an output wrote part of what it was asked: the report of what is
 /// written (its `error` set), for `--message-format json`. Prints as the error alone.
 #[derive(Debug, thiserror::Error)]
@@ -93,17 +47,6 @@ pub struct Report {
 pub struct Incomplete {
     pub report: Box<Report>,
     pub error: anyhow::Error,
-}
-
-fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
-    layers
-        .iter()
-        .map(|l| LayerReport {
-            digest: l.digest.clone(),
-            size: l.size,
-            what: l.what.clone(),
-        })
-        .collect()
 }
 
 /// Every output this run writes, checked before any build work.
@@ -204,19 +147,83 @@ fn speculate(req: &BuildRequest, shell: &Shell) -> Option<Speculation> {
 /// it are asked for) its sha256 and where it was built.
 type BuiltLayers = Vec<(Platform, (Layer, String, Option<BinaryFact>))>;
 
-#[allow(clippy::too_many_lines, reason = "older than the lint")]
+/// What the run knows once the settings are resolved and the outputs planned, before any
+/// build work: the first step of [`run`].
+struct Plan {
+    project: metadata::Project,
+    spec: ImageSpec,
+    git: git::GitInfo,
+    outputs: Vec<Box<dyn Output>>,
+    attest: AttestOptions,
+    store: BlobStore,
+    shared_inputs: SharedInputs,
+    /// The shared layers speculated during a cold `cargo metadata`, if they fit.
+    speculated: Option<std::thread::JoinHandle<Result<Vec<Layer>>>>,
+}
+
 pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
     shell.start_timings();
-    // 1. metadata
+    // 1. metadata (and every check before the build)
+    let plan = plan(req, shell)?;
+    // 2.–4. build, verify, layers
+    let (built, shared, files) = build_and_layer(
+        req,
+        &plan.project,
+        &plan.spec,
+        &plan.store,
+        &plan.shared_inputs,
+        plan.speculated,
+        plan.attest.any(),
+        shell,
+    )?;
+    shell.timing("build");
+    // 5. image
+    let (mut image, binaries) = assemble_image(
+        &plan.spec,
+        built,
+        &shared,
+        files.as_ref(),
+        &plan.store,
+        shell,
+    )?;
+    // 6. attest
+    let referrers = if plan.attest.any() {
+        let rustc = rustc_version(req, &plan.project, shell)?;
+        let facts = attest::Facts {
+            project: &plan.project,
+            spec: &plan.spec,
+            cargo: &req.cargo,
+            binaries: &binaries,
+            git: &plan.git,
+            rustc: rustc.as_deref(),
+        };
+        attach(&mut image, &plan.store, &facts, &plan.attest, shell)?
+    } else {
+        vec![]
+    };
+    // 7. outputs
+    write_outputs(
+        &plan.outputs,
+        &plan.spec,
+        &image,
+        &plan.store,
+        referrers,
+        shell,
+    )
+}
+
+/// The project and its settings, git's answer, the outputs and the documents to attach, all
+/// checked before any build work.
+fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
     let (project, speculation) = load_project(req, shell)?;
     shell.timing("metadata");
     // git answers in the background while the spec and outputs are planned: the build needs
     // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
-    let mut git = Some(git::spawn(project.package_root.clone(), shell.clone()));
+    let mut pending_git = Some(git::spawn(project.package_root.clone(), shell.clone()));
     let mut git_info = git::GitInfo::default();
     let mut spec = ImageSpec::resolve(&project, &Default::default())?;
     if spec.tags_use_git(&req.tags)
-        && let Some(pending) = git.take()
+        && let Some(pending) = pending_git.take()
     {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
@@ -228,7 +235,7 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
             spec.platforms.len()
         );
     }
-    let attest_opts = attest_options(req, &project, &spec)?;
+    let attest = attest_options(req, &project, &spec)?;
     shell.timing("spec and outputs planned");
     let store = BlobStore::for_target(&project.target_dir, shell)?;
     let shared_inputs = SharedInputs::of(&spec);
@@ -237,67 +244,76 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         .map(|s| s.layers);
     // The build sees the image's epoch: a build script that embeds the build time (vergen,
     // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
-    if let Some(pending) = git.take() {
+    if let Some(pending) = pending_git.take() {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
     }
     shell.timing("git");
-    // 2.–4. build, verify, layers
-    let (built, shared, files) = build_and_layer(
-        req,
-        &project,
-        &spec,
-        &store,
-        &shared_inputs,
+    Ok(Plan {
+        project,
+        spec,
+        git: git_info,
+        outputs,
+        attest,
+        store,
+        shared_inputs,
         speculated,
-        attest_opts.any(),
-        shell,
-    )?;
-    shell.timing("build");
-    // 5. image
-    let (mut image, binaries) =
-        assemble_image(&spec, built, &shared, files.as_ref(), &store, shell)?;
-    // 6. attest
-    let referrers = if attest_opts.any() {
-        let rustc = match req.binary {
-            Some(_) => None,
-            None => Some(build::invocation::rustc_version(
-                &project.package_root,
-                shell,
-            )?),
-        };
-        let facts = attest::Facts {
-            project: &project,
-            spec: &spec,
-            cargo: &req.cargo,
-            binaries: &binaries,
-            git: &git_info,
-            rustc: rustc.as_deref(),
-        };
-        let attached = attest::attach(&mut image, &store, &facts, &attest_opts)?;
-        for a in &attached {
-            shell.verbose(
-                "Attached",
-                format!(
-                    "{} {} to {} ({})",
-                    &a.digest[..19],
-                    a.artifact_type,
-                    &a.subject[..19],
-                    a.platform
-                ),
-            );
-        }
-        shell.timing("attest");
-        attached
-    } else {
-        vec![]
-    };
-    // 7. outputs
+    })
+}
+
+/// `rustc -vV` for the provenance; none for a prebuilt --binary.
+fn rustc_version(
+    req: &BuildRequest,
+    project: &metadata::Project,
+    shell: &Shell,
+) -> Result<Option<String>> {
+    match req.binary {
+        Some(_) => Ok(None),
+        None => build::invocation::rustc_version(&project.package_root, shell).map(Some),
+    }
+}
+
+/// Attaches the documents `opts` asks for to `image`, and says so with `-v`.
+fn attach(
+    image: &mut Image,
+    store: &BlobStore,
+    facts: &attest::Facts,
+    opts: &AttestOptions,
+    shell: &Shell,
+) -> Result<Vec<Attached>> {
+    let attached = attest::attach(image, store, facts, opts)?;
+    for a in &attached {
+        shell.verbose(
+            "Attached",
+            format!(
+                "{} {} to {} ({})",
+                a.digest.short(),
+                a.artifact_type,
+                a.subject.short(),
+                a.platform
+            ),
+        );
+    }
+    shell.timing("attest");
+    Ok(attached)
+}
+
+/// Writes `image` to every output in turn (without its referrers to one that does not carry
+/// them) and reports what was written. An output that wrote part of it stops the run with an
+/// [`Incomplete`] that still reports what is written.
+fn write_outputs(
+    outputs: &[Box<dyn Output>],
+    spec: &ImageSpec,
+    image: &Image,
+    store: &BlobStore,
+    referrers: Vec<Attached>,
+    shell: &Shell,
+) -> Result<Report> {
     let mut written: Vec<Written> = Vec::new();
     let bare = image.without_attachments();
-    for o in &outputs {
+    for o in outputs {
         let view = if o.carries_referrers() {
-            &image
+            image
         } else {
             if !image.attachments.is_empty() {
                 shell.verbose(
@@ -311,12 +327,12 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
             }
             &bare
         };
-        let w = match o.write(view, &store, shell) {
+        let w = match o.write(view, store, shell) {
             Ok(w) => w,
             Err(e) => match e.downcast::<outputs::PartlyWritten>() {
                 Ok(partial) => {
                     written.push(partial.written);
-                    let mut report = report(&spec, &image, written, referrers);
+                    let mut report = Report::new(spec, image, written, referrers);
                     report.error = Some(crate::error_line(&partial.error));
                     return Err(Incomplete {
                         report: Box::new(report),
@@ -331,7 +347,7 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         written.push(w);
     }
     shell.timing("outputs");
-    Ok(report(&spec, &image, written, referrers))
+    Ok(Report::new(spec, image, written, referrers))
 }
 
 /// Which documents to attach, from the settings and flags; `--sbom-dir` is checked here,
@@ -458,7 +474,7 @@ fn binary_fact(b: &build::Built) -> Result<BinaryFact> {
     Ok(BinaryFact {
         platform: b.platform,
         path: b.path.clone(),
-        digest: digest.parse().map_err(anyhow::Error::msg)?,
+        digest,
         cargo_argv: b.cargo_argv.clone(),
     })
 }
@@ -494,7 +510,7 @@ fn assemble_image(
                 if l.fresh { "Layer" } else { "Cached" },
                 format!(
                     "{} {} ({})",
-                    &l.digest[..19],
+                    l.digest.short(),
                     l.what,
                     indicatif::HumanBytes(l.size)
                 ),
@@ -502,54 +518,4 @@ fn assemble_image(
         }
     }
     Ok((image, binaries))
-}
-
-/// What the run made, as `--message-format json` prints it.
-fn report(
-    spec: &ImageSpec,
-    image: &Image,
-    written: Vec<Written>,
-    referrers: Vec<Attached>,
-) -> Report {
-    let fresh: std::collections::BTreeSet<&str> = image
-        .platforms
-        .iter()
-        .flat_map(|p| {
-            p.layers
-                .iter()
-                .filter(|l| l.fresh)
-                .map(|l| l.digest.as_str())
-        })
-        .collect();
-    Report {
-        pushed: written.iter().flat_map(|w| w.pushed.clone()).collect(),
-        bytes_uploaded: written.iter().map(|w| w.bytes_uploaded).sum(),
-        blobs_uploaded: written.iter().map(|w| w.blobs_uploaded).sum(),
-        blobs_skipped: written.iter().map(|w| w.blobs_skipped).sum(),
-        blobs_mounted: written.iter().map(|w| w.blobs_mounted).sum(),
-        bin: spec.bin.clone(),
-        platform: image
-            .platforms
-            .iter()
-            .map(|p| p.platform.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-        digest: image.digest().to_string(),
-        size: image.size(),
-        layers: layer_reports(&image.platforms[0].layers),
-        manifests: image
-            .platforms
-            .iter()
-            .map(|p| ManifestReport {
-                platform: p.platform.to_string(),
-                digest: p.manifest.digest.clone(),
-                size: p.size(),
-                layers: layer_reports(&p.layers),
-            })
-            .collect(),
-        outputs: written.into_iter().map(|w| w.output).collect(),
-        layers_built: fresh.len(),
-        referrers,
-        error: None,
-    }
 }

@@ -114,10 +114,10 @@ impl AttestOptions {
 #[serde(rename_all = "camelCase")]
 pub struct Attached {
     /// The referrer's manifest digest.
-    pub digest: String,
+    pub digest: Digest,
     pub artifact_type: String,
     /// The manifest it refers to.
-    pub subject: String,
+    pub subject: Digest,
     pub platform: String,
 }
 
@@ -165,7 +165,7 @@ pub fn attach(
                 &doc.artifact_type,
                 &p.manifest,
                 vec![AttachedBlob {
-                    digest: digest.to_string(),
+                    digest,
                     size,
                     media_type: doc.media_type.clone(),
                 }],
@@ -177,7 +177,7 @@ pub fn attach(
     let mut attached = Vec::new();
     for (platform, a) in made {
         attached.push(Attached {
-            digest: a.manifest.digest.to_string(),
+            digest: a.manifest.digest.clone(),
             artifact_type: a.artifact_type.clone(),
             subject: a.subject.clone(),
             platform: platform.to_string(),

@@ -278,7 +278,7 @@ pub fn fingerprint(codec: Codec, shell: &crate::util::shell::Shell) -> io::Resul
             enc.write_all(&sample)?;
             let v = format!(
                 "{} gzip-block {BLOCK} zstd-job {JOB}",
-                crate::blobs::digest_of(&enc.finish()?)
+                crate::util::digest::Digest::sha256_of(&enc.finish()?)
             );
             if let Some(exe) = exe {
                 crate::memo::put("compressor", &key, &v, &[exe], shell);

@@ -41,7 +41,7 @@ pub struct Layer {
 }
 
 impl crate::blobs::NamesBlob for Layer {
-    fn blob(&self) -> (&str, u64) {
+    fn blob(&self) -> (&crate::util::digest::Digest, u64) {
         (&self.digest, self.size)
     }
 }
@@ -95,11 +95,12 @@ fn contents_of(inputs: &SharedInputs) -> Result<Vec<LayerContent>> {
 pub fn shared_layers(inputs: &SharedInputs, store: &BlobStore) -> Result<Vec<Layer>> {
     let codec = inputs.codec;
     let alias = shared_alias(inputs);
+    let index = crate::blobs::LayerIndex::of(store);
     if let Some(alias) = &alias
-        && let Some(keys) = store.cached::<Vec<String>>(alias)
+        && let Some(keys) = index.cached::<Vec<String>>(alias)
         && let Some(layers) = keys
             .iter()
-            .map(|k| store.cached_blob::<Layer>(k))
+            .map(|k| index.cached_blob::<Layer>(k))
             .collect::<Option<Vec<Layer>>>()
     {
         return Ok(layers);
@@ -112,7 +113,7 @@ pub fn shared_layers(inputs: &SharedInputs, store: &BlobStore) -> Result<Vec<Lay
         keys.push(key);
     }
     if let Some(alias) = alias {
-        store.remember(&alias, &keys)?;
+        index.remember(&alias, &keys)?;
     }
     Ok(layers)
 }

@@ -6,9 +6,8 @@
 
 use super::Layer;
 use super::compress::Codec;
-use crate::blobs::{BlobStore, ContentHasher, HashWriter, Stat};
+use crate::blobs::{BlobStore, ContentHasher, FileDigests, HashWriter, LayerIndex, Stat};
 pub use crate::files::{Entry, EntryKind, LayerContent, Source};
-use crate::util::digest::Digest;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -79,14 +78,14 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
 /// The content id of each file entry (None for other kinds): computed for bytes in memory,
 /// looked up for files whose stat is unchanged since they were last read, read again for files
 /// seen before whose stat changed, else None.
-fn known_digests(entries: &[Entry], store: &BlobStore) -> Vec<Option<String>> {
+fn known_digests(entries: &[Entry], files: &FileDigests) -> Vec<Option<String>> {
     entries
         .iter()
         .map(|e| match &e.kind {
             EntryKind::File(Source::Static(b)) => Some(crate::blobs::content_id(b)),
             EntryKind::File(Source::Owned(b)) => Some(crate::blobs::content_id(b)),
             EntryKind::File(Source::Path(p)) => {
-                store.known_digest(p).or_else(|| store.rehashed_digest(p))
+                files.known_digest(p).or_else(|| files.rehashed_digest(p))
             }
             _ => None,
         })
@@ -217,15 +216,16 @@ pub fn write_layer_keyed(
     codec: Codec,
 ) -> Result<(Layer, String)> {
     let entries = normalize(&content.entries)?;
-    let mut digests = known_digests(&entries, store);
+    let (index, files) = (LayerIndex::of(store), FileDigests::of(store));
+    let mut digests = known_digests(&entries, &files);
     if let Some(key) = cache_key(content, &entries, &digests, codec, store.shell())?
         // Reused only once its blob is proven to match its digest; a damaged blob is removed
         // and the layer compressed again below.
-        && let Some(layer) = store.cached_blob::<Layer>(&key)
+        && let Some(layer) = index.cached_blob::<Layer>(&key)
     {
         store.shell().verbose(
             "Cache hit",
-            format!("{} layer {}", content.what, &layer.digest[..19]),
+            format!("{} layer {}", content.what, layer.digest.short()),
         );
         return Ok((layer, key));
     }
@@ -242,7 +242,7 @@ pub fn write_layer_keyed(
     let blob = encoder.finish()?;
     for (i, stat, digest) in read_files {
         if let EntryKind::File(Source::Path(p)) = &entries[i].kind {
-            store.record_digest(p, &stat, &digest);
+            files.record_digest(p, &stat, &digest);
         }
         digests[i] = Some(digest);
     }
@@ -252,13 +252,13 @@ pub fn write_layer_keyed(
     let layer = Layer {
         what: content.what.clone(),
         digest,
-        diff_id: Digest::try_from(diff_id).map_err(anyhow::Error::msg)?,
+        diff_id,
         size,
         tar_size,
         media_type: super::media_type(codec.kind).to_string(),
         fresh: true,
     };
-    store.remember(&key, &layer)?;
+    index.remember(&key, &layer)?;
     Ok((layer, key))
 }
 

@@ -4,7 +4,7 @@
 
 use super::oci_layout::{CountingWriter, add_bytes, add_dir, header};
 use super::{Output, Written};
-use crate::blobs::{BlobStore, hex_of};
+use crate::blobs::BlobStore;
 use crate::image::{BlobKind, Image, PlatformImage};
 use crate::layers::Layer;
 use crate::platform::Platform;
@@ -66,7 +66,7 @@ fn decompressed(store: &BlobStore, layer: &Layer) -> Result<Box<dyn Read>> {
             .open_proven(&layer.digest, layer.size)?
             .take(layer.size),
         left: layer.size,
-        digest: layer.digest.to_string(),
+        digest: layer.digest.clone(),
     };
     let f = std::io::BufReader::with_capacity(1 << 20, f);
     Ok(if media_type.ends_with("+zstd") {
@@ -132,10 +132,10 @@ pub fn write_tar<W: Write>(
             _ => None,
         })
         .collect();
-    let cfg_name = format!("blobs/sha256/{}", hex_of(&img.config.digest));
+    let cfg_name = format!("blobs/sha256/{}", img.config.digest.hex());
     let layer_names: Vec<String> = layers
         .iter()
-        .map(|l| format!("blobs/sha256/{}", hex_of(&l.diff_id)))
+        .map(|l| format!("blobs/sha256/{}", l.diff_id.hex()))
         .collect();
     let manifest = json!([{
         "Config": cfg_name,
@@ -145,7 +145,7 @@ pub fn write_tar<W: Write>(
     // `repositories` (the pre-1.10 index) maps each tag to the top layer's id.
     let top = layers
         .last()
-        .map(|l| hex_of(&l.diff_id).to_string())
+        .map(|l| l.diff_id.hex().to_string())
         .unwrap_or_default();
     let mut repositories = serde_json::Map::new();
     for r in references {

@@ -3,6 +3,7 @@
 
 pub mod docker_archive;
 pub mod load;
+pub mod oci_index;
 pub mod oci_layout;
 pub mod registry;
 
@@ -444,7 +445,7 @@ mod tests {
         image.attach(sbom.clone()).unwrap();
         image.store_documents(&store).unwrap();
         let sbom_blob = &sbom.blobs[0].digest;
-        let hex = |d: &str| crate::blobs::hex_of(d).to_string();
+        let hex = |d: &crate::util::digest::Digest| d.hex().to_string();
         let index_of = |p: &Path| -> serde_json::Value {
             serde_json::from_slice(&std::fs::read(p.join("index.json")).unwrap()).unwrap()
         };
@@ -467,7 +468,7 @@ mod tests {
             .write(&image, &store, &crate::util::shell::Shell::discard())
             .unwrap();
         assert!(listed(&index_of(&layout)));
-        for d in [sbom_blob, &*sbom.manifest.digest, &*sbom.config.digest] {
+        for d in [sbom_blob, &sbom.manifest.digest, &sbom.config.digest] {
             assert!(layout.join("blobs/sha256").join(hex(d)).is_file(), "{d}");
         }
         // A second tag of the same image keeps one entry for it; retagging "1" to an image
@@ -526,10 +527,10 @@ mod tests {
         let jobs = registry::push::blob_jobs(&image, &store);
         assert!(jobs.iter().any(|j| &j.digest == sbom_blob));
         assert!(jobs.iter().any(|j| j.digest == sbom.config.digest));
-        let order: Vec<&str> = registry::push::manifests(&image)
+        let order: Vec<&crate::util::digest::Digest> = registry::push::manifests(&image)
             .map(|b| b.digest)
             .collect();
-        assert_eq!(order, vec![image.digest(), sbom.manifest.digest.as_str()]);
+        assert_eq!(order, vec![image.digest(), &sbom.manifest.digest]);
 
         // Docker archives: the same bytes as without it.
         let with = dir.path().join("d1.tar");

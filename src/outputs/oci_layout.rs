@@ -16,9 +16,10 @@
 //! the removal (with a warning naming it), since the blobs it names are unknown.
 
 use super::{Output, Written};
-use crate::blobs::{BlobStore, hex_of};
+use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::util::atomic;
+use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -230,7 +231,7 @@ fn reachable(dir: &Path, entries: &[Value]) -> Result<std::collections::BTreeSet
 
 /// Writes blob `digest` from the store at `dst`, whole (a temp renamed into place), after the
 /// store has proven it matches its digest.
-fn copy_blob(store: &BlobStore, digest: &str, size: u64, dst: &Path) -> Result<()> {
+fn copy_blob(store: &BlobStore, digest: &Digest, size: u64, dst: &Path) -> Result<()> {
     let mut from = store.open_proven(digest, size)?;
     atomic::write_file(dst, |w| {
         let copied = std::io::copy(&mut from, w)
@@ -350,9 +351,8 @@ fn collect_garbage(dir: &Path, entries: &[Value], image: &Image, shell: &Shell) 
     };
     let keep: std::collections::BTreeSet<String> = reached
         .iter()
-        .map(|d| d.as_str())
-        .chain(image.blobs().map(|b| b.digest))
-        .map(|d| hex_of(d).to_string())
+        .map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_string())
+        .chain(image.blobs().map(|b| b.digest.hex().to_string()))
         .collect();
     use crate::util::owned;
     for f in owned::list(dir, &dir.join("blobs/sha256")) {
@@ -380,7 +380,7 @@ impl OciLayout {
             });
         has_entries
             && image.blobs().all(|b| {
-                let path = self.path.join("blobs/sha256").join(hex_of(b.digest));
+                let path = self.path.join("blobs/sha256").join(b.digest.hex());
                 store.file_proven(&path, b.digest, b.size)
             })
     }
@@ -406,7 +406,7 @@ impl OciLayout {
         let mut pending = Vec::new();
         for b in image.blobs() {
             let (digest, size) = (b.digest, b.size);
-            let dst = blobs.join(hex_of(digest));
+            let dst = blobs.join(digest.hex());
             if fs::symlink_metadata(&dst).is_ok() {
                 // Reused only once proven to match its digest (see `BlobStore::file_proven`).
                 if store.file_proven(&dst, digest, size) {
@@ -528,7 +528,7 @@ pub(crate) fn write_tar<W: Write>(
         for b in image.blobs() {
             add_blob(
                 &mut t,
-                &format!("blobs/sha256/{}", hex_of(b.digest)),
+                &format!("blobs/sha256/{}", b.digest.hex()),
                 store,
                 b.digest,
                 b.size,
@@ -580,7 +580,7 @@ fn docker_manifest(image: &Image) -> Option<Vec<u8>> {
     if !legacy_readable {
         return None;
     }
-    let path = |digest: &str| format!("blobs/sha256/{}", hex_of(digest));
+    let path = |digest: &Digest| format!("blobs/sha256/{}", digest.hex());
     let manifest = serde_json::json!([{
         "Config": path(&img.config.digest),
         "RepoTags": null,
@@ -678,7 +678,7 @@ pub(crate) fn add_blob<W: Write>(
     t: &mut tar::Builder<W>,
     name: &str,
     store: &BlobStore,
-    digest: &str,
+    digest: &Digest,
     size: u64,
 ) -> Result<()> {
     let f = store.open_proven(digest, size)?;
@@ -686,7 +686,7 @@ pub(crate) fn add_blob<W: Write>(
     let data = Exact {
         inner: std::io::BufReader::with_capacity(1 << 20, f).take(size),
         left: size,
-        digest: digest.to_string(),
+        digest: digest.clone(),
     };
     t.append_data(&mut h, name, data)
         .with_context(|| format!("cannot add blob {digest} to the archive"))?;
@@ -698,7 +698,7 @@ pub(crate) fn add_blob<W: Write>(
 pub(crate) struct Exact<R> {
     pub inner: R,
     pub left: u64,
-    pub digest: String,
+    pub digest: Digest,
 }
 
 impl<R: std::io::Read> std::io::Read for Exact<R> {

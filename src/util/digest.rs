@@ -33,6 +33,54 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]
     }
+
+    /// `sha256:` and the first 12 hex digits, as messages show a digest.
+    pub fn short(&self) -> &str {
+        &self.0[.."sha256:".len() + 12]
+    }
+
+    /// The sha256 digest of what `reader` yields, read in 1 MiB pieces (never the whole of it
+    /// in memory).
+    pub fn sha256_of_reader(mut reader: impl std::io::Read) -> std::io::Result<Digest> {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(Digest::from_sha256(h))
+    }
+
+    /// The sha256 digest of a file's bytes.
+    pub fn sha256_of_file(path: &std::path::Path) -> std::io::Result<Digest> {
+        Digest::sha256_of_reader(std::fs::File::open(path)?)
+    }
+
+    /// The digest a finished hasher holds.
+    pub fn from_sha256(hasher: sha2::Sha256) -> Digest {
+        use sha2::Digest as _;
+        Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
+    /// The same digest as oci-spec's type, for its descriptors.
+    pub fn to_oci(&self) -> oci_spec::image::Digest {
+        // A Digest is `sha256:` and 64 lower-case hex digits (checked where it was made),
+        // which oci-spec always accepts.
+        self.0
+            .parse()
+            .expect("a checked sha256 digest is a valid OCI digest")
+    }
+}
+
+impl TryFrom<&oci_spec::image::Digest> for Digest {
+    type Error = String;
+    fn try_from(d: &oci_spec::image::Digest) -> Result<Digest, String> {
+        Digest::try_from(d.to_string())
+    }
 }
 
 impl TryFrom<String> for Digest {
@@ -142,6 +190,12 @@ mod tests {
             format!("sha256:{}", "A".repeat(64))
                 .parse::<Digest>()
                 .is_err()
+        );
+        assert_eq!(d.short(), "sha256:e3b0c44298fc");
+        assert_eq!(Digest::try_from(&d.to_oci()).unwrap(), d);
+        assert_eq!(
+            Digest::sha256_of_reader(&b"abc"[..]).unwrap(),
+            Digest::sha256_of(b"abc")
         );
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);

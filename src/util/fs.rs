@@ -2,25 +2,14 @@
 //! file belongs fails at once instead of blocking or reading without end. The settings check
 //! `include`s with it, the layer writer and the ELF check open files through it.
 
+use crate::util::digest::Digest;
 use anyhow::{Context, Result};
-use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
-/// The sha256 of a file's bytes in hex, read in 1 MiB pieces (never the whole file in memory).
+/// The sha256 of a file's bytes in hex ([`Digest::sha256_of_file`]'s hex digits).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    Ok(Digest::sha256_of_file(path)?.hex().to_string())
 }
 
 /// What kind of file this is, for messages about files that are not regular.

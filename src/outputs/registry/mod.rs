@@ -186,7 +186,7 @@ impl RegistryOutput {
             let doc = image
                 .document(b.digest)
                 .context("every manifest of an image is one of its documents")?;
-            if b.digest != top.digest {
+            if *b.digest != top.digest {
                 client.put_manifest(b.digest, &doc.bytes, doc.media_type, b.digest)?;
                 continue;
             }

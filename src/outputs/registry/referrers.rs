@@ -225,7 +225,7 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
             "manifests": manifests,
         });
         let bytes = canonical_json(&index)?;
-        let digest = crate::blobs::digest_of(&bytes);
+        let digest = crate::util::digest::Digest::sha256_of(&bytes);
         c.put_manifest_or(tag, &bytes, INDEX_MEDIA_TYPE, &digest, |r| {
             if r.status() == StatusCode::FORBIDDEN {
                 // The image went in with these credentials: what is refused is the tag.

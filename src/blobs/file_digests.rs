@@ -1,0 +1,181 @@
+//! The file-digest memo under `stat/`: the content id of a file (a binary, an include) by its
+//! path, trusted while the file's stat is unchanged, so a rerun finds its layer without
+//! reading the file (git's index does the same for clean files).
+//!
+//! A content id is the identity of content inside the cache only (never shown to registries or
+//! runtimes, which see sha256 digests): BLAKE3, a few times faster than sha256 here, so
+//! hashing a file to find its layer in the cache costs little next to compressing it.
+
+use super::{BlobStore, RACY_NS, Stat, StatRecord, now_ns};
+use anyhow::Result;
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The content id of `bytes`.
+pub fn content_id(bytes: &[u8]) -> String {
+    format!("blake3:{}", blake3::hash(bytes).to_hex())
+}
+
+/// [`content_id`] of what passes through.
+#[derive(Default)]
+pub struct ContentHasher {
+    hasher: blake3::Hasher,
+    len: u64,
+}
+
+impl ContentHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The content id and the byte count.
+    pub fn finish(&self) -> (String, u64) {
+        (
+            format!("blake3:{}", self.hasher.finalize().to_hex()),
+            self.len,
+        )
+    }
+}
+
+/// The [`content_id`] of a file's bytes, read in full.
+pub fn file_content_id(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(fs::File::open(path)?)?;
+    Ok(format!("blake3:{}", h.finalize().to_hex()))
+}
+
+/// The records under `<cache>/stat`, one per file path (named by the sha256 of the path).
+#[derive(Debug, Clone)]
+pub struct FileDigests {
+    store: BlobStore,
+}
+
+impl FileDigests {
+    /// The memo in `store`'s cache directory (its records are written like the store's
+    /// temps: whole, then renamed into place).
+    pub fn of(store: &BlobStore) -> FileDigests {
+        FileDigests {
+            store: store.clone(),
+        }
+    }
+
+    fn record_path(&self, path: &Path) -> PathBuf {
+        let canon = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.store
+            .root()
+            .join("stat")
+            .join(hex::encode(Sha256::digest(
+                canon.as_os_str().as_encoded_bytes(),
+            )))
+    }
+
+    /// The content id of a file without reading it, when the file is unchanged since an id
+    /// was recorded (read and checked instead when the record was racy).
+    pub fn known_digest(&self, path: &Path) -> Option<String> {
+        let record: StatRecord =
+            serde_json::from_slice(&fs::read(self.record_path(path)).ok()?).ok()?;
+        let stat = Stat::of(path)?;
+        if stat != record.stat {
+            return None;
+        }
+        if record.recorded_ns - record.stat.mtime_ns.max(record.stat.ctime_ns) >= RACY_NS {
+            return Some(record.digest);
+        }
+        let digest = file_content_id(path).ok()?;
+        if digest != record.digest {
+            return None;
+        }
+        self.record_digest(path, &stat, &digest);
+        Some(digest)
+    }
+
+    /// The content id of a file this memo has seen before but whose stat has changed since
+    /// (typically a binary cargo relinked): read and hashed now, so that a rebuild with the
+    /// same bytes finds its layer instead of compressing it again. None for a file never seen
+    /// (it is hashed in the same pass that compresses it).
+    pub fn rehashed_digest(&self, path: &Path) -> Option<String> {
+        if !self.record_path(path).is_file() {
+            return None;
+        }
+        let before = Stat::of(path)?;
+        let digest = file_content_id(path).ok()?;
+        self.record_digest(path, &before, &digest);
+        Some(digest)
+    }
+
+    /// Remembers the content id of a file whose stat, before it was read, was `before`.
+    pub fn record_digest(&self, path: &Path, before: &Stat, digest: &str) {
+        if Stat::of(path).as_ref() != Some(before) {
+            return; // changed while it was read: nothing trustworthy to record
+        }
+        let record = StatRecord {
+            stat: before.clone(),
+            recorded_ns: now_ns(),
+            digest: digest.to_string(),
+        };
+        let _ = self.store.remember_at(&self.record_path(path), &record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest_follows_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileDigests::of(
+            &BlobStore::open(
+                &dir.path().join("cache"),
+                &crate::util::shell::Shell::discard(),
+            )
+            .unwrap(),
+        );
+        let f = dir.path().join("bin");
+        fs::write(&f, b"one").unwrap();
+        assert_eq!(files.known_digest(&f), None);
+        let stat = Stat::of(&f).unwrap();
+        files.record_digest(&f, &stat, &content_id(b"one"));
+        // Racy (just written): checked by reading, and right.
+        assert_eq!(files.known_digest(&f), Some(content_id(b"one")));
+        // Same size, new bytes: ctime moves, so the record no longer applies...
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, b"two").unwrap();
+        assert_eq!(files.known_digest(&f), None);
+        // ...but a file seen before is read again, and its new bytes recorded.
+        assert_eq!(files.rehashed_digest(&f), Some(content_id(b"two")));
+        assert_eq!(files.known_digest(&f), Some(content_id(b"two")));
+        // A file never seen is left to the pass that compresses it.
+        let other = dir.path().join("other");
+        fs::write(&other, b"three").unwrap();
+        assert_eq!(files.rehashed_digest(&other), None);
+    }
+
+    #[test]
+    fn a_standing_record_spares_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileDigests::of(
+            &BlobStore::open(
+                &dir.path().join("cache"),
+                &crate::util::shell::Shell::discard(),
+            )
+            .unwrap(),
+        );
+        let f = dir.path().join("bin");
+        fs::write(&f, b"one").unwrap();
+        // A record made well after the file changed, with an id the bytes do not have:
+        // trusting it shows the file was not read.
+        let record = StatRecord {
+            stat: Stat::of(&f).unwrap(),
+            recorded_ns: now_ns() + RACY_NS,
+            digest: content_id(b"not one"),
+        };
+        files
+            .store
+            .remember_at(&files.record_path(&f), &record)
+            .unwrap();
+        assert_eq!(files.known_digest(&f), Some(content_id(b"not one")));
+    }
+}
