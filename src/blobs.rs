@@ -1,8 +1,11 @@
 //! A content-addressed blob store on disk (`<target-dir>/containerize/cache`).
 //!
-//! Layers are streamed into it (never held in memory), outputs read or copy from it, and a
-//! small index maps the digest of a layer's *inputs* to the layer it produced, so an unchanged
-//! layer is never compressed twice (the idea of ko's KOCACHE).
+//! Layers are streamed into it (never held in memory) and outputs read or copy from it. Beside
+//! it in the same directory, and in their own types: [`LayerIndex`] maps the digest of a
+//! layer's *inputs* to the layer it produced, so an unchanged layer is never compressed twice
+//! (the idea of ko's KOCACHE), and [`FileDigests`] remembers each input file's content id while
+//! its stat is unchanged. [`BlobStore::open`] makes the directory and collects the garbage of
+//! all three.
 //!
 //! # Integrity: a cached blob is proven before it is reused
 //!

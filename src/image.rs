@@ -20,22 +20,20 @@ use oci_spec::image::{
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// The index media type as the registry client sends it in headers (`MediaType::ImageIndex`
+/// everywhere else).
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-/// The config of an artifact that has none (OCI 1.1): the two bytes `{}`.
-pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 
 /// A JSON document stored as a blob: its exact bytes and their digest.
 #[derive(Debug, Clone)]
 pub struct Blob {
     pub bytes: Vec<u8>,
     pub digest: Digest,
-    pub media_type: &'static str,
+    pub media_type: MediaType,
 }
 
 impl Blob {
-    fn new(bytes: Vec<u8>, media_type: &'static str) -> Blob {
+    fn new(bytes: Vec<u8>, media_type: MediaType) -> Blob {
         Blob {
             digest: Digest::sha256_of(&bytes),
             bytes,
@@ -82,7 +80,7 @@ impl PlatformImage {
 pub struct AttachedBlob {
     pub digest: Digest,
     pub size: u64,
-    pub media_type: String,
+    pub media_type: MediaType,
 }
 
 /// A manifest that points at the image: an OCI 1.1 referrer (an SBOM, a provenance statement,
@@ -92,7 +90,7 @@ pub struct AttachedBlob {
 /// its subject: layouts list it in index.json, registries get it after the subject's push.
 #[derive(Debug, Clone)]
 pub struct Attachment {
-    pub artifact_type: String,
+    pub artifact_type: MediaType,
     /// The digest of the manifest or index it refers to.
     pub subject: Digest,
     pub config: Blob,
@@ -103,17 +101,21 @@ pub struct Attachment {
 impl Attachment {
     /// The artifact manifest for `blobs` (already in the store) about `subject`.
     pub fn new(
-        artifact_type: &str,
+        artifact_type: MediaType,
         subject: &Blob,
         blobs: Vec<AttachedBlob>,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Attachment> {
-        let config = Blob::new(b"{}".to_vec(), EMPTY_MEDIA_TYPE);
+        let config = Blob::new(b"{}".to_vec(), MediaType::EmptyJSON);
         let mut manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
-            .artifact_type(MediaType::from(artifact_type))
-            .config(descriptor(EMPTY_MEDIA_TYPE, config.size(), &config.digest)?)
+            .artifact_type(artifact_type.clone())
+            .config(descriptor(
+                &config.media_type,
+                config.size(),
+                &config.digest,
+            )?)
             .layers(
                 blobs
                     .iter()
@@ -121,7 +123,7 @@ impl Attachment {
                     .collect::<Result<Vec<_>>>()?,
             )
             .subject(descriptor(
-                subject.media_type,
+                &subject.media_type,
                 subject.size(),
                 &subject.digest,
             )?)
@@ -130,29 +132,32 @@ impl Attachment {
             manifest.set_annotations(Some(annotations.clone().into_iter().collect()));
         }
         Ok(Attachment {
-            artifact_type: artifact_type.to_string(),
+            artifact_type,
             subject: subject.digest.clone(),
             config,
             blobs,
-            manifest: Blob::new(canonical_json(&manifest)?, MANIFEST_MEDIA_TYPE),
+            manifest: Blob::new(canonical_json(&manifest)?, MediaType::ImageManifest),
         })
     }
 
     /// How an index lists it (index.json, the referrers API and its tag schema): its
     /// manifest's descriptor with `artifactType` and the manifest's annotations.
-    pub fn descriptor(&self) -> serde_json::Value {
-        let mut d = serde_json::json!({
-            "mediaType": self.manifest.media_type,
-            "digest": self.manifest.digest,
-            "size": self.manifest.size(),
-            "artifactType": self.artifact_type,
-        });
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&self.manifest.bytes).unwrap_or_default();
-        if let Some(a) = manifest.get("annotations").filter(|a| a.is_object()) {
-            d["annotations"] = a.clone();
-        }
-        d
+    pub fn oci_descriptor(&self) -> Result<Descriptor> {
+        let mut d = descriptor(
+            &self.manifest.media_type,
+            self.manifest.size(),
+            &self.manifest.digest,
+        )?;
+        d.set_artifact_type(Some(self.artifact_type.clone()));
+        let manifest: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&self.manifest.bytes)?;
+        d.set_annotations(manifest.annotations().clone());
+        Ok(d)
+    }
+
+    /// [`Attachment::oci_descriptor`] as JSON.
+    pub fn descriptor(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::to_value(self.oci_descriptor()?)?)
     }
 
     /// Its blobs, then its manifest.
@@ -193,7 +198,7 @@ pub enum BlobKind<'a> {
 pub struct BlobRef<'a> {
     pub digest: &'a Digest,
     pub size: u64,
-    pub media_type: &'a str,
+    pub media_type: &'a MediaType,
     pub kind: BlobKind<'a>,
 }
 
@@ -202,7 +207,7 @@ impl<'a> BlobRef<'a> {
         BlobRef {
             digest: &b.digest,
             size: b.size(),
-            media_type: b.media_type,
+            media_type: &b.media_type,
             kind,
         }
     }
@@ -230,7 +235,9 @@ impl<'a> BlobRef<'a> {
             BlobKind::Config => "config",
             BlobKind::Manifest => "manifest",
             BlobKind::Index => "index",
-            BlobKind::AttachmentBlob(a) | BlobKind::AttachmentManifest(a) => &a.artifact_type,
+            BlobKind::AttachmentBlob(a) | BlobKind::AttachmentManifest(a) => {
+                a.artifact_type.as_ref()
+            }
         }
     }
 }
@@ -361,12 +368,8 @@ fn oci_arch(p: Platform) -> Arch {
     }
 }
 
-pub(crate) fn descriptor(media_type: &str, size: u64, digest: &Digest) -> Result<Descriptor> {
-    Ok(Descriptor::new(
-        MediaType::from(media_type),
-        size,
-        digest.to_oci(),
-    ))
+pub(crate) fn descriptor(media_type: &MediaType, size: u64, digest: &Digest) -> Result<Descriptor> {
+    Ok(Descriptor::new(media_type.clone(), size, digest.to_oci()))
 }
 
 pub(crate) fn oci_platform(p: Platform) -> Result<oci_spec::image::Platform> {
@@ -490,13 +493,13 @@ pub fn assemble(
     if let Some(v) = platform.variant() {
         config.set_variant(Some(v.to_string()));
     }
-    let config = Blob::new(canonical_json(&config)?, CONFIG_MEDIA_TYPE);
+    let config = Blob::new(canonical_json(&config)?, MediaType::ImageConfig);
 
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(descriptor(
-            CONFIG_MEDIA_TYPE,
+            &config.media_type,
             config.size(),
             &config.digest,
         )?)
@@ -508,7 +511,7 @@ pub fn assemble(
         )
         .annotations(spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
         .build()?;
-    let manifest = Blob::new(canonical_json(&manifest)?, MANIFEST_MEDIA_TYPE);
+    let manifest = Blob::new(canonical_json(&manifest)?, MediaType::ImageManifest);
     Ok(PlatformImage {
         platform,
         layers,
@@ -524,7 +527,11 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
         let manifests = platforms
             .iter()
             .map(|p| {
-                let mut d = descriptor(MANIFEST_MEDIA_TYPE, p.manifest.size(), &p.manifest.digest)?;
+                let mut d = descriptor(
+                    &p.manifest.media_type,
+                    p.manifest.size(),
+                    &p.manifest.digest,
+                )?;
                 d.set_platform(Some(oci_platform(p.platform)?));
                 Ok(d)
             })
@@ -535,7 +542,7 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
             .manifests(manifests)
             .annotations(spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
             .build()?;
-        Some(Blob::new(canonical_json(&index)?, INDEX_MEDIA_TYPE))
+        Some(Blob::new(canonical_json(&index)?, MediaType::ImageIndex))
     } else {
         None
     };
@@ -589,12 +596,12 @@ pub(crate) mod testing {
         let doc = br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#;
         let (digest, size) = store.put(doc).unwrap();
         Attachment::new(
-            "application/spdx+json",
+            MediaType::from("application/spdx+json"),
             image.top(),
             vec![AttachedBlob {
                 digest,
                 size,
-                media_type: "application/spdx+json".into(),
+                media_type: MediaType::from("application/spdx+json"),
             }],
             &BTreeMap::new(),
         )
@@ -685,7 +692,10 @@ mod tests {
         // The artifact manifest per OCI 1.1: artifactType, the empty config, the subject.
         let m: serde_json::Value = serde_json::from_slice(&sbom.manifest.bytes).unwrap();
         assert_eq!(m["artifactType"], "application/spdx+json");
-        assert_eq!(m["config"]["mediaType"], EMPTY_MEDIA_TYPE);
+        assert_eq!(
+            m["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
         assert_eq!(m["subject"]["digest"], img.digest().as_str());
         assert_eq!(m["subject"]["mediaType"], INDEX_MEDIA_TYPE);
         // The image's size leaves attachments out.

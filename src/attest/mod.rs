@@ -20,6 +20,7 @@ use crate::metadata::{CargoArgs, ImageSpec, Project};
 use crate::platform::Platform;
 use crate::util::digest::Digest;
 use anyhow::Result;
+use oci_spec::image::MediaType;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -115,7 +116,7 @@ impl AttestOptions {
 pub struct Attached {
     /// The referrer's manifest digest.
     pub digest: Digest,
-    pub artifact_type: String,
+    pub artifact_type: MediaType,
     /// The manifest it refers to.
     pub subject: Digest,
     pub platform: String,
@@ -161,13 +162,14 @@ pub fn attach(
                 ));
             }
             let (digest, size) = store.put(&doc.bytes)?;
+            // Where a document's media types enter the image: typed from here on.
             let attachment = Attachment::new(
-                &doc.artifact_type,
+                MediaType::from(doc.artifact_type.as_str()),
                 &p.manifest,
                 vec![AttachedBlob {
                     digest,
                     size,
-                    media_type: doc.media_type.clone(),
+                    media_type: MediaType::from(doc.media_type.as_str()),
                 }],
                 &doc.annotations,
             )?;

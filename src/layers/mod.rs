@@ -34,7 +34,7 @@ pub struct Layer {
     pub size: u64,
     /// Size of the uncompressed tar.
     pub tar_size: u64,
-    pub media_type: String,
+    pub media_type: oci_spec::image::MediaType,
     /// Whether this run compressed it (false: reused from the cache).
     #[serde(skip)]
     pub fresh: bool,
@@ -202,9 +202,9 @@ pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -
     tar::write_layer(&content, store, compress::Codec::of(spec))
 }
 
-pub fn media_type(c: Compression) -> &'static str {
+pub fn media_type(c: Compression) -> oci_spec::image::MediaType {
     match c {
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::Gzip => oci_spec::image::MediaType::ImageLayerGzip,
+        Compression::Zstd => oci_spec::image::MediaType::ImageLayerZstd,
     }
 }

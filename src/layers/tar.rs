@@ -255,7 +255,7 @@ pub fn write_layer_keyed(
         diff_id,
         size,
         tar_size,
-        media_type: super::media_type(codec.kind).to_string(),
+        media_type: super::media_type(codec.kind),
         fresh: true,
     };
     index.remember(&key, &layer)?;
@@ -355,7 +355,11 @@ mod tests {
             level: 3,
         };
         let z = write_layer(&content, &store, zstd).unwrap();
-        assert!(z.fresh && z.digest != six.digest && z.media_type.ends_with("+zstd"));
+        assert!(
+            z.fresh
+                && z.digest != six.digest
+                && z.media_type == oci_spec::image::MediaType::ImageLayerZstd
+        );
     }
 
     #[test]

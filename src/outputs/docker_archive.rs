@@ -60,7 +60,7 @@ pub fn normalize_ref(r: String) -> Result<String> {
 /// The uncompressed tar of `layer`, read through [`BlobStore::open_proven`] (an output never
 /// reads a blob not proven to match its digest).
 fn decompressed(store: &BlobStore, layer: &Layer) -> Result<Box<dyn Read>> {
-    let media_type = &layer.media_type;
+    let media_type = layer.media_type.as_ref();
     let f = super::oci_layout::Exact {
         inner: store
             .open_proven(&layer.digest, layer.size)?

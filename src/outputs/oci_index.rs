@@ -107,7 +107,7 @@ impl Index {
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let ours = oci_spec::image::ImageIndexBuilder::default()
             .schema_version(2u32)
-            .media_type(crate::image::INDEX_MEDIA_TYPE)
+            .media_type(oci_spec::image::MediaType::ImageIndex)
             .manifests(Vec::new())
             .build()?;
         let Value::Object(mut index) = serde_json::to_value(ours)? else {

@@ -15,6 +15,7 @@
 //! every kept tag can be followed: a tag whose index or manifest is missing or damaged stops
 //! the removal (with a warning naming it), since the blobs it names are unknown.
 
+use super::oci_index::{Entry, Index, REF_NAME};
 use super::{Output, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
@@ -27,7 +28,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 pub struct OciLayout {
@@ -92,78 +92,77 @@ pub fn check_tag(tag: &str) -> Result<()> {
 
 /// The index.json entry for this image: an OCI descriptor (with the platform, for one
 /// platform's manifest) and the tag as `org.opencontainers.image.ref.name`.
-fn entry(image: &Image, tag: &str) -> Result<Value> {
+fn entry(image: &Image, tag: &str) -> Result<oci_spec::image::Descriptor> {
     let top = image.top();
-    let mut d = crate::image::descriptor(top.media_type, top.size(), &top.digest)?;
+    let mut d = crate::image::descriptor(&top.media_type, top.size(), &top.digest)?;
     d.set_annotations(Some([(REF_NAME.to_string(), tag.to_string())].into()));
     if image.index.is_none() {
         d.set_platform(Some(crate::image::oci_platform(
             image.platforms[0].platform,
         )?));
     }
-    Ok(serde_json::to_value(d)?)
+    Ok(d)
 }
 
 /// index.json's entries for this image under `tag`: the image, then its attachments (which
 /// carry no tag: they live as long as their subject does, see [`entries_for`]).
-fn entries(image: &Image, tag: &str) -> Result<Vec<Value>> {
-    Ok(std::iter::once(entry(image, tag)?)
-        .chain(image.attachments.iter().map(|a| a.descriptor()))
-        .collect())
+fn entries(image: &Image, tag: &str) -> Result<Vec<Entry>> {
+    let mut list = vec![Entry::Oci(Box::new(entry(image, tag)?))];
+    for a in &image.attachments {
+        list.push(Entry::Oci(Box::new(a.oci_descriptor()?)));
+    }
+    Ok(list)
 }
 
 /// The entries of an existing index.json that other tags keep.
-fn kept_entries(old: Option<&Value>, tag: &str) -> Vec<Value> {
-    old.and_then(|o| o.get("manifests"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|m| {
-                    m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
-                        .and_then(Value::as_str)
-                        != Some(tag)
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
+fn kept_entries(old: Option<&Index>, tag: &str) -> Vec<Entry> {
+    old.map(|o| {
+        o.manifests
+            .iter()
+            .filter(|m| m.tag() != Some(tag))
+            .cloned()
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The digest of the subject of the attachment `entry` lists, read from the layout at `dir`;
 /// None for an entry that is not an attachment (or whose manifest cannot be read: kept).
-fn subject_of(dir: &Path, entry: &Value) -> Option<String> {
-    entry.get("artifactType")?;
-    let hex = entry
-        .get("digest")?
-        .as_str()?
-        .strip_prefix("sha256:")
-        .filter(|h| is_sha256_hex(h))?;
+fn subject_of(dir: &Path, entry: &Entry) -> Option<Digest> {
+    if !entry.is_artifact() {
+        return None;
+    }
+    let digest = entry.digest()?;
     let doc: Value =
-        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(hex)).ok()?).ok()?;
-    Some(doc.pointer("/subject/digest")?.as_str()?.to_string())
+        serde_json::from_slice(&fs::read(dir.join("blobs/sha256").join(digest.hex())).ok()?)
+            .ok()?;
+    doc.pointer("/subject/digest")?.as_str()?.parse().ok()
 }
 
 /// The index.json entries after writing `image` under `tag` into the layout at `dir`: the
 /// entries other tags keep, then this image's. An attachment another run listed stays while
 /// its subject is still reachable (from a kept tag or from this image) and goes with it.
-fn entries_for(dir: &Path, old: Option<&Value>, image: &Image, tag: &str) -> Result<Vec<Value>> {
+fn entries_for(dir: &Path, old: Option<&Index>, image: &Image, tag: &str) -> Result<Vec<Entry>> {
     let kept = kept_entries(old, tag);
-    let (attached, tagged): (Vec<Value>, Vec<Value>) =
+    let (attached, tagged): (Vec<Entry>, Vec<Entry>) =
         kept.into_iter().partition(|e| subject_of(dir, e).is_some());
     // None when a kept tag cannot be followed: every attachment then stays.
     let mut live = None;
     if !attached.is_empty() {
         live = reachable(dir, &tagged).ok().map(|mut l| {
-            l.extend(image.blobs().map(|b| b.digest.to_string()));
+            l.extend(image.blobs().map(|b| b.digest.clone()));
             l
         });
     }
     let new = entries(image, tag)?;
     let mut out = tagged;
     for e in attached {
-        let subject = subject_of(dir, &e).unwrap_or_default();
-        let alive = live.as_ref().is_none_or(|l| l.contains(&subject));
-        if alive && !new.iter().any(|n| n["digest"] == e["digest"]) {
+        let alive = match (&live, subject_of(dir, &e)) {
+            (None, _) => true,
+            (Some(l), Some(subject)) => l.contains(&subject),
+            (Some(_), None) => false,
+        };
+        if alive && !new.iter().any(|n| n.digest() == e.digest()) {
             out.push(e);
         }
     }
@@ -180,11 +179,12 @@ fn is_sha256_hex(name: &str) -> bool {
 /// and followed to their manifests, configs and layers. Err names the first entry (its tag,
 /// else its digest) with an index or manifest that is missing, unreadable, too big or not
 /// JSON: what it reaches is then unknown, so a caller must not remove anything on this basis.
-fn reachable(dir: &Path, entries: &[Value]) -> Result<std::collections::BTreeSet<String>, String> {
+fn reachable(dir: &Path, entries: &[Entry]) -> Result<std::collections::BTreeSet<Digest>, String> {
     // Registries refuse manifests over 4 MiB; a bigger "manifest" is not one.
     const DOCUMENT_MAX: u64 = 4 << 20;
     let mut seen = std::collections::BTreeSet::new();
     for top in entries {
+        let top = top.to_value();
         let name = || match top.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))) {
             Some(Value::String(tag)) => format!("tag `{tag}`"),
             _ => format!(
@@ -195,22 +195,20 @@ fn reachable(dir: &Path, entries: &[Value]) -> Result<std::collections::BTreeSet
         // (descriptor, whether it names an index or manifest, to be read and followed)
         let mut todo: Vec<(Value, bool)> = vec![(top.clone(), true)];
         while let Some((d, document)) = todo.pop() {
-            let Some(digest) = d.get("digest").and_then(Value::as_str) else {
+            let Some(digest) = d
+                .get("digest")
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse::<Digest>().ok())
+            else {
                 if document {
                     return Err(name());
                 }
                 continue;
             };
-            let Some(hex) = digest.strip_prefix("sha256:").filter(|h| is_sha256_hex(h)) else {
-                if document {
-                    return Err(name());
-                }
-                continue;
-            };
-            if !seen.insert(digest.to_string()) || !document {
+            let path = dir.join("blobs/sha256").join(digest.hex());
+            if !seen.insert(digest) || !document {
                 continue;
             }
-            let path = dir.join("blobs/sha256").join(hex);
             let doc = fs::metadata(&path)
                 .ok()
                 .filter(|m| m.len() <= DOCUMENT_MAX)
@@ -243,20 +241,6 @@ fn copy_blob(store: &BlobStore, digest: &Digest, size: u64, dst: &Path) -> Resul
         }
         Ok(())
     })
-}
-
-/// index.json listing `manifests`. The entries stay JSON values: those other tags keep come
-/// from an existing index and may carry fields oci-spec's `Descriptor` does not know, which
-/// must survive the rewrite.
-fn index_json(manifests: Vec<Value>) -> Result<Vec<u8>> {
-    let index = oci_spec::image::ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(crate::image::INDEX_MEDIA_TYPE)
-        .manifests(Vec::new())
-        .build()?;
-    let mut index = serde_json::to_value(index)?;
-    index["manifests"] = Value::Array(manifests);
-    crate::image::canonical_json(&index)
 }
 
 /// What an `oci:` directory's path holds now.
@@ -311,7 +295,7 @@ fn classify(dir: &Path) -> Result<Existing> {
 }
 
 /// The index.json of the layout at `dir`, if it has one.
-fn read_existing(dir: &Path) -> Result<Option<Value>> {
+fn read_existing(dir: &Path) -> Result<Option<Index>> {
     let index = dir.join("index.json");
     let bytes = match fs::read(&index) {
         Ok(b) => b,
@@ -324,13 +308,13 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
             index.display()
         )
     })?;
-    if !v.get("manifests").is_some_and(Value::is_array) {
+    let Some(index) = Index::from_value(v) else {
         bail!(
             "{} is not an OCI image index (it has no manifests list); repair or remove it, or choose another output directory",
             index.display()
         );
-    }
-    Ok(Some(v))
+    };
+    Ok(Some(index))
 }
 
 /// Removes the blobs of `dir` that no entry of its index reaches any more (what only a
@@ -338,7 +322,7 @@ fn read_existing(dir: &Path) -> Result<Option<Value>> {
 /// nothing else is touched. When an entry cannot be followed (its manifest is missing or
 /// damaged) nothing is removed, with a warning naming it: the blobs it still names are
 /// unknown, and removing them would lose what is left of it.
-fn collect_garbage(dir: &Path, entries: &[Value], image: &Image, shell: &Shell) {
+fn collect_garbage(dir: &Path, entries: &[Entry], image: &Image, shell: &Shell) {
     let reached = match reachable(dir, entries) {
         Ok(r) => r,
         Err(what) => {
@@ -349,14 +333,14 @@ fn collect_garbage(dir: &Path, entries: &[Value], image: &Image, shell: &Shell) 
             return;
         }
     };
-    let keep: std::collections::BTreeSet<String> = reached
+    let keep: std::collections::BTreeSet<&str> = reached
         .iter()
-        .map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_string())
-        .chain(image.blobs().map(|b| b.digest.hex().to_string()))
+        .chain(image.blobs().map(|b| b.digest))
+        .map(Digest::hex)
         .collect();
     use crate::util::owned;
     for f in owned::list(dir, &dir.join("blobs/sha256")) {
-        if is_sha256_hex(&f.name) && !keep.contains(&f.name) && f.meta.is_file() {
+        if is_sha256_hex(&f.name) && !keep.contains(f.name.as_str()) && f.meta.is_file() {
             let _ = owned::remove_file(dir, &f.path, owned::Name::Digest);
         }
     }
@@ -370,14 +354,10 @@ impl OciLayout {
     /// Whether the layout already holds exactly this image under this tag, attachments
     /// included, every blob of it proven to match its digest ([`BlobStore::file_proven`]:
     /// hashed once, then trusted while its stat is unchanged, so a no-op rerun reads none).
-    fn up_to_date(&self, image: &Image, old: Option<&Value>, store: &BlobStore) -> bool {
+    fn up_to_date(&self, image: &Image, old: Option<&Index>, store: &BlobStore) -> bool {
         let Some(old) = old else { return false };
-        let has_entries = old
-            .get("manifests")
-            .and_then(Value::as_array)
-            .is_some_and(|ms| {
-                entries(image, &self.tag).is_ok_and(|es| es.iter().all(|e| ms.contains(e)))
-            });
+        let has_entries =
+            entries(image, &self.tag).is_ok_and(|es| es.iter().all(|e| old.manifests.contains(e)));
         has_entries
             && image.blobs().all(|b| {
                 let path = self.path.join("blobs/sha256").join(b.digest.hex());
@@ -393,7 +373,7 @@ impl OciLayout {
         dir: &Path,
         image: &Image,
         store: &BlobStore,
-        manifests: Vec<Value>,
+        index: &Index,
         placed: &mut Vec<PathBuf>,
         shell: &Shell,
     ) -> Result<u64> {
@@ -425,7 +405,7 @@ impl OciLayout {
             }
             added += size;
         }
-        let index = index_json(manifests)?;
+        let index = index.to_json()?;
         // The rename of index.json and the unregistering of the blobs it references are one
         // step for the interrupt handler (see `atomic::commit`): a Ctrl-C right after the
         // rename must not remove blobs the new index uses.
@@ -447,14 +427,11 @@ impl OciLayout {
         if classify(&self.path)? == Existing::Absent {
             let mut added = 0;
             let created = atomic::create_dir(&self.path, |tmp| {
-                added = self.place(
-                    tmp,
-                    image,
-                    store,
-                    entries(image, &self.tag)?,
-                    &mut Vec::new(),
-                    shell,
-                )?;
+                let index = Index {
+                    manifests: entries(image, &self.tag)?,
+                    ..Index::default()
+                };
+                added = self.place(tmp, image, store, &index, &mut Vec::new(), shell)?;
                 Ok(())
             })?;
             if created {
@@ -470,17 +447,12 @@ impl OciLayout {
             return Ok(0);
         }
         let manifests = entries_for(&self.path, old.as_ref(), image, &self.tag)?;
+        // The fields other tools wrote into the index stay.
+        let index = old.unwrap_or_default().with_manifests(manifests);
         let mut placed = Vec::new();
-        match self.place(
-            &self.path,
-            image,
-            store,
-            manifests.clone(),
-            &mut placed,
-            shell,
-        ) {
+        match self.place(&self.path, image, store, &index, &mut placed, shell) {
             Ok(added) => {
-                collect_garbage(&self.path, &manifests, image, shell);
+                collect_garbage(&self.path, &index.manifests, image, shell);
                 Ok(added)
             }
             Err(e) => {
@@ -515,14 +487,18 @@ pub(crate) fn write_tar<W: Write>(
     w: W,
     image: &Image,
     store: &BlobStore,
-    entries: Vec<Value>,
+    entries: Vec<Entry>,
     docker_manifest: Option<&[u8]>,
 ) -> Result<u64> {
     let mut out = CountingWriter { inner: w, n: 0 };
     {
         let mut t = tar::Builder::new(&mut out);
         add_bytes(&mut t, "oci-layout", LAYOUT)?;
-        add_bytes(&mut t, "index.json", &index_json(entries)?)?;
+        let index = Index {
+            manifests: entries,
+            ..Index::default()
+        };
+        add_bytes(&mut t, "index.json", &index.to_json()?)?;
         add_dir(&mut t, "blobs/")?;
         add_dir(&mut t, "blobs/sha256/")?;
         for b in image.blobs() {
@@ -546,7 +522,7 @@ pub(crate) fn write_tar<W: Write>(
 /// index.json's entries naming `image` (its attachments left out) once per reference, the
 /// way containerd's importer (Docker's containerd image store) names what it loads: the full
 /// reference as `io.containerd.image.name`, its tag as `org.opencontainers.image.ref.name`.
-pub(crate) fn named_entries(image: &Image, references: &[String]) -> Result<Vec<Value>> {
+pub(crate) fn named_entries(image: &Image, references: &[String]) -> Result<Vec<Entry>> {
     references
         .iter()
         .map(|r| {
@@ -555,9 +531,13 @@ pub(crate) fn named_entries(image: &Image, references: &[String]) -> Result<Vec<
             let mut e = entry(image, tag)?;
             // The full name, as docker's containerd store keeps it (`app:1` is
             // `docker.io/library/app:1`).
-            e["annotations"]["io.containerd.image.name"] =
-                Value::String(format!("{}/{}:{tag}", parsed.registry, parsed.repository));
-            Ok(e)
+            let mut annotations = e.annotations().clone().unwrap_or_default();
+            annotations.insert(
+                "io.containerd.image.name".into(),
+                format!("{}/{}:{tag}", parsed.registry, parsed.repository),
+            );
+            e.set_annotations(Some(annotations));
+            Ok(Entry::Oci(Box::new(e)))
         })
         .collect()
 }
@@ -573,9 +553,8 @@ fn docker_manifest(image: &Image) -> Option<Vec<u8>> {
         return None;
     };
     let legacy_readable = img.layers.iter().all(|l| {
-        l.media_type.ends_with(".tar+gzip")
-            || l.media_type.ends_with(".tar")
-            || l.media_type.ends_with(".tar.gzip")
+        let m = l.media_type.as_ref();
+        m.ends_with(".tar+gzip") || m.ends_with(".tar") || m.ends_with(".tar.gzip")
     });
     if !legacy_readable {
         return None;

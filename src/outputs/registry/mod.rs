@@ -98,8 +98,8 @@ impl RegistryOutput {
             );
         }
         let reference = t.tag.clone().unwrap_or_else(|| top.digest.to_string());
-        client.put_manifest(&reference, &top.bytes, top.media_type, &top.digest)?;
-        client.verify_manifest(&reference, top.media_type, &top.digest)?;
+        client.put_manifest(&reference, &top.bytes, top.media_type.as_ref(), &top.digest)?;
+        client.verify_manifest(&reference, top.media_type.as_ref(), &top.digest)?;
         let pushed = Pushed {
             reference: t.given.split('@').next().unwrap_or(&t.given).to_string(),
             digest: top.digest.clone(),
@@ -187,7 +187,7 @@ impl RegistryOutput {
                 .document(b.digest)
                 .context("every manifest of an image is one of its documents")?;
             if *b.digest != top.digest {
-                client.put_manifest(b.digest, &doc.bytes, doc.media_type, b.digest)?;
+                client.put_manifest(b.digest, &doc.bytes, doc.media_type.as_ref(), b.digest)?;
                 continue;
             }
             for t in self

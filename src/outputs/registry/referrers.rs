@@ -53,7 +53,7 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
         let answer = c.put_manifest(
             &a.manifest.digest,
             &a.manifest.bytes,
-            a.manifest.media_type,
+            a.manifest.media_type.as_ref(),
             &a.manifest.digest,
         )?;
         done.manifests += 1;
@@ -63,7 +63,10 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
     }
     for (subject, attachments) in unindexed {
         let tag = fallback_tag(subject);
-        let ours: Vec<Value> = attachments.iter().map(|a| a.descriptor()).collect();
+        let ours = attachments
+            .iter()
+            .map(|a| a.descriptor())
+            .collect::<Result<Vec<Value>>>()?;
         if update_fallback(c, &tag, ours)? {
             c.shell().verbose(
                 "Referrers",
