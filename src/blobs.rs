@@ -49,7 +49,7 @@ use std::sync::Mutex;
 mod file_digests;
 mod layer_index;
 
-pub use file_digests::{ContentHasher, FileDigests, content_id};
+pub use file_digests::{ContentHasher, ContentId, FileDigests, content_id};
 pub use layer_index::LayerIndex;
 
 /// A writer that hashes and counts what passes through it.
@@ -96,6 +96,29 @@ pub struct BlobStore {
 
 /// A blob being written: a temp file in the store, hashed as it is written.
 pub type BlobWriter = HashWriter<io::BufWriter<tempfile::NamedTempFile>>;
+
+/// What a writer held when it was committed as a blob it was not
+/// ([`BlobStore::commit_expected`]): nothing of it was kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unexpected {
+    /// The blob expected.
+    pub expected: Digest,
+    /// The digest and size of what was written instead.
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl std::fmt::Display for Unexpected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the bytes written as blob {} are {} ({} bytes); nothing of them is kept",
+            self.expected, self.digest, self.size
+        )
+    }
+}
+
+impl std::error::Error for Unexpected {}
 
 /// A cache entry that names a blob (a layer): reused only while its blob is [proven].
 ///
@@ -228,13 +251,40 @@ impl BlobStore {
     /// every byte on the way in, so the blob counts as proven for the rest of the run.
     pub fn commit(&self, w: BlobWriter) -> Result<(Digest, u64)> {
         let (buf, digest, size) = w.finish();
+        self.put_in_place(buf, &digest)?;
+        Ok((digest, size))
+    }
+
+    /// Puts a written temp file in place as blob `digest`, which this process hashed.
+    fn put_in_place(
+        &self,
+        buf: io::BufWriter<tempfile::NamedTempFile>,
+        digest: &Digest,
+    ) -> Result<()> {
         let tmp = buf.into_inner().map_err(|e| e.into_error())?;
-        let path = self.path(&digest);
+        let path = self.path(digest);
         // A rename, never a write into the old file: an image written by an older version
         // may still share the old file's inode.
         owned::persist(tmp, &path).context("storing a blob in the cache")?;
         mark_proven(&path);
-        Ok((digest, size))
+        Ok(())
+    }
+
+    /// Moves a finished blob into place only if it is blob `digest` of `size` bytes (a pull
+    /// knows what it fetches: the writer's own hash checks it, so each byte is hashed once).
+    /// Else nothing is kept (the temp file goes with the writer) and the error is an
+    /// [`Unexpected`] naming both digests.
+    pub fn commit_expected(&self, w: BlobWriter, digest: &Digest, size: u64) -> Result<()> {
+        let (buf, got, got_size) = w.finish();
+        if got != *digest || got_size != size {
+            return Err(Unexpected {
+                expected: digest.clone(),
+                digest: got,
+                size: got_size,
+            }
+            .into());
+        }
+        self.put_in_place(buf, &got)
     }
 
     /// Stores small documents (configs, manifests). One already there is kept only if it
@@ -756,6 +806,40 @@ mod tests {
         assert!(legacy.exists(), "a recent unlocked temp was removed");
         let (digest, _) = store.commit(live).unwrap();
         assert!(store.has(&digest));
+    }
+
+    #[test]
+    fn commit_expected_keeps_only_the_blob_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
+        let hello = Digest::sha256_of(b"hello");
+        let write = |bytes: &[u8]| {
+            let mut w = store.writer().unwrap();
+            w.write_all(bytes).unwrap();
+            w
+        };
+        for (bytes, size) in [(&b"jello"[..], 5), (b"hello", 6), (b"hell", 5)] {
+            let e = store
+                .commit_expected(write(bytes), &hello, size)
+                .unwrap_err();
+            let u = e.downcast_ref::<Unexpected>().expect("an Unexpected");
+            assert_eq!(
+                (&u.expected, &u.digest, u.size),
+                (&hello, &Digest::sha256_of(bytes), bytes.len() as u64)
+            );
+            assert!(e.to_string().contains(hello.as_str()), "{e}");
+            assert!(!store.has(&hello), "a blob that does not match is not kept");
+        }
+        let tmp = dir.path().join("tmp");
+        let left = fs::read_dir(&tmp).map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                .count()
+        });
+        assert_eq!(left, 0, "no temp with content is left in {}", tmp.display());
+        store.commit_expected(write(b"hello"), &hello, 5).unwrap();
+        assert!(store.has(&hello) && store.proven(&hello, 5));
+        assert_eq!(fs::read(store.path(&hello)).unwrap(), b"hello");
     }
 
     #[test]

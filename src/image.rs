@@ -20,10 +20,6 @@ use oci_spec::image::{
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// The index media type as the registry client sends it in headers (`MediaType::ImageIndex`
-/// everywhere else).
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-
 /// A JSON document stored as a blob: its exact bytes and their digest.
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -697,7 +693,7 @@ mod tests {
             "application/vnd.oci.empty.v1+json"
         );
         assert_eq!(m["subject"]["digest"], img.digest().as_str());
-        assert_eq!(m["subject"]["mediaType"], INDEX_MEDIA_TYPE);
+        assert_eq!(m["subject"]["mediaType"], MediaType::ImageIndex.as_ref());
         // The image's size leaves attachments out.
         let own: u64 = img.platforms[0].layers[0].size
             + img

@@ -32,9 +32,9 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
     /// The referrer's `artifactType` (what a client filters on), e.g. `application/spdx+json`.
-    pub artifact_type: String,
+    pub artifact_type: MediaType,
     /// The media type of the file itself (the artifact manifest's one layer).
-    pub media_type: String,
+    pub media_type: MediaType,
     pub bytes: Vec<u8>,
     /// The artifact manifest's annotations.
     pub annotations: BTreeMap<String, String>,
@@ -154,7 +154,7 @@ pub fn attach(
             if let Some(format) = opts
                 .sbom
                 .iter()
-                .find(|f| sbom::media_type(**f) == doc.artifact_type)
+                .find(|f| doc.artifact_type == MediaType::from(sbom::media_type(**f)))
             {
                 sbom_files.push((
                     sbom::file_name(&facts.spec.bin, p.platform, *format),
@@ -162,14 +162,13 @@ pub fn attach(
                 ));
             }
             let (digest, size) = store.put(&doc.bytes)?;
-            // Where a document's media types enter the image: typed from here on.
             let attachment = Attachment::new(
-                MediaType::from(doc.artifact_type.as_str()),
+                doc.artifact_type,
                 &p.manifest,
                 vec![AttachedBlob {
                     digest,
                     size,
-                    media_type: MediaType::from(doc.media_type.as_str()),
+                    media_type: doc.media_type,
                 }],
                 &doc.annotations,
             )?;

@@ -9,6 +9,7 @@ use crate::image::{Image, PlatformImage, canonical_json};
 use crate::util::digest::Digest;
 use crate::util::public_url::PublicUrl;
 use anyhow::{Context, Result};
+use oci_spec::image::MediaType;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -149,8 +150,8 @@ pub fn document(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resul
         facts.spec.created(),
     );
     Ok(Document {
-        artifact_type: MEDIA_TYPE.to_string(),
-        media_type: MEDIA_TYPE.to_string(),
+        artifact_type: MediaType::from(MEDIA_TYPE),
+        media_type: MediaType::from(MEDIA_TYPE),
         bytes: canonical_json(&statement)?,
         annotations,
     })

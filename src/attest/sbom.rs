@@ -9,6 +9,7 @@ pub use crate::metadata::values::{SbomFormat, SbomFormats};
 use crate::platform::Platform;
 use crate::util::atomic;
 use anyhow::{Context, Result, bail};
+use oci_spec::image::MediaType;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -70,8 +71,8 @@ pub fn document(
     let input = contents::for_image(facts, platform)?;
     let generator = generator(format);
     Ok(Document {
-        artifact_type: generator.artifact_type().to_string(),
-        media_type: generator.media_type.to_string(),
+        artifact_type: MediaType::from(generator.artifact_type()),
+        media_type: MediaType::from(generator.media_type),
         bytes: (generator.generate)(&input)?,
         annotations: BTreeMap::from([(
             "org.opencontainers.image.created".to_string(),

@@ -12,9 +12,26 @@ use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// A content id: `blake3:` and the hash's hex digits, the cache's own identity of content
+/// (part of a layer's cache key and of a file's record). Its own type, so it is never taken
+/// for (or mixed with) an OCI [`crate::util::digest::Digest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentId(String);
+
+impl ContentId {
+    fn of(hash: &blake3::Hash) -> ContentId {
+        ContentId(format!("blake3:{}", hash.to_hex()))
+    }
+
+    /// Its text, as cache keys and records hold it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The content id of `bytes`.
-pub fn content_id(bytes: &[u8]) -> String {
-    format!("blake3:{}", blake3::hash(bytes).to_hex())
+pub fn content_id(bytes: &[u8]) -> ContentId {
+    ContentId::of(&blake3::hash(bytes))
 }
 
 /// [`content_id`] of what passes through.
@@ -31,19 +48,16 @@ impl ContentHasher {
     }
 
     /// The content id and the byte count.
-    pub fn finish(&self) -> (String, u64) {
-        (
-            format!("blake3:{}", self.hasher.finalize().to_hex()),
-            self.len,
-        )
+    pub fn finish(&self) -> (ContentId, u64) {
+        (ContentId::of(&self.hasher.finalize()), self.len)
     }
 }
 
 /// The [`content_id`] of a file's bytes, read in full.
-pub fn file_content_id(path: &Path) -> Result<String> {
+pub fn file_content_id(path: &Path) -> Result<ContentId> {
     let mut h = blake3::Hasher::new();
     h.update_reader(fs::File::open(path)?)?;
-    Ok(format!("blake3:{}", h.finalize().to_hex()))
+    Ok(ContentId::of(&h.finalize()))
 }
 
 /// The records under `<cache>/stat`, one per file path (named by the sha256 of the path).
@@ -73,7 +87,7 @@ impl FileDigests {
 
     /// The content id of a file without reading it, when the file is unchanged since an id
     /// was recorded (read and checked instead when the record was racy).
-    pub fn known_digest(&self, path: &Path) -> Option<String> {
+    pub fn known_digest(&self, path: &Path) -> Option<ContentId> {
         let record: StatRecord =
             serde_json::from_slice(&fs::read(self.record_path(path)).ok()?).ok()?;
         let stat = Stat::of(path)?;
@@ -81,10 +95,10 @@ impl FileDigests {
             return None;
         }
         if record.recorded_ns - record.stat.mtime_ns.max(record.stat.ctime_ns) >= RACY_NS {
-            return Some(record.digest);
+            return Some(ContentId(record.digest));
         }
         let digest = file_content_id(path).ok()?;
-        if digest != record.digest {
+        if digest.0 != record.digest {
             return None;
         }
         self.record_digest(path, &stat, &digest);
@@ -95,7 +109,7 @@ impl FileDigests {
     /// (typically a binary cargo relinked): read and hashed now, so that a rebuild with the
     /// same bytes finds its layer instead of compressing it again. None for a file never seen
     /// (it is hashed in the same pass that compresses it).
-    pub fn rehashed_digest(&self, path: &Path) -> Option<String> {
+    pub fn rehashed_digest(&self, path: &Path) -> Option<ContentId> {
         if !self.record_path(path).is_file() {
             return None;
         }
@@ -106,14 +120,14 @@ impl FileDigests {
     }
 
     /// Remembers the content id of a file whose stat, before it was read, was `before`.
-    pub fn record_digest(&self, path: &Path, before: &Stat, digest: &str) {
+    pub fn record_digest(&self, path: &Path, before: &Stat, digest: &ContentId) {
         if Stat::of(path).as_ref() != Some(before) {
             return; // changed while it was read: nothing trustworthy to record
         }
         let record = StatRecord {
             stat: before.clone(),
             recorded_ns: now_ns(),
-            digest: digest.to_string(),
+            digest: digest.0.clone(),
         };
         let _ = self.store.remember_at(&self.record_path(path), &record);
     }
@@ -122,6 +136,17 @@ impl FileDigests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_content_id_is_blake3_and_its_hex_digits() {
+        // BLAKE3's published hash of no bytes: the text every cache key holds is unchanged.
+        let empty = "blake3:af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+        assert_eq!(content_id(b"").as_str(), empty);
+        let mut h = ContentHasher::default();
+        h.update(b"one ");
+        h.update(b"two");
+        assert_eq!(h.finish(), (content_id(b"one two"), 7));
+    }
 
     #[test]
     fn known_digest_follows_the_file() {
@@ -170,7 +195,7 @@ mod tests {
         let record = StatRecord {
             stat: Stat::of(&f).unwrap(),
             recorded_ns: now_ns() + RACY_NS,
-            digest: content_id(b"not one"),
+            digest: content_id(b"not one").0,
         };
         files
             .store

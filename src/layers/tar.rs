@@ -6,7 +6,9 @@
 
 use super::Layer;
 use super::compress::Codec;
-use crate::blobs::{BlobStore, ContentHasher, FileDigests, HashWriter, LayerIndex, Stat};
+use crate::blobs::{
+    BlobStore, ContentHasher, ContentId, FileDigests, HashWriter, LayerIndex, Stat,
+};
 pub use crate::files::{Entry, EntryKind, LayerContent, Source};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
@@ -78,7 +80,7 @@ fn open_source(s: &Source) -> Result<(Box<dyn Read + '_>, u64)> {
 /// The content id of each file entry (None for other kinds): computed for bytes in memory,
 /// looked up for files whose stat is unchanged since they were last read, read again for files
 /// seen before whose stat changed, else None.
-fn known_digests(entries: &[Entry], files: &FileDigests) -> Vec<Option<String>> {
+fn known_digests(entries: &[Entry], files: &FileDigests) -> Vec<Option<ContentId>> {
     entries
         .iter()
         .map(|e| match &e.kind {
@@ -97,7 +99,7 @@ fn known_digests(entries: &[Entry], files: &FileDigests) -> Vec<Option<String>> 
 fn cache_key(
     content: &LayerContent,
     entries: &[Entry],
-    digests: &[Option<String>],
+    digests: &[Option<ContentId>],
     codec: Codec,
     shell: &crate::util::shell::Shell,
 ) -> Result<Option<String>> {
@@ -118,7 +120,7 @@ fn cache_key(
             EntryKind::Symlink(t) => field(format!("symlink {t}").as_bytes()),
             EntryKind::Hardlink(t) => field(format!("hardlink {t}").as_bytes()),
             EntryKind::File(_) => match &digests[i] {
-                Some(d) => field(d.as_bytes()),
+                Some(d) => field(d.as_str().as_bytes()),
                 None => return Ok(None),
             },
         }
@@ -142,7 +144,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 /// A file the tar writer read: its entry index, its stat before the read, its content digest.
-type FileRead = (usize, Stat, String);
+type FileRead = (usize, Stat, ContentId);
 
 /// Writes the tar; returns the writer and the content digest of every file read from disk
 /// (by entry index), with the stat it had before it was read.

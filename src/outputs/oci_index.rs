@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(index.manifests[3].digest(), None);
         let written: Value = serde_json::from_slice(&index.to_json().unwrap()).unwrap();
         let mut want = read;
-        want["mediaType"] = crate::image::INDEX_MEDIA_TYPE.into();
+        want["mediaType"] = oci_spec::image::MediaType::ImageIndex.as_ref().into();
         assert_eq!(written, want);
     }
 

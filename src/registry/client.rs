@@ -14,8 +14,10 @@ use super::retry::{Failure, Policy, backoff, classify, net_failure, retry};
 use super::transport::{
     MANIFEST_BODY_LIMIT, NetError, api_host, describe_request, http_allowed, read_capped, sanitize,
 };
+use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, anyhow, bail};
+use oci_spec::image::MediaType;
 use reqwest::StatusCode;
 use reqwest::blocking::{Body, Client as Http, RequestBuilder, Response};
 use reqwest::header::AUTHORIZATION;
@@ -87,12 +89,30 @@ impl<R: Read, T: Transfer + ?Sized> Read for Counting<R, T> {
     }
 }
 
+/// How a request names a manifest: by tag or by digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestRef<'a> {
+    Tag(&'a str),
+    Digest(&'a Digest),
+}
+
+impl std::fmt::Display for ManifestRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ManifestRef::Tag(t) => f.write_str(t),
+            ManifestRef::Digest(d) => f.write_str(d),
+        }
+    }
+}
+
 /// What a registry answered to a manifest's PUT, beyond success.
 #[derive(Debug, Clone, Default)]
 pub struct PutAnswer {
     /// The `OCI-Subject` header: a registry with the referrers API names the subject of a
-    /// manifest that has one (OCI distribution 1.1); one without it says nothing.
-    pub oci_subject: Option<String>,
+    /// manifest that has one (OCI distribution 1.1); one without it says nothing. It only
+    /// decides whether the registry indexed the manifest, so a header that is no sha256
+    /// digest counts as none (the referrers tag schema is used instead).
+    pub oci_subject: Option<Digest>,
 }
 
 /// Finds the API base of `registry`: https, or, for a loopback or `--insecure-registry` host
@@ -324,7 +344,7 @@ impl Client {
 /// The blob primitives.
 impl Client {
     /// Whether the repository has blob `digest` (HEAD).
-    pub fn blob_exists(&self, digest: &str) -> Result<bool> {
+    pub fn blob_exists(&self, digest: &Digest) -> Result<bool> {
         self.retrying("check a blob", || {
             let r = self.send(|h, _| h.head(self.url(&format!("blobs/{digest}"))))?;
             match r.status() {
@@ -336,7 +356,7 @@ impl Client {
     }
 
     /// Asks the registry to mount blob `digest` from repository `from` of the same registry.
-    pub fn mount_blob(&self, digest: &str, from: &str) -> Result<Mount> {
+    pub fn mount_blob(&self, digest: &Digest, from: &str) -> Result<Mount> {
         let r = self.retrying("mount a blob", || {
             self.send(|h, _| {
                 let mut url =
@@ -360,7 +380,7 @@ impl Client {
     /// each try starts over.
     pub fn upload_blob<T: Transfer + ?Sized + 'static>(
         &self,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         path: &Path,
         transfer: &Arc<T>,
@@ -414,7 +434,7 @@ impl Client {
     }
 
     /// One GET of blob `digest`: the answer, its body not yet read.
-    pub fn get_blob(&self, digest: &str) -> Result<Response, Failure> {
+    pub fn get_blob(&self, digest: &Digest) -> Result<Response, Failure> {
         self.send(|h, _| h.get(self.url(&format!("blobs/{digest}"))))
     }
 }
@@ -426,7 +446,7 @@ impl Client {
     pub fn get_manifest(
         &self,
         method: reqwest::Method,
-        reference: &str,
+        reference: ManifestRef<'_>,
         accept: &str,
     ) -> Result<Response> {
         let r = self.retrying("fetch a manifest", || {
@@ -444,10 +464,10 @@ impl Client {
     /// PUTs a manifest or index under `reference` (a tag or its digest).
     pub fn put_manifest(
         &self,
-        reference: &str,
+        reference: ManifestRef<'_>,
         bytes: &[u8],
-        media_type: &str,
-        digest: &str,
+        media_type: &MediaType,
+        digest: &Digest,
     ) -> Result<PutAnswer> {
         self.put_manifest_or(reference, bytes, media_type, digest, |r| {
             self.refused(r, &format!("the manifest {reference}"))
@@ -458,50 +478,52 @@ impl Client {
     /// success.
     pub fn put_manifest_or(
         &self,
-        reference: &str,
+        reference: ManifestRef<'_>,
         bytes: &[u8],
-        media_type: &str,
-        digest: &str,
+        media_type: &MediaType,
+        digest: &Digest,
         refused: impl FnOnce(Response) -> anyhow::Error,
     ) -> Result<PutAnswer> {
         let r = self.retrying("push a manifest", || {
             self.send(|h, _| {
                 h.put(self.url(&format!("manifests/{reference}")))
-                    .header("Content-Type", media_type)
+                    .header("Content-Type", media_type.as_ref())
                     .body(bytes.to_vec())
             })
         })?;
         if !r.status().is_success() {
             return Err(refused(r));
         }
-        if let Some(got) = content_digest(&r)
-            && got != digest
+        if let Some(got) = self.content_digest(&r, reference)?
+            && got != *digest
         {
             return Err(anyhow!(
-                "registry {} stored manifest {reference} as {}, not {digest}; it rewrote the manifest, so the pushed digest would not match",
-                self.registry,
-                sanitize(&got)
+                "registry {} stored manifest {reference} as {got}, not {digest}; it rewrote the manifest, so the pushed digest would not match",
+                self.registry
             ));
         }
         Ok(PutAnswer {
             oci_subject: r
                 .headers()
                 .get("OCI-Subject")
-                .and_then(|h| h.to_str().ok())
-                .map(String::from),
+                .and_then(|h| h.to_str().ok()?.parse().ok()),
         })
     }
 
     /// HEADs `reference` until it is not 404, as often as other failures are tried: a
     /// registry whose storage is only eventually consistent may take a moment to serve what it
     /// just accepted.
-    fn head_until_found(&self, reference: &str, media_type: &str) -> Result<Response> {
+    fn head_until_found(
+        &self,
+        reference: ManifestRef<'_>,
+        media_type: &MediaType,
+    ) -> Result<Response> {
         let mut attempt = 1;
         loop {
             let r = self.retrying("read the manifest back", || {
                 self.send(|h, _| {
                     h.head(self.url(&format!("manifests/{reference}")))
-                        .header(reqwest::header::ACCEPT, media_type)
+                        .header(reqwest::header::ACCEPT, media_type.as_ref())
                 })
             })?;
             if r.status() != StatusCode::NOT_FOUND || attempt >= self.policy.tries {
@@ -525,7 +547,12 @@ impl Client {
     /// Reads `reference` back after its PUT: a registry (or a proxy in front of it) may answer
     /// 201 without storing anything. Compares the Docker-Content-Digest of a HEAD, or, if the
     /// registry sends none, the digest of the manifest itself (read up to 4 MiB).
-    pub fn verify_manifest(&self, reference: &str, media_type: &str, digest: &str) -> Result<()> {
+    pub fn verify_manifest(
+        &self,
+        reference: ManifestRef<'_>,
+        media_type: &MediaType,
+        digest: &Digest,
+    ) -> Result<()> {
         let not_stored = |status: StatusCode| {
             anyhow!(
                 "registry {} accepted manifest {reference} of {} but does not serve it (reading it back answered {status}); the image was not stored, check the registry's storage and logs, then push again",
@@ -540,13 +567,13 @@ impl Client {
         if !r.status().is_success() {
             return Err(self.refused(r, &format!("reading manifest {reference} back")));
         }
-        let served = match content_digest(&r) {
+        let served = match self.content_digest(&r, reference)? {
             Some(d) => d,
             None => {
                 let r = self.retrying("read the manifest back", || {
                     self.send(|h, _| {
                         h.get(self.url(&format!("manifests/{reference}")))
-                            .header(reqwest::header::ACCEPT, media_type)
+                            .header(reqwest::header::ACCEPT, media_type.as_ref())
                     })
                 })?;
                 if !r.status().is_success() {
@@ -560,25 +587,37 @@ impl Client {
                     &format!("manifest {reference}"),
                     &self.registry,
                 )?;
-                crate::util::digest::Digest::sha256_of(&body).to_string()
+                Digest::sha256_of(&body)
             }
         };
-        if served != digest {
+        if served != *digest {
             return Err(anyhow!(
-                "registry {} serves {}:{reference} as {}, not the {digest} just pushed; another push may have moved the tag, or the registry did not store it; push again",
+                "registry {} serves {}:{reference} as {served}, not the {digest} just pushed; another push may have moved the tag, or the registry did not store it; push again",
                 self.registry,
-                self.repo,
-                sanitize(&served)
+                self.repo
             ));
         }
         Ok(())
     }
-}
 
-/// The `Docker-Content-Digest` header of an answer.
-pub fn content_digest(r: &Response) -> Option<String> {
-    r.headers()
-        .get("Docker-Content-Digest")
-        .and_then(|h| h.to_str().ok())
-        .map(String::from)
+    /// The `Docker-Content-Digest` header of the answer for manifest `reference`, if it has
+    /// one: where a served digest enters, checked once. One that is not a sha256 digest is an
+    /// error naming the registry.
+    pub fn content_digest(
+        &self,
+        r: &Response,
+        reference: ManifestRef<'_>,
+    ) -> Result<Option<Digest>> {
+        let Some(header) = r.headers().get("Docker-Content-Digest") else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(header.as_bytes());
+        text.parse().map(Some).map_err(|_| {
+            anyhow!(
+                "registry {} answered for {reference} with the digest {}, which is not a sha256 digest",
+                self.registry,
+                sanitize(&text)
+            )
+        })
+    }
 }

@@ -7,29 +7,26 @@
 
 use super::RegistryOptions;
 use super::auth::{self, Credential};
-use super::client::{Access, Client, content_digest};
+use super::client::{Access, Client, ManifestRef};
 use super::retry::Failure;
 use super::transport::{self, MANIFEST_BODY_LIMIT, read_capped, sanitize};
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobStore, Unexpected};
 use crate::util::digest::Digest;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, anyhow, bail};
-use sha2::Digest as _;
+use oci_spec::image::MediaType;
 use std::io::{Read, Write};
 
-/// An OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// An OCI image index.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// A Docker v2 schema 2 manifest.
+/// A Docker v2 schema 2 manifest (oci-spec has no variant for Docker's types: read, they are
+/// [`MediaType::Other`] with this name).
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// A Docker v2 schema 2 manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// The media types a pull accepts, as its Accept header lists them.
 pub const ACCEPTED: [&str; 4] = [
-    OCI_INDEX,
-    OCI_MANIFEST,
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
     DOCKER_MANIFEST_LIST,
     DOCKER_MANIFEST,
 ];
@@ -43,7 +40,7 @@ const SCHEMA1: [&str; 2] = [
 /// What a reference names: a manifest or index, by media type, digest and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
-    pub media_type: String,
+    pub media_type: MediaType,
     pub digest: Digest,
     pub size: u64,
 }
@@ -58,10 +55,8 @@ pub struct Manifest {
 impl Manifest {
     /// Whether it is an index (OCI) or a manifest list (Docker).
     pub fn is_index(&self) -> bool {
-        matches!(
-            self.descriptor.media_type.as_str(),
-            OCI_INDEX | DOCKER_MANIFEST_LIST
-        )
+        let t = &self.descriptor.media_type;
+        *t == MediaType::ImageIndex || t.as_ref() == DOCKER_MANIFEST_LIST
     }
 
     /// What it references: an index's manifests; an image manifest's config, then its layers.
@@ -98,11 +93,11 @@ fn descriptor_of(d: &serde_json::Value, within: &Digest) -> Result<Descriptor> {
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| bad("no digest"))?;
     Ok(Descriptor {
-        media_type: d
-            .get("mediaType")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| bad("no mediaType"))?
-            .to_string(),
+        media_type: MediaType::from(
+            d.get("mediaType")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| bad("no mediaType"))?,
+        ),
         digest: Digest::try_from(digest.to_string())
             .map_err(|_| bad(&format!("an invalid digest ({})", sanitize(digest))))?,
         size: d
@@ -147,7 +142,7 @@ impl Puller {
 
     /// The descriptor `reference` (a tag or a digest) names, from a HEAD; when the registry
     /// sends no digest, the manifest itself is fetched and hashed.
-    pub fn resolve(&self, reference: &str) -> Result<Descriptor> {
+    pub fn resolve(&self, reference: ManifestRef<'_>) -> Result<Descriptor> {
         let c = &self.client;
         let r = c.get_manifest(reqwest::Method::HEAD, reference, &ACCEPTED.join(", "))?;
         let media_type = media_type_of(&r);
@@ -156,38 +151,35 @@ impl Puller {
             .headers()
             .get(reqwest::header::CONTENT_LENGTH)
             .and_then(|h| h.to_str().ok()?.parse::<u64>().ok());
-        match (content_digest(&r), size) {
-            (Some(d), Some(size)) if check_media_type(c, reference, &media_type).is_ok() => {
-                let digest = Digest::try_from(d.clone()).map_err(|_| {
-                    anyhow!(
-                        "registry {} answered for {reference} with the digest {}, which is not a sha256 digest",
-                        c.registry,
-                        sanitize(&d)
-                    )
-                })?;
-                if reference.starts_with("sha256:") && digest != reference {
-                    bail!(
-                        "registry {} answered for {reference} with the digest {digest}; it serves another manifest than the one asked for",
-                        c.registry
-                    );
-                }
-                Ok(Descriptor {
-                    media_type,
-                    digest,
-                    size,
-                })
+        if let Some(size) = size
+            && check_media_type(c, reference, &media_type).is_ok()
+            && let Some(digest) = c.content_digest(&r, reference)?
+        {
+            if let ManifestRef::Digest(asked) = reference
+                && digest != *asked
+            {
+                bail!(
+                    "registry {} answered for {reference} with the digest {digest}; it serves another manifest than the one asked for",
+                    c.registry
+                );
             }
-            _ => Ok(self.manifest(reference)?.descriptor),
+            return Ok(Descriptor {
+                media_type,
+                digest,
+                size,
+            });
         }
+        Ok(self.manifest(reference)?.descriptor)
     }
 
     /// The manifest or index `reference` (a tag or a digest) names, read up to 4 MiB. Its
     /// digest is that of the bytes served, and must be the reference when that is a digest
     /// (and the registry's `Docker-Content-Digest` when it sends one).
-    pub fn manifest(&self, reference: &str) -> Result<Manifest> {
+    pub fn manifest(&self, reference: ManifestRef<'_>) -> Result<Manifest> {
         let c = &self.client;
         let r = c.get_manifest(reqwest::Method::GET, reference, &ACCEPTED.join(", "))?;
-        let claimed = content_digest(&r);
+        // Checked here, reported after the body's own checks (as before it was typed).
+        let claimed = c.content_digest(&r, reference);
         let header_type = media_type_of(&r);
         let length = r.content_length();
         let bytes = read_capped(
@@ -197,22 +189,20 @@ impl Puller {
             &format!("manifest {reference}"),
             &c.registry,
         )?;
-        let media_type = media_type_of_body(&header_type, &bytes);
+        let media_type = media_type_of_body(header_type, &bytes);
         check_media_type(c, reference, &media_type)?;
         let digest = Digest::sha256_of(&bytes);
-        let expected = if reference.starts_with("sha256:") {
-            Some(reference.to_string())
-        } else {
-            claimed
+        let expected = match reference {
+            ManifestRef::Digest(asked) => Some(asked.clone()),
+            ManifestRef::Tag(_) => claimed?,
         };
         if let Some(expected) = expected
             && digest != expected
         {
             bail!(
-                "registry {} served manifest {reference} of {} with the digest {digest}, not {}; refusing it (the registry or a proxy altered it)",
+                "registry {} served manifest {reference} of {} with the digest {digest}, not {expected}; refusing it (the registry or a proxy altered it)",
                 c.registry,
-                c.repo,
-                sanitize(&expected)
+                c.repo
             );
         }
         Ok(Manifest {
@@ -226,9 +216,10 @@ impl Puller {
     }
 
     /// Fetches blob `digest` of `size` bytes into `store` (nothing to do when the store holds
-    /// it, proven). Its bytes are hashed and counted as they arrive; a blob of another size
-    /// or digest is an error naming the digest, and nothing of it is kept. A connection that
-    /// breaks is tried again, from the start.
+    /// it, proven). Its bytes are counted as they arrive and hashed once, by the store's
+    /// writer; a blob of another size or digest is an error naming the digest, and nothing of
+    /// it is kept ([`BlobStore::commit_expected`]). A connection that breaks is tried again,
+    /// from the start.
     pub fn blob(&self, store: &BlobStore, digest: &Digest, size: u64) -> Result<()> {
         if store.proven(digest, size) {
             return Ok(());
@@ -247,12 +238,18 @@ impl Puller {
                 )));
             }
             let writer = store.writer().map_err(Failure::Fatal)?;
-            copy_verified(r, writer, digest, size, |what| {
+            copy_counted(r, writer, digest, size, |what| {
                 self.mismatch(digest, size, what)
             })
         })?;
-        store.commit(writer)?;
-        Ok(())
+        store.commit_expected(writer, digest, size).map_err(|e| {
+            match e.downcast_ref::<Unexpected>() {
+                Some(u) => {
+                    self.mismatch(digest, size, &format!("bytes whose digest is {}", u.digest))
+                }
+                None => e,
+            }
+        })
     }
 
     fn mismatch(&self, digest: &Digest, size: u64, what: &str) -> anyhow::Error {
@@ -264,17 +261,17 @@ impl Puller {
     }
 }
 
-/// Streams `body` into `writer`, hashing and counting: more than `size` bytes, fewer, or
-/// another digest is fatal (`mismatch` names what); a read that fails is worth another try.
-/// The writer is returned only when every byte matched; dropped, it leaves nothing behind.
-fn copy_verified<W: Write>(
+/// Streams `body` into `writer`, counting: more than `size` bytes or fewer is fatal
+/// (`mismatch` names what); a read that fails is worth another try. The writer (which hashes
+/// what it is given) is returned only when the count matched; dropped, it leaves nothing
+/// behind.
+fn copy_counted<W: Write>(
     mut body: impl Read,
     mut writer: W,
     digest: &Digest,
     size: u64,
     mismatch: impl Fn(&str) -> anyhow::Error,
 ) -> Result<W, Failure> {
-    let mut hasher = sha2::Sha256::new();
     let mut got: u64 = 0;
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -293,7 +290,6 @@ fn copy_verified<W: Write>(
         if got > size {
             return Err(Failure::Fatal(mismatch("more bytes than that")));
         }
-        hasher.update(&buf[..n]);
         writer
             .write_all(&buf[..n])
             .context("writing a blob into the cache")?;
@@ -301,42 +297,40 @@ fn copy_verified<W: Write>(
     if got < size {
         return Err(Failure::Fatal(mismatch(&format!("only {got} bytes"))));
     }
-    let served = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if served != digest.as_str() {
-        return Err(Failure::Fatal(mismatch(&format!(
-            "bytes whose digest is {served}"
-        ))));
-    }
     Ok(writer)
 }
 
-/// The answer's Content-Type without parameters (empty when it has none).
-fn media_type_of(r: &reqwest::blocking::Response) -> String {
-    r.headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|h| h.to_str().ok())
-        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
-        .unwrap_or_default()
+/// The answer's Content-Type without parameters (empty when it has none): where a served
+/// media type enters.
+fn media_type_of(r: &reqwest::blocking::Response) -> MediaType {
+    MediaType::from(
+        r.headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .map_or("", |t| t.split(';').next().unwrap_or(t).trim()),
+    )
 }
 
 /// The media type of a manifest: the Content-Type when it is a manifest's, else the
 /// document's own `mediaType` (or, for a document with `schemaVersion` 1, schema 1's).
-fn media_type_of_body(header: &str, bytes: &[u8]) -> String {
-    if ACCEPTED.contains(&header) || SCHEMA1.contains(&header) {
-        return header.to_string();
+fn media_type_of_body(header: MediaType, bytes: &[u8]) -> MediaType {
+    let named = header.as_ref();
+    if ACCEPTED.contains(&named) || SCHEMA1.contains(&named) {
+        return header;
     }
     let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     if let Some(t) = doc.get("mediaType").and_then(serde_json::Value::as_str) {
-        return t.to_string();
+        return MediaType::from(t);
     }
     if doc.get("schemaVersion").and_then(serde_json::Value::as_u64) == Some(1) {
-        return SCHEMA1[0].to_string();
+        return MediaType::from(SCHEMA1[0]);
     }
-    header.to_string()
+    header
 }
 
 /// Schema 1 and anything that is not a manifest are refused, with what to do.
-fn check_media_type(c: &Client, reference: &str, media_type: &str) -> Result<()> {
+fn check_media_type(c: &Client, reference: ManifestRef<'_>, media_type: &MediaType) -> Result<()> {
+    let media_type = media_type.as_ref();
     if SCHEMA1.contains(&media_type) {
         bail!(
             "{}/{}:{reference} is a Docker schema 1 manifest, which this tool does not read (deprecated since 2017); push the image again with a current docker, podman or skopeo",
@@ -359,37 +353,40 @@ fn check_media_type(c: &Client, reference: &str, media_type: &str) -> Result<()>
 mod tests {
     use super::*;
 
-    fn verify(body: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    fn count(body: &[u8], size: u64) -> Result<Vec<u8>, String> {
         let digest = Digest::sha256_of(b"hello");
-        copy_verified(body, Vec::new(), &digest, size, |what| anyhow!("{what}")).map_err(
-            |f| match f {
-                Failure::Fatal(e) => e.to_string(),
-                Failure::Retry { reason, .. } => format!("retry: {reason}"),
-            },
-        )
+        copy_counted(body, Vec::new(), &digest, size, |what| anyhow!("{what}")).map_err(|f| match f
+        {
+            Failure::Fatal(e) => e.to_string(),
+            Failure::Retry { reason, .. } => format!("retry: {reason}"),
+        })
     }
 
     #[test]
-    fn a_blob_is_kept_only_when_size_and_digest_match() {
-        assert_eq!(verify(b"hello", 5).unwrap(), b"hello");
-        assert_eq!(verify(b"hello!", 5).unwrap_err(), "more bytes than that");
-        assert_eq!(verify(b"hell", 5).unwrap_err(), "only 4 bytes");
-        let e = verify(b"jello", 5).unwrap_err();
-        assert!(e.starts_with("bytes whose digest is sha256:"), "{e}");
+    fn a_blob_of_another_size_is_refused_as_it_streams() {
+        assert_eq!(count(b"hello", 5).unwrap(), b"hello");
+        assert_eq!(count(b"hello!", 5).unwrap_err(), "more bytes than that");
+        assert_eq!(count(b"hell", 5).unwrap_err(), "only 4 bytes");
+        // The digest is the store's to check (`BlobStore::commit_expected`).
+        assert_eq!(count(b"jello", 5).unwrap(), b"jello");
     }
 
     #[test]
     fn the_media_type_comes_from_the_header_else_the_document() {
-        assert_eq!(media_type_of_body(OCI_INDEX, b"{}"), OCI_INDEX);
+        let t = |s: &str| MediaType::from(s);
+        assert_eq!(
+            media_type_of_body(MediaType::ImageIndex, b"{}"),
+            MediaType::ImageIndex
+        );
         let doc = format!(r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}"}}"#);
         assert_eq!(
-            media_type_of_body("application/json", doc.as_bytes()),
-            DOCKER_MANIFEST
+            media_type_of_body(t("application/json"), doc.as_bytes()),
+            t(DOCKER_MANIFEST)
         );
         assert_eq!(
-            media_type_of_body("text/plain", br#"{"schemaVersion":1,"fsLayers":[]}"#),
-            SCHEMA1[0]
+            media_type_of_body(t("text/plain"), br#"{"schemaVersion":1,"fsLayers":[]}"#),
+            t(SCHEMA1[0])
         );
-        assert_eq!(media_type_of_body("", b"not json"), "");
+        assert_eq!(media_type_of_body(t(""), b"not json"), t(""));
     }
 }

@@ -11,8 +11,11 @@ use crate::support::registry::{Credentials, Registry};
 use cargo_containerize::blobs::BlobStore;
 use cargo_containerize::registry::RegistryOptions;
 use cargo_containerize::registry::auth::{Credential, Secret};
-use cargo_containerize::registry::pull::{self, Puller};
+use cargo_containerize::registry::client::ManifestRef;
+use cargo_containerize::registry::pull::Puller;
+use cargo_containerize::util::digest::Digest;
 use cargo_containerize::util::shell::Shell;
+use oci_spec::image::MediaType;
 use serde_json::Value;
 
 const BOTH: &str = "linux/amd64,linux/arm64";
@@ -81,7 +84,7 @@ fn pull_returns_the_pushed_two_platform_image_and_refuses_a_corrupted_blob() {
     let out = tempdir();
     let layout = Layout::new(out.path().join("oci"), "pushed");
     push_two_platforms(&registry.reference("pull/hello:two"), &layout);
-    let top = top_digest(&layout);
+    let top: Digest = top_digest(&layout).parse().expect("a sha256 digest");
 
     let puller = Puller::connect(
         &options(Credential::Anonymous, None),
@@ -91,11 +94,18 @@ fn pull_returns_the_pushed_two_platform_image_and_refuses_a_corrupted_blob() {
     )
     .expect("connect");
     // The tag and the digest name the same index.
-    let resolved = puller.resolve("two").expect("resolve the tag");
-    assert_eq!(resolved.digest, top.as_str());
-    assert_eq!(resolved.media_type, pull::OCI_INDEX);
-    assert_eq!(puller.resolve(&top).expect("resolve the digest"), resolved);
-    let index = puller.manifest("two").expect("the index");
+    let resolved = puller
+        .resolve(ManifestRef::Tag("two"))
+        .expect("resolve the tag");
+    assert_eq!(resolved.digest, top);
+    assert_eq!(resolved.media_type, MediaType::ImageIndex);
+    assert_eq!(
+        puller
+            .resolve(ManifestRef::Digest(&top))
+            .expect("resolve the digest"),
+        resolved
+    );
+    let index = puller.manifest(ManifestRef::Tag("two")).expect("the index");
     assert!(index.is_index());
     assert_eq!(index.descriptor, resolved);
     assert_eq!(
@@ -110,12 +120,14 @@ fn pull_returns_the_pushed_two_platform_image_and_refuses_a_corrupted_blob() {
         .references()
         .expect("index entries")
         .into_iter()
-        .filter(|d| d.media_type == pull::OCI_MANIFEST)
+        .filter(|d| d.media_type == MediaType::ImageManifest)
         .collect();
     assert!(platforms.len() >= 2, "{platforms:?}");
     let mut layers = Vec::new();
     for p in &platforms {
-        let manifest = puller.manifest(&p.digest).expect("a platform manifest");
+        let manifest = puller
+            .manifest(ManifestRef::Digest(&p.digest))
+            .expect("a platform manifest");
         assert_eq!(&manifest.descriptor, p);
         assert_eq!(
             manifest.bytes,
@@ -131,7 +143,7 @@ fn pull_returns_the_pushed_two_platform_image_and_refuses_a_corrupted_blob() {
                 "{}",
                 blob.digest
             );
-            if blob.media_type.contains("layer") {
+            if blob.media_type.as_ref().contains("layer") {
                 layers.push(blob);
             }
         }
@@ -201,7 +213,9 @@ fn pull_with_basic_auth_over_tls_and_a_wrong_password_is_a_one_line_error() {
         &Shell::discard(),
     )
     .expect("connect with the password");
-    let manifest = puller.manifest("1").expect("the manifest");
+    let manifest = puller
+        .manifest(ManifestRef::Tag("1"))
+        .expect("the manifest");
     assert_eq!(manifest.descriptor.digest, manifest_digest.as_str());
     let store_dir = tempdir();
     let store = fresh_store(store_dir.path());
@@ -218,7 +232,7 @@ fn pull_with_basic_auth_over_tls_and_a_wrong_password_is_a_one_line_error() {
         "auth/hello",
         &Shell::discard(),
     )
-    .and_then(|p| p.manifest("1"));
+    .and_then(|p| p.manifest(ManifestRef::Tag("1")));
     let e = format!("{:#}", wrong.expect_err("a wrong password fails"));
     assert!(!e.contains('\n'), "{e}");
     assert!(e.contains("401"), "{e}");

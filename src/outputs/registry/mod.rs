@@ -8,7 +8,7 @@ use super::{Output, Pushed, Written};
 use crate::blobs::BlobStore;
 use crate::image::Image;
 use crate::registry::RegistryOptions;
-use crate::registry::client::{Access, Client};
+use crate::registry::client::{Access, Client, ManifestRef};
 use crate::registry::{auth, transport};
 use crate::util::reference::Reference;
 use crate::util::shell::Shell;
@@ -97,9 +97,12 @@ impl RegistryOutput {
                 top.digest
             );
         }
-        let reference = t.tag.clone().unwrap_or_else(|| top.digest.to_string());
-        client.put_manifest(&reference, &top.bytes, top.media_type.as_ref(), &top.digest)?;
-        client.verify_manifest(&reference, top.media_type.as_ref(), &top.digest)?;
+        let reference = match &t.tag {
+            Some(tag) => ManifestRef::Tag(tag),
+            None => ManifestRef::Digest(&top.digest),
+        };
+        client.put_manifest(reference, &top.bytes, &top.media_type, &top.digest)?;
+        client.verify_manifest(reference, &top.media_type, &top.digest)?;
         let pushed = Pushed {
             reference: t.given.split('@').next().unwrap_or(&t.given).to_string(),
             digest: top.digest.clone(),
@@ -187,7 +190,12 @@ impl RegistryOutput {
                 .document(b.digest)
                 .context("every manifest of an image is one of its documents")?;
             if *b.digest != top.digest {
-                client.put_manifest(b.digest, &doc.bytes, doc.media_type.as_ref(), b.digest)?;
+                client.put_manifest(
+                    ManifestRef::Digest(b.digest),
+                    &doc.bytes,
+                    &doc.media_type,
+                    b.digest,
+                )?;
                 continue;
             }
             for t in self

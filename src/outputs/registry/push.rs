@@ -6,6 +6,7 @@
 use crate::blobs::BlobStore;
 use crate::image::{BlobRef, Image};
 use crate::registry::client::{Client, Mount, Transfer};
+use crate::util::digest::Digest;
 use anyhow::{Result, anyhow};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 /// A blob to put in a repository.
 #[derive(Debug, Clone)]
 pub struct BlobJob {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub what: String,
     pub path: PathBuf,
@@ -61,7 +62,7 @@ pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
         .blobs()
         .filter(|b| !b.is_manifest())
         .map(|b| BlobJob {
-            digest: b.digest.to_string(),
+            digest: b.digest.clone(),
             size: b.size,
             what: b.what().to_string(),
             path: store.path(b.digest),

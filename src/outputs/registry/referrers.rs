@@ -12,12 +12,14 @@
 //! time to PUT too (twice as long as our own read and PUT took), and merged again while ours
 //! are missing — a bounded number of rounds.
 
-use crate::image::{Attachment, INDEX_MEDIA_TYPE, Image, canonical_json};
-use crate::registry::client::Client;
+use crate::image::{Attachment, Image, canonical_json};
+use crate::registry::client::{Client, ManifestRef};
 use crate::registry::error::RegistryError;
 use crate::registry::retry::Failure;
 use crate::registry::transport::{MANIFEST_BODY_LIMIT, read_capped, sanitize};
+use crate::util::digest::Digest;
 use anyhow::{Result, anyhow, bail};
+use oci_spec::image::MediaType;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -30,8 +32,8 @@ const SETTLE_MIN: Duration = Duration::from_millis(100);
 const SETTLE_MAX: Duration = Duration::from_secs(2);
 
 /// The tag the referrers tag schema keeps `subject`'s referrers under: `sha256-<hex>`.
-pub fn fallback_tag(subject: &str) -> String {
-    subject.replacen(':', "-", 1)
+pub fn fallback_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
 }
 
 /// What [`push`] did.
@@ -47,17 +49,17 @@ pub struct Referred {
 /// after its subject; then, for each subject the registry did not index itself, updates the
 /// fallback tag. Call it only once the image is pushed.
 pub fn push(c: &Client, image: &Image) -> Result<Referred> {
-    let mut unindexed: BTreeMap<&str, Vec<&Attachment>> = BTreeMap::new();
+    let mut unindexed: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
     let mut done = Referred::default();
     for a in &image.attachments {
         let answer = c.put_manifest(
-            &a.manifest.digest,
+            ManifestRef::Digest(&a.manifest.digest),
             &a.manifest.bytes,
-            a.manifest.media_type.as_ref(),
+            &a.manifest.media_type,
             &a.manifest.digest,
         )?;
         done.manifests += 1;
-        if answer.oci_subject.as_deref() != Some(a.subject.as_str()) {
+        if answer.oci_subject.as_ref() != Some(&a.subject) {
             unindexed.entry(&a.subject).or_default().push(a);
         }
     }
@@ -87,7 +89,7 @@ fn read_fallback(c: &Client, tag: &str) -> Result<Listed> {
     let r = c.retrying("read the referrers index", || {
         c.send(|h, _| {
             h.get(c.url(&format!("manifests/{tag}")))
-                .header(reqwest::header::ACCEPT, INDEX_MEDIA_TYPE)
+                .header(reqwest::header::ACCEPT, MediaType::ImageIndex.as_ref())
         })
         .and_then(|r| match r.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(r),
@@ -136,7 +138,7 @@ pub fn parse_index(body: &[u8]) -> Result<Listed, IndexError> {
         serde_json::from_slice(body).map_err(|e| IndexError::NotJson(sanitize(&e.to_string())))?;
     let media_type = index.get("mediaType").and_then(Value::as_str);
     match index.get("manifests").and_then(Value::as_array) {
-        Some(m) if media_type.is_none_or(|t| t == INDEX_MEDIA_TYPE) => {
+        Some(m) if media_type.is_none_or(|t| MediaType::from(t) == MediaType::ImageIndex) => {
             let manifests: Vec<Value> = m.iter().filter(|d| is_descriptor(d)).cloned().collect();
             Ok(Listed {
                 dropped: m.len() - manifests.len(),
@@ -224,12 +226,12 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
         }
         let index = json!({
             "schemaVersion": 2,
-            "mediaType": INDEX_MEDIA_TYPE,
+            "mediaType": MediaType::ImageIndex,
             "manifests": manifests,
         });
         let bytes = canonical_json(&index)?;
         let digest = crate::util::digest::Digest::sha256_of(&bytes);
-        c.put_manifest_or(tag, &bytes, INDEX_MEDIA_TYPE, &digest, |r| {
+        c.put_manifest_or(ManifestRef::Tag(tag), &bytes, &MediaType::ImageIndex, &digest, |r| {
             if r.status() == StatusCode::FORBIDDEN {
                 // The image went in with these credentials: what is refused is the tag.
                 let reason = RegistryError::read(r);
@@ -264,7 +266,7 @@ mod tests {
 
     #[test]
     fn the_tag_schema_names_the_subject() {
-        let d = format!("sha256:{}", "ab".repeat(32));
+        let d: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
         assert_eq!(fallback_tag(&d), format!("sha256-{}", "ab".repeat(32)));
     }
 
