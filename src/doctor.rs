@@ -26,7 +26,7 @@ pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<Exi
         "package {} {} (bin {})",
         project.package.name, project.package.version, project.bin
     ));
-    for &platform in &spec.platforms {
+    for &platform in &spec.build.platforms {
         problems += platform_report(&project, platform, shell)?;
     }
     if problems == 0 {

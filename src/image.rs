@@ -10,6 +10,7 @@
 use crate::blobs::BlobStore;
 use crate::layers::Layer;
 use crate::metadata::ImageSpec;
+use crate::metadata::values::texts;
 use crate::platform::Platform;
 use crate::util::digest::Digest;
 use anyhow::Result;
@@ -406,9 +407,9 @@ impl Base {
 /// USER, WORKDIR and STOPSIGNAL replace it when given. Over scratch this is the settings alone.
 fn configure(base: &Config, spec: &ImageSpec) -> Config {
     let mut cfg = base.clone();
-    cfg.set_user(Some(spec.user.clone()));
+    cfg.set_user(Some(spec.config.user.to_string()));
     let mut env = base.env().clone().unwrap_or_default();
-    for (k, v) in &spec.env {
+    for (k, v) in &spec.config.env {
         let line = format!("{k}={v}");
         match env
             .iter_mut()
@@ -419,23 +420,24 @@ fn configure(base: &Config, spec: &ImageSpec) -> Config {
         }
     }
     cfg.set_env(Some(env));
-    cfg.set_entrypoint(Some(spec.entrypoint.clone()));
-    cfg.set_cmd((!spec.cmd.is_empty()).then(|| spec.cmd.clone()));
+    cfg.set_entrypoint(Some(spec.config.entrypoint.to_strings()));
+    cfg.set_cmd((!spec.config.cmd.is_empty()).then(|| texts(&spec.config.cmd)));
     let mut labels = base.labels().clone().unwrap_or_default();
-    labels.extend(spec.labels.clone());
+    labels.extend(spec.config.labels.clone());
     cfg.set_labels(Some(labels));
-    if let Some(w) = &spec.workdir {
-        cfg.set_working_dir(Some(w.clone()));
+    if let Some(w) = &spec.config.workdir {
+        cfg.set_working_dir(Some(w.to_string()));
     }
     let mut ports = base.exposed_ports().clone().unwrap_or_default();
-    for p in &spec.ports {
-        if !ports.contains(p) {
-            ports.push(p.clone());
+    for p in &spec.config.ports {
+        let p = p.to_string();
+        if !ports.contains(&p) {
+            ports.push(p);
         }
     }
     cfg.set_exposed_ports((!ports.is_empty()).then_some(ports));
-    if let Some(sig) = &spec.stop_signal {
-        cfg.set_stop_signal(Some(sig.clone()));
+    if let Some(sig) = &spec.config.stop_signal {
+        cfg.set_stop_signal(Some(sig.to_string()));
     }
     cfg
 }
@@ -505,7 +507,13 @@ pub fn assemble(
                 .map(|l| descriptor(&l.media_type, l.size, &l.digest))
                 .collect::<Result<Vec<_>>>()?,
         )
-        .annotations(spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
+        .annotations(
+            spec.config
+                .labels
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        )
         .build()?;
     let manifest = Blob::new(canonical_json(&manifest)?, MediaType::ImageManifest);
     Ok(PlatformImage {
@@ -536,7 +544,13 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
             .schema_version(2u32)
             .media_type(MediaType::ImageIndex)
             .manifests(manifests)
-            .annotations(spec.labels.clone().into_iter().collect::<HashMap<_, _>>())
+            .annotations(
+                spec.config
+                    .labels
+                    .clone()
+                    .into_iter()
+                    .collect::<HashMap<_, _>>(),
+            )
             .build()?;
         Some(Blob::new(canonical_json(&index)?, MediaType::ImageIndex))
     } else {
@@ -560,13 +574,12 @@ pub(crate) mod testing {
     /// [`ImageSpec::example`] with what these tests rely on: a PATH, no CA bundle or
     /// tzdata, one platform, and a `created` time (the default epoch, 1970).
     pub fn spec() -> ImageSpec {
-        ImageSpec {
-            env: vec![("PATH".into(), "/bin".into())],
-            ca_certs: CaCerts::None,
-            tzdata: TzData::None,
-            platforms: vec![Platform::Amd64],
-            ..ImageSpec::example()
-        }
+        let mut spec = ImageSpec::example();
+        spec.config.env = vec![("PATH".parse().unwrap(), "/bin".parse().unwrap())];
+        spec.layers.ca_certs = CaCerts::None;
+        spec.layers.tzdata = TzData::None;
+        spec.build.platforms = vec![Platform::Amd64];
+        spec
     }
 
     /// One layer (the base files) on scratch, for each platform, its documents stored.

@@ -38,8 +38,8 @@ fn line(out: &mut String, key_value: &str, note: &str) {
 pub fn commented_defaults(spec: &ImageSpec) -> String {
     use crate::metadata::settings::{DECLARED, Example};
     let example = Example {
-        bin: &spec.bin,
-        package: &spec.package,
+        bin: &spec.build.bin,
+        package: &spec.build.package,
     };
     let mut o = String::from(
         "# Settings of `cargo containerize` (also read by its dockerfile and workflow commands).\n\

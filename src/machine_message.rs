@@ -85,7 +85,7 @@ impl Report {
             blobs_uploaded: written.iter().map(|w| w.blobs_uploaded).sum(),
             blobs_skipped: written.iter().map(|w| w.blobs_skipped).sum(),
             blobs_mounted: written.iter().map(|w| w.blobs_mounted).sum(),
-            bin: spec.bin.clone(),
+            bin: spec.build.bin.clone(),
             platform: image
                 .platforms
                 .iter()

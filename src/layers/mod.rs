@@ -66,9 +66,9 @@ pub struct SharedInputs {
 impl SharedInputs {
     pub fn of(spec: &ImageSpec) -> SharedInputs {
         SharedInputs {
-            ca_certs: spec.ca_certs.clone(),
-            tzdata: spec.tzdata,
-            zones: spec.zones.clone(),
+            ca_certs: spec.layers.ca_certs.clone(),
+            tzdata: spec.layers.tzdata,
+            zones: spec.layers.zones.clone(),
             codec: compress::Codec::of(spec),
         }
     }
@@ -148,15 +148,15 @@ fn shared_alias(inputs: &SharedInputs) -> Option<String> {
 /// would create it.
 pub fn generated_entries(spec: &ImageSpec) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    if let Some(tz) = &spec.timezone {
+    if let Some(tz) = &spec.layers.timezone {
         entries.push(tzdata::localtime_entry(
-            &spec.tzdata,
-            spec.zones.as_deref(),
+            &spec.layers.tzdata,
+            spec.layers.zones.as_deref(),
             tz,
         )?);
     }
-    if let Some(w) = spec.workdir.as_deref().filter(|w| *w != "/")
-        && !spec.includes.iter().any(|i| i.dest == w)
+    if let Some(w) = spec.config.workdir.as_deref().filter(|w| *w != "/")
+        && !spec.layers.includes.iter().any(|i| i.dest == w)
     {
         entries.push(Entry::dir(w, 0o755));
     }
@@ -166,6 +166,7 @@ pub fn generated_entries(spec: &ImageSpec) -> Result<Vec<Entry>> {
 /// The crate's own files: `include`s and the generated entries, if any.
 pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>> {
     let mut entries: Vec<Entry> = spec
+        .layers
         .includes
         .iter()
         .map(|inc| {
@@ -193,7 +194,7 @@ pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -
     let content = LayerContent {
         what: crate::files::LayerKind::Binary,
         entries: vec![Entry::file(
-            &spec.binary_path,
+            &spec.config.binary_path,
             Source::Path(PathBuf::from(&bin.path)),
             0o755,
         )],

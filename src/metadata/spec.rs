@@ -1,7 +1,10 @@
 //! The resolved image: every setting checked and defaulted. This one value drives the layers,
 //! the image config and the rendered templates, so every path to an image agrees.
 
-use super::values::{Allocator, CaSource, Compression, ImagePath, Port, TzData};
+use super::values::{
+    Allocator, CaSource, Compression, ConfigString, Entrypoint, EnvName, ImagePath, Port,
+    StopSignal, TzData, User,
+};
 use super::{Project, Settings, git::GitInfo};
 use crate::files::include::IncludeFile;
 use crate::platform::Platform;
@@ -75,48 +78,77 @@ impl TzData {
     }
 }
 
-/// Everything about the image, resolved. Shared by `build` and the templates.
+/// Everything about the image, resolved, split by concern as ko splits `BuildOptions` from
+/// `PublishOptions`: what cargo builds, the image's runtime config, what goes into the layers,
+/// where it is published, and the one time they all use. Shared by `build` and the templates.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageSpec {
+    pub build: BuildSpec,
+    pub config: ConfigSpec,
+    pub layers: LayerSpec,
+    pub publish: PublishSpec,
+    /// The image's one time ([`Epoch`]): SOURCE_DATE_EPOCH, else HEAD's commit time, else 0.
+    pub epoch: Epoch,
+}
+
+/// What cargo builds: the package and binary, for which platforms, and how.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSpec {
     pub package: String,
     pub version: String,
     pub bin: String,
     pub bins: Vec<String>,
-    pub binary_path: String,
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    /// Ordered: PATH, SSL_CERT_FILE, TZ, then the user's variables sorted by name.
-    pub env: Vec<(String, String)>,
-    pub user: String,
-    pub workdir: Option<String>,
-    pub ports: Vec<String>,
-    pub stop_signal: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    /// The image's one time ([`Epoch`]): SOURCE_DATE_EPOCH, else HEAD's commit time, else 0.
-    pub epoch: Epoch,
-    pub ca_certs: CaCerts,
-    pub tzdata: TzData,
-    pub zones: Option<Vec<String>>,
-    pub timezone: Option<String>,
-    pub includes: Vec<IncludeFile>,
+    /// HEAD's commit, once git has answered ([`ImageSpec::apply_git`]).
+    pub git_sha: Option<String>,
+    pub platforms: Vec<Platform>,
     pub strip: bool,
     /// The malloc linked into the binary (`allocator`).
     pub allocator: Allocator,
     /// Embed the binary's dependency list (`auditable`, default true).
     pub auditable: bool,
-    /// List the referrers in layouts' and archives' index.json (`layout-referrers`, default
-    /// false: syft, grype and `podman load` read a layout only when its index lists one image).
-    pub layout_referrers: bool,
-    pub platforms: Vec<Platform>,
+}
+
+/// The image's runtime config, typed as the settings checked it; `image::configure` writes it
+/// into the OCI config, and the templates and documents take its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigSpec {
+    /// Where the binary goes in the image.
+    pub binary_path: ImagePath,
+    pub entrypoint: Entrypoint,
+    pub cmd: Vec<ConfigString>,
+    /// Ordered: PATH, SSL_CERT_FILE, TZ, then the user's variables sorted by name.
+    pub env: Vec<(EnvName, ConfigString)>,
+    pub user: User,
+    pub workdir: Option<ImagePath>,
+    pub ports: Vec<Port>,
+    pub stop_signal: Option<StopSignal>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the layers below the binary hold, and how every layer is compressed.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSpec {
+    pub ca_certs: CaCerts,
+    pub tzdata: TzData,
+    pub zones: Option<Vec<String>>,
+    pub timezone: Option<String>,
+    pub includes: Vec<IncludeFile>,
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
     pub compression_level: i32,
-    pub git_sha: Option<String>,
+}
+
+/// Where the image goes beyond the build.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishSpec {
     /// Registry repository to push to (`repository`), e.g. ghcr.io/owner/app.
     pub repository: Option<String>,
     /// Tags for `repository` (`tags`, default ["{version}"]), as written: placeholders are
     /// expanded only when pushing, so {git_sha} never stops a build outside git.
     pub tags: Vec<String>,
+    /// List the referrers in layouts' and archives' index.json (`layout-referrers`, default
+    /// false: syft, grype and `podman load` read a layout only when its index lists one image).
+    pub layout_referrers: bool,
 }
 
 /// The image's one time, whichever way it arrives: SOURCE_DATE_EPOCH when set (it wins),
@@ -180,7 +212,7 @@ impl ImageSpec {
     /// SOURCE_DATE_EPOCH, `created` (labels the user set stay theirs). A build resolves without
     /// git first and applies it once git has answered.
     pub fn apply_git(&mut self, git: &GitInfo, settings: &Settings) {
-        self.git_sha = git.sha.clone();
+        self.build.git_sha = git.sha.clone();
         self.epoch = self.epoch.or_commit(git.commit_time);
         let user = settings.labels.as_ref();
         for (name, value) in [
@@ -192,8 +224,8 @@ impl ImageSpec {
                 continue;
             }
             match value.filter(|v| !v.is_empty()) {
-                Some(v) => self.labels.insert(key, v),
-                None => self.labels.remove(&key),
+                Some(v) => self.config.labels.insert(key, v),
+                None => self.config.labels.remove(&key),
             };
         }
     }
@@ -203,18 +235,19 @@ impl ImageSpec {
     pub fn tags_use_git(&self, cli_tags: &[String]) -> bool {
         cli_tags
             .iter()
-            .chain(&self.tags)
+            .chain(&self.publish.tags)
             .any(|t| t.contains("{git_"))
     }
 
     /// Expands {version}, {bin}, {package}, {git_sha} and {git_short_sha} in a tag or reference.
     pub fn expand(&self, template: &str) -> Result<String> {
+        let b = &self.build;
         expand(
             template,
-            &self.version,
-            &self.bin,
-            &self.package,
-            self.git_sha.as_deref(),
+            &b.version,
+            &b.bin,
+            &b.package,
+            b.git_sha.as_deref(),
         )
     }
 
@@ -223,8 +256,9 @@ impl ImageSpec {
         if !cli_tags.is_empty() {
             return cli_tags.iter().map(|t| self.expand(t)).collect();
         }
-        Ok(match &self.repository {
+        Ok(match &self.publish.repository {
             Some(repo) => self
+                .publish
                 .tags
                 .iter()
                 .map(|t| Ok(format!("{repo}:{}", self.expand(t)?)))
@@ -238,36 +272,45 @@ impl ImageSpec {
     /// returned value instead of spelling out every field.
     #[cfg(test)]
     pub(crate) fn example() -> ImageSpec {
+        let binary_path: ImagePath = "/usr/local/bin/app".parse().expect("an image path");
         ImageSpec {
-            package: "app".into(),
-            version: "1.0.0".into(),
-            bin: "app".into(),
-            bins: vec!["app".into()],
-            binary_path: "/usr/local/bin/app".into(),
-            entrypoint: vec!["/usr/local/bin/app".into()],
-            cmd: vec![],
-            env: vec![],
-            user: "65532:65532".into(),
-            workdir: None,
-            ports: vec![],
-            stop_signal: None,
-            labels: BTreeMap::new(),
+            build: BuildSpec {
+                package: "app".into(),
+                version: "1.0.0".into(),
+                bin: "app".into(),
+                bins: vec!["app".into()],
+                git_sha: None,
+                platforms: vec![],
+                strip: true,
+                allocator: Allocator::Musl,
+                auditable: true,
+            },
+            config: ConfigSpec {
+                entrypoint: Entrypoint::program(&binary_path),
+                binary_path,
+                cmd: vec![],
+                env: vec![],
+                user: User::default(),
+                workdir: None,
+                ports: vec![],
+                stop_signal: None,
+                labels: BTreeMap::new(),
+            },
+            layers: LayerSpec {
+                ca_certs: CaCerts::Webpki,
+                tzdata: TzData::Bundled,
+                zones: None,
+                timezone: None,
+                includes: vec![],
+                compression: Compression::Gzip,
+                compression_level: 5,
+            },
+            publish: PublishSpec {
+                repository: None,
+                tags: vec![],
+                layout_referrers: false,
+            },
             epoch: Epoch::default(),
-            ca_certs: CaCerts::Webpki,
-            tzdata: TzData::Bundled,
-            zones: None,
-            timezone: None,
-            includes: vec![],
-            strip: true,
-            allocator: Allocator::Musl,
-            auditable: true,
-            layout_referrers: false,
-            platforms: vec![],
-            compression: Compression::Gzip,
-            compression_level: 5,
-            git_sha: None,
-            repository: None,
-            tags: vec![],
         }
     }
 }
@@ -485,7 +528,7 @@ fn claim(taken: &mut BTreeMap<String, (Use, String)>, path: &str, used: Use, own
 }
 
 /// Where the binary goes in the image, and the entrypoint (by default, that path).
-fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Vec<String>)> {
+fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Entrypoint)> {
     let binary_path = match &s.binary_path {
         Some(p) => p.clone(),
         // Cargo's target names are plain file names; this cannot fail for one.
@@ -496,8 +539,8 @@ fn binary_path(bin: &str, s: &Settings) -> Result<(ImagePath, Vec<String>)> {
         })?,
     };
     let entrypoint = match &s.entrypoint {
-        Some(e) => e.to_strings(),
-        None => vec![binary_path.to_string()],
+        Some(e) => e.clone(),
+        None => Entrypoint::program(&binary_path),
     };
     Ok((binary_path, entrypoint))
 }
@@ -539,16 +582,18 @@ fn zones(s: &Settings, tzdata: &TzData) -> Result<(Option<Vec<String>>, Option<S
 
 /// The image's environment: PATH, SSL_CERT_FILE, TZ, then the user's variables (which may
 /// replace them).
-fn env(s: &Settings, ca_certs: &CaCerts, timezone: Option<&str>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = vec![("PATH".into(), DEFAULT_PATH.into())];
+fn env(s: &Settings, ca_certs: &CaCerts) -> Vec<(EnvName, ConfigString)> {
+    let mut env = vec![(EnvName::known("PATH"), ConfigString::known(DEFAULT_PATH))];
     if *ca_certs != CaCerts::None {
-        env.push(("SSL_CERT_FILE".into(), CA_BUNDLE_PATH.into()));
+        env.push((
+            EnvName::known("SSL_CERT_FILE"),
+            ConfigString::known(CA_BUNDLE_PATH),
+        ));
     }
-    if let Some(tz) = timezone {
-        env.push(("TZ".into(), tz.to_string()));
+    if let Some(tz) = &s.timezone {
+        env.push((EnvName::known("TZ"), ConfigString::from(tz)));
     }
     for (k, v) in s.env.clone().unwrap_or_default() {
-        let (k, v) = (String::from(k), String::from(v));
         match env.iter_mut().find(|(ek, _)| *ek == k) {
             Some(slot) => slot.1 = v,
             None => env.push((k, v)),
@@ -632,10 +677,57 @@ fn compression(s: &Settings) -> Result<(Compression, i32)> {
 }
 
 pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSpec> {
-    let pkg = &project.package;
-    let bin = project.bin.clone();
-    let (binary_path, entrypoint) = binary_path(&bin, s)?;
+    let (binary_path, entrypoint) = binary_path(&project.bin, s)?;
+    let mut layers = layer_spec(project, s, &binary_path)?;
+    let config = ConfigSpec {
+        env: env(s, &layers.ca_certs),
+        binary_path,
+        entrypoint,
+        cmd: s.args.clone().unwrap_or_default(),
+        user: s.user.clone().unwrap_or_default(),
+        workdir: s.workdir.clone(),
+        ports: s.ports.clone().unwrap_or_default(),
+        stop_signal: s.stop_signal.clone(),
+        labels: labels(&project.package, s),
+    };
+    let epoch = Epoch::from_env()?;
+    let build = build_spec(project, s)?;
+    // Checked last, as it always was, so a setting with two faults names the same one first.
+    (layers.compression, layers.compression_level) = compression(s)?;
+    let mut spec = ImageSpec {
+        build,
+        config,
+        layers,
+        publish: PublishSpec {
+            repository: s.repository.clone(),
+            tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
+            layout_referrers: s.layout_referrers.unwrap_or(false),
+        },
+        epoch,
+    };
+    spec.apply_git(git, s);
+    Ok(spec)
+}
 
+/// What cargo builds; git's answer comes later ([`ImageSpec::apply_git`]).
+fn build_spec(project: &Project, s: &Settings) -> Result<BuildSpec> {
+    Ok(BuildSpec {
+        package: project.package.name.to_string(),
+        version: project.package.version.to_string(),
+        bin: project.bin.clone(),
+        bins: project.bins.clone(),
+        git_sha: None,
+        platforms: platforms(s)?,
+        strip: s.strip.unwrap_or(true),
+        allocator: s.allocator.unwrap_or_default(),
+        auditable: s.auditable.unwrap_or(true),
+    })
+}
+
+/// The layers' contents, each checked: the CA bundle, the time zone database and zones, and
+/// the includes (expanded, and every path the image gets checked against the others). The
+/// compression is left at its default for [`resolve`] to check.
+fn layer_spec(project: &Project, s: &Settings, binary_path: &ImagePath) -> Result<LayerSpec> {
     let ca_certs = s
         .ca_certs
         .clone()
@@ -643,11 +735,6 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         .resolve(&project.package_root)?;
     let tzdata = s.tzdata.unwrap_or_default().check()?;
     let (zones, timezone) = zones(s, &tzdata)?;
-
-    let env = env(s, &ca_certs, timezone.as_deref());
-
-    let ports: Vec<String> = s.ports.iter().flatten().map(Port::to_string).collect();
-    let workdir = s.workdir.clone();
 
     let mut expanded = Vec::new();
     for (i, inc) in s.include.iter().flatten().enumerate() {
@@ -661,58 +748,23 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         expanded.push((i, inc, files));
     }
     check_image_paths(
-        &binary_path,
-        workdir.as_ref(),
+        binary_path,
+        s.workdir.as_ref(),
         &expanded,
         &ca_certs,
         &tzdata,
         timezone.is_some(),
     )?;
     let includes: Vec<IncludeFile> = expanded.into_iter().flat_map(|(_, _, f)| f).collect();
-
-    let epoch = Epoch::from_env()?;
-
-    let labels = labels(pkg, s);
-
-    let platforms = platforms(s)?;
-    let (compression, compression_level) = compression(s)?;
-
-    let mut spec = ImageSpec {
-        package: pkg.name.to_string(),
-        version: pkg.version.to_string(),
-        bin,
-        bins: project.bins.clone(),
-        binary_path: binary_path.to_string(),
-        entrypoint,
-        cmd: s.args.iter().flatten().map(|a| a.to_string()).collect(),
-        env,
-        user: s
-            .user
-            .as_ref()
-            .map_or(DEFAULT_USER.to_string(), |u| u.to_string()),
-        workdir: workdir.map(String::from),
-        ports,
-        stop_signal: s.stop_signal.as_ref().map(|s| s.to_string()),
-        labels,
-        epoch,
+    Ok(LayerSpec {
         ca_certs,
         tzdata,
         zones,
         timezone,
         includes,
-        strip: s.strip.unwrap_or(true),
-        allocator: s.allocator.unwrap_or_default(),
-        auditable: s.auditable.unwrap_or(true),
-        layout_referrers: s.layout_referrers.unwrap_or(false),
-        platforms,
-        compression,
-        compression_level,
-        git_sha: None,
-        repository: s.repository.clone(),
-        tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
-    };
-    spec.apply_git(git, s);
-    Ok(spec)
+        compression: Compression::default(),
+        compression_level: Compression::default().default_level(),
+    })
 }
 
 #[cfg(test)]

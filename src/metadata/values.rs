@@ -106,6 +106,19 @@ impl ImagePath {
     }
 }
 
+/// The path's text, for the layer writer and the paths' checks.
+impl std::ops::Deref for ImagePath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Each value's text: where the OCI config or a document takes strings.
+pub fn texts<T: fmt::Display>(values: &[T]) -> Vec<String> {
+    values.iter().map(T::to_string).collect()
+}
+
 /// A string the runtime passes to exec or puts in the environment: C strings, so no NUL byte.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
@@ -120,6 +133,26 @@ impl ConfigString {
             ));
         }
         Ok(s.to_string())
+    }
+
+    /// One of the tool's own values (PATH's default, the CA bundle's path): text with no NUL.
+    pub(crate) fn known(text: &'static str) -> ConfigString {
+        debug_assert!(ConfigString::parse(text).is_ok(), "{text:?}");
+        ConfigString(text.to_string())
+    }
+}
+
+/// An image path as the runtime gets it: it holds no NUL, as [`ImagePath`] checked.
+impl From<&ImagePath> for ConfigString {
+    fn from(p: &ImagePath) -> ConfigString {
+        ConfigString(p.0.clone())
+    }
+}
+
+/// A zone's name as the runtime gets it (`TZ`): it holds only plain name characters.
+impl From<&ZoneName> for ConfigString {
+    fn from(z: &ZoneName) -> ConfigString {
+        ConfigString(z.0.clone())
     }
 }
 
@@ -176,6 +209,12 @@ impl EnvName {
         }
         Ok(s.to_string())
     }
+
+    /// One of the variables the tool sets itself (PATH, SSL_CERT_FILE, TZ).
+    pub(crate) fn known(name: &'static str) -> EnvName {
+        debug_assert!(EnvName::parse(name).is_ok(), "{name:?}");
+        EnvName(name.to_string())
+    }
 }
 
 /// The exec-form entrypoint: a non-empty program, then its arguments (which may be empty).
@@ -207,6 +246,12 @@ impl From<Entrypoint> for Vec<ConfigString> {
 }
 
 impl Entrypoint {
+    /// The program alone, with no arguments: the default entrypoint is the binary's path.
+    pub fn program(path: &ImagePath) -> Entrypoint {
+        // An image path is absolute, so the program is never empty.
+        Entrypoint(vec![ConfigString::from(path)])
+    }
+
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(|s| s.0.clone()).collect()
     }
@@ -244,6 +289,13 @@ impl User {
             ));
         }
         Ok(mapped.to_string())
+    }
+}
+
+impl Default for User {
+    /// `nonroot`, 65532:65532.
+    fn default() -> User {
+        User(super::spec::DEFAULT_USER.to_string())
     }
 }
 

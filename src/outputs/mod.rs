@@ -488,7 +488,7 @@ mod tests {
         // Its subject gone from every tag, it goes, and its blobs with it.
         let other = {
             let mut spec = testing::spec();
-            spec.user = "0:0".into();
+            spec.config.user = "0:0".parse().unwrap();
             let layers = plain.platforms[0].layers.clone();
             let p = crate::image::assemble(
                 &spec,

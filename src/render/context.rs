@@ -4,6 +4,7 @@
 use super::rootfs::octal;
 pub use super::rootfs::{PathMode, RootfsContext};
 use crate::metadata::spec::{CaCerts, ImageSpec};
+use crate::metadata::values::{ConfigString, EnvName, ImagePath, StopSignal, texts};
 use crate::metadata::{CargoArgs, Project};
 use crate::platform::Platform;
 use anyhow::{Context as _, Result};
@@ -355,9 +356,9 @@ fn cargo_flags(spec: &ImageSpec, cargo: &CargoArgs) -> Vec<String> {
         "--profile".into(),
         cargo.profile.to_string(),
         "-p".into(),
-        spec.package.clone(),
+        spec.build.package.clone(),
         "--bin".into(),
-        spec.bin.clone(),
+        spec.build.bin.clone(),
     ];
     cargo_flags.extend(cargo.feature_flags());
     cargo_flags
@@ -369,7 +370,7 @@ fn labels(project: &Project, spec: &ImageSpec) -> (Vec<NameValue>, Vec<CommitLab
     let user_labels = project.settings.labels.clone().unwrap_or_default();
     let mut labels = Vec::new();
     let mut commit_labels = Vec::new();
-    for (name, value) in &spec.labels {
+    for (name, value) in &spec.config.labels {
         match COMMIT_LABELS.iter().find(|(k, _)| k == name) {
             Some((_, arg)) if !user_labels.contains_key(name) => commit_labels.push(CommitLabel {
                 name: name.clone(),
@@ -384,7 +385,7 @@ fn labels(project: &Project, spec: &ImageSpec) -> (Vec<NameValue>, Vec<CommitLab
     }
     // Both, always: a Dockerfile cannot leave a label out when its argument is empty.
     for (name, arg) in COMMIT_LABELS {
-        if !spec.labels.contains_key(name) && !user_labels.contains_key(name) {
+        if !spec.config.labels.contains_key(name) && !user_labels.contains_key(name) {
             commit_labels.push(CommitLabel {
                 name: name.into(),
                 arg: arg.into(),
@@ -398,7 +399,8 @@ fn labels(project: &Project, spec: &ImageSpec) -> (Vec<NameValue>, Vec<CommitLab
 
 /// The include files the Dockerfile copies, relative to the build context.
 fn includes(spec: &ImageSpec, ws: &Path) -> Result<Vec<IncludeContext>> {
-    spec.includes
+    spec.layers
+        .includes
         .iter()
         .filter(|i| !i.is_dir)
         .map(|i| {
@@ -411,12 +413,12 @@ fn includes(spec: &ImageSpec, ws: &Path) -> Result<Vec<IncludeContext>> {
         .collect()
 }
 
-fn name_values(pairs: &[(String, String)]) -> Vec<NameValue> {
+fn name_values(pairs: &[(EnvName, ConfigString)]) -> Vec<NameValue> {
     pairs
         .iter()
         .map(|(k, v)| NameValue {
-            name: k.clone(),
-            value: v.clone(),
+            name: k.to_string(),
+            value: v.to_string(),
         })
         .collect()
 }
@@ -458,10 +460,10 @@ impl TemplateContext {
 
         Ok(TemplateContext {
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            package: spec.package.clone(),
-            version: spec.version.clone(),
-            bin: spec.bin.clone(),
-            bins: spec.bins.clone(),
+            package: spec.build.package.clone(),
+            version: spec.build.version.clone(),
+            bin: spec.build.bin.clone(),
+            bins: spec.build.bins.clone(),
             package_dir,
             features,
             all_features: cargo.all_features,
@@ -469,11 +471,12 @@ impl TemplateContext {
             profile: cargo.profile.to_string(),
             profile_dir: profile_dir(&cargo.profile),
             cargo_flags,
-            strip: spec.strip,
-            auditable: spec.auditable,
+            strip: spec.build.strip,
+            auditable: spec.build.auditable,
             cargo_auditable_version: CARGO_AUDITABLE_VERSION.into(),
             compiles_c: project.compiles_c,
             platforms: spec
+                .build
                 .platforms
                 .iter()
                 .copied()
@@ -481,23 +484,23 @@ impl TemplateContext {
                 .collect(),
             supported_platforms: Platform::ALL.into_iter().map(platform_context).collect(),
             rust: rust_context(project)?,
-            binary_path: spec.binary_path.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            cmd: spec.cmd.clone(),
-            env: name_values(&spec.env),
-            user: spec.user.clone(),
-            user_is_root: uid_of(&spec.user) == Some(0),
-            workdir: spec.workdir.clone(),
-            ports: spec.ports.clone(),
-            stop_signal: spec.stop_signal.clone(),
+            binary_path: spec.config.binary_path.to_string(),
+            entrypoint: spec.config.entrypoint.to_strings(),
+            cmd: texts(&spec.config.cmd),
+            env: name_values(&spec.config.env),
+            user: spec.config.user.to_string(),
+            user_is_root: uid_of(spec.config.user.as_str()) == Some(0),
+            workdir: spec.config.workdir.as_ref().map(ImagePath::to_string),
+            ports: texts(&spec.config.ports),
+            stop_signal: spec.config.stop_signal.as_ref().map(StopSignal::to_string),
             labels,
             commit_labels,
-            ca_certs: ca_certs_name(&spec.ca_certs).into(),
-            ca_bundle_path: (spec.ca_certs != CaCerts::None)
+            ca_certs: ca_certs_name(&spec.layers.ca_certs).into(),
+            ca_bundle_path: (spec.layers.ca_certs != CaCerts::None)
                 .then(|| crate::metadata::spec::CA_BUNDLE_PATH.to_string()),
-            tzdata: spec.tzdata.name().into(),
-            zones: spec.zones.clone(),
-            timezone: spec.timezone.clone(),
+            tzdata: spec.layers.tzdata.name().into(),
+            zones: spec.layers.zones.clone(),
+            timezone: spec.layers.timezone.clone(),
             includes,
             rootfs,
             repository,

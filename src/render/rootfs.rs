@@ -30,12 +30,12 @@ fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
     let generated = layers::generated_entries(spec)?;
     if !generated.is_empty() {
         let mut what = Vec::new();
-        if spec.timezone.is_some() {
+        if spec.layers.timezone.is_some() {
             what.push("/etc/localtime");
         }
         if generated
             .iter()
-            .any(|e| Some(e.path.as_str()) == spec.workdir.as_deref())
+            .any(|e| Some(e.path.as_str()) == spec.config.workdir.as_deref())
         {
             what.push("the working directory");
         }
@@ -119,7 +119,7 @@ pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
             EntryKind::Symlink(_) => {}
         }
     }
-    for inc in spec.includes.iter().filter(|i| i.is_dir) {
+    for inc in spec.layers.includes.iter().filter(|i| i.is_dir) {
         dirs.push(PathMode {
             path: inc.dest.clone(),
             mode: octal(inc.mode),
@@ -128,6 +128,7 @@ pub fn context(spec: &ImageSpec, package: &str) -> Result<RootfsContext> {
         });
     }
     for inc in spec
+        .layers
         .includes
         .iter()
         .filter(|i| !i.is_dir && i.mode != 0o644)
