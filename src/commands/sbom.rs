@@ -21,7 +21,7 @@ pub struct SbomArgs {
 }
 
 fn parse_sbom_format(s: &str) -> std::result::Result<SbomFormat, String> {
-    s.parse()
+    s.trim().parse()
 }
 
 fn parse_platform(s: &str) -> std::result::Result<Platform, String> {

