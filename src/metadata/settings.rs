@@ -231,7 +231,7 @@ settings! {
     user: User {
         key: "user",
         readme_default: "`\"65532:65532\"`",
-        init: |_| toml_str(super::spec::DEFAULT_USER),
+        init: |_| toml_str(super::values::DEFAULT_USER),
         note: "numeric UID:GID (65532 is nonroot)",
         flag: {
             /// User to run as, numeric UID[:GID] [default: 65532:65532]

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 pub const CA_BUNDLE_PATH: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const ZONEINFO_DIR: &str = "/usr/share/zoneinfo";
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-pub const DEFAULT_USER: &str = "65532:65532";
 
 impl CaSource {
     /// The bundle it names: the host's found, a file checked to exist and hold only

@@ -292,10 +292,12 @@ impl User {
     }
 }
 
+/// The user an image runs as unless `user` says otherwise: `nonroot`.
+pub const DEFAULT_USER: &str = "65532:65532";
+
 impl Default for User {
-    /// `nonroot`, 65532:65532.
     fn default() -> User {
-        User(super::spec::DEFAULT_USER.to_string())
+        User(DEFAULT_USER.to_string())
     }
 }
 
