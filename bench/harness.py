@@ -1424,6 +1424,13 @@ def write_report(results, cfg):
     w("`$WORK` is `bench/work`, `.` the repository. P1 is shown for its first size; the others "
       "differ only in the size in the paths.")
     w("")
+    w("Two commits compared: `bench/run --compare REV --only P3,P4` builds the tool at REV as well "
+      "(once per commit, kept under bench/work/compare/), runs both binaries interleaved with warm-up "
+      "runs and hyperfine's run counts and outlier rule, and writes the new/old ratios to "
+      "bench/work/compare.md (not here). The hot paths in-process (tar, gzip, zstd, ELF "
+      "verification, blob proofs, sha256): `cargo bench --bench micro` (divan; "
+      "`-- --sample-count 5` for fewer samples, `-- gzip` for the names matching a filter).")
+    w("")
     w("```sh")
     if "p1_commands" in results:
         w("# P1: one timed run of each contender (podman/buildah storage flags shortened to $STORAGE)")
@@ -1514,9 +1521,16 @@ def main():
                     help="P7-P9: hello-server and/or ripgrep, comma separated (default both; --quick hello-server)")
     ap.add_argument("--settle", type=int, default=120,
                     help="seconds to wait at most for the load average to fall before measuring (default 120)")
+    ap.add_argument("--compare", metavar="REV",
+                    help="build the tool at commit REV too and measure both, interleaved (P1, P3, P4 "
+                         "or --only's subset); prints new/old ratios and writes bench/work/compare.md, "
+                         "not BENCHMARKS.md (bench/compare.py)")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="--compare: untimed runs of each binary before each measurement (default 1)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite BENCHMARKS.md and the PNG from bench/work/results.json, measuring nothing")
     cfg = ap.parse_args()
+    runs_given = cfg.runs
     cfg.runs = cfg.runs or (3 if cfg.quick else 5)
     cfg.sizes = [int(s) for s in cfg.sizes.split(",")] if cfg.sizes else ([1, 10] if cfg.quick else [1, 10, 100, 500])
     cfg.warmup_max_mb = 10 if cfg.quick else 100
@@ -1568,6 +1582,16 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     # Ours keeps a per-user cache (the `cargo metadata` answer); keep it out of $HOME.
     os.environ["CARGO_CONTAINERIZE_CACHE"] = str(USER_CACHE)
+    if cfg.compare:
+        import compare  # noqa: E402 (after `harness` is registered, like realworld)
+
+        # Adaptive run counts (hyperfine's) unless --runs was given.
+        cfg.runs = runs_given
+        try:
+            compare.run(cfg)
+        except Failed as e:
+            sys.exit(f"bench: {e}")
+        return
     started = time.perf_counter()
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
