@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import harness
-from harness import MB, TAG, WORK, REPO, Failed, Registry, fresh_dir, log, q, rm, sh
+from harness import REPO, TAG, WORK, Failed, Registry, fresh_dir, log, q, rm, sh
 
 CWORK = WORK / "compare"
 
