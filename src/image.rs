@@ -507,13 +507,7 @@ pub fn assemble(
                 .map(|l| descriptor(&l.media_type, l.size, &l.digest))
                 .collect::<Result<Vec<_>>>()?,
         )
-        .annotations(
-            spec.config
-                .labels
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-        )
+        .annotations(annotations(spec))
         .build()?;
     let manifest = Blob::new(canonical_json(&manifest)?, MediaType::ImageManifest);
     Ok(PlatformImage {
@@ -522,6 +516,11 @@ pub fn assemble(
         config,
         manifest,
     })
+}
+
+/// The manifest's and the index's annotations: the image's labels.
+fn annotations(spec: &ImageSpec) -> HashMap<String, String> {
+    spec.config.labels.clone().into_iter().collect()
 }
 
 /// Puts the platforms' images together: one manifest alone, or an index over several.
@@ -544,13 +543,7 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
             .schema_version(2u32)
             .media_type(MediaType::ImageIndex)
             .manifests(manifests)
-            .annotations(
-                spec.config
-                    .labels
-                    .clone()
-                    .into_iter()
-                    .collect::<HashMap<_, _>>(),
-            )
+            .annotations(annotations(spec))
             .build()?;
         Some(Blob::new(canonical_json(&index)?, MediaType::ImageIndex))
     } else {
