@@ -9,7 +9,7 @@
 //! (images built once behind a `OnceLock`) are private to their module; everything a test
 //! writes goes below `common::scratch_root()` or a `common::tempdir()`.
 //!
-//! Under `cargo test` every module runs in one process; under cargo-nextest (`scripts/test`)
+//! Under `cargo test` (`scripts/test` too) every module runs in one process; under cargo-nextest
 //! every test runs in a process of its own, so nothing may rely on another test having run
 //! first in the same process.
 //!

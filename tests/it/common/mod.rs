@@ -39,8 +39,8 @@ pub fn fixtures_dir() -> PathBuf {
 /// time it is used in a run, so leftovers of images cached in statics (never dropped) do not
 /// pile up across runs.
 ///
-/// Under cargo-nextest (`scripts/test`) every test is a process of its own, several at once,
-/// so each process gets `it/nextest/<run id>/<pid>` and wipes only that; the first use in a
+/// Under cargo-nextest (which a developer may use; `scripts/test` runs `cargo test`) every test
+/// is a process of its own, several at once, so each process gets `it/nextest/<run id>/<pid>` and wipes only that; the first use in a
 /// process also removes what earlier nextest runs left (another run's directory, never one of
 /// this run's).
 pub fn scratch_root() -> &'static Path {
