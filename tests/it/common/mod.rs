@@ -40,9 +40,9 @@ pub fn fixtures_dir() -> PathBuf {
 /// pile up across runs.
 ///
 /// Under cargo-nextest (which a developer may use; `scripts/test` runs `cargo test`) every test
-/// is a process of its own, several at once, so each process gets `it/nextest/<run id>/<pid>` and wipes only that; the first use in a
-/// process also removes what earlier nextest runs left (another run's directory, never one of
-/// this run's).
+/// is a process of its own, several at once, so each process gets `it/nextest/<run id>/<pid>`
+/// and wipes only that; the first use in a process also removes what earlier nextest runs left
+/// (another run's directory, never one of this run's).
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
