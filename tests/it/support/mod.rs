@@ -2,8 +2,9 @@
 //! free loopback port, optionally with TLS and htpasswd auth; a fault-injecting HTTP proxy to
 //! put in front of it; a token server; podman in a sandbox configured through environment
 //! variables only, so that the tool's own `podman load` uses the same private storage as the
-//! test.
+//! test; and the base images of tests/it/base_images.rs, made locally from Debian packages.
 
+pub mod bases;
 pub mod docker;
 pub mod podman;
 pub mod proxy;
