@@ -28,6 +28,7 @@ mod support;
 mod allocator;
 mod auditable;
 mod bad_input;
+mod base_images;
 mod build_run;
 mod docker;
 mod docker_build;
