@@ -119,6 +119,10 @@ fn both_bases_are_two_platform_indexes_whose_configs_say_each_architecture() {
                 Some(bases::BASE_PATH)
             );
             assert_eq!(config["config"]["Labels"][bases::BASE_LABEL], base.name);
+            assert_eq!(
+                config_env_var(&config, bases::BASE_ENV).as_deref(),
+                Some(base.name)
+            );
             assert!(!base.layer_digests(arch).is_empty());
         }
         // The same index as an oci-archive.
@@ -271,5 +275,27 @@ fn bases_pushed_to_registries_keep_their_digests_and_serve_each_platform() {
     assert!(
         !anonymous.status.success(),
         "read without credentials: {anonymous}"
+    );
+}
+
+#[test]
+#[ignore = "heavy: makes the busybox base; needs skopeo"]
+fn a_copy_of_a_base_can_lack_a_platform() {
+    let dir = tempdir();
+    let base = bases::busybox();
+    let only = base.with_only("arm64", &dir.path().join("base"));
+    let index = skopeo_manifest(&only.reference());
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|d| d["digest"].as_str().expect("digest"))
+        .collect();
+    assert_eq!(listed, [base.manifest_digest("arm64")], "{index}");
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
+    // The original is untouched.
+    assert_eq!(
+        sha256_digest(&skopeo_manifest_bytes(&base.reference())),
+        base.index_digest()
     );
 }

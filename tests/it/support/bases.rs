@@ -12,7 +12,7 @@
 //! Each is an OCI image layout written with umoci (one image per platform, tagged `amd64` and
 //! `arm64`) plus the two-platform image index tagged [`TAG`], written here with serde_json
 //! (umoci 0.4 writes no index). Both platforms carry a label naming the base
-//! ([`BASE_LABEL`]). Timestamps are fixed, so the same inputs give the same digests.
+//! ([`BASE_LABEL`]) and a variable naming it ([`BASE_ENV`]). Timestamps are fixed, so the same inputs give the same digests.
 //!
 //! Built once per test process and cached across runs under
 //! `$CARGO_TARGET_TMPDIR/containerize-bases/<name>-<key>`, where the key is the sha256 of
@@ -35,19 +35,22 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::common::{Bundle, Layout, capture, sha256_digest, tempdir};
+use crate::common::{Bundle, Layout, capture, copy_tree, sha256_digest, tempdir};
 use crate::support::registry::Registry;
 
 /// Bumped whenever what this file writes changes, so that cached bases are made again.
-const RECIPE: &str = "bases v1";
+const RECIPE: &str = "bases v2";
 /// The tag of the two-platform index in every base layout.
 pub const TAG: &str = "latest";
 /// The platforms every base has, by architecture (each is also a tag in the layout).
 pub const ARCHES: [&str; 2] = ["amd64", "arm64"];
 /// The PATH both bases set in their config.
 pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The label each base's config carries: (key, value = the base's name).
+/// The label each base's config carries (its value is the base's name).
 pub const BASE_LABEL: &str = "org.example.test-base";
+/// A variable in each base's `Env` (its value is the base's name), so that a test can see
+/// the base's environment kept in an image built on it.
+pub const BASE_ENV: &str = "TEST_BASE";
 /// The distroless base's user, as its config and /etc/passwd say.
 pub const NONROOT_UID: u32 = 65532;
 /// The dpkg package the distroless base's status file describes, and its version.
@@ -97,6 +100,7 @@ pub fn busybox() -> &'static Base {
         }
         let config = vec![
             format!("--config.env=PATH={BASE_PATH}"),
+            format!("--config.env={BASE_ENV}=busybox"),
             "--config.cmd=sh".to_string(),
             format!("--config.label={BASE_LABEL}=busybox"),
         ];
@@ -118,6 +122,7 @@ pub fn distroless() -> &'static Base {
         let config = vec![
             format!("--config.env=PATH={BASE_PATH}"),
             "--config.env=SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".to_string(),
+            format!("--config.env={BASE_ENV}=distroless"),
             format!("--config.user={NONROOT_UID}"),
             format!("--config.workingdir={DISTROLESS_WORKDIR}"),
             format!("--config.label={BASE_LABEL}=distroless"),
@@ -223,6 +228,16 @@ impl Base {
         )
         .assert_success();
         format!("oci-archive:{}:{TAG}", file.display())
+    }
+
+    /// A copy of the layout in `dir` with one more tag, `only-<arch>`: an index listing
+    /// `arch` alone, as a base that lacks the other platform.
+    pub fn with_only(&self, arch: &str, dir: &Path) -> Layout {
+        assert!(ARCHES.contains(&arch), "no {arch} in the bases");
+        copy_tree(&self.dir, dir);
+        let tag = format!("only-{arch}");
+        write_index(dir, &tag, &[arch]);
+        Layout::new(dir, &tag)
     }
 
     /// `skopeo copy --all` of the index into `registry` as `name` (`REPO:TAG`), with the
@@ -417,7 +432,19 @@ fn make(
         fs::remove_dir_all(&temp).expect("remove the spare base");
         assert!(intact(&base.dir), "{} is damaged", base.dir.display());
     }
+    sweep_older(&root, name, &base.dir);
     base
+}
+
+/// Removes the layouts of `name` made from other inputs (an older recipe or .deb).
+fn sweep_older(root: &Path, name: &str, keep: &Path) {
+    let prefix = format!("{name}-");
+    for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+        let older = entry.file_name().to_string_lossy().starts_with(&prefix);
+        if older && entry.path() != keep {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Whether a cached layout has its tags and every blob matches its digest.
@@ -499,14 +526,14 @@ fn write_layout(layout: &Path, config: &[String], rootfs: &impl Fn(&Path, &str))
         run(Command::new("umoci").args(&args));
     }
     umoci(&["gc", "--layout", layout_str]);
-    write_index(layout);
+    write_index(layout, TAG, &ARCHES);
 }
 
-/// Adds the two-platform index (tag [`TAG`]) to `layout`, from its per-architecture tags.
-fn write_index(layout: &Path) {
+/// Adds an index of `arches` tagged `tag` to `layout`, from its per-architecture tags.
+fn write_index(layout: &Path, tag: &str, arches: &[&str]) {
     let path = layout.join("index.json");
     let mut top = read_json(&path);
-    let manifests: Vec<Value> = ARCHES
+    let manifests: Vec<Value> = arches
         .iter()
         .map(|arch| {
             let entry = top["manifests"]
@@ -544,7 +571,7 @@ fn write_index(layout: &Path) {
             "mediaType": INDEX_MEDIA_TYPE,
             "digest": digest,
             "size": bytes.len(),
-            "annotations": { REF_NAME: TAG },
+            "annotations": { REF_NAME: tag },
         }));
     fs::write(&path, serde_json::to_vec(&top).expect("index.json")).expect("write index.json");
 }
