@@ -39,6 +39,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod registry;
 pub mod render;
+pub mod sign;
 pub mod util;
 pub mod verify;
 

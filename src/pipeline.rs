@@ -83,11 +83,11 @@ fn plan_outputs(
             .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load::new(engine, &tags, &defaults, shell)?));
     }
+    let signing_key = signing_key(req, spec, shell)?;
     if req.push {
-        list.push(Box::new(RegistryOutput::new(
-            &spec.push_refs(&req.tags)?,
-            req.registry.clone(),
-        )?));
+        let mut registry = RegistryOutput::new(&spec.push_refs(&req.tags)?, req.registry.clone())?;
+        registry.signing_key = signing_key;
+        list.push(Box::new(registry));
     }
     outputs::check_platforms(&list, &spec.build.platforms, req.load_platform)?;
     outputs::check_distinct(&list)?;
@@ -95,6 +95,48 @@ fn plan_outputs(
         o.preflight()?;
     }
     Ok(list)
+}
+
+/// The key `--sign` signs with, read (its password asked) before any build work. `--sign` or
+/// `--key` on the command line without `--push` is an error; `sign = true` in Cargo.toml
+/// only applies when pushing.
+fn signing_key(
+    req: &BuildRequest,
+    spec: &ImageSpec,
+    shell: &Shell,
+) -> Result<Option<std::sync::Arc<crate::sign::key::SigningKey>>> {
+    let flagged = req.overrides.sign == Some(true);
+    if !req.push {
+        if flagged {
+            bail!(
+                "--sign signs what --push pushes, and nothing is pushed; add --push (with -t REGISTRY/NAME:TAG), or drop --sign"
+            );
+        }
+        if spec.publish.sign {
+            shell.verbose(
+                "Note",
+                "sign = true applies to pushes; nothing is pushed, so nothing is signed",
+            );
+        }
+        return Ok(None);
+    }
+    if !spec.publish.sign {
+        if req.overrides.signing_key.is_some() {
+            bail!("--key names a signing key, but signing is off; add --sign, or drop --key");
+        }
+        return Ok(None);
+    }
+    let Some(path) = &spec.publish.signing_key else {
+        bail!(
+            "--sign needs a key: give --key cosign.key (`cargo containerize generate-key-pair` makes one) or set signing-key in [package.metadata.containerize]; keyless signing is the release workflow's (cosign sign)"
+        );
+    };
+    let key = crate::sign::key::SigningKey::load(path, &crate::sign::key::EnvOrPrompt)?;
+    shell.verbose(
+        "Signing",
+        format!("with {} ({})", path.display(), key.public().fingerprint()),
+    );
+    Ok(Some(std::sync::Arc::new(key)))
 }
 
 /// The shared layers (base files, certificates, zones), prepared on another thread while a

@@ -6,9 +6,11 @@
 pub mod build;
 pub mod dockerfile;
 pub mod doctor;
+pub mod generate_key_pair;
 pub mod init;
 pub mod sbom;
 pub mod verify;
+pub mod verify_signature;
 pub mod workflow;
 
 use crate::util::shell::Shell;
@@ -33,6 +35,10 @@ pub enum Command {
     Doctor(Box<doctor::DoctorArgs>),
     /// Print the SBOM of the crate's binary (SPDX 2.3 or CycloneDX 1.6 JSON) without building
     Sbom(Box<sbom::SbomArgs>),
+    /// Write a signing key pair in cosign's format: cosign.key (encrypted) and cosign.pub
+    GenerateKeyPair(generate_key_pair::GenerateKeyPairArgs),
+    /// Check an image's cosign signatures and attestations at its registry with a public key
+    VerifySignature(Box<verify_signature::VerifySignatureArgs>),
 }
 
 impl Command {
@@ -46,6 +52,8 @@ impl Command {
             Command::Init(args) => init::exec(&args, shell),
             Command::Doctor(args) => doctor::exec(&args, shell),
             Command::Sbom(args) => sbom::exec(&args, shell),
+            Command::GenerateKeyPair(args) => generate_key_pair::exec(&args, shell),
+            Command::VerifySignature(args) => verify_signature::exec(&args, shell),
         }
     }
 }

@@ -140,6 +140,16 @@ fn given<T: Clone>(value: &Option<T>) -> Result<Option<T>> {
     Ok(value.clone())
 }
 
+/// A path flag, absolute (relative to the current directory): a path in Cargo.toml is relative
+/// to the package instead, and both meet in one setting.
+fn absolute(value: &Option<std::path::PathBuf>, flag: &str) -> Result<Option<std::path::PathBuf>> {
+    value
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .with_context(|| format!("{flag}: cannot make the path absolute"))
+}
+
 /// A flag's text parsed into the setting's type, the flag named in the error.
 fn parsed<T>(value: &Option<String>, flag: &str) -> Result<Option<T>>
 where
@@ -401,6 +411,40 @@ settings! {
             provenance: Option<bool>
         } = given(provenance),
     }
+    /// Sign what `--push` pushes, in cosign's format, with `signing-key`; default false.
+    sign: bool {
+        key: "sign",
+        readme_default: "`false`",
+        init: |_| "false".into(),
+        note: "sign pushed images (cosign's format) with signing-key",
+        flag: {
+            /// Sign the pushed image and attest its provenance and SBOMs (cosign's format) with
+            /// --key [default: false, or `sign` in Cargo.toml]
+            #[arg(
+                long,
+                value_name = "BOOL",
+                num_args = 0..=1,
+                require_equals = true,
+                default_missing_value = "true",
+                help_heading = "Registry options"
+            )]
+            sign: Option<bool>
+        } = given(sign),
+    }
+    /// The private key `sign` uses, relative to the package: cosign.key (encrypted; password
+    /// from COSIGN_PASSWORD or the terminal) or an unencrypted PKCS#8 P-256 PEM.
+    signing_key: std::path::PathBuf {
+        key: "signing-key",
+        readme_default: "none",
+        init: |_| toml_str("cosign.key"),
+        note: "cosign.key (password from COSIGN_PASSWORD) or a PKCS#8 P-256 PEM",
+        flag: {
+            /// The signing key: cosign.key (password from COSIGN_PASSWORD or the terminal) or a
+            /// PKCS#8 P-256 PEM [default: `signing-key` in Cargo.toml]
+            #[arg(long = "key", value_name = "PATH", help_heading = "Registry options")]
+            key: Option<std::path::PathBuf>
+        } = absolute(key, "--key"),
+    }
     /// The malloc linked into the binary: "musl" (default, musl's own) or "mimalloc".
     allocator: Allocator {
         key: "allocator",
@@ -577,7 +621,7 @@ mod tests {
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
             "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"], "auditable": false,
-            "layout-referrers": true
+            "layout-referrers": true, "sign": true, "signing-key": "cosign.key"
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

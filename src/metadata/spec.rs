@@ -148,6 +148,11 @@ pub struct PublishSpec {
     /// List the referrers in layouts' and archives' index.json (`layout-referrers`, default
     /// false: syft, grype and `podman load` read a layout only when its index lists one image).
     pub layout_referrers: bool,
+    /// Sign what is pushed (`sign`, default false).
+    pub sign: bool,
+    /// The private key signing uses (`signing-key`; `--key`), absolute: a path in Cargo.toml
+    /// is relative to the package.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// The image's one time, whichever way it arrives: SOURCE_DATE_EPOCH when set (it wins),
@@ -308,6 +313,8 @@ impl ImageSpec {
                 repository: None,
                 tags: vec![],
                 layout_referrers: false,
+                sign: false,
+                signing_key: None,
             },
             epoch: Epoch::default(),
         }
@@ -701,6 +708,8 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
             repository: s.repository.clone(),
             tags: s.tags.clone().unwrap_or_else(|| vec!["{version}".into()]),
             layout_referrers: s.layout_referrers.unwrap_or(false),
+            sign: s.sign.unwrap_or(false),
+            signing_key: s.signing_key.as_ref().map(|k| project.package_root.join(k)),
         },
         epoch,
     };

@@ -43,6 +43,8 @@ impl Target {
 pub struct RegistryOutput {
     pub targets: Vec<Target>,
     pub options: RegistryOptions,
+    /// `--sign`: the key the pushed image is signed with (`crate::sign`), once it is in.
+    pub signing_key: Option<std::sync::Arc<crate::sign::key::SigningKey>>,
 }
 
 impl RegistryOutput {
@@ -75,7 +77,11 @@ impl RegistryOutput {
                 );
             }
         }
-        Ok(RegistryOutput { targets, options })
+        Ok(RegistryOutput {
+            targets,
+            options,
+            signing_key: None,
+        })
     }
 }
 
@@ -254,6 +260,48 @@ fn push_referrers(
     Ok(written)
 }
 
+/// Signs the pushed image and attests its documents ([`crate::sign::sign_pushed`]). A failure
+/// is [`super::PartlyWritten`]: the image is pushed, under `written.pushed[first..]`.
+fn push_signatures(
+    client: &Client,
+    image: &Image,
+    store: &BlobStore,
+    key: &crate::sign::key::SigningKey,
+    progress: &progress::Progress,
+    written: Written,
+    first: usize,
+) -> Result<Written> {
+    match crate::sign::sign_pushed(client, image, store, key) {
+        Ok(signed) => {
+            progress.line(
+                "Signed",
+                &format!(
+                    "{}/{} with the key {}: {} manifest(s) signed, {} already; {} attestation(s) added, {} already (cosign's .sig/.att tags)",
+                    client.registry,
+                    client.repo,
+                    key.public().fingerprint(),
+                    signed.signatures,
+                    signed.already_signed,
+                    signed.attestations,
+                    signed.already_attested
+                ),
+            );
+            Ok(written)
+        }
+        Err(e) => {
+            let pushed: Vec<String> = written.pushed[first..]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let error = anyhow::anyhow!(
+                "the image is pushed ({}), but not signed: {e:#}; sign it again with the same command, or `cosign sign --key` that digest",
+                pushed.join(", ")
+            );
+            Err(super::PartlyWritten { written, error }.into())
+        }
+    }
+}
+
 impl Output for RegistryOutput {
     fn describe(&self) -> String {
         let refs: Vec<&str> = self.targets.iter().map(|t| t.given.as_str()).collect();
@@ -293,6 +341,9 @@ impl Output for RegistryOutput {
             self.push_manifests(&client, image, &progress, &mut written)?;
             if !image.attachments.is_empty() {
                 written = push_referrers(&client, image, &progress, written, first)?;
+            }
+            if let Some(key) = &self.signing_key {
+                written = push_signatures(&client, image, store, key, &progress, written, first)?;
             }
             done.push((registry, repo));
         }
