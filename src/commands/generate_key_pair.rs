@@ -39,8 +39,14 @@ pub fn exec(args: &GenerateKeyPairArgs, shell: &Shell) -> Result<ExitCode> {
     let key = SigningKey::generate()?;
     let sealed = key.to_encrypted_pem(password.as_bytes())?;
     let public_pem = key.public().to_pem()?;
-    // Written whole (a temp file beside it, renamed into place), readable by its owner only.
-    crate::util::atomic::write_file(&private, |w| Ok(w.write_all(sealed.as_bytes())?))?;
+    // Written whole (a temp file beside it, renamed into place); the key readable by its owner
+    // only, set before a byte of it is written.
+    crate::util::atomic::write_file(&private, |w| {
+        use std::os::unix::fs::PermissionsExt;
+        w.get_ref()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(w.write_all(sealed.as_bytes())?)
+    })?;
     crate::util::atomic::write_file(&public, |w| Ok(w.write_all(public_pem.as_bytes())?))?;
     shell.status(
         "Wrote",

@@ -46,6 +46,7 @@ mod registry_pull;
 mod reliability;
 mod reproducible;
 mod sbom;
+mod signing;
 mod sys_crates;
 mod templates;
 mod verify;

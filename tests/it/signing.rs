@@ -1,0 +1,498 @@
+//! Issue 22: `--push --sign` signs the image and attests its provenance and SBOMs in cosign's
+//! formats, checked by an implementation no one here wrote: sigstore-rs (the Sigstore
+//! project's Rust library), in tests/sigstore-verifier/ — its own Cargo project, outside the
+//! tool's dependency tree, built once per target directory by [`verifier`] (a OnceLock: the
+//! first test that needs it builds it, which takes minutes cold; `cargo build` then finds it
+//! fresh). It reads the `.sig` tags from the loopback docker-registry with
+//! `trusted_signature_layers` + `verify_constraints` and a `PublicKeyVerifier`, and checks
+//! each `.att` DSSE envelope with its own PAE and sigstore-rs's verification key; it also
+//! writes a key file in cosign's encrypted format (sigstore-rs's writer) and reads ours.
+//!
+//! Needs scripts/setup-test-env (docker-registry, the aarch64 musl target, and a C compiler
+//! and cmake-free toolchain for sigstore-rs's aws-lc-rs, which the setup already has).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::*;
+use crate::support::registry::Registry;
+use serde_json::Value;
+
+const PASSWORD: &str = "correct horse battery staple";
+const SLSA: &str = "https://slsa.dev/provenance/v1";
+const SPDX: &str = "https://spdx.dev/Document";
+
+/// The verifier program, built once (its own lock file, `--locked`) into
+/// `target/sigstore-verifier`.
+fn verifier() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("target/tmp has a parent")
+            .join("sigstore-verifier");
+        let run = capture(
+            Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--locked", "--quiet", "--manifest-path"])
+                .arg(root.join("tests/sigstore-verifier/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_TARGET"),
+        );
+        assert!(
+            run.status.success(),
+            "building tests/sigstore-verifier: {run}"
+        );
+        target.join("debug/sigstore-verifier")
+    })
+}
+
+/// `sigstore-verifier ARGS`.
+fn sigstore(args: &[&str]) -> Run {
+    capture(Command::new(verifier()).args(args))
+}
+
+/// A key pair from `cargo containerize generate-key-pair` in a new directory: (dir, key, pub).
+fn generated_key() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempdir();
+    let run = capture(
+        tool(dir.path())
+            .arg("generate-key-pair")
+            .env("COSIGN_PASSWORD", PASSWORD),
+    );
+    run.assert_success();
+    let (key, public) = (dir.path().join("cosign.key"), dir.path().join("cosign.pub"));
+    (dir, key, public)
+}
+
+/// hello pushed to `reference` with EXTRA, `--message-format json`, the password set: the
+/// tool's JSON report.
+fn push(reference: &str, extra: &[&str]) -> Value {
+    let project = Project::copy("hello");
+    let mut cmd = tool(&project.root);
+    cmd.args([
+        "build",
+        "--locked",
+        "--message-format",
+        "json",
+        "--target-dir",
+    ])
+    .arg(shared_target_dir("hello"))
+    .args(["--push", "-t", reference])
+    .args(extra)
+    .env("COSIGN_PASSWORD", PASSWORD);
+    let run = capture(&mut cmd);
+    run.assert_success();
+    run.json()
+}
+
+fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} is not a string: {v}"))
+}
+
+/// The digests a push report names: the top one, then each platform manifest's.
+fn digests(report: &Value) -> (String, Vec<String>) {
+    let platforms = report["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no manifests: {report}"))
+        .iter()
+        .map(|m| str_of(&m["digest"], "digest").to_string())
+        .collect();
+    (str_of(&report["digest"], "digest").to_string(), platforms)
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").expect("a sha256 digest")
+}
+
+/// An HTTP client for the loopback registry (plain HTTP; rustls with its provider named here,
+/// not installed process-wide).
+fn http() -> reqwest::blocking::Client {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The registry's answer to GET /v2/NAME/PATH, as bytes.
+fn get(registry: &Registry, path: &str) -> Vec<u8> {
+    let url = format!("http://{}/v2/{path}", registry.host());
+    let r = http()
+        .get(&url)
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.bytes().expect("body").to_vec()
+}
+
+fn get_json(registry: &Registry, path: &str) -> Value {
+    serde_json::from_slice(&get(registry, path)).expect("JSON")
+}
+
+fn layers(manifest: &Value) -> &Vec<Value> {
+    manifest["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no layers: {manifest}"))
+}
+
+#[test]
+#[ignore = "heavy: builds a two-platform image and tests/sigstore-verifier (sigstore-rs); needs docker-registry"]
+fn a_signed_two_platform_image_verifies_with_its_key_and_with_no_other() {
+    let registry = Registry::plain();
+    let (_keys, key, public) = generated_key();
+    let other = tempdir();
+    sigstore(&["gen-key", other.path().to_str().unwrap(), "x"]).assert_success();
+    let wrong = other.path().join("sigstore.pub");
+    let reference = registry.reference("signed:1");
+    let key_arg = key.to_str().unwrap();
+    let both = ["--platform", "linux/amd64,linux/arm64"];
+    let report = push(
+        &reference,
+        &[&both[..], &["--sign", "--key", key_arg]].concat(),
+    );
+    let (index, platforms) = digests(&report);
+    assert_eq!(platforms.len(), 2, "{report}");
+    let repo = registry.reference("signed");
+    // sigstore-rs accepts every manifest's signature with the key, none with another key.
+    for digest in std::iter::once(&index).chain(&platforms) {
+        let image = format!("{repo}@{digest}");
+        sigstore(&["verify", &image, public.to_str().unwrap()]).assert_success();
+        let run = sigstore(&["verify", &image, wrong.to_str().unwrap()]);
+        assert!(!run.status.success(), "a wrong key verified {image}: {run}");
+    }
+    // A manifest of the repository that was never signed (the provenance referrer's).
+    let referrer = str_of(&report["referrers"][0]["digest"], "referrer");
+    let run = sigstore(&[
+        "verify",
+        &format!("{repo}@{referrer}"),
+        public.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success(), "an unsigned digest verified: {run}");
+
+    // The attestations: each platform's provenance (and SBOM), DSSE-signed with the key; the
+    // provenance statement is byte for byte the one the tool attached as a referrer.
+    for (platform, digest) in platforms.iter().enumerate() {
+        let image = format!("{repo}@{digest}");
+        let run = sigstore(&["attestations", &image, public.to_str().unwrap()]);
+        run.assert_success();
+        let statements: Vec<Value> = run
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a statement per line"))
+            .collect();
+        let types: Vec<&str> = statements
+            .iter()
+            .map(|s| str_of(&s["predicateType"], "predicateType"))
+            .collect();
+        assert!(types.contains(&SLSA) && types.contains(&SPDX), "{types:?}");
+        for s in &statements {
+            assert_eq!(s["subject"][0]["digest"]["sha256"], hex(digest), "{s}");
+        }
+        let provenance = report["referrers"]
+            .as_array()
+            .expect("referrers")
+            .iter()
+            .find(|r| {
+                r["subject"] == digest.as_str()
+                    && r["artifactType"] == "application/vnd.in-toto+json"
+            })
+            .unwrap_or_else(|| panic!("no provenance referrer of platform {platform}: {report}"));
+        let manifest = get_json(
+            &registry,
+            &format!(
+                "signed/manifests/{}",
+                str_of(&provenance["digest"], "digest")
+            ),
+        );
+        let written = get_json(
+            &registry,
+            &format!(
+                "signed/blobs/{}",
+                str_of(&layers(&manifest)[0]["digest"], "digest")
+            ),
+        );
+        let attested = statements
+            .iter()
+            .find(|s| s["predicateType"] == SLSA)
+            .unwrap();
+        assert_eq!(
+            attested, &written,
+            "the attested provenance is the one written"
+        );
+        let run = sigstore(&["attestations", &image, wrong.to_str().unwrap()]);
+        assert!(
+            !run.status.success(),
+            "a wrong key verified the attestations: {run}"
+        );
+    }
+
+    // The tool's own check agrees, and names what fails with another key.
+    let run = capture(tool(registry.data_dir().as_path()).args([
+        "verify-signature",
+        &reference,
+        "--key",
+        public.to_str().unwrap(),
+    ]));
+    run.assert_success();
+    assert_eq!(run.stdout.lines().count(), 3, "{run}");
+    assert!(run.stdout.contains(SLSA), "{run}");
+    let run = capture(tool(registry.data_dir().as_path()).args([
+        "verify-signature",
+        &reference,
+        "--key",
+        wrong.to_str().unwrap(),
+    ]));
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(
+        run.stderr.contains("3 of 3 manifests failed verification"),
+        "{run}"
+    );
+
+    // Signing changed no digest: the same build unsigned is the same image.
+    let unsigned = push(&registry.reference("unsigned:1"), &both);
+    assert_eq!(digests(&unsigned), (index.clone(), platforms.clone()));
+
+    // Signing the unchanged image again leaves every .sig and .att tag as it was.
+    let tags: Vec<String> = std::iter::once(&index)
+        .chain(&platforms)
+        .map(|d| format!("sha256-{}.sig", hex(d)))
+        .chain(platforms.iter().map(|d| format!("sha256-{}.att", hex(d))))
+        .collect();
+    let before: Vec<Vec<u8>> = tags
+        .iter()
+        .map(|t| get(&registry, &format!("signed/manifests/{t}")))
+        .collect();
+    let again = push(
+        &reference,
+        &[&both[..], &["--sign", "--key", key_arg]].concat(),
+    );
+    assert_eq!(digests(&again), (index, platforms));
+    let after: Vec<Vec<u8>> = tags
+        .iter()
+        .map(|t| get(&registry, &format!("signed/manifests/{t}")))
+        .collect();
+    assert_eq!(before, after, "re-signing changed a signature tag");
+    assert_eq!(layers(&serde_json::from_slice(&after[0]).unwrap()).len(), 1);
+}
+
+#[test]
+#[ignore = "heavy: builds an image and tests/sigstore-verifier (sigstore-rs); needs docker-registry"]
+fn a_tampered_payload_is_rejected() {
+    let registry = Registry::plain();
+    let (_keys, key, public) = generated_key();
+    let reference = registry.reference("tampered:1");
+    let report = push(
+        &reference,
+        &["--sign", "--key", key.to_str().unwrap(), "--sbom", "none"],
+    );
+    let (digest, _) = digests(&report);
+    let image = format!("{}@{digest}", registry.reference("tampered"));
+    sigstore(&["verify", &image, public.to_str().unwrap()]).assert_success();
+    // The payload rewritten (another repository named), its signature kept.
+    let tag = format!("sha256-{}.sig", hex(&digest));
+    let mut manifest = get_json(&registry, &format!("tampered/manifests/{tag}"));
+    let layer = &layers(&manifest)[0];
+    let payload = get(
+        &registry,
+        &format!("tampered/blobs/{}", str_of(&layer["digest"], "digest")),
+    );
+    let text = String::from_utf8(payload).unwrap();
+    let forged = text.replace("tampered", "forged").into_bytes();
+    assert_ne!(forged, text.as_bytes());
+    let forged_digest = sha256_digest(&forged);
+    let http = http();
+    let start = http
+        .post(format!(
+            "http://{}/v2/tampered/blobs/uploads/",
+            registry.host()
+        ))
+        .send()
+        .unwrap();
+    let location = start.headers()["Location"].to_str().unwrap().to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", registry.host())
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{url}{sep}digest={forged_digest}"))
+        .body(forged.clone())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    manifest["layers"][0]["digest"] = forged_digest.into();
+    manifest["layers"][0]["size"] = forged.len().into();
+    let put = http
+        .put(format!(
+            "http://{}/v2/tampered/manifests/{tag}",
+            registry.host()
+        ))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let run = sigstore(&["verify", &image, public.to_str().unwrap()]);
+    assert!(!run.status.success(), "a tampered payload verified: {run}");
+    let run = capture(tool(key.parent().unwrap()).args([
+        "verify-signature",
+        &image,
+        "--key",
+        public.to_str().unwrap(),
+    ]));
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(
+        run.stderr.contains("the signature does not verify"),
+        "{run}"
+    );
+}
+
+#[test]
+#[ignore = "heavy: builds an image and tests/sigstore-verifier (sigstore-rs); needs docker-registry"]
+fn key_files_cross_between_sigstore_rs_and_the_tool_and_other_signatures_stay() {
+    // Ours read by sigstore-rs: the same public key.
+    let (_keys, key, public) = generated_key();
+    let run = sigstore(&["read-key", key.to_str().unwrap(), PASSWORD]);
+    run.assert_success();
+    // (sigstore-rs writes PEM with CRLF line ends.)
+    assert_eq!(
+        run.stdout.replace("\r\n", "\n").trim(),
+        fs::read_to_string(&public).unwrap().trim()
+    );
+    // sigstore-rs's key file (cosign's encrypted format) signs with the tool.
+    let theirs = tempdir();
+    sigstore(&["gen-key", theirs.path().to_str().unwrap(), PASSWORD]).assert_success();
+    let their_key = theirs.path().join("sigstore.key");
+    let their_public = theirs.path().join("sigstore.pub");
+    let registry = Registry::plain();
+    let reference = registry.reference("twokeys:1");
+    let report = push(
+        &reference,
+        &["--sign", "--key", key.to_str().unwrap(), "--sbom", "none"],
+    );
+    let (digest, _) = digests(&report);
+    push(
+        &reference,
+        &[
+            "--sign",
+            "--key",
+            their_key.to_str().unwrap(),
+            "--sbom",
+            "none",
+        ],
+    );
+    // Both signatures are there, each verifies with its own key.
+    let tag = format!("twokeys/manifests/sha256-{}.sig", hex(&digest));
+    assert_eq!(layers(&get_json(&registry, &tag)).len(), 2);
+    let image = format!("{}@{digest}", registry.reference("twokeys"));
+    for public in [&public, &their_public] {
+        sigstore(&["verify", &image, public.to_str().unwrap()]).assert_success();
+    }
+    // Signing again with the first key adds nothing.
+    push(
+        &reference,
+        &["--sign", "--key", key.to_str().unwrap(), "--sbom", "none"],
+    );
+    assert_eq!(layers(&get_json(&registry, &tag)).len(), 2);
+}
+
+/// Bad signing requests stop before any build, with one line naming the remedy.
+#[test]
+fn signing_needs_a_push_a_key_and_its_password() {
+    let project = Project::copy("hello");
+    let target = tempdir();
+    let (_keys, key, _) = generated_key();
+    let key = key.to_str().unwrap();
+    let run_with = |args: &[&str], password: Option<&str>| {
+        let mut cmd = tool(&project.root);
+        cmd.args(["build", "--locked", "--target-dir"])
+            .arg(target.path())
+            .args(args);
+        match password {
+            Some(p) => cmd.env("COSIGN_PASSWORD", p),
+            None => cmd.env_remove("COSIGN_PASSWORD"),
+        };
+        cmd.stdin(std::process::Stdio::null());
+        let run = capture(&mut cmd);
+        assert_eq!(run.code(), Some(1), "{run}");
+        assert_eq!(
+            run.stderr
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .count(),
+            1,
+            "{run}"
+        );
+        run.stderr
+    };
+    let err = run_with(&["--sign", "--key", key], Some(PASSWORD));
+    assert!(err.contains("--sign signs what --push pushes"), "{err}");
+    let err = run_with(
+        &["--push", "-t", "127.0.0.1:9/x:1", "--sign"],
+        Some(PASSWORD),
+    );
+    assert!(err.contains("--sign needs a key"), "{err}");
+    let err = run_with(
+        &["--push", "-t", "127.0.0.1:9/x:1", "--sign", "--key", key],
+        None,
+    );
+    assert!(err.contains("COSIGN_PASSWORD is not set"), "{err}");
+    let err = run_with(
+        &["--push", "-t", "127.0.0.1:9/x:1", "--sign", "--key", key],
+        Some("wrong"),
+    );
+    assert!(
+        err.contains("cannot be decrypted with that password"),
+        "{err}"
+    );
+    // Nothing was built.
+    assert!(!target.path().join("x86_64-unknown-linux-musl").exists());
+}
+
+#[test]
+fn generate_key_pair_never_replaces_a_file() {
+    let (dir, key, public) = generated_key();
+    let text = fs::read_to_string(&key).unwrap();
+    assert!(
+        text.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n"),
+        "{text}"
+    );
+    assert!(
+        fs::read_to_string(&public)
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----\n")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o077,
+        0,
+        "the key is private"
+    );
+    fs::remove_file(&public).unwrap();
+    let run = capture(
+        tool(dir.path())
+            .arg("generate-key-pair")
+            .env("COSIGN_PASSWORD", "other"),
+    );
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(run.stderr.contains("cosign.key exists"), "{run}");
+    assert_eq!(fs::read_to_string(&key).unwrap(), text);
+    assert!(!public.exists(), "nothing written when refusing");
+}
