@@ -600,6 +600,7 @@ fn the_split_workflow_documents_the_arm_runner_fallback_and_actions_are_current(
         "actions/download-artifact@v8",
         "actions/cache@v5",
         "docker/setup-buildx-action@v4",
+        "sigstore/cosign-installer@v3",
     ] {
         assert!(text.contains(action), "no {action}:\n{text}");
     }
