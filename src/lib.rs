@@ -12,7 +12,7 @@
 //!   → outputs (oci:, oci-archive:, docker-archive: … → one `Output` trait)
 //! ```
 //! [`pipeline`] runs them in that order; [`cli`] is the command line and [`commands`] its
-//! subcommands, one file each. Below every stage:
+//! subcommands, one file each. [`sign`] signs what the push output pushed (cosign's formats). Below every stage:
 //! [`files`] (the image's file entries and base files), [`util`] (CA roots, references,
 //! bounded helper programs, safe file opening) and [`registry`] (registry access: transport,
 //! auth, retries, the push's primitives and pull). A stage imports earlier stages and these,
