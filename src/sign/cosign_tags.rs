@@ -231,3 +231,66 @@ impl Transfer for Quiet {
     fn sent(&self, _: u64) {}
     fn restarted(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::key::SigningKey;
+
+    fn signed(key: &SigningKey, payload: &[u8]) -> Layer {
+        use base64::Engine as _;
+        Layer {
+            media_type: crate::sign::payload::MEDIA_TYPE,
+            bytes: payload.to_vec(),
+            annotations: BTreeMap::from([(
+                crate::sign::SIGNATURE_ANNOTATION.to_string(),
+                base64::engine::general_purpose::STANDARD.encode(key.sign(payload)),
+            )]),
+        }
+    }
+
+    #[test]
+    fn the_tags_are_cosigns() {
+        let d: Digest = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        assert_eq!(sig_tag(&d), format!("sha256-{}.sig", "ab".repeat(32)));
+        assert_eq!(att_tag(&d), format!("sha256-{}.att", "ab".repeat(32)));
+    }
+
+    /// A listed layer is ours when it holds the same payload with a signature our key made;
+    /// another key's signature of the same payload is someone else's.
+    #[test]
+    fn a_signature_is_ours_only_with_our_key() {
+        let (ours, theirs) = (
+            SigningKey::generate().unwrap(),
+            SigningKey::generate().unwrap(),
+        );
+        let mine = signed(&ours, b"payload");
+        let listed = mine.descriptor();
+        assert!(same_signature(&listed, &mine, &ours.public()));
+        assert!(!same_signature(
+            &signed(&theirs, b"payload").descriptor(),
+            &mine,
+            &ours.public()
+        ));
+        assert!(!same_signature(
+            &listed,
+            &signed(&ours, b"other"),
+            &ours.public()
+        ));
+    }
+
+    #[test]
+    fn the_config_lists_every_layer_as_cosign_does() {
+        let key = SigningKey::generate().unwrap();
+        let layers = [
+            signed(&key, b"a").descriptor(),
+            signed(&key, b"b").descriptor(),
+        ];
+        let config: Value = serde_json::from_slice(&config_of(&layers).unwrap()).unwrap();
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            json!([layers[0]["digest"], layers[1]["digest"]])
+        );
+        assert_eq!(config["history"].as_array().unwrap().len(), 2);
+    }
+}

@@ -69,7 +69,7 @@ pub fn sign_pushed(
     store: &BlobStore,
     key: &SigningKey,
 ) -> Result<Signed> {
-    let repository = format!("{}/{}", c.registry, c.repo);
+    let repository = docker_reference(&c.registry, &c.repo);
     let mut done = Signed::default();
     let subjects = image
         .index
@@ -116,6 +116,17 @@ pub fn sign_pushed(
         done.already_attested += count - added;
     }
     Ok(done)
+}
+
+/// The repository as cosign names it in `critical.identity.docker-reference`
+/// (go-containerregistry's `Repository.Name()`): Docker Hub is `index.docker.io`.
+pub fn docker_reference(registry: &str, repo: &str) -> String {
+    let registry = if registry == "docker.io" {
+        "index.docker.io"
+    } else {
+        registry
+    };
+    format!("{registry}/{repo}")
 }
 
 fn base64_of(bytes: &[u8]) -> String {
@@ -206,4 +217,21 @@ fn read_blob(store: &BlobStore, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {digest} from the blob store"))?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_is_named_as_cosign_names_it() {
+        assert_eq!(
+            docker_reference("docker.io", "library/app"),
+            "index.docker.io/library/app"
+        );
+        assert_eq!(
+            docker_reference("127.0.0.1:5000", "team/app"),
+            "127.0.0.1:5000/team/app"
+        );
+    }
 }

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::*;
+use crate::support::proxy::{Fault, Proxy, Rule};
 use crate::support::registry::Registry;
 use serde_json::Value;
 
@@ -429,41 +430,154 @@ fn signing_needs_a_push_a_key_and_its_password() {
             None => cmd.env_remove("COSIGN_PASSWORD"),
         };
         cmd.stdin(std::process::Stdio::null());
-        let run = capture(&mut cmd);
-        assert_eq!(run.code(), Some(1), "{run}");
-        assert_eq!(
-            run.stderr
-                .trim()
-                .lines()
-                .filter(|l| l.starts_with("error"))
-                .count(),
-            1,
-            "{run}"
-        );
-        run.stderr
+        capture(&mut cmd)
     };
-    let err = run_with(&["--sign", "--key", key], Some(PASSWORD));
-    assert!(err.contains("--sign signs what --push pushes"), "{err}");
-    let err = run_with(
-        &["--push", "-t", "127.0.0.1:9/x:1", "--sign"],
-        Some(PASSWORD),
-    );
-    assert!(err.contains("--sign needs a key"), "{err}");
-    let err = run_with(
-        &["--push", "-t", "127.0.0.1:9/x:1", "--sign", "--key", key],
-        None,
-    );
-    assert!(err.contains("COSIGN_PASSWORD is not set"), "{err}");
-    let err = run_with(
-        &["--push", "-t", "127.0.0.1:9/x:1", "--sign", "--key", key],
-        Some("wrong"),
-    );
-    assert!(
-        err.contains("cannot be decrypted with that password"),
-        "{err}"
-    );
+    let push = ["--push", "-t", "127.0.0.1:9/x:1"];
+    for (args, password, words) in [
+        (
+            vec!["--sign", "--key", key],
+            Some(PASSWORD),
+            "--sign signs what --push pushes",
+        ),
+        (
+            [&push[..], &["--sign"]].concat(),
+            Some(PASSWORD),
+            "--sign needs a key",
+        ),
+        (
+            [&push[..], &["--key", key]].concat(),
+            Some(PASSWORD),
+            "signing is off",
+        ),
+        (
+            [&push[..], &["--sign", "--key", key]].concat(),
+            None,
+            "COSIGN_PASSWORD is not set",
+        ),
+        (
+            [&push[..], &["--sign", "--key", key]].concat(),
+            Some("wrong"),
+            "cannot be decrypted with that password",
+        ),
+        (
+            [&push[..], &["--sign", "--key", "missing.key"]].concat(),
+            Some(PASSWORD),
+            "missing.key",
+        ),
+    ] {
+        assert_one_line_error(&run_with(&args, password), &[words]);
+    }
     // Nothing was built.
     assert!(!target.path().join("x86_64-unknown-linux-musl").exists());
+}
+
+/// A refused signature fails the run, saying the image is pushed and under which digest.
+#[test]
+#[ignore = "heavy: builds an image; needs docker-registry"]
+fn a_refused_signature_says_the_image_is_pushed() {
+    let registry = Registry::plain();
+    let proxy = Proxy::start(
+        registry.addr(),
+        vec![Rule::new("PUT", ".sig").then(Fault::status(400))],
+    );
+    let (_keys, key, _) = generated_key();
+    let reference = format!("{}/hello:refused", proxy.host());
+    let project = Project::copy("hello");
+    let mut cmd = tool(&project.root);
+    cmd.args(["build", "--locked", "--sbom", "none", "--target-dir"])
+        .arg(shared_target_dir("hello"))
+        .args(["--push", "-t", &reference, "--sign", "--key"])
+        .arg(&key)
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .env("DOCKER_CONFIG", tempdir().keep());
+    let run = capture(&mut cmd);
+    let digest = sha256_digest(&registry.manifest_bytes("hello:refused"));
+    assert_one_line_error(
+        &run,
+        &[
+            "the image is pushed",
+            &format!("{reference}@{digest}"),
+            "not signed",
+        ],
+    );
+    assert!(proxy.unfired().is_empty(), "{:?}", proxy.unfired());
+}
+
+/// An unencrypted key signs, and neither its PEM nor its DER reaches stdout, stderr (with
+/// `-v`) or anything the registry stores.
+#[test]
+#[ignore = "heavy: builds an image; needs docker-registry"]
+fn the_private_key_reaches_no_output_and_no_registry_blob() {
+    use base64::Engine as _;
+    let registry = Registry::plain();
+    let key = fixtures_dir().join("keys/pkcs8-p256.key");
+    let pem = fs::read_to_string(&key).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&body)
+        .unwrap();
+    let project = Project::copy("hello");
+    let mut cmd = tool(&project.root);
+    cmd.args(["build", "-v", "--locked", "--target-dir"])
+        .arg(shared_target_dir("hello"))
+        .args([
+            "--push",
+            "-t",
+            &registry.reference("leak:1"),
+            "--sign",
+            "--key",
+        ])
+        .arg(&key);
+    let run = capture(&mut cmd);
+    run.assert_success();
+    assert!(run.stderr.contains("Signed"), "{run}");
+    // The secret scalar: in the SEC1 ECPrivateKey inside the PKCS#8, the 32-byte OCTET STRING
+    // after `version 1` (02 01 01 04 20).
+    let at = der
+        .windows(5)
+        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+        .expect("a SEC1 private key")
+        + 5;
+    let scalar = &der[at..at + 32];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let texts = [hex::encode(scalar), b64.encode(scalar), body.clone()];
+    for text in &texts {
+        assert!(
+            !run.stdout.contains(text.as_str()) && !run.stderr.contains(text.as_str()),
+            "{run}"
+        );
+    }
+    let mut searched = 0;
+    for file in walkdir::WalkDir::new(registry.data_dir())
+        .into_iter()
+        .flatten()
+    {
+        if !file.file_type().is_file() {
+            continue;
+        }
+        searched += 1;
+        let bytes = fs::read(file.path()).unwrap();
+        let lossy = String::from_utf8_lossy(&bytes);
+        let leaked = bytes.windows(32).any(|w| w == scalar)
+            || texts.iter().any(|t| lossy.contains(t.as_str()));
+        assert!(!leaked, "the key is in {}", file.path().display());
+    }
+    assert!(searched > 10, "the registry stored {searched} files");
+    let image = format!(
+        "{}@{}",
+        registry.reference("leak"),
+        run.stdout.lines().next().unwrap().trim()
+    );
+    let public = tempdir();
+    let public_key = public.path().join("key.pub");
+    let derived = capture(
+        Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key),
+    );
+    derived.assert_success();
+    fs::write(&public_key, derived.stdout).unwrap();
+    sigstore(&["verify", &image, public_key.to_str().unwrap()]).assert_success();
 }
 
 #[test]
