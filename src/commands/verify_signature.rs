@@ -89,7 +89,12 @@ fn report(checked: &[Checked], name: &str, key: &PublicKey, shell: &Shell) -> Re
             Err(why) => failed.push(format!("{} ({}): {why}", c.digest.short(), c.what)),
         }
         for why in &c.rejected {
-            failed.push(format!("{} ({}): {why}", c.digest.short(), c.what));
+            let line = format!("{} ({}): {why}", c.digest.short(), c.what);
+            if c.attested.is_empty() {
+                failed.push(line);
+            } else {
+                shell.warn(format!("an attestation beside the verified ones: {line}"));
+            }
         }
     }
     if !failed.is_empty() {

@@ -1,8 +1,11 @@
 //! `cargo containerize verify-signature`: an image's cosign signatures and attestations,
 //! checked with a public key. Every manifest of the image (the index and each platform's
 //! manifest) must carry a signature under its `.sig` tag that verifies with the key and whose
-//! payload names that manifest's digest; every attestation found under a `.att` tag is
-//! checked too (its DSSE signature, and that its statement is about that manifest).
+//! payload names that manifest's digest. Attestations found under a `.att` tag are checked
+//! too (the DSSE signature, and that the statement is about that manifest): a `.att` tag of
+//! which none verifies fails the manifest; others' attestations beside a verified one (signed
+//! with another key, or keyless) are reported, not failed — as with signatures, where one
+//! verified signature is enough.
 
 use super::cosign_tags::{att_tag, read_blob, read_manifest, sig_tag};
 use super::key::PublicKey;
@@ -25,13 +28,13 @@ pub struct Checked {
     pub signature: Result<usize, String>,
     /// The predicate types of the attestations that verified.
     pub attested: Vec<String>,
-    /// Attestations that did not verify, each with why.
+    /// Attestations that did not verify, each with why (a failure only when none verified).
     pub rejected: Vec<String>,
 }
 
 impl Checked {
     pub fn ok(&self) -> bool {
-        self.signature.is_ok() && self.rejected.is_empty()
+        self.signature.is_ok() && (self.rejected.is_empty() || !self.attested.is_empty())
     }
 }
 

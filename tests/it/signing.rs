@@ -291,11 +291,58 @@ fn a_signed_two_platform_image_verifies_with_its_key_and_with_no_other() {
     assert_eq!(layers(&serde_json::from_slice(&after[0]).unwrap()).len(), 1);
 }
 
+/// Replaces the first layer of the manifest under `tag` in `repo` with `edit` of its bytes,
+/// keeping its annotations (the signature): a forgery at the registry.
+fn forge_first_layer(registry: &Registry, repo: &str, tag: &str, edit: impl Fn(&str) -> String) {
+    let mut manifest = get_json(registry, &format!("{repo}/manifests/{tag}"));
+    let layer = &layers(&manifest)[0];
+    let text = String::from_utf8(get(
+        registry,
+        &format!("{repo}/blobs/{}", str_of(&layer["digest"], "digest")),
+    ))
+    .unwrap();
+    let forged = edit(&text).into_bytes();
+    assert_ne!(forged, text.as_bytes(), "the edit changed nothing");
+    let digest = sha256_digest(&forged);
+    let http = http();
+    let host = registry.host();
+    let start = http
+        .post(format!("http://{host}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .unwrap();
+    let location = start.headers()["Location"].to_str().unwrap().to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{host}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = http
+        .put(format!("{url}{sep}digest={digest}"))
+        .body(forged.clone())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    manifest["layers"][0]["digest"] = digest.into();
+    manifest["layers"][0]["size"] = forged.len().into();
+    let put = http
+        .put(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(serde_json::to_vec(&manifest).unwrap())
+        .send()
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+}
+
+/// A signature payload or an attestation rewritten at the registry, its signature kept, is
+/// rejected by sigstore-rs and by `verify-signature`.
 #[test]
 #[ignore = "heavy: builds an image and tests/sigstore-verifier (sigstore-rs); needs docker-registry"]
-fn a_tampered_payload_is_rejected() {
+fn a_tampered_payload_or_attestation_is_rejected() {
+    use base64::Engine as _;
     let registry = Registry::plain();
     let (_keys, key, public) = generated_key();
+    let public = public.to_str().unwrap();
     let reference = registry.reference("tampered:1");
     let report = push(
         &reference,
@@ -303,65 +350,52 @@ fn a_tampered_payload_is_rejected() {
     );
     let (digest, _) = digests(&report);
     let image = format!("{}@{digest}", registry.reference("tampered"));
-    sigstore(&["verify", &image, public.to_str().unwrap()]).assert_success();
-    // The payload rewritten (another repository named), its signature kept.
-    let tag = format!("sha256-{}.sig", hex(&digest));
-    let mut manifest = get_json(&registry, &format!("tampered/manifests/{tag}"));
-    let layer = &layers(&manifest)[0];
-    let payload = get(
+    sigstore(&["verify", &image, public]).assert_success();
+    sigstore(&["attestations", &image, public]).assert_success();
+    let verify_signature =
+        || capture(tool(key.parent().unwrap()).args(["verify-signature", &image, "--key", public]));
+    verify_signature().assert_success();
+
+    // The attestation's statement rewritten (another builder named).
+    forge_first_layer(
         &registry,
-        &format!("tampered/blobs/{}", str_of(&layer["digest"], "digest")),
+        "tampered",
+        &format!("sha256-{}.att", hex(&digest)),
+        |text| {
+            let mut envelope: Value = serde_json::from_str(text).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let statement = b64.decode(str_of(&envelope["payload"], "payload")).unwrap();
+            let forged = String::from_utf8(statement)
+                .unwrap()
+                .replace("cargo-containerize", "forged");
+            envelope["payload"] = b64.encode(forged).into();
+            envelope.to_string()
+        },
     );
-    let text = String::from_utf8(payload).unwrap();
-    let forged = text.replace("tampered", "forged").into_bytes();
-    assert_ne!(forged, text.as_bytes());
-    let forged_digest = sha256_digest(&forged);
-    let http = http();
-    let start = http
-        .post(format!(
-            "http://{}/v2/tampered/blobs/uploads/",
-            registry.host()
-        ))
-        .send()
-        .unwrap();
-    let location = start.headers()["Location"].to_str().unwrap().to_string();
-    let url = if location.starts_with("http") {
-        location
-    } else {
-        format!("http://{}{location}", registry.host())
-    };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let put = http
-        .put(format!("{url}{sep}digest={forged_digest}"))
-        .body(forged.clone())
-        .send()
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.status());
-    manifest["layers"][0]["digest"] = forged_digest.into();
-    manifest["layers"][0]["size"] = forged.len().into();
-    let put = http
-        .put(format!(
-            "http://{}/v2/tampered/manifests/{tag}",
-            registry.host()
-        ))
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(serde_json::to_vec(&manifest).unwrap())
-        .send()
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.status());
-    let run = sigstore(&["verify", &image, public.to_str().unwrap()]);
-    assert!(!run.status.success(), "a tampered payload verified: {run}");
-    let run = capture(tool(key.parent().unwrap()).args([
-        "verify-signature",
-        &image,
-        "--key",
-        public.to_str().unwrap(),
-    ]));
-    assert_eq!(run.code(), Some(1), "{run}");
+    let run = sigstore(&["attestations", &image, public]);
     assert!(
-        run.stderr.contains("the signature does not verify"),
-        "{run}"
+        !run.status.success(),
+        "a tampered attestation verified: {run}"
     );
+    let run = verify_signature();
+    assert_one_line_error(
+        &run,
+        &[
+            "1 of 1 manifests",
+            "none of the envelope's 1 signature(s) verifies",
+        ],
+    );
+
+    // The signature's payload rewritten (another repository named).
+    forge_first_layer(
+        &registry,
+        "tampered",
+        &format!("sha256-{}.sig", hex(&digest)),
+        |text| text.replace("tampered", "forged"),
+    );
+    let run = sigstore(&["verify", &image, public]);
+    assert!(!run.status.success(), "a tampered payload verified: {run}");
+    assert_one_line_error(&verify_signature(), &["the signature does not verify"]);
 }
 
 #[test]
