@@ -133,6 +133,13 @@ impl Password for EnvOrPrompt {
 /// The password for a new key file: `COSIGN_PASSWORD` when set, else asked twice on the
 /// terminal; with no terminal on standard input, an error.
 pub fn new_password(path: &Path) -> Result<Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if std::env::var_os(PASSWORD_ENV).is_none() && !std::io::stdin().is_terminal() {
+        bail!(
+            "{} is to be encrypted with a password, and {PASSWORD_ENV} is not set (standard input is no terminal to ask on); set {PASSWORD_ENV}",
+            path.display()
+        );
+    }
     if std::env::var_os(PASSWORD_ENV).is_some() {
         return EnvOrPrompt.password(path);
     }

@@ -639,8 +639,17 @@ fn generate_key_pair_never_replaces_a_file() {
             .arg("generate-key-pair")
             .env("COSIGN_PASSWORD", "other"),
     );
-    assert_eq!(run.code(), Some(1), "{run}");
-    assert!(run.stderr.contains("cosign.key exists"), "{run}");
+    assert_one_line_error(&run, &["cosign.key exists"]);
     assert_eq!(fs::read_to_string(&key).unwrap(), text);
     assert!(!public.exists(), "nothing written when refusing");
+    // Without a password and with no terminal to ask on: one line, nothing written.
+    let empty = tempdir();
+    let run = capture(
+        tool(empty.path())
+            .arg("generate-key-pair")
+            .env_remove("COSIGN_PASSWORD")
+            .stdin(std::process::Stdio::null()),
+    );
+    assert_one_line_error(&run, &["COSIGN_PASSWORD is not set"]);
+    assert_eq!(fs::read_dir(empty.path()).unwrap().count(), 0);
 }
