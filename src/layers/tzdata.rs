@@ -15,7 +15,7 @@ fn wanted(zones: Option<&[String]>, name: &str) -> bool {
 
 pub fn content(choice: &TzData, zones: Option<&[String]>) -> Result<Option<LayerContent>> {
     let entries = match choice {
-        TzData::None => return Ok(None),
+        TzData::None | TzData::Base => return Ok(None),
         TzData::Bundled => bundled(zones),
         TzData::Host => host(zones)?,
     };
@@ -90,7 +90,8 @@ fn host(zones: Option<&[String]>) -> Result<Vec<Entry>> {
 pub fn localtime_entry(choice: &TzData, zones: Option<&[String]>, tz: &str) -> Result<Entry> {
     let target = format!("{ZONEINFO_DIR}/{tz}");
     Ok(match choice {
-        TzData::Bundled | TzData::Host => {
+        // The base's own database holds the zone (`tzdata = "base"`).
+        TzData::Bundled | TzData::Host | TzData::Base => {
             debug_assert!(wanted(zones, tz), "the spec puts the timezone in zones");
             Entry::symlink("/etc/localtime", &target)
         }

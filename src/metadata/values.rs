@@ -793,8 +793,8 @@ mod tests {
             assert_eq!((v.to_string(), text.parse()), (text.to_string(), Ok(*v)));
         }
         round_trip(
-            &[TzData::Bundled, TzData::Host, TzData::None],
-            &["bundled", "host", "none"],
+            &[TzData::Bundled, TzData::Host, TzData::None, TzData::Base],
+            &["bundled", "host", "none", "base"],
         );
         round_trip(&[Compression::Gzip, Compression::Zstd], &["gzip", "zstd"]);
         assert_eq!("cdx".parse(), Ok(SbomFormat::CycloneDx));
@@ -804,7 +804,7 @@ mod tests {
         );
         assert_eq!(
             "Host".parse::<TzData>().unwrap_err().to_string(),
-            "tzdata = \"Host\" is not one of \"bundled\", \"host\", \"none\""
+            "tzdata = \"Host\" is not one of \"bundled\", \"host\", \"none\", \"base\""
         );
         let e = serde_json::from_value::<OpensslMode>(serde_json::json!("on")).unwrap_err();
         assert!(
@@ -873,6 +873,8 @@ pub enum CaSource {
     /// "host": the first bundle found on this machine.
     Host,
     None,
+    /// "base": the base image's own bundle (`from`): no layer of the tool's.
+    Base,
     /// A PEM file, relative to the package.
     File(String),
 }
@@ -884,6 +886,7 @@ impl std::str::FromStr for CaSource {
             "webpki" | "bundled" => CaSource::Webpki,
             "host" => CaSource::Host,
             "none" => CaSource::None,
+            "base" => CaSource::Base,
             path => CaSource::File(path.to_string()),
         })
     }
@@ -895,6 +898,7 @@ impl std::fmt::Display for CaSource {
             CaSource::Webpki => "webpki",
             CaSource::Host => "host",
             CaSource::None => "none",
+            CaSource::Base => "base",
             CaSource::File(p) => p,
         })
     }
@@ -938,11 +942,13 @@ pub enum TzData {
     /// The host's /usr/share/zoneinfo.
     Host,
     None,
+    /// The base image's own (`from`): no layer of the tool's.
+    Base,
 }
 serde_as_text!(TzData);
 
 fn tzdata_error(text: &str) -> anyhow::Error {
-    anyhow::anyhow!("tzdata = \"{text}\" is not one of \"bundled\", \"host\", \"none\"")
+    anyhow::anyhow!("tzdata = \"{text}\" is not one of \"bundled\", \"host\", \"none\", \"base\"")
 }
 
 impl TzData {
@@ -1001,6 +1007,185 @@ impl Compression {
         match self {
             Compression::Gzip => 5,
             Compression::Zstd => 7,
+        }
+    }
+}
+
+/// `from` / `debug-from` (and `--from` / `--debug-from`): the image the binary is put on,
+/// parsed once where it enters. `scratch` (the default) is the empty base: the image holds only
+/// the tool's own layers, byte for byte as without the setting.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BaseRef {
+    #[default]
+    Scratch,
+    /// A registry reference, normalised as docker reads it (`docker.io/library/…`); without a
+    /// tag or digest, `latest`.
+    Registry(crate::util::reference::Reference),
+    /// `oci:DIR[:TAG]`: an OCI image layout; the tag picks the index.json entry by its
+    /// `org.opencontainers.image.ref.name` (none: the layout must hold exactly one entry).
+    Layout { dir: String, tag: Option<String> },
+    /// `oci-archive:FILE[:TAG]`: a tar of such a layout.
+    Archive { file: String, tag: Option<String> },
+}
+
+impl BaseRef {
+    pub fn is_scratch(&self) -> bool {
+        *self == BaseRef::Scratch
+    }
+
+    /// The name the image's `org.opencontainers.image.base.name` annotation and the `Base`
+    /// status line give it: the reference normalised, without its digest (the digest is
+    /// the resolved one's, named beside it).
+    pub fn name(&self) -> String {
+        match self {
+            BaseRef::Registry(r) => match &r.tag {
+                Some(t) => format!("{}/{}:{t}", r.registry, r.repository),
+                None => format!("{}/{}", r.registry, r.repository),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    /// The digest the reference pins, if it names one.
+    pub fn pinned(&self) -> Option<&str> {
+        match self {
+            BaseRef::Registry(r) => r.digest.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+fn base_ref_error(given: &str, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "base `{}` is not valid ({why}); write \"scratch\", a registry reference such as \"gcr.io/distroless/static:nonroot\" (a tag or @sha256:…), \"oci:DIR[:TAG]\" or \"oci-archive:FILE[:TAG]\"",
+        given.escape_debug()
+    )
+}
+
+impl std::str::FromStr for BaseRef {
+    type Err = anyhow::Error;
+    fn from_str(given: &str) -> anyhow::Result<BaseRef> {
+        let layout = |rest: &str| -> anyhow::Result<(String, Option<String>)> {
+            let (path, tag) = match rest.split_once(':') {
+                Some((p, t)) => (p, Some(t.to_string())),
+                None => (rest, None),
+            };
+            if path.is_empty() || path.contains('\0') {
+                return Err(base_ref_error(given, "it names no path"));
+            }
+            if let Some(t) = &tag
+                && (t.is_empty()
+                    || !t.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    || !t
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-:/+@".contains(c)))
+            {
+                return Err(base_ref_error(given, "the tag is not a valid ref name"));
+            }
+            Ok((path.to_string(), tag))
+        };
+        if given == "scratch" {
+            return Ok(BaseRef::Scratch);
+        }
+        if let Some(rest) = given.strip_prefix("oci:") {
+            let (dir, tag) = layout(rest)?;
+            return Ok(BaseRef::Layout { dir, tag });
+        }
+        if let Some(rest) = given.strip_prefix("oci-archive:") {
+            let (file, tag) = layout(rest)?;
+            return Ok(BaseRef::Archive { file, tag });
+        }
+        if given.contains("://") {
+            return Err(base_ref_error(given, "a reference has no scheme"));
+        }
+        let mut r = crate::util::reference::Reference::parse(given)
+            .map_err(|e| base_ref_error(given, &format!("{e:#}")))?;
+        if r.digest
+            .as_deref()
+            .is_some_and(|d| crate::util::digest::Digest::try_from(d.to_string()).is_err())
+        {
+            return Err(base_ref_error(given, "only sha256 digests are supported"));
+        }
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some("latest".into());
+        }
+        Ok(BaseRef::Registry(r))
+    }
+}
+
+impl fmt::Display for BaseRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tagged = |f: &mut fmt::Formatter<'_>, kind: &str, path: &str, tag: &Option<String>| {
+            write!(f, "{kind}:{path}")?;
+            match tag {
+                Some(t) => write!(f, ":{t}"),
+                None => Ok(()),
+            }
+        };
+        match self {
+            BaseRef::Scratch => f.write_str("scratch"),
+            BaseRef::Registry(r) => {
+                f.write_str(&self.name())?;
+                match &r.digest {
+                    Some(d) => write!(f, "@{d}"),
+                    None => Ok(()),
+                }
+            }
+            BaseRef::Layout { dir, tag } => tagged(f, "oci", dir, tag),
+            BaseRef::Archive { file, tag } => tagged(f, "oci-archive", file, tag),
+        }
+    }
+}
+serde_as_text!(BaseRef);
+
+#[cfg(test)]
+mod base_ref_tests {
+    use super::BaseRef;
+
+    #[test]
+    fn parses_every_kind_and_prints_it_normalised() {
+        let r: BaseRef = "busybox:musl".parse().unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:musl");
+        assert_eq!(r.name(), "docker.io/library/busybox:musl");
+        let r: BaseRef = "127.0.0.1:5000/base".parse().unwrap();
+        assert_eq!(r.to_string(), "127.0.0.1:5000/base:latest");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r: BaseRef = format!("ghcr.io/o/b:1@{d}").parse().unwrap();
+        assert_eq!(r.pinned(), Some(d.as_str()));
+        assert_eq!(r.name(), "ghcr.io/o/b:1");
+        assert_eq!(r.to_string(), format!("ghcr.io/o/b:1@{d}"));
+        assert_eq!("scratch".parse::<BaseRef>().unwrap(), BaseRef::Scratch);
+        assert_eq!(
+            "oci:base/dir:v1".parse::<BaseRef>().unwrap(),
+            BaseRef::Layout {
+                dir: "base/dir".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            "oci-archive:b.tar".parse::<BaseRef>().unwrap(),
+            BaseRef::Archive {
+                file: "b.tar".into(),
+                tag: None
+            }
+        );
+        for (r, _) in [("oci:x:v1", 0), ("oci-archive:y", 0), ("scratch", 0)] {
+            assert_eq!(r.parse::<BaseRef>().unwrap().to_string(), r);
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_base() {
+        for bad in [
+            "Busybox",
+            "oci:",
+            "oci:dir:",
+            "https://ghcr.io/o/b",
+            "ghcr.io/o/b@sha512:zz",
+            "a@sha384:0123456789abcdef0123456789abcdef",
+        ] {
+            let e = bad.parse::<BaseRef>().unwrap_err().to_string();
+            assert!(e.contains("scratch") && !e.contains('\n'), "{bad}: {e}");
         }
     }
 }
