@@ -38,6 +38,8 @@ pub struct BuildRequest {
     pub registry: RegistryOptions,
     /// `--sbom-dir`: also write the SBOMs there.
     pub sbom_dir: Option<PathBuf>,
+    /// `--debug`: also write the image on `debug-from`, tagged `<tag>-debug`.
+    pub debug: bool,
 }
 
 /// A run that failed after an output wrote part of what it was asked: the report of what is
@@ -172,6 +174,7 @@ fn speculate(req: &BuildRequest, shell: &Shell) -> Option<Speculation> {
             kind,
             level: o.compression_level.unwrap_or(kind.default_level()),
         },
+        base_has: Vec::new(),
     };
     let (guess, dir, shell) = (inputs.clone(), target_dir.clone(), shell.clone());
     let layers = std::thread::spawn(move || {
@@ -201,6 +204,15 @@ struct Plan {
     shared_inputs: SharedInputs,
     /// The shared layers speculated during a cold `cargo metadata`, if they fit.
     speculated: Option<std::thread::JoinHandle<Result<Vec<Layer>>>>,
+    /// The base images (`from`, and `debug-from` with `--debug`), resolved and pulled.
+    bases: Bases,
+}
+
+/// The resolved bases: none for scratch.
+#[derive(Default)]
+struct Bases {
+    main: Option<image::base::Resolved>,
+    debug: Option<image::base::Resolved>,
 }
 
 pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
@@ -222,9 +234,10 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
     // 5. image
     let (mut image, binaries) = assemble_image(
         &plan.spec,
-        built,
+        &built,
         &shared,
         files.as_ref(),
+        plan.bases.main.as_ref(),
         &plan.store,
         shell,
     )?;
@@ -280,7 +293,8 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
     let attest = attest_options(req, &project, &spec)?;
     shell.timing("spec and outputs planned");
     let store = BlobStore::for_target(&project.target_dir, shell)?;
-    let shared_inputs = SharedInputs::of(&spec);
+    let bases = resolve_bases(req, &project, &spec, &store, shell)?;
+    let shared_inputs = shared_inputs_on(&spec, bases.main.as_ref());
     let speculated = speculation
         .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
         .map(|s| s.layers);
@@ -300,7 +314,72 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         store,
         shared_inputs,
         speculated,
+        bases,
     })
+}
+
+/// The base images, resolved and pulled before any build work (a platform a base lacks
+/// stops the run here), each checked against the paths the settings put into the image.
+fn resolve_bases(
+    req: &BuildRequest,
+    project: &metadata::Project,
+    spec: &ImageSpec,
+    store: &BlobStore,
+    shell: &Shell,
+) -> Result<Bases> {
+    if req.debug && spec.layers.debug_from.is_none() {
+        bail!(
+            "--debug builds the image on `debug-from` too, which is not set; set debug-from in [package.metadata.containerize] or pass --debug-from REF"
+        );
+    }
+    // Credentials from the command line are the push's: they go to a base's registry only
+    // when it is the registry pushed to.
+    let pushed_to: Vec<String> = if req.push {
+        spec.push_refs(&req.tags)?
+            .iter()
+            .filter_map(|r| crate::util::reference::Reference::parse(r).ok())
+            .map(|r| r.registry)
+            .collect()
+    } else {
+        vec![]
+    };
+    let cx = image::base::Inputs {
+        registry: &req.registry,
+        credential_registries: &pushed_to,
+        offline: req.cargo.offline || req.cargo.frozen,
+        store,
+        shell,
+        root: &project.package_root,
+    };
+    let resolve = |from: &metadata::values::BaseRef| -> Result<Option<image::base::Resolved>> {
+        if from.is_scratch() {
+            return Ok(None);
+        }
+        let resolved = image::base::resolve(from, &spec.build.platforms, &cx)?;
+        image::base::check_collisions(spec, &resolved)?;
+        Ok(Some(resolved))
+    };
+    let main = resolve(&spec.layers.from)?;
+    let debug = match (&spec.layers.debug_from, req.debug) {
+        (Some(from), true) => resolve(from)?,
+        _ => None,
+    };
+    shell.timing("bases");
+    Ok(Bases { main, debug })
+}
+
+/// The shared layers' inputs on `base`: the base files it already has are left out of ours.
+fn shared_inputs_on(spec: &ImageSpec, base: Option<&image::base::Resolved>) -> SharedInputs {
+    let mut inputs = SharedInputs::of(spec);
+    if let Some(base) = base {
+        inputs.base_has = layers::base::content()
+            .entries
+            .into_iter()
+            .map(|e| e.path)
+            .filter(|p| base.has(p))
+            .collect();
+    }
+    inputs
 }
 
 /// `rustc -vV` for the provenance; none for a prebuilt --binary.
@@ -522,29 +601,37 @@ fn binary_fact(b: &build::Built) -> Result<BinaryFact> {
 }
 
 /// The image: per platform the shared layers, the files layer and its binary's, on the
-/// empty base (a base image would be one more `Base`); the documents go into the store.
+/// platform's base (scratch, the empty one, without `from`); the documents go into the store.
 /// Also returns what documents about it need of each binary (empty when none are asked for).
 fn assemble_image(
     spec: &ImageSpec,
-    built: BuiltLayers,
+    built: &BuiltLayers,
     shared: &[Layer],
     files: Option<&Layer>,
+    base: Option<&image::base::Resolved>,
     store: &BlobStore,
     shell: &Shell,
 ) -> Result<(Image, Vec<BinaryFact>)> {
-    let base = image::Base::scratch();
+    let scratch = image::Base::scratch();
     let mut per_platform = Vec::new();
     let mut binaries = Vec::new();
     for (platform, (binary_layer, verified, fact)) in built {
         shell.status("Verified", verified);
-        binaries.extend(fact);
+        binaries.extend(fact.clone());
         let mut platform_layers = shared.to_vec();
         platform_layers.extend(files.cloned());
-        platform_layers.push(binary_layer);
-        per_platform.push(image::assemble(spec, platform, &base, platform_layers)?);
+        platform_layers.push(binary_layer.clone());
+        let below = base
+            .and_then(|b| b.base_for(*platform))
+            .map_or(&scratch, |b| &b.base);
+        per_platform.push(image::assemble(spec, *platform, below, platform_layers)?);
     }
     shell.timing("layers, config");
-    let image: Image = image::finish(spec, per_platform)?;
+    let index_annotations = base
+        .filter(|b| b.is_index)
+        .map(image::base::Resolved::index_annotations)
+        .unwrap_or_default();
+    let image: Image = image::finish_on(spec, per_platform, &index_annotations)?;
     image.store_documents(store)?;
     for p in &image.platforms {
         for l in &p.layers {

@@ -46,6 +46,9 @@ pub struct BuildArgs {
     /// Also write the SBOMs to this directory: <bin>-<arch>.spdx.json, <bin>-<arch>.cdx.json
     #[arg(long, value_name = "DIR", help_heading = "Image options")]
     pub sbom_dir: Option<PathBuf>,
+    /// Also write the image on `debug-from` (a base with a shell), tagged <tag>-debug
+    #[arg(long, help_heading = "Image options")]
+    pub debug: bool,
 
     /// Push the image to every -t reference (or `repository` with `tags` from the metadata)
     #[arg(long, help_heading = "Registry options")]
@@ -167,6 +170,7 @@ fn build(args: BuildArgs, shell: &Shell) -> Result<ExitCode> {
             timeout: std::time::Duration::from_secs(args.registry_timeout),
         },
         sbom_dir: args.sbom_dir.clone(),
+        debug: args.debug,
     };
     // A failure after part was written (an image pushed without its referrers) is a
     // `pipeline::Incomplete`, whose report `run_build` prints.

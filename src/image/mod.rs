@@ -7,6 +7,8 @@
 //! Built with oci-spec's types and serialized canonically (keys sorted, no whitespace): the
 //! digest is over these exact bytes, so they must not depend on hash-map order.
 
+pub mod base;
+
 use crate::blobs::BlobStore;
 use crate::layers::Layer;
 use crate::metadata::ImageSpec;
@@ -392,6 +394,9 @@ pub struct Base {
     pub history: Vec<History>,
     /// The runtime config (env, entrypoint, labels, …) the image's settings are laid over.
     pub config: Config,
+    /// Annotations each manifest on it gets (`org.opencontainers.image.base.name` and
+    /// `.base.digest`; none for scratch).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Base {
@@ -404,10 +409,14 @@ impl Base {
 /// `base`'s runtime config with the image's settings laid over it, as a Dockerfile's
 /// instructions would: ENV replaces a variable of the same name and appends the others;
 /// ENTRYPOINT replaces the base's and resets its CMD; LABEL and EXPOSE add to the base's;
-/// USER, WORKDIR and STOPSIGNAL replace it when given. Over scratch this is the settings alone.
+/// USER, WORKDIR and STOPSIGNAL replace it when given (USER: the setting, else the base's
+/// when it has one, else the default). Over scratch this is the settings alone.
 fn configure(base: &Config, spec: &ImageSpec) -> Config {
     let mut cfg = base.clone();
-    cfg.set_user(Some(spec.config.user.to_string()));
+    let base_user = base.user().as_deref().filter(|u| !u.is_empty());
+    if spec.config.user_given || base_user.is_none() {
+        cfg.set_user(Some(spec.config.user.to_string()));
+    }
     let mut env = base.env().clone().unwrap_or_default();
     for (k, v) in &spec.config.env {
         let line = format!("{k}={v}");
@@ -507,7 +516,7 @@ pub fn assemble(
                 .map(|l| descriptor(&l.media_type, l.size, &l.digest))
                 .collect::<Result<Vec<_>>>()?,
         )
-        .annotations(annotations(spec))
+        .annotations(annotations(spec, &base.annotations))
         .build()?;
     let manifest = Blob::new(canonical_json(&manifest)?, MediaType::ImageManifest);
     Ok(PlatformImage {
@@ -518,13 +527,28 @@ pub fn assemble(
     })
 }
 
-/// The manifest's and the index's annotations: the image's labels.
-fn annotations(spec: &ImageSpec) -> HashMap<String, String> {
-    spec.config.labels.clone().into_iter().collect()
+/// The manifest's and the index's annotations: the image's labels, and the base's
+/// (`base.name`, `base.digest`) when it has a base.
+fn annotations(spec: &ImageSpec, base: &BTreeMap<String, String>) -> HashMap<String, String> {
+    spec.config
+        .labels
+        .clone()
+        .into_iter()
+        .chain(base.clone())
+        .collect()
 }
 
 /// Puts the platforms' images together: one manifest alone, or an index over several.
-pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Image> {
+pub fn finish(spec: &ImageSpec, platforms: Vec<PlatformImage>) -> Result<Image> {
+    finish_on(spec, platforms, &BTreeMap::new())
+}
+
+/// [`finish`], the index annotated with `base` (a base image's name and index digest).
+pub fn finish_on(
+    spec: &ImageSpec,
+    mut platforms: Vec<PlatformImage>,
+    base: &BTreeMap<String, String>,
+) -> Result<Image> {
     platforms.sort_by_key(|p| p.platform);
     let index = if platforms.len() > 1 {
         let manifests = platforms
@@ -543,7 +567,7 @@ pub fn finish(spec: &ImageSpec, mut platforms: Vec<PlatformImage>) -> Result<Ima
             .schema_version(2u32)
             .media_type(MediaType::ImageIndex)
             .manifests(manifests)
-            .annotations(annotations(spec))
+            .annotations(annotations(spec, base))
             .build()?;
         Some(Blob::new(canonical_json(&index)?, MediaType::ImageIndex))
     } else {
@@ -640,6 +664,7 @@ mod tests {
                 .cmd(vec!["sh".to_string()])
                 .build()
                 .unwrap(),
+            annotations: BTreeMap::new(),
         };
         let img = assemble(&testing::spec(), Platform::Amd64, &base, vec![ours.clone()]).unwrap();
         assert_eq!(img.layers, vec![below.clone(), ours.clone()]);

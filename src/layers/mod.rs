@@ -38,6 +38,17 @@ pub struct Layer {
     /// Whether this run compressed it (false: reused from the cache).
     #[serde(skip)]
     pub fresh: bool,
+    /// Where a base image's layer came from, so a push to the same registry can mount it
+    /// from there instead of uploading it (none for the tool's own layers).
+    #[serde(skip)]
+    pub origin: Option<Origin>,
+}
+
+/// A registry repository a layer was pulled from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub registry: String,
+    pub repository: String,
 }
 
 impl crate::blobs::NamesBlob for Layer {
@@ -61,6 +72,9 @@ pub struct SharedInputs {
     pub tzdata: TzData,
     pub zones: Option<Vec<String>>,
     pub codec: compress::Codec,
+    /// The base files (users, groups, /tmp, …) a base image has already: left out of ours,
+    /// so the base's own are used.
+    pub base_has: Vec<String>,
 }
 
 impl SharedInputs {
@@ -70,6 +84,7 @@ impl SharedInputs {
             tzdata: spec.layers.tzdata,
             zones: spec.layers.zones.clone(),
             codec: compress::Codec::of(spec),
+            base_has: Vec::new(),
         }
     }
 }
@@ -81,7 +96,12 @@ pub fn shared_contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
 }
 
 fn contents_of(inputs: &SharedInputs) -> Result<Vec<LayerContent>> {
-    let mut contents = vec![base::content()];
+    let mut ours = base::content();
+    ours.entries.retain(|e| !inputs.base_has.contains(&e.path));
+    let mut contents = Vec::new();
+    if !ours.entries.is_empty() {
+        contents.push(ours);
+    }
     if let Some(c) = certs::content(&inputs.ca_certs)? {
         contents.push(c);
     }

@@ -259,6 +259,7 @@ pub fn write_layer_keyed(
         tar_size,
         media_type: super::media_type(codec.kind),
         fresh: true,
+        origin: None,
     };
     index.remember(&key, &layer)?;
     Ok((layer, key))
