@@ -202,7 +202,7 @@ fn registry_top(
         }
         let when = crate::metadata::spec::rfc3339(m.at);
         cx.shell.warn(format!(
-            "{why}: using base {from} as resolved at {when} (sha256 {}); a newer push of the tag is not seen",
+            "{why}: using base {from} as resolved at {when} ({}); a newer push of the tag is not seen",
             m.digest.short()
         ));
         Ok((

@@ -329,7 +329,9 @@ impl Output for RegistryOutput {
                 .iter()
                 .find(|(r, _)| *r == registry)
                 .map(|(_, repo)| (*repo).to_string());
-            let client = self.connect(&http, registry, repo, mount_from.as_slice(), shell)?;
+            let mut sources: Vec<String> = mount_from.iter().cloned().collect();
+            sources.extend(push::base_repositories(&blobs, registry, repo));
+            let client = self.connect(&http, registry, repo, &sources, shell)?;
             self.push_blobs(
                 &client,
                 &blobs,

@@ -20,6 +20,40 @@ pub struct BlobJob {
     pub size: u64,
     pub what: String,
     pub path: PathBuf,
+    /// The base image's repository a layer came from: a push to the same registry mounts it
+    /// from there.
+    pub origin: Option<crate::layers::Origin>,
+}
+
+impl BlobJob {
+    /// The repository of `registry` to mount the blob from, other than `repo`: the base's it
+    /// came from, else `fallback` (one pushed earlier in this run).
+    fn mount_source<'a>(
+        &'a self,
+        registry: &str,
+        repo: &str,
+        fallback: Option<&'a str>,
+    ) -> Option<&'a str> {
+        self.origin
+            .as_ref()
+            .filter(|o| o.registry == registry && o.repository != repo)
+            .map(|o| o.repository.as_str())
+            .or(fallback)
+    }
+}
+
+/// The base repositories of `registry` the image's layers came from (other than `repo`):
+/// the push asks for pull access to them, to mount from.
+pub fn base_repositories(blobs: &[BlobJob], registry: &str, repo: &str) -> Vec<String> {
+    let mut repos: Vec<String> = blobs
+        .iter()
+        .filter_map(|b| b.origin.as_ref())
+        .filter(|o| o.registry == registry && o.repository != repo)
+        .map(|o| o.repository.clone())
+        .collect();
+    repos.sort();
+    repos.dedup();
+    repos
 }
 
 /// What happened to one repository's blobs.
@@ -66,6 +100,10 @@ pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
             size: b.size,
             what: b.what().to_string(),
             path: store.path(b.digest),
+            origin: match b.kind {
+                crate::image::BlobKind::Layer(l) => l.origin.clone(),
+                _ => None,
+            },
         })
         .collect()
 }
@@ -87,6 +125,7 @@ fn push_blob(
         progress.exists(job);
         return Ok(Outcome::Skipped);
     }
+    let mount_from = job.mount_source(&c.registry, &c.repo, mount_from);
     let location = match mount_from.map(|from| c.mount_blob(&job.digest, from)) {
         Some(Ok(Mount::Mounted)) => {
             progress.mounted(job);
