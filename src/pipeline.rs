@@ -51,28 +51,33 @@ pub struct Incomplete {
     pub error: anyhow::Error,
 }
 
-/// Every output this run writes, checked before any build work.
+/// What the debug variant's tags end with.
+pub const DEBUG_SUFFIX: &str = "-debug";
+
+/// Every output this run writes, checked before any build work; with a `suffix`, the same
+/// outputs for a variant of the image (each tag with the suffix).
 fn plan_outputs(
     req: &BuildRequest,
     spec: &ImageSpec,
     target_dir: &std::path::Path,
+    suffix: &str,
     shell: &Shell,
 ) -> Result<Vec<Box<dyn Output>>> {
     let defaults = Defaults {
-        tag: spec.build.version.clone(),
+        tag: format!("{}{suffix}", spec.build.version),
         name: spec.build.bin.clone(),
         platform: req.load_platform,
         layout_referrers: spec.publish.layout_referrers,
     };
     let mut list: Vec<Box<dyn Output>> = Vec::new();
     for o in &req.outputs {
-        list.push(o.make(&defaults)?);
+        list.push(o.variant(suffix).make(&defaults)?);
     }
     if req.outputs.is_empty() && !req.push && req.load.is_none() {
         // Built directly, not parsed: the target directory's path may hold a `:`.
         list.push(Box::new(OciLayout {
             path: target_dir.join("containerize").join(&spec.build.bin),
-            tag: spec.build.version.clone(),
+            tag: defaults.tag.clone(),
             archive: false,
             referrers: spec.publish.layout_referrers,
         }));
@@ -81,13 +86,23 @@ fn plan_outputs(
         let tags = req
             .tags
             .iter()
-            .map(|t| spec.expand(t))
+            .map(|t| Ok(with_suffix(&spec.expand(t)?, suffix)))
             .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load::new(engine, &tags, &defaults, shell)?));
     }
-    let signing_key = signing_key(req, spec, shell)?;
+    // The debug variant is not signed: its outputs carry no referrers.
+    let signing_key = if suffix.is_empty() {
+        signing_key(req, spec, shell)?
+    } else {
+        None
+    };
     if req.push {
-        let mut registry = RegistryOutput::new(&spec.push_refs(&req.tags)?, req.registry.clone())?;
+        let refs: Vec<String> = spec
+            .push_refs(&req.tags)?
+            .iter()
+            .map(|r| with_suffix(r, suffix))
+            .collect();
+        let mut registry = RegistryOutput::new(&refs, req.registry.clone())?;
         registry.signing_key = signing_key;
         list.push(Box::new(registry));
     }
@@ -139,6 +154,15 @@ fn signing_key(
         format!("with {} ({})", path.display(), key.public().fingerprint()),
     );
     Ok(Some(std::sync::Arc::new(key)))
+}
+
+/// `reference` with the variant's suffix on its tag (none: as it is).
+fn with_suffix(reference: &str, suffix: &str) -> String {
+    if suffix.is_empty() {
+        reference.to_string()
+    } else {
+        crate::util::reference::with_tag_suffix(reference, suffix)
+    }
 }
 
 /// The shared layers (base files, certificates, zones), prepared on another thread while a
@@ -199,6 +223,8 @@ struct Plan {
     spec: ImageSpec,
     git: git::GitInfo,
     outputs: Vec<Box<dyn Output>>,
+    /// The debug variant's outputs (`--debug`): the same, each tag with `-debug`.
+    debug_outputs: Vec<Box<dyn Output>>,
     attest: AttestOptions,
     store: BlobStore,
     shared_inputs: SharedInputs,
@@ -218,7 +244,7 @@ struct Bases {
 pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
     shell.start_timings();
     // 1. metadata (and every check before the build)
-    let plan = plan(req, shell)?;
+    let mut plan = plan(req, shell)?;
     // 2.–4. build, verify, layers
     let (built, shared, files) = build_and_layer(
         req,
@@ -226,13 +252,14 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         &plan.spec,
         &plan.store,
         &plan.shared_inputs,
-        plan.speculated,
+        plan.speculated.take(),
         plan.attest.any(),
         shell,
     )?;
     shell.timing("build");
     // 5. image
-    let (mut image, binaries) = assemble_image(
+    let binaries = verified(&built, shell);
+    let mut image = assemble_image(
         &plan.spec,
         &built,
         &shared,
@@ -257,14 +284,64 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         vec![]
     };
     // 7. outputs
-    write_outputs(
+    let report = write_outputs(
         &plan.outputs,
         &plan.spec,
         &image,
         &plan.store,
         referrers,
         shell,
-    )
+    )?;
+    // The debug variant (`--debug`): the same binaries and files on `debug-from`.
+    if let Some(debug) = &plan.bases.debug {
+        write_debug(&plan, debug, &built, files.as_ref(), shell)?;
+    }
+    Ok(report)
+}
+
+/// The debug variant: the same binaries and files on `debug-from` (the shared layers made
+/// again for its base files), written to the `-debug` outputs, without referrers.
+fn write_debug(
+    plan: &Plan,
+    base: &image::base::Resolved,
+    built: &BuiltLayers,
+    files: Option<&Layer>,
+    shell: &Shell,
+) -> Result<()> {
+    let shared = layers::shared_layers(&shared_inputs_on(&plan.spec, Some(base)), &plan.store)?;
+    let image = assemble_image(
+        &plan.spec,
+        built,
+        &shared,
+        files,
+        Some(base),
+        &plan.store,
+        shell,
+    )?;
+    write_outputs(
+        &plan.debug_outputs,
+        &plan.spec,
+        &image,
+        &plan.store,
+        vec![],
+        shell,
+    )?;
+    shell.status(
+        "Debug",
+        format!("{} on {}", image.digest(), base.from.name()),
+    );
+    Ok(())
+}
+
+/// Says that each binary is verified (after cargo is done, not into its progress bar), and
+/// returns what documents about the image need of each (empty when none are asked for).
+fn verified(built: &BuiltLayers, shell: &Shell) -> Vec<BinaryFact> {
+    let mut binaries = Vec::new();
+    for (_, (_, said, fact)) in built {
+        shell.status("Verified", said);
+        binaries.extend(fact.clone());
+    }
+    binaries
 }
 
 /// The project and its settings, git's answer, the outputs and the documents to attach, all
@@ -283,7 +360,12 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
     }
-    let outputs = plan_outputs(req, &spec, &project.target_dir, shell)?;
+    let outputs = plan_outputs(req, &spec, &project.target_dir, "", shell)?;
+    let debug_outputs = if req.debug {
+        plan_outputs(req, &spec, &project.target_dir, DEBUG_SUFFIX, shell)?
+    } else {
+        vec![]
+    };
     if req.binary.is_some() && spec.build.platforms.len() > 1 {
         bail!(
             "--binary packages one prebuilt file, but {} platforms were asked for; give one --platform",
@@ -310,6 +392,7 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         spec,
         git: git_info,
         outputs,
+        debug_outputs,
         attest,
         store,
         shared_inputs,
@@ -602,7 +685,6 @@ fn binary_fact(b: &build::Built) -> Result<BinaryFact> {
 
 /// The image: per platform the shared layers, the files layer and its binary's, on the
 /// platform's base (scratch, the empty one, without `from`); the documents go into the store.
-/// Also returns what documents about it need of each binary (empty when none are asked for).
 fn assemble_image(
     spec: &ImageSpec,
     built: &BuiltLayers,
@@ -611,13 +693,10 @@ fn assemble_image(
     base: Option<&image::base::Resolved>,
     store: &BlobStore,
     shell: &Shell,
-) -> Result<(Image, Vec<BinaryFact>)> {
+) -> Result<Image> {
     let scratch = image::Base::scratch();
     let mut per_platform = Vec::new();
-    let mut binaries = Vec::new();
-    for (platform, (binary_layer, verified, fact)) in built {
-        shell.status("Verified", verified);
-        binaries.extend(fact.clone());
+    for (platform, (binary_layer, _, _)) in built {
         let mut platform_layers = shared.to_vec();
         platform_layers.extend(files.cloned());
         platform_layers.push(binary_layer.clone());
@@ -646,5 +725,5 @@ fn assemble_image(
             );
         }
     }
-    Ok((image, binaries))
+    Ok(image)
 }

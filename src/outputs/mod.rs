@@ -282,6 +282,37 @@ impl OutputSpec {
         OutputSpec::parse(spec).map_err(|e| e.to_string())
     }
 
+    /// The same output for a variant of the image (the debug one): its tag, or a docker
+    /// archive's reference, with `suffix`; an archive goes to a file beside the main one's
+    /// (`app.tar` → `app-debug.tar`). A layout directory keeps both tags.
+    pub fn variant(&self, suffix: &str) -> OutputSpec {
+        let file = self.kind.transport != "oci";
+        let path = match (file, self.path.file_stem(), self.path.extension()) {
+            (true, Some(stem), ext) => {
+                let mut name = stem.to_os_string();
+                name.push(suffix);
+                if let Some(ext) = ext {
+                    name.push(".");
+                    name.push(ext);
+                }
+                self.path.with_file_name(name)
+            }
+            _ => self.path.clone(),
+        };
+        let reference = self.reference.as_ref().map(|r| {
+            if self.kind.transport == "docker-archive" {
+                crate::util::reference::with_tag_suffix(r, suffix)
+            } else {
+                format!("{r}{suffix}")
+            }
+        });
+        OutputSpec {
+            kind: self.kind,
+            path,
+            reference,
+        }
+    }
+
     /// The output, from the kind's constructor.
     pub fn make(&self, defaults: &Defaults) -> Result<Box<dyn Output>> {
         (self.kind.make)(self.path.clone(), self.reference.as_deref(), defaults)

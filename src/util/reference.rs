@@ -147,8 +147,34 @@ impl Reference {
     }
 }
 
+/// `reference` with `suffix` added to its tag (`latest` when it has none): `app:1` →
+/// `app:1-debug`, `ghcr.io/o/app` → `ghcr.io/o/app:latest-debug`. A reference by digest
+/// is returned as it is (a digest names one image).
+pub fn with_tag_suffix(reference: &str, suffix: &str) -> String {
+    if reference.contains('@') {
+        return reference.to_string();
+    }
+    let name_start = reference.rfind('/').map_or(0, |i| i + 1);
+    if reference[name_start..].contains(':') {
+        format!("{reference}{suffix}")
+    } else {
+        format!("{reference}:latest{suffix}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_suffix_goes_on_the_tag() {
+        assert_eq!(with_tag_suffix("app:1", "-debug"), "app:1-debug");
+        assert_eq!(
+            with_tag_suffix("127.0.0.1:5000/o/app", "-debug"),
+            "127.0.0.1:5000/o/app:latest-debug"
+        );
+        let d = format!("app@sha256:{}", "a".repeat(64));
+        assert_eq!(with_tag_suffix(&d, "-debug"), d);
+    }
+
     use super::*;
 
     fn p(s: &str) -> (String, String, Option<String>, Option<String>) {
