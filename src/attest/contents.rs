@@ -57,6 +57,55 @@ pub struct ImageFacts {
     pub binary_path: String,
     /// What else it holds, sorted by key.
     pub contents: Vec<Item>,
+    /// The base image it is built on (`from`), if not scratch.
+    pub base: Option<BaseFacts>,
+}
+
+/// The base image an image is built on, as its manifest's annotations name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseFacts {
+    /// `org.opencontainers.image.base.name`: the reference as given, normalised.
+    pub name: String,
+    /// `org.opencontainers.image.base.digest`: the base's manifest for this platform.
+    pub digest: String,
+}
+
+impl BaseFacts {
+    /// The base of a platform image, from its manifest's annotations (none on scratch).
+    pub fn of(platform: &crate::image::PlatformImage) -> Option<BaseFacts> {
+        use crate::image::base::{BASE_DIGEST, BASE_NAME};
+        let m: serde_json::Value = serde_json::from_slice(&platform.manifest.bytes).ok()?;
+        let a = m.get("annotations")?;
+        Some(BaseFacts {
+            name: a.get(BASE_NAME)?.as_str()?.to_string(),
+            digest: a.get(BASE_DIGEST)?.as_str()?.to_string(),
+        })
+    }
+
+    /// Its package URL: `pkg:oci/NAME@sha256%3A…?repository_url=REGISTRY/REPO[&tag=TAG]`
+    /// (a layout's base: no repository_url).
+    pub fn purl(&self) -> String {
+        use crate::metadata::graph::purl_escape;
+        let (repo, tag) = match self.name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(t)),
+            _ => (self.name.as_str(), None),
+        };
+        let last = repo.rsplit('/').next().unwrap_or(repo).to_lowercase();
+        let mut q = Vec::new();
+        if !self.name.starts_with("oci:") && !self.name.starts_with("oci-archive:") {
+            q.push(format!("repository_url={}", purl_escape(repo)));
+        }
+        if let Some(t) = tag {
+            q.push(format!("tag={}", purl_escape(t)));
+        }
+        let last = last.rsplit(':').next().unwrap_or(&last).to_string();
+        let query = if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        };
+        format!("pkg:oci/{last}@{}{query}", self.digest.replace(':', "%3A"))
+    }
 }
 
 /// One thing in the image besides the binary.
@@ -415,6 +464,7 @@ pub fn for_image<'a>(
             manifest_digest: platform.manifest.digest.to_string(),
             binary_path: spec.config.binary_path.to_string(),
             contents: image_contents(spec, &facts.project.package_root, tz.as_deref())?,
+            base: BaseFacts::of(platform),
         }),
         epoch: facts.epoch(),
     })
@@ -536,6 +586,7 @@ pub(crate) mod tests {
                 tag: "1.0.0".into(),
                 manifest_digest: format!("sha256:{}", sha256_hex(b"manifest")),
                 binary_path: "/usr/local/bin/app".into(),
+                base: None,
                 contents: vec![
                     Item {
                         key: "ca-certificates".into(),
@@ -653,5 +704,34 @@ pub(crate) mod tests {
         sorted.sort();
         assert_eq!(keys, sorted);
         assert!(items.iter().all(|i| i.sha256.is_some()));
+    }
+}
+
+#[cfg(test)]
+mod base_tests {
+    use super::BaseFacts;
+
+    #[test]
+    fn a_base_has_an_oci_purl() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let b = BaseFacts {
+            name: "127.0.0.1:5000/base/bb:v1".into(),
+            digest: d.clone(),
+        };
+        assert_eq!(
+            b.purl(),
+            format!(
+                "pkg:oci/bb@sha256%3A{}?repository_url=127.0.0.1:5000/base/bb&tag=v1",
+                "a".repeat(64)
+            )
+        );
+        let b = BaseFacts {
+            name: "oci:base".into(),
+            digest: d,
+        };
+        assert_eq!(
+            b.purl(),
+            format!("pkg:oci/base@sha256%3A{}", "a".repeat(64))
+        );
     }
 }

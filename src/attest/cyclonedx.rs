@@ -12,7 +12,7 @@
 //! component that is not part of the runtime — and the property
 //! `cargo-containerize:dependency-kind` says which is which.
 
-use super::contents::{self, ImageFacts, Item, ItemKind, License, SbomInput};
+use super::contents::{self, BaseFacts, ImageFacts, Item, ItemKind, License, SbomInput};
 use super::sbom::{Generator, SbomFormat};
 use crate::metadata::graph::{GraphPackage, Kind};
 use crate::util::public_url::PublicUrl;
@@ -193,6 +193,12 @@ pub fn cyclonedx(input: &SbomInput) -> Result<Vec<u8>> {
                 holds.insert(r.clone());
                 deps.entry(r.clone()).or_default();
                 components.push(item_component(item, r));
+            }
+            if let Some(base) = &img.base {
+                let r = format!("base:{}@{}", base.name, base.digest);
+                holds.insert(r.clone());
+                deps.entry(r.clone()).or_default();
+                components.push(base_component(base, r));
             }
             deps.insert(image_ref.clone(), holds);
             image_component(input, img, image_ref)
@@ -386,6 +392,23 @@ fn item_component(item: &Item, bom_ref: String) -> Component {
             })
             .collect(),
         properties,
+        ..Component::default()
+    }
+}
+
+/// The base image the image is built on (`from`), as the component `bom_ref`.
+fn base_component(base: &BaseFacts, bom_ref: String) -> Component {
+    Component {
+        kind: "container",
+        bom_ref: Some(bom_ref),
+        name: base.name.clone(),
+        version: Some(base.digest.clone()),
+        hashes: hashes(base.digest.strip_prefix("sha256:")),
+        purl: Some(base.purl()),
+        properties: vec![
+            property("digest-of", "the base image's manifest"),
+            property("role", "base image"),
+        ],
         ..Component::default()
     }
 }

@@ -166,6 +166,22 @@ fn digest_set(digest: &Digest) -> BTreeMap<String, String> {
 pub fn statement(facts: &Facts, image: &Image, platform: &PlatformImage) -> Result<Statement> {
     let spec = facts.spec;
     let mut resolved = source(facts);
+    // The base image (`from`), pinned by its manifest's digest.
+    if let Some(base) = crate::attest::contents::BaseFacts::of(platform) {
+        resolved.push(Resource {
+            name: Some(base.name.clone()),
+            uri: Some(PublicUrl::new(&base.purl())),
+            digest: base
+                .digest
+                .strip_prefix("sha256:")
+                .map(|h| BTreeMap::from([("sha256".to_string(), h.to_string())]))
+                .unwrap_or_default(),
+            annotations: BTreeMap::from([(
+                "role".to_string(),
+                serde_json::Value::from("base image"),
+            )]),
+        });
+    }
     resolved.extend(
         cargo_lock(&facts.project.workspace_root)
             .context("reading Cargo.lock for the provenance statement")?,

@@ -13,7 +13,7 @@
 //! it for code in the image. (Both relationship types are SPDX 2.3's own; pyspdxtools accepts
 //! them and syft/trivy read every package whatever its relationships.)
 
-use super::contents::{self, ImageFacts, Item, ItemKind, License, SbomInput};
+use super::contents::{self, BaseFacts, ImageFacts, Item, ItemKind, License, SbomInput};
 use super::sbom::{Generator, SbomFormat};
 use crate::metadata::graph::{GraphPackage, Kind};
 use crate::util::public_url::PublicUrl;
@@ -197,6 +197,16 @@ pub fn spdx(input: &SbomInput) -> Result<Vec<u8>> {
             let image_id = id("Image", &input.document_name());
             packages.push(image_package(input, img, &image_id));
             relate(&mut relationships, &image_id, "CONTAINS", &binary_id);
+            if let Some(base) = &img.base {
+                let base = base_package(base);
+                relate(
+                    &mut relationships,
+                    &image_id,
+                    "DESCENDANT_OF",
+                    &base.spdx_id,
+                );
+                packages.push(base);
+            }
             for item in &img.contents {
                 let item = item_package(item);
                 relate(&mut relationships, &image_id, "CONTAINS", &item.spdx_id);
@@ -366,6 +376,27 @@ fn image_package(input: &SbomInput, img: &ImageFacts, image_id: &str) -> Package
             input.platform
         )),
         external_refs: input.image_purl().map(purl).into_iter().collect(),
+        primary_package_purpose: "CONTAINER",
+    }
+}
+
+/// The base image the image is built on (`from`).
+fn base_package(base: &BaseFacts) -> Package {
+    Package {
+        spdx_id: id("BaseImage", &base.name),
+        name: base.name.clone(),
+        version_info: Some(base.digest.clone()),
+        package_file_name: None,
+        download_location: NOASSERTION.into(),
+        files_analyzed: false,
+        checksums: checksums(base.digest.strip_prefix("sha256:")),
+        source_info: None,
+        license_concluded: NOASSERTION,
+        license_declared: NOASSERTION.into(),
+        copyright_text: NOASSERTION,
+        description: None,
+        comment: Some("The base image (`from`); its checksum is its manifest's digest".into()),
+        external_refs: vec![purl(base.purl())],
         primary_package_purpose: "CONTAINER",
     }
 }
