@@ -26,6 +26,22 @@ pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<Exi
         "package {} {} (bin {})",
         project.package.name, project.package.version, project.bin
     ));
+    for (key, from) in [
+        ("from", Some(&spec.layers.from)),
+        ("debug-from", spec.layers.debug_from.as_ref()),
+    ] {
+        let Some(from) = from else { continue };
+        match crate::image::base::check(from, &project.package_root, shell) {
+            Ok(said) => shell.out_line(format!("{key:<13} {said}")),
+            Err(e) => {
+                problems += 1;
+                shell.out_line(format!(
+                    "{key:<13} {from} DOES NOT RESOLVE: {}",
+                    crate::error_line(&e)
+                ));
+            }
+        }
+    }
     for &platform in &spec.build.platforms {
         problems += platform_report(&project, platform, shell)?;
     }

@@ -683,6 +683,42 @@ impl<R: Read, W: std::io::Write> Read for TeeReader<'_, R, W> {
     }
 }
 
+/// What `doctor` says of a base without pulling it: the digest a registry reference or a
+/// layout's entry resolves to, or that the archive is there; an error says why not.
+pub fn check(from: &BaseRef, root: &Path, shell: &Shell) -> Result<String> {
+    match from {
+        BaseRef::Scratch => Ok("scratch (nothing below the tool's layers)".into()),
+        BaseRef::Registry(r) => {
+            let opts = RegistryOptions::default();
+            let p = Puller::connect(&opts, &r.registry, &r.repository, shell)?;
+            let pinned: Option<Digest> = r
+                .digest
+                .as_deref()
+                .map(str::parse::<Digest>)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let d = match (&pinned, &r.tag) {
+                (Some(d), _) => p.resolve(ManifestRef::Digest(d))?,
+                (None, t) => p.resolve(ManifestRef::Tag(t.as_deref().unwrap_or("latest")))?,
+            };
+            Ok(format!("{}@{}", from.name(), d.digest))
+        }
+        BaseRef::Layout { dir, tag } => {
+            let dir = root.join(dir);
+            let index = std::fs::read(dir.join("index.json"))
+                .with_context(|| format!("{} has no readable index.json", dir.display()))?;
+            let d = layout_entry(&index, tag.as_deref(), from)?;
+            Ok(format!("{from}@{}", d.digest))
+        }
+        BaseRef::Archive { file, .. } => {
+            let path = root.join(file);
+            crate::util::fs::open_regular(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(format!("{from} (read when building)"))
+        }
+    }
+}
+
 /// Checks that no path the settings put into the image (the binary, the includes) lands on a
 /// file or directory of the base: an error naming both, as for scratch's own files.
 pub fn check_collisions(spec: &crate::metadata::ImageSpec, base: &Resolved) -> Result<()> {

@@ -87,6 +87,8 @@ pub struct TemplateContext {
     pub user: String,
     /// Whether `user` is root (uid 0).
     pub user_is_root: bool,
+    /// Whether `user` was set; on a base image without it, the base's USER stays.
+    pub user_given: bool,
     /// The working directory (`workdir`), or none.
     pub workdir: Option<String>,
     /// Exposed ports, normalised to `PORT/PROTO` (`ports`).
@@ -122,6 +124,8 @@ pub struct TemplateContext {
     pub registry: String,
     /// Options of the command that renders.
     pub options: RenderOptions,
+    /// The final stage's base image (`from`), when it is not scratch.
+    pub base: Option<BaseContext>,
 }
 
 /// A platform, in every spelling the templates need.
@@ -431,6 +435,65 @@ fn ca_certs_name(c: &CaCerts) -> &'static str {
     }
 }
 
+/// The final stage's `FROM` when `from` names a base image.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseContext {
+    /// What `FROM` names: the reference pinned by digest (`NAME@sha256:…`), or as given when
+    /// no digest is known (then `comment` says so).
+    pub image: String,
+    /// A line for above the `FROM`, when the reference could not be pinned.
+    pub comment: Option<String>,
+}
+
+/// The base's `FROM`: its digest from the reference when given, else resolved through the
+/// registry when it answers (a bounded wait), else the tag with a comment saying so. An
+/// `oci:`/`oci-archive:` base is named through a build context.
+fn base_context(from: &crate::metadata::values::BaseRef) -> Option<BaseContext> {
+    use crate::metadata::values::BaseRef;
+    let r = match from {
+        BaseRef::Scratch => return None,
+        BaseRef::Registry(r) => r,
+        BaseRef::Layout { .. } | BaseRef::Archive { .. } => {
+            return Some(BaseContext {
+                image: "base".into(),
+                comment: Some(format!(
+                    "The base is {from}: pass it as a build context, e.g. --build-context base=oci-layout://DIR@sha256:…"
+                )),
+            });
+        }
+    };
+    if r.digest.is_some() {
+        return Some(BaseContext {
+            image: from.to_string(),
+            comment: None,
+        });
+    }
+    let opts = crate::registry::RegistryOptions {
+        timeout: std::time::Duration::from_secs(10),
+        retries: 1,
+        ..Default::default()
+    };
+    let shell = crate::util::shell::Shell::discard();
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let resolved =
+        crate::registry::pull::Puller::connect(&opts, &r.registry, &r.repository, &shell)
+            .and_then(|p| p.resolve(crate::registry::client::ManifestRef::Tag(&tag)));
+    Some(match resolved {
+        Ok(d) => BaseContext {
+            image: format!("{}@{}", from.name(), d.digest),
+            comment: None,
+        },
+        Err(e) => BaseContext {
+            image: from.name(),
+            comment: Some(format!(
+                "Not pinned: {} did not answer ({}); pin it as NAME:TAG@sha256:…",
+                r.registry,
+                crate::error_line(&e)
+            )),
+        },
+    })
+}
+
 impl TemplateContext {
     /// Builds the context for `project`, whose settings are already merged with the command
     /// line, and `spec`, resolved from them.
@@ -490,6 +553,7 @@ impl TemplateContext {
             env: name_values(&spec.config.env),
             user: spec.config.user.to_string(),
             user_is_root: uid_of(spec.config.user.as_str()) == Some(0),
+            user_given: spec.config.user_given,
             workdir: spec.config.workdir.as_ref().map(ImagePath::to_string),
             ports: texts(&spec.config.ports),
             stop_signal: spec.config.stop_signal.as_ref().map(StopSignal::to_string),
@@ -506,6 +570,7 @@ impl TemplateContext {
             repository,
             registry,
             options,
+            base: base_context(&spec.layers.from),
         })
     }
 
