@@ -29,6 +29,7 @@ mod allocator;
 mod auditable;
 mod bad_input;
 mod base_images;
+mod base_pull;
 mod build_run;
 mod docker;
 mod docker_build;

@@ -1,0 +1,232 @@
+//! `from` (image/base.rs) end to end with the tool's own images as bases: an `oci:` layout
+//! base is put below the crate's layers with its files respected; a registry base (Debian's
+//! docker-registry on loopback) is resolved to a printed digest, built again from the cache
+//! with the registry stopped, refetched when a cached blob is damaged, and mounted, not
+//! uploaded, when the image is pushed to the same registry. (The busybox and distroless-style
+//! bases, runc/qemu runs and syft live in `base_images.rs`.)
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use crate::support::registry::Registry;
+use serde_json::Value;
+
+/// A run of the tool in `project` with its own user cache (the remembered resolutions) and
+/// no credentials of the machine.
+fn tool_with(project: &Project, cache: &Path, target: &Path) -> std::process::Command {
+    let mut cmd = tool(&project.root);
+    cmd.args(["build", "--locked", "--target-dir"])
+        .arg(target)
+        .env("CARGO_CONTAINERIZE_CACHE", cache)
+        .env("DOCKER_CONFIG", cache.join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE");
+    cmd
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("JSON")
+}
+
+/// The image a layout's tag names: its manifest and config, read from the blobs.
+fn layout_image(dir: &Path, tag: &str) -> (Value, Value) {
+    let index = read_json(&dir.join("index.json"));
+    let digest = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .and_then(|m| m["digest"].as_str())
+        .expect("the tag's entry")
+        .to_string();
+    let blob = |d: &str| {
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest = read_json(&blob(&digest));
+    let config = read_json(&blob(
+        manifest["config"]["digest"].as_str().expect("config"),
+    ));
+    (manifest, config)
+}
+
+fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// The hello image on scratch, written to `dir:base`: a base with every base file, the CA
+/// bundle, tzdata and /usr/local/bin/hello.
+fn scratch_base(dir: &Path, cache: &Path) {
+    let project = Project::copy("hello");
+    let mut cmd = tool_with(&project, cache, &shared_target_dir("hello"));
+    cmd.arg("--output")
+        .arg(format!("oci:{}:base", dir.display()));
+    capture(&mut cmd).assert_success();
+}
+
+#[test]
+#[ignore = "heavy: builds the hello fixture twice"]
+fn a_layout_base_lies_below_the_crate_layers_and_keeps_its_files() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let base_dir = work.path().join("base");
+    scratch_base(&base_dir, &cache);
+    let (base_manifest, _) = layout_image(&base_dir, "base");
+    let from = format!("oci:{}:base", base_dir.display());
+    let project = Project::copy("hello");
+
+    // The binary's path is the base's: an error naming both, before any build.
+    let mut cmd = tool_with(&project, &cache, &shared_target_dir("hello"));
+    cmd.args(["--from", &from, "--output"])
+        .arg(format!("oci:{}:x", work.path().join("out").display()));
+    let run = capture(&mut cmd);
+    assert_one_line_error(&run, &["binary-path", "/usr/local/bin/hello", "base image"]);
+
+    // Elsewhere, with the base's certificates and zones: only the binary layer is ours.
+    let out = work.path().join("out");
+    let mut cmd = tool_with(&project, &cache, &shared_target_dir("hello"));
+    cmd.args(["--from", &from, "--ca-certs", "base", "--tzdata", "base"])
+        .arg("--output")
+        .arg(format!("oci:{}:v1", out.display()));
+    project.append_manifest("\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\n");
+    let run = capture(&mut cmd);
+    run.assert_success();
+    assert!(
+        run.stderr.contains(&format!("Base {from}@sha256:")),
+        "{}",
+        run.stderr
+    );
+    let (manifest, config) = layout_image(&out, "v1");
+    let base_layers = layer_digests(&base_manifest);
+    let layers = layer_digests(&manifest);
+    assert_eq!(&layers[..base_layers.len()], base_layers.as_slice());
+    assert_eq!(
+        layers.len(),
+        base_layers.len() + 1,
+        "only the binary is ours"
+    );
+    let a = &manifest["annotations"];
+    assert_eq!(a["org.opencontainers.image.base.name"], from.as_str());
+    let base_index = read_json(&base_dir.join("index.json"));
+    assert_eq!(
+        a["org.opencontainers.image.base.digest"],
+        base_index["manifests"][0]["digest"]
+    );
+    assert_eq!(config["config"]["Entrypoint"][0], "/app/hello");
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["history"].as_array().expect("history").len(),
+        base_layers.len() + 1
+    );
+}
+
+/// Where the tool's blob store keeps blob `digest` under `target`.
+fn cached_blob(target: &Path, digest: &str) -> PathBuf {
+    target
+        .join("containerize/cache/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+#[test]
+#[ignore = "heavy: docker-registry, builds the hello fixture three times"]
+fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let target = work.path().join("target");
+    let registry = Registry::plain();
+    let base_ref = registry.reference("base/hello:v1");
+    // The base: hello on scratch, pushed by the tool.
+    let base_project = Project::copy("hello");
+    let mut cmd = tool_with(&base_project, &cache, &shared_target_dir("hello"));
+    cmd.args(["--push", "-t", &base_ref]);
+    capture(&mut cmd).assert_success();
+    let base_digest = sha256_digest(&registry.manifest_bytes("base/hello:v1"));
+
+    let project = Project::copy("hello");
+    project.append_manifest(&format!(
+        "\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\nfrom = \"{base_ref}\"\n"
+    ));
+    let build = |extra: &[&str]| {
+        let mut cmd = tool_with(&project, &cache, &target);
+        cmd.args(extra);
+        capture(&mut cmd)
+    };
+    let first = build(&[
+        "--output",
+        &format!("oci:{}:v1", work.path().join("a").display()),
+    ]);
+    first.assert_success();
+    assert!(
+        first
+            .stderr
+            .contains(&format!("Base {base_ref}@{base_digest}")),
+        "{}",
+        first.stderr
+    );
+
+    // A damaged cached base layer is fetched again, never used.
+    let base_manifest = registry.manifest("base/hello:v1");
+    let layer = base_manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer");
+    fs::write(cached_blob(&target, layer), b"damaged").expect("damage the cached blob");
+    let again = build(&[
+        "--output",
+        &format!("oci:{}:v1", work.path().join("b").display()),
+    ]);
+    again.assert_success();
+    assert_eq!(again.digest(), first.digest(), "{}", again.stderr);
+    assert!(
+        again.stderr.contains(layer.trim_start_matches("sha256:")),
+        "{}",
+        again.stderr
+    );
+
+    // The push to the same registry mounts the base's layers from its repository.
+    let app_ref = registry.reference("app/hello:v1");
+    let push = build(&["--push", "-t", &app_ref]);
+    push.assert_success();
+    let requests = registry.requests();
+    for l in base_manifest["layers"].as_array().expect("layers") {
+        let hex = l["digest"].as_str().expect("digest").replace(':', "%3A");
+        assert!(
+            requests.iter().any(|r| r.method == "POST"
+                && r.uri.contains(&format!("mount={hex}"))
+                && r.status == 201),
+            "{requests:?}"
+        );
+    }
+    assert!(
+        !requests.iter().any(|r| r.method == "PUT"
+            && r.uri.starts_with("/v2/app/hello/blobs/uploads/")
+            && r.uri.contains(&layer.replace(':', "%3A"))),
+        "a base layer was uploaded: {requests:?}"
+    );
+
+    // With the registry gone, the remembered resolution and the cache build the same image.
+    drop(registry);
+    let offline = build(&[
+        "--output",
+        &format!("oci:{}:v1", work.path().join("c").display()),
+    ]);
+    offline.assert_success();
+    assert_eq!(offline.digest(), first.digest());
+    assert!(
+        offline.stderr.contains("as resolved at"),
+        "{}",
+        offline.stderr
+    );
+    let flagged = build(&[
+        "--offline",
+        "--output",
+        &format!("oci:{}:v1", work.path().join("d").display()),
+    ]);
+    flagged.assert_success();
+    assert_eq!(flagged.digest(), first.digest());
+}
