@@ -543,6 +543,35 @@ fn platform_base(
             diff_ids.len()
         );
     }
+    let (layers, paths) = layers(src, cx, from, &layer_descs, diff_ids, &config_desc.digest)?;
+    let annotations = BTreeMap::from([
+        (BASE_NAME.to_string(), name.clone()),
+        (BASE_DIGEST.to_string(), desc.digest.to_string()),
+    ]);
+    Ok(PlatformBase {
+        platform,
+        manifest: desc.digest.clone(),
+        base: Base {
+            layers,
+            history: config.history().clone().unwrap_or_default(),
+            config: config.config().clone().unwrap_or_default(),
+            annotations,
+        },
+        paths,
+    })
+}
+
+/// The base's layers, each fetched into the store, its diff_id checked and its paths listed:
+/// as [`Layer`]s (with their origin, for the push to mount them) and the paths they leave.
+fn layers(
+    src: &Source,
+    cx: &Inputs<'_>,
+    from: &BaseRef,
+    layer_descs: &[Descriptor],
+    diff_ids: &[String],
+    config: &Digest,
+) -> Result<(Vec<Layer>, BTreeMap<String, PathKind>)> {
+    let name = from.name();
     let origin = match from {
         BaseRef::Registry(r) => Some(Origin {
             registry: r.registry.clone(),
@@ -561,12 +590,9 @@ fn platform_base(
             );
         };
         blob(src, cx.store, &d.digest, d.size, &name)?;
-        let diff_id: Digest = diff_id.parse().map_err(|_| {
-            anyhow!(
-                "base {name}: config {} has an invalid diff_id",
-                config_desc.digest
-            )
-        })?;
+        let diff_id: Digest = diff_id
+            .parse()
+            .map_err(|_| anyhow!("base {name}: config {} has an invalid diff_id", config))?;
         let tar_size = list_layer(cx.store, d, kind, &diff_id, &mut paths)
             .with_context(|| format!("base {name}: reading layer {}", d.digest))?;
         layers.push(Layer {
@@ -580,21 +606,7 @@ fn platform_base(
             origin: origin.clone(),
         });
     }
-    let annotations = BTreeMap::from([
-        (BASE_NAME.to_string(), name.clone()),
-        (BASE_DIGEST.to_string(), desc.digest.to_string()),
-    ]);
-    Ok(PlatformBase {
-        platform,
-        manifest: desc.digest.clone(),
-        base: Base {
-            layers,
-            history: config.history().clone().unwrap_or_default(),
-            config: config.config().clone().unwrap_or_default(),
-            annotations,
-        },
-        paths,
-    })
+    Ok((layers, paths))
 }
 
 /// Reads layer `d` (proven in the store) uncompressed: checks its diff_id, returns its tar's
