@@ -86,19 +86,28 @@ impl BaseFacts {
     /// (a layout's base: no repository_url).
     pub fn purl(&self) -> String {
         use crate::metadata::graph::purl_escape;
-        let (repo, tag) = match self.name.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => (r, Some(t)),
-            _ => (self.name.as_str(), None),
+        let layout = match self.name.split_once(':') {
+            Some(("oci" | "oci-archive", rest)) => Some(rest),
+            _ => None,
+        };
+        let (repo, tag) = match layout {
+            Some(rest) => match rest.split_once(':') {
+                Some((path, t)) => (path, Some(t)),
+                None => (rest, None),
+            },
+            None => match self.name.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r, Some(t)),
+                _ => (self.name.as_str(), None),
+            },
         };
         let last = repo.rsplit('/').next().unwrap_or(repo).to_lowercase();
         let mut q = Vec::new();
-        if !self.name.starts_with("oci:") && !self.name.starts_with("oci-archive:") {
+        if layout.is_none() {
             q.push(format!("repository_url={}", purl_escape(repo)));
         }
         if let Some(t) = tag {
             q.push(format!("tag={}", purl_escape(t)));
         }
-        let last = last.rsplit(':').next().unwrap_or(&last).to_string();
         let query = if q.is_empty() {
             String::new()
         } else {
