@@ -278,6 +278,7 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
             binaries: &binaries,
             git: &plan.git,
             rustc: rustc.as_deref(),
+            base_has: &plan.shared_inputs.base_has,
         };
         attach(&mut image, &plan.store, &facts, &plan.attest, shell)?
     } else {

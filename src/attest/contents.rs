@@ -472,7 +472,13 @@ pub fn for_image<'a>(
             tag: spec.build.version.clone(),
             manifest_digest: platform.manifest.digest.to_string(),
             binary_path: spec.config.binary_path.to_string(),
-            contents: image_contents(spec, &facts.project.package_root, tz.as_deref())?,
+            contents: image_contents(spec, &facts.project.package_root, tz.as_deref())?
+                .into_iter()
+                .filter(|i| {
+                    let path = i.key.strip_prefix("file:");
+                    !facts.base_has.iter().any(|p| Some(p.as_str()) == path)
+                })
+                .collect(),
             base: BaseFacts::of(platform),
         }),
         epoch: facts.epoch(),

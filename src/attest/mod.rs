@@ -67,6 +67,9 @@ pub struct Facts<'a> {
     pub git: &'a GitInfo,
     /// `rustc -vV` of the toolchain that built the binaries; None for a prebuilt `--binary`.
     pub rustc: Option<&'a str>,
+    /// The base files (`/etc/passwd`, …) left out of the tool's layer because the base image
+    /// has its own: the documents list the base, not these.
+    pub base_has: &'a [String],
 }
 
 impl Facts<'_> {

@@ -69,9 +69,10 @@ fn decompressed(store: &BlobStore, layer: &Layer) -> Result<Box<dyn Read>> {
         digest: layer.digest.clone(),
     };
     let f = std::io::BufReader::with_capacity(1 << 20, f);
-    Ok(if media_type.ends_with("+zstd") {
+    // OCI's `+gzip`/`+zstd` and Docker schema 2's `.tar.gzip` (a base image's layers).
+    Ok(if media_type.ends_with("zstd") {
         Box::new(zstd::Decoder::with_buffer(f)?)
-    } else if media_type.ends_with("+gzip") {
+    } else if media_type.ends_with("gzip") {
         Box::new(flate2::bufread::MultiGzDecoder::new(f))
     } else {
         Box::new(f)
