@@ -609,8 +609,28 @@ fn layers(
     Ok((layers, paths))
 }
 
-/// Reads layer `d` (proven in the store) uncompressed: checks its diff_id, returns its tar's
-/// size, and applies its entries to `paths` (whiteouts remove what lower layers had).
+/// What one layer does to the file system, in order: the paths it adds, and the whiteouts
+/// that remove lower layers' paths.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Op {
+    /// `.wh..wh..opq` in this directory: everything below it from lower layers goes.
+    Opaque(String),
+    /// `.wh.NAME`: this path (and what is below it) goes.
+    Whiteout(String),
+    Add(String, PathKind),
+}
+
+/// A layer's listing, remembered (memo space `base-layers`) by its digest and diff_id once
+/// its uncompressed bytes were proven to be the diff_id: a rebuild on the same base reads no
+/// layer again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Listing {
+    tar_size: u64,
+    ops: Vec<Op>,
+}
+
+/// Applies layer `d`'s listing to `paths` and returns its tar's size: remembered, else read
+/// from the store ([`read_layer`]).
 fn list_layer(
     store: &BlobStore,
     d: &Descriptor,
@@ -618,6 +638,45 @@ fn list_layer(
     diff_id: &Digest,
     paths: &mut BTreeMap<String, PathKind>,
 ) -> Result<u64> {
+    let key = crate::memo::key(&[
+        b"base layer listing v1",
+        d.digest.as_str().as_bytes(),
+        diff_id.as_str().as_bytes(),
+    ]);
+    let listing = match crate::memo::get::<Listing>("base-layers", &key, store.shell()) {
+        Some(l) => l,
+        None => {
+            let l = read_layer(store, d, kind, diff_id)?;
+            crate::memo::put("base-layers", &key, &l, &[], store.shell());
+            l
+        }
+    };
+    apply(listing.ops, paths);
+    Ok(listing.tar_size)
+}
+
+/// A layer's `ops` over the paths of the layers below: its whiteouts first, then its paths.
+fn apply(ops: Vec<Op>, paths: &mut BTreeMap<String, PathKind>) {
+    let mut added = Vec::new();
+    for op in ops {
+        match op {
+            Op::Opaque(dir) => {
+                let prefix = format!("{dir}/");
+                paths.retain(|p, _| !p.starts_with(&prefix));
+            }
+            Op::Whiteout(gone) => {
+                let below = format!("{gone}/");
+                paths.retain(|p, _| *p != gone && !p.starts_with(&below));
+            }
+            Op::Add(path, k) => added.push((path, k)),
+        }
+    }
+    paths.extend(added);
+}
+
+/// Reads layer `d` (proven in the store) uncompressed: checks its diff_id and lists what it
+/// does to the file system.
+fn read_layer(store: &BlobStore, d: &Descriptor, kind: &str, diff_id: &Digest) -> Result<Listing> {
     let file = std::io::BufReader::with_capacity(1 << 20, store.open_proven(&d.digest, d.size)?);
     let reader: Box<dyn Read> = match kind {
         "gzip" => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
@@ -630,7 +689,7 @@ fn list_layer(
         out: &mut hashed,
     };
     let mut archive = tar::Archive::new(tee);
-    let mut added: Vec<(String, PathKind)> = Vec::new();
+    let mut ops = Vec::new();
     // A tar that ends early (umoci 0.4's `insert` leaves the last entry unpadded, with no end
     // blocks) is listed up to where it ends: its diff_id below still proves its bytes.
     for entry in archive.entries()?.map_while(Result::ok) {
@@ -642,12 +701,9 @@ fn list_layer(
         };
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", &path));
         if file == ".wh..wh..opq" {
-            let prefix = format!("{dir}/");
-            paths.retain(|p, _| !p.starts_with(&prefix));
+            ops.push(Op::Opaque(dir.to_string()));
         } else if let Some(gone) = file.strip_prefix(".wh.") {
-            let gone = format!("{dir}/{gone}");
-            let below = format!("{gone}/");
-            paths.retain(|p, _| *p != gone && !p.starts_with(&below));
+            ops.push(Op::Whiteout(format!("{dir}/{gone}")));
         } else {
             let t = entry.header().entry_type();
             let k = if t.is_dir() {
@@ -657,19 +713,18 @@ fn list_layer(
             } else {
                 PathKind::File
             };
-            added.push((path, k));
+            ops.push(Op::Add(path, k));
         }
     }
     // The rest of the stream (tar's zero blocks) counts toward the diff_id too.
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink())?;
-    let (_, got, size) = hashed.finish();
+    let (_, got, tar_size) = hashed.finish();
     if got != *diff_id {
         bail!(
             "its uncompressed content is {got}, not the config's diff_id {diff_id}; the image is damaged"
         );
     }
-    paths.extend(added);
-    Ok(size)
+    Ok(Listing { tar_size, ops })
 }
 
 /// A tar entry's path as an absolute image path (`./etc/x/` → `/etc/x`); none for the root.
@@ -778,6 +833,68 @@ pub fn check_collisions(spec: &crate::metadata::ImageSpec, base: &Resolved) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gzip layer of `entries` (path, is a directory) in `store`, with its descriptor and
+    /// diff_id.
+    fn layer(store: &BlobStore, entries: &[(&str, bool)]) -> (Descriptor, Digest) {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, dir) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(if *dir {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            h.set_size(0);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, std::io::empty()).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let (digest, size) = store.put(&gz.finish().unwrap()).unwrap();
+        let d = Descriptor {
+            media_type: MediaType::ImageLayerGzip,
+            digest,
+            size,
+        };
+        (d, Digest::sha256_of(&tar))
+    }
+
+    #[test]
+    fn whiteouts_remove_what_lower_layers_had_and_diff_ids_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), &Shell::discard()).unwrap();
+        let (l1, id1) = layer(
+            &store,
+            &[
+                ("etc/", true),
+                ("etc/passwd", false),
+                ("a/", true),
+                ("a/x", false),
+                ("b", false),
+            ],
+        );
+        let (l2, id2) = layer(
+            &store,
+            &[
+                ("a/.wh..wh..opq", false),
+                ("a/z", false),
+                ("etc/.wh.passwd", false),
+            ],
+        );
+        let mut paths = BTreeMap::new();
+        for (d, id) in [(&l1, &id1), (&l2, &id2)] {
+            apply(read_layer(&store, d, "gzip", id).unwrap().ops, &mut paths);
+        }
+        let listed: Vec<&str> = paths.keys().map(String::as_str).collect();
+        assert_eq!(listed, ["/a", "/a/z", "/b", "/etc"]);
+        assert_eq!(paths["/a"], PathKind::Dir);
+        let e = read_layer(&store, &l1, "gzip", &id2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("diff_id"), "{e}");
+    }
 
     #[test]
     fn paths_are_normalised() {

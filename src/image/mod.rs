@@ -686,6 +686,31 @@ mod tests {
     }
 
     #[test]
+    fn the_base_user_stays_unless_the_setting_names_one() {
+        let base = ConfigBuilder::default()
+            .user("1000:1000".to_string())
+            .working_dir("/srv".to_string())
+            .build()
+            .unwrap();
+        let mut spec = testing::spec();
+        let cfg = configure(&base, &spec);
+        assert_eq!(cfg.user().as_deref(), Some("1000:1000"));
+        assert_eq!(cfg.working_dir().as_deref(), Some("/srv"));
+        spec.config.user_given = true;
+        assert_eq!(
+            configure(&base, &spec).user().as_deref(),
+            Some("65532:65532")
+        );
+        // No user in the base: the default.
+        spec.config.user_given = false;
+        let empty = Config::default();
+        assert_eq!(
+            configure(&empty, &spec).user().as_deref(),
+            Some("65532:65532")
+        );
+    }
+
+    #[test]
     fn scratch_adds_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path(), &crate::util::shell::Shell::discard()).unwrap();
