@@ -1033,16 +1033,32 @@ impl BaseRef {
         *self == BaseRef::Scratch
     }
 
-    /// The name the image's `org.opencontainers.image.base.name` annotation and the `Base`
-    /// status line give it: the reference normalised, without its digest (the digest is
-    /// the resolved one's, named beside it).
+    /// The name the image's `org.opencontainers.image.base.name` annotation, the documents
+    /// and the `Base` status line give it: the reference normalised, without its digest (the
+    /// digest is the resolved one's, named beside it). A layout or archive is named by its
+    /// last path component, never by a local path, so two checkouts give the same image.
     pub fn name(&self) -> String {
+        let file_name = |p: &str| {
+            std::path::Path::new(p)
+                .file_name()
+                .map_or_else(|| p.to_string(), |n| n.to_string_lossy().into_owned())
+        };
         match self {
+            BaseRef::Scratch => "scratch".into(),
             BaseRef::Registry(r) => match &r.tag {
                 Some(t) => format!("{}/{}:{t}", r.registry, r.repository),
                 None => format!("{}/{}", r.registry, r.repository),
             },
-            other => other.to_string(),
+            BaseRef::Layout { dir, tag } => BaseRef::Layout {
+                dir: file_name(dir),
+                tag: tag.clone(),
+            }
+            .to_string(),
+            BaseRef::Archive { file, tag } => BaseRef::Archive {
+                file: file_name(file),
+                tag: tag.clone(),
+            }
+            .to_string(),
         }
     }
 
@@ -1172,6 +1188,11 @@ mod base_ref_tests {
         for (r, _) in [("oci:x:v1", 0), ("oci-archive:y", 0), ("scratch", 0)] {
             assert_eq!(r.parse::<BaseRef>().unwrap().to_string(), r);
         }
+        // No local path in the name the image and its documents carry.
+        let r: BaseRef = "oci:/home/me/bases/distroless:v1".parse().unwrap();
+        assert_eq!(r.name(), "oci:distroless:v1");
+        let r: BaseRef = "oci-archive:../b.tar".parse().unwrap();
+        assert_eq!(r.name(), "oci-archive:b.tar");
     }
 
     #[test]

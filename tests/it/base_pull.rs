@@ -97,8 +97,9 @@ fn a_layout_base_lies_below_the_crate_layers_and_keeps_its_files() {
     project.append_manifest("\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\n");
     let run = capture(&mut cmd);
     run.assert_success();
+    // Named without the local path, in the status line and the annotation.
     assert!(
-        run.stderr.contains(&format!("Base {from}@sha256:")),
+        run.stderr.contains("Base oci:base:base@sha256:"),
         "{}",
         run.stderr
     );
@@ -112,7 +113,7 @@ fn a_layout_base_lies_below_the_crate_layers_and_keeps_its_files() {
         "only the binary is ours"
     );
     let a = &manifest["annotations"];
-    assert_eq!(a["org.opencontainers.image.base.name"], from.as_str());
+    assert_eq!(a["org.opencontainers.image.base.name"], "oci:base:base");
     let base_index = read_json(&base_dir.join("index.json"));
     assert_eq!(
         a["org.opencontainers.image.base.digest"],
