@@ -441,6 +441,7 @@ fn resolve_bases(
         }
         let resolved = image::base::resolve(from, &spec.build.platforms, &cx)?;
         image::base::check_collisions(spec, &resolved)?;
+        image::base::warn_replaced(spec, &resolved, shell);
         Ok(Some(resolved))
     };
     let main = resolve(&spec.layers.from)?;

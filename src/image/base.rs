@@ -786,6 +786,24 @@ pub fn check(from: &BaseRef, root: &Path, shell: &Shell) -> Result<String> {
     }
 }
 
+/// Warns, once per base, where the tool's CA bundle or time zone database goes over the
+/// base's own (never silently): `ca-certs = "base"` / `tzdata = "base"` keep the base's.
+pub fn warn_replaced(spec: &crate::metadata::ImageSpec, base: &Resolved, shell: &Shell) {
+    use crate::metadata::spec::{CA_BUNDLE_PATH, CaCerts, ZONEINFO_DIR};
+    use crate::metadata::values::TzData;
+    let name = base.from.name();
+    if spec.layers.ca_certs != CaCerts::None && base.has(CA_BUNDLE_PATH) {
+        shell.warn(format!(
+            "base {name} has its own {CA_BUNDLE_PATH}; the tool's CA bundle replaces it (ca-certs = \"base\" keeps the base's)"
+        ));
+    }
+    if !matches!(spec.layers.tzdata, TzData::None | TzData::Base) && base.has(ZONEINFO_DIR) {
+        shell.warn(format!(
+            "base {name} has its own {ZONEINFO_DIR}; the tool's zones go over it (tzdata = \"base\" keeps the base's)"
+        ));
+    }
+}
+
 /// Checks that no path the settings put into the image (the binary, the includes) lands on a
 /// file or directory of the base: an error naming both, as for scratch's own files.
 pub fn check_collisions(spec: &crate::metadata::ImageSpec, base: &Resolved) -> Result<()> {
