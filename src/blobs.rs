@@ -235,6 +235,16 @@ impl BlobStore {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
+    /// Keeps blob `digest` from the garbage collector, which removes blobs no layer entry
+    /// names once they are [`KEEP_SECS`] old: a base image's blobs, used by every build on
+    /// it, get their mtime renewed (at most once a day, so their proof is redone as seldom).
+    pub fn keep(&self, digest: &Digest) {
+        let path = self.path(digest);
+        if older_than(&path, 24 * 3600) {
+            touch(&path);
+        }
+    }
+
     /// Whether the blob is in the store, whatever its bytes (see [`BlobStore::proven`]).
     pub fn has(&self, digest: &Digest) -> bool {
         self.path(digest).is_file()

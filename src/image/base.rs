@@ -366,7 +366,9 @@ fn document(src: &Source, store: &BlobStore, d: &Descriptor, name: &str) -> Resu
             d.size
         );
     }
-    if !store.proven(&d.digest, d.size) {
+    if store.proven(&d.digest, d.size) {
+        store.keep(&d.digest);
+    } else {
         match src {
             Source::Registry(p) if is_manifest_type(&d.media_type) => {
                 let m = p.manifest(ManifestRef::Digest(&d.digest))?;
@@ -390,6 +392,7 @@ fn is_manifest_type(t: &MediaType) -> bool {
 /// proven: a damaged one is removed by [`BlobStore::proven`] and fetched again).
 fn blob(src: &Source, store: &BlobStore, digest: &Digest, size: u64, name: &str) -> Result<()> {
     if store.proven(digest, size) {
+        store.keep(digest);
         return Ok(());
     }
     match src {
