@@ -88,10 +88,17 @@ fn a_layout_base_lies_below_the_crate_layers_and_keeps_its_files() {
     let run = capture(&mut cmd);
     assert_one_line_error(&run, &["binary-path", "/usr/local/bin/hello", "base image"]);
 
-    // Elsewhere, with the base's certificates and zones: only the binary layer is ours.
+    // --debug without debug-from: a one-line error before any build.
+    let mut cmd = tool_with(&project, &cache, &shared_target_dir("hello"));
+    cmd.args(["--from", &from, "--debug"]);
+    assert_one_line_error(&capture(&mut cmd), &["--debug", "debug-from"]);
+
+    // Elsewhere, with the base's certificates and zones: only the binary layer is ours; the
+    // debug variant (here on the same base) goes under v1-debug in the same layout.
     let out = work.path().join("out");
     let mut cmd = tool_with(&project, &cache, &shared_target_dir("hello"));
     cmd.args(["--from", &from, "--ca-certs", "base", "--tzdata", "base"])
+        .args(["--debug", "--debug-from", &from])
         .arg("--output")
         .arg(format!("oci:{}:v1", out.display()));
     project.append_manifest("\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\n");
@@ -119,12 +126,39 @@ fn a_layout_base_lies_below_the_crate_layers_and_keeps_its_files() {
         a["org.opencontainers.image.base.digest"],
         base_index["manifests"][0]["digest"]
     );
+    let (debug_manifest, _) = layout_image(&out, "v1-debug");
+    assert_eq!(
+        debug_manifest["annotations"]["org.opencontainers.image.base.name"],
+        "oci:base:base"
+    );
+    assert_eq!(layer_digests(&debug_manifest).last(), layers.last());
     assert_eq!(config["config"]["Entrypoint"][0], "/app/hello");
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(
         config["history"].as_array().expect("history").len(),
         base_layers.len() + 1
     );
+
+    // A damaged layer in the base's layout is refused, naming it, and nothing is written
+    // (its binary layer: the others are the tool's own shared layers, which a fresh run
+    // makes itself, correctly).
+    let damaged = work.path().join("damaged");
+    copy_tree(&base_dir, &damaged);
+    let layer = base_layers.last().expect("a layer");
+    fs::write(
+        damaged
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:")),
+        b"damaged",
+    )
+    .expect("damage a layer");
+    let fresh_target = work.path().join("fresh-target");
+    let mut cmd = tool_with(&project, &cache, &fresh_target);
+    cmd.args(["--from", &format!("oci:{}:base", damaged.display())])
+        .arg("--output")
+        .arg(format!("oci:{}:v1", work.path().join("never").display()));
+    assert_one_line_error(&capture(&mut cmd), &["does not match its digest", layer]);
+    assert!(!work.path().join("never").exists());
 }
 
 /// Where the tool's blob store keeps blob `digest` under `target`.
