@@ -284,7 +284,7 @@ fn layout_entry(index: &[u8], tag: Option<&str>, from: &BaseRef) -> Result<Descr
         }
     };
     match found.as_slice() {
-        [one] => descriptor(one, from),
+        [one] => descriptor(one, &from.to_string()),
         [] => bail!(
             "base {from}: the layout has no image tagged `{}`; its tags: {}",
             tag.unwrap_or_default(),
@@ -299,8 +299,8 @@ fn layout_entry(index: &[u8], tag: Option<&str>, from: &BaseRef) -> Result<Descr
 }
 
 /// A descriptor from its JSON, checked.
-fn descriptor(d: &serde_json::Value, from: &BaseRef) -> Result<Descriptor> {
-    let bad = || anyhow!("base {from} has a descriptor without a valid mediaType, digest or size");
+fn descriptor(d: &serde_json::Value, name: &str) -> Result<Descriptor> {
+    let bad = || anyhow!("base {name} has a descriptor without a valid mediaType, digest or size");
     Ok(Descriptor {
         media_type: MediaType::from(
             d.get("mediaType")
@@ -473,7 +473,7 @@ fn pick_platforms(
                     if has.is_empty() { "none".to_string() } else { has.join(", ") }
                 );
             };
-            let d = descriptor(e, &BaseRef::Scratch).map_err(|_| {
+            let d = descriptor(e, name).map_err(|_| {
                 anyhow!("base {name}: index {digest} has an entry for {p} without a valid mediaType, digest or size")
             })?;
             Ok((*p, d))
