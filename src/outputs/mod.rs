@@ -349,6 +349,33 @@ pub fn check_platforms(
 }
 
 #[cfg(test)]
+mod variant_tests {
+    use super::OutputSpec;
+
+    #[test]
+    fn a_variant_suffixes_the_tag_and_puts_an_archive_beside_the_main_one() {
+        let v = |s: &str| {
+            let o = OutputSpec::parse(s).unwrap().variant("-debug");
+            (o.path.display().to_string(), o.reference)
+        };
+        assert_eq!(v("oci:out:v1"), ("out".into(), Some("v1-debug".into())));
+        assert_eq!(v("oci:out"), ("out".into(), None));
+        assert_eq!(
+            v("oci-archive:dir/app.tar:v1"),
+            ("dir/app-debug.tar".into(), Some("v1-debug".into()))
+        );
+        assert_eq!(
+            v("docker-archive:app.tar:app"),
+            ("app-debug.tar".into(), Some("app:latest-debug".into()))
+        );
+        assert_eq!(
+            v("docker-archive:app.tar:app:1"),
+            ("app-debug.tar".into(), Some("app:1-debug".into()))
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
