@@ -244,13 +244,41 @@ fn registry_top(
             crate::memo::put(MEMO_SPACE, &key, &m, &[], cx.shell);
             Ok((Source::Registry(Box::new(puller)), desc))
         }
-        Err(e) => remembered(format!(
-            "registry {} did not answer ({})",
+        // Only a registry that cannot be reached falls back on the remembered resolution; one
+        // that answered (a refusal, a missing tag, a server error) stops the build.
+        Err(e) if !reachable(&r.registry, &opts) => remembered(format!(
+            "registry {} cannot be reached ({})",
             r.registry,
             crate::error_line(&e)
         ))
         .map_err(|_| e),
+        Err(e) => Err(e),
     }
+}
+
+/// Whether anything accepts a connection at `registry`'s API address within the timeout: a
+/// registry that does not (stopped, unplugged, its name unknown) is unreachable. A plain TCP
+/// connection, because the registry client's errors are text: this asks the network alone.
+fn reachable(registry: &str, opts: &RegistryOptions) -> bool {
+    use std::net::ToSocketAddrs;
+    let host = crate::registry::transport::api_host(registry);
+    let has_port = match host.rfind(']') {
+        Some(end) => host[end..].contains(':'),
+        None => host.contains(':'),
+    };
+    let address = if has_port {
+        host.to_string()
+    } else if crate::registry::transport::http_allowed(opts, host) {
+        format!("{host}:80")
+    } else {
+        format!("{host}:443")
+    };
+    let Ok(addrs) = address.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, opts.timeout).is_ok())
 }
 
 /// The entry of a layout's index.json that `tag` names (by `org.opencontainers.image.ref.name`),

@@ -265,3 +265,91 @@ fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
     flagged.assert_success();
     assert_eq!(flagged.digest(), first.digest());
 }
+
+/// Like [`capture`], with `input` on stdin (`--password-stdin`).
+fn capture_with_stdin(cmd: &mut std::process::Command, input: &str) -> Run {
+    use std::io::Write;
+    use std::process::Stdio;
+    let command = format!("{cmd:?} <<< (stdin)");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the tool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        command,
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+#[ignore = "heavy: two docker-registry instances, builds the hello fixture twice"]
+fn the_push_credential_goes_only_to_the_registry_pushed_to_and_the_base_gets_its_own() {
+    use crate::support::registry::{Credentials, Options};
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let base_credentials = Credentials::new("cct-base", "base-Pa55-not-in-output");
+    let push_credentials = Credentials::new("cct-push", "push-Pa55-not-in-output");
+    let base_registry = Registry::start(Options {
+        auth: Some(base_credentials.clone()),
+        ..Options::default()
+    });
+    let push_registry = Registry::start(Options {
+        auth: Some(push_credentials.clone()),
+        ..Options::default()
+    });
+    // docker's config holds the base registry's credential only.
+    let config_dir = work.path().join("docker");
+    fs::create_dir_all(&config_dir).expect("docker config dir");
+    let config = serde_json::json!({"auths": {base_registry.host(): {"auth": base_credentials.basic_auth()}}});
+    fs::write(config_dir.join("config.json"), config.to_string()).expect("config.json");
+    let base_ref = base_registry.reference("base/hello:v1");
+    let base_project = Project::copy("hello");
+    let mut cmd = tool_with(&base_project, &cache, &shared_target_dir("hello"));
+    cmd.args(["--push", "-t", &base_ref])
+        .env("DOCKER_CONFIG", &config_dir);
+    capture(&mut cmd).assert_success();
+
+    let project = Project::copy("hello");
+    project.append_manifest("\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\n");
+    let app_ref = push_registry.reference("app/hello:v1");
+    let push = |with_config: bool| {
+        let mut cmd = tool_with(&project, &cache, &work.path().join("target"));
+        cmd.args(["--from", &base_ref, "--push", "-t", &app_ref])
+            .args(["--username", &push_credentials.username, "--password-stdin"]);
+        if with_config {
+            cmd.env("DOCKER_CONFIG", &config_dir);
+        }
+        capture_with_stdin(&mut cmd, &push_credentials.password)
+    };
+    // The flag's credential is the push registry's: sent to the base's registry, it would
+    // be refused there; the base gets docker's for its own registry.
+    let run = push(true);
+    run.assert_success();
+    let base_digest = sha256_digest(&base_registry.manifest_bytes("base/hello:v1"));
+    assert!(
+        run.stderr
+            .contains(&format!("Base {base_ref}@{base_digest}")),
+        "{run}"
+    );
+    // Without docker's credential for it, the base's registry refuses: one line naming it,
+    // and neither password anywhere.
+    let run = push(false);
+    assert_one_line_error(&run, &[&base_registry.host()]);
+    for secret in [&base_credentials.password, &push_credentials.password] {
+        assert!(
+            !run.stderr.contains(secret.as_str()) && !run.stdout.contains(secret.as_str()),
+            "{run}"
+        );
+    }
+}
