@@ -1,5 +1,5 @@
-//! The pipeline, stage by stage: metadata → build → verify → layers → image → attest →
-//! outputs.
+//! The pipeline, stage by stage: metadata (and the base image, `image::base`, resolved
+//! before any build) → build → verify → layers → image → attest → outputs.
 
 use crate::attest::{self, Attached, AttestOptions, BinaryFact};
 use crate::blobs::BlobStore;
@@ -243,7 +243,7 @@ struct Bases {
 
 pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
     shell.start_timings();
-    // 1. metadata (and every check before the build)
+    // 1. metadata, the base images (`image::base`), and every check before the build
     let mut plan = plan(req, shell)?;
     // 2.–4. build, verify, layers
     let (built, shared, files) = build_and_layer(
