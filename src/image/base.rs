@@ -96,12 +96,31 @@ pub struct Inputs<'a> {
 
 /// Where the base's documents and blobs come from.
 enum Source {
-    Registry(Box<Puller>),
+    Registry(Remote),
     /// An `oci:` layout's `blobs/sha256/`.
     Layout(PathBuf),
     /// Only the blob store (`--offline`, an unreachable registry, an imported archive); the
     /// text says what to do when a blob is not there.
     Store(String),
+}
+
+/// A registry repository, connected to when first asked for a blob the store lacks.
+struct Remote {
+    opts: RegistryOptions,
+    registry: String,
+    repository: String,
+    shell: Shell,
+    puller: std::cell::OnceCell<Puller>,
+}
+
+impl Remote {
+    fn puller(&self) -> Result<&Puller> {
+        if let Some(p) = self.puller.get() {
+            return Ok(p);
+        }
+        let p = Puller::connect(&self.opts, &self.registry, &self.repository, &self.shell)?;
+        Ok(self.puller.get_or_init(|| p))
+    }
 }
 
 /// A tag's resolution as remembered in the user's cache.
@@ -221,17 +240,28 @@ fn registry_top(
     if !cx.credential_registries.contains(&r.registry) {
         opts.credential = None;
     }
-    let answer = Puller::connect(&opts, &r.registry, &r.repository, cx.shell).and_then(|p| {
+    let remote = Remote {
+        opts: opts.clone(),
+        registry: r.registry.clone(),
+        repository: r.repository.clone(),
+        shell: cx.shell.clone(),
+        puller: std::cell::OnceCell::new(),
+    };
+    // A digest whose manifest the store holds needs no request: the registry is asked only
+    // for a blob the store lacks.
+    if let Some(desc) = pinned.as_ref().and_then(|p| stored_descriptor(cx.store, p)) {
+        return Ok((Source::Registry(remote), desc));
+    }
+    let answer = remote.puller().and_then(|p| {
         let reference = match (&pinned, &r.tag) {
             (Some(d), _) => ManifestRef::Digest(d),
             (None, Some(t)) => ManifestRef::Tag(t),
             (None, None) => ManifestRef::Tag("latest"),
         };
-        let desc = p.resolve(reference)?;
-        Ok((p, desc))
+        p.resolve(reference)
     });
     match answer {
-        Ok((puller, desc)) => {
+        Ok(desc) => {
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -242,7 +272,7 @@ fn registry_top(
                 at,
             };
             crate::memo::put(MEMO_SPACE, &key, &m, &[], cx.shell);
-            Ok((Source::Registry(Box::new(puller)), desc))
+            Ok((Source::Registry(remote), desc))
         }
         // Only a registry that cannot be reached falls back on the remembered resolution; one
         // that answered (a refusal, a missing tag, a server error) stops the build.
@@ -254,6 +284,33 @@ fn registry_top(
         .map_err(|_| e),
         Err(e) => Err(e),
     }
+}
+
+/// The descriptor of manifest or index `digest` when the store holds it, proven: its size is
+/// the file's, its media type the document's own `mediaType` (else an index when it lists
+/// `manifests`).
+fn stored_descriptor(store: &BlobStore, digest: &Digest) -> Option<Descriptor> {
+    let size = std::fs::metadata(store.path(digest)).ok()?.len();
+    if size > crate::registry::transport::MANIFEST_BODY_LIMIT || !store.proven(digest, size) {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    store
+        .open_proven(digest, size)
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let media_type = match doc.get("mediaType").and_then(|t| t.as_str()) {
+        Some(t) => MediaType::from(t),
+        None if doc.get("manifests").is_some() => MediaType::ImageIndex,
+        None => MediaType::ImageManifest,
+    };
+    Some(Descriptor {
+        media_type,
+        digest: digest.clone(),
+        size,
+    })
 }
 
 /// Whether anything accepts a connection at `registry`'s API address within the timeout: a
@@ -398,8 +455,8 @@ fn document(src: &Source, store: &BlobStore, d: &Descriptor, name: &str) -> Resu
         store.keep(&d.digest);
     } else {
         match src {
-            Source::Registry(p) if is_manifest_type(&d.media_type) => {
-                let m = p.manifest(ManifestRef::Digest(&d.digest))?;
+            Source::Registry(r) if is_manifest_type(&d.media_type) => {
+                let m = r.puller()?.manifest(ManifestRef::Digest(&d.digest))?;
                 store.put(&m.bytes)?;
             }
             _ => blob(src, store, &d.digest, d.size, name)?,
@@ -424,7 +481,7 @@ fn blob(src: &Source, store: &BlobStore, digest: &Digest, size: u64, name: &str)
         return Ok(());
     }
     match src {
-        Source::Registry(p) => p.blob(store, digest, size),
+        Source::Registry(r) => r.puller()?.blob(store, digest, size),
         Source::Layout(dir) => {
             let path = dir.join(digest.hex());
             let file = crate::util::fs::open_regular(&path).with_context(|| {

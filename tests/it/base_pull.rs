@@ -264,6 +264,21 @@ fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
     ]);
     flagged.assert_success();
     assert_eq!(flagged.digest(), first.digest());
+    // Pinned by digest, with its blobs in the cache: no request, no warning, the same image
+    // (the annotation names the reference without the digest).
+    let pinned = build(&[
+        "--from",
+        &format!("{base_ref}@{base_digest}"),
+        "--output",
+        &format!("oci:{}:v1", work.path().join("e").display()),
+    ]);
+    pinned.assert_success();
+    assert!(
+        !pinned.stderr.contains("cannot be reached") && !pinned.stderr.contains("as resolved at"),
+        "{}",
+        pinned.stderr
+    );
+    assert_eq!(pinned.digest(), first.digest());
 }
 
 /// Like [`capture`], with `input` on stdin (`--password-stdin`).
