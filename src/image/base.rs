@@ -96,7 +96,7 @@ pub struct Inputs<'a> {
 
 /// Where the base's documents and blobs come from.
 enum Source {
-    Registry(Remote),
+    Registry(Box<Remote>),
     /// An `oci:` layout's `blobs/sha256/`.
     Layout(PathBuf),
     /// Only the blob store (`--offline`, an unreachable registry, an imported archive); the
@@ -114,6 +114,22 @@ struct Remote {
 }
 
 impl Remote {
+    /// `r`'s repository, with the run's registry options; the command line's credential only
+    /// when `r` is on a registry pushed to.
+    fn new(r: &crate::util::reference::Reference, cx: &Inputs<'_>) -> Remote {
+        let mut opts = cx.registry.clone();
+        if !cx.credential_registries.contains(&r.registry) {
+            opts.credential = None;
+        }
+        Remote {
+            opts,
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            shell: cx.shell.clone(),
+            puller: std::cell::OnceCell::new(),
+        }
+    }
+
     fn puller(&self) -> Result<&Puller> {
         if let Some(p) = self.puller.get() {
             return Ok(p);
@@ -236,17 +252,7 @@ fn registry_top(
     if cx.offline {
         return remembered("--offline".into());
     }
-    let mut opts = cx.registry.clone();
-    if !cx.credential_registries.contains(&r.registry) {
-        opts.credential = None;
-    }
-    let remote = Remote {
-        opts: opts.clone(),
-        registry: r.registry.clone(),
-        repository: r.repository.clone(),
-        shell: cx.shell.clone(),
-        puller: std::cell::OnceCell::new(),
-    };
+    let remote = Box::new(Remote::new(r, cx));
     // A digest whose manifest the store holds needs no request: the registry is asked only
     // for a blob the store lacks.
     if let Some(desc) = pinned.as_ref().and_then(|p| stored_descriptor(cx.store, p)) {
@@ -276,7 +282,7 @@ fn registry_top(
         }
         // Only a registry that cannot be reached falls back on the remembered resolution; one
         // that answered (a refusal, a missing tag, a server error) stops the build.
-        Err(e) if !reachable(&r.registry, &opts) => remembered(format!(
+        Err(e) if !reachable(&r.registry, &remote.opts) => remembered(format!(
             "registry {} cannot be reached ({})",
             r.registry,
             crate::error_line(&e)
