@@ -90,14 +90,16 @@ impl BaseFacts {
             Some(("oci" | "oci-archive", rest)) => Some(rest),
             _ => None,
         };
+        // A pinned reference's own digest is the one named below.
+        let named = self.name.split('@').next().unwrap_or(&self.name);
         let (repo, tag) = match layout {
             Some(rest) => match rest.split_once(':') {
                 Some((path, t)) => (path, Some(t)),
                 None => (rest, None),
             },
-            None => match self.name.rsplit_once(':') {
+            None => match named.rsplit_once(':') {
                 Some((r, t)) if !t.contains('/') => (r, Some(t)),
-                _ => (self.name.as_str(), None),
+                _ => (named, None),
             },
         };
         let last = repo.rsplit('/').next().unwrap_or(repo).to_lowercase();
@@ -735,6 +737,17 @@ mod base_tests {
         };
         assert_eq!(
             b.purl(),
+            format!(
+                "pkg:oci/bb@sha256%3A{}?repository_url=127.0.0.1:5000/base/bb&tag=v1",
+                "a".repeat(64)
+            )
+        );
+        let pinned = BaseFacts {
+            name: format!("127.0.0.1:5000/base/bb:v1@{d}"),
+            digest: d.clone(),
+        };
+        assert_eq!(
+            pinned.purl(),
             format!(
                 "pkg:oci/bb@sha256%3A{}?repository_url=127.0.0.1:5000/base/bb&tag=v1",
                 "a".repeat(64)

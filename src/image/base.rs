@@ -69,7 +69,7 @@ impl Resolved {
     /// The annotations an index over the build's platforms gets.
     pub fn index_annotations(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (BASE_NAME.to_string(), self.from.name()),
+            (BASE_NAME.to_string(), self.from.reference()),
             (BASE_DIGEST.to_string(), self.digest.to_string()),
         ])
     }
@@ -639,7 +639,7 @@ fn platform_base(
     }
     let (layers, paths) = layers(src, cx, from, &layer_descs, diff_ids, &config_desc.digest)?;
     let annotations = BTreeMap::from([
-        (BASE_NAME.to_string(), name.clone()),
+        (BASE_NAME.to_string(), from.reference()),
         (BASE_DIGEST.to_string(), desc.digest.to_string()),
     ]);
     Ok(PlatformBase {

@@ -1062,6 +1062,16 @@ impl BaseRef {
         }
     }
 
+    /// The reference as given, normalised, for the image's `org.opencontainers.image.base.name`
+    /// annotation and the documents: a registry reference with its digest when it pins one; a
+    /// layout or archive as [`BaseRef::name`] names it (no local path).
+    pub fn reference(&self) -> String {
+        match self {
+            BaseRef::Registry(_) => self.to_string(),
+            _ => self.name(),
+        }
+    }
+
     /// The digest the reference pins, if it names one.
     pub fn pinned(&self) -> Option<&str> {
         match self {
@@ -1170,6 +1180,7 @@ mod base_ref_tests {
         assert_eq!(r.pinned(), Some(d.as_str()));
         assert_eq!(r.name(), "ghcr.io/o/b:1");
         assert_eq!(r.to_string(), format!("ghcr.io/o/b:1@{d}"));
+        assert_eq!(r.reference(), format!("ghcr.io/o/b:1@{d}"));
         assert_eq!("scratch".parse::<BaseRef>().unwrap(), BaseRef::Scratch);
         assert_eq!(
             "oci:base/dir:v1".parse::<BaseRef>().unwrap(),
@@ -1191,6 +1202,7 @@ mod base_ref_tests {
         // No local path in the name the image and its documents carry.
         let r: BaseRef = "oci:/home/me/bases/distroless:v1".parse().unwrap();
         assert_eq!(r.name(), "oci:distroless:v1");
+        assert_eq!(r.reference(), "oci:distroless:v1");
         let r: BaseRef = "oci-archive:../b.tar".parse().unwrap();
         assert_eq!(r.name(), "oci-archive:b.tar");
     }

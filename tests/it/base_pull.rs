@@ -264,13 +264,15 @@ fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
     ]);
     flagged.assert_success();
     assert_eq!(flagged.digest(), first.digest());
-    // Pinned by digest, with its blobs in the cache: no request, no warning, the same image
-    // (the annotation names the reference without the digest).
+    // Pinned by digest, with its blobs in the cache: no request, no warning; the annotations
+    // name the reference as given and the same base digest.
+    let pinned_ref = format!("{base_ref}@{base_digest}");
+    let pinned_out = work.path().join("e");
     let pinned = build(&[
         "--from",
-        &format!("{base_ref}@{base_digest}"),
+        &pinned_ref,
         "--output",
-        &format!("oci:{}:v1", work.path().join("e").display()),
+        &format!("oci:{}:v1", pinned_out.display()),
     ]);
     pinned.assert_success();
     assert!(
@@ -278,7 +280,21 @@ fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
         "{}",
         pinned.stderr
     );
-    assert_eq!(pinned.digest(), first.digest());
+    let (manifest, _) = layout_image(&pinned_out, "v1");
+    let a = &manifest["annotations"];
+    assert_eq!(a["org.opencontainers.image.base.name"], pinned_ref.as_str());
+    assert_eq!(
+        a["org.opencontainers.image.base.digest"],
+        base_digest.as_str()
+    );
+    // Built again on the same pinned base: the same image.
+    let again = build(&[
+        "--from",
+        &pinned_ref,
+        "--output",
+        &format!("oci:{}:v1", work.path().join("f").display()),
+    ]);
+    assert_eq!(again.digest(), pinned.digest());
 }
 
 /// Like [`capture`], with `input` on stdin (`--password-stdin`).
