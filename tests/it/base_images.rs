@@ -587,7 +587,7 @@ fn debug_variant_has_a_working_shell_and_the_same_binary_while_the_main_image_ha
 }
 
 #[test]
-#[ignore = "heavy: builds on the busybox base; needs skopeo, podman"]
+#[ignore = "heavy: builds on the busybox base; needs skopeo, podman, docker-registry"]
 fn skopeo_and_podman_read_the_image_on_a_base() {
     let built = on_busybox();
     for arch in ARCHES {
@@ -607,11 +607,23 @@ fn skopeo_and_podman_read_the_image_on_a_base() {
         let base_layers = bases::busybox().layer_digests(arch);
         assert_eq!(layers[..base_layers.len()], base_layers[..], "{summary}");
     }
+    // podman pulls it (both platforms in a registry; podman takes the host's).
+    let registry = Registry::plain();
+    let reference = registry.reference("hello-on-busybox:1");
+    capture(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--all", "--preserve-digests"])
+            .args(registry.skopeo_flags("dest-"))
+            .arg(built.layout.reference())
+            .arg(format!("docker://{reference}")),
+    )
+    .assert_success();
     let podman = crate::support::podman::Podman::new();
-    let pulled = podman.podman(&["pull", "-q", &built.layout.reference()]);
-    pulled.assert_success();
-    let id = pulled.stdout.trim().to_string();
-    let ran = podman.run(&id, &[]);
+    podman
+        .podman(&["pull", "-q", "--tls-verify=false", &reference])
+        .assert_success();
+    let id = reference.as_str();
+    let ran = podman.run(id, &[]);
     ran.assert_success();
     assert_eq!(ran.stdout.lines().next(), Some(GREETING), "{ran}");
     assert_eq!(stdout_env(&ran, bases::BASE_ENV), Some("busybox"), "{ran}");
@@ -619,7 +631,7 @@ fn skopeo_and_podman_read_the_image_on_a_base() {
         podman
             .cmd()
             .args(["run", "--rm", "--network=none", "--entrypoint", "/bin/sh"])
-            .arg(&id)
+            .arg(id)
             .args(["-c", "echo ok from podman"]),
     );
     shell.assert_success();
