@@ -222,6 +222,8 @@ struct Plan {
     project: metadata::Project,
     spec: ImageSpec,
     git: git::GitInfo,
+    /// git's full answer, still coming, when `git` was read without it ([`git::quick`]).
+    git_later: Option<git::Pending>,
     outputs: Vec<Box<dyn Output>>,
     /// The debug variant's outputs (`--debug`): the same, each tag with `-debug`.
     debug_outputs: Vec<Box<dyn Output>>,
@@ -257,6 +259,9 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         shell,
     )?;
     shell.timing("build");
+    if let Some(pending) = plan.git_later.take() {
+        plan.git = settle_git(&plan.git, pending, &mut plan.spec, &plan.project, shell);
+    }
     // 5. image
     let binaries = verified(&built, shell);
     let mut image = assemble_image(
@@ -382,9 +387,22 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         .filter(|s| s.inputs == shared_inputs && s.target_dir == project.target_dir)
         .map(|s| s.layers);
     // The build sees the image's epoch: a build script that embeds the build time (vergen,
-    // built, shadow-rs) then embeds the commit's, and two clean builds give one digest.
+    // built, shadow-rs) then embeds the commit's, and two clean builds give one digest. When
+    // HEAD's commit and its time are known without git, git's `status` (is the checkout
+    // dirty?) is collected after the build instead of before it.
+    let mut git_later = None;
     if let Some(pending) = pending_git.take() {
-        git_info = pending.wait();
+        match git::quick(&project.package_root, shell) {
+            Some((sha, time)) => {
+                git_info = git::GitInfo {
+                    revision: Some(sha.clone()),
+                    sha: Some(sha),
+                    commit_time: Some(time),
+                };
+                git_later = Some(pending);
+            }
+            None => git_info = pending.wait(),
+        }
         spec.apply_git(&git_info, &project.settings);
     }
     shell.timing("git");
@@ -392,6 +410,7 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         project,
         spec,
         git: git_info,
+        git_later,
         outputs,
         debug_outputs,
         attest,
@@ -465,6 +484,39 @@ fn shared_inputs_on(spec: &ImageSpec, base: Option<&image::base::Resolved>) -> S
             .collect();
     }
     inputs
+}
+
+/// git's full answer, collected after the build that used `early` (HEAD's commit and time,
+/// read without git): the revision label gains `-dirty` when the checkout is. Should HEAD have
+/// moved meanwhile (or git not answer), the image keeps the commit and time the build saw,
+/// marked `-dirty`, as its sources were not that commit's alone.
+fn settle_git(
+    early: &git::GitInfo,
+    pending: git::Pending,
+    spec: &mut ImageSpec,
+    project: &metadata::Project,
+    shell: &Shell,
+) -> git::GitInfo {
+    let full = pending.wait();
+    let info = if full.sha == early.sha {
+        full
+    } else {
+        shell.verbose(
+            "Note",
+            format!(
+                "HEAD was {0} before the build and is {1} after it; the revision label says {0}-dirty",
+                early.sha.as_deref().unwrap_or_default(),
+                full.sha.as_deref().unwrap_or("unknown to git"),
+            ),
+        );
+        git::GitInfo {
+            revision: early.sha.as_ref().map(|s| format!("{s}-dirty")),
+            ..early.clone()
+        }
+    };
+    spec.apply_git(&info, &project.settings);
+    shell.timing("git status");
+    info
 }
 
 /// `rustc -vV` for the provenance; none for a prebuilt --binary.

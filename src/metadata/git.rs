@@ -95,7 +95,7 @@ fn head_and_dirty(dir: &Path) -> Option<(String, bool)> {
 /// A commit's committer time. A commit never changes, so the answer is remembered by its hash
 /// and a rerun needs one git process, not two.
 fn commit_time(dir: &Path, sha: &str, shell: &Shell) -> Option<u64> {
-    let key = crate::memo::key(&[b"commit time", sha.as_bytes()]);
+    let key = commit_time_key(sha);
     if let Some(t) = crate::memo::get::<u64>("git", &key, shell) {
         return Some(t);
     }
@@ -104,6 +104,118 @@ fn commit_time(dir: &Path, sha: &str, shell: &Shell) -> Option<u64> {
         .ok()?;
     crate::memo::put("git", &key, &t, &[], shell);
     Some(t)
+}
+
+/// The repository directory of the checkout holding `dir`, as git finds it: the nearest
+/// `.git` directory, or the one a `.git` file (a linked worktree, a submodule) names.
+fn git_dir(dir: &Path) -> Option<PathBuf> {
+    // GIT_CEILING_DIRECTORIES: git looks in none of these (nor above them).
+    let ceilings: Vec<PathBuf> = std::env::var_os("GIT_CEILING_DIRECTORIES")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| p.is_absolute())
+                .flat_map(|p| [p.canonicalize().ok(), Some(p)])
+                .flatten()
+                .collect()
+        })
+        .unwrap_or_default();
+    use std::os::unix::fs::MetadataExt;
+    let device = std::fs::metadata(dir).ok()?.dev();
+    for d in dir.ancestors() {
+        if d != dir && ceilings.iter().any(|c| c == d) {
+            return None;
+        }
+        // git stops at a file system boundary; then git is asked.
+        if std::fs::metadata(d).ok()?.dev() != device {
+            return None;
+        }
+        let dot = d.join(".git");
+        let meta = std::fs::metadata(&dot).ok();
+        match meta {
+            Some(m) if m.is_dir() => return Some(dot),
+            Some(m) if m.is_file() => {
+                let text = std::fs::read_to_string(&dot).ok()?;
+                let named = text.strip_prefix("gitdir:")?.trim();
+                return Some(d.join(named));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// HEAD's commit, read from the repository's files without starting git, when they say it
+/// plainly: HEAD names a commit, or a branch whose loose or packed ref does. None whenever
+/// git might answer otherwise, so that git is asked instead: a `GIT_*` variable that moves
+/// the repository, a repository of another user (git refuses it as of "dubious ownership"),
+/// the reftable format, a symbolic ref, anything unexpected.
+///
+/// Hand-written: reading two small files is what this needs, and a git library would start
+/// far slower than the few milliseconds it saves (see [`quick`]).
+pub fn head_from_files(dir: &Path) -> Option<String> {
+    const MOVES_THE_REPOSITORY: [&str; 4] = [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    ];
+    if MOVES_THE_REPOSITORY
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return None;
+    }
+    let gitdir = git_dir(dir)?;
+    let common = match std::fs::read_to_string(gitdir.join("commondir")) {
+        Ok(c) => gitdir.join(c.trim()),
+        Err(_) => gitdir.clone(),
+    };
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = crate::util::owned::nix_euid();
+        for d in [&gitdir, &common] {
+            if std::fs::metadata(d).ok()?.uid() != me {
+                return None;
+            }
+        }
+    }
+    if common.join("reftable").exists() {
+        return None;
+    }
+    let head = std::fs::read_to_string(gitdir.join("HEAD")).ok()?;
+    let head = head.trim_end();
+    if is_hash(head) {
+        return Some(head.to_string());
+    }
+    let name = head.strip_prefix("ref: ")?;
+    if !name.starts_with("refs/") || name.split('/').any(|c| c.is_empty() || c == "..") {
+        return None;
+    }
+    for d in [&gitdir, &common] {
+        if let Ok(text) = std::fs::read_to_string(d.join(name)) {
+            return Some(text.trim_end().to_string()).filter(|s| is_hash(s));
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| {
+        let (sha, refname) = l.split_once(' ')?;
+        (refname == name && is_hash(sha)).then(|| sha.to_string())
+    })
+}
+
+/// HEAD's commit and its time without starting git: HEAD read from the repository's files
+/// ([`head_from_files`]) and the time git gave for that commit before (remembered by
+/// [`commit_time`]). None on a first run in a checkout, or when the files say nothing plain;
+/// then only git answers. Whether the checkout is dirty still takes `git status` ([`spawn`]),
+/// which a build can collect after cargo, as nothing before the image config needs it.
+pub fn quick(dir: &Path, shell: &Shell) -> Option<(String, u64)> {
+    let sha = head_from_files(dir)?;
+    let time = crate::memo::get::<u64>("git", &commit_time_key(&sha), shell)?;
+    Some((sha, time))
+}
+
+fn commit_time_key(sha: &str) -> String {
+    crate::memo::key(&[b"commit time", sha.as_bytes()])
 }
 
 /// Asks git.
@@ -133,5 +245,74 @@ impl Pending {
     pub fn wait(self) -> GitInfo {
         // A panic there is a bug, but the labels it would give are optional.
         self.0.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// What the files say is what git says, through a branch's loose ref, its packed ref, a
+    /// detached HEAD and a linked worktree; and nothing where git finds no commit.
+    #[test]
+    fn head_from_files_agrees_with_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        run_git(&repo, &["init", "-q", "-b", "main"]);
+        let sub = repo.join("crate/src");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert_eq!(
+            head_from_files(&sub),
+            None,
+            "an unborn branch has no commit"
+        );
+        std::fs::write(repo.join("crate/Cargo.toml"), "[package]").unwrap();
+        run_git(&repo, &["add", "."]);
+        run_git(&repo, &["commit", "-q", "-m", "one"]);
+        let head = || Some(run_git(&repo, &["rev-parse", "HEAD"]));
+        assert_eq!(head_from_files(&sub), head(), "loose ref");
+        run_git(&repo, &["pack-refs", "--all"]);
+        assert!(!repo.join(".git/refs/heads/main").exists());
+        assert_eq!(head_from_files(&sub), head(), "packed ref");
+        run_git(&repo, &["commit", "-q", "--allow-empty", "-m", "two"]);
+        assert_eq!(head_from_files(&sub), head(), "loose ref over a packed one");
+        run_git(&repo, &["checkout", "-q", "--detach", "HEAD~1"]);
+        assert_eq!(head_from_files(&sub), head(), "detached HEAD");
+        let linked = dir.path().join("linked");
+        run_git(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "side",
+                linked.to_str().unwrap(),
+                "main",
+            ],
+        );
+        assert_eq!(
+            head_from_files(&linked),
+            Some(run_git(&linked, &["rev-parse", "HEAD"])),
+            "linked worktree"
+        );
+        assert_ne!(head_from_files(&linked), head());
     }
 }

@@ -456,7 +456,7 @@ fn group_is_private(gid: u32) -> bool {
     }
 }
 
-fn nix_euid() -> u32 {
+pub(crate) fn nix_euid() -> u32 {
     #[cfg(target_os = "linux")]
     {
         nix::unistd::geteuid().as_raw()
