@@ -460,6 +460,7 @@ impl BlobStore {
             stat: before.clone(),
             recorded_ns: now_ns(),
             digest: digest.to_string(),
+            sha256: None,
         };
         let _ = self.remember_at(record, &record_value);
     }
@@ -597,6 +598,10 @@ struct StatRecord {
     /// changed again within the same timestamp tick, so its digest is checked, not trusted.
     recorded_ns: i128,
     digest: String,
+    /// A file's sha256 as well, when the read that gave `digest` computed it (a binary, whose
+    /// sha256 documents about the image name): see [`FileDigests::known_sha256`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 const RACY_NS: i128 = 2_000_000_000;
@@ -705,6 +710,7 @@ mod tests {
             stat: Stat::of(&path).unwrap(),
             recorded_ns,
             digest: claimed.to_string(),
+            sha256: None,
         };
         store
             .remember_at(&store.proof_path(&claimed), &proof(now_ns() + RACY_NS))
@@ -758,6 +764,7 @@ mod tests {
             stat: Stat::of(&f).unwrap(),
             recorded_ns: now_ns() + RACY_NS,
             digest: d.to_string(),
+            sha256: None,
         };
         store
             .remember_at(&store.file_proof_path(&f, &d), &record)

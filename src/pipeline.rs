@@ -699,8 +699,13 @@ fn build_and_layer(
                 b.platform,
                 indicatif::HumanBytes(bin.size)
             );
-            let fact = if attest { Some(binary_fact(b)?) } else { None };
-            Ok((layers::binary_layer(spec, &bin, store)?, said, fact))
+            let (layer, sha256) = layers::binary_layer(spec, &bin, store)?;
+            let fact = if attest {
+                Some(binary_fact(b, sha256, store)?)
+            } else {
+                None
+            };
+            Ok((layer, said, fact))
         };
         let built: Result<BuiltLayers> = match &req.binary {
             Some(p) => on_built(&build::Built {
@@ -721,14 +726,19 @@ fn build_and_layer(
 }
 
 /// What documents about the image say of one binary: its sha256 and the cargo command that
-/// built it (none for a prebuilt --binary).
-fn binary_fact(b: &build::Built) -> Result<BinaryFact> {
-    let file = std::fs::File::open(&b.path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", b.path.display()))?;
-    let mut hasher = crate::blobs::HashWriter::new(std::io::sink());
-    std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", b.path.display()))?;
-    let (_, digest, _) = hasher.finish();
+/// built it (none for a prebuilt --binary). The sha256 is the layer writer's (`read`, when it
+/// read the binary), else the one recorded with the binary's unchanged stat; only otherwise
+/// is the binary read again.
+fn binary_fact(
+    b: &build::Built,
+    read: Option<crate::util::digest::Digest>,
+    store: &BlobStore,
+) -> Result<BinaryFact> {
+    let files = crate::blobs::FileDigests::of(store);
+    let digest = match read.or_else(|| files.known_sha256(&b.path)) {
+        Some(d) => d,
+        None => files.hash_both(&b.path)?.1,
+    };
     Ok(BinaryFact {
         platform: b.platform,
         path: b.path.clone(),

@@ -7,7 +7,8 @@
 //! hashing a file to find its layer in the cache costs little next to compressing it.
 
 use super::{BlobStore, RACY_NS, Stat, StatRecord, now_ns};
-use anyhow::Result;
+use crate::util::digest::Digest;
+use anyhow::{Context, Result};
 use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -101,8 +102,45 @@ impl FileDigests {
         if digest.0 != record.digest {
             return None;
         }
-        self.record_digest(path, &stat, &digest);
+        // The same bytes: the sha256 read with them still holds.
+        let sha256 = record.sha256.and_then(|d| d.parse().ok());
+        self.record(path, &stat, &digest, sha256.as_ref());
         Some(digest)
+    }
+
+    /// The sha256 of a file without reading it, when the read that recorded its content id
+    /// computed it too ([`FileDigests::record`]) and the file is unchanged since: how a rerun
+    /// names its binary in documents without hashing it again. None when the record is racy
+    /// (then the caller reads the file).
+    pub fn known_sha256(&self, path: &Path) -> Option<Digest> {
+        let record: StatRecord =
+            serde_json::from_slice(&fs::read(self.record_path(path)).ok()?).ok()?;
+        let fresh = record.recorded_ns - record.stat.mtime_ns.max(record.stat.ctime_ns) < RACY_NS;
+        if fresh || Stat::of(path)? != record.stat {
+            return None;
+        }
+        record.sha256?.parse().ok()
+    }
+
+    /// Reads `path` once for both its content id and its sha256, and records them.
+    pub fn hash_both(&self, path: &Path) -> Result<(ContentId, Digest)> {
+        let before = Stat::of(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut content = blake3::Hasher::new();
+        let mut sha = Sha256::new();
+        let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            content.update(&buf[..n]);
+            sha.update(&buf[..n]);
+        }
+        let (id, sha256) = (ContentId::of(&content.finalize()), Digest::from_sha256(sha));
+        self.record(path, &before, &id, Some(&sha256));
+        Ok((id, sha256))
     }
 
     /// The content id of a file this memo has seen before but whose stat has changed since
@@ -113,14 +151,18 @@ impl FileDigests {
         if !self.record_path(path).is_file() {
             return None;
         }
-        let before = Stat::of(path)?;
-        let digest = file_content_id(path).ok()?;
-        self.record_digest(path, &before, &digest);
-        Some(digest)
+        // Its sha256 from the same read: a relinked binary's documents need it.
+        self.hash_both(path).ok().map(|(id, _)| id)
     }
 
     /// Remembers the content id of a file whose stat, before it was read, was `before`.
     pub fn record_digest(&self, path: &Path, before: &Stat, digest: &ContentId) {
+        self.record(path, before, digest, None);
+    }
+
+    /// Remembers the content id of a file whose stat, before it was read, was `before`, and
+    /// its sha256 when the same read computed it.
+    pub fn record(&self, path: &Path, before: &Stat, digest: &ContentId, sha256: Option<&Digest>) {
         if Stat::of(path).as_ref() != Some(before) {
             return; // changed while it was read: nothing trustworthy to record
         }
@@ -128,6 +170,7 @@ impl FileDigests {
             stat: before.clone(),
             recorded_ns: now_ns(),
             digest: digest.0.clone(),
+            sha256: sha256.map(ToString::to_string),
         };
         let _ = self.store.remember_at(&self.record_path(path), &record);
     }
@@ -196,11 +239,49 @@ mod tests {
             stat: Stat::of(&f).unwrap(),
             recorded_ns: now_ns() + RACY_NS,
             digest: content_id(b"not one").0,
+            sha256: None,
         };
         files
             .store
             .remember_at(&files.record_path(&f), &record)
             .unwrap();
         assert_eq!(files.known_digest(&f), Some(content_id(b"not one")));
+    }
+
+    #[test]
+    fn a_binarys_sha256_is_recorded_with_its_read_and_trusted_only_while_standing() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = FileDigests::of(
+            &BlobStore::open(
+                &dir.path().join("cache"),
+                &crate::util::shell::Shell::discard(),
+            )
+            .unwrap(),
+        );
+        let f = dir.path().join("bin");
+        fs::write(&f, b"one").unwrap();
+        assert_eq!(files.known_sha256(&f), None, "never seen");
+        // One read gives both, and records both; just written, the record is racy.
+        let (id, sha) = files.hash_both(&f).unwrap();
+        assert_eq!((id, &sha), (content_id(b"one"), &Digest::sha256_of(b"one")));
+        assert_eq!(files.known_sha256(&f), None, "a racy record is not trusted");
+        // A standing record with a sha256 the bytes do not have: trusting it shows the file
+        // was not read.
+        let claimed = Digest::sha256_of(b"not one");
+        let record = StatRecord {
+            stat: Stat::of(&f).unwrap(),
+            recorded_ns: now_ns() + RACY_NS,
+            digest: content_id(b"one").0,
+            sha256: Some(claimed.to_string()),
+        };
+        files
+            .store
+            .remember_at(&files.record_path(&f), &record)
+            .unwrap();
+        assert_eq!(files.known_sha256(&f), Some(claimed));
+        // A changed file voids it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, b"two").unwrap();
+        assert_eq!(files.known_sha256(&f), None);
     }
 }

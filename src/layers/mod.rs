@@ -209,8 +209,13 @@ pub fn files_layer(spec: &ImageSpec, store: &BlobStore) -> Result<Option<Layer>>
     tar::write_layer(&content, store, compress::Codec::of(spec)).map(Some)
 }
 
-/// The binary, at its path in the image, mode 0755.
-pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -> Result<Layer> {
+/// The binary, at its path in the image, mode 0755; and its sha256 when this call read it
+/// (the layer was not in the cache), for documents about the image.
+pub fn binary_layer(
+    spec: &ImageSpec,
+    bin: &VerifiedBinary,
+    store: &BlobStore,
+) -> Result<(Layer, Option<crate::util::digest::Digest>)> {
     let content = LayerContent {
         what: crate::files::LayerKind::Binary,
         entries: vec![Entry::file(
@@ -220,7 +225,7 @@ pub fn binary_layer(spec: &ImageSpec, bin: &VerifiedBinary, store: &BlobStore) -
         )],
         mtime: crate_mtime(spec),
     };
-    tar::write_layer(&content, store, compress::Codec::of(spec))
+    tar::write_layer_digesting(&content, store, compress::Codec::of(spec))
 }
 
 pub fn media_type(c: Compression) -> oci_spec::image::MediaType {

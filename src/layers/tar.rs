@@ -10,6 +10,7 @@ use crate::blobs::{
     BlobStore, ContentHasher, ContentId, FileDigests, HashWriter, LayerIndex, Stat,
 };
 pub use crate::files::{Entry, EntryKind, LayerContent, Source};
+use crate::util::digest::Digest;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -133,22 +134,34 @@ fn cache_key(
 struct Hashing<R> {
     inner: R,
     hash: ContentHasher,
+    /// The sha256 too, when asked for.
+    sha256: Option<Sha256>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
+        if let Some(sha) = &mut self.sha256 {
+            sha.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
 
-/// A file the tar writer read: its entry index, its stat before the read, its content digest.
-type FileRead = (usize, Stat, ContentId);
+/// A file the tar writer read: its entry index, its stat before the read, its content digest,
+/// and its sha256 when asked for.
+type FileRead = (usize, Stat, ContentId, Option<Digest>);
 
 /// Writes the tar; returns the writer and the content digest of every file read from disk
-/// (by entry index), with the stat it had before it was read.
-fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<FileRead>)> {
+/// (by entry index), with the stat it had before it was read; with `sha256`, each file's
+/// sha256 as well, from the same read.
+fn write_tar<W: Write>(
+    w: W,
+    entries: &[Entry],
+    mtime: u64,
+    sha256: bool,
+) -> Result<(W, Vec<FileRead>)> {
     let mut read_files = Vec::new();
     let mut b = tar::Builder::new(w);
     for (i, e) in entries.iter().enumerate() {
@@ -175,6 +188,7 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<Fi
                 let mut r = Hashing {
                     inner: r,
                     hash: ContentHasher::default(),
+                    sha256: (sha256 && before.is_some()).then(Sha256::new),
                 };
                 // The header says `len` bytes; a file that grows or shrinks while it is read
                 // would corrupt the layer, so read at most `len` and check that all arrived.
@@ -188,7 +202,7 @@ fn write_tar<W: Write>(w: W, entries: &[Entry], mtime: u64) -> Result<(W, Vec<Fi
                     );
                 }
                 if let Some(stat) = before {
-                    read_files.push((i, stat, digest));
+                    read_files.push((i, stat, digest, r.sha256.map(Digest::from_sha256)));
                 }
             }
             EntryKind::Symlink(target) => {
@@ -217,6 +231,29 @@ pub fn write_layer_keyed(
     store: &BlobStore,
     codec: Codec,
 ) -> Result<(Layer, String)> {
+    write(content, store, codec, false).map(|(layer, key, _)| (layer, key))
+}
+
+/// [`write_layer`] for a layer of one file from disk (the binary), also giving that file's
+/// sha256 when this call read it (a layer found in the cache reads nothing; the digest is
+/// then recorded with the file's stat, see [`FileDigests::known_sha256`]).
+pub fn write_layer_digesting(
+    content: &LayerContent,
+    store: &BlobStore,
+    codec: Codec,
+) -> Result<(Layer, Option<Digest>)> {
+    let (layer, _, mut read) = write(content, store, codec, true)?;
+    Ok((layer, read.pop().flatten()))
+}
+
+/// Writes a layer (or finds it in the cache): the layer, its cache key, and the sha256 of
+/// each file read from disk (with `sha256`; in entry order).
+fn write(
+    content: &LayerContent,
+    store: &BlobStore,
+    codec: Codec,
+    sha256: bool,
+) -> Result<(Layer, String, Vec<Option<Digest>>)> {
     let entries = normalize(&content.entries)?;
     let (index, files) = (LayerIndex::of(store), FileDigests::of(store));
     let mut digests = known_digests(&entries, &files);
@@ -229,7 +266,7 @@ pub fn write_layer_keyed(
             "Cache hit",
             format!("{} layer {}", content.what, layer.digest.short()),
         );
-        return Ok((layer, key));
+        return Ok((layer, key, Vec::new()));
     }
     store.shell().verbose(
         "Cache miss",
@@ -239,14 +276,17 @@ pub fn write_layer_keyed(
     // key and compresses it.
     let blob = store.writer()?;
     let encoder = codec.encoder(blob)?;
-    let (writer, read_files) = write_tar(HashWriter::new(encoder), &entries, content.mtime)?;
+    let (writer, read_files) =
+        write_tar(HashWriter::new(encoder), &entries, content.mtime, sha256)?;
     let (encoder, diff_id, tar_size) = writer.finish();
     let blob = encoder.finish()?;
-    for (i, stat, digest) in read_files {
+    let mut sha256s = Vec::new();
+    for (i, stat, digest, sha) in read_files {
         if let EntryKind::File(Source::Path(p)) = &entries[i].kind {
-            files.record_digest(p, &stat, &digest);
+            files.record(p, &stat, &digest, sha.as_ref());
         }
         digests[i] = Some(digest);
+        sha256s.push(sha);
     }
     let key = cache_key(content, &entries, &digests, codec, store.shell())?
         .context("a file of the layer vanished while it was packed; run again")?;
@@ -262,7 +302,7 @@ pub fn write_layer_keyed(
         origin: None,
     };
     index.remember(&key, &layer)?;
-    Ok((layer, key))
+    Ok((layer, key, sha256s))
 }
 
 #[cfg(test)]
