@@ -120,7 +120,7 @@ impl BaseFacts {
 }
 
 /// One thing in the image besides the binary.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// A stable, unique key: `ca-certificates`, `tzdata`, `file:/etc/passwd`.
     pub key: String,
@@ -132,14 +132,14 @@ pub struct Item {
     /// The sha256 (hex) of [`Item::digest_of`].
     pub sha256: Option<String>,
     /// What the digest is the digest of, in words.
-    pub digest_of: &'static str,
+    pub digest_of: DigestOf,
     /// Where it can be downloaded from, when it came from somewhere public.
     pub download: Option<PublicUrl>,
     /// Where it came from, in words (no local path).
     pub origin: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ItemKind {
     /// A data set (the CA bundle, the time zone database).
     Data,
@@ -316,10 +316,96 @@ fn file_item(e: &Entry, origin: String) -> Result<Option<Item>> {
         kind: ItemKind::File,
         path: e.path.clone(),
         sha256: Some(sha),
-        digest_of: "the file",
+        digest_of: digest_of::FILE,
         download: None,
         origin,
     }))
+}
+
+/// What an [`Item`]'s digest is the digest of, in words: one of a few phrases (so a
+/// remembered list of items, see [`remembered_contents`], can only hold those).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestOf(&'static str);
+
+impl std::fmt::Display for DigestOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<DigestOf> for String {
+    fn from(d: DigestOf) -> String {
+        d.0.to_string()
+    }
+}
+
+mod digest_of {
+    use super::DigestOf;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub const FILE: DigestOf = DigestOf("the file");
+    pub const BUNDLE: DigestOf = DigestOf("the bundle file");
+    pub const TZDATA_LAYER: DigestOf =
+        DigestOf("the tzdata layer (its uncompressed tar, the layer's diff_id)");
+
+    impl Serialize for DigestOf {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for DigestOf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DigestOf, D::Error> {
+            let text = String::deserialize(d)?;
+            [FILE, BUNDLE, TZDATA_LAYER]
+                .into_iter()
+                .find(|k| k.0 == text)
+                .ok_or_else(|| serde::de::Error::custom("an unknown digest_of"))
+        }
+    }
+}
+
+/// [`image_contents`] of a platform image whose layers are `layers`, remembered (see
+/// [`crate::memo`]) by the digests of every layer but the binary's, which fix every byte the
+/// list describes, and by the settings and package root its words come from: a rerun, or a
+/// rebuild that changed only the binary, lists the image without hashing its files again.
+pub fn remembered_contents(
+    spec: &ImageSpec,
+    package_root: &Path,
+    layers: &[crate::layers::Layer],
+    shell: &crate::util::shell::Shell,
+) -> Result<Vec<Item>> {
+    let tz = layers
+        .iter()
+        .find(|l| l.what == LayerKind::Tzdata)
+        .map(|l| l.diff_id.to_string());
+    let settings = format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?}",
+        spec.layers.ca_certs,
+        spec.layers.tzdata,
+        spec.layers.zones,
+        spec.layers.includes,
+        spec.layers.timezone,
+        spec.config.workdir
+    );
+    let mut parts: Vec<&[u8]> = vec![
+        b"image contents v1",
+        package_root.as_os_str().as_encoded_bytes(),
+        settings.as_bytes(),
+    ];
+    parts.extend(
+        layers
+            .iter()
+            .filter(|l| l.what != LayerKind::Binary)
+            .map(|l| l.digest.as_bytes()),
+    );
+    let key = crate::memo::key(&parts);
+    if let Some(items) = crate::memo::get::<Vec<Item>>("image-contents", &key, shell) {
+        return Ok(items);
+    }
+    let items = image_contents(spec, package_root, tz.as_deref())?;
+    crate::memo::put("image-contents", &key, &items, &[], shell);
+    Ok(items)
 }
 
 /// What the image holds besides the binary, from the resolved settings (the same functions
@@ -392,7 +478,7 @@ fn ca_items(spec: &ImageSpec, package_root: &Path) -> Result<Vec<Item>> {
                 kind: ItemKind::Data,
                 path: CA_BUNDLE_PATH.to_string(),
                 sha256: Some(sha),
-                digest_of: "the bundle file",
+                digest_of: digest_of::BUNDLE,
                 download: download.clone(),
                 origin: origin.clone(),
             });
@@ -438,7 +524,7 @@ fn tzdata_item(spec: &ImageSpec, tzdata_diff_id: Option<&str>) -> Result<Option<
         kind: ItemKind::Data,
         path: ZONEINFO_DIR.to_string(),
         sha256: tzdata_diff_id.map(|d| d.strip_prefix("sha256:").unwrap_or(d).to_string()),
-        digest_of: "the tzdata layer (its uncompressed tar, the layer's diff_id)",
+        digest_of: digest_of::TZDATA_LAYER,
         download,
         origin,
     }))
@@ -448,13 +534,9 @@ fn tzdata_item(spec: &ImageSpec, tzdata_diff_id: Option<&str>) -> Result<Option<
 pub fn for_image<'a>(
     facts: &super::Facts<'a>,
     platform: &crate::image::PlatformImage,
+    shell: &crate::util::shell::Shell,
 ) -> Result<SbomInput<'a>> {
     let spec = facts.spec;
-    let tz = platform
-        .layers
-        .iter()
-        .find(|l| l.what == LayerKind::Tzdata)
-        .map(|l| l.diff_id.to_string());
     let graph = facts.project.graph(platform.platform);
     Ok(SbomInput {
         graph,
@@ -474,13 +556,18 @@ pub fn for_image<'a>(
             tag: spec.build.version.clone(),
             manifest_digest: platform.manifest.digest.to_string(),
             binary_path: spec.config.binary_path.to_string(),
-            contents: image_contents(spec, &facts.project.package_root, tz.as_deref())?
-                .into_iter()
-                .filter(|i| {
-                    let path = i.key.strip_prefix("file:");
-                    !facts.base_has.iter().any(|p| Some(p.as_str()) == path)
-                })
-                .collect(),
+            contents: remembered_contents(
+                spec,
+                &facts.project.package_root,
+                &platform.layers,
+                shell,
+            )?
+            .into_iter()
+            .filter(|i| {
+                let path = i.key.strip_prefix("file:");
+                !facts.base_has.iter().any(|p| Some(p.as_str()) == path)
+            })
+            .collect(),
             base: BaseFacts::of(platform),
         }),
         epoch: facts.epoch(),
@@ -612,7 +699,7 @@ pub(crate) mod tests {
                         kind: ItemKind::Data,
                         path: CA_BUNDLE_PATH.into(),
                         sha256: Some(sha256_hex(b"pem")),
-                        digest_of: "the bundle file",
+                        digest_of: digest_of::BUNDLE,
                         download: Some(
                             "https://crates.io/api/v1/crates/webpki-root-certs/1.0.11/download"
                                 .into(),
@@ -626,7 +713,7 @@ pub(crate) mod tests {
                         kind: ItemKind::File,
                         path: "/etc/passwd".into(),
                         sha256: Some(sha256_hex(b"passwd")),
-                        digest_of: "the file",
+                        digest_of: digest_of::FILE,
                         download: None,
                         origin: "base file".into(),
                     },

@@ -131,13 +131,14 @@ pub fn documents(
     image: &Image,
     platform: &PlatformImage,
     opts: &AttestOptions,
+    shell: &crate::util::shell::Shell,
 ) -> Result<Vec<Document>> {
     let mut docs = Vec::new();
     if opts.provenance {
         docs.push(provenance::document(facts, image, platform)?);
     }
     for format in &opts.sbom {
-        docs.push(sbom::document(*format, facts, image, platform)?);
+        docs.push(sbom::document(*format, facts, image, platform, shell)?);
     }
     Ok(docs)
 }
@@ -153,7 +154,7 @@ pub fn attach(
     let mut made = Vec::new();
     let mut sbom_files = Vec::new();
     for p in &image.platforms {
-        for doc in documents(facts, image, p, opts)? {
+        for doc in documents(facts, image, p, opts, store.shell())? {
             if let Some(format) = opts
                 .sbom
                 .iter()

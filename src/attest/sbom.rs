@@ -67,8 +67,9 @@ pub fn document(
     facts: &Facts,
     _image: &Image,
     platform: &PlatformImage,
+    shell: &crate::util::shell::Shell,
 ) -> Result<Document> {
-    let input = contents::for_image(facts, platform)?;
+    let input = contents::for_image(facts, platform, shell)?;
     let generator = generator(format);
     Ok(Document {
         artifact_type: MediaType::from(generator.artifact_type()),
