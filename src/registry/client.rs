@@ -26,6 +26,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every manifest media type a push writes or a tag may hold, as an Accept header.
+const ANY_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
 /// A session with one repository of one registry.
 pub struct Client {
     http: Http,
@@ -459,6 +462,33 @@ impl Client {
             return Err(self.refused(r, &format!("the manifest {reference}")));
         }
         Ok(r)
+    }
+
+    /// The digest the registry serves manifest `reference` (a tag or a digest) as, from a
+    /// HEAD accepting every manifest type: None when it has no such manifest, names no digest,
+    /// or serves a digest reference as another digest. What proves a manifest or a tag in
+    /// place without reading it.
+    pub fn manifest_served(&self, reference: ManifestRef<'_>) -> Result<Option<Digest>> {
+        let r = self.retrying("check a manifest", || {
+            let r = self.send(|h, _| {
+                h.head(self.url(&format!("manifests/{reference}")))
+                    .header(reqwest::header::ACCEPT, ANY_MANIFEST)
+            })?;
+            match r.status() {
+                s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(r),
+                _ => Err(Failure::Fatal(
+                    self.refused(r, &format!("checking manifest {reference}")),
+                )),
+            }
+        })?;
+        if r.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let served = self.content_digest(&r, reference)?;
+        Ok(match reference {
+            ManifestRef::Digest(d) => served.filter(|s| s == d),
+            ManifestRef::Tag(_) => served,
+        })
     }
 
     /// PUTs a manifest or index under `reference` (a tag or its digest).

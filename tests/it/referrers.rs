@@ -384,6 +384,100 @@ fn push_lists_provenance_under_the_tag_schema_after_the_image_and_keeps_foreign_
     assert_eq!(after, before, "the unchanged index was PUT again");
 }
 
+/// Issue 25: an unchanged re-push, referrers (provenance and SBOMs, as by default) included,
+/// is one round of HEADs: no upload, no manifest PUT, no read of the tag schema's index. Once
+/// another tool rewrites that index (with its own referrer alone), the next push reads it
+/// again, as its digest is no longer the one that listed ours, and lists ours again.
+#[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
+fn an_unchanged_repush_with_referrers_is_one_round_of_heads() {
+    let registry = Registry::plain();
+    let host = registry.host();
+    let cache = tempdir();
+    let push = || {
+        let mut cmd = tool(&hello().project.root);
+        cmd.args([
+            "build",
+            "--locked",
+            "--message-format",
+            "json",
+            "--target-dir",
+        ])
+        .arg(shared_target_dir("hello"))
+        .args(["--push", "-t", &registry.reference("hello:1")])
+        .env("CARGO_CONTAINERIZE_CACHE", cache.path())
+        .env("DOCKER_CONFIG", tempdir().keep());
+        let run = capture(&mut cmd);
+        run.assert_success();
+        run.json()
+    };
+    let since = |n: usize| -> Vec<String> {
+        registry.requests()[n..]
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.uri, r.status))
+            .collect()
+    };
+    let first = push();
+    let digest = str_of(&first["digest"], "digest").to_string();
+    let tag = format!("sha256-{}", hex(&digest));
+    let ours = referrers(&first);
+    assert_eq!(ours.len(), 3, "provenance and two SBOMs: {first}");
+
+    let before = registry.requests().len();
+    let again = push();
+    assert_eq!(again["digest"], first["digest"]);
+    assert_eq!(again["referrers"], first["referrers"]);
+    assert_eq!(again["blobs_uploaded"], 0, "{again}");
+    let requests = since(before);
+    let not_head: Vec<&String> = requests
+        .iter()
+        .filter(|r| !r.starts_with("HEAD ") && !r.starts_with("GET /v2/ "))
+        .collect();
+    assert!(not_head.is_empty(), "beyond HEADs: {not_head:?}");
+    for d in ours.iter().map(|r| str_of(&r["digest"], "referrer")) {
+        assert!(
+            requests.contains(&format!("HEAD /v2/hello/manifests/{d} 200")),
+            "referrer {d} not proven: {requests:?}"
+        );
+    }
+    assert!(
+        requests.contains(&format!("HEAD /v2/hello/manifests/{tag} 200")),
+        "the index not proven: {requests:?}"
+    );
+
+    // Another tool replaces the index with one listing its own referrer alone: the index is
+    // read, not trusted, and ours listed again beside theirs.
+    let size = registry.manifest_bytes("hello:1").len().to_string();
+    oci_referrers(&["foreign", &host, "hello", &digest, &size]);
+    assert_eq!(
+        referrers(&oci_referrers(&["registry", &host, "hello", &digest])).len(),
+        1
+    );
+    let before = registry.requests().len();
+    push();
+    let requests = since(before);
+    assert!(
+        requests.contains(&format!("GET /v2/hello/manifests/{tag} 200")),
+        "the changed index was not read: {requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("PUT /v2/hello/manifests/{tag} "))),
+        "ours were not listed again: {requests:?}"
+    );
+    let listed = referrers(&oci_referrers(&["registry", &host, "hello", &digest]));
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    // And proven by HEADs once more.
+    let before = registry.requests().len();
+    push();
+    let requests = since(before);
+    assert!(
+        !requests.iter().any(|r| r.starts_with("GET /v2/hello/")),
+        "{requests:?}"
+    );
+}
+
 /// A registry with the referrers API names the subject in `OCI-Subject` when it takes a
 /// referrer, and indexes it itself: then no tag schema. (The loopback registry has no such
 /// API: the proxy answers the referrer's PUT as one that has it would.)

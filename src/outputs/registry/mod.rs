@@ -13,7 +13,7 @@ use crate::registry::{auth, transport};
 use crate::util::reference::Reference;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
-use push::BlobJob;
+use push::{BlobJob, Check, Survey};
 
 /// One reference to push to.
 #[derive(Debug, Clone)]
@@ -86,12 +86,14 @@ impl RegistryOutput {
 }
 
 impl RegistryOutput {
-    /// Puts the image's top manifest (or index) under `t` and reads it back.
+    /// Puts the image's top manifest (or index) under `t` and reads it back, unless the survey
+    /// found it there already.
     fn push_top(
         &self,
         client: &Client,
         t: &Target,
         top: &crate::image::Blob,
+        survey: &Survey,
         progress: &progress::Progress,
     ) -> Result<Pushed> {
         if let Some(d) = &t.digest
@@ -107,8 +109,14 @@ impl RegistryOutput {
             Some(tag) => ManifestRef::Tag(tag),
             None => ManifestRef::Digest(&top.digest),
         };
-        client.put_manifest(reference, &top.bytes, &top.media_type, &top.digest)?;
-        client.verify_manifest(reference, &top.media_type, &top.digest)?;
+        let there = match reference {
+            ManifestRef::Tag(tag) => survey.tags.get(tag) == Some(&top.digest),
+            ManifestRef::Digest(d) => survey.manifests.contains(d),
+        };
+        if !there {
+            client.put_manifest(reference, &top.bytes, &top.media_type, &top.digest)?;
+            client.verify_manifest(reference, &top.media_type, &top.digest)?;
+        }
         let pushed = Pushed {
             reference: t.given.split('@').next().unwrap_or(&t.given).to_string(),
             digest: top.digest.clone(),
@@ -158,12 +166,34 @@ impl RegistryOutput {
         .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 
-    /// Every blob into the repository, counted into `written`.
+    /// What the repository already holds of `image`: one round of concurrent HEADs for every
+    /// blob, every manifest (attachments' too), every tag of this repository, and the tag
+    /// schema's tags [`referrers::push`] needs to prove the referrers listed.
+    fn survey(&self, client: &Client, image: &Image, blobs: &[BlobJob]) -> Result<Survey> {
+        let tags: Vec<&str> = self
+            .targets
+            .iter()
+            .filter(|t| t.registry == client.registry && t.repository == client.repo)
+            .filter_map(|t| t.tag.as_deref())
+            .collect();
+        let fallback = referrers::tags_to_survey(client, image);
+        let checks: Vec<Check> = blobs
+            .iter()
+            .map(|b| Check::Blob(&b.digest))
+            .chain(push::manifests(image).map(|b| Check::Manifest(b.digest)))
+            .chain(tags.into_iter().map(Check::Tag))
+            .chain(fallback.iter().map(|t| Check::Tag(t)))
+            .collect();
+        push::survey(client, &checks, self.options.upload_jobs)
+    }
+
+    /// Every blob into the repository (but those `present`), counted into `written`.
     fn push_blobs(
         &self,
         client: &Client,
         blobs: &[BlobJob],
         mount_from: Option<&str>,
+        survey: &Survey,
         progress: &progress::Progress,
         written: &mut Written,
     ) -> Result<()> {
@@ -171,6 +201,7 @@ impl RegistryOutput {
             client,
             blobs,
             mount_from,
+            &survey.blobs,
             self.options.upload_jobs,
             progress,
         )?;
@@ -182,11 +213,13 @@ impl RegistryOutput {
     }
 
     /// The top manifest under every tag of this repository, the platforms' by digest, each
-    /// after what it references (attachments are left to [`RegistryOutput::push_referrers`]).
+    /// after what it references (attachments are left to [`RegistryOutput::push_referrers`]);
+    /// what the survey found in place is not sent again.
     fn push_manifests(
         &self,
         client: &Client,
         image: &Image,
+        survey: &Survey,
         progress: &progress::Progress,
         written: &mut Written,
     ) -> Result<()> {
@@ -196,6 +229,9 @@ impl RegistryOutput {
                 .document(b.digest)
                 .context("every manifest of an image is one of its documents")?;
             if *b.digest != top.digest {
+                if survey.manifests.contains(b.digest) {
+                    continue;
+                }
                 client.put_manifest(
                     ManifestRef::Digest(b.digest),
                     &doc.bytes,
@@ -211,7 +247,7 @@ impl RegistryOutput {
             {
                 written
                     .pushed
-                    .push(self.push_top(client, t, top, progress)?);
+                    .push(self.push_top(client, t, top, survey, progress)?);
             }
         }
         Ok(())
@@ -223,11 +259,12 @@ impl RegistryOutput {
 fn push_referrers(
     client: &Client,
     image: &Image,
+    survey: &Survey,
     progress: &progress::Progress,
     written: Written,
     first: usize,
 ) -> Result<Written> {
-    let done = match referrers::push(client, image) {
+    let done = match referrers::push(client, image, survey) {
         Ok(done) => done,
         // What is pushed is reported (--message-format json prints it) with the error.
         Err(e) => {
@@ -242,18 +279,23 @@ fn push_referrers(
             return Err(super::PartlyWritten { written, error }.into());
         }
     };
+    let count = done.manifests + done.proven;
     progress.line(
         "Attached",
         &format!(
-            "{} referrer{} to {}/{}{}",
-            done.manifests,
-            if done.manifests == 1 { "" } else { "s" },
+            "{count} referrer{} to {}/{}{}{}",
+            if count == 1 { "" } else { "s" },
             client.registry,
             client.repo,
             if done.tags.is_empty() {
                 ""
             } else {
                 " (no referrers API: listed under the sha256-<subject> tag)"
+            },
+            if done.manifests == 0 {
+                " (already there)"
+            } else {
+                ""
             }
         ),
     );
@@ -332,17 +374,19 @@ impl Output for RegistryOutput {
             let mut sources: Vec<String> = mount_from.iter().cloned().collect();
             sources.extend(push::base_repositories(&blobs, registry, repo));
             let client = self.connect(&http, registry, repo, &sources, shell)?;
+            let survey = self.survey(&client, image, &blobs)?;
             self.push_blobs(
                 &client,
                 &blobs,
                 mount_from.as_deref(),
+                &survey,
                 &progress,
                 &mut written,
             )?;
             let first = written.pushed.len();
-            self.push_manifests(&client, image, &progress, &mut written)?;
+            self.push_manifests(&client, image, &survey, &progress, &mut written)?;
             if !image.attachments.is_empty() {
-                written = push_referrers(&client, image, &progress, written, first)?;
+                written = push_referrers(&client, image, &survey, &progress, written, first)?;
             }
             if let Some(key) = &self.signing_key {
                 written = push_signatures(&client, image, store, key, &progress, written, first)?;

@@ -1,14 +1,16 @@
-//! The push algorithm (after go-containerregistry's `remote.Write`): HEAD every blob and skip
-//! what the registry has; mount from a repository pushed earlier in this run; upload the rest
+//! The push algorithm (after go-containerregistry's `remote.Write`): one round of concurrent
+//! HEADs ([`survey`]) asks for every blob, manifest and tag at once, and what the registry
+//! has is skipped; mount from a repository pushed earlier in this run; upload the rest
 //! concurrently, streamed from disk; PUT manifests only once every blob they reference is
 //! confirmed; then the index; then the same bytes under every further tag, each read back.
+//! An unchanged re-push is that one round of HEADs.
 
 use crate::blobs::BlobStore;
 use crate::image::{BlobRef, Image};
-use crate::registry::client::{Client, Mount, Transfer};
+use crate::registry::client::{Client, ManifestRef, Mount, Transfer};
 use crate::util::digest::Digest;
 use anyhow::{Result, anyhow};
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,74 @@ pub trait Upload: Transfer {
     fn finished(&self);
 }
 
+/// One question of a [`survey`].
+#[derive(Debug, Clone, Copy)]
+pub enum Check<'a> {
+    /// Is this blob in the repository?
+    Blob(&'a Digest),
+    /// Is this manifest in the repository (by digest)?
+    Manifest(&'a Digest),
+    /// Which manifest is under this tag?
+    Tag(&'a str),
+}
+
+/// What a registry already holds, by one round of HEADs: before a push, it tells what need
+/// not be sent again (an unchanged re-push sends nothing).
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// Blobs the repository has.
+    pub blobs: HashSet<Digest>,
+    /// Manifests the repository has, by digest.
+    pub manifests: HashSet<Digest>,
+    /// The digest under each tag asked about that has one.
+    pub tags: HashMap<String, Digest>,
+}
+
+/// Asks every check, `jobs` at a time (HEADs only); stops at the first error.
+pub fn survey(c: &Client, checks: &[Check<'_>], jobs: usize) -> Result<Survey> {
+    let queue: Mutex<VecDeque<&Check>> = Mutex::new(checks.iter().collect());
+    let found = Mutex::new(Survey::default());
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let answer = |check: &Check| -> Result<()> {
+        match *check {
+            Check::Blob(d) => {
+                if c.blob_exists(d)? {
+                    found.lock().expect("survey").blobs.insert(d.clone());
+                }
+            }
+            Check::Manifest(d) => {
+                if c.manifest_served(ManifestRef::Digest(d))?.is_some() {
+                    found.lock().expect("survey").manifests.insert(d.clone());
+                }
+            }
+            Check::Tag(t) => {
+                if let Some(d) = c.manifest_served(ManifestRef::Tag(t))? {
+                    found.lock().expect("survey").tags.insert(t.to_string(), d);
+                }
+            }
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, checks.len().max(1)) {
+            s.spawn(|| {
+                while first_error.lock().expect("error").is_none() {
+                    let Some(check) = queue.lock().expect("queue").pop_front() else {
+                        break;
+                    };
+                    if let Err(e) = answer(check) {
+                        first_error.lock().expect("error").get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("error") {
+        return Err(e);
+    }
+    Ok(found.into_inner().expect("survey"))
+}
+
 enum Outcome {
     Skipped,
     Mounted,
@@ -119,9 +189,10 @@ fn push_blob(
     c: &Client,
     job: &BlobJob,
     mount_from: Option<&str>,
+    present: &HashSet<Digest>,
     progress: &dyn Observer,
 ) -> Result<Outcome> {
-    if c.blob_exists(&job.digest)? {
+    if present.contains(&job.digest) {
         progress.exists(job);
         return Ok(Outcome::Skipped);
     }
@@ -156,11 +227,13 @@ fn push_blob(
     Ok(Outcome::Uploaded(job.size))
 }
 
-/// Pushes every blob, `jobs` at a time; stops at the first error.
+/// Pushes every blob, `jobs` at a time; stops at the first error. `present` holds the blobs a
+/// [`survey`] of the repository found: those are skipped, the rest sent without asking again.
 pub fn push_blobs(
     c: &Client,
     blobs: &[BlobJob],
     mount_from: Option<&str>,
+    present: &HashSet<Digest>,
     jobs: usize,
     progress: &dyn Observer,
 ) -> Result<BlobStats> {
@@ -175,7 +248,7 @@ pub fn push_blobs(
                     let Some(job) = queue.lock().expect("queue").pop_front() else {
                         break;
                     };
-                    match push_blob(c, job, mount_from, progress) {
+                    match push_blob(c, job, mount_from, present, progress) {
                         Ok(outcome) => {
                             let mut st = stats.lock().expect("stats");
                             match outcome {

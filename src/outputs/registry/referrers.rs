@@ -12,6 +12,7 @@
 //! time to PUT too (twice as long as our own read and PUT took), and merged again while ours
 //! are missing — a bounded number of rounds.
 
+use super::push::Survey;
 use crate::image::{Attachment, Image, canonical_json};
 use crate::registry::client::{Client, ManifestRef};
 use crate::registry::error::RegistryError;
@@ -41,27 +42,116 @@ pub fn fallback_tag(subject: &Digest) -> String {
 pub struct Referred {
     /// Referrer manifests PUT.
     pub manifests: usize,
-    /// Fallback tags written (the registry has no referrers API).
+    /// Referrers found in place (and listed) by the survey, so not sent again.
+    pub proven: usize,
+    /// Fallback tags written or proven (the registry has no referrers API).
     pub tags: Vec<String>,
+}
+
+/// How a subject's referrers were found listed the last time this user pushed them to a
+/// repository, remembered (in the user's cache, see [`crate::memo`]) by the registry, the
+/// repository, the subject and the referrers: the registry indexes them itself (it has the
+/// referrers API), or the tag schema's index with this digest lists them all. A claim a
+/// survey checks, never trusted alone: the index is proven only while its tag still serves
+/// that digest, which names its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Listing {
+    Api,
+    Tag(Digest),
+}
+
+/// The attachments of `image`, by subject, in the image's order.
+fn by_subject(image: &Image) -> BTreeMap<&Digest, Vec<&Attachment>> {
+    let mut groups: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
+    for a in &image.attachments {
+        groups.entry(&a.subject).or_default().push(a);
+    }
+    groups
+}
+
+fn listing_key(c: &Client, subject: &Digest, ours: &[&Attachment]) -> String {
+    let mut parts: Vec<&[u8]> = vec![
+        b"referrers listed v1",
+        c.registry.as_bytes(),
+        c.repo.as_bytes(),
+        subject.as_bytes(),
+    ];
+    parts.extend(ours.iter().map(|a| a.manifest.digest.as_bytes()));
+    crate::memo::key(&parts)
+}
+
+fn remembered(c: &Client, subject: &Digest, ours: &[&Attachment]) -> Option<Listing> {
+    crate::memo::get("referrers", &listing_key(c, subject, ours), c.shell())
+}
+
+/// The tags a survey must read before [`push`] can prove the image's referrers listed: the
+/// tag schema's tag of each subject whose referrers were last found listed there.
+pub fn tags_to_survey(c: &Client, image: &Image) -> Vec<String> {
+    by_subject(image)
+        .into_iter()
+        .filter(|(subject, ours)| matches!(remembered(c, subject, ours), Some(Listing::Tag(_))))
+        .map(|(subject, _)| fallback_tag(subject))
+        .collect()
+}
+
+/// Whether `survey` proves every one of `ours` in the repository and listed as a referrer of
+/// `subject`: each manifest is there (by digest), and the registry indexes referrers itself,
+/// or the subject's tag still serves the index that listed them all.
+fn proven(c: &Client, subject: &Digest, ours: &[&Attachment], survey: &Survey) -> bool {
+    ours.iter()
+        .all(|a| survey.manifests.contains(&a.manifest.digest))
+        && match remembered(c, subject, ours) {
+            Some(Listing::Api) => true,
+            Some(Listing::Tag(index)) => survey.tags.get(&fallback_tag(subject)) == Some(&index),
+            None => false,
+        }
 }
 
 /// PUTs every attachment's manifest (its blobs are already in), in the image's order, each
 /// after its subject; then, for each subject the registry did not index itself, updates the
-/// fallback tag. Call it only once the image is pushed.
-pub fn push(c: &Client, image: &Image) -> Result<Referred> {
-    let mut unindexed: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
+/// fallback tag. A subject whose referrers `survey` proves in place and listed is left alone
+/// (an unchanged re-push sends nothing). Call it only once the image is pushed.
+pub fn push(c: &Client, image: &Image, survey: &Survey) -> Result<Referred> {
     let mut done = Referred::default();
-    for a in &image.attachments {
-        let answer = c.put_manifest(
-            ManifestRef::Digest(&a.manifest.digest),
-            &a.manifest.bytes,
-            &a.manifest.media_type,
-            &a.manifest.digest,
-        )?;
-        done.manifests += 1;
-        if answer.oci_subject.as_ref() != Some(&a.subject) {
-            unindexed.entry(&a.subject).or_default().push(a);
+    let mut unindexed: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
+    let mut indexed: Vec<(&Digest, Vec<&Attachment>)> = Vec::new();
+    for (subject, ours) in by_subject(image) {
+        if proven(c, subject, &ours, survey) {
+            done.proven += ours.len();
+            if survey.tags.contains_key(&fallback_tag(subject)) {
+                done.tags.push(fallback_tag(subject));
+            }
+            continue;
         }
+        // A registry last seen without the referrers API need not be told again of a
+        // manifest it has: only its index needs ours back.
+        let known_tag = matches!(remembered(c, subject, &ours), Some(Listing::Tag(_)));
+        let mut api = !known_tag;
+        for a in &ours {
+            if known_tag && survey.manifests.contains(&a.manifest.digest) {
+                done.proven += 1;
+                continue;
+            }
+            let answer = c.put_manifest(
+                ManifestRef::Digest(&a.manifest.digest),
+                &a.manifest.bytes,
+                &a.manifest.media_type,
+                &a.manifest.digest,
+            )?;
+            done.manifests += 1;
+            if answer.oci_subject.as_ref() != Some(&a.subject) {
+                api = false;
+            }
+        }
+        if api {
+            indexed.push((subject, ours));
+        } else {
+            unindexed.insert(subject, ours);
+        }
+    }
+    for (subject, ours) in indexed {
+        let key = listing_key(c, subject, &ours);
+        crate::memo::put("referrers", &key, &Listing::Api, &[], c.shell());
     }
     for (subject, attachments) in unindexed {
         let tag = fallback_tag(subject);
@@ -69,7 +159,8 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
             .iter()
             .map(|a| a.descriptor())
             .collect::<Result<Vec<Value>>>()?;
-        if update_fallback(c, &tag, ours)? {
+        let (wrote, index) = update_fallback(c, &tag, ours)?;
+        if wrote {
             c.shell().verbose(
                 "Referrers",
                 format!(
@@ -78,13 +169,15 @@ pub fn push(c: &Client, image: &Image) -> Result<Referred> {
                 ),
             );
         }
+        let key = listing_key(c, subject, &attachments);
+        crate::memo::put("referrers", &key, &Listing::Tag(index), &[], c.shell());
         done.tags.push(tag);
     }
     Ok(done)
 }
 
-/// The index under `tag`, if there is one: its descriptors.
-fn read_fallback(c: &Client, tag: &str) -> Result<Listed> {
+/// The index under `tag`, if there is one: its descriptors, and the digest of its bytes.
+fn read_fallback(c: &Client, tag: &str) -> Result<(Listed, Option<Digest>)> {
     let what = format!("the referrers index {}:{tag}", c.repo);
     let r = c.retrying("read the referrers index", || {
         c.send(|h, _| {
@@ -97,11 +190,12 @@ fn read_fallback(c: &Client, tag: &str) -> Result<Listed> {
         })
     })?;
     if r.status() == StatusCode::NOT_FOUND {
-        return Ok(Listed::default());
+        return Ok((Listed::default(), None));
     }
     let length = r.content_length();
     let body = read_capped(r, length, MANIFEST_BODY_LIMIT, &what, &c.registry)?;
-    parse_index(&body).map_err(|e| match e {
+    let digest = Digest::sha256_of(&body);
+    let listed = parse_index(&body).map_err(|e| match e {
         IndexError::NotJson(detail) => anyhow!(
             "registry {} serves {what} as something that is not JSON ({detail}); delete that tag (it belongs to the referrers tag schema) and push again",
             c.registry
@@ -110,7 +204,8 @@ fn read_fallback(c: &Client, tag: &str) -> Result<Listed> {
             "registry {} holds {what}, but it is a {kind}, not an image index; that tag belongs to the referrers tag schema: delete it, then push again",
             c.registry
         ),
-    })
+    })?;
+    Ok((listed, Some(digest)))
 }
 
 /// The entries of a referrers index, as read.
@@ -191,15 +286,19 @@ pub fn merge(listed: &[Value], ours: &[Value]) -> Option<Vec<Value>> {
 /// Adds `ours` to the index under `tag` (made when missing), keeping every other descriptor;
 /// PUTs it only if something of ours was missing, then reads it back after a while and
 /// merges again while something is (another push may have PUT its own version meanwhile),
-/// at most [`ROUNDS`] times. Returns whether it PUT the index.
-fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
+/// at most [`ROUNDS`] times. Returns whether it PUT the index, and the digest of the index
+/// last read, which lists every one of `ours`.
+fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<(bool, Digest)> {
     let mut wrote = false;
     let mut warned = false;
     for round in 1..=ROUNDS {
         let started = Instant::now();
-        let listed = read_fallback(c, tag)?;
-        let Some(manifests) = merge(&listed.manifests, &ours) else {
-            return Ok(wrote);
+        let (listed, digest) = read_fallback(c, tag)?;
+        let manifests = match (merge(&listed.manifests, &ours), digest) {
+            (None, Some(digest)) => return Ok((wrote, digest)),
+            (Some(merged), _) => merged,
+            // No index, yet nothing of ours missing: only when `ours` is empty.
+            (None, None) => listed.manifests.clone(),
         };
         if listed.dropped > 0 && !warned {
             warned = true;
@@ -249,9 +348,9 @@ fn update_fallback(c: &Client, tag: &str, ours: Vec<Value>) -> Result<bool> {
         // after its read as ours took: wait that long twice before reading back.
         std::thread::sleep((started.elapsed() * 2).clamp(SETTLE_MIN, SETTLE_MAX));
     }
-    let listed = read_fallback(c, tag)?;
-    if merge(&listed.manifests, &ours).is_none() {
-        return Ok(wrote);
+    let (listed, digest) = read_fallback(c, tag)?;
+    if let (None, Some(digest)) = (merge(&listed.manifests, &ours), digest) {
+        return Ok((wrote, digest));
     }
     bail!(
         "registry {} lost referrers of this push from {}:{tag} {ROUNDS} times (another push of the same image keeps rewriting that index); push again once the other push is done",
