@@ -216,12 +216,7 @@ fn registry_top(
     cx: &Inputs<'_>,
 ) -> Result<(Source, Descriptor)> {
     let key = crate::memo::key(&[b"base resolution v1", from.to_string().as_bytes()]);
-    let pinned: Option<Digest> = r
-        .digest
-        .as_deref()
-        .map(str::parse::<Digest>)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let pinned: Option<Digest> = r.digest.clone();
     let offline_source = || {
         Source::Store(format!(
             "run once without --offline, with {} reachable",
@@ -852,12 +847,7 @@ pub fn check(from: &BaseRef, root: &Path, shell: &Shell) -> Result<String> {
         BaseRef::Registry(r) => {
             let opts = RegistryOptions::default();
             let p = Puller::connect(&opts, &r.registry, &r.repository, shell)?;
-            let pinned: Option<Digest> = r
-                .digest
-                .as_deref()
-                .map(str::parse::<Digest>)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
+            let pinned: Option<Digest> = r.digest.clone();
             let d = match (&pinned, &r.tag) {
                 (Some(d), _) => p.resolve(ManifestRef::Digest(d))?,
                 (None, t) => p.resolve(ManifestRef::Tag(t.as_deref().unwrap_or("latest")))?,

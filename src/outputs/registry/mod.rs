@@ -10,6 +10,7 @@ use crate::image::Image;
 use crate::registry::RegistryOptions;
 use crate::registry::client::{Access, Client, ManifestRef};
 use crate::registry::{auth, transport};
+use crate::util::digest::Digest;
 use crate::util::reference::Reference;
 use crate::util::shell::Shell;
 use anyhow::{Context, Result, bail};
@@ -24,7 +25,7 @@ pub struct Target {
     pub repository: String,
     /// The tag, or None when the reference names a digest.
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl Target {
