@@ -465,3 +465,54 @@ fn a_layout_without_a_tag_needs_one_image_and_unreadable_manifests_are_refused()
         ],
     );
 }
+
+/// `init` lists `from` and `debug-from` (commented), and `doctor` says what each base
+/// resolves to, or that it does not (then it fails, naming the key).
+#[test]
+#[ignore = "heavy: builds the hello fixture once"]
+fn init_lists_the_base_settings_and_doctor_resolves_each_base() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let dir = work.path().join("base");
+    scratch_base(&dir, &cache);
+
+    let project = Project::copy("hello");
+    capture(tool(&project.root).arg("init")).assert_success();
+    let manifest = fs::read_to_string(project.manifest()).expect("read Cargo.toml");
+    for key in ["from", "debug-from"] {
+        assert!(
+            manifest
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = "))),
+            "init does not list {key}:\n{manifest}"
+        );
+    }
+
+    let project = Project::copy("hello");
+    let missing = work.path().join("missing");
+    project.append_manifest(&format!(
+        "\n[package.metadata.containerize]\nfrom = \"oci:{}:base\"\ndebug-from = \"oci:{}\"\n",
+        dir.display(),
+        missing.display()
+    ));
+    let run = capture(tool(&project.root).args(["doctor", "--locked"]));
+    assert_eq!(run.code(), Some(1), "{run}");
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("doctor says nothing of {key}: {run}"))
+            .to_string()
+    };
+    let entry = read_json(&dir.join("index.json"))["manifests"][0]["digest"]
+        .as_str()
+        .expect("the base's digest")
+        .to_string();
+    let from = line("from");
+    assert!(from.ends_with(&format!(":base@{entry}")), "{from}");
+    let debug = line("debug-from");
+    assert!(
+        debug.contains("DOES NOT RESOLVE") && debug.contains("index.json"),
+        "{debug}"
+    );
+}
