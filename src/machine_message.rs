@@ -53,6 +53,10 @@ pub struct Report {
     /// report says what was written: e.g. an image pushed without its referrers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The debug variant (`--debug`): the same report for the image on `debug-from`, its
+    /// `-debug` references, digest, referrers and pushes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<Box<Report>>,
 }
 
 fn layer_reports(layers: &[Layer]) -> Vec<LayerReport> {
@@ -109,6 +113,7 @@ impl Report {
             layers_built: fresh.len(),
             referrers,
             error: None,
+            debug: None,
         }
     }
 }

@@ -61,6 +61,7 @@ fn plan_outputs(
     spec: &ImageSpec,
     target_dir: &std::path::Path,
     suffix: &str,
+    signing_key: Option<&std::sync::Arc<crate::sign::key::SigningKey>>,
     shell: &Shell,
 ) -> Result<Vec<Box<dyn Output>>> {
     let defaults = Defaults {
@@ -90,12 +91,6 @@ fn plan_outputs(
             .collect::<Result<Vec<_>>>()?;
         list.push(Box::new(Load::new(engine, &tags, &defaults, shell)?));
     }
-    // The debug variant is not signed: its outputs carry no referrers.
-    let signing_key = if suffix.is_empty() {
-        signing_key(req, spec, shell)?
-    } else {
-        None
-    };
     if req.push {
         let refs: Vec<String> = spec
             .push_refs(&req.tags)?
@@ -103,7 +98,7 @@ fn plan_outputs(
             .map(|r| with_suffix(r, suffix))
             .collect();
         let mut registry = RegistryOutput::new(&refs, req.registry.clone())?;
-        registry.signing_key = signing_key;
+        registry.signing_key = signing_key.cloned();
         list.push(Box::new(registry));
     }
     outputs::check_platforms(&list, &spec.build.platforms, req.load_platform)?;
@@ -274,23 +269,28 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         shell,
     )?;
     // 6. attest
+    let rustc = if plan.attest.any() {
+        rustc_version(req, &plan.project, shell)?
+    } else {
+        None
+    };
+    let facts = |base_has| attest::Facts {
+        project: &plan.project,
+        spec: &plan.spec,
+        cargo: &req.cargo,
+        binaries: &binaries,
+        git: &plan.git,
+        rustc: rustc.as_deref(),
+        base_has,
+    };
     let referrers = if plan.attest.any() {
-        let rustc = rustc_version(req, &plan.project, shell)?;
-        let facts = attest::Facts {
-            project: &plan.project,
-            spec: &plan.spec,
-            cargo: &req.cargo,
-            binaries: &binaries,
-            git: &plan.git,
-            rustc: rustc.as_deref(),
-            base_has: &plan.shared_inputs.base_has,
-        };
+        let facts = facts(&plan.shared_inputs.base_has);
         attach(&mut image, &plan.store, &facts, &plan.attest, shell)?
     } else {
         vec![]
     };
     // 7. outputs
-    let report = write_outputs(
+    let mut report = write_outputs(
         &plan.outputs,
         &plan.spec,
         &image,
@@ -298,24 +298,31 @@ pub fn run(req: &BuildRequest, shell: &Shell) -> Result<Report> {
         referrers,
         shell,
     )?;
-    // The debug variant (`--debug`): the same binaries and files on `debug-from`.
+    // The debug variant (`--debug`): the same binaries and files on `debug-from`, a full
+    // image of its own: its referrers, its signatures, its report.
     if let Some(debug) = &plan.bases.debug {
-        write_debug(&plan, debug, &built, files.as_ref(), shell)?;
+        let inputs = shared_inputs_on(&plan.spec, Some(debug));
+        let facts = facts(&inputs.base_has);
+        let variant = write_debug(&plan, debug, &inputs, &built, files.as_ref(), &facts, shell)?;
+        report.debug = Some(Box::new(variant));
     }
     Ok(report)
 }
 
 /// The debug variant: the same binaries and files on `debug-from` (the shared layers made
-/// again for its base files), written to the `-debug` outputs, without referrers.
+/// again for its base files, `inputs`), with the documents the image gets, written to the
+/// `-debug` outputs (signed when the image is). Returns its report.
 fn write_debug(
     plan: &Plan,
     base: &image::base::Resolved,
+    inputs: &SharedInputs,
     built: &BuiltLayers,
     files: Option<&Layer>,
+    facts: &attest::Facts,
     shell: &Shell,
-) -> Result<()> {
-    let shared = layers::shared_layers(&shared_inputs_on(&plan.spec, Some(base)), &plan.store)?;
-    let image = assemble_image(
+) -> Result<Report> {
+    let shared = layers::shared_layers(inputs, &plan.store)?;
+    let mut image = assemble_image(
         &plan.spec,
         built,
         &shared,
@@ -324,19 +331,24 @@ fn write_debug(
         &plan.store,
         shell,
     )?;
-    write_outputs(
+    let referrers = if plan.attest.any() {
+        attach(&mut image, &plan.store, facts, &plan.attest, shell)?
+    } else {
+        vec![]
+    };
+    let report = write_outputs(
         &plan.debug_outputs,
         &plan.spec,
         &image,
         &plan.store,
-        vec![],
+        referrers,
         shell,
     )?;
     shell.status(
         "Debug",
         format!("{} on {}", image.digest(), base.from.name()),
     );
-    Ok(())
+    Ok(report)
 }
 
 /// Says that each binary is verified (after cargo is done, not into its progress bar), and
@@ -366,9 +378,12 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
         git_info = pending.wait();
         spec.apply_git(&git_info, &project.settings);
     }
-    let outputs = plan_outputs(req, &spec, &project.target_dir, "", shell)?;
+    // One key (its password asked once) signs the image and its debug variant.
+    let key = signing_key(req, &spec, shell)?;
+    let outputs = plan_outputs(req, &spec, &project.target_dir, "", key.as_ref(), shell)?;
     let debug_outputs = if req.debug {
-        plan_outputs(req, &spec, &project.target_dir, DEBUG_SUFFIX, shell)?
+        let dir = &project.target_dir;
+        plan_outputs(req, &spec, dir, DEBUG_SUFFIX, key.as_ref(), shell)?
     } else {
         vec![]
     };

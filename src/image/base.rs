@@ -590,6 +590,12 @@ fn platform_base(
     from: &BaseRef,
 ) -> Result<PlatformBase> {
     let name = from.name();
+    if pull::SCHEMA1.contains(&desc.media_type.as_ref()) {
+        bail!(
+            "base {name}: {} is a Docker schema 1 manifest, which this tool does not read (deprecated since 2017); write the base again with a current skopeo, podman or docker",
+            desc.digest
+        );
+    }
     if !is_manifest_type(&desc.media_type) || is_index_type(&desc.media_type) {
         bail!(
             "base {name}: {} is a `{}`, not an image manifest; name an image",

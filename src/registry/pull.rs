@@ -32,7 +32,7 @@ pub const ACCEPTED: [&str; 4] = [
 ];
 
 /// Docker's schema 1 manifests (signed or not): refused.
-const SCHEMA1: [&str; 2] = [
+pub const SCHEMA1: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 ];

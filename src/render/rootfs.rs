@@ -25,8 +25,16 @@ pub fn dir_for(package: &str) -> String {
 /// Every layer content `build` makes besides the binary and `include`.
 /// What `build` puts in the image apart from the binary and the `include`s (which the
 /// Dockerfile COPYs from the build context itself).
+///
+/// On a base (`from`), the users and groups, nsswitch.conf, /tmp and the homes are the
+/// base's: the Dockerfile cannot look into the base to leave out only the files it has (as
+/// `build` does), and copying ours over its own would replace its users; the image runs as
+/// the numeric `user` (or the base's USER), which needs no passwd entry.
 fn contents(spec: &ImageSpec) -> Result<Vec<LayerContent>> {
     let mut out = layers::shared_contents(spec)?;
+    if !spec.layers.from.is_scratch() {
+        out.retain(|c| c.what != LayerKind::BaseFiles);
+    }
     let generated = layers::generated_entries(spec)?;
     if !generated.is_empty() {
         let mut what = Vec::new();

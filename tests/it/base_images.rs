@@ -1227,7 +1227,7 @@ fn dockerfile_renders_the_final_stage_from_the_base_pinned_by_digest() {
 
 #[test]
 #[ignore = "heavy: builds hello on registry bases; needs docker-registry, skopeo"]
-fn the_debug_variant_is_pushed_as_tag_debug_on_the_debug_base() {
+fn the_debug_variant_is_pushed_as_tag_debug_on_the_debug_base_signed_and_attested() {
     let registry = Registry::plain();
     let main_base = bases::distroless().push(&registry, "bases/distroless:nonroot");
     let debug_base = bases::busybox().push(&registry, "bases/busybox:1");
@@ -1237,12 +1237,64 @@ fn the_debug_variant_is_pushed_as_tag_debug_on_the_debug_base() {
         toml_str(&debug_base.reference)
     ));
     let cache = tempdir();
+    let keys = tempdir();
+    let password = "debug variant password";
+    capture(
+        tool(keys.path())
+            .arg("generate-key-pair")
+            .env("COSIGN_PASSWORD", password),
+    )
+    .assert_success();
     let run = capture(
         build_in(&project, &shared_target_dir("hello"), cache.path())
-            .args(["--debug", "--platform", BOTH, "--push", "-t"])
-            .arg(registry.reference("app/hello:2")),
+            .args(["--debug", "--platform", BOTH, "--message-format", "json"])
+            .args(["--sign", "--key"])
+            .arg(keys.path().join("cosign.key"))
+            .args(["--push", "-t"])
+            .arg(registry.reference("app/hello:2"))
+            .env("COSIGN_PASSWORD", password),
     );
     run.assert_success();
+    // The debug variant is a full image: the report names it, with its referrers (SBOMs,
+    // provenance, about its own manifests), and it is signed and attested with the key.
+    let report = run.json();
+    let debug = &report["debug"];
+    let debug_served = bases::served(&registry, "app/hello:2-debug");
+    assert_eq!(debug["digest"], debug_served.index_digest, "{report}");
+    assert_ne!(debug["digest"], report["digest"], "{report}");
+    let pushed = debug["pushed"].as_array().expect("debug.pushed");
+    assert!(
+        pushed.iter().any(|p| p
+            .as_str()
+            .is_some_and(|p| p.contains("app/hello:2-debug@sha256:"))),
+        "{report}"
+    );
+    for arch in ARCHES {
+        let digest = debug_served.manifest_digest(arch);
+        let kinds: Vec<&str> = debug["referrers"]
+            .as_array()
+            .expect("debug.referrers")
+            .iter()
+            .filter(|r| r["subject"] == digest)
+            .filter_map(|r| r["artifactType"].as_str())
+            .collect();
+        assert!(
+            kinds.contains(&"application/vnd.in-toto+json") && kinds.len() >= 2,
+            "{arch}: the debug manifest's referrers are {kinds:?}: {report}"
+        );
+    }
+    let verified = capture(
+        tool(keys.path())
+            .args(["verify-signature", &registry.reference("app/hello:2-debug")])
+            .arg("--key")
+            .arg(keys.path().join("cosign.pub")),
+    );
+    verified.assert_success();
+    assert_eq!(verified.stdout.lines().count(), 3, "{verified}");
+    assert!(
+        verified.stdout.contains("https://slsa.dev/provenance/v1"),
+        "{verified}"
+    );
     for (tag, base, served) in [
         ("app/hello:2", bases::distroless(), &main_base),
         ("app/hello:2-debug", bases::busybox(), &debug_base),

@@ -384,3 +384,135 @@ fn the_push_credential_goes_only_to_the_registry_pushed_to_and_the_base_gets_its
         );
     }
 }
+
+/// `oci:DIR` without a tag takes a layout's only image; with two it is a one-line error
+/// listing the tags. A manifest the tool does not read (Docker schema 1, an unknown media
+/// type), hand-written into the layout, is refused with a one-line error naming it, before
+/// any build.
+#[test]
+#[ignore = "heavy: builds the hello fixture twice"]
+fn a_layout_without_a_tag_needs_one_image_and_unreadable_manifests_are_refused() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let dir = work.path().join("base");
+    scratch_base(&dir, &cache);
+    let project = Project::copy("hello");
+    project.append_manifest("\n[package.metadata.containerize]\nbinary-path = \"/app/hello\"\n");
+    let from = format!("oci:{}", dir.display());
+    let build = |from: &str| {
+        let mut cmd = tool_with(&project, &cache, &shared_target_dir("hello"));
+        cmd.args(["--from", from, "--output"])
+            .arg(format!("oci:{}:v1", work.path().join("out").display()));
+        capture(&mut cmd)
+    };
+
+    // One image in the layout: no tag needed, and it is the base.
+    build(&from).assert_success();
+    let (base_manifest, _) = layout_image(&dir, "base");
+    let (manifest, _) = layout_image(&work.path().join("out"), "v1");
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.digest"],
+        sha256_digest(&serde_json::to_vec(&base_manifest).expect("JSON")).as_str(),
+        "{manifest}"
+    );
+    assert_eq!(
+        layer_digests(&manifest)[..layer_digests(&base_manifest).len()],
+        layer_digests(&base_manifest)[..]
+    );
+
+    // Three more entries: the same image as `other`, and two hand-written manifests.
+    let index_path = dir.join("index.json");
+    let mut index = read_json(&index_path);
+    let entries = index["manifests"].as_array_mut().expect("manifests");
+    let mut other = entries[0].clone();
+    other["annotations"]["org.opencontainers.image.ref.name"] = "other".into();
+    entries.push(other);
+    let schema1 = br#"{"schemaVersion":1,"name":"o/base","tag":"1","architecture":"amd64","fsLayers":[],"history":[]}"#;
+    let odd = br#"{"schemaVersion":2,"mediaType":"application/vnd.example.thing.v1+json"}"#;
+    for (tag, media_type, bytes) in [
+        (
+            "schema1",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            &schema1[..],
+        ),
+        ("odd", "application/vnd.example.thing.v1+json", &odd[..]),
+    ] {
+        let digest = sha256_digest(bytes);
+        fs::write(
+            dir.join("blobs/sha256").join(&digest["sha256:".len()..]),
+            bytes,
+        )
+        .expect("write blob");
+        entries.push(serde_json::json!({
+            "mediaType": media_type,
+            "digest": digest,
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }));
+    }
+    fs::write(&index_path, serde_json::to_vec(&index).expect("JSON")).expect("write index");
+
+    assert_one_line_error(
+        &build(&from),
+        &["4 images", ":TAG", "base, other, schema1, odd"],
+    );
+    assert_one_line_error(&build(&format!("{from}:schema1")), &["schema 1"]);
+    assert_one_line_error(
+        &build(&format!("{from}:odd")),
+        &[
+            "application/vnd.example.thing.v1+json",
+            "not an image manifest",
+        ],
+    );
+}
+
+/// `init` lists `from` and `debug-from` (commented), and `doctor` says what each base
+/// resolves to, or that it does not (then it fails, naming the key).
+#[test]
+#[ignore = "heavy: builds the hello fixture once"]
+fn init_lists_the_base_settings_and_doctor_resolves_each_base() {
+    let work = tempdir();
+    let cache = work.path().join("cache");
+    let dir = work.path().join("base");
+    scratch_base(&dir, &cache);
+
+    let project = Project::copy("hello");
+    capture(tool(&project.root).arg("init")).assert_success();
+    let manifest = fs::read_to_string(project.manifest()).expect("read Cargo.toml");
+    for key in ["from", "debug-from"] {
+        assert!(
+            manifest
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = "))),
+            "init does not list {key}:\n{manifest}"
+        );
+    }
+
+    let project = Project::copy("hello");
+    let missing = work.path().join("missing");
+    project.append_manifest(&format!(
+        "\n[package.metadata.containerize]\nfrom = \"oci:{}:base\"\ndebug-from = \"oci:{}\"\n",
+        dir.display(),
+        missing.display()
+    ));
+    let run = capture(tool(&project.root).args(["doctor", "--locked"]));
+    assert_eq!(run.code(), Some(1), "{run}");
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("doctor says nothing of {key}: {run}"))
+            .to_string()
+    };
+    let entry = read_json(&dir.join("index.json"))["manifests"][0]["digest"]
+        .as_str()
+        .expect("the base's digest")
+        .to_string();
+    let from = line("from");
+    assert!(from.ends_with(&format!(":base@{entry}")), "{from}");
+    let debug = line("debug-from");
+    assert!(
+        debug.contains("DOES NOT RESOLVE") && debug.contains("index.json"),
+        "{debug}"
+    );
+}

@@ -789,3 +789,53 @@ fn the_workflows_build_step_pushes_both_platforms_to_a_loopback_registry() {
         assert_eq!(platforms, ["amd64", "arm64"], "{index}");
     }
 }
+
+/// On a base (`from`), the Dockerfile leaves the users and groups to the base: the rootfs
+/// stage copies no passwd, group or home of ours over the base's, USER is the numeric user,
+/// and the Dockerfile stays hadolint-clean, also when nothing of ours is left to copy
+/// (`ca-certs = "base"`, `tzdata = "base"`).
+#[test]
+#[ignore = "heavy: needs the setup-template-tools checkers"]
+fn a_dockerfile_on_a_base_keeps_the_bases_users() {
+    let pinned = format!("127.0.0.1:5999/base/static@sha256:{}", "a".repeat(64));
+    for (name, extra) in [
+        ("certs", ""),
+        ("none", "ca-certs = \"base\"\ntzdata = \"base\"\n"),
+    ] {
+        let project = Project::copy("hello");
+        project.append_manifest(&format!(
+            "[package.metadata.containerize]\nfrom = \"{pinned}\"\nuser = \"nonroot\"\n{extra}"
+        ));
+        let case = Case::new("on_base", project, &[]);
+        let (_, path) = render(&case, "dockerfile", "Dockerfile", &[]);
+        assert_hadolint_clean(&path);
+        let text = fs::read_to_string(&path).expect("read Dockerfile");
+        assert!(
+            text.contains(&format!("FROM {pinned}\n")),
+            "{name}:\n{text}"
+        );
+        assert!(text.contains("\nUSER 65532:65532\n"), "{name}:\n{text}");
+        for ours in ["/home/nonroot", "/rootfs/tmp", "/rootfs/etc/passwd"] {
+            assert!(!text.contains(ours), "{name}: {ours} in\n{text}");
+        }
+        let rootfs = case.project.root.join(".containerize/hello/rootfs");
+        for file in [
+            "etc/passwd",
+            "etc/group",
+            "etc/nsswitch.conf",
+            "home/nonroot",
+        ] {
+            assert!(!rootfs.join(file).exists(), "{name}: {file} written");
+        }
+        // Every `mkdir -p` has an operand, and nothing is copied from a directory not written.
+        assert!(
+            !text.contains("mkdir -p \\") && !text.contains("mkdir -p\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.contains(".containerize/hello/rootfs/"),
+            fs::read_dir(&rootfs).is_ok_and(|mut d| d.next().is_some()),
+            "{name}:\n{text}"
+        );
+    }
+}
