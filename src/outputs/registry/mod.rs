@@ -255,6 +255,18 @@ impl RegistryOutput {
     }
 }
 
+/// [`super::PartlyWritten`] after the image went in under `written.pushed[first..]` and what
+/// followed it did not: "the image is pushed (REF@sha256:…), but WHAT". The report still
+/// names what is pushed (--message-format json prints it beside the error).
+fn pushed_but(written: Written, first: usize, what: String) -> anyhow::Error {
+    let pushed: Vec<String> = written.pushed[first..]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let error = anyhow::anyhow!("the image is pushed ({}), but {what}", pushed.join(", "));
+    super::PartlyWritten { written, error }.into()
+}
+
 /// The attachments (referrers), once their subject is in under every tag. A failure is
 /// [`super::PartlyWritten`]: the image itself is pushed, under `written.pushed[first..]`.
 fn push_referrers(
@@ -269,15 +281,8 @@ fn push_referrers(
         Ok(done) => done,
         // What is pushed is reported (--message-format json prints it) with the error.
         Err(e) => {
-            let pushed: Vec<String> = written.pushed[first..]
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let error = anyhow::anyhow!(
-                "the image is pushed ({}), but not its referrers (provenance, SBOMs): {e:#}",
-                pushed.join(", ")
-            );
-            return Err(super::PartlyWritten { written, error }.into());
+            let error = format!("not its referrers (provenance, SBOMs): {e:#}");
+            return Err(pushed_but(written, first, error));
         }
     };
     let count = done.manifests + done.proven;
@@ -332,15 +337,10 @@ fn push_signatures(
             Ok(written)
         }
         Err(e) => {
-            let pushed: Vec<String> = written.pushed[first..]
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let error = anyhow::anyhow!(
-                "the image is pushed ({}), but not signed: {e:#}; sign it again with the same command, or `cosign sign --key` that digest",
-                pushed.join(", ")
+            let error = format!(
+                "not signed: {e:#}; sign it again with the same command, or `cosign sign --key` that digest"
             );
-            Err(super::PartlyWritten { written, error }.into())
+            Err(pushed_but(written, first, error))
         }
     }
 }
