@@ -143,6 +143,107 @@ pub fn documents(
     Ok(docs)
 }
 
+/// A document made by an earlier run, as remembered (in the user's cache, see
+/// [`crate::memo`]) by the platform manifest it describes and every input of the documents:
+/// where its bytes are in the blob store, not the bytes. Used only once the store proves the
+/// blob matches its digest ([`BlobStore::proven`]); otherwise the documents are made again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    artifact_type: String,
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    annotations: BTreeMap<String, String>,
+}
+
+/// The documents of one platform manifest, in the blob store; `bytes` only when this run made
+/// them.
+struct Stored {
+    doc: Remembered,
+    bytes: Option<Vec<u8>>,
+}
+
+/// The key of everything [`documents`] reads, but the platform: the image (every manifest,
+/// which names its config and layers, so the files in them), the facts and the options. The
+/// run's local paths go in too (a checkout elsewhere makes its documents once more). None when
+/// something cannot be serialised: then nothing is remembered.
+fn inputs_key(facts: &Facts, image: &Image, opts: &AttestOptions) -> Option<String> {
+    let spec = serde_json::to_vec(facts.spec).ok()?;
+    let project = serde_json::to_vec(facts.project).ok()?;
+    let rest = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        facts.cargo,
+        facts.git,
+        facts.rustc,
+        facts.base_has,
+        facts
+            .binaries
+            .iter()
+            .map(|b| (b.platform, &b.digest, &b.cargo_argv))
+            .collect::<Vec<_>>(),
+        image
+            .platforms
+            .iter()
+            .map(|p| (p.platform, &p.manifest.digest))
+            .collect::<Vec<_>>(),
+        image.index.as_ref().map(|i| &i.digest),
+        (opts.provenance, &opts.sbom),
+    );
+    Some(crate::memo::key(&[
+        b"attest documents 1",
+        &spec,
+        &project,
+        rest.as_bytes(),
+    ]))
+}
+
+/// The documents of `platform`, remembered when an earlier run made them from the same inputs
+/// and the store still proves their blobs; else made and stored (and remembered).
+fn stored_documents(
+    facts: &Facts,
+    image: &Image,
+    platform: &PlatformImage,
+    opts: &AttestOptions,
+    store: &BlobStore,
+    inputs: Option<&str>,
+) -> Result<Vec<Stored>> {
+    let key = inputs
+        .map(|k| crate::memo::key(&[k.as_bytes(), platform.manifest.digest.as_ref().as_bytes()]));
+    if let Some(key) = &key {
+        let found: Option<Vec<Remembered>> = crate::memo::get("documents", key, store.shell());
+        if let Some(found) = found
+            && found.iter().all(|d| store.proven(&d.digest, d.size))
+        {
+            for d in &found {
+                store.keep(&d.digest);
+            }
+            return Ok(found
+                .into_iter()
+                .map(|doc| Stored { doc, bytes: None })
+                .collect());
+        }
+    }
+    let mut made = Vec::new();
+    for doc in documents(facts, image, platform, opts, store.shell())? {
+        let (digest, size) = store.put(&doc.bytes)?;
+        made.push(Stored {
+            doc: Remembered {
+                artifact_type: doc.artifact_type.to_string(),
+                media_type: doc.media_type.to_string(),
+                digest,
+                size,
+                annotations: doc.annotations,
+            },
+            bytes: Some(doc.bytes),
+        });
+    }
+    if let Some(key) = &key {
+        let docs: Vec<&Remembered> = made.iter().map(|s| &s.doc).collect();
+        crate::memo::put("documents", key, &docs, &[], store.shell());
+    }
+    Ok(made)
+}
+
 /// Attaches the documents of every platform manifest to `image` (their blobs into `store`),
 /// and returns what it attached, in the image's platform order.
 pub fn attach(
@@ -153,26 +254,40 @@ pub fn attach(
 ) -> Result<Vec<Attached>> {
     let mut made = Vec::new();
     let mut sbom_files = Vec::new();
+    let inputs = inputs_key(facts, image, opts);
     for p in &image.platforms {
-        for doc in documents(facts, image, p, opts, store.shell())? {
-            if let Some(format) = opts
-                .sbom
-                .iter()
-                .find(|f| doc.artifact_type == MediaType::from(sbom::media_type(**f)))
+        for stored in stored_documents(facts, image, p, opts, store, inputs.as_deref())? {
+            let doc = stored.doc;
+            let artifact_type = MediaType::from(doc.artifact_type.as_str());
+            if opts.sbom_dir.is_some()
+                && let Some(format) = opts
+                    .sbom
+                    .iter()
+                    .find(|f| artifact_type == MediaType::from(sbom::media_type(**f)))
             {
+                let bytes = match stored.bytes {
+                    Some(b) => b,
+                    None => {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(
+                            &mut store.open_proven(&doc.digest, doc.size)?,
+                            &mut b,
+                        )?;
+                        b
+                    }
+                };
                 sbom_files.push((
                     sbom::file_name(&facts.spec.build.bin, p.platform, *format),
-                    doc.bytes.clone(),
+                    bytes,
                 ));
             }
-            let (digest, size) = store.put(&doc.bytes)?;
             let attachment = Attachment::new(
-                doc.artifact_type,
+                artifact_type,
                 &p.manifest,
                 vec![AttachedBlob {
-                    digest,
-                    size,
-                    media_type: doc.media_type,
+                    digest: doc.digest,
+                    size: doc.size,
+                    media_type: MediaType::from(doc.media_type.as_str()),
                 }],
                 &doc.annotations,
             )?;
