@@ -368,8 +368,10 @@ fn plan(req: &BuildRequest, shell: &Shell) -> Result<Plan> {
     let (project, speculation) = load_project(req, shell)?;
     shell.timing("metadata");
     // git answers in the background while the spec and outputs are planned: the build needs
-    // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}.
-    let mut pending_git = Some(git::spawn(project.package_root.clone(), shell.clone()));
+    // its commit time as SOURCE_DATE_EPOCH, and tags may name {git_sha}. Outside any
+    // repository git would say nothing, so it is not started.
+    let mut pending_git = (!git::outside_any_repository(&project.package_root))
+        .then(|| git::spawn(project.package_root.clone(), shell.clone()));
     let mut git_info = git::GitInfo::default();
     let mut spec = ImageSpec::resolve(&project, &Default::default())?;
     if spec.tags_use_git(&req.tags)

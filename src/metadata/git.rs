@@ -144,6 +144,27 @@ fn git_dir(dir: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Whether git surely finds no repository for `dir`: no `GIT_*` variable that names one, and
+/// neither `dir` nor any directory above it holds a `.git` or looks like a bare repository
+/// (`HEAD`, `objects`, `refs`). Looks in every ancestor, past any ceiling or file system
+/// boundary where git would stop, so it errs only towards asking git.
+pub fn outside_any_repository(dir: &Path) -> bool {
+    const NAMES_A_REPOSITORY: [&str; 3] = ["GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR"];
+    if NAMES_A_REPOSITORY
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return false;
+    }
+    let Ok(dir) = std::path::absolute(dir) else {
+        return false;
+    };
+    dir.ancestors().all(|d| {
+        std::fs::symlink_metadata(d.join(".git")).is_err()
+            && !(d.join("HEAD").exists() && d.join("objects").is_dir() && d.join("refs").is_dir())
+    })
+}
+
 /// HEAD's commit, read from the repository's files without starting git, when they say it
 /// plainly: HEAD names a commit, or a branch whose loose or packed ref does. None whenever
 /// git might answer otherwise, so that git is asked instead: a `GIT_*` variable that moves
@@ -270,6 +291,32 @@ mod tests {
 
     /// What the files say is what git says, through a branch's loose ref, its packed ref, a
     /// detached HEAD and a linked worktree; and nothing where git finds no commit.
+    #[test]
+    fn outside_any_repository_only_when_git_finds_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        let deep = repo.join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        // The temp dir itself may sit in a checkout; then both answers are false.
+        let git_finds = |d: &Path| {
+            Command::new("git")
+                .arg("-C")
+                .arg(d)
+                .args(["rev-parse", "--git-dir"])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert_eq!(outside_any_repository(&deep), !git_finds(&deep));
+        run_git(&repo, &["init", "-q"]);
+        assert!(git_finds(&deep));
+        assert!(!outside_any_repository(&deep));
+        let bare = tmp.path().join("bare.git");
+        run_git(tmp.path(), &["init", "-q", "--bare", "bare.git"]);
+        assert!(!outside_any_repository(&bare.join("refs")));
+    }
+
     #[test]
     fn head_from_files_agrees_with_git() {
         let dir = tempfile::tempdir().unwrap();
