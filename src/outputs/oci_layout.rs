@@ -399,8 +399,10 @@ impl OciLayout {
                 ));
                 copy_blob(store, digest, size, &dst)?;
             } else {
-                copy_blob(store, digest, size, &dst)?;
+                // Registered before the copy, so an interrupt during or right after it removes
+                // the blob no index references yet.
                 pending.push(atomic::Pending::new(&dst));
+                copy_blob(store, digest, size, &dst)?;
                 placed.push(dst);
             }
             added += size;

@@ -23,6 +23,23 @@ static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 pub struct Pending(PathBuf);
 
 impl Pending {
+    /// Creates a temp through `make` and registers its path as one step with respect to the
+    /// interrupt handler (the [`PENDING`] lock is held across both), so a Ctrl-C or SIGTERM
+    /// that lands right after the file appears still finds it registered and removes it.
+    /// Registering after creating left that window open: a signal between the two left the
+    /// temp behind (seen under load by
+    /// `reliability::layout::sigterm_while_writing_leaves_the_previous_output_and_no_temp`).
+    fn made<T>(
+        make: impl FnOnce() -> Result<T>,
+        path: impl Fn(&T) -> &Path,
+    ) -> Result<(T, Pending)> {
+        let mut registered = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        let made = make()?;
+        let p = path(&made).to_path_buf();
+        registered.push(p.clone());
+        Ok((made, Pending(p)))
+    }
+
     pub fn new(p: &Path) -> Pending {
         if let Ok(mut v) = PENDING.lock() {
             v.push(p.to_path_buf());
@@ -166,10 +183,15 @@ fn write_file_inner(
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     lease::sweep(&parent, &temp_prefix(target));
-    let mut tmp = lease::temp_file_in(&parent, &temp_prefix(target))
-        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let (mut tmp, pending) = Pending::made(
+        || {
+            lease::temp_file_in(&parent, &temp_prefix(target))
+                .with_context(|| format!("cannot write in {}", parent.display()))
+        },
+        |t| t.path(),
+    )?;
     // Released by the rename below: the temp name is gone once it is the target.
-    release.push(Pending::new(tmp.path()));
+    release.push(pending);
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         fill(&mut w)?;
@@ -214,13 +236,18 @@ pub fn sweep_dir(dir: &Path) -> usize {
 }
 
 /// A temp directory beside `target`, named and held as this run's (see [`lease`]), after
-/// removing those of dead runs.
-fn temp_dir_for(target: &Path) -> Result<lease::TempDir> {
+/// removing those of dead runs; registered for the interrupt handler as it is made.
+fn temp_dir_for(target: &Path) -> Result<(lease::TempDir, Pending)> {
     let parent = parent_of(target);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     lease::sweep(&parent, &temp_prefix(target));
-    lease::temp_dir_in(&parent, &temp_prefix(target))
-        .with_context(|| format!("cannot write in {}", parent.display()))
+    Pending::made(
+        || {
+            lease::temp_dir_in(&parent, &temp_prefix(target))
+                .with_context(|| format!("cannot write in {}", parent.display()))
+        },
+        |t| t.path(),
+    )
 }
 
 /// Builds a new directory through `fill` (given the temp directory) and renames it to
@@ -228,8 +255,7 @@ fn temp_dir_for(target: &Path) -> Result<lease::TempDir> {
 /// exists (made by another run meanwhile); the caller then updates it in place.
 pub fn create_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<bool> {
     let created = || -> Result<bool> {
-        let tmp = temp_dir_for(target)?;
-        let _pending = Pending::new(tmp.path());
+        let (tmp, _pending) = temp_dir_for(target)?;
         fill(tmp.path())?;
         if !rename_noreplace(tmp.path(), target)? {
             return Ok(false); // tmp is removed on drop
@@ -255,8 +281,7 @@ pub fn write_dir(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Resul
 
 fn write_dir_inner(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let parent = parent_of(target);
-    let tmp = temp_dir_for(target)?;
-    let _pending = Pending::new(tmp.path());
+    let (tmp, _pending) = temp_dir_for(target)?;
     fill(tmp.path())?;
     if exchange(tmp.path(), target)? {
         // tmp now holds the previous output; dropping it removes it.
