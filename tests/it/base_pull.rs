@@ -297,32 +297,6 @@ fn a_registry_base_is_pinned_remembered_refetched_and_mounted() {
     assert_eq!(again.digest(), pinned.digest());
 }
 
-/// Like [`capture`], with `input` on stdin (`--password-stdin`).
-fn capture_with_stdin(cmd: &mut std::process::Command, input: &str) -> Run {
-    use std::io::Write;
-    use std::process::Stdio;
-    let command = format!("{cmd:?} <<< (stdin)");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the tool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    Run {
-        command,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 #[test]
 #[ignore = "heavy: two docker-registry instances, builds the hello fixture twice"]
 fn the_push_credential_goes_only_to_the_registry_pushed_to_and_the_base_gets_its_own() {

@@ -5,7 +5,6 @@
 //! skopeo alone in tests/it/registry_harness.rs).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -142,30 +141,6 @@ fn assert_no_secret(run: &Run, credentials: &Credentials) {
             !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
             "a secret ({secret:?}) appears in the output: {run}"
         );
-    }
-}
-
-/// Like [`capture`], with `input` written to stdin.
-fn capture_with_stdin(cmd: &mut Command, input: &str) -> Run {
-    let command = format!("{cmd:?} <<< (stdin)");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the tool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    Run {
-        command,
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

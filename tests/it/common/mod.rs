@@ -269,6 +269,31 @@ pub fn capture(cmd: &mut Command) -> Run {
     }
 }
 
+/// Like [`capture`], with `input` written to stdin (`--password-stdin`).
+pub fn capture_with_stdin(cmd: &mut Command, input: &str) -> Run {
+    use std::io::Write;
+    let command = format!("{} <<< (stdin)", describe(cmd));
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        command,
+        status: out.status,
+        stdout: lossy(&out.stdout),
+        stderr: lossy(&out.stderr),
+    }
+}
+
 /// `cargo-containerize containerize` — the way cargo runs the subcommand — in `cwd`.
 /// Add arguments, then [`capture`].
 pub fn tool(cwd: &Path) -> Command {
