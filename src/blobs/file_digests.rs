@@ -191,16 +191,21 @@ mod tests {
         assert_eq!(h.finish(), (content_id(b"one two"), 7));
     }
 
+    /// A temp dir and the file digests of a new store in it.
+    fn fresh() -> (tempfile::TempDir, FileDigests) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(
+            &dir.path().join("cache"),
+            &crate::util::shell::Shell::discard(),
+        )
+        .unwrap();
+        let files = FileDigests::of(&store);
+        (dir, files)
+    }
+
     #[test]
     fn known_digest_follows_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = FileDigests::of(
-            &BlobStore::open(
-                &dir.path().join("cache"),
-                &crate::util::shell::Shell::discard(),
-            )
-            .unwrap(),
-        );
+        let (dir, files) = fresh();
         let f = dir.path().join("bin");
         fs::write(&f, b"one").unwrap();
         assert_eq!(files.known_digest(&f), None);
@@ -223,14 +228,7 @@ mod tests {
 
     #[test]
     fn a_standing_record_spares_the_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = FileDigests::of(
-            &BlobStore::open(
-                &dir.path().join("cache"),
-                &crate::util::shell::Shell::discard(),
-            )
-            .unwrap(),
-        );
+        let (dir, files) = fresh();
         let f = dir.path().join("bin");
         fs::write(&f, b"one").unwrap();
         // A record made well after the file changed, with an id the bytes do not have:
@@ -250,14 +248,7 @@ mod tests {
 
     #[test]
     fn a_binarys_sha256_is_recorded_with_its_read_and_trusted_only_while_standing() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = FileDigests::of(
-            &BlobStore::open(
-                &dir.path().join("cache"),
-                &crate::util::shell::Shell::discard(),
-            )
-            .unwrap(),
-        );
+        let (dir, files) = fresh();
         let f = dir.path().join("bin");
         fs::write(&f, b"one").unwrap();
         assert_eq!(files.known_sha256(&f), None, "never seen");
