@@ -69,19 +69,7 @@ fn syft_crates(layout: &Path, platform: &str) -> Crates {
 
 /// The crates syft finds in `source` (`oci-dir:…`, `registry:…`) for `platform`.
 fn syft_scan(source: &str, platform: &str) -> Crates {
-    let run = capture(
-        Command::new(setup_tool("syft"))
-            .args(["scan", "-q", "-o", "json", "--platform", platform])
-            .arg(source)
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            // The loopback registry speaks plain HTTP.
-            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
-    );
-    run.assert_success();
-    let doc: Value = serde_json::from_str(&run.stdout).expect("syft's JSON");
-    doc["artifacts"]
-        .as_array()
-        .expect("artifacts")
+    syft_artifacts(source, platform)
         .iter()
         .filter(|a| a["type"] == "rust-crate")
         .map(|a| {

@@ -36,19 +36,7 @@ use serde_json::Value;
 
 /// The packages syft finds in `source` for `platform`, as (type, name, version).
 fn syft_packages(source: &str, platform: &str) -> Vec<(String, String, String)> {
-    let run = capture(
-        Command::new(setup_tool("syft"))
-            .args(["scan", "-q", "-o", "json", "--platform", platform])
-            .arg(source)
-            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
-            // The loopback registry speaks plain HTTP.
-            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
-    );
-    run.assert_success();
-    let doc: Value = serde_json::from_str(&run.stdout).expect("syft's JSON");
-    doc["artifacts"]
-        .as_array()
-        .expect("artifacts")
+    syft_artifacts(source, platform)
         .iter()
         .map(|a| {
             let field = |k: &str| a[k].as_str().unwrap_or_default().to_string();

@@ -294,6 +294,25 @@ pub fn capture_with_stdin(cmd: &mut Command, input: &str) -> Run {
     }
 }
 
+/// The artifacts (packages) syft finds in `source` (`oci-dir:…`, `registry:…`) for
+/// `platform`: its JSON output's `artifacts`.
+pub fn syft_artifacts(source: &str, platform: &str) -> Vec<Value> {
+    let run = capture(
+        Command::new(setup_tool("syft"))
+            .args(["scan", "-q", "-o", "json", "--platform", platform])
+            .arg(source)
+            .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+            // The loopback registry speaks plain HTTP.
+            .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true"),
+    );
+    run.assert_success();
+    let mut doc: Value = serde_json::from_str(&run.stdout).expect("syft's JSON");
+    match doc["artifacts"].take() {
+        Value::Array(a) => a,
+        other => panic!("syft's artifacts are not a list: {other}"),
+    }
+}
+
 /// `cargo-containerize containerize` — the way cargo runs the subcommand — in `cwd`.
 /// Add arguments, then [`capture`].
 pub fn tool(cwd: &Path) -> Command {
