@@ -355,6 +355,72 @@ fn direct_invocation_without_the_containerize_word_builds_the_same_image() {
     assert_eq!(run.digest(), built.run.digest());
 }
 
+/// The program on the tool's `Running` line (`-v`).
+fn cargo_program_ran(run: &Run) -> String {
+    let line = run
+        .stderr
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Running `"))
+        .unwrap_or_else(|| panic!("no Running line: {run}"));
+    line.split(' ').next().expect("program").to_string()
+}
+
+/// Run directly (no `$CARGO`), the build skips rustup's proxy and runs the toolchain's own
+/// cargo, to the same image; a rust-toolchain file, RUSTUP_TOOLCHAIN or RUSTC still decide
+/// which toolchain builds, as they do through the proxy.
+#[test]
+#[ignore = "heavy: builds fixture images; needs rustup"]
+fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_apply() {
+    let built = hello();
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::home_dir().expect("home").join(".rustup"));
+    let sysroot = capture(Command::new("rustc").args(["--print", "sysroot"]));
+    sysroot.assert_success();
+    let toolchain = Path::new(sysroot.stdout.trim());
+    assert!(
+        toolchain.starts_with(rustup_home.join("toolchains")),
+        "this test needs a rustup toolchain: {toolchain:?}"
+    );
+    let project = Project::copy("hello");
+    let direct = |extra: &[(&str, &str)]| {
+        let mut cmd = tool(&project.root);
+        cmd.args(["-v", "--locked", "--target-dir"])
+            .arg(shared_target_dir("hello"))
+            .arg("--output")
+            .arg(Layout::new(project.root.join("out"), "t").reference())
+            // As from a shell: `cargo test` runs under rustup's proxy, which sets both.
+            .env_remove("CARGO")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env("RUSTUP_AUTO_INSTALL", "0");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        capture(&mut cmd)
+    };
+    let run = direct(&[]);
+    run.assert_success();
+    assert_eq!(run.digest(), built.run.digest(), "same project, same image");
+    assert_eq!(
+        Path::new(&cargo_program_ran(&run)),
+        toolchain.join("bin/cargo"),
+        "{run}"
+    );
+    // With RUSTC set, cargo comes from PATH as before.
+    let run = direct(&[("RUSTC", "rustc")]);
+    run.assert_success();
+    assert_eq!(cargo_program_ran(&run), "cargo", "{run}");
+    // A toolchain file that names a toolchain rustup lacks stops the build, as it does
+    // through the proxy: the remembered toolchain is not used.
+    project.write(
+        "rust-toolchain.toml",
+        "[toolchain]\nchannel = \"0.0.1-not-installed\"\n",
+    );
+    let run = direct(&[]);
+    assert_ne!(run.code(), Some(0), "{run}");
+    assert!(run.stderr.contains("0.0.1-not-installed"), "{run}");
+}
+
 #[test]
 #[ignore = "heavy: builds fixture images"]
 fn manifest_path_selects_the_project_from_elsewhere() {
