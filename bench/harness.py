@@ -57,7 +57,9 @@ ZONE_SUBSET = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata"]
 SEED_PUBLISHED = {"hello": ("hello", 1.55 * MB), "certs": ("https-get", 5.71 * MB)}
 # Targets (issue 6).
 P2_MAX_OVERHEAD = 250 * KB
-P3_MAX_RATIO = 1.2
+P3_MAX_RATIO = 1.1  # issue 25 (issue 6 asked 1.2)
+# src/blobs.rs RACY_NS, plus a margin.
+RACY_WINDOW_S = 2.5
 P5_MAX_RSS = 64 * MB
 
 
@@ -849,6 +851,12 @@ def run_p3(inputs, cfg, results):
         # Warm both: the first build, then one no-op each.
         for argv in (ours, ours, cargo, cargo, typed, dispatch):
             sh(argv)
+        # Then wait out the racy window: ours trusts a file's recorded stat only once the file
+        # is older than 2 s at recording (as git does with its index), so a rerun within 2 s
+        # of the build reads the binary and the blobs again. A rerun typed by hand comes later.
+        time.sleep(RACY_WINDOW_S)
+        for argv in (ours, typed):
+            sh(argv)
         data = {"noop": {"ours": [], "cargo": [], "layers_built": [], "typed": [], "dispatch": []},
                 "touch": {"ours": [], "cargo": [], "layers_built": []}}
         for _ in range(cfg.runs):
@@ -1151,7 +1159,7 @@ def targets(results):
             typed = (f"; typed as `cargo containerize` {fs(n['typed']['median'])}: "
                      f"{n['typed']['median'] / n['cargo']['median']:.2f}×, of which {fs(n['dispatch']['median'])} "
                      "is cargo starting a subcommand (verdict on the tool's own run; see P3)")
-        rows.append(("P3 rerun", "no-op rerun ≤ 1.2× a no-op `cargo build`",
+        rows.append(("P3 rerun", "no-op rerun ≤ 1.1× a no-op `cargo build` (issue 25; issue 6 asked 1.2×)",
                      f"{fs(n['ours']['median'])} vs {fs(n['cargo']['median'])}: {ratio:.2f}×; layers compressed: {', '.join(map(str, n['layers_built']))}{typed}",
                      verdict(ratio <= P3_MAX_RATIO and n["layers_built"] == [0])))
     p4 = results.get("p4")
@@ -1328,7 +1336,10 @@ def write_report(results, cfg):
         w("## P3 rerun")
         w("")
         w("The `hello` fixture in two copies with their own target directories, each warmed by a "
-          "first build and one no-op. For the second row `src/main.rs` is touched (untimed) before "
+          "first build and one no-op, then, after a wait of 2.5 s, one more no-op of ours: ours "
+          "trusts a file's recorded stat only once the file was older than 2 s when it was "
+          "recorded (racy stat, as git's index), so a rerun within 2 s of a build reads the binary "
+          "and the image's blobs again, and a rerun typed by hand comes later than that. For the second row `src/main.rs` is touched (untimed) before "
           "each run, so cargo recompiles the crate; when the recompiled binary is byte-identical, "
           "ours finds every layer in its cache (0 layers compressed).")
         w("")
