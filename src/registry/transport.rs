@@ -245,6 +245,32 @@ pub fn api_host(registry: &str) -> &str {
 /// The HTTP client every registry request goes through: the embedded CA roots plus
 /// `--registry-ca`, the timeouts, and the redirect policy.
 pub fn http(opts: &RegistryOptions, shell: &Shell) -> Result<Http> {
+    announce_trust(shell);
+    http_client(opts)
+}
+
+/// Says which variables replace the system's CA store for registry TLS (the client trusts
+/// that store besides its own roots): a variable set for something else then decides whom a
+/// push trusts.
+pub fn announce_trust(shell: &Shell) {
+    // Besides these roots, reqwest's platform verifier trusts the system's store, which
+    // SSL_CERT_FILE / SSL_CERT_DIR replace (rustls-native-certs).
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            shell.status(
+                "Trusting",
+                format!(
+                    "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
+                    std::path::Path::new(&v).display()
+                ),
+            );
+        }
+    }
+}
+
+/// [`http`] without a word on the shell: what a push can build on another thread ahead of
+/// time (parsing the CA roots takes milliseconds).
+pub fn http_client(opts: &RegistryOptions) -> Result<Http> {
     // ring, not aws-lc: no cmake or large C build for users compiling this tool. Installing
     // twice is harmless (the second call reports the first provider).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -261,20 +287,6 @@ pub fn http(opts: &RegistryOptions, shell: &Shell) -> Result<Http> {
             format!("--registry-ca {} holds no PEM certificate; give the registry's CA certificate in PEM form", ca.display())
         })?;
         roots.extend(extra);
-    }
-    // Besides these roots, reqwest's platform verifier trusts the system's store, which
-    // SSL_CERT_FILE / SSL_CERT_DIR replace (rustls-native-certs): say so, since a
-    // variable set for something else then decides whom a push trusts.
-    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
-        if let Some(v) = std::env::var_os(var) {
-            shell.status(
-                "Trusting",
-                format!(
-                    "{var}={} for registry TLS (from the environment, in place of the system's CA store)",
-                    std::path::Path::new(&v).display()
-                ),
-            );
-        }
     }
     let builder = Http::builder();
     // An upload into a registry that stopped reading (or vanished) leaves data unacknowledged

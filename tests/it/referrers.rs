@@ -385,7 +385,8 @@ fn push_lists_provenance_under_the_tag_schema_after_the_image_and_keeps_foreign_
 }
 
 /// Issue 25: an unchanged re-push, referrers (provenance and SBOMs, as by default) included,
-/// is one round of HEADs: no upload, no manifest PUT, no read of the tag schema's index. Once
+/// is one round of HEADs: no upload, no manifest PUT, no read of the tag schema's index (the
+/// first push, with nothing remembered, sends the referrers without asking after them). Once
 /// another tool rewrites that index (with its own referrer alone), the next push reads it
 /// again, as its digest is no longer the one that listed ours, and lists ours again.
 #[test]
@@ -422,6 +423,21 @@ fn an_unchanged_repush_with_referrers_is_one_round_of_heads() {
     let tag = format!("sha256-{}", hex(&digest));
     let ours = referrers(&first);
     assert_eq!(ours.len(), 3, "provenance and two SBOMs: {first}");
+    // The first push here (nothing remembered in this cache) asks nothing of its referrers
+    // before sending them: no HEAD of their manifests, just the PUTs.
+    let requests = since(0);
+    for d in ours.iter().map(|r| str_of(&r["digest"], "referrer")) {
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.starts_with(&format!("HEAD /v2/hello/manifests/{d} "))),
+            "referrer {d} asked after on the first push: {requests:?}"
+        );
+        assert!(
+            requests.contains(&format!("PUT /v2/hello/manifests/{d} 201")),
+            "referrer {d} not sent: {requests:?}"
+        );
+    }
 
     let before = registry.requests().len();
     let again = push();

@@ -46,6 +46,28 @@ pub struct RegistryOutput {
     pub options: RegistryOptions,
     /// `--sign`: the key the pushed image is signed with (`crate::sign`), once it is in.
     pub signing_key: Option<std::sync::Arc<crate::sign::key::SigningKey>>,
+    /// The HTTP client, being built on another thread since [`Output::preflight`] (while the
+    /// build runs), for [`Output::write`] to take.
+    http: Prepared,
+}
+
+/// A value being made on another thread, taken once.
+#[derive(Default)]
+struct Prepared(
+    std::sync::Mutex<Option<std::thread::JoinHandle<Result<reqwest::blocking::Client>>>>,
+);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
+impl Clone for Prepared {
+    /// A clone builds its own client.
+    fn clone(&self) -> Prepared {
+        Prepared::default()
+    }
 }
 
 impl RegistryOutput {
@@ -82,6 +104,7 @@ impl RegistryOutput {
             targets,
             options,
             signing_key: None,
+            http: Prepared::default(),
         })
     }
 }
@@ -168,8 +191,9 @@ impl RegistryOutput {
     }
 
     /// What the repository already holds of `image`: one round of concurrent HEADs for every
-    /// blob, every manifest (attachments' too), every tag of this repository, and the tag
-    /// schema's tags [`referrers::push`] needs to prove the referrers listed.
+    /// blob, every manifest (attachments' too, once a push of them here is remembered: see
+    /// [`referrers::first_time_here`]), every tag of this repository, and the tag schema's
+    /// tags [`referrers::push`] needs to prove the referrers listed.
     fn survey(&self, client: &Client, image: &Image, blobs: &[BlobJob]) -> Result<Survey> {
         let tags: Vec<&str> = self
             .targets
@@ -178,14 +202,28 @@ impl RegistryOutput {
             .filter_map(|t| t.tag.as_deref())
             .collect();
         let fallback = referrers::tags_to_survey(client, image);
+        let own: std::collections::HashSet<&Digest> = image
+            .blobs()
+            .filter(|b| !b.is_attachment())
+            .map(|b| b.digest)
+            .collect();
+        let unasked: std::collections::HashSet<&Digest> = referrers::first_time_here(client, image)
+            .into_iter()
+            .filter(|d| !own.contains(d))
+            .collect();
         let checks: Vec<Check> = blobs
             .iter()
+            .filter(|b| !unasked.contains(&b.digest))
             .map(|b| Check::Blob(&b.digest))
-            .chain(push::manifests(image).map(|b| Check::Manifest(b.digest)))
+            .chain(
+                push::manifests(image)
+                    .filter(|b| !unasked.contains(b.digest))
+                    .map(|b| Check::Manifest(b.digest)),
+            )
             .chain(tags.into_iter().map(Check::Tag))
             .chain(fallback.iter().map(|t| Check::Tag(t)))
             .collect();
-        push::survey(client, &checks, self.options.upload_jobs)
+        push::survey(client, &checks, push::survey_jobs(self.options.upload_jobs))
     }
 
     /// Every blob into the repository (but those `present`), counted into `written`.
@@ -351,14 +389,24 @@ impl Output for RegistryOutput {
         format!("registry {}", refs.join(", "))
     }
 
+    /// Starts building the HTTP client (its CA roots parsed) on another thread.
     fn preflight(&self) -> Result<()> {
+        let options = self.options.clone();
+        let handle = std::thread::spawn(move || transport::http_client(&options));
+        *self.http.0.lock().expect("http client") = Some(handle);
         Ok(())
     }
 
     /// Each repository in turn: its blobs (mounted from one pushed before in this run, on
     /// the same registry, where possible), its manifests, then the referrers.
     fn write(&self, image: &Image, store: &BlobStore, shell: &Shell) -> Result<Written> {
-        let http = transport::http(&self.options, shell)?;
+        transport::announce_trust(shell);
+        let prepared = self.http.0.lock().expect("http client").take();
+        let http = match prepared.map(std::thread::JoinHandle::join) {
+            Some(Ok(built)) => built?,
+            // Not started, or its thread panicked: built here.
+            _ => transport::http_client(&self.options)?,
+        };
         let progress = progress::Progress::new(shell);
         let blobs = push::blob_jobs(image, store);
         let mut written = Written {
@@ -374,8 +422,11 @@ impl Output for RegistryOutput {
                 .map(|(_, repo)| (*repo).to_string());
             let mut sources: Vec<String> = mount_from.iter().cloned().collect();
             sources.extend(push::base_repositories(&blobs, registry, repo));
+            shell.timing("push: start");
             let client = self.connect(&http, registry, repo, &sources, shell)?;
+            shell.timing("push: connected");
             let survey = self.survey(&client, image, &blobs)?;
+            shell.timing("push: surveyed");
             self.push_blobs(
                 &client,
                 &blobs,
@@ -385,7 +436,9 @@ impl Output for RegistryOutput {
                 &mut written,
             )?;
             let first = written.pushed.len();
+            shell.timing("push: blobs");
             self.push_manifests(&client, image, &survey, &progress, &mut written)?;
+            shell.timing("push: manifests");
             if !image.attachments.is_empty() {
                 written = push_referrers(&client, image, &survey, &progress, written, first)?;
             }

@@ -108,6 +108,13 @@ pub struct Survey {
     pub tags: HashMap<String, Digest>,
 }
 
+/// HEADs asked at once by a survey: four per upload job, at most 16 (but never fewer than the
+/// upload jobs). A HEAD is tiny, and a cold push waits for the whole round before its first
+/// upload.
+pub fn survey_jobs(upload_jobs: usize) -> usize {
+    (upload_jobs * 4).min(16).max(upload_jobs)
+}
+
 /// Asks every check, `jobs` at a time (HEADs only); stops at the first error.
 pub fn survey(c: &Client, checks: &[Check<'_>], jobs: usize) -> Result<Survey> {
     let queue: Mutex<VecDeque<&Check>> = Mutex::new(checks.iter().collect());

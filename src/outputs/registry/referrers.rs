@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 /// Rounds of read, merge, PUT and read back before a push gives up on the index.
 const ROUNDS: u32 = 5;
 /// The shortest and longest wait between a PUT of the index and its read-back.
-const SETTLE_MIN: Duration = Duration::from_millis(100);
+/// The floor matters only where our own read and PUT are fast (a registry on the same host
+/// or network), and so are a writer's there; anywhere else twice our own time is longer.
+const SETTLE_MIN: Duration = Duration::from_millis(25);
 const SETTLE_MAX: Duration = Duration::from_secs(2);
 
 /// The tag the referrers tag schema keeps `subject`'s referrers under: `sha256-<hex>`.
@@ -84,6 +86,26 @@ fn remembered(c: &Client, subject: &Digest, ours: &[&Attachment]) -> Option<List
     crate::memo::get("referrers", &listing_key(c, subject, ours), c.shell())
 }
 
+/// The manifests and blobs of the attachments whose referrers no push from this machine is
+/// remembered to have listed in this repository: on a first push there, asking after each
+/// costs a round trip (and the registry a lookup) for an answer that is almost surely "no",
+/// so a survey leaves them out and they are sent as they are (sending what is there already
+/// changes nothing: content-addressed). Once a push is remembered, they are asked after, and
+/// an unchanged re-push sends nothing.
+pub fn first_time_here<'a>(c: &Client, image: &'a Image) -> std::collections::HashSet<&'a Digest> {
+    let mut digests = std::collections::HashSet::new();
+    for (subject, ours) in by_subject(image) {
+        if remembered(c, subject, &ours).is_none() {
+            for a in ours {
+                digests.insert(&a.manifest.digest);
+                digests.insert(&a.config.digest);
+                digests.extend(a.blobs.iter().map(|b| &b.digest));
+            }
+        }
+    }
+    digests
+}
+
 /// The tags a survey must read before [`push`] can prove the image's referrers listed: the
 /// tag schema's tag of each subject whose referrers were last found listed there.
 pub fn tags_to_survey(c: &Client, image: &Image) -> Vec<String> {
@@ -126,18 +148,35 @@ pub fn push(c: &Client, image: &Image, survey: &Survey) -> Result<Referred> {
         // A registry last seen without the referrers API need not be told again of a
         // manifest it has: only its index needs ours back.
         let known_tag = matches!(remembered(c, subject, &ours), Some(Listing::Tag(_)));
+        let (there, to_put): (Vec<&Attachment>, Vec<&Attachment>) = ours
+            .iter()
+            .partition(|a| known_tag && survey.manifests.contains(&a.manifest.digest));
+        done.proven += there.len();
+        // Independent of one another once their subject is in: PUT at once.
+        let answers = std::thread::scope(|scope| {
+            let puts: Vec<_> = to_put
+                .iter()
+                .map(|a| {
+                    scope.spawn(move || {
+                        c.put_manifest(
+                            ManifestRef::Digest(&a.manifest.digest),
+                            &a.manifest.bytes,
+                            &a.manifest.media_type,
+                            &a.manifest.digest,
+                        )
+                    })
+                })
+                .collect();
+            puts.into_iter()
+                .map(|p| {
+                    p.join()
+                        .unwrap_or_else(|_| Err(anyhow!("a referrer's upload thread stopped")))
+                })
+                .collect::<Vec<_>>()
+        });
         let mut api = !known_tag;
-        for a in &ours {
-            if known_tag && survey.manifests.contains(&a.manifest.digest) {
-                done.proven += 1;
-                continue;
-            }
-            let answer = c.put_manifest(
-                ManifestRef::Digest(&a.manifest.digest),
-                &a.manifest.bytes,
-                &a.manifest.media_type,
-                &a.manifest.digest,
-            )?;
+        for (a, answer) in to_put.iter().zip(answers) {
+            let answer = answer?;
             done.manifests += 1;
             if answer.oci_subject.as_ref() != Some(&a.subject) {
                 api = false;
