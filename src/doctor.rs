@@ -10,8 +10,14 @@ use crate::util::shell::Shell;
 use anyhow::Result;
 use std::process::ExitCode;
 
-/// The report for `cargo` (the cargo flags) and `platforms` (none: the settings' own).
-pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<ExitCode> {
+/// The report for `cargo` (the cargo flags) and `platforms` (none: the settings' own); a
+/// base image on a registry is asked for with `registry`'s TLS and plain-HTTP settings.
+pub fn run(
+    cargo: &CargoArgs,
+    platforms: &[String],
+    registry: &crate::registry::RegistryOptions,
+    shell: &Shell,
+) -> Result<ExitCode> {
     let cargo = cargo.clone().absolutized()?;
     let mut project = metadata::load(&cargo, true, shell)?;
     if !platforms.is_empty() {
@@ -31,7 +37,7 @@ pub fn run(cargo: &CargoArgs, platforms: &[String], shell: &Shell) -> Result<Exi
         ("debug-from", spec.layers.debug_from.as_ref()),
     ] {
         let Some(from) = from else { continue };
-        match crate::image::base::check(from, &project.package_root, shell) {
+        match crate::image::base::check(from, &project.package_root, registry, shell) {
             Ok(said) => shell.out_line(format!("{key:<13} {said}")),
             Err(e) => {
                 problems += 1;

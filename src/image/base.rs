@@ -847,12 +847,11 @@ impl<R: Read, W: std::io::Write> Read for TeeReader<'_, R, W> {
 
 /// What `doctor` says of a base without pulling it: the digest a registry reference or a
 /// layout's entry resolves to, or that the archive is there; an error says why not.
-pub fn check(from: &BaseRef, root: &Path, shell: &Shell) -> Result<String> {
+pub fn check(from: &BaseRef, root: &Path, opts: &RegistryOptions, shell: &Shell) -> Result<String> {
     match from {
         BaseRef::Scratch => Ok("scratch (nothing below the tool's layers)".into()),
         BaseRef::Registry(r) => {
-            let opts = RegistryOptions::default();
-            let p = Puller::connect(&opts, &r.registry, &r.repository, shell)?;
+            let p = Puller::connect(opts, &r.registry, &r.repository, shell)?;
             let pinned: Option<Digest> = r.digest.clone();
             let d = match (&pinned, &r.tag) {
                 (Some(d), _) => p.resolve(ManifestRef::Digest(d))?,

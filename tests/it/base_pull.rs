@@ -490,3 +490,47 @@ fn init_lists_the_base_settings_and_doctor_resolves_each_base() {
         "{debug}"
     );
 }
+
+/// `doctor` asks a base's registry with the TLS settings `build` takes: a registry with a
+/// private CA does not resolve without `--registry-ca` (the line says why) and resolves to the
+/// digest it serves with it.
+#[test]
+#[ignore = "heavy: a docker-registry with TLS, the busybox base fixture"]
+fn doctor_checks_a_base_with_the_registry_ca_given() {
+    use crate::support::bases;
+    use crate::support::registry::Options;
+    let registry = Registry::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let served = bases::busybox().push(&registry, "base/busybox:1");
+    let project = Project::copy("hello");
+    project.append_manifest(&format!(
+        "\n[package.metadata.containerize]\nfrom = \"{}\"\n",
+        served.reference
+    ));
+    let from_line = |run: &Run| {
+        run.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some("from"))
+            .unwrap_or_else(|| panic!("doctor says nothing of from: {run}"))
+            .to_string()
+    };
+    let without = capture(tool(&project.root).args(["doctor", "--locked"]));
+    assert_eq!(without.code(), Some(1), "{without}");
+    assert!(
+        from_line(&without).contains("DOES NOT RESOLVE"),
+        "{without}"
+    );
+    let with = capture(
+        tool(&project.root)
+            .args(["doctor", "--locked", "--registry-ca"])
+            .arg(registry.ca_file()),
+    );
+    with.assert_success();
+    let line = from_line(&with);
+    assert!(
+        line.ends_with(&format!("@{}", served.index_digest)),
+        "{with}"
+    );
+}
