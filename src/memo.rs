@@ -16,8 +16,25 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Watched {
     path: PathBuf,
-    /// (length, mtime in ns), or None when the file did not exist.
+    /// What [`Watch`] says of it: (length, mtime in ns) of its contents, or None when it did
+    /// not exist.
     stamp: Option<(u64, i128)>,
+    #[serde(default)]
+    watch: Watch,
+}
+
+/// What of a watched path an answer depends on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Watch {
+    /// Its contents: size and mtime (a manifest, a lock file, a config file).
+    #[default]
+    Contents,
+    /// Only whether it is there, and whether as a directory: `src/main.rs`, whose presence
+    /// makes a binary target, and whose every edit must not cost a `cargo metadata`.
+    Presence,
+    /// The names in a directory, and which of its subdirectories hold a `main.rs`: `src/bin`,
+    /// whose files and `*/main.rs` are binary targets.
+    Listing,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -31,6 +48,37 @@ const FRESH_NS: i128 = 2_000_000_000;
 /// How an answer being written is named beside the answers: `.answer.tmp-PID-START-XXXXXX`,
 /// a [lease](crate::util::lease) of the run writing it (answers are named by hex keys).
 const TEMP_PREFIX: &str = ".answer.tmp-";
+
+fn stamp_as(p: &Path, watch: Watch) -> Option<(u64, i128)> {
+    match watch {
+        Watch::Contents => stamp(p),
+        Watch::Presence => std::fs::metadata(p).ok().map(|m| (m.is_dir() as u64, 0)),
+        Watch::Listing => {
+            let mut names: Vec<String> = std::fs::read_dir(p)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if e.path().join("main.rs").is_file() {
+                        format!("{name}/main.rs")
+                    } else {
+                        name
+                    }
+                })
+                .collect();
+            names.sort();
+            let mut h = Sha256::new();
+            for n in &names {
+                h.update((n.len() as u64).to_le_bytes());
+                h.update(n.as_bytes());
+            }
+            let digest = h.finalize();
+            let mut first = [0u8; 16];
+            first.copy_from_slice(&digest[..16]);
+            Some((names.len() as u64, i128::from_le_bytes(first)))
+        }
+    }
+}
 
 fn stamp(p: &Path) -> Option<(u64, i128)> {
     let m = std::fs::metadata(p).ok()?;
@@ -95,6 +143,21 @@ pub fn get<T: DeserializeOwned>(space: &str, key: &str, shell: &Shell) -> Option
 
 /// Best effort: an answer that cannot be stored only costs the next run some time.
 pub fn put<T: Serialize>(space: &str, key: &str, value: &T, watched: &[PathBuf], shell: &Shell) {
+    let watched: Vec<(PathBuf, Watch)> = watched
+        .iter()
+        .map(|p| (p.clone(), Watch::Contents))
+        .collect();
+    put_watching(space, key, value, &watched, shell);
+}
+
+/// [`put`], each path watched as its [`Watch`] says.
+pub fn put_watching<T: Serialize>(
+    space: &str,
+    key: &str,
+    value: &T,
+    watched: &[(PathBuf, Watch)],
+    shell: &Shell,
+) {
     if let Some(base) = base() {
         put_in(&base, space, key, value, watched, shell);
     }
@@ -122,7 +185,7 @@ fn get_in<T: DeserializeOwned>(base: &Path, space: &str, key: &str, shell: &Shel
     entry
         .watched
         .iter()
-        .all(|w| stamp(&w.path) == w.stamp)
+        .all(|w| stamp_as(&w.path, w.watch) == w.stamp)
         .then_some(entry.value)
 }
 
@@ -131,7 +194,7 @@ fn put_in<T: Serialize>(
     space: &str,
     key: &str,
     value: &T,
-    watched: &[PathBuf],
+    watched: &[(PathBuf, Watch)],
     shell: &Shell,
 ) {
     let dir = base.join(space);
@@ -142,18 +205,18 @@ fn put_in<T: Serialize>(
     let entry = Entry {
         watched: watched
             .iter()
-            .map(|p| Watched {
+            .map(|(p, watch)| Watched {
                 path: p.clone(),
-                stamp: stamp(p),
+                stamp: stamp_as(p, *watch),
+                watch: *watch,
             })
             .collect(),
         value,
     };
-    if entry
-        .watched
-        .iter()
-        .any(|w| w.stamp.is_some_and(|(_, mtime)| now - mtime < FRESH_NS))
-    {
+    // Only a contents stamp can miss an edit in the same timestamp tick.
+    if entry.watched.iter().any(|w| {
+        w.watch == Watch::Contents && w.stamp.is_some_and(|(_, mtime)| now - mtime < FRESH_NS)
+    }) {
         return;
     }
     if !trusted(base, space, shell) {
@@ -186,7 +249,7 @@ mod tests {
             "t",
             "k",
             &1u32,
-            std::slice::from_ref(&f),
+            &[(f.clone(), Watch::Contents)],
             &Shell::discard(),
         );
         assert_eq!(
@@ -207,7 +270,7 @@ mod tests {
             "t",
             "k",
             &1u32,
-            std::slice::from_ref(&f),
+            &[(f.clone(), Watch::Contents)],
             &Shell::discard(),
         );
         assert_eq!(get_in::<u32>(&base, "t", "k", &Shell::discard()), Some(1));
@@ -217,6 +280,43 @@ mod tests {
             None,
             "a changed file invalidates"
         );
+    }
+
+    /// `src/main.rs` watched for presence: an edit (just now, even) keeps the answer, and
+    /// removing it does not; `src/bin` watched as a listing: editing a file keeps it, adding
+    /// a file or a `*/main.rs` does not.
+    #[test]
+    fn presence_and_listing_ignore_edits_but_not_new_or_gone_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("cache");
+        let main = dir.path().join("main.rs");
+        let bin = dir.path().join("bin");
+        std::fs::write(&main, "fn main() {}").unwrap();
+        std::fs::create_dir_all(bin.join("tool")).unwrap();
+        std::fs::write(bin.join("a.rs"), "fn main() {}").unwrap();
+        let watched = [
+            (main.clone(), Watch::Presence),
+            (bin.clone(), Watch::Listing),
+        ];
+        let store = || put_in(&base, "t", "k", &1u32, &watched, &Shell::discard());
+        let get = || get_in::<u32>(&base, "t", "k", &Shell::discard());
+        store();
+        assert_eq!(
+            get(),
+            Some(1),
+            "files written just now are no reason to wait"
+        );
+        std::fs::write(&main, "fn main() { println!(); }").unwrap();
+        std::fs::write(bin.join("a.rs"), "fn main() { println!(); }").unwrap();
+        assert_eq!(get(), Some(1), "edits keep the answer");
+        std::fs::write(bin.join("tool/main.rs"), "fn main() {}").unwrap();
+        assert_eq!(get(), None, "a new src/bin/*/main.rs is a new target");
+        store();
+        std::fs::write(bin.join("b.rs"), "fn main() {}").unwrap();
+        assert_eq!(get(), None, "a new src/bin/*.rs is a new target");
+        store();
+        std::fs::remove_file(&main).unwrap();
+        assert_eq!(get(), None, "src/main.rs gone");
     }
 
     #[test]

@@ -421,6 +421,71 @@ fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_
     assert!(run.stderr.contains("0.0.1-not-installed"), "{run}");
 }
 
+/// `cargo metadata`'s remembered answer survives an edit of `src/main.rs` (the edit-to-image
+/// loop pays no `cargo metadata`), but not a new binary target in `src/bin`: cargo would find
+/// it, so the tool asks cargo again.
+#[test]
+#[ignore = "heavy: builds fixture images"]
+fn an_edit_keeps_the_remembered_metadata_and_a_new_bin_target_does_not() {
+    hello();
+    let project = Project::copy("hello");
+    let work = tempdir();
+    let log = work.path().join("cargo.log");
+    let wrapper = work.path().join("cargo-logger");
+    let real = which::which("cargo").expect("cargo on PATH");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >>\"{}\"\nexec \"{}\" \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .expect("write the wrapper");
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cache = work.path().join("cache");
+    let run = || {
+        let mut cmd = tool(&project.root);
+        cmd.args(["-q", "--locked", "--target-dir"])
+            .arg(shared_target_dir("hello"))
+            .arg("--output")
+            .arg(Layout::new(project.root.join("out"), "t").reference())
+            .env("CARGO", &wrapper)
+            .env("CARGO_CONTAINERIZE_CACHE", &cache);
+        capture(&mut cmd)
+    };
+    // Answers about files changed in the last 2 s are not stored: age the project's.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        fs::File::options()
+            .write(true)
+            .open(project.root.join(f))
+            .and_then(|file| file.set_modified(old))
+            .unwrap_or_else(|e| panic!("age {f}: {e}"));
+    }
+    run().assert_success();
+    let asked = || fs::read_to_string(&log).unwrap_or_default();
+    assert!(asked().lines().any(|l| l == "metadata"), "{}", asked());
+    fs::write(&log, "").expect("clear the log");
+    let main = project.root.join("src/main.rs");
+    let mut source = fs::read_to_string(&main).expect("main.rs");
+    source.push_str("\n// an edit\n");
+    fs::write(&main, source).expect("edit main.rs");
+    run().assert_success();
+    assert!(
+        !asked().lines().any(|l| l == "metadata"),
+        "cargo metadata ran again after an edit: {}",
+        asked()
+    );
+    project.write("src/bin/other.rs", "fn main() {}\n");
+    run().assert_success();
+    assert!(
+        asked().lines().any(|l| l == "metadata"),
+        "a new src/bin target, and cargo metadata was not asked again: {}",
+        asked()
+    );
+}
+
 #[test]
 #[ignore = "heavy: builds fixture images"]
 fn manifest_path_selects_the_project_from_elsewhere() {
