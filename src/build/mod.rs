@@ -116,9 +116,7 @@ fn direct_cargo(dir: &Path, shell: &Shell) -> Option<CargoProgram> {
     {
         return None;
     }
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")))?;
+    let rustup_home = rustup_home()?;
     let root = sysroot(dir, shell).ok()?;
     let toolchains = rustup_home.join("toolchains").canonicalize().ok()?;
     if root.parent()?.canonicalize().ok()? != toolchains {
@@ -149,6 +147,13 @@ fn direct_cargo(dir: &Path, shell: &Shell) -> Option<CargoProgram> {
         program: program.into_os_string(),
         env,
     })
+}
+
+/// rustup's home: `RUSTUP_HOME`, else `~/.rustup`.
+fn rustup_home() -> Option<PathBuf> {
+    std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")))
 }
 
 /// Whether `path` is one of rustup's proxies: a link to the `rustup` beside it, symbolic (as
@@ -220,10 +225,7 @@ fn sysroot(dir: &Path, shell: &Shell) -> Result<PathBuf> {
 /// rustup's settings, and every `rust-toolchain` / `rust-toolchain.toml` that could apply.
 /// What the toolchain's memoised answers (sysroot, `rustc -vV`) watch.
 fn toolchain_files(dir: &Path, cwd: &Path) -> Vec<PathBuf> {
-    let rustup_home = std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::home_dir().map(|h| h.join(".rustup")));
-    let mut watched: Vec<PathBuf> = rustup_home
+    let mut watched: Vec<PathBuf> = rustup_home()
         .into_iter()
         .map(|h| h.join("settings.toml"))
         .collect();
