@@ -192,7 +192,7 @@ impl RegistryOutput {
 
     /// What the repository already holds of `image`: one round of concurrent HEADs for every
     /// blob, every manifest (attachments' too, once a push of them here is remembered: see
-    /// [`referrers::first_time_here`]), every tag of this repository, and the tag schema's
+    /// [`referrers::to_survey`]), every tag of this repository, and the tag schema's
     /// tags [`referrers::push`] needs to prove the referrers listed.
     fn survey(&self, client: &Client, image: &Image, blobs: &[BlobJob]) -> Result<Survey> {
         let tags: Vec<&str> = self
@@ -201,27 +201,25 @@ impl RegistryOutput {
             .filter(|t| t.registry == client.registry && t.repository == client.repo)
             .filter_map(|t| t.tag.as_deref())
             .collect();
-        let fallback = referrers::tags_to_survey(client, image);
+        let wanted = referrers::to_survey(client, image);
+        // A blob of the image's own is asked after even if an attachment shares it.
         let own: std::collections::HashSet<&Digest> = image
             .blobs()
             .filter(|b| !b.is_attachment())
             .map(|b| b.digest)
             .collect();
-        let unasked: std::collections::HashSet<&Digest> = referrers::first_time_here(client, image)
-            .into_iter()
-            .filter(|d| !own.contains(d))
-            .collect();
+        let unasked = |d: &Digest| wanted.unasked.contains(d) && !own.contains(d);
         let checks: Vec<Check> = blobs
             .iter()
-            .filter(|b| !unasked.contains(&b.digest))
+            .filter(|b| !unasked(&b.digest))
             .map(|b| Check::Blob(&b.digest))
             .chain(
                 push::manifests(image)
-                    .filter(|b| !unasked.contains(b.digest))
+                    .filter(|b| !unasked(b.digest))
                     .map(|b| Check::Manifest(b.digest)),
             )
             .chain(tags.into_iter().map(Check::Tag))
-            .chain(fallback.iter().map(|t| Check::Tag(t)))
+            .chain(wanted.tags.iter().map(|t| Check::Tag(t)))
             .collect();
         push::survey(client, &checks, push::survey_jobs(self.options.upload_jobs))
     }

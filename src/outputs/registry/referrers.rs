@@ -86,45 +86,56 @@ fn remembered(c: &Client, subject: &Digest, ours: &[&Attachment]) -> Option<List
     crate::memo::get("referrers", &listing_key(c, subject, ours), c.shell())
 }
 
-/// The manifests and blobs of the attachments whose referrers no push from this machine is
-/// remembered to have listed in this repository: on a first push there, asking after each
-/// costs a round trip (and the registry a lookup) for an answer that is almost surely "no",
-/// so a survey leaves them out and they are sent as they are (sending what is there already
-/// changes nothing: content-addressed). Once a push is remembered, they are asked after, and
-/// an unchanged re-push sends nothing.
-pub fn first_time_here<'a>(c: &Client, image: &'a Image) -> std::collections::HashSet<&'a Digest> {
-    let mut digests = std::collections::HashSet::new();
+/// What a survey asks about the image's referrers, from what this machine remembers of
+/// pushing them to this repository (one look per subject):
+/// - `tags`: the tag schema's tag of each subject whose referrers were last found listed
+///   there, which [`push`] needs read to prove them listed;
+/// - `unasked`: the manifests and blobs of the attachments no push here is remembered for.
+///   On a first push, asking after each costs a round trip (and the registry a lookup) for an
+///   answer that is almost surely "no", so the survey leaves them out and they are sent as
+///   they are (sending what is there already changes nothing: content-addressed). Once a push
+///   is remembered they are asked after, and an unchanged re-push sends nothing.
+pub struct ToSurvey<'a> {
+    pub tags: Vec<String>,
+    pub unasked: std::collections::HashSet<&'a Digest>,
+}
+
+pub fn to_survey<'a>(c: &Client, image: &'a Image) -> ToSurvey<'a> {
+    let mut wanted = ToSurvey {
+        tags: Vec::new(),
+        unasked: std::collections::HashSet::new(),
+    };
     for (subject, ours) in by_subject(image) {
-        if remembered(c, subject, &ours).is_none() {
-            for a in ours {
-                digests.insert(&a.manifest.digest);
-                digests.insert(&a.config.digest);
-                digests.extend(a.blobs.iter().map(|b| &b.digest));
+        match remembered(c, subject, &ours) {
+            Some(Listing::Tag(_)) => wanted.tags.push(fallback_tag(subject)),
+            Some(Listing::Api) => {}
+            None => {
+                for a in ours {
+                    wanted.unasked.insert(&a.manifest.digest);
+                    wanted.unasked.insert(&a.config.digest);
+                    wanted.unasked.extend(a.blobs.iter().map(|b| &b.digest));
+                }
             }
         }
     }
-    digests
-}
-
-/// The tags a survey must read before [`push`] can prove the image's referrers listed: the
-/// tag schema's tag of each subject whose referrers were last found listed there.
-pub fn tags_to_survey(c: &Client, image: &Image) -> Vec<String> {
-    by_subject(image)
-        .into_iter()
-        .filter(|(subject, ours)| matches!(remembered(c, subject, ours), Some(Listing::Tag(_))))
-        .map(|(subject, _)| fallback_tag(subject))
-        .collect()
+    wanted
 }
 
 /// Whether `survey` proves every one of `ours` in the repository and listed as a referrer of
 /// `subject`: each manifest is there (by digest), and the registry indexes referrers itself,
 /// or the subject's tag still serves the index that listed them all.
-fn proven(c: &Client, subject: &Digest, ours: &[&Attachment], survey: &Survey) -> bool {
+/// `listing` is what [`remembered`] says of them.
+fn proven(
+    subject: &Digest,
+    ours: &[&Attachment],
+    listing: Option<&Listing>,
+    survey: &Survey,
+) -> bool {
     ours.iter()
         .all(|a| survey.manifests.contains(&a.manifest.digest))
-        && match remembered(c, subject, ours) {
+        && match listing {
             Some(Listing::Api) => true,
-            Some(Listing::Tag(index)) => survey.tags.get(&fallback_tag(subject)) == Some(&index),
+            Some(Listing::Tag(index)) => survey.tags.get(&fallback_tag(subject)) == Some(index),
             None => false,
         }
 }
@@ -138,7 +149,8 @@ pub fn push(c: &Client, image: &Image, survey: &Survey) -> Result<Referred> {
     let mut unindexed: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
     let mut indexed: Vec<(&Digest, Vec<&Attachment>)> = Vec::new();
     for (subject, ours) in by_subject(image) {
-        if proven(c, subject, &ours, survey) {
+        let listing = remembered(c, subject, &ours);
+        if proven(subject, &ours, listing.as_ref(), survey) {
             done.proven += ours.len();
             if survey.tags.contains_key(&fallback_tag(subject)) {
                 done.tags.push(fallback_tag(subject));
@@ -147,7 +159,7 @@ pub fn push(c: &Client, image: &Image, survey: &Survey) -> Result<Referred> {
         }
         // A registry last seen without the referrers API need not be told again of a
         // manifest it has: only its index needs ours back.
-        let known_tag = matches!(remembered(c, subject, &ours), Some(Listing::Tag(_)));
+        let known_tag = matches!(listing, Some(Listing::Tag(_)));
         let (there, to_put): (Vec<&Attachment>, Vec<&Attachment>) = ours
             .iter()
             .partition(|a| known_tag && survey.manifests.contains(&a.manifest.digest));
