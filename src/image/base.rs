@@ -216,7 +216,7 @@ fn registry_top(
     cx: &Inputs<'_>,
 ) -> Result<(Source, Descriptor)> {
     let key = crate::memo::key(&[b"base resolution v1", from.to_string().as_bytes()]);
-    let pinned: Option<Digest> = r.digest.clone();
+    let pinned: Option<&Digest> = r.digest.as_ref();
     let offline_source = || {
         Source::Store(format!(
             "run once without --offline, with {} reachable",
@@ -227,7 +227,7 @@ fn registry_top(
         let m: Remembered = crate::memo::get(MEMO_SPACE, &key, cx.shell).ok_or_else(|| {
             anyhow!("base {from}: {why}, and no earlier resolution of it is remembered; run once with the registry reachable")
         })?;
-        if pinned.as_ref().is_some_and(|p| *p != m.digest) {
+        if pinned.is_some_and(|p| *p != m.digest) {
             bail!("base {from}: {why}, and the remembered resolution is of another digest");
         }
         let when = crate::metadata::spec::rfc3339(m.at);
@@ -250,11 +250,11 @@ fn registry_top(
     let remote = Box::new(Remote::new(r, cx));
     // A digest whose manifest the store holds needs no request: the registry is asked only
     // for a blob the store lacks.
-    if let Some(desc) = pinned.as_ref().and_then(|p| stored_descriptor(cx.store, p)) {
+    if let Some(desc) = pinned.and_then(|p| stored_descriptor(cx.store, p)) {
         return Ok((Source::Registry(remote), desc));
     }
     let answer = remote.puller().and_then(|p| {
-        let reference = match (&pinned, &r.tag) {
+        let reference = match (pinned, &r.tag) {
             (Some(d), _) => ManifestRef::Digest(d),
             (None, Some(t)) => ManifestRef::Tag(t),
             (None, None) => ManifestRef::Tag("latest"),
@@ -852,8 +852,7 @@ pub fn check(from: &BaseRef, root: &Path, opts: &RegistryOptions, shell: &Shell)
         BaseRef::Scratch => Ok("scratch (nothing below the tool's layers)".into()),
         BaseRef::Registry(r) => {
             let p = Puller::connect(opts, &r.registry, &r.repository, shell)?;
-            let pinned: Option<Digest> = r.digest.clone();
-            let d = match (&pinned, &r.tag) {
+            let d = match (&r.digest, &r.tag) {
                 (Some(d), _) => p.resolve(ManifestRef::Digest(d))?,
                 (None, t) => p.resolve(ManifestRef::Tag(t.as_deref().unwrap_or("latest")))?,
             };

@@ -289,8 +289,8 @@ mod tests {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// What the files say is what git says, through a branch's loose ref, its packed ref, a
-    /// detached HEAD and a linked worktree; and nothing where git finds no commit.
+    /// A directory is outside any repository exactly when git finds none for it, a bare one
+    /// included.
     #[test]
     fn outside_any_repository_only_when_git_finds_none() {
         let tmp = tempfile::tempdir().unwrap();
@@ -317,6 +317,8 @@ mod tests {
         assert!(!outside_any_repository(&bare.join("refs")));
     }
 
+    /// What the files say is what git says, through a branch's loose ref, its packed ref, a
+    /// detached HEAD and a linked worktree; and nothing where git finds no commit.
     #[test]
     fn head_from_files_agrees_with_git() {
         let dir = tempfile::tempdir().unwrap();

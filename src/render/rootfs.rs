@@ -22,7 +22,6 @@ pub fn dir_for(package: &str) -> String {
     format!(".containerize/{package}/rootfs")
 }
 
-/// Every layer content `build` makes besides the binary and `include`.
 /// What `build` puts in the image apart from the binary and the `include`s (which the
 /// Dockerfile COPYs from the build context itself).
 ///
