@@ -383,6 +383,18 @@ fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_
         "this test needs a rustup toolchain: {toolchain:?}"
     );
     let project = Project::copy("hello");
+    // Old enough to be remembered (answers about files changed in the last 2 s are not), so
+    // that below `cargo metadata`'s remembered answer is used and the toolchain file is met
+    // by the toolchain's own answer, the one the direct cargo is taken from.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        fs::File::options()
+            .write(true)
+            .open(project.root.join(f))
+            .and_then(|file| file.set_modified(old))
+            .unwrap_or_else(|e| panic!("age {f}: {e}"));
+    }
+    let cache = tempdir();
     let direct = |extra: &[(&str, &str)]| {
         let mut cmd = tool(&project.root);
         cmd.args(["-v", "--locked", "--target-dir"])
@@ -392,7 +404,8 @@ fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_
             // As from a shell: `cargo test` runs under rustup's proxy, which sets both.
             .env_remove("CARGO")
             .env_remove("RUSTUP_TOOLCHAIN")
-            .env("RUSTUP_AUTO_INSTALL", "0");
+            .env("RUSTUP_AUTO_INSTALL", "0")
+            .env("CARGO_CONTAINERIZE_CACHE", cache.path());
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -418,7 +431,10 @@ fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_
     );
     let run = direct(&[]);
     assert_ne!(run.code(), Some(0), "{run}");
-    assert!(run.stderr.contains("0.0.1-not-installed"), "{run}");
+    assert!(
+        run.stderr.contains("rustc --print sysroot"),
+        "the toolchain's answer was not asked again: {run}"
+    );
 }
 
 /// `cargo metadata`'s remembered answer survives an edit of `src/main.rs` (the edit-to-image
