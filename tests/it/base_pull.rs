@@ -471,13 +471,7 @@ fn init_lists_the_base_settings_and_doctor_resolves_each_base() {
     ));
     let run = capture(tool(&project.root).args(["doctor", "--locked"]));
     assert_eq!(run.code(), Some(1), "{run}");
-    let line = |key: &str| {
-        run.stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(key))
-            .unwrap_or_else(|| panic!("doctor says nothing of {key}: {run}"))
-            .to_string()
-    };
+    let line = |key: &str| doctor_line(&run, key);
     let entry = read_json(&dir.join("index.json"))["manifests"][0]["digest"]
         .as_str()
         .expect("the base's digest")
@@ -509,13 +503,7 @@ fn doctor_checks_a_base_with_the_registry_ca_given() {
         "\n[package.metadata.containerize]\nfrom = \"{}\"\n",
         served.reference
     ));
-    let from_line = |run: &Run| {
-        run.stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some("from"))
-            .unwrap_or_else(|| panic!("doctor says nothing of from: {run}"))
-            .to_string()
-    };
+    let from_line = |run: &Run| doctor_line(run, "from");
     let without = capture(tool(&project.root).args(["doctor", "--locked"]));
     assert_eq!(without.code(), Some(1), "{without}");
     assert!(
@@ -533,4 +521,13 @@ fn doctor_checks_a_base_with_the_registry_ca_given() {
         line.ends_with(&format!("@{}", served.index_digest)),
         "{with}"
     );
+}
+
+/// The line `doctor` prints for the setting `key` (`from`, `debug-from`).
+fn doctor_line(run: &Run, key: &str) -> String {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(key))
+        .unwrap_or_else(|| panic!("doctor says nothing of {key}: {run}"))
+        .to_string()
 }
