@@ -355,6 +355,19 @@ fn direct_invocation_without_the_containerize_word_builds_the_same_image() {
     assert_eq!(run.digest(), built.run.digest());
 }
 
+/// The project's manifest, lock file and `src/main.rs` a minute old: answers about files
+/// changed in the last 2 s are not remembered.
+fn age(project: &Project) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        fs::File::options()
+            .write(true)
+            .open(project.root.join(f))
+            .and_then(|file| file.set_modified(old))
+            .unwrap_or_else(|e| panic!("age {f}: {e}"));
+    }
+}
+
 /// The program on the tool's `Running` line (`-v`).
 fn cargo_program_ran(run: &Run) -> String {
     let line = run
@@ -386,14 +399,7 @@ fn run_directly_the_build_runs_the_toolchains_cargo_and_toolchain_choices_still_
     // Old enough to be remembered (answers about files changed in the last 2 s are not), so
     // that below `cargo metadata`'s remembered answer is used and the toolchain file is met
     // by the toolchain's own answer, the one the direct cargo is taken from.
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
-        fs::File::options()
-            .write(true)
-            .open(project.root.join(f))
-            .and_then(|file| file.set_modified(old))
-            .unwrap_or_else(|e| panic!("age {f}: {e}"));
-    }
+    age(&project);
     let cache = tempdir();
     let direct = |extra: &[(&str, &str)]| {
         let mut cmd = tool(&project.root);
@@ -471,14 +477,7 @@ fn an_edit_keeps_the_remembered_metadata_and_a_new_bin_target_does_not() {
         capture(&mut cmd)
     };
     // Answers about files changed in the last 2 s are not stored: age the project's.
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    for f in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
-        fs::File::options()
-            .write(true)
-            .open(project.root.join(f))
-            .and_then(|file| file.set_modified(old))
-            .unwrap_or_else(|e| panic!("age {f}: {e}"));
-    }
+    age(&project);
     run().assert_success();
     let asked = || fs::read_to_string(&log).unwrap_or_default();
     assert!(asked().lines().any(|l| l == "metadata"), "{}", asked());
