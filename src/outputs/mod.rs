@@ -485,7 +485,7 @@ mod tests {
 
     /// An attachment reaches every output that has a place for it: layouts list it in
     /// index.json and hold its blobs (and drop it with its subject), archives carry it,
-    /// registries get its blobs with the others and its manifest after its subject's; docker
+    /// registries get its blobs with the others and its manifest beside its subject's; docker
     /// archives (and --load, which streams one) have no place for it and leave it out.
     #[test]
     fn attachments_reach_every_output() {

@@ -13,7 +13,7 @@ use crate::registry::{auth, transport};
 use crate::util::digest::Digest;
 use crate::util::reference::Reference;
 use crate::util::shell::Shell;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use push::{BlobJob, Check, Survey};
 
 /// One reference to push to.
@@ -224,11 +224,13 @@ impl RegistryOutput {
         push::survey(client, &checks, push::survey_jobs(self.options.upload_jobs))
     }
 
-    /// Every blob into the repository (but those `present`), counted into `written`.
-    fn push_blobs(
+    /// The image's own blobs (`own`), then its manifests under every tag of this repository.
+    #[allow(clippy::too_many_arguments)]
+    fn push_image(
         &self,
         client: &Client,
-        blobs: &[BlobJob],
+        image: &Image,
+        own: &[BlobJob],
         mount_from: Option<&str>,
         survey: &Survey,
         progress: &progress::Progress,
@@ -236,16 +238,16 @@ impl RegistryOutput {
     ) -> Result<()> {
         let stats = push::push_blobs(
             client,
-            blobs,
+            own,
             mount_from,
             &survey.blobs,
             self.options.upload_jobs,
             progress,
         )?;
-        written.bytes_uploaded += stats.bytes;
-        written.blobs_uploaded += stats.uploaded;
-        written.blobs_skipped += stats.skipped;
-        written.blobs_mounted += stats.mounted;
+        count(written, &stats);
+        client.shell().timing("push: blobs");
+        self.push_manifests(client, image, survey, progress, written)?;
+        client.shell().timing("push: manifests");
         Ok(())
     }
 
@@ -303,18 +305,65 @@ fn pushed_but(written: Written, first: usize, what: String) -> anyhow::Error {
     super::PartlyWritten { written, error }.into()
 }
 
-/// The attachments (referrers), once their subject is in under every tag. A failure is
-/// [`super::PartlyWritten`]: the image itself is pushed, under `written.pushed[first..]`.
-fn push_referrers(
+/// Blob counts of one push into what the run reports.
+fn count(written: &mut Written, stats: &push::BlobStats) {
+    written.bytes_uploaded += stats.bytes;
+    written.blobs_uploaded += stats.uploaded;
+    written.blobs_skipped += stats.skipped;
+    written.blobs_mounted += stats.mounted;
+}
+
+/// The attachments (referrers): the blobs only they reference (`theirs`), then their
+/// manifests and, on a registry without the referrers API, the tag schema's index.
+fn push_attachments(
     client: &Client,
     image: &Image,
+    theirs: &[BlobJob],
+    mount_from: Option<&str>,
     survey: &Survey,
+    upload_jobs: usize,
     progress: &progress::Progress,
-    written: Written,
+) -> Result<(push::BlobStats, referrers::Referred)> {
+    let stats = push::push_blobs(
+        client,
+        theirs,
+        mount_from,
+        &survey.blobs,
+        upload_jobs,
+        progress,
+    )?;
+    let done = referrers::push(client, image, survey)?;
+    Ok((stats, done))
+}
+
+/// Whether an attachment references a blob of the image's own (one the image's push
+/// uploads): then its manifest must wait for the image's blobs.
+fn attachments_share_blobs(image: &Image) -> bool {
+    let own: std::collections::HashSet<&Digest> = image
+        .blobs()
+        .filter(|b| !b.is_attachment())
+        .map(|b| b.digest)
+        .collect();
+    image
+        .attachments
+        .iter()
+        .any(|a| own.contains(&a.config.digest) || a.blobs.iter().any(|b| own.contains(&b.digest)))
+}
+
+/// What [`push_attachments`] did, said and counted. A failure is [`super::PartlyWritten`]:
+/// the image itself is pushed, under `written.pushed[first..]`.
+fn report_referrers(
+    client: &Client,
+    pushed: Result<(push::BlobStats, referrers::Referred)>,
+    progress: &progress::Progress,
+    mut written: Written,
     first: usize,
 ) -> Result<Written> {
-    let done = match referrers::push(client, image, survey) {
-        Ok(done) => done,
+    let done = match pushed {
+        Ok((stats, done)) => {
+            count(&mut written, &stats);
+            done
+        }
         // What is pushed is reported (--message-format json prints it) with the error.
         Err(e) => {
             let error = format!("not its referrers (provenance, SBOMs): {e:#}");
@@ -425,20 +474,52 @@ impl Output for RegistryOutput {
             shell.timing("push: connected");
             let survey = self.survey(&client, image, &blobs)?;
             shell.timing("push: surveyed");
-            self.push_blobs(
-                &client,
-                &blobs,
-                mount_from.as_deref(),
-                &survey,
-                &progress,
-                &mut written,
-            )?;
             let first = written.pushed.len();
-            shell.timing("push: blobs");
-            self.push_manifests(&client, image, &survey, &progress, &mut written)?;
-            shell.timing("push: manifests");
-            if !image.attachments.is_empty() {
-                written = push_referrers(&client, image, &survey, &progress, written, first)?;
+            let (own, theirs): (Vec<BlobJob>, Vec<BlobJob>) =
+                blobs.iter().cloned().partition(|b| !b.attachment);
+            let mount = mount_from.as_deref();
+            let attachments = |client: &Client| {
+                push_attachments(
+                    client,
+                    image,
+                    &theirs,
+                    mount,
+                    &survey,
+                    self.options.upload_jobs,
+                    &progress,
+                )
+            };
+            // The referrers go in beside the image, not after it: the distribution spec has a
+            // registry accept a manifest whose subject is not in yet ("in either order"), so
+            // their uploads and the tag schema's read, PUT and settle overlap the image's
+            // uploads. Only attachments that reference a blob of the image's own wait for it.
+            let beside = !image.attachments.is_empty() && !attachments_share_blobs(image);
+            let (image_pushed, referred) = std::thread::scope(|s| {
+                let referrers = beside.then(|| s.spawn(|| attachments(&client)));
+                let image_pushed = self.push_image(
+                    &client,
+                    image,
+                    &own,
+                    mount,
+                    &survey,
+                    &progress,
+                    &mut written,
+                );
+                let referred = referrers.map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("the referrers' push thread stopped")))
+                });
+                (image_pushed, referred)
+            });
+            image_pushed?;
+            let referred = match referred {
+                Some(r) => Some(r),
+                None if !image.attachments.is_empty() => Some(attachments(&client)),
+                None => None,
+            };
+            if let Some(r) = referred {
+                written = report_referrers(&client, r, &progress, written, first)?;
+                shell.timing("push: referrers");
             }
             if let Some(key) = &self.signing_key {
                 written = push_signatures(&client, image, store, key, &progress, written, first)?;

@@ -25,6 +25,8 @@ pub struct BlobJob {
     /// The base image's repository a layer came from: a push to the same registry mounts it
     /// from there.
     pub origin: Option<crate::layers::Origin>,
+    /// Referenced only by the image's attachments (referrers), not by the image itself.
+    pub attachment: bool,
 }
 
 impl BlobJob {
@@ -181,13 +183,15 @@ pub fn blob_jobs(image: &Image, store: &BlobStore) -> Vec<BlobJob> {
                 crate::image::BlobKind::Layer(l) => l.origin.clone(),
                 _ => None,
             },
+            attachment: b.is_attachment(),
         })
         .collect()
 }
 
 /// The manifests to PUT once the blobs are in, in order: each after every manifest it
 /// references (platform manifests, then the index: the image's top one, which goes under
-/// every tag), and each attachment after its subject.
+/// every tag), and each attachment after its subject (a registry takes them in either order,
+/// and `--push` sends the attachments' beside the image's: see [`super::referrers`]).
 pub fn manifests(image: &Image) -> impl Iterator<Item = BlobRef<'_>> {
     image.blobs().filter(|b| b.is_manifest())
 }

@@ -1,5 +1,8 @@
-//! OCI 1.1 referrers at a registry. Each attachment's manifest is PUT by digest once its
-//! subject is in the repository under every tag; a registry with the referrers API indexes it
+//! OCI 1.1 referrers at a registry. Each attachment's manifest is PUT by digest once its own
+//! blobs are in, beside the image rather than after it: the distribution spec has a registry
+//! accept a manifest whose subject is not in yet ("in either order"), so a cold push pays for
+//! its referrers while the image's layers upload (a push whose image fails may leave them in,
+//! naming a subject that a retry puts there). A registry with the referrers API indexes each
 //! itself and says so with `OCI-Subject`. One that does not (docker distribution 2.8, GHCR)
 //! gets the referrers tag schema of the distribution spec instead: the image index under the
 //! tag `sha256-<hex of the subject>` lists the subject's referrers. What other tools listed
@@ -143,7 +146,8 @@ fn proven(
 /// PUTs every attachment's manifest (its blobs are already in), in the image's order, each
 /// after its subject; then, for each subject the registry did not index itself, updates the
 /// fallback tag. A subject whose referrers `survey` proves in place and listed is left alone
-/// (an unchanged re-push sends nothing). Call it only once the image is pushed.
+/// (an unchanged re-push sends nothing). It need not wait for the image: see the module's
+/// words on order.
 pub fn push(c: &Client, image: &Image, survey: &Survey) -> Result<Referred> {
     let mut done = Referred::default();
     let mut unindexed: BTreeMap<&Digest, Vec<&Attachment>> = BTreeMap::new();
