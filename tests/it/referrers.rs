@@ -806,6 +806,74 @@ fn referrers_go_in_while_the_image_is_still_uploading() {
     assert_eq!(found.len(), 1, "{found:?}");
 }
 
+/// `--upload-jobs 1` means one blob upload at a time, the referrers' included, though they go
+/// in beside the image: with the answer to the image's first upload held back a second, no
+/// other blob's upload runs while it waits.
+#[test]
+#[ignore = "heavy: builds fixture images; needs docker-registry"]
+fn upload_jobs_bound_the_image_and_its_referrers_together() {
+    let registry = Registry::plain();
+    let built = hello();
+    let digest = str_of(&built.run.json()["digest"], "digest").to_string();
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(built.layout.blob(&digest)).expect("manifest"))
+            .expect("manifest JSON");
+    // The image's first upload: the referrers' start at the same moment.
+    let first = str_of(&manifest["layers"][0]["digest"], "first layer digest");
+    let proxy = Proxy::start(
+        registry.addr(),
+        vec![
+            Rule::new("PUT", hex(first))
+                .then(Fault::DelayAnswer(std::time::Duration::from_secs(1))),
+        ],
+    );
+    let reference = format!("{}/hello:one-at-a-time", proxy.host());
+    let mut cmd = tool(&built.project.root);
+    cmd.args([
+        "build",
+        "--sbom",
+        "none",
+        "--layout-referrers",
+        "--locked",
+        "--upload-jobs",
+        "1",
+        "--target-dir",
+    ])
+    .arg(shared_target_dir("hello"))
+    .args(["--push", "-t", &reference])
+    .env("DOCKER_CONFIG", tempdir().keep());
+    let run = capture(&mut cmd);
+    run.assert_success();
+    assert!(proxy.unfired().is_empty(), "{:?}: {run}", proxy.unfired());
+    // Each blob's upload, from its POST to its PUT's answer.
+    let exchanges = proxy.exchanges();
+    let uploads: Vec<_> = exchanges
+        .iter()
+        .filter(|e| e.method == "PUT" && e.target.contains("/blobs/uploads/"))
+        .map(|put| {
+            let post = exchanges
+                .iter()
+                .filter(|e| e.method == "POST" && e.target.contains("/blobs/uploads/"))
+                .filter(|e| e.finished <= put.started)
+                .map(|e| e.started)
+                .max()
+                .expect("a POST before each PUT");
+            (post, put.finished, put.target.clone())
+        })
+        .collect();
+    assert!(uploads.len() >= 3, "{exchanges:?}");
+    let held = uploads
+        .iter()
+        .find(|u| u.2.contains(hex(first)))
+        .expect("the first layer's upload");
+    for other in uploads.iter().filter(|u| !u.2.contains(hex(first))) {
+        assert!(
+            other.1 <= held.0 || other.0 >= held.1,
+            "an upload ran beside the held one with --upload-jobs 1: {other:?} during {held:?}"
+        );
+    }
+}
+
 /// Entries of a registry's `sha256-…` index that are not descriptors are dropped (with a
 /// warning), not pushed back. docker-registry refuses to store such an index, so the proxy
 /// serves it for the first read.

@@ -233,17 +233,11 @@ impl RegistryOutput {
         own: &[BlobJob],
         mount_from: Option<&str>,
         survey: &Survey,
+        slots: &push::Slots,
         progress: &progress::Progress,
         written: &mut Written,
     ) -> Result<()> {
-        let stats = push::push_blobs(
-            client,
-            own,
-            mount_from,
-            &survey.blobs,
-            self.options.upload_jobs,
-            progress,
-        )?;
+        let stats = push::push_blobs(client, own, mount_from, &survey.blobs, slots, progress)?;
         count(written, &stats);
         client.shell().timing("push: blobs");
         self.push_manifests(client, image, survey, progress, written)?;
@@ -321,17 +315,10 @@ fn push_attachments(
     theirs: &[BlobJob],
     mount_from: Option<&str>,
     survey: &Survey,
-    upload_jobs: usize,
+    slots: &push::Slots,
     progress: &progress::Progress,
 ) -> Result<(push::BlobStats, referrers::Referred)> {
-    let stats = push::push_blobs(
-        client,
-        theirs,
-        mount_from,
-        &survey.blobs,
-        upload_jobs,
-        progress,
-    )?;
+    let stats = push::push_blobs(client, theirs, mount_from, &survey.blobs, slots, progress)?;
     let done = referrers::push(client, image, survey)?;
     Ok((stats, done))
 }
@@ -478,16 +465,10 @@ impl Output for RegistryOutput {
             let (own, theirs): (Vec<BlobJob>, Vec<BlobJob>) =
                 blobs.iter().cloned().partition(|b| !b.attachment);
             let mount = mount_from.as_deref();
+            // `--upload-jobs` bounds the image's uploads and the referrers' together.
+            let slots = push::Slots::new(self.options.upload_jobs);
             let attachments = |client: &Client| {
-                push_attachments(
-                    client,
-                    image,
-                    &theirs,
-                    mount,
-                    &survey,
-                    self.options.upload_jobs,
-                    &progress,
-                )
+                push_attachments(client, image, &theirs, mount, &survey, &slots, &progress)
             };
             // The referrers go in beside the image, not after it: the distribution spec has a
             // registry accept a manifest whose subject is not in yet ("in either order"), so
@@ -502,6 +483,7 @@ impl Output for RegistryOutput {
                     &own,
                     mount,
                     &survey,
+                    &slots,
                     &progress,
                     &mut written,
                 );

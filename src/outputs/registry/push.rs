@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A blob to put in a repository.
 #[derive(Debug, Clone)]
@@ -238,14 +238,56 @@ fn push_blob(
     Ok(Outcome::Uploaded(job.size))
 }
 
-/// Pushes every blob, `jobs` at a time; stops at the first error. `present` holds the blobs a
-/// [`survey`] of the repository found: those are skipped, the rest sent without asking again.
+/// Upload slots shared by the blob pushes that run at once (the image's and its referrers'):
+/// `--upload-jobs` bounds them together. Hand-written: std has no semaphore, and this needs
+/// only a blocking take and a release, not an async runtime's.
+pub struct Slots {
+    size: usize,
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A slot taken from [`Slots`], given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    pub fn new(size: usize) -> Slots {
+        let size = size.max(1);
+        Slots {
+            size,
+            free: Mutex::new(size),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot. Each holder's upload is bounded by the registry timeouts, so
+    /// the wait is too.
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.free.lock().expect("slots");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("slots");
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("slots") += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Pushes every blob, at most as many at a time as `slots` has free (shared with any other
+/// push running); stops at the first error. `present` holds the blobs a [`survey`] of the
+/// repository found: those are skipped, the rest sent without asking again.
 pub fn push_blobs(
     c: &Client,
     blobs: &[BlobJob],
     mount_from: Option<&str>,
     present: &HashSet<Digest>,
-    jobs: usize,
+    slots: &Slots,
     progress: &dyn Observer,
 ) -> Result<BlobStats> {
     let queue: Mutex<VecDeque<&BlobJob>> = Mutex::new(blobs.iter().collect());
@@ -253,12 +295,13 @@ pub fn push_blobs(
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, blobs.len().max(1)) {
+        for _ in 0..slots.size.clamp(1, blobs.len().max(1)) {
             s.spawn(|| {
                 while !failed.load(Ordering::Relaxed) {
                     let Some(job) = queue.lock().expect("queue").pop_front() else {
                         break;
                     };
+                    let _slot = (!present.contains(&job.digest)).then(|| slots.take());
                     match push_blob(c, job, mount_from, present, progress) {
                         Ok(outcome) => {
                             let mut st = stats.lock().expect("stats");
