@@ -662,20 +662,7 @@ fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
         registry.addr(),
         vec![Rule::new("PUT", "/manifests/sha256-").then(Fault::status(400))],
     );
-    let reference = format!("{}/hello:refused", proxy.host());
-    let mut cmd = tool(&hello().project.root);
-    cmd.args([
-        "build",
-        "--sbom",
-        "none",
-        "--layout-referrers",
-        "--locked",
-        "--target-dir",
-    ])
-    .arg(shared_target_dir("hello"))
-    .args(["--push", "-t", &reference])
-    .env("DOCKER_CONFIG", tempdir().keep());
-    let run = capture(&mut cmd);
+    let (run, reference) = push_via(&proxy, "refused", &[]);
     assert_one_line_error(
         &run,
         &["the image is pushed", &reference, "referrers", "refused"],
@@ -688,10 +675,9 @@ fn a_refused_referrer_fails_the_push_and_says_the_image_is_in() {
     );
 }
 
-/// hello pushed with `--sbom none` (the provenance its one referrer) through a proxy with
-/// `rules` in front of `registry`, to `PROXY/hello:TAG`, with `args` added.
-fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str]) -> (Run, String) {
-    let proxy = Proxy::start(registry.addr(), rules);
+/// hello pushed with `--sbom none` (the provenance its one referrer) through `proxy`, to
+/// `PROXY/hello:TAG`, with `args` added.
+fn push_via(proxy: &Proxy, tag: &str, args: &[&str]) -> (Run, String) {
     let reference = format!("{}/hello:{tag}", proxy.host());
     let mut cmd = tool(&hello().project.root);
     cmd.args([
@@ -706,9 +692,23 @@ fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str])
     .args(args)
     .args(["--push", "-t", &reference])
     .env("DOCKER_CONFIG", tempdir().keep());
-    let run = capture(&mut cmd);
+    (capture(&mut cmd), reference)
+}
+
+/// [`push_via`] a proxy with `rules` in front of `registry`; every rule must fire.
+fn push_through(registry: &Registry, rules: Vec<Rule>, tag: &str, args: &[&str]) -> (Run, String) {
+    let proxy = Proxy::start(registry.addr(), rules);
+    let (run, reference) = push_via(&proxy, tag, args);
     assert!(proxy.unfired().is_empty(), "{:?}: {run}", proxy.unfired());
     (run, reference)
+}
+
+/// The image manifest of [`hello`]'s layout.
+fn hello_manifest() -> Value {
+    let built = hello();
+    let digest = str_of(&built.run.json()["digest"], "digest").to_string();
+    serde_json::from_slice(&fs::read(built.layout.blob(&digest)).expect("manifest"))
+        .expect("manifest JSON")
 }
 
 /// With `--message-format json`, a push whose referrers fail still prints the report: the
@@ -771,11 +771,8 @@ fn a_forbidden_referrers_tag_is_named_in_the_error() {
 #[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn referrers_go_in_while_the_image_is_still_uploading() {
     let registry = Registry::plain();
-    let built = hello();
-    let digest = str_of(&built.run.json()["digest"], "digest").to_string();
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(built.layout.blob(&digest)).expect("manifest"))
-            .expect("manifest JSON");
+    let digest = str_of(&hello().run.json()["digest"], "digest").to_string();
+    let manifest = hello_manifest();
     let config = str_of(&manifest["config"]["digest"], "config digest");
     let held =
         Rule::new("PUT", hex(config)).then(Fault::DelayAnswer(std::time::Duration::from_secs(1)));
@@ -813,11 +810,7 @@ fn referrers_go_in_while_the_image_is_still_uploading() {
 #[ignore = "heavy: builds fixture images; needs docker-registry"]
 fn upload_jobs_bound_the_image_and_its_referrers_together() {
     let registry = Registry::plain();
-    let built = hello();
-    let digest = str_of(&built.run.json()["digest"], "digest").to_string();
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(built.layout.blob(&digest)).expect("manifest"))
-            .expect("manifest JSON");
+    let manifest = hello_manifest();
     // The image's first upload: the referrers' start at the same moment.
     let first = str_of(&manifest["layers"][0]["digest"], "first layer digest");
     let proxy = Proxy::start(
@@ -827,22 +820,7 @@ fn upload_jobs_bound_the_image_and_its_referrers_together() {
                 .then(Fault::DelayAnswer(std::time::Duration::from_secs(1))),
         ],
     );
-    let reference = format!("{}/hello:one-at-a-time", proxy.host());
-    let mut cmd = tool(&built.project.root);
-    cmd.args([
-        "build",
-        "--sbom",
-        "none",
-        "--layout-referrers",
-        "--locked",
-        "--upload-jobs",
-        "1",
-        "--target-dir",
-    ])
-    .arg(shared_target_dir("hello"))
-    .args(["--push", "-t", &reference])
-    .env("DOCKER_CONFIG", tempdir().keep());
-    let run = capture(&mut cmd);
+    let (run, _) = push_via(&proxy, "one-at-a-time", &["--upload-jobs", "1"]);
     run.assert_success();
     assert!(proxy.unfired().is_empty(), "{:?}: {run}", proxy.unfired());
     // Each blob's upload, from its POST to its PUT's answer.
