@@ -194,7 +194,14 @@ impl RegistryOutput {
     /// blob, every manifest (attachments' too, once a push of them here is remembered: see
     /// [`referrers::to_survey`]), every tag of this repository, and the tag schema's
     /// tags [`referrers::push`] needs to prove the referrers listed.
-    fn survey(&self, client: &Client, image: &Image, blobs: &[BlobJob]) -> Result<Survey> {
+    /// `own` is [`own_digests`] of the image.
+    fn survey(
+        &self,
+        client: &Client,
+        image: &Image,
+        blobs: &[BlobJob],
+        own: &std::collections::HashSet<&Digest>,
+    ) -> Result<Survey> {
         let tags: Vec<&str> = self
             .targets
             .iter()
@@ -203,11 +210,6 @@ impl RegistryOutput {
             .collect();
         let wanted = referrers::to_survey(client, image);
         // A blob of the image's own is asked after even if an attachment shares it.
-        let own: std::collections::HashSet<&Digest> = image
-            .blobs()
-            .filter(|b| !b.is_attachment())
-            .map(|b| b.digest)
-            .collect();
         let unasked = |d: &Digest| wanted.unasked.contains(d) && !own.contains(d);
         let checks: Vec<Check> = blobs
             .iter()
@@ -323,14 +325,18 @@ fn push_attachments(
     Ok((stats, done))
 }
 
-/// Whether an attachment references a blob of the image's own (one the image's push
-/// uploads): then its manifest must wait for the image's blobs.
-fn attachments_share_blobs(image: &Image) -> bool {
-    let own: std::collections::HashSet<&Digest> = image
+/// The digests of the image's own blobs and manifests (not its attachments').
+fn own_digests(image: &Image) -> std::collections::HashSet<&Digest> {
+    image
         .blobs()
         .filter(|b| !b.is_attachment())
         .map(|b| b.digest)
-        .collect();
+        .collect()
+}
+
+/// Whether an attachment references a blob of the image's own (`own`, one the image's push
+/// uploads): then its manifest must wait for the image's blobs.
+fn attachments_share_blobs(image: &Image, own: &std::collections::HashSet<&Digest>) -> bool {
     image
         .attachments
         .iter()
@@ -443,6 +449,7 @@ impl Output for RegistryOutput {
         };
         let progress = progress::Progress::new(shell);
         let blobs = push::blob_jobs(image, store);
+        let own_blobs = own_digests(image);
         let mut written = Written {
             output: self.describe(),
             ..Written::default()
@@ -459,7 +466,7 @@ impl Output for RegistryOutput {
             shell.timing("push: start");
             let client = self.connect(&http, registry, repo, &sources, shell)?;
             shell.timing("push: connected");
-            let survey = self.survey(&client, image, &blobs)?;
+            let survey = self.survey(&client, image, &blobs, &own_blobs)?;
             shell.timing("push: surveyed");
             let first = written.pushed.len();
             let (own, theirs): (Vec<BlobJob>, Vec<BlobJob>) =
@@ -474,7 +481,8 @@ impl Output for RegistryOutput {
             // registry accept a manifest whose subject is not in yet ("in either order"), so
             // their uploads and the tag schema's read, PUT and settle overlap the image's
             // uploads. Only attachments that reference a blob of the image's own wait for it.
-            let beside = !image.attachments.is_empty() && !attachments_share_blobs(image);
+            let beside =
+                !image.attachments.is_empty() && !attachments_share_blobs(image, &own_blobs);
             let (image_pushed, referred) = std::thread::scope(|s| {
                 let referrers = beside.then(|| s.spawn(|| attachments(&client)));
                 let image_pushed = self.push_image(
@@ -494,11 +502,9 @@ impl Output for RegistryOutput {
                 (image_pushed, referred)
             });
             image_pushed?;
-            let referred = match referred {
-                Some(r) => Some(r),
-                None if !image.attachments.is_empty() => Some(attachments(&client)),
-                None => None,
-            };
+            // Attachments that share the image's blobs go in now, after them.
+            let referred =
+                referred.or_else(|| (!image.attachments.is_empty()).then(|| attachments(&client)));
             if let Some(r) = referred {
                 written = report_referrers(&client, r, &progress, written, first)?;
                 shell.timing("push: referrers");

@@ -143,8 +143,8 @@ fn proven(
         }
 }
 
-/// PUTs every attachment's manifest (its blobs are already in), in the image's order, each
-/// after its subject; then, for each subject the registry did not index itself, updates the
+/// PUTs every attachment's manifest (its blobs are already in), all at once per subject;
+/// then, for each subject the registry did not index itself, updates the
 /// fallback tag. A subject whose referrers `survey` proves in place and listed is left alone
 /// (an unchanged re-push sends nothing). It need not wait for the image: see the module's
 /// words on order.
